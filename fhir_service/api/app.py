@@ -1,0 +1,75 @@
+"""The FastAPI application: lifespan (HAPI client, service DB), middleware, error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fhir_service import __version__, servicedb
+from fhir_service.api import health
+from fhir_service.api.middleware import RequestContextMiddleware
+from fhir_service.api.problems import problem_response
+from fhir_service.fhir import HapiClient
+from fhir_service.metrics import Metrics
+from fhir_service.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app for ``settings``; ``settings.hapi_url`` must be set by now.
+
+    The embedded default (no HAPI URL) is resolved by the command line before this is called.
+    """
+    if settings.hapi_url is None:
+        raise ValueError("create_app needs settings.hapi_url; the CLI fills it for embedded HAPI")
+    hapi_url = str(settings.hapi_url)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.hapi = HapiClient(hapi_url, metrics, timeout=settings.hapi_timeout_seconds)
+        app.state.engine = servicedb.make_engine(settings.resolved_database_url)
+        try:
+            yield
+        finally:
+            await app.state.hapi.aclose()
+            app.state.engine.dispose()
+
+    app = FastAPI(
+        title="Patient contracts FHIR service",
+        version=__version__,
+        summary="Patient contracts (patientkontrakt, individuell plan) on FHIR R4.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_exception_handler(StarletteHTTPException, _http_problem)
+    app.add_exception_handler(RequestValidationError, _validation_problem)
+    app.include_router(health.router)
+    return app
+
+
+async def _http_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "HTTP error")
+    return problem_response(
+        exc.status_code, title, str(exc.detail), headers=getattr(exc, "headers", None)
+    )
+
+
+async def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"location": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
+        for error in exc.errors()
+    ]
+    return problem_response(
+        422, "Invalid request", "The request does not match the API.", errors=errors
+    )

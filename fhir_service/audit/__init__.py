@@ -1,0 +1,1 @@
+"""AuditEvent and Provenance: building them and writing them to HAPI."""

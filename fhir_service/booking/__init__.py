@@ -1,0 +1,1 @@
+"""Slots, book / cancel / rebook, and the care-guarantee rules."""

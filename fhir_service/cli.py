@@ -1,0 +1,166 @@
+"""The command line: ``fhir-service serve`` and ``fhir-service hapi ACTION``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fhir_service.local_hapi import HapiBuildError, HapiStartError, LocalHapi, build
+from fhir_service.logs import configure_logging
+from fhir_service.settings import Settings, get_settings
+
+__all__ = ["main"]
+
+_log = logging.getLogger("fhir_service.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    settings = get_settings()
+    parser = _parser(settings)
+    args = parser.parse_args(argv)
+    configure_logging(settings.log_level)
+    try:
+        code: int = args.handler(args, settings)
+    except (HapiBuildError, HapiStartError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+def _parser(settings: Settings) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fhir-service", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve", help="run the service (starts the local HAPI when no HAPI URL is configured)"
+    )
+    serve.add_argument("--host", default=settings.host)
+    serve.add_argument("--port", type=int, default=settings.port)
+    serve.set_defaults(handler=_serve)
+
+    hapi = commands.add_parser("hapi", help="build and run the local HAPI FHIR server")
+    hapi_commands = hapi.add_subparsers(required=True, metavar="ACTION")
+    default_data = settings.data_dir / "hapi"
+
+    def server_options(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--port", type=int, default=settings.embedded_hapi_port)
+        sub.add_argument("--data-dir", type=Path, default=default_data)
+
+    build_cmd = hapi_commands.add_parser("build", help="build the launcher jar with Maven")
+    build_cmd.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    build_cmd.set_defaults(handler=_hapi_build)
+
+    start = hapi_commands.add_parser("start", help="start in the background, wait until ready")
+    server_options(start)
+    start.add_argument("--jdbc-url", help="use this database instead of the H2 file")
+    start.add_argument(
+        "--timeout", type=float, default=settings.embedded_hapi_start_timeout_seconds
+    )
+    start.set_defaults(handler=_hapi_start)
+
+    stop = hapi_commands.add_parser("stop", help="stop the background server")
+    server_options(stop)
+    stop.set_defaults(handler=_hapi_stop)
+
+    status = hapi_commands.add_parser("status", help="say whether the server runs and answers")
+    server_options(status)
+    status.set_defaults(handler=_hapi_status)
+
+    run = hapi_commands.add_parser("run", help="run in the foreground until interrupted")
+    server_options(run)
+    run.add_argument("--memory", action="store_true", help="in-memory H2: nothing is kept")
+    run.add_argument("--jdbc-url", help="use this database instead of the H2 file")
+    run.set_defaults(handler=_hapi_run)
+    return parser
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from fhir_service.api import create_app
+
+    embedded: LocalHapi | None = None
+    if settings.hapi_url is None:
+        embedded = LocalHapi(port=settings.embedded_hapi_port, data_dir=settings.data_dir / "hapi")
+        if embedded.is_answering():
+            _log.info("using the local HAPI already running", extra={"url": embedded.base_url})
+            embedded = None
+        else:
+            _start_embedded(embedded, settings)
+        settings = settings.model_copy(update={"hapi_url": settings.embedded_hapi_url})
+    try:
+        app = create_app(settings)
+        config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None)
+        uvicorn.Server(config).run()
+    finally:
+        if embedded is not None:
+            _log.info("stopping the embedded HAPI")
+            embedded.stop()
+    return 0
+
+
+def _start_embedded(hapi: LocalHapi, settings: Settings) -> None:
+    assert hapi.data_dir is not None
+    hapi.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = hapi.data_dir / "hapi.log"
+    _log.info("starting the embedded HAPI", extra={"url": hapi.base_url, "log": str(log_path)})
+    with log_path.open("ab") as log:
+        hapi.start(log=log)
+    try:
+        hapi.wait_until_ready(settings.embedded_hapi_start_timeout_seconds, log_path)
+    except HapiStartError:
+        hapi.stop()
+        raise
+    _log.info("embedded HAPI ready", extra={"url": hapi.base_url})
+
+
+def _hapi_build(args: argparse.Namespace, settings: Settings) -> int:
+    jar = build(force=args.force)
+    print(f"built {jar}")
+    return 0
+
+
+def _hapi_start(args: argparse.Namespace, settings: Settings) -> int:
+    hapi = LocalHapi(port=args.port, data_dir=args.data_dir, jdbc_url=args.jdbc_url)
+    pid = hapi.start_detached(args.timeout)
+    print(f"HAPI FHIR running at {hapi.base_url} (pid {pid}, log {args.data_dir / 'hapi.log'})")
+    return 0
+
+
+def _hapi_stop(args: argparse.Namespace, settings: Settings) -> int:
+    hapi = LocalHapi(port=args.port, data_dir=args.data_dir)
+    if hapi.stop_detached():
+        print("HAPI FHIR stopped")
+        return 0
+    print(f"no HAPI FHIR started from {args.data_dir} is running")
+    return 1
+
+
+def _hapi_status(args: argparse.Namespace, settings: Settings) -> int:
+    hapi = LocalHapi(port=args.port, data_dir=args.data_dir)
+    pid = hapi.detached_pid()
+    answering = hapi.is_answering()
+    process = f"pid {pid}" if pid is not None else "no process from this data directory"
+    state = "answers" if answering else "does not answer"
+    print(f"HAPI FHIR at {hapi.base_url} {state} ({process})")
+    return 0 if answering else 3
+
+
+def _hapi_run(args: argparse.Namespace, settings: Settings) -> int:
+    hapi = LocalHapi(
+        port=args.port, data_dir=None if args.memory else args.data_dir, jdbc_url=args.jdbc_url
+    )
+    hapi.start(log=sys.stdout.buffer)
+    try:
+        hapi.wait_until_ready(settings.embedded_hapi_start_timeout_seconds)
+        print(f"HAPI FHIR ready at {hapi.base_url}; Ctrl-C stops it", flush=True)
+        hapi.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hapi.stop()
+    return 0

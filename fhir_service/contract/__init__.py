@@ -1,0 +1,1 @@
+"""The patient contract as a domain model: pure Python, knows nothing of FHIR or HTTP."""

@@ -1,0 +1,1 @@
+"""Contract <-> FHIR R4 resources and transaction Bundles: pure functions."""

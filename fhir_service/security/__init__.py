@@ -1,0 +1,1 @@
+"""Token validation, SMART scopes and patient compartments."""

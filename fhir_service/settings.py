@@ -1,0 +1,80 @@
+"""The service's settings: one class, from the environment and `.env`, behind a cached getter."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    """Configuration of one service instance.
+
+    Every field is read from an environment variable named ``FHIR_SERVICE_<FIELD>`` (or from a
+    `.env` file in the working directory). Leaving ``hapi_url`` empty selects the embedded default:
+    the service starts the local HAPI FHIR server built from ``hapi/`` and stops it on exit.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="FHIR_SERVICE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    environment: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    hapi_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="Base URL of the HAPI FHIR server, e.g. http://hapi:8080/fhir. "
+        "Empty: start the embedded local HAPI.",
+    )
+    hapi_timeout_seconds: float = Field(default=30.0, gt=0)
+    ready_timeout_seconds: float = Field(
+        default=2.0, gt=0, description="How long /ready waits for HAPI and the service DB."
+    )
+
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Home of the embedded HAPI's H2 database and of the default SQLite file.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the service DB. Empty: a SQLite file under data_dir.",
+    )
+
+    embedded_hapi_port: int = Field(default=8080, ge=1, le=65535)
+    embedded_hapi_start_timeout_seconds: float = Field(default=240.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_development_defaults_in_production(self) -> Settings:
+        if self.environment == "production" and self.hapi_url is None:
+            raise ValueError(
+                "FHIR_SERVICE_HAPI_URL must be set in production: "
+                "the embedded HAPI is for local development only"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The service DB URL in use: the configured one, or a SQLite file under ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'service.db').resolve()}"
+
+    @property
+    def embedded_hapi_url(self) -> str:
+        """The base URL the embedded HAPI answers on."""
+        return f"http://127.0.0.1:{self.embedded_hapi_port}/fhir"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return Settings()

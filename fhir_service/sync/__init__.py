@@ -1,0 +1,1 @@
+"""Outbox, idempotency and subscriptions turned into webhook deliveries."""

@@ -1,0 +1,28 @@
+package org.patientcontracts.hapi;
+
+import ca.uhn.fhir.jpa.model.config.SubscriptionSettings;
+import ca.uhn.fhir.jpa.subscription.match.deliver.email.IEmailSender;
+import org.hl7.fhir.dstu2.model.Subscription.SubscriptionChannelType;
+import org.springframework.context.annotation.Bean;
+import org.springframework.context.annotation.Configuration;
+
+/** Rest-hook subscriptions: how the service learns of changes other systems make in HAPI. */
+@Configuration
+public class SubscriptionConfig {
+
+	@Bean
+	public SubscriptionSettings subscriptionSettings() {
+		SubscriptionSettings settings = new SubscriptionSettings();
+		// Without a supported channel type a Subscription stays "requested" and never fires.
+		settings.addSupportedSubscriptionType(SubscriptionChannelType.RESTHOOK);
+		return settings;
+	}
+
+	/** HAPI's delivery wiring asks for a mail sender even when e-mail channels are off. */
+	@Bean
+	public IEmailSender emailSender() {
+		return details -> {
+			throw new UnsupportedOperationException("e-mail subscriptions are not enabled");
+		};
+	}
+}
