@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 from fhir_service.local_hapi import HapiBuildError, HapiStartError, LocalHapi, build
 from fhir_service.logs import configure_logging
@@ -92,15 +94,24 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         else:
             _start_embedded(embedded, settings)
         settings = settings.model_copy(update={"hapi_url": settings.embedded_hapi_url})
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises it; without a handler of ours the
+    # process would die right there and leave the embedded HAPI running.
+    signal.signal(signal.SIGTERM, _exit_quietly)
     try:
         app = create_app(settings)
         config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None)
         uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass
     finally:
         if embedded is not None:
             _log.info("stopping the embedded HAPI")
             embedded.stop()
     return 0
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _start_embedded(hapi: LocalHapi, settings: Settings) -> None:

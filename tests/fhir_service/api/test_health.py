@@ -1,0 +1,108 @@
+"""/health, /ready and /metrics, with the service pointed at the real HAPI (or at nothing)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_service.api import create_app
+from fhir_service.settings import Settings
+from tests.conftest import free_port
+
+
+def _client(hapi_url: str, database_url: str) -> TestClient:
+    settings = Settings(hapi_url=hapi_url, database_url=database_url, ready_timeout_seconds=5.0)
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def service(hapi_base_url: str, tmp_path: Path) -> Iterator[TestClient]:
+    with _client(hapi_base_url, f"sqlite:///{tmp_path / 'service.db'}") as client:
+        yield client
+
+
+def test_health_answers_without_dependencies(tmp_path: Path) -> None:
+    with _client(f"http://127.0.0.1:{free_port()}/fhir", "sqlite://") as client:
+        response = client.get("/health")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_ready_when_hapi_and_database_answer(service: TestClient) -> None:
+    response = service.get("/ready")
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "status": "ready",
+        "checks": {"hapi": {"status": "up"}, "database": {"status": "up"}},
+    }
+
+
+def test_not_ready_when_nothing_listens_where_hapi_should_be(tmp_path: Path) -> None:
+    hapi_url = f"http://127.0.0.1:{free_port()}/fhir"
+    with _client(hapi_url, f"sqlite:///{tmp_path / 'service.db'}") as client:
+        response = client.get("/ready")
+
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "5"
+    problem = response.json()
+    assert problem["status"] == 503
+    assert problem["title"] == "Not ready"
+    assert "HAPI FHIR server: cannot connect" in problem["detail"]
+    assert problem["checks"]["hapi"]["status"] == "down"
+    assert problem["checks"]["database"] == {"status": "up"}
+    assert hapi_url not in response.text
+
+
+def test_not_ready_when_the_service_database_cannot_be_opened(
+    hapi_base_url: str, tmp_path: Path
+) -> None:
+    # A directory where the SQLite file should be: SQLite cannot open it.
+    with _client(hapi_base_url, f"sqlite:///{tmp_path}") as client:
+        response = client.get("/ready")
+
+    assert response.status_code == 503
+    problem = response.json()
+    assert "service database: OperationalError" in problem["detail"]
+    assert problem["checks"]["hapi"] == {"status": "up"}
+
+
+def test_request_id_is_kept_when_given_and_made_when_not(service: TestClient) -> None:
+    given = service.get("/health", headers={"X-Request-ID": "ehr-abc.123"})
+    made = service.get("/health")
+    hostile = service.get("/health", headers={"X-Request-ID": "x\r\nSet-Cookie: a=b"})
+
+    assert given.headers["x-request-id"] == "ehr-abc.123"
+    assert uuid.UUID(made.headers["x-request-id"])
+    assert uuid.UUID(hostile.headers["x-request-id"])
+
+
+def test_metrics_count_requests_by_route_template_and_hapi_calls(service: TestClient) -> None:
+    service.get("/ready")
+    service.get("/ready")
+    service.get(f"/no-such-thing/{uuid.uuid4()}")
+
+    text = service.get("/metrics").text
+
+    assert 'fhir_service_http_requests_total{method="GET",route="/ready",status="200"} 2.0' in text
+    assert (
+        'fhir_service_http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0'
+        in text
+    )
+    assert 'fhir_service_hapi_requests_total{method="GET",outcome="200"} 2.0' in text
+    assert "fhir_service_http_request_duration_seconds_bucket" in text
+    assert "fhir_service_hapi_request_duration_seconds_bucket" in text
+
+
+def test_unknown_route_is_a_problem_json_404(service: TestClient) -> None:
+    response = service.get("/contracts-that-do-not-exist")
+
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["title"] == "Not Found"

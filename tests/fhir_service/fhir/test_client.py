@@ -1,0 +1,105 @@
+"""The HAPI client's error paths and instrumentation, against pytest-httpx's mocked transport."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from pytest_httpx import HTTPXMock
+
+from fhir_service.fhir import HapiClient, HapiUnavailableError
+from fhir_service.logs import request_id_var
+from fhir_service.metrics import Metrics
+
+BASE = "http://hapi.test/fhir"
+METADATA = f"{BASE}/metadata"
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+async def client(metrics: Metrics) -> HapiClient:
+    return HapiClient(BASE, metrics, timeout=1.0)
+
+
+def _count(metrics: Metrics, outcome: str) -> float:
+    value = metrics.registry.get_sample_value(
+        "fhir_service_hapi_requests_total", {"method": "GET", "outcome": outcome}
+    )
+    return value or 0.0
+
+
+async def test_capability_statement_is_returned_and_counted(
+    httpx_mock: HTTPXMock, client: HapiClient, metrics: Metrics
+) -> None:
+    httpx_mock.add_response(
+        url=METADATA, json={"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1"}
+    )
+
+    statement = await client.capability_statement()
+
+    assert statement["fhirVersion"] == "4.0.1"
+    assert _count(metrics, "200") == 1
+
+
+async def test_request_id_of_the_current_request_is_forwarded(
+    httpx_mock: HTTPXMock, client: HapiClient
+) -> None:
+    httpx_mock.add_response(url=METADATA, json={"resourceType": "CapabilityStatement"})
+    token = request_id_var.set("req-7")
+    try:
+        await client.capability_statement()
+    finally:
+        request_id_var.reset(token)
+
+    request = httpx_mock.get_request()
+    assert request is not None
+    assert request.headers["X-Request-ID"] == "req-7"
+    assert request.headers["Accept"] == "application/fhir+json"
+
+
+@pytest.mark.parametrize(
+    ("exception", "reason", "outcome"),
+    [
+        (httpx.ConnectError("refused"), "cannot connect (ConnectError)", "ConnectError"),
+        (httpx.ReadTimeout("slow"), "no answer within the time-out", "ReadTimeout"),
+        (httpx.RemoteProtocolError("garbage"), "cannot connect (RemoteProtocolError)", None),
+    ],
+)
+async def test_transport_failures_become_hapi_unavailable(
+    httpx_mock: HTTPXMock,
+    client: HapiClient,
+    metrics: Metrics,
+    exception: Exception,
+    reason: str,
+    outcome: str | None,
+) -> None:
+    httpx_mock.add_exception(exception, url=METADATA)
+
+    with pytest.raises(HapiUnavailableError) as caught:
+        await client.capability_statement()
+
+    assert caught.value.reason == reason
+    assert caught.value.__cause__ is exception
+    if outcome is not None:
+        assert _count(metrics, outcome) == 1
+
+
+@pytest.mark.parametrize(
+    ("response", "reason"),
+    [
+        (httpx.Response(503, text="Service Unavailable"), "/metadata answered 503"),
+        (httpx.Response(200, text="<html>proxy login</html>"), "/metadata did not answer JSON"),
+        (httpx.Response(200, json={"resourceType": "Bundle"}), "no CapabilityStatement"),
+        (httpx.Response(200, json=["not", "an", "object"]), "no CapabilityStatement"),
+    ],
+)
+async def test_wrong_answers_become_hapi_unavailable(
+    httpx_mock: HTTPXMock, client: HapiClient, response: httpx.Response, reason: str
+) -> None:
+    httpx_mock.add_callback(lambda request: response, url=METADATA)
+
+    with pytest.raises(HapiUnavailableError, match=reason):
+        await client.capability_statement()

@@ -1,0 +1,56 @@
+"""The launcher helper decides when to rebuild and how to start HAPI, without running it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fhir_service.local_hapi import HAPI_PROJECT_DIR, LocalHapi, needs_build
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "src" / "main").mkdir(parents=True)
+    (tmp_path / "pom.xml").write_text("<project/>")
+    (tmp_path / "src" / "main" / "App.java").write_text("class App {}")
+    return tmp_path
+
+
+def _touch(path: Path, mtime: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+    os.utime(path, (mtime, mtime))
+
+
+def test_missing_jar_needs_a_build(project: Path) -> None:
+    assert needs_build(project)
+
+
+def test_jar_newer_than_sources_is_up_to_date(project: Path) -> None:
+    for source in (project / "pom.xml", project / "src" / "main" / "App.java"):
+        os.utime(source, (1_000, 1_000))
+    _touch(project / "target" / "hapi-launcher.jar", 2_000)
+
+    assert not needs_build(project)
+
+
+def test_source_changed_after_the_build_needs_a_rebuild(project: Path) -> None:
+    os.utime(project / "pom.xml", (1_000, 1_000))
+    _touch(project / "target" / "hapi-launcher.jar", 2_000)
+    os.utime(project / "src" / "main" / "App.java", (3_000, 3_000))
+
+    assert needs_build(project)
+
+
+def test_command_selects_database_by_mode(tmp_path: Path) -> None:
+    memory = LocalHapi(port=9001).command()
+    on_disk = LocalHapi(port=9002, data_dir=tmp_path).command()
+    postgres = LocalHapi(port=9003, jdbc_url="jdbc:postgresql://db/hapi").command()
+
+    assert "--hapi.port=9001" in memory
+    assert any(a.startswith("--hapi.jdbc-url=jdbc:h2:mem:") for a in memory)
+    assert f"--hapi.data-dir={tmp_path.resolve()}" in on_disk
+    assert "--hapi.jdbc-url=jdbc:postgresql://db/hapi" in postgres
+    assert str(HAPI_PROJECT_DIR / "target" / "hapi-launcher.jar") in memory
