@@ -29,7 +29,10 @@ __all__ = [
 ]
 
 HAPI_PROJECT_DIR = Path(__file__).resolve().parent.parent / "hapi"
-_JAR = Path("target") / "hapi-launcher.jar"
+_BUILT_JAR = Path("target") / "hapi-launcher.jar"
+# Servers run from a copy that a rebuild replaces atomically: Maven rewrites its jar in place,
+# which would corrupt the classes and resources a running server still loads from it.
+_JAR = Path("target") / "run" / "hapi-launcher.jar"
 _PID_FILE = "hapi.pid"
 _LOG_FILE = "hapi.log"
 
@@ -73,7 +76,12 @@ def build(project_dir: Path = HAPI_PROJECT_DIR, *, force: bool = False) -> Path:
     )
     if result.returncode != 0:
         raise HapiBuildError(f"mvn package failed in {project_dir}:\n{result.stdout[-4000:]}")
-    return jar_path(project_dir)
+    runnable = jar_path(project_dir)
+    runnable.parent.mkdir(parents=True, exist_ok=True)
+    staging = runnable.with_suffix(".jar.tmp")
+    shutil.copyfile(project_dir / _BUILT_JAR, staging)
+    staging.replace(runnable)
+    return runnable
 
 
 @dataclass
@@ -110,11 +118,17 @@ class LocalHapi:
             args.append(f"--hapi.jdbc-url=jdbc:h2:mem:hapi-{uuid.uuid4().hex};DB_CLOSE_DELAY=-1")
         else:
             args.append(f"--hapi.data-dir={self.data_dir.resolve()}")
-        if self.jdbc_username is not None:
-            args.append(f"--hapi.jdbc-username={self.jdbc_username}")
-        if self.jdbc_password is not None:
-            args.append(f"--hapi.jdbc-password={self.jdbc_password}")
         return args
+
+    def environment(self) -> dict[str, str]:
+        """The child's environment: ours, plus database credentials (kept off the command line,
+        where any local user could read them)."""
+        env = dict(os.environ)
+        if self.jdbc_username is not None:
+            env["HAPI_JDBC_USERNAME"] = self.jdbc_username
+        if self.jdbc_password is not None:
+            env["HAPI_JDBC_PASSWORD"] = self.jdbc_password
+        return env
 
     def is_answering(self, timeout: float = 2.0) -> bool:
         """True when ``GET /metadata`` answers 200."""
@@ -131,6 +145,7 @@ class LocalHapi:
             raise HapiStartError(f"something already answers on {self.base_url}")
         self._process = subprocess.Popen(  # noqa: S603 - fixed arguments, no shell
             self.command(),
+            env=self.environment(),
             stdout=log if log is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=detach,

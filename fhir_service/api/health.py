@@ -67,11 +67,11 @@ async def health() -> Health:
 async def ready(
     hapi: HapiClientDep, engine: EngineDep, settings: SettingsDep
 ) -> Readiness | JSONResponse:
-    """200 when HAPI and the service DB answer within the ready time-out, otherwise 503."""
+    """200 when HAPI (serving FHIR R4) and the service DB answer in time, otherwise 503."""
     timeout = settings.ready_timeout_seconds
     checks: dict[str, Check] = {}
     try:
-        await hapi.capability_statement(timeout=timeout)
+        await hapi.check_fhir_r4(timeout=timeout)
         checks["hapi"] = Check(status="up")
     except HapiUnavailableError as exc:
         _log.warning("HAPI not ready", extra={"hapi_url": exc.base_url, "reason": exc.reason})

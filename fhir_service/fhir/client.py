@@ -53,15 +53,19 @@ class HapiClient:
         """Close the connection pool."""
         await self._http.aclose()
 
-    async def capability_statement(self, *, timeout: float | None = None) -> dict[str, Any]:
-        """``GET /metadata``: HAPI's CapabilityStatement.
+    async def capability_statement(
+        self, *, elements: tuple[str, ...] = (), timeout: float | None = None
+    ) -> dict[str, Any]:
+        """``GET /metadata``: HAPI's CapabilityStatement, or only ``elements`` of it.
 
-        Raises :class:`HapiUnavailableError` when HAPI cannot be reached in time or answers with
-        anything but a CapabilityStatement.
+        The whole statement is large (HAPI takes ~200 ms to serialize it); a probe should ask
+        for an element or two. Raises :class:`HapiUnavailableError` when HAPI cannot be reached
+        in time or answers with anything but a CapabilityStatement.
         """
         request_timeout = timeout if timeout is not None else self._http.timeout
+        params = {"_elements": ",".join(elements)} if elements else None
         try:
-            response = await self._http.get("/metadata", timeout=request_timeout)
+            response = await self._http.get("/metadata", params=params, timeout=request_timeout)
         except httpx.TimeoutException as exc:
             raise HapiUnavailableError(self.base_url, "no answer within the time-out") from exc
         except httpx.TransportError as exc:
@@ -77,3 +81,10 @@ class HapiClient:
         if not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
             raise HapiUnavailableError(self.base_url, "/metadata answered no CapabilityStatement")
         return body
+
+    async def check_fhir_r4(self, *, timeout: float | None = None) -> None:
+        """Probe HAPI cheaply; raise :class:`HapiUnavailableError` unless it serves FHIR R4."""
+        statement = await self.capability_statement(elements=("fhirVersion",), timeout=timeout)
+        version = statement.get("fhirVersion")
+        if not isinstance(version, str) or not version.startswith("4.0."):
+            raise HapiUnavailableError(self.base_url, f"serves FHIR {version}, not R4 (4.0.x)")

@@ -31,14 +31,14 @@ def test_missing_jar_needs_a_build(project: Path) -> None:
 def test_jar_newer_than_sources_is_up_to_date(project: Path) -> None:
     for source in (project / "pom.xml", project / "src" / "main" / "App.java"):
         os.utime(source, (1_000, 1_000))
-    _touch(project / "target" / "hapi-launcher.jar", 2_000)
+    _touch(project / "target" / "run" / "hapi-launcher.jar", 2_000)
 
     assert not needs_build(project)
 
 
 def test_source_changed_after_the_build_needs_a_rebuild(project: Path) -> None:
     os.utime(project / "pom.xml", (1_000, 1_000))
-    _touch(project / "target" / "hapi-launcher.jar", 2_000)
+    _touch(project / "target" / "run" / "hapi-launcher.jar", 2_000)
     os.utime(project / "src" / "main" / "App.java", (3_000, 3_000))
 
     assert needs_build(project)
@@ -53,4 +53,4 @@ def test_command_selects_database_by_mode(tmp_path: Path) -> None:
     assert any(a.startswith("--hapi.jdbc-url=jdbc:h2:mem:") for a in memory)
     assert f"--hapi.data-dir={tmp_path.resolve()}" in on_disk
     assert "--hapi.jdbc-url=jdbc:postgresql://db/hapi" in postgres
-    assert str(HAPI_PROJECT_DIR / "target" / "hapi-launcher.jar") in memory
+    assert str(HAPI_PROJECT_DIR / "target" / "run" / "hapi-launcher.jar") in memory

@@ -103,3 +103,29 @@ async def test_wrong_answers_become_hapi_unavailable(
 
     with pytest.raises(HapiUnavailableError, match=reason):
         await client.capability_statement()
+
+
+async def test_r4_check_asks_only_for_the_version(
+    httpx_mock: HTTPXMock, client: HapiClient
+) -> None:
+    httpx_mock.add_response(
+        url=f"{METADATA}?_elements=fhirVersion",
+        json={"resourceType": "CapabilityStatement", "fhirVersion": "4.0.1"},
+    )
+
+    await client.check_fhir_r4()
+
+    assert httpx_mock.get_request() is not None
+
+
+@pytest.mark.parametrize("version", ["5.0.0", "4.3.0", None])
+async def test_r4_check_rejects_other_fhir_versions(
+    httpx_mock: HTTPXMock, client: HapiClient, version: str | None
+) -> None:
+    httpx_mock.add_response(
+        url=f"{METADATA}?_elements=fhirVersion",
+        json={"resourceType": "CapabilityStatement", "fhirVersion": version},
+    )
+
+    with pytest.raises(HapiUnavailableError, match=f"serves FHIR {version}, not R4"):
+        await client.check_fhir_r4()

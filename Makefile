@@ -1,0 +1,50 @@
+# The two commands a newcomer needs:
+#   make run    set everything up and run the service with the local HAPI FHIR server
+#   make test   set everything up and run the whole test suite against a real HAPI FHIR server
+# Needs Python 3.11+, Java 17+ and Maven 3.8+; everything else is installed here.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test setup hapi lint format lock bench clean
+
+run: setup hapi
+	$(BIN)/fhir-service serve
+
+test: setup hapi
+	$(BIN)/pytest
+
+setup: $(STAMP)
+
+$(STAMP): requirements-dev.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	@touch $@
+
+hapi: setup
+	$(BIN)/fhir-service hapi build
+
+lint: setup
+	$(BIN)/ruff check fhir_service tests bench
+	$(BIN)/ruff format --check fhir_service tests bench
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff check --fix fhir_service tests bench
+	$(BIN)/ruff format fhir_service tests bench
+
+# Re-pin the dependencies after changing pyproject.toml (uv is used only to resolve).
+lock: setup
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) hapi/target .pytest_cache .mypy_cache .ruff_cache
+
+bench: setup hapi
+	$(BIN)/python -m bench.readiness
