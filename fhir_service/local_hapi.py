@@ -7,6 +7,7 @@ directory so that ``status`` and ``stop`` can find it from another shell.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "HAPI_PROJECT_DIR",
@@ -67,6 +70,10 @@ def build(project_dir: Path = HAPI_PROJECT_DIR, *, force: bool = False) -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise HapiBuildError("Maven (mvn) is not on PATH; install Maven 3.8+ and Java 17+")
+    _log.info(
+        "building the HAPI launcher (a first build downloads ~340 MB)",
+        extra={"dir": str(project_dir)},
+    )
     result = subprocess.run(  # noqa: S603 - fixed arguments, no shell
         [mvn, "-B", "-q", "package", "-DskipTests"],
         cwd=project_dir,

@@ -58,11 +58,11 @@ class RequestContextMiddleware:
             method = scope["method"]
             self.metrics.http_requests.labels(method, route, str(status)).inc()
             self.metrics.http_latency.labels(method, route, str(status)).observe(elapsed)
+            # The route template, not the path: paths can carry national identity numbers.
             _log.info(
                 "request handled",
                 extra={
                     "method": method,
-                    "path": scope["path"],
                     "route": route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),

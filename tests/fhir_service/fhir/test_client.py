@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from pytest_httpx import HTTPXMock
@@ -20,8 +22,10 @@ def metrics() -> Metrics:
 
 
 @pytest.fixture
-async def client(metrics: Metrics) -> HapiClient:
-    return HapiClient(BASE, metrics, timeout=1.0)
+async def client(metrics: Metrics) -> AsyncIterator[HapiClient]:
+    hapi = HapiClient(BASE, metrics, timeout=1.0)
+    yield hapi
+    await hapi.aclose()
 
 
 def _count(metrics: Metrics, outcome: str) -> float:
