@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from fhir_service.local_hapi import LocalHapi
-from tests.conftest import free_port
+from tests.support import free_port
 
 WARM_UP = 50
 PROBE = "{}/metadata?_elements=fhirVersion"

@@ -1,4 +1,4 @@
-"""Session-wide fixtures: one real HAPI FHIR server for the whole run, and test data files.
+"""Session-wide fixtures: one real HAPI FHIR server for the whole run, and clients of it.
 
 ``FHIR_BASE_URL`` points the tests at a HAPI that is already running; otherwise the session
 builds and starts the launcher under ``hapi/`` on a free port with an in-memory database, and
@@ -7,36 +7,15 @@ stops it at the end. Tests never restart it: each isolates its data with unique 
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from string import Template
-from typing import Any
 
 import httpx
 import pytest
 
 from fhir_service.local_hapi import LocalHapi
-
-DATA_DIR = Path(__file__).parent / "data"
-HAPI_START_TIMEOUT = 300.0
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def load_data(name: str, **values: str) -> Any:
-    """A JSON file under tests/data with ``${name}`` placeholders filled in."""
-    text = (DATA_DIR / name).read_text(encoding="utf-8")
-    return json.loads(Template(text).substitute(values))
+from tests.support import HAPI_START_TIMEOUT, free_port
 
 
 @pytest.fixture(scope="session")

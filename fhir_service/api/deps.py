@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -13,28 +14,22 @@ from fhir_service.settings import Settings
 
 __all__ = ["EngineDep", "HapiClientDep", "MetricsDep", "SettingsDep"]
 
-
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+T = TypeVar("T")
 
 
-def _hapi(request: Request) -> HapiClient:
-    hapi: HapiClient = request.app.state.hapi
-    return hapi
+def _app_state(attribute: str, kind: type[T]) -> Callable[[Request], T]:
+    """A dependency returning ``app.state.<attribute>``, set up by ``create_app`` or lifespan."""
+
+    def dependency(request: Request) -> T:
+        value = getattr(request.app.state, attribute)
+        if not isinstance(value, kind):
+            raise TypeError(f"app.state.{attribute} is {type(value).__name__}, not {kind.__name__}")
+        return value
+
+    return dependency
 
 
-def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
-
-
-def _engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-HapiClientDep = Annotated[HapiClient, Depends(_hapi)]
-MetricsDep = Annotated[Metrics, Depends(_metrics)]
-EngineDep = Annotated[Engine, Depends(_engine)]
+SettingsDep = Annotated[Settings, Depends(_app_state("settings", Settings))]
+HapiClientDep = Annotated[HapiClient, Depends(_app_state("hapi", HapiClient))]
+MetricsDep = Annotated[Metrics, Depends(_app_state("metrics", Metrics))]
+EngineDep = Annotated[Engine, Depends(_app_state("engine", Engine))]

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import HAPI_START_TIMEOUT, free_port, load_data
+from tests.support import HAPI_START_TIMEOUT, free_port, load_data
 
 pytestmark = pytest.mark.usefixtures("hapi_base_url")  # the session has built the launcher
 

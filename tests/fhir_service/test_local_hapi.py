@@ -54,3 +54,11 @@ def test_command_selects_database_by_mode(tmp_path: Path) -> None:
     assert f"--hapi.data-dir={tmp_path.resolve()}" in on_disk
     assert "--hapi.jdbc-url=jdbc:postgresql://db/hapi" in postgres
     assert str(HAPI_PROJECT_DIR / "target" / "run" / "hapi-launcher.jar") in memory
+
+
+def test_database_credentials_stay_off_the_command_line() -> None:
+    hapi = LocalHapi(jdbc_url="jdbc:postgresql://db/hapi", jdbc_username="hapi", jdbc_password="s3")
+
+    assert not any("s3" in arg or "hapi.jdbc-password" in arg for arg in hapi.command())
+    assert hapi.environment()["HAPI_JDBC_USERNAME"] == "hapi"
+    assert hapi.environment()["HAPI_JDBC_PASSWORD"] == "s3"

@@ -11,7 +11,7 @@ from collections import Counter
 
 import httpx
 
-from tests.conftest import load_data
+from tests.support import load_data
 
 CONCURRENT_WRITERS = 20
 # How HAPI words the loser's 409: its own code on H2, the unique index's name on PostgreSQL.

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from tests.conftest import free_port, load_data
+from tests.support import free_port, load_data
 
 DELIVERY_TIMEOUT = 90.0
 ACTIVATION_TIMEOUT = 30.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import load_data
+from tests.support import load_data
 
 
 def _post_transaction(fhir: httpx.Client, bundle: dict[str, object]) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import load_data
+from tests.support import load_data
 
 
 def test_careplan_without_status_is_rejected_with_an_error_outcome(fhir: httpx.Client) -> None:

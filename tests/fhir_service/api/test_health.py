@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from fhir_service.api import create_app
 from fhir_service.settings import Settings
-from tests.conftest import free_port
+from tests.support import free_port
 
 
 def _client(hapi_url: str, database_url: str) -> TestClient:
