@@ -7,11 +7,13 @@ directory so that ``status`` and ``stop`` can find it from another shell.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ _BUILT_JAR = Path("target") / "hapi-launcher.jar"
 # Servers run from a copy that a rebuild replaces atomically: Maven rewrites its jar in place,
 # which would corrupt the classes and resources a running server still loads from it.
 _JAR = Path("target") / "run" / "hapi-launcher.jar"
+_PR_SET_PDEATHSIG = 1
 _PID_FILE = "hapi.pid"
 _LOG_FILE = "hapi.log"
 
@@ -156,6 +159,7 @@ class LocalHapi:
             stdout=log if log is not None else subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             start_new_session=detach,
+            preexec_fn=None if detach else _die_with_parent,
         )
 
     def wait_until_ready(self, timeout: float, log_path: Path | None = None) -> None:
@@ -235,6 +239,14 @@ class LocalHapi:
         if self.data_dir is None:
             raise ValueError("a detached HAPI needs a data directory")
         return self.data_dir
+
+
+def _die_with_parent() -> None:
+    # An attached server must not outlive the process that started it, even one killed with
+    # SIGKILL (a test run stopped by a time-out, say): Linux sends it SIGTERM then.
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _alive(pid: int) -> bool:

@@ -1,8 +1,11 @@
-"""The launcher helper decides when to rebuild and how to start HAPI, without running it."""
+"""The launcher helper: when to rebuild, how HAPI is started, and that it never outlives us."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,38 @@ def test_database_credentials_stay_off_the_command_line() -> None:
     assert not any("s3" in arg or "hapi.jdbc-password" in arg for arg in hapi.command())
     assert hapi.environment()["HAPI_JDBC_USERNAME"] == "hapi"
     assert hapi.environment()["HAPI_JDBC_PASSWORD"] == "s3"
+
+
+def test_attached_server_does_not_outlive_a_killed_parent() -> None:
+    parent_code = (
+        "from fhir_service.local_hapi import LocalHapi\n"
+        "from tests.support import free_port\n"
+        "h = LocalHapi(port=free_port()); h.start(); print(h._process.pid, flush=True)\n"
+        "import time; time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", parent_code], stdout=subprocess.PIPE, text=True
+    )
+    assert parent.stdout is not None
+    server_pid = int(parent.stdout.readline())
+
+    parent.kill()
+    parent.wait()
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and _running(server_pid):
+        time.sleep(0.5)
+    assert not _running(server_pid)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # An exited child of init may linger as a zombie for a moment; it is not running.
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
