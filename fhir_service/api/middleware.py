@@ -7,8 +7,10 @@ import re
 import time
 import uuid
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_service.api.problems import problem_response
 from fhir_service.fhir.transport import REQUEST_ID_HEADER
 from fhir_service.logs import request_id_var
 from fhir_service.metrics import Metrics
@@ -26,6 +28,9 @@ class RequestContextMiddleware:
 
     The caller's ``X-Request-ID`` is kept when it is well-formed, otherwise a new one is made; the
     id is returned in the response, attached to every log record and forwarded to HAPI.
+
+    An exception no handler took becomes a problem+json 500 here, inside the request's context,
+    so that even a bug's response carries the request id.
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
@@ -40,11 +45,13 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
+        response_started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                response_started = True
                 headers = list(message.get("headers", []))
                 headers.append((REQUEST_ID_HEADER.lower().encode(), request_id.encode()))
                 message = {**message, "headers": headers}
@@ -52,6 +59,12 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            # A bug, not bad input. The caller gets the request id to quote, never the exception.
+            _log.exception("unhandled error")
+            if response_started:
+                raise
+            await _internal_error(request_id)(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
@@ -69,6 +82,15 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+def _internal_error(request_id: str) -> Response:
+    return problem_response(
+        500,
+        "Internal Server Error",
+        "The service failed to handle this request. Quote the request id when reporting it.",
+        request_id=request_id,
+    )
 
 
 def _request_id_of(scope: Scope) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 
 from fhir_service.logs import JsonFormatter, request_id_var
 
@@ -31,15 +32,16 @@ def test_record_is_json_with_request_id_and_extra_fields() -> None:
     assert entry["route"] == "/ready"
 
 
-def test_exception_is_named_but_its_traceback_is_not_logged() -> None:
+def test_exception_is_logged_with_its_stack_but_without_its_message() -> None:
     try:
         raise ValueError("personnummer 19121212-1212 is invalid")
     except ValueError:
         record = _record("failed")
-        record.exc_info = __import__("sys").exc_info()
+        record.exc_info = sys.exc_info()
 
     entry = json.loads(JsonFormatter().format(record))
 
     assert entry["exception"] == "ValueError"
+    assert any("in test_exception_is_logged_with_its_stack" in line for line in entry["stack"])
     assert "19121212" not in json.dumps(entry)
     assert "request_id" not in entry

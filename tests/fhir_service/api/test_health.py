@@ -100,6 +100,24 @@ def test_metrics_count_requests_by_route_template_and_hapi_calls(service: TestCl
     assert "fhir_service_hapi_request_duration_seconds_bucket" in text
 
 
+def test_a_bug_is_a_problem_json_500_that_reveals_nothing(hapi_base_url: str) -> None:
+    app = create_app(Settings(hapi_url=hapi_base_url, database_url="sqlite://"))
+
+    async def broken() -> None:
+        raise RuntimeError("secret detail: patient 19121212-1212")
+
+    app.add_api_route("/broken", broken)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/broken", headers={"X-Request-ID": "bug-1"})
+
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["request_id"] == "bug-1"
+    assert response.headers["x-request-id"] == "bug-1"
+    assert "19121212" not in response.text
+    assert "RuntimeError" not in response.text
+
+
 def test_unknown_route_is_a_problem_json_404(service: TestClient) -> None:
     response = service.get("/contracts-that-do-not-exist")
 
