@@ -35,6 +35,10 @@ public class RestServerConfig {
 		RestfulServer server = new RestfulServer(systemDao.getContext());
 		// The service writes its own narratives; HAPI must store what it is given.
 		systemDao.getContext().setNarrativeGenerator(new NullNarrativeGenerator());
+		// HAPI strips versions from references by default; a Provenance must keep the version of
+		// the contract it records (see StorageConfig's auto-versioned paths).
+		systemDao.getContext().getParserOptions().setDontStripVersionsFromReferencesAtPaths(
+				StorageConfig.VERSIONED_REFERENCE_PATHS);
 		server.registerProviders(resourceProviders.createProviders());
 		server.registerProvider(systemProvider);
 		server.registerProvider(valueSetOperations);

@@ -42,6 +42,9 @@ import org.springframework.transaction.annotation.EnableTransactionManagement;
 @Import(ThreadPoolFactoryConfig.class)
 public class StorageConfig {
 
+	/** References stored with the version of their target, e.g. Provenance.target. */
+	static final String[] VERSIONED_REFERENCE_PATHS = {"Provenance.target"};
+
 	/**
 	 * Storage behaviour. Every choice here is one the service or its tests rely on; see hapi/README.md.
 	 */
@@ -58,6 +61,9 @@ public class StorageConfig {
 		settings.setAllowMultipleDelete(true);
 		settings.setExpungeEnabled(true);
 		settings.setFetchSizeDefaultMaximum(props.maxPageSize());
+		// A Provenance records who agreed to which version of a contract, so its target must
+		// name that version even when the writer refers to the CarePlan inside a transaction.
+		settings.setAutoVersionReferenceAtPaths(VERSIONED_REFERENCE_PATHS);
 		settings.setHibernateSearchIndexFullText(false);
 		settings.setHibernateSearchIndexSearchParams(false);
 		return settings;

@@ -1,0 +1,425 @@
+"""The patient contract (patientkontrakt, individuell plan) as a domain model.
+
+Four parts: the agreement (activities, goals, the patient's resources and wishes), the fixed care
+contact (fast vårdkontakt, or personlig koordinator in Norway), the agreed times, and the coherent
+plan that ties them together across the organizations taking part. Pure Python: nothing here
+knows FHIR or HTTP. Models are immutable; the lifecycle (``lifecycle.py``) returns new ones.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from fhir_service.contract.identifiers import IdentifierKind, InvalidIdentifierError, normalize
+
+__all__ = [
+    "Activity",
+    "ActivityOwner",
+    "ActivityStatus",
+    "AgreedTime",
+    "AgreedTimeStatus",
+    "Agreement",
+    "AgreementParty",
+    "CareContact",
+    "CareContactKind",
+    "Contact",
+    "Contract",
+    "ContractStatus",
+    "Goal",
+    "GoalStatus",
+    "Identifier",
+    "Name",
+    "Organization",
+    "OrganizationKind",
+    "Patient",
+    "Period",
+    "Professional",
+    "Relative",
+    "Schedule",
+]
+
+# FHIR strings may not carry control characters other than tab and line breaks; rejecting them
+# here gives the caller a precise error instead of a failed write to HAPI later.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _printable(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("contains control characters")
+    return value
+
+
+Text = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=4000),
+    AfterValidator(_printable),
+]
+"""Free text a person wrote: trimmed, not empty, at most 4000 characters."""
+
+Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$")]
+"""A local id inside one contract (activity, goal, time, relative): letters, digits, - and ."""
+
+ContractId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$")]
+"""The contract's business id, unique across all contracts."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class ContractStatus(StrEnum):
+    """Where a contract is in its life."""
+
+    DRAFT = "draft"
+    AGREED = "agreed"
+    REVISED = "revised"
+    COMPLETED = "completed"
+    ENDED = "ended"
+    REVOKED = "revoked"
+
+
+class ActivityOwner(StrEnum):
+    """Who carries out an activity of the agreement."""
+
+    PATIENT = "patient"
+    CARE_UNIT = "care-unit"
+    MUNICIPALITY = "municipality"
+    RELATIVE = "relative"
+
+
+class ActivityStatus(StrEnum):
+    """Progress of one activity."""
+
+    NOT_STARTED = "not-started"
+    SCHEDULED = "scheduled"
+    IN_PROGRESS = "in-progress"
+    ON_HOLD = "on-hold"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
+
+
+class GoalStatus(StrEnum):
+    """Where one of the patient's goals stands."""
+
+    PROPOSED = "proposed"
+    ACTIVE = "active"
+    ACHIEVED = "achieved"
+    NOT_ACHIEVED = "not-achieved"
+    CANCELLED = "cancelled"
+
+
+class AgreedTimeStatus(StrEnum):
+    """State of an agreed time (överenskommen tid)."""
+
+    PROPOSED = "proposed"
+    BOOKED = "booked"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+    NOSHOW = "noshow"
+
+
+class OrganizationKind(StrEnum):
+    """What kind of organization takes part: region and municipality may both."""
+
+    REGION = "region"
+    MUNICIPALITY = "municipality"
+    CARE_UNIT = "care-unit"
+    HEALTH_TRUST = "health-trust"
+
+
+class CareContactKind(StrEnum):
+    """The Swedish fast vårdkontakt or the Norwegian personlig koordinator."""
+
+    FAST_VARDKONTAKT = "fast-vardkontakt"
+    PERSONLIG_KOORDINATOR = "personlig-koordinator"
+
+
+class AgreementParty(StrEnum):
+    """Whose agreement a contract needs before it is agreed."""
+
+    PATIENT = "patient"
+    RESPONSIBLE_CLINICIAN = "responsible-clinician"
+
+
+_PATIENT_KINDS = frozenset(
+    {
+        IdentifierKind.PERSONNUMMER,
+        IdentifierKind.SAMORDNINGSNUMMER,
+        IdentifierKind.FODSELSNUMMER,
+        IdentifierKind.D_NUMMER,
+    }
+)
+_PROFESSIONAL_KINDS = frozenset({IdentifierKind.HSA_ID, IdentifierKind.HPR_NUMMER})
+_ORGANIZATION_KINDS = frozenset({IdentifierKind.HSA_ID, IdentifierKind.ORGANISASJONSNUMMER})
+
+
+class Identifier(_Model):
+    """A national identifier; the value is checked (check digits, format) and normalized."""
+
+    kind: IdentifierKind
+    value: str
+
+    @field_validator("value")
+    @classmethod
+    def _normalized(cls, value: str, info: ValidationInfo) -> str:
+        kind = info.data.get("kind")
+        if kind is None:
+            return value  # the kind's own error is reported
+        try:
+            return normalize(kind, value)
+        except InvalidIdentifierError as exc:
+            raise ValueError(str(exc)) from None
+
+
+def _identifier_of(allowed: frozenset[IdentifierKind], what: str) -> AfterValidator:
+    def check(identifier: Identifier) -> Identifier:
+        if identifier.kind not in allowed:
+            kinds = ", ".join(sorted(allowed))
+            raise ValueError(f"{identifier.kind} does not identify a {what}; use one of {kinds}")
+        return identifier
+
+    return AfterValidator(check)
+
+
+class Name(_Model):
+    """A person's name."""
+
+    family: Text
+    given: tuple[Text, ...] = ()
+
+
+class Contact(_Model):
+    """One way to reach someone."""
+
+    system: Literal["phone", "email", "sms", "url", "other"]
+    value: Text
+
+
+class Period(_Model):
+    """From a start to an end date, either may be open."""
+
+    start: date | None = None
+    end: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start and self.end and self.end < self.start:
+            raise ValueError("end is before start")
+        return self
+
+
+class Schedule(_Model):
+    """A recurring activity: ``frequency`` times every ``period`` ``unit``s, e.g. 3 per 1 week."""
+
+    frequency: int = Field(ge=1, le=1000)
+    period: int = Field(ge=1, le=1000)
+    unit: Literal["d", "wk", "mo", "a"]
+
+
+class Organization(_Model):
+    """A region, municipality, care unit or health trust taking part."""
+
+    identifier: Annotated[Identifier, _identifier_of(_ORGANIZATION_KINDS, "organization")]
+    name: Text
+    kind: OrganizationKind
+
+
+class Patient(_Model):
+    """The patient the contract is for."""
+
+    identifier: Annotated[Identifier, _identifier_of(_PATIENT_KINDS, "patient")]
+    name: Name
+
+
+class Professional(_Model):
+    """A health or social care professional acting for an organization in this contract."""
+
+    identifier: Annotated[Identifier, _identifier_of(_PROFESSIONAL_KINDS, "professional")]
+    name: Name
+    role: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z\-]{0,63}$")]
+    organization: Organization
+    contacts: tuple[Contact, ...] = ()
+
+
+class Relative(_Model):
+    """A relative (närstående, pårørende) taking part, as the patient wishes."""
+
+    key: Key
+    name: Name
+    relationship: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,10}$")]
+    contacts: tuple[Contact, ...] = ()
+
+
+class CareContact(_Model):
+    """The fixed care contact: a named person, the unit, how to reach them, for which period."""
+
+    kind: CareContactKind
+    professional: Professional
+    how_to_reach: Text | None = None
+    period: Period | None = None
+    requested_by_patient: bool = False
+
+
+class Activity(_Model):
+    """Something one party does: the patient, the care unit, the municipality or a relative."""
+
+    key: Key
+    owner: ActivityOwner
+    category: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z\-]{0,63}$")]
+    description: Text
+    status: ActivityStatus = ActivityStatus.NOT_STARTED
+    period: Period | None = None
+    schedule: Schedule | None = None
+    organization: Organization | None = None
+    relative: Key | None = None
+
+    @model_validator(mode="after")
+    def _performer_fits_owner(self) -> Self:
+        needs_org = self.owner in (ActivityOwner.CARE_UNIT, ActivityOwner.MUNICIPALITY)
+        if needs_org != (self.organization is not None):
+            raise ValueError(
+                "organization is required when the owner is the care unit or the municipality,"
+                " and only then"
+            )
+        if (self.owner is ActivityOwner.RELATIVE) != (self.relative is not None):
+            raise ValueError("relative is required when the owner is a relative, and only then")
+        return self
+
+
+class Goal(_Model):
+    """One of the patient's goals, in their own words."""
+
+    key: Key
+    description: Text
+    status: GoalStatus = GoalStatus.ACTIVE
+    due: date | None = None
+
+
+class AgreedTime(_Model):
+    """A time agreed with the patient: a time in hand, or one booked online."""
+
+    key: Key
+    description: Text
+    status: AgreedTimeStatus = AgreedTimeStatus.PROPOSED
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    organization: Organization
+    professional: Professional | None = None
+
+    @model_validator(mode="after")
+    def _times(self) -> Self:
+        if self.status is not AgreedTimeStatus.PROPOSED and (
+            self.start is None or self.end is None
+        ):
+            raise ValueError(f"a {self.status} time needs start and end")
+        if self.start and self.end and self.end <= self.start:
+            raise ValueError("end is not after start")
+        return self
+
+
+class Agreement(_Model):
+    """One party's agreement to the current version, with when it was given."""
+
+    party: AgreementParty
+    agreed_at: AwareDatetime
+
+
+class Contract(_Model):
+    """A patient contract: the four parts and who takes part, in one version."""
+
+    id: ContractId
+    version: int | None = Field(default=None, description="Set by the store; None before saving.")
+    status: ContractStatus = ContractStatus.DRAFT
+    title: Text
+    period: Period | None = None
+    patient: Patient
+    responsible_clinician: Professional
+    professionals: tuple[Professional, ...] = ()
+    relatives: tuple[Relative, ...] = ()
+    care_contacts: tuple[CareContact, ...] = ()
+    activities: tuple[Activity, ...] = ()
+    goals: tuple[Goal, ...] = ()
+    patient_resources: tuple[Text, ...] = ()
+    wishes: tuple[Text, ...] = ()
+    agreed_times: tuple[AgreedTime, ...] = ()
+    agreements: tuple[Agreement, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        _unique("activities", [a.key for a in self.activities])
+        _unique("goals", [g.key for g in self.goals])
+        _unique("agreed_times", [t.key for t in self.agreed_times])
+        _unique("relatives", [r.key for r in self.relatives])
+        _unique("agreements", [a.party for a in self.agreements])
+        relatives = {r.key for r in self.relatives}
+        for activity in self.activities:
+            if activity.relative is not None and activity.relative not in relatives:
+                raise ValueError(
+                    f"activity {activity.key}: no relative with key {activity.relative}"
+                )
+        self._same_details_for_same_identifier()
+        return self
+
+    def organizations(self) -> tuple[Organization, ...]:
+        """Every organization taking part, once each, in order of appearance."""
+        seen: dict[Identifier, Organization] = {}
+        for organization in self._all_organizations():
+            seen.setdefault(organization.identifier, organization)
+        return tuple(seen.values())
+
+    def all_professionals(self) -> tuple[Professional, ...]:
+        """The responsible clinician, the other professionals, care contacts and times' staff."""
+        professionals = [self.responsible_clinician, *self.professionals]
+        professionals += [c.professional for c in self.care_contacts]
+        professionals += [t.professional for t in self.agreed_times if t.professional]
+        return tuple(professionals)
+
+    def _same_details_for_same_identifier(self) -> None:
+        # Organizations and people are shared records: one identifier, one name.
+        names: dict[Identifier, object] = {}
+        for professional in self.all_professionals():
+            _same(names, professional.identifier, professional.name, "professional")
+        for organization in self._all_organizations():
+            _same(
+                names,
+                organization.identifier,
+                (organization.name, organization.kind),
+                "organization",
+            )
+
+    def _all_organizations(self) -> list[Organization]:
+        orgs = [p.organization for p in self.all_professionals()]
+        orgs += [a.organization for a in self.activities if a.organization]
+        orgs += [t.organization for t in self.agreed_times]
+        return orgs
+
+
+def _unique(field: str, keys: list[str]) -> None:
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ValueError(f"{field}: duplicate key {', '.join(duplicates)}")
+
+
+def _same(
+    seen: dict[Identifier, object], identifier: Identifier, details: object, what: str
+) -> None:
+    if seen.setdefault(identifier, details) != details:
+        raise ValueError(
+            f"{what} {identifier.kind} {identifier.value} appears with different details"
+        )

@@ -1,0 +1,92 @@
+"""Code tables from ``mappings/``: our CodeSystems, the SNOMED CT ConceptMap, relationships.
+
+Loaded once per process; the JSON files are the single source of codes and their names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "MAPPINGS_DIR",
+    "CodeTable",
+    "Language",
+    "UnknownCodeError",
+    "code_table",
+    "relationships",
+    "snomed_for_role",
+]
+
+MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
+
+Language = Literal["sv", "nb", "en"]
+
+
+class UnknownCodeError(ValueError):
+    """A code that the table it should come from does not hold."""
+
+    def __init__(self, table: str, code: str) -> None:
+        super().__init__(f"unknown {table} code {code!r}")
+        self.table = table
+        self.code = code
+
+
+@dataclass(frozen=True)
+class CodeTable:
+    """One CodeSystem: its canonical URL and, per code, the name in each language."""
+
+    name: str
+    system: str
+    names: dict[str, dict[str, str]]
+
+    def check(self, code: str) -> str:
+        """``code`` itself when the table holds it; :class:`UnknownCodeError` otherwise."""
+        if code not in self.names:
+            raise UnknownCodeError(self.name, code)
+        return code
+
+    def display(self, code: str, language: Language = "en") -> str:
+        """The name of ``code`` in ``language``."""
+        return self.names[self.check(code)][language]
+
+    def coding(self, code: str) -> dict[str, str]:
+        """A FHIR Coding of ``code`` with its English display."""
+        return {"system": self.system, "code": self.check(code), "display": self.display(code)}
+
+
+@cache
+def code_table(name: str) -> CodeTable:
+    """The CodeSystem ``mappings/codesystems/<name>.json``."""
+    resource = _load(Path("codesystems") / f"{name}.json")
+    names = {
+        concept["code"]: {"en": concept["display"]}
+        | {d["language"]: d["value"] for d in concept.get("designation", [])}
+        for concept in resource["concept"]
+    }
+    return CodeTable(name=name, system=resource["url"], names=names)
+
+
+@cache
+def snomed_for_role(role: str) -> tuple[str, str] | None:
+    """The SNOMED CT (code, display) of a care team role, where one exists."""
+    concept_map = _load(Path("conceptmaps") / "care-team-role-to-snomed.json")
+    for element in concept_map["group"][0]["element"]:
+        if element["code"] == role:
+            target = element["target"][0]
+            return target["code"], target["display"]
+    return None
+
+
+@cache
+def relationships() -> CodeTable:
+    """The relationships a relative may have to the patient (v3 RoleCode subset)."""
+    table = _load(Path("relationships.json"))
+    return CodeTable(name="relationship", system=table["system"], names=table["codes"])
+
+
+def _load(relative: Path) -> Any:
+    return json.loads((MAPPINGS_DIR / relative).read_text(encoding="utf-8"))

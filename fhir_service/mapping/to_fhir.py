@@ -1,0 +1,469 @@
+"""A contract as one FHIR R4 transaction Bundle.
+
+Shared records (Patient, Organization, Practitioner, PractitionerRole, HealthcareService) are
+conditional creates: made once, found by identifier ever after. The contract's own resources
+(CarePlan, CareTeams, Goals, Appointments, RelatedPersons) are conditional updates by business
+identifier, so re-posting an unchanged contract writes nothing new. An agreed contract carries a
+Provenance with both signatures, put under an id derived from the agreement itself.
+
+Every ``fullUrl`` is a name-based UUID of the record's identity, so one contract always maps to
+the same Bundle, byte for byte.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from fhir_service.contract.model import (
+    Activity,
+    ActivityOwner,
+    AgreedTime,
+    AgreedTimeStatus,
+    AgreementParty,
+    CareContact,
+    Contact,
+    Contract,
+    ContractStatus,
+    Goal,
+    GoalStatus,
+    Identifier,
+    Name,
+    Organization,
+    Period,
+    Professional,
+    Relative,
+)
+from fhir_service.mapping import urls
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.narrative import narrative
+from fhir_service.mapping.tables import Language, code_table, relationships, snomed_for_role
+
+__all__ = ["CAREPLAN_STATUS", "contract_to_bundle", "identity_url"]
+
+Resource = dict[str, Any]
+
+CAREPLAN_STATUS: dict[ContractStatus, str] = {
+    ContractStatus.DRAFT: "draft",
+    ContractStatus.AGREED: "active",
+    # The agreed version stays in force while the next one is worked out.
+    ContractStatus.REVISED: "active",
+    ContractStatus.COMPLETED: "completed",
+    ContractStatus.ENDED: "revoked",
+    ContractStatus.REVOKED: "revoked",
+}
+_GOAL_STATUS: dict[GoalStatus, tuple[str, str | None]] = {
+    GoalStatus.PROPOSED: ("proposed", None),
+    GoalStatus.ACTIVE: ("active", None),
+    GoalStatus.ACHIEVED: ("completed", "achieved"),
+    GoalStatus.NOT_ACHIEVED: ("completed", "not-achieved"),
+    GoalStatus.CANCELLED: ("cancelled", None),
+}
+_PARTICIPANT_STATUS: dict[AgreedTimeStatus, str] = {
+    AgreedTimeStatus.PROPOSED: "needs-action",
+    AgreedTimeStatus.BOOKED: "accepted",
+    AgreedTimeStatus.FULFILLED: "accepted",
+    AgreedTimeStatus.CANCELLED: "declined",
+    AgreedTimeStatus.NOSHOW: "accepted",
+}
+_ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+_SIGNATURE_TYPE = {
+    "system": "urn:iso-astm:E1762-95:2013",
+    "code": "1.2.840.10065.1.12.1.7",
+    "display": "Consent Signature",
+}
+_PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+_SNOMED = "http://snomed.info/sct"
+_AGREEMENT_NAMESPACE = uuid.UUID("b0c7f0a8-4a3b-5d0e-9f55-7e1f0c2a9d31")
+
+
+def identity_url(resource_type: str, system: str, value: str) -> str:
+    """The stable ``urn:uuid`` fullUrl of the record ``resource_type`` with that identifier."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{resource_type}|{system}|{value}')}"
+
+
+def contract_to_bundle(contract: Contract, language: Language = "sv") -> Resource:
+    """The transaction Bundle that writes ``contract``; the narrative is in ``language``."""
+    builder = _Builder(contract)
+    return builder.bundle(language)
+
+
+class _Builder:
+    def __init__(self, contract: Contract) -> None:
+        self.contract = contract
+        self.entries: dict[str, Resource] = {}
+
+    # Shared records: created only if absent.
+
+    def _shared(self, resource_type: str, identifier: Resource, resource: Resource) -> str:
+        url = identity_url(resource_type, identifier["system"], identifier["value"])
+        if url not in self.entries:
+            query = f"identifier={identifier['system']}|{identifier['value']}"
+            self.entries[url] = {
+                "fullUrl": url,
+                "resource": {"resourceType": resource_type, "identifier": [identifier], **resource},
+                "request": {"method": "POST", "url": resource_type, "ifNoneExist": query},
+            }
+        return url
+
+    def _owned(self, resource_type: str, system: str, value: str, resource: Resource) -> str:
+        url = identity_url(resource_type, system, value)
+        identifier = {"system": system, "value": value}
+        self.entries[url] = {
+            "fullUrl": url,
+            "resource": {"resourceType": resource_type, "identifier": [identifier], **resource},
+            "request": {"method": "PUT", "url": f"{resource_type}?identifier={system}|{value}"},
+        }
+        return url
+
+    def patient(self) -> str:
+        patient = self.contract.patient
+        return self._shared(
+            "Patient", _identifier(patient.identifier), {"name": [_name(patient.name)]}
+        )
+
+    def organization(self, organization: Organization) -> str:
+        kind = code_table("organization-kind").coding(organization.kind)
+        return self._shared(
+            "Organization",
+            _identifier(organization.identifier),
+            {"active": True, "type": [{"coding": [kind]}], "name": organization.name},
+        )
+
+    def healthcare_service(self, organization: Organization) -> str:
+        # R4 Appointment cannot name an Organization; the unit's HealthcareService stands in.
+        org_url = self.organization(organization)
+        identifier = {
+            "system": urls.ID_HEALTHCARE_SERVICE,
+            "value": _key_of(organization.identifier),
+        }
+        return self._shared(
+            "HealthcareService",
+            identifier,
+            {"active": True, "providedBy": {"reference": org_url}, "name": organization.name},
+        )
+
+    def practitioner_role(self, professional: Professional) -> str:
+        practitioner = self._shared(
+            "Practitioner",
+            _identifier(professional.identifier),
+            {"name": [_name(professional.name)]},
+        )
+        org_url = self.organization(professional.organization)
+        value = (
+            f"{_key_of(professional.identifier)}@{_key_of(professional.organization.identifier)}"
+        )
+        role = {"coding": _role_codings(professional.role)}
+        resource: Resource = {
+            "active": True,
+            "practitioner": {"reference": practitioner},
+            "organization": {"reference": org_url},
+            "code": [role],
+        }
+        if professional.contacts:
+            resource["telecom"] = [_contact(c) for c in professional.contacts]
+        identifier = {"system": urls.ID_PRACTITIONER_ROLE, "value": value}
+        return self._shared("PractitionerRole", identifier, resource)
+
+    # The contract's own records: written as the contract says.
+
+    def related_person(self, relative: Relative, patient_url: str) -> str:
+        table = relationships()
+        resource: Resource = {
+            "patient": {"reference": patient_url},
+            "relationship": [{"coding": [table.coding(relative.relationship)]}],
+            "name": [_name(relative.name)],
+        }
+        if relative.contacts:
+            resource["telecom"] = [_contact(c) for c in relative.contacts]
+        return self._owned(
+            "RelatedPerson", urls.ID_RELATED_PERSON, f"{self.contract.id}/{relative.key}", resource
+        )
+
+    def goal(self, goal: Goal, patient_url: str) -> str:
+        lifecycle, achievement = _GOAL_STATUS[goal.status]
+        resource: Resource = {
+            "lifecycleStatus": lifecycle,
+            "description": {"text": goal.description},
+            "subject": {"reference": patient_url},
+            "expressedBy": {"reference": patient_url},
+        }
+        if achievement:
+            resource["achievementStatus"] = {
+                "coding": [{"system": _ACHIEVEMENT, "code": achievement}]
+            }
+        if goal.due:
+            resource["target"] = [{"dueDate": goal.due.isoformat()}]
+        return self._owned("Goal", urls.ID_GOAL, f"{self.contract.id}/{goal.key}", resource)
+
+    def appointment(self, time: AgreedTime, patient_url: str) -> str:
+        status = _PARTICIPANT_STATUS[time.status]
+        participants = [
+            {"actor": {"reference": patient_url}, "status": status},
+            {"actor": {"reference": self.healthcare_service(time.organization)}, "status": status},
+        ]
+        if time.professional:
+            participants.append(
+                {
+                    "actor": {"reference": self.practitioner_role(time.professional)},
+                    "status": status,
+                }
+            )
+        resource: Resource = {
+            "meta": {"profile": [urls.PROFILE_APPOINTMENT]},
+            "status": time.status.value,
+            "description": time.description,
+            "participant": participants,
+        }
+        if time.start and time.end:
+            resource["start"] = _instant(time.start)
+            resource["end"] = _instant(time.end)
+        return self._owned(
+            "Appointment", urls.ID_AGREED_TIME, f"{self.contract.id}/{time.key}", resource
+        )
+
+    def team(self, patient_url: str, relative_urls: dict[str, str]) -> str:
+        roles = code_table("care-team-role")
+        participants = [
+            {
+                "role": [{"coding": [roles.coding("responsible-clinician")]}],
+                "member": {
+                    "reference": self.practitioner_role(self.contract.responsible_clinician)
+                },
+            }
+        ]
+        participants += [
+            {
+                "role": [{"coding": _role_codings(p.role)}],
+                "member": {"reference": self.practitioner_role(p)},
+            }
+            for p in self.contract.professionals
+        ]
+        participants += [
+            {"role": [{"coding": [roles.coding("relative")]}], "member": {"reference": url}}
+            for url in relative_urls.values()
+        ]
+        resource: Resource = {
+            "status": "active",
+            "name": self.contract.title,
+            "subject": {"reference": patient_url},
+            "participant": participants,
+        }
+        return self._owned("CareTeam", urls.ID_CARE_TEAM, self.contract.id, resource)
+
+    def care_contact_team(self, index: int, contact: CareContact, patient_url: str) -> str:
+        participant: Resource = {
+            "extension": [
+                {"url": urls.EXT_REQUESTED_BY_PATIENT, "valueBoolean": contact.requested_by_patient}
+            ],
+            "role": [{"coding": [code_table("care-team-role").coding(contact.kind)]}],
+            "member": {"reference": self.practitioner_role(contact.professional)},
+        }
+        if contact.period:
+            participant["period"] = _period(contact.period)
+        resource: Resource = {
+            "meta": {"profile": [urls.PROFILE_CARETEAM]},
+            "status": "active",
+            "subject": {"reference": patient_url},
+            "participant": [participant],
+            "managingOrganization": [
+                {"reference": self.organization(contact.professional.organization)}
+            ],
+        }
+        if contact.how_to_reach:
+            resource["note"] = [{"text": contact.how_to_reach}]
+        return self._owned(
+            "CareTeam", urls.ID_CARE_TEAM, f"{self.contract.id}/care-contact/{index}", resource
+        )
+
+    def activity(
+        self, activity: Activity, patient_url: str, relative_urls: dict[str, str]
+    ) -> Resource:
+        owner = code_table("activity-owner").coding(activity.owner)
+        detail: Resource = {
+            "extension": [{"url": urls.EXT_ACTIVITY_OWNER, "valueCoding": owner}],
+            "code": {"coding": [code_table("activity-category").coding(activity.category)]},
+            "status": activity.status.value,
+            "description": activity.description,
+        }
+        if activity.schedule:
+            repeat: Resource = {
+                "frequency": activity.schedule.frequency,
+                "period": activity.schedule.period,
+                "periodUnit": activity.schedule.unit,
+            }
+            if activity.period:
+                repeat["boundsPeriod"] = _period(activity.period)
+            detail["scheduledTiming"] = {"repeat": repeat}
+        elif activity.period:
+            detail["scheduledPeriod"] = _period(activity.period)
+        performer = self._performer(activity, patient_url, relative_urls)
+        detail["performer"] = [{"reference": performer}]
+        return {"id": activity.key, "detail": detail}
+
+    def _performer(
+        self, activity: Activity, patient_url: str, relative_urls: dict[str, str]
+    ) -> str:
+        if activity.owner is ActivityOwner.PATIENT:
+            return patient_url
+        if activity.owner is ActivityOwner.RELATIVE:
+            assert activity.relative is not None
+            return relative_urls[activity.relative]
+        assert activity.organization is not None
+        return self.organization(activity.organization)
+
+    def provenance(self, careplan_url: str, patient_url: str) -> None:
+        contract = self.contract
+        signers = {
+            AgreementParty.PATIENT: patient_url,
+            AgreementParty.RESPONSIBLE_CLINICIAN: self.practitioner_role(
+                contract.responsible_clinician
+            ),
+        }
+        agreements = sorted(contract.agreements, key=lambda a: a.party)
+        seed = "|".join([contract.id, *(f"{a.party}@{_instant(a.agreed_at)}" for a in agreements)])
+        agreement = uuid.uuid5(_AGREEMENT_NAMESPACE, seed).hex
+        resource: Resource = {
+            "resourceType": "Provenance",
+            "meta": {"tag": [{"system": urls.TAG_AGREEMENT, "code": agreement}]},
+            "target": [{"reference": careplan_url}],
+            "recorded": _instant(max(a.agreed_at for a in agreements)),
+            "activity": {"text": "agreement to the patient contract"},
+            "agent": [
+                {
+                    "type": {"coding": [{"system": _PROVENANCE_PARTICIPANT, "code": "author"}]},
+                    "who": {"reference": signers[a.party]},
+                }
+                for a in agreements
+            ],
+            "signature": [
+                {
+                    "type": [_SIGNATURE_TYPE],
+                    "when": _instant(a.agreed_at),
+                    "who": {"reference": signers[a.party]},
+                }
+                for a in agreements
+            ],
+        }
+        # Provenance has no identifier. The agreement's tag makes it a conditional create all
+        # the same: a PUT by id would store a new version on every re-post (HAPI 8.8 compares
+        # the stored, auto-versioned target with the unversioned one sent).
+        url = identity_url("Provenance", urls.TAG_AGREEMENT, agreement)
+        self.entries[url] = {
+            "fullUrl": url,
+            "resource": resource,
+            "request": {
+                "method": "POST",
+                "url": "Provenance",
+                "ifNoneExist": f"_tag={urls.TAG_AGREEMENT}|{agreement}",
+            },
+        }
+
+    def bundle(self, language: Language) -> Resource:
+        contract = self.contract
+        patient_url = self.patient()
+        author = self.practitioner_role(contract.responsible_clinician)
+        relative_urls = {r.key: self.related_person(r, patient_url) for r in contract.relatives}
+        team_urls = [self.team(patient_url, relative_urls)]
+        team_urls += [
+            self.care_contact_team(i, c, patient_url) for i, c in enumerate(contract.care_contacts)
+        ]
+        goal_urls = [self.goal(g, patient_url) for g in contract.goals]
+        activities = [self.activity(a, patient_url, relative_urls) for a in contract.activities]
+        activities += [
+            {"reference": {"reference": self.appointment(t, patient_url)}}
+            for t in contract.agreed_times
+        ]
+        contributors = [patient_url, author]
+        contributors += [self.practitioner_role(p) for p in contract.professionals]
+        contributors += list(relative_urls.values())
+        careplan: Resource = {
+            "meta": {"profile": [urls.PROFILE_CAREPLAN]},
+            "extension": [
+                {
+                    "url": urls.EXT_CONTRACT_STATUS,
+                    "valueCoding": code_table("contract-status").coding(contract.status),
+                }
+            ],
+            "text": {"status": "generated", "div": narrative(contract, language)},
+            "status": CAREPLAN_STATUS[contract.status],
+            "intent": "plan",
+            "title": contract.title,
+            "subject": {"reference": patient_url},
+            "author": {"reference": author},
+            "contributor": [{"reference": url} for url in dict.fromkeys(contributors)],
+            "careTeam": [{"reference": url} for url in team_urls],
+        }
+        if contract.period:
+            careplan["period"] = _period(contract.period)
+        if goal_urls:
+            careplan["goal"] = [{"reference": url} for url in goal_urls]
+        if activities:
+            careplan["activity"] = activities
+        notes = [("patient-resource", text) for text in contract.patient_resources]
+        notes += [("wish", text) for text in contract.wishes]
+        if notes:
+            careplan["note"] = [_note(kind, text, patient_url) for kind, text in notes]
+        careplan_url = self._owned("CarePlan", urls.ID_CONTRACT, contract.id, careplan)
+        if contract.status is ContractStatus.AGREED:
+            self.provenance(careplan_url, patient_url)
+        return {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": list(self.entries.values()),
+        }
+
+
+def _identifier(identifier: Identifier) -> Resource:
+    return {"system": system_for(identifier.kind), "value": identifier.value}
+
+
+def _key_of(identifier: Identifier) -> str:
+    return f"{identifier.kind}:{identifier.value}"
+
+
+def _name(name: Name) -> Resource:
+    out: Resource = {"family": name.family}
+    if name.given:
+        out["given"] = list(name.given)
+    return out
+
+
+def _contact(contact: Contact) -> Resource:
+    return {"system": contact.system, "value": contact.value}
+
+
+def _role_codings(role: str) -> list[Resource]:
+    codings = [code_table("care-team-role").coding(role)]
+    snomed = snomed_for_role(role)
+    if snomed:
+        codings.append({"system": _SNOMED, "code": snomed[0], "display": snomed[1]})
+    return codings
+
+
+def _period(period: Period) -> Resource:
+    out: Resource = {}
+    if period.start:
+        out["start"] = _date(period.start)
+    if period.end:
+        out["end"] = _date(period.end)
+    return out
+
+
+def _note(kind: str, text: str, patient_url: str) -> Resource:
+    return {
+        "extension": [
+            {"url": urls.EXT_NOTE_KIND, "valueCoding": code_table("note-kind").coding(kind)}
+        ],
+        "authorReference": {"reference": patient_url},
+        "text": text,
+    }
+
+
+def _date(value: date) -> str:
+    return value.isoformat()
+
+
+def _instant(value: datetime) -> str:
+    return value.isoformat()

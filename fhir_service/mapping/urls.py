@@ -1,0 +1,43 @@
+"""Our canonical URLs: identifier systems for contract-owned records, extensions, profiles."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BASE",
+    "EXT_ACTIVITY_OWNER",
+    "EXT_CONTRACT_STATUS",
+    "EXT_NOTE_KIND",
+    "EXT_REQUESTED_BY_PATIENT",
+    "ID_AGREED_TIME",
+    "ID_CARE_TEAM",
+    "ID_CONTRACT",
+    "ID_GOAL",
+    "ID_HEALTHCARE_SERVICE",
+    "ID_PRACTITIONER_ROLE",
+    "ID_RELATED_PERSON",
+    "PROFILE_APPOINTMENT",
+    "PROFILE_CAREPLAN",
+    "PROFILE_CARETEAM",
+    "TAG_AGREEMENT",
+]
+
+BASE = "http://fhir.patient-contracts.org"
+
+ID_CONTRACT = f"{BASE}/identifier/contract"
+ID_GOAL = f"{BASE}/identifier/goal"
+ID_AGREED_TIME = f"{BASE}/identifier/agreed-time"
+ID_CARE_TEAM = f"{BASE}/identifier/care-team"
+ID_RELATED_PERSON = f"{BASE}/identifier/related-person"
+ID_PRACTITIONER_ROLE = f"{BASE}/identifier/practitioner-role"
+ID_HEALTHCARE_SERVICE = f"{BASE}/identifier/healthcare-service"
+
+TAG_AGREEMENT = f"{BASE}/tag/agreement"
+
+EXT_CONTRACT_STATUS = f"{BASE}/StructureDefinition/contract-status"
+EXT_ACTIVITY_OWNER = f"{BASE}/StructureDefinition/activity-owner"
+EXT_NOTE_KIND = f"{BASE}/StructureDefinition/note-kind"
+EXT_REQUESTED_BY_PATIENT = f"{BASE}/StructureDefinition/requested-by-patient"
+
+PROFILE_CAREPLAN = f"{BASE}/StructureDefinition/patient-contract-careplan"
+PROFILE_CARETEAM = f"{BASE}/StructureDefinition/care-contact-careteam"
+PROFILE_APPOINTMENT = f"{BASE}/StructureDefinition/agreed-time-appointment"
