@@ -7,7 +7,8 @@
               revoked <┴──end──> ended <───┘ (end, revoke)
 
 Agreeing needs both the patient's and the responsible clinician's agreement, each recorded with
-when it was given. Revising starts a new version whose earlier agreements no longer hold.
+when it was given. Leaving "agreed" (revising, completing, ending, revoking) starts a version whose
+earlier agreements no longer hold: they stay in the version history, as Provenance in HAPI.
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def allowed_next(status: ContractStatus) -> frozenset[ContractStatus]:
 def _move(contract: Contract, wanted: ContractStatus, **changes: object) -> Contract:
     if wanted not in _NEXT[contract.status]:
         raise IllegalTransitionError(contract.status, wanted)
-    return contract.model_copy(update={"status": wanted, **changes})
+    # Leaving "agreed" moves the agreements into history: they held for the version now closed.
+    update = {"status": wanted, "agreements": (), **changes}
+    return Contract.model_validate(contract.model_dump() | update)
 
 
 def agree(contract: Contract, agreements: tuple[Agreement, ...]) -> Contract:
@@ -87,7 +90,7 @@ def agree(contract: Contract, agreements: tuple[Agreement, ...]) -> Contract:
 
 def revise(contract: Contract) -> Contract:
     """Open an agreed contract for revision; its agreements no longer hold for the new version."""
-    return _move(contract, ContractStatus.REVISED, agreements=())
+    return _move(contract, ContractStatus.REVISED)
 
 
 def complete(contract: Contract) -> Contract:

@@ -219,6 +219,8 @@ class Period(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
+        if self.start is None and self.end is None:
+            raise ValueError("a period needs a start or an end")
         if self.start and self.end and self.end < self.start:
             raise ValueError("end is before start")
         return self
@@ -374,7 +376,18 @@ class Contract(_Model):
                     f"activity {activity.key}: no relative with key {activity.relative}"
                 )
         self._same_details_for_same_identifier()
+        self._agreements_fit_status()
         return self
+
+    def _agreements_fit_status(self) -> None:
+        # Agreements belong to the version in force; once it is revised or closed they live on
+        # only in the version history (Provenance), not in the contract.
+        parties = {a.party for a in self.agreements}
+        if self.status is ContractStatus.AGREED and parties != set(AgreementParty):
+            missing = ", ".join(sorted(set(AgreementParty) - parties))
+            raise ValueError(f"an agreed contract needs the agreement of: {missing}")
+        if self.status is not ContractStatus.AGREED and self.agreements:
+            raise ValueError(f"a {self.status} contract carries no agreements")
 
     def organizations(self) -> tuple[Organization, ...]:
         """Every organization taking part, once each, in order of appearance."""
@@ -391,17 +404,17 @@ class Contract(_Model):
         return tuple(professionals)
 
     def _same_details_for_same_identifier(self) -> None:
-        # Organizations and people are shared records: one identifier, one name.
-        names: dict[Identifier, object] = {}
+        # People, organizations and a person's role at an organization are shared records,
+        # written once and found by identifier: one identifier, one set of details.
+        seen: dict[object, object] = {}
         for professional in self.all_professionals():
-            _same(names, professional.identifier, professional.name, "professional")
+            _same(seen, ("person", professional.identifier), professional.name, "professional")
+            at_unit = ("role", professional.identifier, professional.organization.identifier)
+            role = (professional.role, professional.contacts)
+            _same(seen, at_unit, role, "professional at one organization")
         for organization in self._all_organizations():
-            _same(
-                names,
-                organization.identifier,
-                (organization.name, organization.kind),
-                "organization",
-            )
+            details = (organization.name, organization.kind)
+            _same(seen, ("organization", organization.identifier), details, "organization")
 
     def _all_organizations(self) -> list[Organization]:
         orgs = [p.organization for p in self.all_professionals()]
@@ -417,9 +430,13 @@ def _unique(field: str, keys: list[str]) -> None:
 
 
 def _same(
-    seen: dict[Identifier, object], identifier: Identifier, details: object, what: str
+    seen: dict[object, object],
+    key: tuple[str, Identifier] | tuple[str, Identifier, Identifier],
+    details: object,
+    what: str,
 ) -> None:
-    if seen.setdefault(identifier, details) != details:
+    if seen.setdefault(key, details) != details:
+        identifier = key[1]
         raise ValueError(
             f"{what} {identifier.kind} {identifier.value} appears with different details"
         )

@@ -107,10 +107,17 @@ class _Reader:
             if "reference" in a
         ]
         notes = careplan.get("note", [])
+        status = _extension(careplan, urls.EXT_CONTRACT_STATUS)["valueCoding"]["code"]
+        agreements = self.agreements(careplan, version)
+        if status == "agreed" and not agreements:
+            # Only a writer that changed an agreed contract without revising it gets here.
+            raise UnreadableContractError(
+                f"CarePlan version {version} is marked agreed, but no agreement targets it"
+            )
         return Contract(
             id=contract_id,
             version=version,
-            status=_extension(careplan, urls.EXT_CONTRACT_STATUS)["valueCoding"]["code"],
+            status=status,
             title=careplan["title"],
             period=_period(careplan.get("period")),
             patient={"identifier": _identifier(patient), "name": _name(patient["name"][0])},
@@ -129,7 +136,7 @@ class _Reader:
             ),
             wishes=tuple(n["text"] for n in notes if _note_kind(n) == "wish"),
             agreed_times=tuple(self.agreed_time(a, contract_id) for a in appointments),
-            agreements=tuple(self.agreements(careplan, version)),
+            agreements=tuple(agreements),
         )
 
     def _team(self, team: Resource, contract_id: str) -> tuple[list[Professional], list[Relative]]:

@@ -15,7 +15,7 @@ from fhir_service.contract.identifiers import (
     is_valid,
     normalize,
 )
-from tests import strategies
+from tests.strategies import identifiers as strategies
 
 K = IdentifierKind
 

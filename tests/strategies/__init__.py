@@ -1,0 +1,1 @@
+"""Hypothesis strategies: valid identifiers, and whole contracts built from them."""
