@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from fhir_service.local_hapi import LocalHapi
+from fhir_service.sync.conformance import conformance_bundle
 from tests.support import HAPI_START_TIMEOUT, free_port
 
 
@@ -34,6 +35,19 @@ def hapi_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.base_url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def conformance_loaded(hapi_base_url: str) -> str:
+    """HAPI's base URL, once our profiles, code systems and value sets are loaded into it."""
+    response = httpx.post(
+        hapi_base_url,
+        json=conformance_bundle(),
+        headers={"Content-Type": "application/fhir+json"},
+        timeout=120.0,
+    )
+    assert response.status_code == 200, response.text
+    return hapi_base_url
 
 
 @pytest.fixture

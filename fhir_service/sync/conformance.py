@@ -1,0 +1,52 @@
+"""Our conformance resources (profiles, extensions, code systems, value sets, concept maps) in HAPI.
+
+The files under ``profiles/`` and ``mappings/`` are the source; HAPI holds a copy so that it can
+validate against them. Each is written by conditional update on its canonical URL, in one
+transaction, so loading them again changes nothing unless a file changed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CONFORMANCE_DIRS", "conformance_bundle", "conformance_resources"]
+
+_ROOT = Path(__file__).resolve().parents[2]
+CONFORMANCE_DIRS = (
+    _ROOT / "mappings" / "codesystems",
+    _ROOT / "mappings" / "conceptmaps",
+    _ROOT / "profiles" / "valuesets",
+    _ROOT / "profiles" / "structuredefinitions",
+)
+_TYPES = frozenset({"CodeSystem", "ValueSet", "ConceptMap", "StructureDefinition"})
+
+
+def conformance_resources() -> list[dict[str, Any]]:
+    """Every conformance resource, read from its file, in a stable order."""
+    resources = []
+    for directory in CONFORMANCE_DIRS:
+        for path in sorted(directory.glob("*.json")):
+            resource = json.loads(path.read_text(encoding="utf-8"))
+            if resource.get("resourceType") not in _TYPES or "url" not in resource:
+                raise ValueError(f"{path} is not a conformance resource with a canonical url")
+            resources.append(resource)
+    return resources
+
+
+def conformance_bundle() -> dict[str, Any]:
+    """A transaction that puts every conformance resource under its canonical URL."""
+    entries = []
+    for resource in conformance_resources():
+        body = {k: v for k, v in resource.items() if k != "id"}
+        entries.append(
+            {
+                "resource": body,
+                "request": {
+                    "method": "PUT",
+                    "url": f"{resource['resourceType']}?url={resource['url']}",
+                },
+            }
+        )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
