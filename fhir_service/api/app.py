@@ -1,7 +1,8 @@
-"""The FastAPI application: lifespan (HAPI client, service DB), middleware, error handlers."""
+"""The FastAPI application: lifespan (HAPI client, service DB, profiles), middleware, errors."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +18,7 @@ from fhir_service.api.problems import problem_response
 from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
 from fhir_service.settings import Settings
+from fhir_service.sync import conformance
 
 __all__ = ["create_app"]
 
@@ -35,9 +37,15 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.hapi = HapiClient(hapi_url, metrics, timeout=settings.hapi_timeout_seconds)
         app.state.engine = servicedb.make_engine(settings.resolved_database_url)
+        app.state.conformance_loaded = asyncio.Event()
+        loading = asyncio.create_task(
+            conformance.load_until_done(app.state.hapi, app.state.conformance_loaded)
+        )
         try:
             yield
         finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
             await app.state.hapi.aclose()
             app.state.engine.dispose()
 

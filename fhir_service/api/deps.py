@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
@@ -12,7 +13,7 @@ from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
 from fhir_service.settings import Settings
 
-__all__ = ["EngineDep", "HapiClientDep", "MetricsDep", "SettingsDep"]
+__all__ = ["ConformanceLoadedDep", "EngineDep", "HapiClientDep", "MetricsDep", "SettingsDep"]
 
 T = TypeVar("T")
 
@@ -33,3 +34,6 @@ SettingsDep = Annotated[Settings, Depends(_app_state("settings", Settings))]
 HapiClientDep = Annotated[HapiClient, Depends(_app_state("hapi", HapiClient))]
 MetricsDep = Annotated[Metrics, Depends(_app_state("metrics", Metrics))]
 EngineDep = Annotated[Engine, Depends(_app_state("engine", Engine))]
+ConformanceLoadedDep = Annotated[
+    asyncio.Event, Depends(_app_state("conformance_loaded", asyncio.Event))
+]

@@ -13,7 +13,13 @@ from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service import servicedb
-from fhir_service.api.deps import EngineDep, HapiClientDep, MetricsDep, SettingsDep
+from fhir_service.api.deps import (
+    ConformanceLoadedDep,
+    EngineDep,
+    HapiClientDep,
+    MetricsDep,
+    SettingsDep,
+)
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.fhir import HapiUnavailableError
 
@@ -65,9 +71,12 @@ async def health() -> Health:
     responses=_NOT_READY_RESPONSE,  # type: ignore[arg-type]
 )
 async def ready(
-    hapi: HapiClientDep, engine: EngineDep, settings: SettingsDep
+    hapi: HapiClientDep,
+    engine: EngineDep,
+    settings: SettingsDep,
+    conformance_loaded: ConformanceLoadedDep,
 ) -> Readiness | JSONResponse:
-    """200 when HAPI (serving FHIR R4) and the service DB answer in time, otherwise 503."""
+    """200 when HAPI (serving R4, with our profiles) and the service DB answer, otherwise 503."""
     timeout = settings.ready_timeout_seconds
     checks: dict[str, Check] = {}
     try:
@@ -82,6 +91,12 @@ async def ready(
     except (SQLAlchemyError, TimeoutError) as exc:
         _log.warning("service DB not ready", extra={"reason": type(exc).__name__})
         checks["database"] = Check(status="down", detail=f"service database: {type(exc).__name__}")
+    if conformance_loaded.is_set():
+        checks["profiles"] = Check(status="up")
+    else:
+        checks["profiles"] = Check(
+            status="down", detail="our profiles are not yet loaded into HAPI"
+        )
     down = {name: check for name, check in checks.items() if check.status == "down"}
     if not down:
         return Readiness(checks=checks)

@@ -12,7 +12,7 @@ import httpx
 from fhir_service.fhir.transport import InstrumentedTransport
 from fhir_service.metrics import Metrics
 
-__all__ = ["HapiClient", "HapiUnavailableError"]
+__all__ = ["HapiClient", "HapiRequestError", "HapiUnavailableError"]
 
 FHIR_JSON = "application/fhir+json"
 
@@ -27,6 +27,15 @@ class HapiUnavailableError(Exception):
         super().__init__(f"HAPI FHIR at {base_url} is unavailable: {reason}")
         self.base_url = base_url
         self.reason = reason
+
+
+class HapiRequestError(Exception):
+    """HAPI answered a request with an error status; carries the status and HAPI's diagnostics."""
+
+    def __init__(self, status: int, diagnostics: str) -> None:
+        super().__init__(f"HAPI FHIR answered {status}: {diagnostics}")
+        self.status = status
+        self.diagnostics = diagnostics
 
 
 class HapiClient:
@@ -82,9 +91,30 @@ class HapiClient:
             raise HapiUnavailableError(self.base_url, "/metadata answered no CapabilityStatement")
         return body
 
+    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
+        """POST a transaction Bundle; its transaction-response, or :class:`HapiRequestError`."""
+        try:
+            response = await self._http.post("", json=bundle, headers={"Content-Type": FHIR_JSON})
+        except httpx.TransportError as exc:
+            raise HapiUnavailableError(
+                self.base_url, f"cannot connect ({type(exc).__name__})"
+            ) from exc
+        if response.status_code != httpx.codes.OK:
+            raise HapiRequestError(response.status_code, _diagnostics(response))
+        body: dict[str, Any] = response.json()
+        return body
+
     async def check_fhir_r4(self, *, timeout: float | None = None) -> None:
         """Probe HAPI cheaply; raise :class:`HapiUnavailableError` unless it serves FHIR R4."""
         statement = await self.capability_statement(elements=("fhirVersion",), timeout=timeout)
         version = statement.get("fhirVersion")
         if not isinstance(version, str) or not version.startswith("4.0."):
             raise HapiUnavailableError(self.base_url, f"serves FHIR {version}, not R4 (4.0.x)")
+
+
+def _diagnostics(response: httpx.Response) -> str:
+    try:
+        outcome = response.json()
+        return "; ".join(str(i.get("diagnostics", i.get("code"))) for i in outcome["issue"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return response.text[:500]

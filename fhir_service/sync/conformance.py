@@ -7,11 +7,22 @@ transaction, so loading them again changes nothing unless a file changed.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CONFORMANCE_DIRS", "conformance_bundle", "conformance_resources"]
+from fhir_service.fhir import HapiClient, HapiRequestError, HapiUnavailableError
+
+__all__ = [
+    "CONFORMANCE_DIRS",
+    "conformance_bundle",
+    "conformance_resources",
+    "load_until_done",
+]
+
+_log = logging.getLogger(__name__)
 
 _ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE_DIRS = (
@@ -50,3 +61,26 @@ def conformance_bundle() -> dict[str, Any]:
             }
         )
     return {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+
+
+async def load_until_done(
+    hapi: HapiClient, loaded: asyncio.Event, *, first_wait: float = 1.0, max_wait: float = 30.0
+) -> None:
+    """Load the conformance resources into HAPI, retrying with back-off until it works.
+
+    HAPI may start after the service, or be down for a while; the service keeps serving and
+    reports "not ready" until ``loaded`` is set.
+    """
+    bundle = conformance_bundle()
+    wait = first_wait
+    while True:
+        try:
+            await hapi.transaction(bundle)
+        except (HapiUnavailableError, HapiRequestError) as exc:
+            _log.warning("conformance resources not loaded; retrying", extra={"reason": str(exc)})
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, max_wait)
+            continue
+        _log.info("conformance resources loaded into HAPI", extra={"count": len(bundle["entry"])})
+        loaded.set()
+        return

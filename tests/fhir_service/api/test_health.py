@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 
 from fhir_service.api import create_app
 from fhir_service.settings import Settings
@@ -33,14 +35,30 @@ def test_health_answers_without_dependencies(tmp_path: Path) -> None:
     assert response.json() == {"status": "ok"}
 
 
-def test_ready_when_hapi_and_database_answer(service: TestClient) -> None:
-    response = service.get("/ready")
+def test_ready_when_hapi_and_database_answer_and_profiles_are_loaded(
+    service: TestClient,
+) -> None:
+    response = _ready_within(service, seconds=60)
 
     assert response.status_code == 200, response.text
     assert response.json() == {
         "status": "ready",
-        "checks": {"hapi": {"status": "up"}, "database": {"status": "up"}},
+        "checks": {
+            "hapi": {"status": "up"},
+            "database": {"status": "up"},
+            "profiles": {"status": "up"},
+        },
     }
+
+
+def _ready_within(service: TestClient, seconds: float) -> Response:
+    # The profiles load in the background after start; readiness waits for them.
+    deadline = time.monotonic() + seconds
+    response = service.get("/ready")
+    while response.status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        response = service.get("/ready")
+    return response
 
 
 def test_not_ready_when_nothing_listens_where_hapi_should_be(tmp_path: Path) -> None:
@@ -55,6 +73,7 @@ def test_not_ready_when_nothing_listens_where_hapi_should_be(tmp_path: Path) -> 
     assert problem["status"] == 503
     assert problem["title"] == "Not ready"
     assert "HAPI FHIR server: cannot connect" in problem["detail"]
+    assert "profiles are not yet loaded" in problem["detail"]
     assert problem["checks"]["hapi"]["status"] == "down"
     assert problem["checks"]["database"] == {"status": "up"}
     assert hapi_url not in response.text
@@ -84,18 +103,19 @@ def test_request_id_is_kept_when_given_and_made_when_not(service: TestClient) ->
 
 
 def test_metrics_count_requests_by_route_template_and_hapi_calls(service: TestClient) -> None:
+    _ready_within(service, seconds=60)
     service.get("/ready")
     service.get("/ready")
     service.get(f"/no-such-thing/{uuid.uuid4()}")
 
     text = service.get("/metrics").text
 
-    assert 'fhir_service_http_requests_total{method="GET",route="/ready",status="200"} 2.0' in text
+    assert 'fhir_service_http_requests_total{method="GET",route="/ready",status="200"} 3.0' in text
     assert (
         'fhir_service_http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0'
         in text
     )
-    assert 'fhir_service_hapi_requests_total{method="GET",outcome="200"} 2.0' in text
+    assert 'fhir_service_hapi_requests_total{method="POST",outcome="200"} 1.0' in text
     assert "fhir_service_http_request_duration_seconds_bucket" in text
     assert "fhir_service_hapi_request_duration_seconds_bucket" in text
 

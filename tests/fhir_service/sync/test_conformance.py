@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
 import httpx
 import pytest
+from pytest_httpx import HTTPXMock
 
+from fhir_service.fhir import HapiClient
+from fhir_service.metrics import Metrics
 from fhir_service.sync.conformance import (
     CONFORMANCE_DIRS,
     conformance_bundle,
     conformance_resources,
+    load_until_done,
 )
 
 PROFILES = [r for r in conformance_resources() if r["resourceType"] == "StructureDefinition"]
@@ -82,3 +89,22 @@ def test_every_differential_element_survives_snapshot_generation(
     snapshot_ids = {e["id"] for e in response.json()["snapshot"]["element"]}
     differential_ids = {e["id"] for e in profile["differential"]["element"]}  # type: ignore[index]
     assert differential_ids <= snapshot_ids
+
+
+async def test_loading_retries_until_hapi_takes_the_resources(httpx_mock: HTTPXMock) -> None:
+    base = "http://hapi.test/fhir/"
+    httpx_mock.add_exception(httpx.ConnectError("refused"), url=base)
+    httpx_mock.add_response(url=base, status_code=503, json={"issue": [{"diagnostics": "busy"}]})
+    httpx_mock.add_response(
+        url=base, json={"resourceType": "Bundle", "type": "transaction-response"}
+    )
+    hapi = HapiClient(base.rstrip("/"), Metrics())
+    loaded = asyncio.Event()
+
+    await asyncio.wait_for(load_until_done(hapi, loaded, first_wait=0.01, max_wait=0.02), 10)
+    await hapi.aclose()
+
+    assert loaded.is_set()
+    requests = httpx_mock.get_requests()
+    assert len(requests) == 3
+    assert all(json.loads(r.content) == conformance_bundle() for r in requests)
