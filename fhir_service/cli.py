@@ -1,4 +1,4 @@
-"""The command line: ``fhir-service serve`` and ``fhir-service hapi ACTION``."""
+"""The command line: ``fhir-service serve``, ``fhir-service map ...``, ``fhir-service hapi ...``."""
 
 from __future__ import annotations
 
@@ -43,6 +43,16 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     serve.add_argument("--host", default=settings.host)
     serve.add_argument("--port", type=int, default=settings.port)
     serve.set_defaults(handler=_serve)
+
+    mapping = commands.add_parser("map", help="map a contract to its FHIR Bundle and back")
+    map_commands = mapping.add_subparsers(required=True, metavar="DIRECTION")
+    to_fhir = map_commands.add_parser("to-fhir", help="print the transaction Bundle of a contract")
+    to_fhir.add_argument("contract", type=Path, help="contract JSON file")
+    to_fhir.add_argument("--language", choices=["sv", "nb", "en"], default="sv")
+    to_fhir.set_defaults(handler=_map_to_fhir)
+    from_fhir = map_commands.add_parser("from-fhir", help="print the contract held by a Bundle")
+    from_fhir.add_argument("bundle", type=Path, help="FHIR Bundle JSON file")
+    from_fhir.set_defaults(handler=_map_from_fhir)
 
     hapi = commands.add_parser("hapi", help="build and run the local HAPI FHIR server")
     hapi_commands = hapi.add_subparsers(required=True, metavar="ACTION")
@@ -127,6 +137,18 @@ def _start_embedded(hapi: LocalHapi, settings: Settings) -> None:
         hapi.stop()
         raise
     _log.info("embedded HAPI ready", extra={"url": hapi.base_url})
+
+
+def _map_to_fhir(args: argparse.Namespace, settings: Settings) -> int:
+    from fhir_service import mapping_cli
+
+    return mapping_cli.to_fhir(args.contract, args.language)
+
+
+def _map_from_fhir(args: argparse.Namespace, settings: Settings) -> int:
+    from fhir_service import mapping_cli
+
+    return mapping_cli.from_fhir(args.bundle)
 
 
 def _hapi_build(args: argparse.Namespace, settings: Settings) -> int:

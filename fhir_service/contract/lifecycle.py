@@ -54,7 +54,8 @@ class IllegalTransitionError(ValueError):
 
     def __init__(self, current: ContractStatus, wanted: ContractStatus, why: str = "") -> None:
         allowed = ", ".join(sorted(_NEXT[current])) or "nothing: it is final"
-        message = f"a {current} contract cannot become {wanted} (it can become: {allowed})"
+        article = "an" if current[:1] in "aeiou" else "a"
+        message = f"{article} {current} contract cannot become {wanted} (it can become: {allowed})"
         super().__init__(f"{message}; {why}" if why else message)
         self.current = current
         self.wanted = wanted

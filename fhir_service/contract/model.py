@@ -53,9 +53,10 @@ __all__ = [
     "Schedule",
 ]
 
-# FHIR strings may not carry control characters other than tab and line breaks; rejecting them
-# here gives the caller a precise error instead of a failed write to HAPI later.
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# FHIR strings may not carry control characters other than tab and line breaks, and the XHTML
+# narrative cannot hold surrogates or U+FFFE/U+FFFF; rejecting them here gives the caller a
+# precise error instead of a failed write to HAPI later.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
 
 
 def _printable(value: str) -> str:
@@ -191,7 +192,7 @@ def _identifier_of(allowed: frozenset[IdentifierKind], what: str) -> AfterValida
     def check(identifier: Identifier) -> Identifier:
         if identifier.kind not in allowed:
             kinds = ", ".join(sorted(allowed))
-            raise ValueError(f"{identifier.kind} does not identify a {what}; use one of {kinds}")
+            raise ValueError(f"{identifier.kind} does not identify {what}; use one of {kinds}")
         return identifier
 
     return AfterValidator(check)
@@ -237,7 +238,7 @@ class Schedule(_Model):
 class Organization(_Model):
     """A region, municipality, care unit or health trust taking part."""
 
-    identifier: Annotated[Identifier, _identifier_of(_ORGANIZATION_KINDS, "organization")]
+    identifier: Annotated[Identifier, _identifier_of(_ORGANIZATION_KINDS, "an organization")]
     name: Text
     kind: OrganizationKind
 
@@ -245,14 +246,14 @@ class Organization(_Model):
 class Patient(_Model):
     """The patient the contract is for."""
 
-    identifier: Annotated[Identifier, _identifier_of(_PATIENT_KINDS, "patient")]
+    identifier: Annotated[Identifier, _identifier_of(_PATIENT_KINDS, "a patient")]
     name: Name
 
 
 class Professional(_Model):
     """A health or social care professional acting for an organization in this contract."""
 
-    identifier: Annotated[Identifier, _identifier_of(_PROFESSIONAL_KINDS, "professional")]
+    identifier: Annotated[Identifier, _identifier_of(_PROFESSIONAL_KINDS, "a professional")]
     name: Name
     role: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z\-]{0,63}$")]
     organization: Organization
@@ -387,7 +388,9 @@ class Contract(_Model):
             missing = ", ".join(sorted(set(AgreementParty) - parties))
             raise ValueError(f"an agreed contract needs the agreement of: {missing}")
         if self.status is not ContractStatus.AGREED and self.agreements:
-            raise ValueError(f"a {self.status} contract carries no agreements")
+            raise ValueError(
+                f"{_article(self.status)} {self.status} contract carries no agreements"
+            )
 
     def organizations(self) -> tuple[Organization, ...]:
         """Every organization taking part, once each, in order of appearance."""
@@ -421,6 +424,10 @@ class Contract(_Model):
         orgs += [a.organization for a in self.activities if a.organization]
         orgs += [t.organization for t in self.agreed_times]
         return orgs
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _unique(field: str, keys: list[str]) -> None:

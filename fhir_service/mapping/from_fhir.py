@@ -33,7 +33,7 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import kind_for
 from fhir_service.mapping.tables import code_table
 
-__all__ = ["READ_PARAMS", "UnreadableContractError", "contract_from_resources"]
+__all__ = ["READ_PARAMS", "UnreadableContractError", "contract_from_bundle"]
 
 Resource = dict[str, Any]
 
@@ -65,15 +65,45 @@ class UnreadableContractError(ValueError):
     """The resources do not hold a contract this service wrote, or one is missing."""
 
 
-def contract_from_resources(resources: list[Resource], contract_id: str) -> Contract:
-    """The contract ``contract_id`` held by ``resources`` (a search result's entries)."""
-    return _Reader(resources).contract(contract_id)
+def contract_from_bundle(bundle: Resource, contract_id: str | None = None) -> Contract:
+    """The contract held by ``bundle``: a search result read from HAPI, or our own transaction.
+
+    ``contract_id`` picks one contract when the Bundle holds several; without it the Bundle
+    must hold exactly one.
+    """
+    entries = bundle.get("entry") or []
+    if bundle.get("resourceType") != "Bundle" or not isinstance(entries, list):
+        raise UnreadableContractError("not a FHIR Bundle with entries")
+    reader = _Reader(entries)
+    if contract_id is None:
+        ids = [
+            i["value"]
+            for r in reader.resources
+            if r.get("resourceType") == "CarePlan"
+            for i in r.get("identifier", [])
+            if i.get("system") == urls.ID_CONTRACT
+        ]
+        if len(ids) != 1:
+            raise UnreadableContractError(f"the Bundle holds {len(ids)} contracts, not one")
+        contract_id = ids[0]
+    return reader.contract(contract_id)
 
 
 class _Reader:
-    def __init__(self, resources: list[Resource]) -> None:
-        self.by_ref = {f"{r['resourceType']}/{r['id']}": r for r in resources}
-        self.resources = resources
+    def __init__(self, entries: list[Resource]) -> None:
+        self.resources = [e["resource"] for e in entries if isinstance(e.get("resource"), dict)]
+        self.by_ref: dict[str, Resource] = {}
+        self.full_urls: dict[int, str] = {}
+        for entry in entries:
+            resource = entry.get("resource")
+            if not isinstance(resource, dict):
+                continue
+            if "id" in resource:
+                self.by_ref[f"{resource['resourceType']}/{resource['id']}"] = resource
+            if "fullUrl" in entry and str(entry["fullUrl"]).startswith("urn:"):
+                # Our own transaction Bundle refers by fullUrl, before the server gave ids.
+                self.by_ref[entry["fullUrl"]] = resource
+                self.full_urls[id(resource)] = entry["fullUrl"]
 
     def get(self, reference: Resource | None, expected: str) -> Resource:
         ref = (reference or {}).get("reference", "")
@@ -93,7 +123,8 @@ class _Reader:
         )
         if careplan is None:
             raise UnreadableContractError(f"no CarePlan for contract {contract_id!r}")
-        version = int(careplan["meta"]["versionId"])
+        version_id = careplan.get("meta", {}).get("versionId")
+        version = int(version_id) if version_id is not None else None
         patient = self.get(careplan.get("subject"), "Patient")
         teams = [self.get(t, "CareTeam") for t in careplan.get("careTeam", [])]
         if not teams:
@@ -224,7 +255,9 @@ class _Reader:
             achievement["coding"][0]["code"] if achievement else None,
         )
         if status not in _GOAL_STATUS:
-            raise UnreadableContractError(f"Goal {goal['id']}: status {status} is not one of ours")
+            raise UnreadableContractError(
+                f"Goal {goal.get('id', '')}: status {status} is not one of ours"
+            )
         targets = goal.get("target", [])
         due = targets[0].get("dueDate") if targets else None
         return Goal(
@@ -237,16 +270,15 @@ class _Reader:
     def agreed_time(self, appointment: Resource, contract_id: str) -> AgreedTime:
         organization = professional = None
         for participant in appointment["participant"]:
-            ref = participant["actor"]["reference"]
-            if ref.startswith("HealthcareService/"):
-                service = self.get(participant["actor"], "HealthcareService")
-                organization = self.organization(
-                    self.get(service.get("providedBy"), "Organization")
-                )
-            elif ref.startswith("PractitionerRole/"):
-                professional = self.professional(self.get(participant["actor"], "PractitionerRole"))
+            actor = self.by_ref.get(participant["actor"]["reference"].split("/_history/")[0], {})
+            if actor.get("resourceType") == "HealthcareService":
+                organization = self.organization(self.get(actor.get("providedBy"), "Organization"))
+            elif actor.get("resourceType") == "PractitionerRole":
+                professional = self.professional(actor)
         if organization is None:
-            raise UnreadableContractError(f"Appointment {appointment['id']} names no care unit")
+            raise UnreadableContractError(
+                f"Appointment {appointment.get('id', '')} names no care unit"
+            )
         return AgreedTime(
             key=_local_key(appointment, urls.ID_AGREED_TIME, contract_id),
             description=appointment["description"],
@@ -257,21 +289,25 @@ class _Reader:
             professional=professional,
         )
 
-    def agreements(self, careplan: Resource, version: int) -> list[Agreement]:
-        this_version = f"CarePlan/{careplan['id']}/_history/{version}"
+    def agreements(self, careplan: Resource, version: int | None) -> list[Agreement]:
+        # Stored: the Provenance names this CarePlan version. Unsent: it names the fullUrl.
+        this_version = {
+            f"CarePlan/{careplan.get('id')}/_history/{version}",
+            self.full_urls.get(id(careplan), ""),
+        } - {""}
         provenances = [
             r
             for r in self.resources
             if r["resourceType"] == "Provenance"
-            and any(t.get("reference") == this_version for t in r.get("target", []))
+            and any(t.get("reference") in this_version for t in r.get("target", []))
         ]
         agreements = []
         for provenance in provenances:
             for signature in provenance.get("signature", []):
-                who = signature["who"]["reference"].split("/")[0]
+                who = self.by_ref.get(signature["who"]["reference"].split("/_history/")[0], {})
                 party = (
                     AgreementParty.PATIENT
-                    if who == "Patient"
+                    if who.get("resourceType") == "Patient"
                     else AgreementParty.RESPONSIBLE_CLINICIAN
                 )
                 agreements.append(
@@ -292,7 +328,7 @@ def _local_key(resource: Resource, system: str, contract_id: str) -> str:
         if identifier.get("system") == system and identifier["value"].startswith(f"{contract_id}/"):
             return str(identifier["value"][len(contract_id) + 1 :])
     raise UnreadableContractError(
-        f"{resource['resourceType']} {resource['id']} has no key of {contract_id!r}"
+        f"{resource['resourceType']} {resource.get('id', '')} has no key of {contract_id!r}"
     )
 
 
@@ -302,7 +338,7 @@ def _identifier(resource: Resource) -> Identifier:
         if kind is not None:
             return Identifier(kind=kind, value=identifier["value"])
     raise UnreadableContractError(
-        f"{resource['resourceType']} {resource['id']} has no national identifier"
+        f"{resource['resourceType']} {resource.get('id', '')} has no national identifier"
     )
 
 

@@ -65,7 +65,7 @@ def narrative(contract: Contract, language: Language = "sv") -> str:
     parts += _section(labels["agreed_times"], [_time(t) for t in contract.agreed_times], labels)
     team = [_professional(p) for p in contract.professionals]
     team += [
-        f"{_t(_name(r.name))} ({_t(relationships().names[r.relationship][language])})"
+        f"{_t(_name(r.name))} ({_t(relationships().display(r.relationship, language))})"
         for r in contract.relatives
     ]
     parts += _section(labels["team"], team, labels)

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 
 from fhir_service.contract.model import Contract
 from fhir_service.mapping import urls
-from fhir_service.mapping.from_fhir import READ_PARAMS, contract_from_resources
+from fhir_service.mapping.from_fhir import READ_PARAMS, contract_from_bundle
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from tests.strategies.contracts import contracts
 
@@ -30,7 +30,7 @@ def _read(fhir: httpx.Client, contract_id: str) -> Contract:
     assert response.status_code == 200, response.text
     bundle = response.json()
     assert "next" not in {link["relation"] for link in bundle.get("link", [])}
-    return contract_from_resources([e["resource"] for e in bundle["entry"]], contract_id)
+    return contract_from_bundle(bundle, contract_id)
 
 
 def _without_version(contract: Contract) -> Contract:

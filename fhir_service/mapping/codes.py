@@ -1,0 +1,49 @@
+"""Codes a contract uses that our code tables do not hold, each with its JSON path."""
+
+from __future__ import annotations
+
+from fhir_service.contract.model import Contract, Professional
+from fhir_service.mapping.tables import code_table, relationships
+
+__all__ = ["unknown_codes"]
+
+
+def unknown_codes(contract: Contract) -> list[tuple[str, str]]:
+    """``(json path, message)`` for every code of ``contract`` missing from its table.
+
+    An empty list means the contract maps to FHIR without an unknown code.
+    """
+    roles = code_table("care-team-role").names
+    categories = code_table("activity-category").names
+    relationship_codes = relationships().names
+    problems: list[tuple[str, str]] = []
+
+    def role(path: str, professional: Professional) -> None:
+        if professional.role not in roles:
+            problems.append((f"{path}.role", f"unknown care-team-role code {professional.role!r}"))
+
+    role("$.responsible_clinician", contract.responsible_clinician)
+    for i, professional in enumerate(contract.professionals):
+        role(f"$.professionals[{i}]", professional)
+    for i, contact in enumerate(contract.care_contacts):
+        role(f"$.care_contacts[{i}].professional", contact.professional)
+    for i, time in enumerate(contract.agreed_times):
+        if time.professional is not None:
+            role(f"$.agreed_times[{i}].professional", time.professional)
+    for i, activity in enumerate(contract.activities):
+        if activity.category not in categories:
+            problems.append(
+                (
+                    f"$.activities[{i}].category",
+                    f"unknown activity-category code {activity.category!r}",
+                )
+            )
+    for i, relative in enumerate(contract.relatives):
+        if relative.relationship not in relationship_codes:
+            problems.append(
+                (
+                    f"$.relatives[{i}].relationship",
+                    f"unknown relationship code {relative.relationship!r}",
+                )
+            )
+    return problems
