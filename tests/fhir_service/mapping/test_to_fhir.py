@@ -1,0 +1,155 @@
+"""The shape of the transaction Bundle: what is created once, what is updated, what is signed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_service.contract.lifecycle import revise
+from fhir_service.contract.model import Contract, ContractStatus
+from fhir_service.mapping import urls
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.tables import UnknownCodeError
+from fhir_service.mapping.to_fhir import CAREPLAN_STATUS, contract_to_bundle
+
+EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
+SHARED = {"Patient", "Practitioner", "PractitionerRole", "Organization", "HealthcareService"}
+OWNED = {"CarePlan", "CareTeam", "Goal", "Appointment", "RelatedPerson"}
+
+
+def _contract(name: str = "knee-replacement") -> Contract:
+    return Contract.model_validate_json((EXAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def _of_type(bundle: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
+    return [e for e in bundle["entry"] if e["resource"]["resourceType"] == resource_type]
+
+
+@pytest.mark.parametrize("example", sorted(EXAMPLES.glob("*.json")), ids=lambda p: p.stem)
+def test_shared_records_are_conditional_creates_and_owned_ones_conditional_updates(
+    example: Path,
+) -> None:
+    bundle = contract_to_bundle(Contract.model_validate_json(example.read_text()))
+
+    assert bundle["type"] == "transaction"
+    for entry in bundle["entry"]:
+        resource, request = entry["resource"], entry["request"]
+        identifier = resource.get("identifier", [{}])[0]
+        query = f"identifier={identifier.get('system')}|{identifier.get('value')}"
+        if resource["resourceType"] in SHARED:
+            assert request == {
+                "method": "POST",
+                "url": resource["resourceType"],
+                "ifNoneExist": query,
+            }
+        elif resource["resourceType"] in OWNED:
+            assert request == {"method": "PUT", "url": f"{resource['resourceType']}?{query}"}
+        else:
+            assert resource["resourceType"] == "Provenance"
+            assert request["method"] == "POST"
+            assert request["ifNoneExist"].startswith(f"_tag={urls.TAG_AGREEMENT}|")
+    full_urls = [e["fullUrl"] for e in bundle["entry"]]
+    assert len(full_urls) == len(set(full_urls)), "each record appears once"
+
+
+def test_one_contract_always_maps_to_the_same_bundle() -> None:
+    assert contract_to_bundle(_contract()) == contract_to_bundle(_contract())
+
+
+def test_national_identifiers_use_the_national_systems() -> None:
+    contract = _contract()
+    bundle = contract_to_bundle(contract)
+
+    patient = _of_type(bundle, "Patient")[0]["resource"]
+    assert patient["identifier"] == [
+        {"system": system_for(contract.patient.identifier.kind), "value": "191212121212"}
+    ]
+    assert (
+        patient["identifier"][0]["system"] == "http://electronichealth.se/identifier/personnummer"
+    )
+    practitioner_systems = {
+        e["resource"]["identifier"][0]["system"] for e in _of_type(bundle, "Practitioner")
+    }
+    assert practitioner_systems == {"urn:oid:1.2.752.29.4.19"}
+
+
+@pytest.mark.parametrize(
+    ("status", "careplan_status"),
+    [
+        ("draft", "draft"),
+        ("agreed", "active"),
+        ("revised", "active"),
+        ("completed", "completed"),
+        ("ended", "revoked"),
+        ("revoked", "revoked"),
+    ],
+)
+def test_contract_status_maps_to_careplan_status_and_is_kept_exactly(
+    status: str, careplan_status: str
+) -> None:
+    data = _contract().model_dump()
+    data["status"] = status
+    if status != "agreed":
+        data["agreements"] = ()
+    careplan = _of_type(contract_to_bundle(Contract.model_validate(data)), "CarePlan")[0]
+
+    assert careplan["resource"]["status"] == careplan_status
+    assert CAREPLAN_STATUS[ContractStatus(status)] == careplan_status
+    extension = careplan["resource"]["extension"][0]
+    assert extension["url"] == urls.EXT_CONTRACT_STATUS
+    assert extension["valueCoding"]["code"] == status
+
+
+def test_agreed_contract_carries_a_provenance_signed_by_both() -> None:
+    contract = _contract()
+    bundle = contract_to_bundle(contract)
+
+    (entry,) = _of_type(bundle, "Provenance")
+    careplan_url = _of_type(bundle, "CarePlan")[0]["fullUrl"]
+    provenance = entry["resource"]
+    assert provenance["target"] == [{"reference": careplan_url}]
+    patient_url = _of_type(bundle, "Patient")[0]["fullUrl"]
+    signers = {s["who"]["reference"] for s in provenance["signature"]}
+    assert patient_url in signers
+    assert len(signers) == 2
+    assert sorted(s["when"] for s in provenance["signature"]) == sorted(
+        a.agreed_at.isoformat() for a in contract.agreements
+    )
+
+
+def test_a_contract_under_revision_carries_no_provenance() -> None:
+    bundle = contract_to_bundle(revise(_contract()))
+
+    assert _of_type(bundle, "Provenance") == []
+
+
+def test_activities_name_their_owner_and_performer() -> None:
+    bundle = contract_to_bundle(_contract())
+    careplan = _of_type(bundle, "CarePlan")[0]["resource"]
+    patient_url = _of_type(bundle, "Patient")[0]["fullUrl"]
+    organization_url = _of_type(bundle, "Organization")[0]["fullUrl"]
+
+    details = {a["id"]: a["detail"] for a in careplan["activity"] if "detail" in a}
+
+    assert details["walk"]["performer"] == [{"reference": patient_url}]
+    assert details["surgery"]["performer"] == [{"reference": organization_url}]
+    assert details["knee-exercise"]["scheduledTiming"]["repeat"] == {
+        "frequency": 2,
+        "period": 1,
+        "periodUnit": "d",
+        "boundsPeriod": {"start": "2026-11-02", "end": "2027-02-28"},
+    }
+    owners = {key: d["extension"][0]["valueCoding"]["code"] for key, d in details.items()}
+    assert owners == {"knee-exercise": "patient", "walk": "patient", "surgery": "care-unit"}
+    references = [a["reference"]["reference"] for a in careplan["activity"] if "reference" in a]
+    assert references == [e["fullUrl"] for e in _of_type(bundle, "Appointment")]
+
+
+def test_an_unknown_code_stops_the_mapping() -> None:
+    data = _contract().model_dump()
+    data["activities"][0]["category"] = "yoga"
+
+    with pytest.raises(UnknownCodeError, match="unknown activity-category code 'yoga'"):
+        contract_to_bundle(Contract.model_validate(data))
