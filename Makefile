@@ -48,3 +48,4 @@ clean:
 
 bench: setup hapi
 	$(BIN)/python -m bench.readiness
+	$(BIN)/python -m bench.mapping

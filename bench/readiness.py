@@ -26,26 +26,11 @@ from pathlib import Path
 
 import httpx
 
-from fhir_service.local_hapi import LocalHapi
+from bench.support import hapi_base_url
 from tests.support import free_port
 
 WARM_UP = 50
 PROBE = "{}/metadata?_elements=fhirVersion"
-
-
-@contextmanager
-def _hapi() -> Iterator[str]:
-    configured = os.environ.get("FHIR_BASE_URL")
-    if configured:
-        yield configured.rstrip("/")
-        return
-    server = LocalHapi(port=free_port())
-    server.start()
-    try:
-        server.wait_until_ready(300)
-        yield server.base_url
-    finally:
-        server.stop()
 
 
 @contextmanager
@@ -113,7 +98,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
     with (
-        _hapi() as hapi_url,
+        hapi_base_url() as hapi_url,
         tempfile.TemporaryDirectory() as workdir,
         _service(hapi_url, Path(workdir)) as service_url,
     ):
