@@ -48,7 +48,9 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     map_commands = mapping.add_subparsers(required=True, metavar="DIRECTION")
     to_fhir = map_commands.add_parser("to-fhir", help="print the transaction Bundle of a contract")
     to_fhir.add_argument("contract", type=Path, help="contract JSON file")
-    to_fhir.add_argument("--language", choices=["sv", "nb", "en"], default="sv")
+    to_fhir.add_argument(
+        "--language", choices=["sv", "nb", "en"], default=settings.narrative_language
+    )
     to_fhir.set_defaults(handler=_map_to_fhir)
     from_fhir = map_commands.add_parser("from-fhir", help="print the contract held by a Bundle")
     from_fhir.add_argument("bundle", type=Path, help="FHIR Bundle JSON file")

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     embedded_hapi_port: int = Field(default=8080, ge=1, le=65535)
     embedded_hapi_start_timeout_seconds: float = Field(default=240.0, gt=0)
 
+    narrative_language: Literal["sv", "nb", "en"] = Field(
+        default="sv", description="Language of the contract's narrative (CarePlan.text)."
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @model_validator(mode="after")

@@ -13,10 +13,17 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import settings
 
 from fhir_service.local_hapi import LocalHapi
 from fhir_service.sync.conformance import conformance_bundle
 from tests.support import HAPI_START_TIMEOUT, free_port
+
+# In CI the generated examples are the same on every run, so a red build always reproduces;
+# locally each run explores new ones.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,23 @@ def test_from_fhir_names_a_missing_resource(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "Goal 'urn:uuid:" in result.stderr
     assert "is missing from the resources" in result.stderr
+
+
+def test_narrative_language_comes_from_the_setting(tmp_path: Path) -> None:
+    env = {**os.environ, "FHIR_SERVICE_NARRATIVE_LANGUAGE": "nb"}
+    result = subprocess.run(
+        [sys.executable, "-m", "fhir_service", "map", "to-fhir", str(KNEE)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    careplan = next(
+        e["resource"]
+        for e in json.loads(result.stdout)["entry"]
+        if e["resource"]["resourceType"] == "CarePlan"
+    )
+    assert 'lang="nb"' in careplan["text"]["div"]
