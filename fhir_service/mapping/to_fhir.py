@@ -12,8 +12,6 @@ the same Bundle, byte for byte.
 
 from __future__ import annotations
 
-import uuid
-from datetime import date, datetime
 from typing import Any
 
 from fhir_service.contract.model import (
@@ -21,26 +19,23 @@ from fhir_service.contract.model import (
     ActivityOwner,
     AgreedTime,
     AgreedTimeStatus,
-    AgreementParty,
     CareContact,
-    Contact,
     Contract,
     ContractStatus,
     Goal,
     GoalStatus,
-    Identifier,
-    Name,
     Organization,
-    Period,
     Professional,
     Relative,
 )
+from fhir_service.mapping import elements as element
 from fhir_service.mapping import urls
-from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.elements import identity_url
 from fhir_service.mapping.narrative import narrative
-from fhir_service.mapping.tables import Language, code_table, relationships, snomed_for_role
+from fhir_service.mapping.provenance import agreement_entry
+from fhir_service.mapping.tables import Language, code_table, relationships
 
-__all__ = ["CAREPLAN_STATUS", "contract_to_bundle", "identity_url"]
+__all__ = ["CAREPLAN_STATUS", "contract_to_bundle"]
 
 Resource = dict[str, Any]
 
@@ -68,19 +63,6 @@ _PARTICIPANT_STATUS: dict[AgreedTimeStatus, str] = {
     AgreedTimeStatus.NOSHOW: "accepted",
 }
 _ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
-_SIGNATURE_TYPE = {
-    "system": "urn:iso-astm:E1762-95:2013",
-    "code": "1.2.840.10065.1.12.1.7",
-    "display": "Consent Signature",
-}
-_PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
-_SNOMED = "http://snomed.info/sct"
-_AGREEMENT_NAMESPACE = uuid.UUID("b0c7f0a8-4a3b-5d0e-9f55-7e1f0c2a9d31")
-
-
-def identity_url(resource_type: str, system: str, value: str) -> str:
-    """The stable ``urn:uuid`` fullUrl of the record ``resource_type`` with that identifier."""
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{resource_type}|{system}|{value}')}"
 
 
 def contract_to_bundle(contract: Contract, language: Language = "sv") -> Resource:
@@ -120,14 +102,16 @@ class _Builder:
     def patient(self) -> str:
         patient = self.contract.patient
         return self._shared(
-            "Patient", _identifier(patient.identifier), {"name": [_name(patient.name)]}
+            "Patient",
+            element.identifier(patient.identifier),
+            {"name": [element.human_name(patient.name)]},
         )
 
     def organization(self, organization: Organization) -> str:
         kind = code_table("organization-kind").coding(organization.kind)
         return self._shared(
             "Organization",
-            _identifier(organization.identifier),
+            element.identifier(organization.identifier),
             {"active": True, "type": [{"coding": [kind]}], "name": organization.name},
         )
 
@@ -136,7 +120,7 @@ class _Builder:
         org_url = self.organization(organization)
         identifier = {
             "system": urls.ID_HEALTHCARE_SERVICE,
-            "value": _key_of(organization.identifier),
+            "value": element.key_of(organization.identifier),
         }
         return self._shared(
             "HealthcareService",
@@ -147,14 +131,13 @@ class _Builder:
     def practitioner_role(self, professional: Professional) -> str:
         practitioner = self._shared(
             "Practitioner",
-            _identifier(professional.identifier),
-            {"name": [_name(professional.name)]},
+            element.identifier(professional.identifier),
+            {"name": [element.human_name(professional.name)]},
         )
         org_url = self.organization(professional.organization)
-        value = (
-            f"{_key_of(professional.identifier)}@{_key_of(professional.organization.identifier)}"
-        )
-        role = {"coding": _role_codings(professional.role)}
+        person = element.key_of(professional.identifier)
+        value = f"{person}@{element.key_of(professional.organization.identifier)}"
+        role = {"coding": element.role_codings(professional.role)}
         resource: Resource = {
             "active": True,
             "practitioner": {"reference": practitioner},
@@ -162,7 +145,7 @@ class _Builder:
             "code": [role],
         }
         if professional.contacts:
-            resource["telecom"] = [_contact(c) for c in professional.contacts]
+            resource["telecom"] = [element.contact_point(c) for c in professional.contacts]
         identifier = {"system": urls.ID_PRACTITIONER_ROLE, "value": value}
         return self._shared("PractitionerRole", identifier, resource)
 
@@ -173,10 +156,10 @@ class _Builder:
         resource: Resource = {
             "patient": {"reference": patient_url},
             "relationship": [{"coding": [table.coding(relative.relationship)]}],
-            "name": [_name(relative.name)],
+            "name": [element.human_name(relative.name)],
         }
         if relative.contacts:
-            resource["telecom"] = [_contact(c) for c in relative.contacts]
+            resource["telecom"] = [element.contact_point(c) for c in relative.contacts]
         return self._owned(
             "RelatedPerson", urls.ID_RELATED_PERSON, f"{self.contract.id}/{relative.key}", resource
         )
@@ -217,8 +200,8 @@ class _Builder:
             "participant": participants,
         }
         if time.start and time.end:
-            resource["start"] = _instant(time.start)
-            resource["end"] = _instant(time.end)
+            resource["start"] = element.instant(time.start)
+            resource["end"] = element.instant(time.end)
         return self._owned(
             "Appointment", urls.ID_AGREED_TIME, f"{self.contract.id}/{time.key}", resource
         )
@@ -235,7 +218,7 @@ class _Builder:
         ]
         participants += [
             {
-                "role": [{"coding": _role_codings(p.role)}],
+                "role": [{"coding": element.role_codings(p.role)}],
                 "member": {"reference": self.practitioner_role(p)},
             }
             for p in self.contract.professionals
@@ -261,7 +244,7 @@ class _Builder:
             "member": {"reference": self.practitioner_role(contact.professional)},
         }
         if contact.period:
-            participant["period"] = _period(contact.period)
+            participant["period"] = element.period(contact.period)
         resource: Resource = {
             "meta": {"profile": [urls.PROFILE_CARETEAM]},
             "status": "active",
@@ -294,10 +277,10 @@ class _Builder:
                 "periodUnit": activity.schedule.unit,
             }
             if activity.period:
-                repeat["boundsPeriod"] = _period(activity.period)
+                repeat["boundsPeriod"] = element.period(activity.period)
             detail["scheduledTiming"] = {"repeat": repeat}
         elif activity.period:
-            detail["scheduledPeriod"] = _period(activity.period)
+            detail["scheduledPeriod"] = element.period(activity.period)
         performer = self._performer(activity, patient_url, relative_urls)
         detail["performer"] = [{"reference": performer}]
         return {"id": activity.key, "detail": detail}
@@ -312,53 +295,6 @@ class _Builder:
             return relative_urls[activity.relative]
         assert activity.organization is not None
         return self.organization(activity.organization)
-
-    def provenance(self, careplan_url: str, patient_url: str) -> None:
-        contract = self.contract
-        signers = {
-            AgreementParty.PATIENT: patient_url,
-            AgreementParty.RESPONSIBLE_CLINICIAN: self.practitioner_role(
-                contract.responsible_clinician
-            ),
-        }
-        agreements = sorted(contract.agreements, key=lambda a: a.party)
-        seed = "|".join([contract.id, *(f"{a.party}@{_instant(a.agreed_at)}" for a in agreements)])
-        agreement = uuid.uuid5(_AGREEMENT_NAMESPACE, seed).hex
-        resource: Resource = {
-            "resourceType": "Provenance",
-            "meta": {"tag": [{"system": urls.TAG_AGREEMENT, "code": agreement}]},
-            "target": [{"reference": careplan_url}],
-            "recorded": _instant(max(a.agreed_at for a in agreements)),
-            "activity": {"text": "agreement to the patient contract"},
-            "agent": [
-                {
-                    "type": {"coding": [{"system": _PROVENANCE_PARTICIPANT, "code": "author"}]},
-                    "who": {"reference": signers[a.party]},
-                }
-                for a in agreements
-            ],
-            "signature": [
-                {
-                    "type": [_SIGNATURE_TYPE],
-                    "when": _instant(a.agreed_at),
-                    "who": {"reference": signers[a.party]},
-                }
-                for a in agreements
-            ],
-        }
-        # Provenance has no identifier. The agreement's tag makes it a conditional create all
-        # the same: a PUT by id would store a new version on every re-post (HAPI 8.8 compares
-        # the stored, auto-versioned target with the unversioned one sent).
-        url = identity_url("Provenance", urls.TAG_AGREEMENT, agreement)
-        self.entries[url] = {
-            "fullUrl": url,
-            "resource": resource,
-            "request": {
-                "method": "POST",
-                "url": "Provenance",
-                "ifNoneExist": f"_tag={urls.TAG_AGREEMENT}|{agreement}",
-            },
-        }
 
     def bundle(self, language: Language) -> Resource:
         contract = self.contract
@@ -396,7 +332,7 @@ class _Builder:
             "careTeam": [{"reference": url} for url in team_urls],
         }
         if contract.period:
-            careplan["period"] = _period(contract.period)
+            careplan["period"] = element.period(contract.period)
         if goal_urls:
             careplan["goal"] = [{"reference": url} for url in goal_urls]
         if activities:
@@ -404,66 +340,14 @@ class _Builder:
         notes = [("patient-resource", text) for text in contract.patient_resources]
         notes += [("wish", text) for text in contract.wishes]
         if notes:
-            careplan["note"] = [_note(kind, text, patient_url) for kind, text in notes]
+            careplan["note"] = [element.note(kind, text, patient_url) for kind, text in notes]
         careplan_url = self._owned("CarePlan", urls.ID_CONTRACT, contract.id, careplan)
         if contract.status is ContractStatus.AGREED:
-            self.provenance(careplan_url, patient_url)
+            clinician = self.practitioner_role(contract.responsible_clinician)
+            entry = agreement_entry(contract, careplan_url, patient_url, clinician)
+            self.entries[entry["fullUrl"]] = entry
         return {
             "resourceType": "Bundle",
             "type": "transaction",
             "entry": list(self.entries.values()),
         }
-
-
-def _identifier(identifier: Identifier) -> Resource:
-    return {"system": system_for(identifier.kind), "value": identifier.value}
-
-
-def _key_of(identifier: Identifier) -> str:
-    return f"{identifier.kind}:{identifier.value}"
-
-
-def _name(name: Name) -> Resource:
-    out: Resource = {"family": name.family}
-    if name.given:
-        out["given"] = list(name.given)
-    return out
-
-
-def _contact(contact: Contact) -> Resource:
-    return {"system": contact.system, "value": contact.value}
-
-
-def _role_codings(role: str) -> list[Resource]:
-    codings = [code_table("care-team-role").coding(role)]
-    snomed = snomed_for_role(role)
-    if snomed:
-        codings.append({"system": _SNOMED, "code": snomed[0], "display": snomed[1]})
-    return codings
-
-
-def _period(period: Period) -> Resource:
-    out: Resource = {}
-    if period.start:
-        out["start"] = _date(period.start)
-    if period.end:
-        out["end"] = _date(period.end)
-    return out
-
-
-def _note(kind: str, text: str, patient_url: str) -> Resource:
-    return {
-        "extension": [
-            {"url": urls.EXT_NOTE_KIND, "valueCoding": code_table("note-kind").coding(kind)}
-        ],
-        "authorReference": {"reference": patient_url},
-        "text": text,
-    }
-
-
-def _date(value: date) -> str:
-    return value.isoformat()
-
-
-def _instant(value: datetime) -> str:
-    return value.isoformat()

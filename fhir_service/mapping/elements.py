@@ -1,0 +1,95 @@
+"""FHIR datatypes built from the contract's parts, and the stable fullUrls of records."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from fhir_service.contract.model import Contact, Identifier, Name, Period
+from fhir_service.mapping import urls
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.tables import code_table, snomed_for_role
+
+__all__ = [
+    "SNOMED",
+    "contact_point",
+    "human_name",
+    "identifier",
+    "identity_url",
+    "instant",
+    "key_of",
+    "note",
+    "period",
+    "role_codings",
+]
+
+Resource = dict[str, Any]
+SNOMED = "http://snomed.info/sct"
+
+
+def identity_url(resource_type: str, system: str, value: str) -> str:
+    """The stable ``urn:uuid`` fullUrl of the record ``resource_type`` with that identifier."""
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{resource_type}|{system}|{value}')}"
+
+
+def identifier(value: Identifier) -> Resource:
+    """A national identifier with the system we emit for its kind."""
+    return {"system": system_for(value.kind), "value": value.value}
+
+
+def key_of(identifier: Identifier) -> str:
+    """``kind:value``: unique across kinds, for our own composite identifiers."""
+    return f"{identifier.kind}:{identifier.value}"
+
+
+def human_name(name: Name) -> Resource:
+    """A HumanName."""
+    out: Resource = {"family": name.family}
+    if name.given:
+        out["given"] = list(name.given)
+    return out
+
+
+def contact_point(contact: Contact) -> Resource:
+    """A ContactPoint."""
+    return {"system": contact.system, "value": contact.value}
+
+
+def role_codings(role: str) -> list[Resource]:
+    """Our care-team-role coding, and the SNOMED CT one where the ConceptMap has it."""
+    codings = [code_table("care-team-role").coding(role)]
+    snomed = snomed_for_role(role)
+    if snomed:
+        codings.append({"system": SNOMED, "code": snomed[0], "display": snomed[1]})
+    return codings
+
+
+def period(value: Period) -> Resource:
+    """A Period of dates."""
+    out: Resource = {}
+    if value.start:
+        out["start"] = _date(value.start)
+    if value.end:
+        out["end"] = _date(value.end)
+    return out
+
+
+def note(kind: str, text: str, patient_url: str) -> Resource:
+    """The patient's own words as an Annotation, marked resource or wish."""
+    return {
+        "extension": [
+            {"url": urls.EXT_NOTE_KIND, "valueCoding": code_table("note-kind").coding(kind)}
+        ],
+        "authorReference": {"reference": patient_url},
+        "text": text,
+    }
+
+
+def _date(value: date) -> str:
+    return value.isoformat()
+
+
+def instant(value: datetime) -> str:
+    """An instant with its offset, to the second as the model keeps it."""
+    return value.isoformat()
