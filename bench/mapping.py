@@ -24,7 +24,7 @@ import httpx
 from fhir.resources.R4B.bundle import Bundle
 
 from bench.support import hapi_base_url, median_seconds
-from fhir_service.contract.model import Activity, AgreedTime, Contract
+from fhir_service.contract import Activity, AgreedTime, Contract
 from fhir_service.mapping.from_fhir import contract_from_bundle
 from fhir_service.mapping.to_fhir import contract_to_bundle
 

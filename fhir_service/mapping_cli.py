@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from pydantic import ValidationError
 
-from fhir_service.contract.model import Contract
+from fhir_service.contract import Contract
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.tables import Language

@@ -1,1 +1,61 @@
-"""The patient contract as a domain model: pure Python, knows nothing of FHIR or HTTP."""
+"""The patient contract as a domain model: pure Python, knows nothing of FHIR or HTTP.
+
+Import what you need from here: ``from fhir_service.contract import Contract, ContractStatus``.
+"""
+
+from fhir_service.contract.identifiers import IdentifierKind, InvalidIdentifierError
+from fhir_service.contract.model import (
+    Activity,
+    AgreedTime,
+    Agreement,
+    CareContact,
+    Contact,
+    Contract,
+    Goal,
+    Identifier,
+    Name,
+    Organization,
+    Patient,
+    Period,
+    Professional,
+    Relative,
+    Schedule,
+)
+from fhir_service.contract.vocabulary import (
+    ActivityOwner,
+    ActivityStatus,
+    AgreedTimeStatus,
+    AgreementParty,
+    CareContactKind,
+    ContractStatus,
+    GoalStatus,
+    OrganizationKind,
+)
+
+__all__ = [
+    "Activity",
+    "ActivityOwner",
+    "ActivityStatus",
+    "AgreedTime",
+    "AgreedTimeStatus",
+    "Agreement",
+    "AgreementParty",
+    "CareContact",
+    "CareContactKind",
+    "Contact",
+    "Contract",
+    "ContractStatus",
+    "Goal",
+    "GoalStatus",
+    "Identifier",
+    "IdentifierKind",
+    "InvalidIdentifierError",
+    "Name",
+    "Organization",
+    "OrganizationKind",
+    "Patient",
+    "Period",
+    "Professional",
+    "Relative",
+    "Schedule",
+]

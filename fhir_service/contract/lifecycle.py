@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fhir_service.contract.model import Agreement, AgreementParty, Contract, ContractStatus
+from fhir_service.contract.model import Agreement, Contract
+from fhir_service.contract.vocabulary import AgreementParty, ContractStatus
 
 __all__ = [
     "IllegalTransitionError",

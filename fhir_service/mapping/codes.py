@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fhir_service.contract.model import Contract, Professional
+from fhir_service.contract import Contract, Professional
 from fhir_service.mapping.tables import code_table, relationships
 
 __all__ = ["unknown_codes"]

@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from fhir_service.contract.model import Contact, Identifier, Name, Period
+from fhir_service.contract import Contact, Identifier, Name, Period
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.tables import code_table, snomed_for_role

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from fhir_service.contract.model import (
+from fhir_service.contract import (
     Activity,
     AgreedTime,
     Agreement,

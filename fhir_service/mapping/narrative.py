@@ -11,7 +11,7 @@ from functools import cache
 from html import escape
 from typing import Any
 
-from fhir_service.contract.model import (
+from fhir_service.contract import (
     Activity,
     AgreedTime,
     CareContact,

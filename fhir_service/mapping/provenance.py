@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fhir_service.contract.model import AgreementParty, Contract
+from fhir_service.contract import AgreementParty, Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import identity_url, instant
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_service.contract.model import (
+from fhir_service.contract import (
     Activity,
     ActivityOwner,
     AgreedTime,

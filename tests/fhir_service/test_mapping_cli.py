@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from fhir_service.contract.model import Contract
+from fhir_service.contract import Contract
 from fhir_service.mapping.to_fhir import contract_to_bundle
 
 EXAMPLES = Path(__file__).parents[2] / "profiles" / "examples"

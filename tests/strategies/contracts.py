@@ -13,8 +13,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 from hypothesis import strategies as st
 
-from fhir_service.contract.identifiers import IdentifierKind
-from fhir_service.contract.model import (
+from fhir_service.contract import (
     Activity,
     ActivityOwner,
     ActivityStatus,
@@ -39,6 +38,7 @@ from fhir_service.contract.model import (
     Relative,
     Schedule,
 )
+from fhir_service.contract.identifiers import IdentifierKind
 from fhir_service.mapping.tables import code_table, relationships
 from tests.strategies import identifiers as ids
 

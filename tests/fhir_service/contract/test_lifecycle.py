@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from fhir_service.contract import Agreement, AgreementParty, Contract, ContractStatus
 from fhir_service.contract.lifecycle import (
     IllegalTransitionError,
     agree,
@@ -27,7 +28,6 @@ from fhir_service.contract.lifecycle import (
     revise,
     revoke,
 )
-from fhir_service.contract.model import Agreement, AgreementParty, Contract, ContractStatus
 
 EXAMPLE = Path(__file__).parents[3] / "profiles/examples/contracts/knee-replacement.json"
 

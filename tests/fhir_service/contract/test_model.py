@@ -20,13 +20,13 @@ from typing import Any, cast
 import pytest
 from pydantic import ValidationError
 
-from fhir_service.contract.identifiers import IdentifierKind
-from fhir_service.contract.model import (
+from fhir_service.contract import (
     ActivityOwner,
     AgreementParty,
     Contract,
     ContractStatus,
 )
+from fhir_service.contract.identifiers import IdentifierKind
 
 EXAMPLE = Path(__file__).parents[3] / "profiles/examples/contracts/knee-replacement.json"
 

@@ -16,7 +16,7 @@ from typing import Any, get_args
 
 import pytest
 
-from fhir_service.contract.model import Contract
+from fhir_service.contract import Contract
 from fhir_service.mapping.narrative import narrative
 from fhir_service.mapping.tables import Language
 

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from fhir_service.contract.model import Contract
+from fhir_service.contract import Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import READ_PARAMS, contract_from_bundle
 from fhir_service.mapping.to_fhir import contract_to_bundle

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from fhir_service.contract import Contract, ContractStatus
 from fhir_service.contract.lifecycle import revise
-from fhir_service.contract.model import Contract, ContractStatus
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.tables import UnknownCodeError

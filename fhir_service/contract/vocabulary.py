@@ -1,0 +1,91 @@
+"""The closed vocabularies of a contract: statuses, owners, kinds and parties."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "ActivityOwner",
+    "ActivityStatus",
+    "AgreedTimeStatus",
+    "AgreementParty",
+    "CareContactKind",
+    "ContractStatus",
+    "GoalStatus",
+    "OrganizationKind",
+]
+
+
+class ContractStatus(StrEnum):
+    """Where a contract is in its life."""
+
+    DRAFT = "draft"
+    AGREED = "agreed"
+    REVISED = "revised"
+    COMPLETED = "completed"
+    ENDED = "ended"
+    REVOKED = "revoked"
+
+
+class ActivityOwner(StrEnum):
+    """Who carries out an activity of the agreement."""
+
+    PATIENT = "patient"
+    CARE_UNIT = "care-unit"
+    MUNICIPALITY = "municipality"
+    RELATIVE = "relative"
+
+
+class ActivityStatus(StrEnum):
+    """Progress of one activity."""
+
+    NOT_STARTED = "not-started"
+    SCHEDULED = "scheduled"
+    IN_PROGRESS = "in-progress"
+    ON_HOLD = "on-hold"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
+
+
+class GoalStatus(StrEnum):
+    """Where one of the patient's goals stands."""
+
+    PROPOSED = "proposed"
+    ACTIVE = "active"
+    ACHIEVED = "achieved"
+    NOT_ACHIEVED = "not-achieved"
+    CANCELLED = "cancelled"
+
+
+class AgreedTimeStatus(StrEnum):
+    """State of an agreed time (överenskommen tid)."""
+
+    PROPOSED = "proposed"
+    BOOKED = "booked"
+    FULFILLED = "fulfilled"
+    CANCELLED = "cancelled"
+    NOSHOW = "noshow"
+
+
+class OrganizationKind(StrEnum):
+    """What kind of organization takes part: region and municipality may both."""
+
+    REGION = "region"
+    MUNICIPALITY = "municipality"
+    CARE_UNIT = "care-unit"
+    HEALTH_TRUST = "health-trust"
+
+
+class CareContactKind(StrEnum):
+    """The Swedish fast vårdkontakt or the Norwegian personlig koordinator."""
+
+    FAST_VARDKONTAKT = "fast-vardkontakt"
+    PERSONLIG_KOORDINATOR = "personlig-koordinator"
+
+
+class AgreementParty(StrEnum):
+    """Whose agreement a contract needs before it is agreed."""
+
+    PATIENT = "patient"
+    RESPONSIBLE_CLINICIAN = "responsible-clinician"
