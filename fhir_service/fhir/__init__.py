@@ -1,6 +1,32 @@
-"""The HAPI FHIR client: one pooled ``httpx.AsyncClient`` with request ids and metrics."""
+"""The HAPI FHIR client: one pooled ``httpx.AsyncClient`` with typed errors, retries, metrics."""
 
-from fhir_service.fhir.client import HapiClient, HapiRequestError, HapiUnavailableError
+from fhir_service.fhir.client import FHIR_JSON, HapiClient, RetryPolicy, SearchResult
+from fhir_service.fhir.errors import (
+    ConflictError,
+    GoneError,
+    HapiError,
+    HapiRequestError,
+    HapiUnavailableError,
+    InvalidRequestError,
+    NotFoundError,
+    PreconditionFailedError,
+    ServerError,
+)
 from fhir_service.fhir.transport import InstrumentedTransport
 
-__all__ = ["HapiClient", "HapiRequestError", "HapiUnavailableError", "InstrumentedTransport"]
+__all__ = [
+    "FHIR_JSON",
+    "ConflictError",
+    "GoneError",
+    "HapiClient",
+    "HapiError",
+    "HapiRequestError",
+    "HapiUnavailableError",
+    "InstrumentedTransport",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PreconditionFailedError",
+    "RetryPolicy",
+    "SearchResult",
+    "ServerError",
+]

@@ -1,41 +1,76 @@
 """The client the service uses to talk to HAPI FHIR.
 
 One instance per app, made in the lifespan and injected: it owns a pooled ``httpx.AsyncClient``.
+Every call has a time-out. Calls that are safe to repeat (reads, and writes the caller marks
+idempotent, such as a transaction of conditional writes) are retried a bounded number of times
+with jittered back-off when HAPI cannot be reached or answers 429/502/503/504; other calls are
+retried only when the connection failed before anything was sent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from fhir_service.fhir.errors import HapiRequestError, HapiUnavailableError, error_for
 from fhir_service.fhir.transport import InstrumentedTransport
 from fhir_service.metrics import Metrics
 
-__all__ = ["HapiClient", "HapiRequestError", "HapiUnavailableError"]
+__all__ = ["FHIR_JSON", "HapiClient", "RetryPolicy", "SearchResult"]
 
 FHIR_JSON = "application/fhir+json"
+Resource = dict[str, Any]
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
+_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 
-class HapiUnavailableError(Exception):
-    """HAPI did not answer, or answered with something other than a FHIR server's reply.
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a safe call is repeated."""
 
-    ``reason`` says what happened in words an operator can act on.
-    """
+    attempts: int = 3
+    base_delay: float = 0.2
+    max_delay: float = 2.0
 
-    def __init__(self, base_url: str, reason: str) -> None:
-        super().__init__(f"HAPI FHIR at {base_url} is unavailable: {reason}")
-        self.base_url = base_url
-        self.reason = reason
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait after failed ``attempt`` (1-based): full jitter, or Retry-After."""
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)  # noqa: S311 - spreading retries, not security
 
 
-class HapiRequestError(Exception):
-    """HAPI answered a request with an error status; carries the status and HAPI's diagnostics."""
+@dataclass
+class SearchResult:
+    """The entries of every page read, in order; ``truncated`` when the page cap stopped it."""
 
-    def __init__(self, status: int, diagnostics: str) -> None:
-        super().__init__(f"HAPI FHIR answered {status}: {diagnostics}")
-        self.status = status
-        self.diagnostics = diagnostics
+    entries: list[Resource] = field(default_factory=list)
+    total: int | None = None
+    pages: int = 0
+    truncated: bool = False
+
+    @property
+    def resources(self) -> list[Resource]:
+        """The resources of all entries, matches and includes alike."""
+        return [e["resource"] for e in self.entries if "resource" in e]
+
+    def matches(self) -> list[Resource]:
+        """Only the resources that matched the search (not ``_include``d ones)."""
+        return [
+            e["resource"]
+            for e in self.entries
+            if e.get("search", {}).get("mode", "match") == "match" and "resource" in e
+        ]
+
+    def as_bundle(self) -> Resource:
+        """All pages as one searchset Bundle."""
+        return {"resourceType": "Bundle", "type": "searchset", "entry": self.entries}
 
 
 class HapiClient:
@@ -47,9 +82,11 @@ class HapiClient:
         metrics: Metrics,
         *,
         timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.retry = retry if retry is not None else RetryPolicy()
         inner = transport if transport is not None else httpx.AsyncHTTPTransport()
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -62,46 +99,56 @@ class HapiClient:
         """Close the connection pool."""
         await self._http.aclose()
 
+    # Reads: safe to repeat.
+
+    async def read(self, resource_type: str, resource_id: str) -> Resource:
+        """The current version of ``resource_type/resource_id``."""
+        return _json(await self._send("GET", f"/{resource_type}/{resource_id}", safe=True))
+
+    async def vread(self, resource_type: str, resource_id: str, version: str | int) -> Resource:
+        """One version of a resource."""
+        path = f"/{resource_type}/{resource_id}/_history/{version}"
+        return _json(await self._send("GET", path, safe=True))
+
+    async def history(
+        self,
+        resource_type: str | None = None,
+        resource_id: str | None = None,
+        *,
+        params: Params = (),
+        max_pages: int = 10,
+    ) -> SearchResult:
+        """``_history`` of the server, a type, or one resource; newest first, paged."""
+        path = "/".join(p for p in ("", resource_type, resource_id, "_history") if p is not None)
+        return await self._paged(path or "/_history", params, max_pages)
+
+    async def search(
+        self, resource_type: str, params: Params = (), *, max_pages: int = 10
+    ) -> SearchResult:
+        """Search ``resource_type`` and follow ``next`` links, up to ``max_pages`` pages."""
+        return await self._paged(f"/{resource_type}", params, max_pages)
+
     async def capability_statement(
         self, *, elements: tuple[str, ...] = (), timeout: float | None = None
-    ) -> dict[str, Any]:
+    ) -> Resource:
         """``GET /metadata``: HAPI's CapabilityStatement, or only ``elements`` of it.
 
         The whole statement is large (HAPI takes ~200 ms to serialize it); a probe should ask
         for an element or two. Raises :class:`HapiUnavailableError` when HAPI cannot be reached
         in time or answers with anything but a CapabilityStatement.
         """
-        request_timeout = timeout if timeout is not None else self._http.timeout
-        params = {"_elements": ",".join(elements)} if elements else None
+        params = {"_elements": ",".join(elements)} if elements else {}
         try:
-            response = await self._http.get("/metadata", params=params, timeout=request_timeout)
-        except httpx.TimeoutException as exc:
-            raise HapiUnavailableError(self.base_url, "no answer within the time-out") from exc
-        except httpx.TransportError as exc:
-            raise HapiUnavailableError(
-                self.base_url, f"cannot connect ({type(exc).__name__})"
-            ) from exc
-        if response.status_code != httpx.codes.OK:
-            raise HapiUnavailableError(self.base_url, f"/metadata answered {response.status_code}")
-        try:
+            response = await self._send(
+                "GET", "/metadata", safe=True, params=params, timeout=timeout, attempts=1
+            )
             body: Any = response.json()
+        except HapiRequestError as exc:
+            raise HapiUnavailableError(self.base_url, f"/metadata answered {exc.status}") from exc
         except ValueError as exc:
             raise HapiUnavailableError(self.base_url, "/metadata did not answer JSON") from exc
         if not isinstance(body, dict) or body.get("resourceType") != "CapabilityStatement":
             raise HapiUnavailableError(self.base_url, "/metadata answered no CapabilityStatement")
-        return body
-
-    async def transaction(self, bundle: dict[str, Any]) -> dict[str, Any]:
-        """POST a transaction Bundle; its transaction-response, or :class:`HapiRequestError`."""
-        try:
-            response = await self._http.post("", json=bundle, headers={"Content-Type": FHIR_JSON})
-        except httpx.TransportError as exc:
-            raise HapiUnavailableError(
-                self.base_url, f"cannot connect ({type(exc).__name__})"
-            ) from exc
-        if response.status_code != httpx.codes.OK:
-            raise HapiRequestError(response.status_code, _diagnostics(response))
-        body: dict[str, Any] = response.json()
         return body
 
     async def check_fhir_r4(self, *, timeout: float | None = None) -> None:
@@ -111,10 +158,133 @@ class HapiClient:
         if not isinstance(version, str) or not version.startswith("4.0."):
             raise HapiUnavailableError(self.base_url, f"serves FHIR {version}, not R4 (4.0.x)")
 
+    # Writes.
 
-def _diagnostics(response: httpx.Response) -> str:
+    async def create(self, resource: Resource, *, if_none_exist: str | None = None) -> Resource:
+        """Create ``resource``; with ``if_none_exist`` (a search query), only if none matches.
+
+        A conditional create is safe to repeat; a plain one is not.
+        """
+        headers = {"If-None-Exist": if_none_exist} if if_none_exist else {}
+        response = await self._send(
+            "POST",
+            f"/{resource['resourceType']}",
+            safe=if_none_exist is not None,
+            json=resource,
+            headers=headers,
+        )
+        return _json(response)
+
+    async def update(self, resource: Resource, *, if_match: str | int | None = None) -> Resource:
+        """Update by id; with ``if_match`` (a version), only if that is still the current one.
+
+        A stale version raises :class:`ConflictError` (HAPI answers 409).
+        """
+        headers = {"If-Match": f'W/"{if_match}"'} if if_match is not None else {}
+        path = f"/{resource['resourceType']}/{resource['id']}"
+        return _json(await self._send("PUT", path, safe=True, json=resource, headers=headers))
+
+    async def conditional_update(self, criteria: str, resource: Resource) -> Resource:
+        """Update the one resource matching ``criteria`` (``identifier=s|v``), or create it."""
+        path = f"/{resource['resourceType']}?{criteria}"
+        return _json(await self._send("PUT", path, safe=True, json=resource))
+
+    async def delete(self, resource_type: str, resource_id: str) -> None:
+        """Delete a resource (HAPI keeps its history)."""
+        await self._send("DELETE", f"/{resource_type}/{resource_id}", safe=True)
+
+    async def transaction(self, bundle: Resource, *, idempotent: bool = False) -> Resource:
+        """POST a transaction Bundle; its transaction-response.
+
+        Mark it ``idempotent`` when every entry is a conditional or versioned write, so that a
+        repeat cannot write twice; only then is it retried after a lost answer.
+        """
+        return _json(await self._send("POST", "", safe=idempotent, json=bundle))
+
+    # The one place requests are sent, retried and turned into errors.
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        safe: bool,
+        attempts: int | None = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        if "json" in kwargs:
+            kwargs["headers"] = {"Content-Type": FHIR_JSON, **kwargs.get("headers", {})}
+        if timeout is not None:
+            kwargs["timeout"] = timeout
+        tries = attempts if attempts is not None else self.retry.attempts
+        for attempt in range(1, tries + 1):
+            retry_after = None
+            try:
+                response = await self._http.request(method, url, **kwargs)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                # Nothing reached HAPI: repeating cannot write twice.
+                failure: Exception = HapiUnavailableError(
+                    self.base_url, f"cannot connect ({type(exc).__name__})"
+                )
+                repeatable = True
+                cause: Exception = exc
+            except httpx.TimeoutException as exc:
+                failure = HapiUnavailableError(self.base_url, "no answer within the time-out")
+                repeatable, cause = safe, exc
+            except httpx.TransportError as exc:
+                failure = HapiUnavailableError(
+                    self.base_url, f"the connection failed ({type(exc).__name__})"
+                )
+                repeatable, cause = safe, exc
+            else:
+                if response.status_code < httpx.codes.BAD_REQUEST:
+                    return response
+                failure = error_for(response)
+                repeatable = safe and response.status_code in _RETRY_STATUSES
+                retry_after = _retry_after(response)
+                cause = failure
+            if not repeatable or attempt == tries:
+                if failure is cause:
+                    raise failure
+                raise failure from cause
+            await asyncio.sleep(self.retry.delay(attempt, retry_after))
+        raise AssertionError("unreachable: the loop returns or raises")
+
+    async def _paged(self, path: str, params: Params, max_pages: int) -> SearchResult:
+        result = SearchResult()
+        response = await self._send("GET", path, safe=True, params=params)
+        while True:
+            page = _json(response)
+            result.pages += 1
+            result.entries += page.get("entry", [])
+            if result.total is None and isinstance(page.get("total"), int):
+                result.total = page["total"]
+            next_link = next(
+                (link["url"] for link in page.get("link", []) if link.get("relation") == "next"),
+                None,
+            )
+            if next_link is None:
+                return result
+            if result.pages >= max_pages:
+                result.truncated = True
+                return result
+            response = await self._send("GET", self._rebase(next_link), safe=True)
+
+    def _rebase(self, link: str) -> str:
+        # HAPI writes paging links with the address it was reached by; a proxy or a configured
+        # server address can make that differ from ours, so keep only the query.
+        return "?" + urlsplit(link).query
+
+
+def _json(response: httpx.Response) -> Resource:
     try:
-        outcome = response.json()
-        return "; ".join(str(i.get("diagnostics", i.get("code"))) for i in outcome["issue"])
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return response.text[:500]
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.isdigit() else None

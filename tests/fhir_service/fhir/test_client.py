@@ -69,7 +69,7 @@ async def test_request_id_of_the_current_request_is_forwarded(
     [
         (httpx.ConnectError("refused"), "cannot connect (ConnectError)", "ConnectError"),
         (httpx.ReadTimeout("slow"), "no answer within the time-out", "ReadTimeout"),
-        (httpx.RemoteProtocolError("garbage"), "cannot connect (RemoteProtocolError)", None),
+        (httpx.RemoteProtocolError("garbage"), "the connection failed (RemoteProtocolError)", None),
     ],
 )
 async def test_transport_failures_become_hapi_unavailable(
