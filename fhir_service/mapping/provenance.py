@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import Any
 
@@ -32,7 +33,12 @@ def agreement_entry(
         AgreementParty.RESPONSIBLE_CLINICIAN: clinician_url,
     }
     agreements = sorted(contract.agreements, key=lambda a: a.party)
-    seed = "|".join([contract.id, *(f"{a.party}@{instant(a.agreed_at)}" for a in agreements)])
+    # What was agreed, by whom and when: a new agreement to other contents is another record.
+    contents = hashlib.sha256(
+        contract.model_dump_json(exclude={"version", "status", "agreements"}).encode()
+    ).hexdigest()
+    signed = (f"{a.party}@{instant(a.agreed_at)}" for a in agreements)
+    seed = "|".join([contract.id, contents, *signed])
     agreement = uuid.uuid5(_AGREEMENT_NAMESPACE, seed).hex
     resource = {
         "resourceType": "Provenance",

@@ -65,15 +65,40 @@ _PARTICIPANT_STATUS: dict[AgreedTimeStatus, str] = {
 _ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
 
 
-def contract_to_bundle(contract: Contract, language: Language = "sv") -> Resource:
-    """The transaction Bundle that writes ``contract``; the narrative is in ``language``."""
-    builder = _Builder(contract)
-    return builder.bundle(language)
+def contract_to_bundle(
+    contract: Contract,
+    language: Language = "sv",
+    *,
+    new: bool = False,
+    if_version: tuple[str, int] | None = None,
+) -> Resource:
+    """The transaction Bundle that writes ``contract``; the narrative is in ``language``.
+
+    ``new``: the contract's own records are conditional creates too, so that a contract that
+    exists already is left as it is (the CarePlan's entry then answers ``200 OK``).
+    ``if_version``: ``(server id, version)`` of the stored CarePlan; it is written by id only if
+    that is still its version (optimistic locking), otherwise the whole transaction fails with
+    409 and nothing is written. (HAPI ignores ``ifMatch`` on a conditional update, so the
+    CarePlan is addressed by id here.)
+    """
+    builder = _Builder(contract, new=new)
+    bundle = builder.bundle(language)
+    if if_version is not None:
+        server_id, version = if_version
+        careplan = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan")
+        careplan["resource"]["id"] = server_id
+        careplan["request"] = {
+            "method": "PUT",
+            "url": f"CarePlan/{server_id}",
+            "ifMatch": f'W/"{version}"',
+        }
+    return bundle
 
 
 class _Builder:
-    def __init__(self, contract: Contract) -> None:
+    def __init__(self, contract: Contract, *, new: bool = False) -> None:
         self.contract = contract
+        self.new = new
         self.entries: dict[str, Resource] = {}
 
     # Shared records: created only if absent.
@@ -92,10 +117,16 @@ class _Builder:
     def _owned(self, resource_type: str, system: str, value: str, resource: Resource) -> str:
         url = identity_url(resource_type, system, value)
         identifier = {"system": system, "value": value}
+        query = f"identifier={system}|{value}"
+        request = (
+            {"method": "POST", "url": resource_type, "ifNoneExist": query}
+            if self.new
+            else {"method": "PUT", "url": f"{resource_type}?{query}"}
+        )
         self.entries[url] = {
             "fullUrl": url,
             "resource": {"resourceType": resource_type, "identifier": [identifier], **resource},
-            "request": {"method": "PUT", "url": f"{resource_type}?identifier={system}|{value}"},
+            "request": request,
         }
         return url
 

@@ -153,3 +153,34 @@ def test_an_unknown_code_stops_the_mapping() -> None:
 
     with pytest.raises(UnknownCodeError, match="unknown activity-category code 'yoga'"):
         contract_to_bundle(Contract.model_validate(data))
+
+
+def test_a_new_contract_writes_its_own_records_as_conditional_creates() -> None:
+    bundle = contract_to_bundle(_contract(), new=True)
+
+    for entry in bundle["entry"]:
+        request = entry["request"]
+        assert request["method"] == "POST"
+        assert "ifNoneExist" in request
+
+
+def test_a_versioned_write_puts_the_careplan_by_id_with_if_match() -> None:
+    bundle = contract_to_bundle(_contract(), if_version=("42", 7))
+
+    (careplan,) = _of_type(bundle, "CarePlan")
+    assert careplan["request"] == {"method": "PUT", "url": "CarePlan/42", "ifMatch": 'W/"7"'}
+    assert careplan["resource"]["id"] == "42"
+    others = [e for e in bundle["entry"] if e is not careplan]
+    assert all("ifMatch" not in e["request"] for e in others)
+
+
+def test_an_agreement_to_other_contents_is_another_provenance() -> None:
+    contract = _contract()
+    changed = contract.model_copy(update={"title": "Knäprotes, reviderad"})
+
+    def tag(c: Contract) -> str:
+        (entry,) = _of_type(contract_to_bundle(c), "Provenance")
+        return str(entry["request"]["ifNoneExist"])
+
+    assert tag(contract) == tag(contract)
+    assert tag(contract) != tag(changed)
