@@ -1,16 +1,21 @@
 """The service's own database (idempotency keys, webhooks, outbox; nothing clinical).
 
-SQLite file by default, PostgreSQL by URL. This module only makes the engine and checks it answers;
-the tables and their migrations belong to the features that own them.
+SQLite file by default, PostgreSQL by URL. This module makes the engine, checks it answers and
+migrates it. The tables live in ``sync/tables.py`` and change through the Alembic migrations in
+``migrations/versions/`` (one file per change, numbered), which :func:`migrate` applies at start.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine, make_url, text
 
-__all__ = ["make_engine", "ping"]
+__all__ = ["make_engine", "migrate", "ping"]
+
+_MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
@@ -25,3 +30,12 @@ def ping(engine: Engine) -> None:
     """Run ``SELECT 1``; raises SQLAlchemy's error when the database does not answer."""
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest migration; a no-op when it is there already."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_service import __version__, servicedb
@@ -19,6 +20,7 @@ from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
 from fhir_service.settings import Settings
 from fhir_service.sync import conformance
+from fhir_service.sync.startup import keep_trying
 
 __all__ = ["create_app"]
 
@@ -38,14 +40,26 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.hapi = HapiClient(hapi_url, metrics, timeout=settings.hapi_timeout_seconds)
         app.state.engine = servicedb.make_engine(settings.resolved_database_url)
         app.state.conformance_loaded = asyncio.Event()
-        loading = asyncio.create_task(
-            conformance.load_until_done(app.state.hapi, app.state.conformance_loaded)
-        )
+        app.state.schema_ready = asyncio.Event()
+        background = [
+            asyncio.create_task(
+                conformance.load_until_done(app.state.hapi, app.state.conformance_loaded)
+            ),
+            asyncio.create_task(
+                keep_trying(
+                    "migrating the service DB",
+                    lambda: asyncio.to_thread(servicedb.migrate, app.state.engine),
+                    app.state.schema_ready,
+                    retry_on=(SQLAlchemyError,),
+                )
+            ),
+        ]
         try:
             yield
         finally:
-            loading.cancel()
-            await asyncio.gather(loading, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await app.state.hapi.aclose()
             app.state.engine.dispose()
 

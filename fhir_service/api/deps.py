@@ -13,7 +13,14 @@ from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
 from fhir_service.settings import Settings
 
-__all__ = ["ConformanceLoadedDep", "EngineDep", "HapiClientDep", "MetricsDep", "SettingsDep"]
+__all__ = [
+    "ConformanceLoadedDep",
+    "EngineDep",
+    "HapiClientDep",
+    "MetricsDep",
+    "SchemaReadyDep",
+    "SettingsDep",
+]
 
 T = TypeVar("T")
 
@@ -34,6 +41,7 @@ SettingsDep = Annotated[Settings, Depends(_app_state("settings", Settings))]
 HapiClientDep = Annotated[HapiClient, Depends(_app_state("hapi", HapiClient))]
 MetricsDep = Annotated[Metrics, Depends(_app_state("metrics", Metrics))]
 EngineDep = Annotated[Engine, Depends(_app_state("engine", Engine))]
+SchemaReadyDep = Annotated[asyncio.Event, Depends(_app_state("schema_ready", asyncio.Event))]
 ConformanceLoadedDep = Annotated[
     asyncio.Event, Depends(_app_state("conformance_loaded", asyncio.Event))
 ]

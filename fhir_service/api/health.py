@@ -18,6 +18,7 @@ from fhir_service.api.deps import (
     EngineDep,
     HapiClientDep,
     MetricsDep,
+    SchemaReadyDep,
     SettingsDep,
 )
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
@@ -75,6 +76,7 @@ async def ready(
     engine: EngineDep,
     settings: SettingsDep,
     conformance_loaded: ConformanceLoadedDep,
+    schema_ready: SchemaReadyDep,
 ) -> Readiness | JSONResponse:
     """200 when HAPI (serving R4, with our profiles) and the service DB answer, otherwise 503."""
     timeout = settings.ready_timeout_seconds
@@ -87,7 +89,11 @@ async def ready(
         checks["hapi"] = Check(status="down", detail=f"HAPI FHIR server: {exc.reason}")
     try:
         await asyncio.wait_for(asyncio.to_thread(servicedb.ping, engine), timeout)
-        checks["database"] = Check(status="up")
+        checks["database"] = (
+            Check(status="up")
+            if schema_ready.is_set()
+            else Check(status="down", detail="service database: schema not migrated yet")
+        )
     except (SQLAlchemyError, TimeoutError) as exc:
         _log.warning("service DB not ready", extra={"reason": type(exc).__name__})
         checks["database"] = Check(status="down", detail=f"service database: {type(exc).__name__}")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
 from fhir_service.fhir import HapiClient, HapiRequestError, HapiUnavailableError
+from fhir_service.sync.startup import keep_trying
 
 __all__ = [
     "CONFORMANCE_DIRS",
@@ -21,8 +21,6 @@ __all__ = [
     "conformance_resources",
     "load_until_done",
 ]
-
-_log = logging.getLogger(__name__)
 
 _ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE_DIRS = (
@@ -72,15 +70,11 @@ async def load_until_done(
     reports "not ready" until ``loaded`` is set.
     """
     bundle = conformance_bundle()
-    wait = first_wait
-    while True:
-        try:
-            await hapi.transaction(bundle)
-        except (HapiUnavailableError, HapiRequestError) as exc:
-            _log.warning("conformance resources not loaded; retrying", extra={"reason": str(exc)})
-            await asyncio.sleep(wait)
-            wait = min(wait * 2, max_wait)
-            continue
-        _log.info("conformance resources loaded into HAPI", extra={"count": len(bundle["entry"])})
-        loaded.set()
-        return
+    await keep_trying(
+        "loading our profiles into HAPI",
+        lambda: hapi.transaction(bundle, idempotent=True),
+        loaded,
+        retry_on=(HapiUnavailableError, HapiRequestError),
+        first_wait=first_wait,
+        max_wait=max_wait,
+    )

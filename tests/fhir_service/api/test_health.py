@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -51,20 +51,28 @@ def test_ready_when_hapi_and_database_answer_and_profiles_are_loaded(
     }
 
 
-def _ready_within(service: TestClient, seconds: float) -> Response:
-    # The profiles load in the background after start; readiness waits for them.
+def _ready_within(
+    service: TestClient,
+    seconds: float,
+    until: Callable[[Response], bool] = lambda r: r.status_code == 200,
+) -> Response:
+    # The schema migrates and the profiles load in the background after start.
     deadline = time.monotonic() + seconds
     response = service.get("/ready")
-    while response.status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.5)
+    while not until(response) and time.monotonic() < deadline:
+        time.sleep(0.2)
         response = service.get("/ready")
     return response
+
+
+def _check(response: Response, name: str) -> str:
+    return str(response.json()["checks"][name]["status"])
 
 
 def test_not_ready_when_nothing_listens_where_hapi_should_be(tmp_path: Path) -> None:
     hapi_url = f"http://127.0.0.1:{free_port()}/fhir"
     with _client(hapi_url, f"sqlite:///{tmp_path / 'service.db'}") as client:
-        response = client.get("/ready")
+        response = _ready_within(client, 30, until=lambda r: _check(r, "database") == "up")
 
     assert response.status_code == 503
     assert response.headers["content-type"] == "application/problem+json"

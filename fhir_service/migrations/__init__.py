@@ -1,0 +1,1 @@
+"""Alembic migrations of the service DB; ``servicedb.migrate`` runs them at start."""

@@ -1,0 +1,112 @@
+"""Idempotency keys on SQLite and on PostgreSQL: replay, misuse, concurrency, expiry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect
+
+from fhir_service import servicedb
+from fhir_service.sync.idempotency import (
+    IdempotencyKeyReusedError,
+    IdempotencyStore,
+    RequestInProgressError,
+    StoredResponse,
+)
+from tests.postgres import fresh_database
+
+SCOPE = "POST /contracts"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    if request.param == "sqlite":
+        engine = servicedb.make_engine(f"sqlite:///{tmp_path / 'service.db'}")
+        servicedb.migrate(engine)
+        yield engine
+        engine.dispose()
+        return
+    with fresh_database() as url:
+        engine = servicedb.make_engine(url)
+        servicedb.migrate(engine)
+        yield engine
+        engine.dispose()
+
+
+@pytest.fixture
+def keys(engine: Engine) -> IdempotencyStore:
+    return IdempotencyStore(engine)
+
+
+def test_migrations_make_the_table_and_running_them_again_changes_nothing(engine: Engine) -> None:
+    servicedb.migrate(engine)
+
+    inspector = inspect(engine)
+    assert "idempotency_keys" in inspector.get_table_names()
+    columns = {c["name"] for c in inspector.get_columns("idempotency_keys")}
+    assert {"scope", "key", "request_hash", "state", "response_body", "expires_at"} <= columns
+
+
+def test_the_first_request_goes_ahead_and_a_replay_gets_its_answer(keys: IdempotencyStore) -> None:
+    assert keys.begin(SCOPE, "k1", b'{"id": "c1"}') is None
+    keys.complete(SCOPE, "k1", 201, '{"id": "c1", "version": 1}')
+
+    replay = keys.begin(SCOPE, "k1", b'{"id": "c1"}')
+
+    assert replay == StoredResponse(201, '{"id": "c1", "version": 1}')
+
+
+def test_the_same_key_with_another_request_is_refused(keys: IdempotencyStore) -> None:
+    keys.begin(SCOPE, "k2", b'{"id": "c1"}')
+    keys.complete(SCOPE, "k2", 201, "{}")
+
+    with pytest.raises(IdempotencyKeyReusedError, match="different request"):
+        keys.begin(SCOPE, "k2", b'{"id": "c2"}')
+
+
+def test_keys_are_scoped(keys: IdempotencyStore) -> None:
+    keys.begin(SCOPE, "k3", b"a")
+
+    assert keys.begin("POST /other", "k3", b"b") is None
+
+
+def test_a_replay_while_the_first_request_runs_is_told_to_wait(keys: IdempotencyStore) -> None:
+    keys.begin(SCOPE, "k4", b"body")
+
+    with pytest.raises(RequestInProgressError):
+        keys.begin(SCOPE, "k4", b"body")
+
+
+def test_concurrent_first_requests_let_exactly_one_go_ahead(keys: IdempotencyStore) -> None:
+    def attempt(_: int) -> str:
+        try:
+            return "ahead" if keys.begin(SCOPE, "k5", b"body") is None else "replay"
+        except RequestInProgressError:
+            return "wait"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(attempt, range(16)))
+
+    assert outcomes.count("ahead") == 1
+    assert set(outcomes) <= {"ahead", "wait"}
+
+
+def test_an_abandoned_key_can_be_used_again(keys: IdempotencyStore) -> None:
+    keys.begin(SCOPE, "k6", b"body")
+    keys.abandon(SCOPE, "k6")
+
+    assert keys.begin(SCOPE, "k6", b"other body") is None
+
+
+def test_expired_keys_are_forgotten(engine: Engine) -> None:
+    short = IdempotencyStore(engine, ttl=timedelta(seconds=-1))
+    short.begin(SCOPE, "k7", b"old")
+    short.complete(SCOPE, "k7", 201, "old answer")
+
+    assert short.begin(SCOPE, "k7", b"new") is None
+    later = datetime.now(UTC) + timedelta(days=2)
+    assert IdempotencyStore(engine).purge_expired(later) >= 1
