@@ -105,10 +105,15 @@ class _Reader:
                 self.by_ref[entry["fullUrl"]] = resource
                 self.full_urls[id(resource)] = entry["fullUrl"]
 
+    def resolve(self, reference: Resource | None) -> Resource:
+        """The resource ``reference`` points at (by id, versioned or not, or by fullUrl); {}."""
+        ref = str((reference or {}).get("reference", ""))
+        return self.by_ref.get(ref.split("/_history/")[0], {})
+
     def get(self, reference: Resource | None, expected: str) -> Resource:
         ref = (reference or {}).get("reference", "")
-        target = self.by_ref.get(ref.split("/_history/")[0])
-        if target is None or target["resourceType"] != expected:
+        target = self.resolve(reference)
+        if target.get("resourceType") != expected:
             raise UnreadableContractError(f"{expected} {ref!r} is missing from the resources")
         return target
 
@@ -270,7 +275,7 @@ class _Reader:
     def agreed_time(self, appointment: Resource, contract_id: str) -> AgreedTime:
         organization = professional = None
         for participant in appointment["participant"]:
-            actor = self.by_ref.get(participant["actor"]["reference"].split("/_history/")[0], {})
+            actor = self.resolve(participant["actor"])
             if actor.get("resourceType") == "HealthcareService":
                 organization = self.organization(self.get(actor.get("providedBy"), "Organization"))
             elif actor.get("resourceType") == "PractitionerRole":
@@ -304,7 +309,7 @@ class _Reader:
         agreements = []
         for provenance in provenances:
             for signature in provenance.get("signature", []):
-                who = self.by_ref.get(signature["who"]["reference"].split("/_history/")[0], {})
+                who = self.resolve(signature["who"])
                 party = (
                     AgreementParty.PATIENT
                     if who.get("resourceType") == "Patient"

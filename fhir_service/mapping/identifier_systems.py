@@ -13,10 +13,11 @@ from functools import cache
 from pathlib import Path
 
 from fhir_service.contract.identifiers import IdentifierKind
+from fhir_service.mapping.tables import MAPPINGS_DIR
 
 __all__ = ["kind_for", "system_for"]
 
-_TABLE_PATH = Path(__file__).resolve().parents[2] / "mappings" / "identifier-systems.json"
+_TABLE_PATH = MAPPINGS_DIR / "identifier-systems.json"
 
 
 def system_for(kind: IdentifierKind) -> str:

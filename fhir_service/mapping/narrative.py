@@ -52,23 +52,21 @@ def narrative(contract: Contract, language: Language = "sv") -> str:
         parts.append(f"<br/><b>{_t(labels['period'])}</b>: {_t(_period(contract.period))}")
     parts.append("</p>")
     parts += _section(
-        labels["agreement"], [_activity(a, contract, language) for a in contract.activities], labels
+        labels["agreement"], [_activity(a, contract, language) for a in contract.activities]
     )
-    parts += _section(labels["goals"], [_t(g.description) for g in contract.goals], labels)
-    parts += _section(labels["resources"], [_t(r) for r in contract.patient_resources], labels)
-    parts += _section(labels["wishes"], [_t(w) for w in contract.wishes], labels)
+    parts += _section(labels["goals"], [_t(g.description) for g in contract.goals])
+    parts += _section(labels["resources"], [_t(r) for r in contract.patient_resources])
+    parts += _section(labels["wishes"], [_t(w) for w in contract.wishes])
     parts += _section(
-        labels["care_contacts"],
-        [_care_contact(c, language) for c in contract.care_contacts],
-        labels,
+        labels["care_contacts"], [_care_contact(c, language) for c in contract.care_contacts]
     )
-    parts += _section(labels["agreed_times"], [_time(t) for t in contract.agreed_times], labels)
+    parts += _section(labels["agreed_times"], [_time(t) for t in contract.agreed_times])
     team = [_professional(p) for p in contract.professionals]
     team += [
         f"{_t(_name(r.name))} ({_t(relationships().display(r.relationship, language))})"
         for r in contract.relatives
     ]
-    parts += _section(labels["team"], team, labels)
+    parts += _section(labels["team"], team)
     if contract.agreements:
         signed = ", ".join(
             f"{_t(a.party)} {_t(a.agreed_at.isoformat())}" for a in contract.agreements
@@ -78,7 +76,7 @@ def narrative(contract: Contract, language: Language = "sv") -> str:
     return "".join(parts)
 
 
-def _section(heading: str, items: list[str], labels: dict[str, Any]) -> list[str]:
+def _section(heading: str, items: list[str]) -> list[str]:
     if not items:
         return []
     return [f"<h2>{_t(heading)}</h2><ul>", *(f"<li>{item}</li>" for item in items), "</ul>"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 from fhir_service.fhir import HapiClient, HapiRequestError, HapiUnavailableError
+from fhir_service.mapping.tables import MAPPINGS_DIR
 from fhir_service.sync.startup import keep_trying
 
 __all__ = [
@@ -22,12 +22,12 @@ __all__ = [
     "load_until_done",
 ]
 
-_ROOT = Path(__file__).resolve().parents[2]
+_PROFILES = MAPPINGS_DIR.parent / "profiles"
 CONFORMANCE_DIRS = (
-    _ROOT / "mappings" / "codesystems",
-    _ROOT / "mappings" / "conceptmaps",
-    _ROOT / "profiles" / "valuesets",
-    _ROOT / "profiles" / "structuredefinitions",
+    MAPPINGS_DIR / "codesystems",
+    MAPPINGS_DIR / "conceptmaps",
+    _PROFILES / "valuesets",
+    _PROFILES / "structuredefinitions",
 )
 _TYPES = frozenset({"CodeSystem", "ValueSet", "ConceptMap", "StructureDefinition"})
 
