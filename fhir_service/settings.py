@@ -56,6 +56,30 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    hapi_hook_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="Where HAPI's rest-hook Subscriptions reach this service's /hooks/hapi, "
+        "e.g. http://service:8000/hooks/hapi. Empty: this host and port.",
+    )
+    change_feed_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the service reads HAPI's _history for changes when no "
+        "rest-hook has woken it.",
+    )
+    webhook_allowed_hosts: str = Field(
+        default="",
+        description="Comma-separated host patterns webhooks may target (*.region.example). "
+        "Empty: any host that passes the other checks.",
+    )
+    webhook_allow_http: bool = Field(
+        default=False, description="Accept plain http:// webhook targets (tests, local use)."
+    )
+    webhook_allow_private_networks: bool = Field(
+        default=False,
+        description="Accept loopback and private-network webhook targets (tests, local use).",
+    )
+
     @model_validator(mode="after")
     def _refuse_development_defaults_in_production(self) -> Settings:
         if self.environment == "production" and self.hapi_url is None:
@@ -71,6 +95,19 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'service.db').resolve()}"
+
+    @property
+    def resolved_hapi_hook_url(self) -> str:
+        """The hook URL HAPI is given: the configured one, or this host and port."""
+        if self.hapi_hook_url is not None:
+            return str(self.hapi_hook_url)
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}/hooks/hapi"
+
+    @property
+    def webhook_hosts(self) -> tuple[str, ...]:
+        """The allowed webhook host patterns, parsed."""
+        return tuple(h.strip().lower() for h in self.webhook_allowed_hosts.split(",") if h.strip())
 
     @property
     def embedded_hapi_url(self) -> str:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,14 +14,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_service import __version__, servicedb
-from fhir_service.api import health
+from fhir_service.api import health, hooks, webhooks
 from fhir_service.api.middleware import RequestContextMiddleware
 from fhir_service.api.problems import problem_response
 from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
 from fhir_service.settings import Settings
 from fhir_service.sync import conformance
+from fhir_service.sync.notifications import Notifications
 from fhir_service.sync.startup import keep_trying
+from fhir_service.sync.store import ContractStore
+from fhir_service.sync.webhooks import TargetPolicy
 
 __all__ = ["create_app"]
 
@@ -41,7 +45,24 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = servicedb.make_engine(settings.resolved_database_url)
         app.state.conformance_loaded = asyncio.Event()
         app.state.schema_ready = asyncio.Event()
+        app.state.store = ContractStore(app.state.hapi, settings.narrative_language)
+        # Webhook receivers are strangers: no redirects followed, no shared pool with HAPI.
+        webhook_http = httpx.AsyncClient(follow_redirects=False)
+        app.state.notifications = Notifications(
+            app.state.hapi,
+            app.state.engine,
+            app.state.store,
+            webhook_http,
+            policy=TargetPolicy(
+                allowed_hosts=settings.webhook_hosts,
+                allow_http=settings.webhook_allow_http,
+                allow_private_networks=settings.webhook_allow_private_networks,
+            ),
+            hook_url=settings.resolved_hapi_hook_url,
+            feed_interval_seconds=settings.change_feed_interval_seconds,
+        )
         background = [
+            asyncio.create_task(app.state.notifications.run(app.state.schema_ready)),
             asyncio.create_task(
                 conformance.load_until_done(app.state.hapi, app.state.conformance_loaded)
             ),
@@ -60,6 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            await webhook_http.aclose()
             await app.state.hapi.aclose()
             app.state.engine.dispose()
 
@@ -75,6 +97,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.include_router(health.router)
+    app.include_router(webhooks.router)
+    app.include_router(hooks.router)
     return app
 
 

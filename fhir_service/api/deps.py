@@ -12,12 +12,14 @@ from sqlalchemy import Engine
 from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
 from fhir_service.settings import Settings
+from fhir_service.sync.notifications import Notifications
 
 __all__ = [
     "ConformanceLoadedDep",
     "EngineDep",
     "HapiClientDep",
     "MetricsDep",
+    "NotificationsDep",
     "SchemaReadyDep",
     "SettingsDep",
 ]
@@ -45,3 +47,4 @@ SchemaReadyDep = Annotated[asyncio.Event, Depends(_app_state("schema_ready", asy
 ConformanceLoadedDep = Annotated[
     asyncio.Event, Depends(_app_state("conformance_loaded", asyncio.Event))
 ]
+NotificationsDep = Annotated[Notifications, Depends(_app_state("notifications", Notifications))]

@@ -48,9 +48,13 @@ class RetryPolicy:
 
 @dataclass
 class SearchResult:
-    """The entries of every page read, in order; ``truncated`` when the page cap stopped it."""
+    """The entries of every page read, in order; ``truncated`` when the page cap stopped it.
+
+    ``meta`` is the first page's ``Bundle.meta``: its ``lastUpdated`` is the server's clock.
+    """
 
     entries: list[Resource] = field(default_factory=list)
+    meta: Resource = field(default_factory=dict)
     total: int | None = None
     pages: int = 0
     truncated: bool = False
@@ -257,6 +261,8 @@ class HapiClient:
         while True:
             page = _json(response)
             result.pages += 1
+            if result.pages == 1:
+                result.meta = page.get("meta", {})
             result.entries += page.get("entry", [])
             if result.total is None and isinstance(page.get("total"), int):
                 result.total = page["total"]

@@ -7,10 +7,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, Text
+from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "IdempotencyRecord"]
+__all__ = [
+    "Base",
+    "Delivery",
+    "IdempotencyRecord",
+    "SeenChange",
+    "SyncState",
+    "Webhook",
+]
 
 
 class Base(DeclarativeBase):
@@ -30,3 +37,65 @@ class IdempotencyRecord(Base):
     response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Webhook(Base):
+    """A receiver an EHR registered: where to send changes, how to sign them, which to send."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    secret: Mapped[str] = mapped_column(String(200))
+    patient_identifier: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    care_unit: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    description: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Delivery(Base):
+    """One event on its way to one webhook: the durable outbox.
+
+    A row is due when ``next_attempt_at`` has passed and it is not delivered. A worker claims it by
+    moving ``next_attempt_at`` a lease ahead, so a worker that dies mid-delivery leaves the row due
+    again once the lease runs out; receivers de-duplicate by ``event_id``.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (Index("ix_deliveries_due", "delivered_at", "next_attempt_at"),)
+
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("webhooks.id", ondelete="CASCADE"), primary_key=True
+    )
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+
+class SeenChange(Base):
+    """A resource version already turned into events: each change goes out once.
+
+    Both paths that learn of changes (HAPI's rest-hook and the ``_history`` catch-up) pass through
+    this table, so whichever sees a version first makes its events and the other skips it.
+    """
+
+    __tablename__ = "seen_changes"
+
+    resource_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36))
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class SyncState(Base):
+    """Small named values shared by every instance: the ``_history`` cursor, the hook token."""
+
+    __tablename__ = "sync_state"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(500))

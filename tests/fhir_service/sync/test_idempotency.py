@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, inspect
@@ -17,24 +15,8 @@ from fhir_service.sync.idempotency import (
     RequestInProgressError,
     StoredResponse,
 )
-from tests.postgres import fresh_database
 
 SCOPE = "POST /contracts"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        engine = servicedb.make_engine(f"sqlite:///{tmp_path / 'service.db'}")
-        servicedb.migrate(engine)
-        yield engine
-        engine.dispose()
-        return
-    with fresh_database() as url:
-        engine = servicedb.make_engine(url)
-        servicedb.migrate(engine)
-        yield engine
-        engine.dispose()
 
 
 @pytest.fixture

@@ -1,0 +1,157 @@
+"""Webhooks: EHRs register where contract changes are sent, list and remove their registrations."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from fhir_service.api.deps import NotificationsDep
+from fhir_service.api.problems import PROBLEM_JSON, problem_response
+from fhir_service.contract import Identifier, IdentifierKind
+from fhir_service.mapping.identifier_systems import kind_for, system_for
+from fhir_service.sync.webhooks import InvalidWebhookError, Registration
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+_ORGANIZATION_KINDS = frozenset({IdentifierKind.HSA_ID, IdentifierKind.ORGANISASJONSNUMMER})
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+
+WebhookId = Annotated[str, Path(pattern=r"^[0-9a-f\-]{36}$", description="The webhook's id.")]
+
+
+class WebhookIn(BaseModel):
+    """A webhook to register. Without filters it receives every contract change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(description="Where to POST events; https, no credentials in the URL.")
+    secret: str = Field(
+        min_length=24,
+        max_length=200,
+        description="Key of the HMAC-SHA256 signature on every delivery; keep it random.",
+    )
+    patient: Identifier | None = Field(
+        default=None, description="Only changes of this patient's contracts."
+    )
+    care_unit: Identifier | None = Field(
+        default=None,
+        alias="careUnit",
+        description="Only changes of contracts this care unit (HSA-id, organisasjonsnummer) "
+        "takes part in.",
+    )
+    description: str | None = Field(default=None, max_length=500)
+
+
+class WebhookOut(BaseModel):
+    """A registered webhook; the secret is never shown again."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    url: str
+    patient: Identifier | None
+    care_unit: Identifier | None = Field(serialization_alias="careUnit")
+    description: str | None
+    created_at: datetime = Field(serialization_alias="createdAt")
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookOut,
+    response_model_by_alias=True,
+    responses={422: {"description": "The target or a filter is not acceptable.", **_PROBLEM}},
+)
+async def register_webhook(
+    body: WebhookIn, notifications: NotificationsDep, response: Response
+) -> WebhookOut | JSONResponse:
+    """Register a webhook; deliveries are signed with its secret (see the README)."""
+    if body.patient is not None and body.patient.kind in _ORGANIZATION_KINDS:
+        return _invalid("patient must be a patient's identifier, not an organization's")
+    if body.care_unit is not None and body.care_unit.kind not in _ORGANIZATION_KINDS:
+        return _invalid("careUnit must be an organization's HSA-id or organisasjonsnummer")
+    try:
+        registration = await asyncio.to_thread(
+            notifications.registry.register,
+            body.url,
+            body.secret,
+            patient_identifier=_token(body.patient),
+            care_unit=_token(body.care_unit),
+            description=body.description,
+        )
+    except InvalidWebhookError as exc:
+        return _invalid(str(exc))
+    response.headers["Location"] = f"/webhooks/{registration.id}"
+    return _out(registration)
+
+
+@router.get("", response_model=list[WebhookOut], response_model_by_alias=True)
+async def list_webhooks(notifications: NotificationsDep) -> list[WebhookOut]:
+    """Every registered webhook."""
+    return [_out(r) for r in await asyncio.to_thread(notifications.registry.list)]
+
+
+@router.get(
+    "/{webhook_id}",
+    response_model=WebhookOut,
+    response_model_by_alias=True,
+    responses={404: {"description": "No such webhook.", **_PROBLEM}},
+)
+async def read_webhook(
+    webhook_id: WebhookId, notifications: NotificationsDep
+) -> WebhookOut | JSONResponse:
+    """One webhook."""
+    registration = await asyncio.to_thread(notifications.registry.get, webhook_id)
+    if registration is None:
+        return _not_found(webhook_id)
+    return _out(registration)
+
+
+@router.delete(
+    "/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "No such webhook.", **_PROBLEM}},
+)
+async def delete_webhook(webhook_id: WebhookId, notifications: NotificationsDep) -> Response:
+    """Remove a webhook; its undelivered events are dropped with it."""
+    if not await asyncio.to_thread(notifications.registry.remove, webhook_id):
+        return _not_found(webhook_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _token(identifier: Identifier | None) -> str | None:
+    return None if identifier is None else f"{system_for(identifier.kind)}|{identifier.value}"
+
+
+def _identifier(token: str | None) -> Identifier | None:
+    if token is None:
+        return None
+    system, _, value = token.partition("|")
+    kind = kind_for(system)
+    return None if kind is None else Identifier(kind=kind, value=value)
+
+
+def _out(registration: Registration) -> WebhookOut:
+    return WebhookOut(
+        id=registration.id,
+        url=registration.url,
+        patient=_identifier(registration.patient_identifier),
+        care_unit=_identifier(registration.care_unit),
+        description=registration.description,
+        created_at=registration.created_at,
+    )
+
+
+def _invalid(detail: str) -> JSONResponse:
+    return problem_response(422, "Invalid webhook", detail)
+
+
+def _not_found(webhook_id: str) -> JSONResponse:
+    return problem_response(404, "Not Found", f"no webhook {webhook_id!r}")

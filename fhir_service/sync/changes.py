@@ -1,0 +1,327 @@
+"""Changes in HAPI become webhook events, each once: the ``_history`` feed and its cursor.
+
+HAPI's rest-hook Subscriptions only wake the feed up (they carry no payload, so nothing clinical
+travels twice); what changed is always read from HAPI's ``_history`` since the cursor kept in the
+service DB. The feed also runs at start and on a timer, so changes made while the service was
+down, or whose rest-hook HAPI dropped, still go out. Windows overlap a little, because a
+transaction can commit with a ``lastUpdated`` just before a change already seen; the
+``seen_changes`` table keeps overlapping reads and several instances from making an event twice.
+
+An event names the resource version that changed and its contract, not the patient: receivers
+read what they need with their own access rights.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from fhir_service.contract import Contract
+from fhir_service.fhir import GoneError, HapiClient, NotFoundError
+from fhir_service.mapping import urls
+from fhir_service.mapping.from_fhir import UnreadableContractError
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.sync.outbox import enqueue
+from fhir_service.sync.store import ContractNotFoundError, ContractStore
+from fhir_service.sync.tables import SeenChange, SyncState
+from fhir_service.sync.webhooks import Registration, WebhookRegistry
+
+__all__ = ["WATCHED_TYPES", "Change", "ChangeFeed", "Routing", "changes_in"]
+
+_log = logging.getLogger(__name__)
+
+WATCHED_TYPES = ("CarePlan", "CareTeam", "Appointment")
+
+_CURSOR = "history_cursor"
+_CONTRACT_SYSTEMS = {
+    "CarePlan": urls.ID_CONTRACT,
+    "CareTeam": urls.ID_CARE_TEAM,
+    "Appointment": urls.ID_AGREED_TIME,
+}
+
+Resource = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One version of a watched resource, as ``_history`` lists it."""
+
+    resource_type: str
+    resource_id: str
+    version: str
+    resource: Resource | None
+    last_updated: datetime | None
+
+    @property
+    def deleted(self) -> bool:
+        """A deletion: ``_history`` lists it without the resource."""
+        return self.resource is None
+
+    @property
+    def kind(self) -> str:
+        """``created``, ``updated`` or ``deleted``."""
+        if self.deleted:
+            return "deleted"
+        return "created" if self.version == "1" else "updated"
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Who a change concerns: its contract, its patient's identifiers, the care units taking part.
+
+    Identifiers are ``system|value`` tokens, the form webhook filters use.
+    """
+
+    contract_id: str | None
+    patients: frozenset[str]
+    care_units: frozenset[str]
+
+
+def changes_in(entries: list[Resource]) -> list[Change]:
+    """The changes of a ``_history`` Bundle's entries, oldest first."""
+    changes: list[Change] = []
+    for entry in entries:
+        request = entry.get("request") or {}
+        resource = entry.get("resource")
+        path = str(request.get("url", ""))
+        parts = path.split("/")
+        if len(parts) == 4 and parts[2] == "_history":
+            resource_type, resource_id, version = parts[0], parts[1], parts[3]
+        elif isinstance(resource, dict):
+            resource_type = str(resource.get("resourceType"))
+            resource_id = str(resource.get("id"))
+            version = str(resource.get("meta", {}).get("versionId"))
+        else:
+            continue
+        if request.get("method") == "DELETE":
+            resource = None
+        changes.append(
+            Change(
+                resource_type,
+                resource_id,
+                version,
+                resource if isinstance(resource, dict) else None,
+                _instant((resource or {}).get("meta", {}).get("lastUpdated")),
+            )
+        )
+    # HAPI lists history newest first; events go out in the order things happened.
+    changes.sort(key=lambda c: c.last_updated or datetime.max.replace(tzinfo=UTC))
+    return changes
+
+
+class ChangeFeed:
+    """Reads HAPI's history since the cursor and turns each new change into deliveries."""
+
+    def __init__(
+        self,
+        hapi: HapiClient,
+        engine: Engine,
+        store: ContractStore,
+        registry: WebhookRegistry,
+        *,
+        overlap: timedelta = timedelta(seconds=30),
+        page_size: int = 200,
+        max_pages: int = 1000,
+    ) -> None:
+        self.hapi = hapi
+        self.engine = engine
+        self.store = store
+        self.registry = registry
+        self.overlap = overlap
+        self.page_size = page_size
+        self.max_pages = max_pages
+
+    async def catch_up(self) -> int:
+        """Turn every change since the cursor into events; returns how many were new."""
+        cursor = await asyncio.to_thread(self._read_cursor)
+        if cursor is None:
+            # First start: begin at HAPI's "now". Nothing registered before can want older news.
+            start = await self.hapi.history(WATCHED_TYPES[0], params=[("_count", "1")])
+            await asyncio.to_thread(self._write_cursor, _server_now(start.meta))
+            return 0
+        since = cursor - self.overlap
+        newest = cursor
+        made = 0
+        webhooks = await asyncio.to_thread(self.registry.list)
+        for resource_type in WATCHED_TYPES:
+            result = await self.hapi.history(
+                resource_type,
+                params=[
+                    ("_since", since.isoformat(timespec="milliseconds")),
+                    ("_count", str(self.page_size)),
+                ],
+                max_pages=self.max_pages,
+            )
+            if result.truncated:
+                _log.error(
+                    "history catch-up hit its page cap; the rest follows on the next round",
+                    extra={"resource_type": resource_type},
+                )
+            for change in changes_in(result.entries):
+                made += await self._record(change, webhooks)
+                if change.last_updated is not None and not result.truncated:
+                    newest = max(newest, change.last_updated)
+        if newest > cursor:
+            await asyncio.to_thread(self._write_cursor, newest)
+        return made
+
+    def purge_seen(self, before: datetime) -> int:
+        """Forget changes seen before ``before`` (far older than the overlap); how many."""
+        with Session(self.engine) as session, session.begin():
+            result = session.execute(delete(SeenChange).where(SeenChange.seen_at < before))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    async def _record(self, change: Change, webhooks: list[Registration]) -> int:
+        if await asyncio.to_thread(self._seen, change):
+            return 0
+        routing = await self._routing(change)
+        # Only records of contracts make events; the version is still marked seen, so other
+        # resources of these types are looked at once.
+        wanted = [
+            w.id
+            for w in webhooks
+            if routing.contract_id is not None and w.wants(routing.patients, routing.care_units)
+        ]
+        event_id = str(uuid.uuid4())
+        payload = _payload(event_id, change, routing)
+        made = await asyncio.to_thread(self._commit, change, event_id, payload, wanted)
+        return int(made)
+
+    async def _routing(self, change: Change) -> Routing:
+        resource = change.resource
+        if resource is None and change.version.isdigit() and int(change.version) > 1:
+            # A deletion: the version before it says what was deleted.
+            try:
+                resource = await self.hapi.vread(
+                    change.resource_type, change.resource_id, int(change.version) - 1
+                )
+            except (NotFoundError, GoneError):
+                resource = None
+        if resource is None:
+            return Routing(None, frozenset(), frozenset())
+        contract_id = _contract_id(change.resource_type, resource)
+        if contract_id is not None:
+            try:
+                contract = await self.store.read(contract_id)
+            except (ContractNotFoundError, UnreadableContractError):
+                pass
+            else:
+                return _routing_of(contract)
+        return Routing(contract_id, await self._patient_of(resource), frozenset())
+
+    async def _patient_of(self, resource: Resource) -> frozenset[str]:
+        references = [resource.get("subject", {}).get("reference")]
+        references += [p.get("actor", {}).get("reference") for p in resource.get("participant", [])]
+        for reference in references:
+            if isinstance(reference, str) and reference.startswith("Patient/"):
+                try:
+                    patient = await self.hapi.read("Patient", reference.split("/")[1])
+                except (NotFoundError, GoneError):
+                    return frozenset()
+                return frozenset(
+                    f"{i['system']}|{i['value']}"
+                    for i in patient.get("identifier", [])
+                    if "system" in i and "value" in i
+                )
+        return frozenset()
+
+    def _seen(self, change: Change) -> bool:
+        with Session(self.engine) as session:
+            key = (change.resource_type, change.resource_id, change.version)
+            return session.get(SeenChange, key) is not None
+
+    def _commit(
+        self, change: Change, event_id: str, payload: dict[str, Any], webhook_ids: list[str]
+    ) -> bool:
+        now = datetime.now(UTC)
+        try:
+            with Session(self.engine) as session, session.begin():
+                session.add(
+                    SeenChange(
+                        resource_type=change.resource_type,
+                        resource_id=change.resource_id,
+                        version=change.version,
+                        event_id=event_id,
+                        seen_at=now,
+                    )
+                )
+                session.flush()
+                enqueue(session, event_id, payload, webhook_ids, now)
+        except IntegrityError:
+            # Another instance (or the other path) recorded this version first.
+            return False
+        return True
+
+    def _read_cursor(self) -> datetime | None:
+        with Session(self.engine) as session:
+            value = session.scalar(select(SyncState.value).where(SyncState.name == _CURSOR))
+        return _instant(value)
+
+    def _write_cursor(self, moment: datetime) -> None:
+        with Session(self.engine) as session, session.begin():
+            row = session.get(SyncState, _CURSOR)
+            if row is None:
+                session.add(SyncState(name=_CURSOR, value=moment.isoformat()))
+            elif (_instant(row.value) or moment) <= moment:
+                row.value = moment.isoformat()
+
+
+def _payload(event_id: str, change: Change, routing: Routing) -> dict[str, Any]:
+    reference = f"{change.resource_type}/{change.resource_id}"
+    return {
+        "id": event_id,
+        "type": f"{change.resource_type}.{change.kind}",
+        "occurredAt": change.last_updated.isoformat() if change.last_updated else None,
+        "resource": {
+            "resourceType": change.resource_type,
+            "id": change.resource_id,
+            "versionId": change.version,
+            "reference": f"{reference}/_history/{change.version}",
+        },
+        "contract": None if routing.contract_id is None else {"id": routing.contract_id},
+    }
+
+
+def _contract_id(resource_type: str, resource: Resource) -> str | None:
+    system = _CONTRACT_SYSTEMS.get(resource_type)
+    for identifier in resource.get("identifier", []):
+        if identifier.get("system") == system and isinstance(identifier.get("value"), str):
+            # Records owned by a contract carry "<contract id>/<key>"; contract ids have no "/".
+            return str(identifier["value"]).split("/")[0]
+    return None
+
+
+def _routing_of(contract: Contract) -> Routing:
+    organizations = [contract.responsible_clinician.organization]
+    organizations += [p.organization for p in contract.professionals]
+    organizations += [c.professional.organization for c in contract.care_contacts]
+    organizations += [a.organization for a in contract.activities if a.organization is not None]
+    organizations += [t.organization for t in contract.agreed_times]
+    patient = contract.patient.identifier
+    return Routing(
+        contract.id,
+        frozenset({f"{system_for(patient.kind)}|{patient.value}"}),
+        frozenset(f"{system_for(o.identifier.kind)}|{o.identifier.value}" for o in organizations),
+    )
+
+
+def _server_now(meta: Resource) -> datetime:
+    return _instant(meta.get("lastUpdated")) or datetime.now(UTC)
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

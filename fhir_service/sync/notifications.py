@@ -1,0 +1,128 @@
+"""Change notifications as one running part: subscriptions, the change feed, the delivery worker.
+
+The API's lifespan makes one :class:`Notifications` and runs it in the background. It waits for
+the service DB's schema, then keeps HAPI's Subscriptions in place, reads changes when woken (by
+the hook) or on a timer, sends due deliveries, and forgets what is long done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from fhir_service.fhir import HapiClient, HapiError
+from fhir_service.sync.changes import ChangeFeed
+from fhir_service.sync.outbox import DeliveryWorker, Outbox
+from fhir_service.sync.startup import keep_trying
+from fhir_service.sync.store import ContractStore
+from fhir_service.sync.subscriptions import ensure_subscriptions, hook_token
+from fhir_service.sync.webhooks import TargetPolicy, WebhookRegistry
+
+__all__ = ["Notifications"]
+
+_log = logging.getLogger(__name__)
+
+# Delivered events and seen changes are kept a week for operators, far beyond the feed's overlap.
+_KEEP = timedelta(days=7)
+_HOUSEKEEPING_SECONDS = 3600.0
+
+
+class Notifications:
+    """Webhook registrations, the outbox and the change feed of one service instance."""
+
+    def __init__(
+        self,
+        hapi: HapiClient,
+        engine: Engine,
+        store: ContractStore,
+        http: httpx.AsyncClient,
+        *,
+        policy: TargetPolicy,
+        hook_url: str,
+        feed_interval_seconds: float,
+    ) -> None:
+        self.hapi = hapi
+        self.engine = engine
+        self.registry = WebhookRegistry(engine, policy)
+        self.outbox = Outbox(engine)
+        self.feed = ChangeFeed(hapi, engine, store, self.registry)
+        self.worker = DeliveryWorker(self.outbox, http)
+        self.hook_url = hook_url
+        self.feed_interval_seconds = feed_interval_seconds
+        self.feed_wake = asyncio.Event()
+        self.delivery_wake = asyncio.Event()
+        self.subscribed = asyncio.Event()
+        self.hook_token: str | None = None
+
+    async def run(self, schema_ready: asyncio.Event) -> None:
+        """Run until cancelled; starts once the service DB has its tables."""
+        await schema_ready.wait()
+        await keep_trying(
+            "making the hook token",
+            self._load_token,
+            asyncio.Event(),
+            retry_on=(SQLAlchemyError,),
+        )
+        parts = [
+            keep_trying(
+                "subscribing to HAPI's changes",
+                self._subscribe,
+                self.subscribed,
+                retry_on=(HapiError,),
+            ),
+            self._feed_loop(),
+            self.worker.run_forever(self.delivery_wake),
+            self._housekeeping(),
+        ]
+        await asyncio.gather(*parts)
+
+    async def _load_token(self) -> None:
+        self.hook_token = await asyncio.to_thread(hook_token, self.engine)
+
+    async def _subscribe(self) -> None:
+        if self.hook_token is None:
+            raise RuntimeError("the hook token is made before subscribing")
+        await ensure_subscriptions(self.hapi, self.hook_url, self.hook_token)
+
+    async def _feed_loop(self) -> None:
+        while True:
+            self.feed_wake.clear()
+            try:
+                if await self.feed.catch_up():
+                    self.delivery_wake.set()
+            except (HapiError, SQLAlchemyError) as exc:
+                _log.warning("reading HAPI's changes failed; retrying", extra={"reason": str(exc)})
+            await _wait(self.feed_wake, self.feed_interval_seconds)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            before = datetime.now(UTC) - _KEEP
+            purges: list[tuple[str, Callable[[datetime], int]]] = [
+                ("delivered events", self.outbox.purge_delivered),
+                ("seen changes", self.feed.purge_seen),
+            ]
+            for what, purge in purges:
+                await _quietly(what, purge, before)
+            await asyncio.sleep(_HOUSEKEEPING_SECONDS)
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+
+
+async def _quietly(what: str, purge: Callable[[datetime], int], before: datetime) -> None:
+    try:
+        forgotten = await asyncio.to_thread(purge, before)
+    except SQLAlchemyError as exc:
+        _log.warning(f"forgetting old {what} failed", extra={"reason": str(exc)})
+        return
+    if forgotten:
+        _log.info(f"forgot {forgotten} old {what}")

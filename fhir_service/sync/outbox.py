@@ -1,0 +1,270 @@
+"""The durable outbox: webhook deliveries kept in the service DB until the receiver takes them.
+
+An event becomes one row per interested webhook in the same database transaction that records
+the change as seen, so nothing is lost between learning of a change and sending it. Workers claim
+due rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite has one writer anyway)
+and move them a lease ahead before sending, so two instances never send the same row at once and
+a worker that dies mid-send leaves its rows due again once the lease runs out. Failed sends are
+retried with jittered exponential back-off, without limit, across restarts.
+
+Every delivery is signed the way Standard Webhooks sign: ``webhook-id`` (the event id, the same
+on every retry, so receivers can de-duplicate), ``webhook-timestamp`` (Unix seconds) and
+``webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">``. A secret in the
+Standard Webhooks form (``whsec_`` + base64) is keyed with its decoded bytes, so their libraries
+verify our deliveries as they are; any other secret with its UTF-8 bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import random
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from fhir_service import __version__
+from fhir_service.sync.tables import Delivery, Webhook
+
+__all__ = ["Claim", "DeliveryWorker", "Outbox", "enqueue", "sign"]
+
+_log = logging.getLogger(__name__)
+
+
+def sign(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value for one delivery."""
+    message = f"{event_id}.{timestamp}.".encode() + body
+    digest = hmac.new(_key(secret), message, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def _key(secret: str) -> bytes:
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            pass
+    return secret.encode("utf-8")
+
+
+def enqueue(
+    session: Session,
+    event_id: str,
+    payload: dict[str, Any],
+    webhook_ids: Iterable[str],
+    now: datetime,
+) -> None:
+    """Add one delivery per webhook to ``session``; the caller's transaction commits them."""
+    body = json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    for webhook_id in webhook_ids:
+        session.add(
+            Delivery(
+                event_id=event_id,
+                webhook_id=webhook_id,
+                payload=body,
+                created_at=now,
+                next_attempt_at=now,
+                attempts=0,
+            )
+        )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery this worker has claimed for one lease."""
+
+    event_id: str
+    webhook_id: str
+    url: str
+    secret: str
+    payload: str
+    attempts: int
+
+
+class Outbox:
+    """Claim, complete and reschedule deliveries; the calls block (run them in a thread)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        lease: timedelta = timedelta(seconds=60),
+        first_retry: timedelta = timedelta(seconds=2),
+        max_retry: timedelta = timedelta(minutes=30),
+    ) -> None:
+        self.engine = engine
+        self.lease = lease
+        self.first_retry = first_retry
+        self.max_retry = max_retry
+
+    def claim(self, limit: int = 20, now: datetime | None = None) -> list[Claim]:
+        """Take up to ``limit`` due deliveries for this worker."""
+        moment = now or datetime.now(UTC)
+        due = (
+            select(Delivery, Webhook.url, Webhook.secret)
+            .join(Webhook, Webhook.id == Delivery.webhook_id)
+            .where(Delivery.delivered_at.is_(None), Delivery.next_attempt_at <= moment)
+            .order_by(Delivery.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=Delivery)
+        )
+        claims: list[Claim] = []
+        try:
+            with Session(self.engine) as session, session.begin():
+                for delivery, url, secret in session.execute(due).all():
+                    # The guard on the old due time makes the claim safe where SKIP LOCKED is
+                    # not there (SQLite): only one claimant's update matches.
+                    taken = session.execute(
+                        update(Delivery)
+                        .where(
+                            Delivery.event_id == delivery.event_id,
+                            Delivery.webhook_id == delivery.webhook_id,
+                            Delivery.next_attempt_at == delivery.next_attempt_at,
+                        )
+                        .values(next_attempt_at=moment + self.lease)
+                        .execution_options(synchronize_session=False)
+                    )
+                    if getattr(taken, "rowcount", 0) == 1:
+                        claims.append(
+                            Claim(
+                                delivery.event_id,
+                                delivery.webhook_id,
+                                url,
+                                secret,
+                                delivery.payload,
+                                delivery.attempts,
+                            )
+                        )
+        except OperationalError as exc:
+            # SQLite answers "database is locked" to the second of two concurrent claimants.
+            _log.info("outbox claim lost a race; trying later", extra={"reason": str(exc)})
+            return []
+        return claims
+
+    def delivered(self, claim: Claim, now: datetime | None = None) -> None:
+        """The receiver took it."""
+        self._finish(claim, delivered_at=now or datetime.now(UTC), attempts=claim.attempts + 1)
+
+    def failed(self, claim: Claim, error: str, now: datetime | None = None) -> None:
+        """The receiver did not take it; try again after a back-off."""
+        attempts = claim.attempts + 1
+        moment = now or datetime.now(UTC)
+        self._finish(
+            claim,
+            attempts=attempts,
+            next_attempt_at=moment + self.backoff(attempts),
+            last_error=error[:500],
+        )
+
+    def backoff(self, attempts: int) -> timedelta:
+        """The wait after ``attempts`` failed sends: exponential, capped, with jitter."""
+        ceiling = min(self.max_retry, self.first_retry * (1 << min(attempts - 1, 30)))
+        jitter: float = random.uniform(0.5, 1.0)  # noqa: S311 - spreads retries, not a secret
+        return ceiling * jitter
+
+    def pending(self) -> int:
+        """How many deliveries wait for their receiver."""
+        with Session(self.engine) as session:
+            count = session.scalar(
+                select(func.count()).select_from(Delivery).where(Delivery.delivered_at.is_(None))
+            )
+            return int(count or 0)
+
+    def purge_delivered(self, before: datetime) -> int:
+        """Forget deliveries made before ``before``; returns how many."""
+        with Session(self.engine) as session, session.begin():
+            result = session.execute(
+                delete(Delivery).where(
+                    Delivery.delivered_at.is_not(None), Delivery.delivered_at < before
+                )
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    def _finish(self, claim: Claim, **values: object) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(Delivery)
+                .where(
+                    Delivery.event_id == claim.event_id,
+                    Delivery.webhook_id == claim.webhook_id,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+
+class DeliveryWorker:
+    """Sends due deliveries over HTTP, a batch at a time."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        http: httpx.AsyncClient,
+        *,
+        batch: int = 20,
+        timeout: float = 10.0,
+    ) -> None:
+        self.outbox = outbox
+        self.http = http
+        self.batch = batch
+        self.timeout = timeout
+
+    async def run_once(self) -> int:
+        """Send what is due now; returns how many sends were tried."""
+        claims = await asyncio.to_thread(self.outbox.claim, self.batch)
+        await asyncio.gather(*(self._send(claim) for claim in claims))
+        return len(claims)
+
+    async def run_forever(self, wake: asyncio.Event, idle_seconds: float = 2.0) -> None:
+        """Keep sending; sleep ``idle_seconds`` (or until ``wake``) when nothing is due."""
+        while True:
+            try:
+                tried = await self.run_once()
+            except Exception:
+                _log.exception("webhook delivery round failed; trying again")
+                tried = 0
+            if tried:
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), idle_seconds)
+
+    async def _send(self, claim: Claim) -> None:
+        body = claim.payload.encode("utf-8")
+        timestamp = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": f"patient-contracts-fhir-service/{__version__}",
+            "webhook-id": claim.event_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(claim.secret, claim.event_id, timestamp, body),
+        }
+        try:
+            response = await self.http.post(
+                claim.url, content=body, headers=headers, timeout=self.timeout
+            )
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            if response.is_success:
+                await asyncio.to_thread(self.outbox.delivered, claim)
+                return
+            error = f"HTTP {response.status_code}"
+        _log.info(
+            "webhook delivery failed; will retry",
+            extra={"event_id": claim.event_id, "webhook_id": claim.webhook_id, "reason": error},
+        )
+        await asyncio.to_thread(self.outbox.failed, claim, error)
