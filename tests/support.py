@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
+import uuid
 from pathlib import Path
 from string import Template
 from typing import Any
 
-__all__ = ["DATA_DIR", "HAPI_START_TIMEOUT", "free_port", "load_data"]
+from fhir_service.contract import IdentifierKind
+from fhir_service.contract.identifiers import is_valid
+
+__all__ = [
+    "DATA_DIR",
+    "HAPI_START_TIMEOUT",
+    "free_port",
+    "load_data",
+    "unique_hsa_id",
+    "unique_personnummer",
+]
 
 DATA_DIR = Path(__file__).parent / "data"
 HAPI_START_TIMEOUT = 300.0
@@ -26,3 +38,19 @@ def load_data(name: str, **values: str) -> Any:
     """A JSON file under tests/data with ``${name}`` placeholders filled in."""
     text = (DATA_DIR / name).read_text(encoding="utf-8")
     return json.loads(Template(text).substitute(values))
+
+
+def unique_personnummer() -> str:
+    """A valid personnummer no other test is likely to use: keeps a test's patient its own."""
+    body = f"19{random.randint(30, 99)}{random.randint(1, 12):02d}{random.randint(1, 28):02d}"
+    body += f"{random.randint(0, 999):03d}"
+    return next(
+        body + str(digit)
+        for digit in range(10)
+        if is_valid(IdentifierKind.PERSONNUMMER, body + str(digit))
+    )
+
+
+def unique_hsa_id() -> str:
+    """A valid HSA-id of a care unit no other test uses."""
+    return f"SE2321000065-T{uuid.uuid4().hex[:12].upper()}"

@@ -279,8 +279,12 @@ class HapiClient:
 
     def _rebase(self, link: str) -> str:
         # HAPI writes paging links with the address it was reached by; a proxy or a configured
-        # server address can make that differ from ours, so keep only the query.
-        return "?" + urlsplit(link).query
+        # server address can make that differ from ours, so the link is followed through our
+        # base: its path below the base (history pages have one; search pages do not) and query.
+        parts = urlsplit(link)
+        base_path = urlsplit(self.base_url).path.rstrip("/")
+        below = parts.path[len(base_path) :] if parts.path.startswith(base_path) else ""
+        return f"{below.rstrip('/')}?{parts.query}"
 
 
 def _json(response: httpx.Response) -> Resource:

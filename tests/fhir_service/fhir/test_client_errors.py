@@ -192,6 +192,33 @@ async def test_search_follows_next_links_through_our_base(
     assert (result.total, result.pages, result.truncated) == (3, 2, False)
 
 
+async def test_history_follows_next_links_that_keep_their_path(
+    httpx_mock: HTTPXMock, hapi: HapiClient
+) -> None:
+    # HAPI pages history by offset on the history path itself, unlike search pages.
+    httpx_mock.add_response(
+        url=f"{BASE}/CarePlan/_history?_count=1",
+        json={
+            "resourceType": "Bundle",
+            "link": [
+                {
+                    "relation": "next",
+                    "url": "http://elsewhere:8080/fhir/CarePlan/_history?_count=1&_offset=1",
+                }
+            ],
+            "entry": [{"resource": {"id": "a"}}],
+        },
+    )
+    httpx_mock.add_response(
+        url=f"{BASE}/CarePlan/_history?_count=1&_offset=1",
+        json={"resourceType": "Bundle", "entry": [{"resource": {"id": "b"}}]},
+    )
+
+    result = await hapi.history("CarePlan", params=[("_count", "1")])
+
+    assert [r["id"] for r in result.resources] == ["a", "b"]
+
+
 async def test_search_stops_at_the_page_cap_and_says_so(
     httpx_mock: HTTPXMock, hapi: HapiClient
 ) -> None:

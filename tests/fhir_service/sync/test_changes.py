@@ -1,0 +1,181 @@
+"""The change feed against the real HAPI: every change becomes events once, for who wants it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from fhir_service import servicedb
+from fhir_service.contract import Contract, IdentifierKind
+from fhir_service.fhir import HapiClient
+from fhir_service.mapping import urls
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.metrics import Metrics
+from fhir_service.sync.changes import ChangeFeed, changes_in
+from fhir_service.sync.store import ContractStore
+from fhir_service.sync.tables import Delivery
+from fhir_service.sync.webhooks import TargetPolicy, WebhookRegistry
+from tests.support import load_data, unique_hsa_id, unique_personnummer
+
+EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
+SECRET = "a-test-secret-that-is-long-enough"
+
+
+@pytest.fixture
+async def hapi(conformance_loaded: str) -> AsyncIterator[HapiClient]:
+    client = HapiClient(conformance_loaded, Metrics(), timeout=60)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Engine:
+    engine = servicedb.make_engine(f"sqlite:///{tmp_path / 'service.db'}")
+    servicedb.migrate(engine)
+    return engine
+
+
+def _contract(personnummer: str, care_unit: str) -> Contract:
+    data = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
+    data["id"] = f"feed-{uuid.uuid4().hex[:16]}"
+    data["patient"]["identifier"]["value"] = personnummer
+    data["responsible_clinician"]["organization"]["identifier"]["value"] = care_unit
+    return Contract.model_validate(data)
+
+
+def _events(engine: Engine, webhook_id: str) -> list[dict[str, Any]]:
+    with Session(engine) as session:
+        payloads = session.scalars(
+            select(Delivery.payload).where(Delivery.webhook_id == webhook_id)
+        ).all()
+    return [json.loads(p) for p in payloads]
+
+
+def _of(events: list[dict[str, Any]], contract_id: str) -> list[dict[str, Any]]:
+    return [e for e in events if (e["contract"] or {}).get("id") == contract_id]
+
+
+def test_history_entries_become_changes_oldest_first_with_deletions() -> None:
+    bundle = load_data("webhooks/careplan-history.json")
+
+    changes = changes_in(bundle["entry"])
+
+    assert [(c.resource_id, c.version, c.kind) for c in changes] == [
+        ("1001", "1", "created"),
+        ("1001", "2", "updated"),
+        ("1001", "3", "deleted"),
+    ]
+
+
+async def test_a_new_contract_reaches_the_webhooks_of_its_patient_and_care_unit_once(
+    hapi: HapiClient, sqlite: Engine
+) -> None:
+    registry = WebhookRegistry(sqlite, TargetPolicy())
+    store = ContractStore(hapi)
+    feed = ChangeFeed(hapi, sqlite, store, registry)
+    await feed.catch_up()
+    patient, unit = unique_personnummer(), unique_hsa_id()
+    personnummer_system = system_for(IdentifierKind.PERSONNUMMER)
+    hooks = {
+        "patient": registry.register(
+            "https://ehr.example/a", SECRET, patient_identifier=f"{personnummer_system}|{patient}"
+        ),
+        "unit": registry.register(
+            "https://ehr.example/b", SECRET, care_unit=f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
+        ),
+        "other patient": registry.register(
+            "https://ehr.example/c",
+            SECRET,
+            patient_identifier=f"{personnummer_system}|{unique_personnummer()}",
+        ),
+        "all": registry.register("https://ehr.example/d", SECRET),
+    }
+    contract = await store.create(_contract(patient, unit))
+
+    made = await feed.catch_up()
+    again = await feed.catch_up()
+
+    expected = {"CarePlan.created", "CareTeam.created", "Appointment.created"}
+    for name in ("patient", "unit", "all"):
+        events = _of(_events(sqlite, hooks[name].id), contract.id)
+        assert expected <= {e["type"] for e in events}, name
+        careplan = next(e for e in events if e["type"] == "CarePlan.created")
+        assert careplan["resource"]["versionId"] == str(contract.version)
+    assert _events(sqlite, hooks["other patient"].id) == []
+    assert made >= 3
+    assert again == 0
+
+
+async def test_changes_made_straight_in_hapi_become_events_with_their_versions(
+    hapi: HapiClient, sqlite: Engine, conformance_loaded: str
+) -> None:
+    registry = WebhookRegistry(sqlite, TargetPolicy())
+    store = ContractStore(hapi)
+    feed = ChangeFeed(hapi, sqlite, store, registry)
+    await feed.catch_up()
+    patient = unique_personnummer()
+    hook = registry.register(
+        "https://ehr.example/a",
+        SECRET,
+        patient_identifier=f"{system_for(IdentifierKind.PERSONNUMMER)}|{patient}",
+    )
+    contract = await store.create(_contract(patient, unique_hsa_id()))
+    await feed.catch_up()
+    careplan = (
+        await hapi.search("CarePlan", [("identifier", f"{urls.ID_CONTRACT}|{contract.id}")])
+    ).matches()[0]
+    gone = (
+        await hapi.search("Appointment", [("patient", careplan["subject"]["reference"])])
+    ).matches()[0]
+
+    async with httpx.AsyncClient(base_url=conformance_loaded, timeout=60) as other_system:
+        # HAPI keeps references whole: the plan lets go of its activities before one goes.
+        changed = {k: v for k, v in careplan.items() if k != "activity"}
+        changed["description"] = "changed by another system"
+        updated = await other_system.put(f"/CarePlan/{careplan['id']}", json=changed)
+        assert updated.status_code == 200, updated.text
+        deleted = await other_system.delete(f"/Appointment/{gone['id']}")
+        assert deleted.status_code == 200, deleted.text
+    await feed.catch_up()
+
+    events = _of(_events(sqlite, hook.id), contract.id)
+    updates = [e for e in events if e["type"] == "CarePlan.updated"]
+    deletions = [e for e in events if e["type"] == "Appointment.deleted"]
+    assert [e["resource"]["versionId"] for e in updates] == [updated.json()["meta"]["versionId"]]
+    assert [e["resource"]["id"] for e in deletions] == [gone["id"]]
+    assert deletions[0]["resource"]["reference"].startswith(f"Appointment/{gone['id']}/_history/")
+
+
+async def test_two_instances_reading_the_same_changes_make_each_event_once(
+    hapi: HapiClient, engine: Engine
+) -> None:
+    registry = WebhookRegistry(engine, TargetPolicy())
+    hook = registry.register("https://ehr.example/all", SECRET)
+    second = servicedb.make_engine(engine.url.render_as_string(hide_password=False))
+    feeds = [
+        ChangeFeed(hapi, engine, ContractStore(hapi), registry),
+        ChangeFeed(hapi, second, ContractStore(hapi), WebhookRegistry(second, TargetPolicy())),
+    ]
+    await feeds[0].catch_up()
+    contract = await ContractStore(hapi).create(_contract(unique_personnummer(), unique_hsa_id()))
+
+    made = await asyncio.gather(*(f.catch_up() for f in feeds))
+    second.dispose()
+
+    events = _of(_events(engine, hook.id), contract.id)
+    keys = [
+        (e["resource"]["resourceType"], e["resource"]["id"], e["resource"]["versionId"])
+        for e in events
+    ]
+    assert len(keys) == len(set(keys))
+    assert {"CarePlan", "CareTeam", "Appointment"} <= {k[0] for k in keys}
+    assert sum(made) >= len(keys)
