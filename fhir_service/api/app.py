@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,10 +15,11 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_service import __version__, servicedb
-from fhir_service.api import health, hooks, webhooks
+from fhir_service.api import contracts, health, hooks, webhooks
 from fhir_service.api.middleware import RequestContextMiddleware
 from fhir_service.api.problems import problem_response
-from fhir_service.fhir import HapiClient
+from fhir_service.fhir import HapiClient, HapiUnavailableError, ServerError
+from fhir_service.mapping.from_fhir import UnreadableContractError
 from fhir_service.metrics import Metrics
 from fhir_service.settings import Settings
 from fhir_service.sync import conformance
@@ -27,6 +29,9 @@ from fhir_service.sync.store import ContractStore
 from fhir_service.sync.webhooks import TargetPolicy
 
 __all__ = ["create_app"]
+
+_log = logging.getLogger(__name__)
+_RETRY_AFTER_SECONDS = 5
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -96,7 +101,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
+    app.add_exception_handler(HapiUnavailableError, _hapi_unavailable)
+    app.add_exception_handler(ServerError, _hapi_unavailable)
+    app.add_exception_handler(UnreadableContractError, _unreadable_contract)
     app.include_router(health.router)
+    app.include_router(contracts.router)
     app.include_router(webhooks.router)
     app.include_router(hooks.router)
     return app
@@ -119,3 +128,22 @@ async def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(
         422, "Invalid request", "The request does not match the API.", errors=errors
     )
+
+
+async def _hapi_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    # Every HAPI write is one transaction, so a failure here left nothing half-written; the
+    # client may retry the same request (with its Idempotency-Key) after the pause.
+    _log.warning("HAPI unavailable", extra={"reason": str(exc), "path": request.url.path})
+    return problem_response(
+        503,
+        "Service Unavailable",
+        "The FHIR store is unavailable; nothing was written. Retry after the pause.",
+        headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _unreadable_contract(request: Request, exc: Exception) -> JSONResponse:
+    # Stored data we cannot read as a contract, e.g. a CarePlan changed by another system in a
+    # way the mapping does not allow: the client cannot fix it, an operator can.
+    _log.error("stored contract unreadable", extra={"reason": str(exc), "path": request.url.path})
+    return problem_response(502, "Stored contract unreadable", str(exc))

@@ -13,6 +13,7 @@ from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
 from fhir_service.settings import Settings
 from fhir_service.sync.notifications import Notifications
+from fhir_service.sync.store import ContractStore
 
 __all__ = [
     "ConformanceLoadedDep",
@@ -22,6 +23,7 @@ __all__ = [
     "NotificationsDep",
     "SchemaReadyDep",
     "SettingsDep",
+    "StoreDep",
 ]
 
 T = TypeVar("T")
@@ -48,3 +50,4 @@ ConformanceLoadedDep = Annotated[
     asyncio.Event, Depends(_app_state("conformance_loaded", asyncio.Event))
 ]
 NotificationsDep = Annotated[Notifications, Depends(_app_state("notifications", Notifications))]
+StoreDep = Annotated[ContractStore, Depends(_app_state("store", ContractStore))]

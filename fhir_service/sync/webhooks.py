@@ -65,10 +65,10 @@ class TargetPolicy:
         host = (parts.hostname or "").lower()
         if not host:
             raise InvalidWebhookError("the URL has no host")
-        if self.allowed_hosts and not any(fnmatch.fnmatch(host, p) for p in self.allowed_hosts):
-            raise InvalidWebhookError(f"host {host!r} is not among the allowed webhook hosts")
         if not self.allow_private_networks and _is_private(host):
             raise InvalidWebhookError(f"host {host!r} is a local or private address")
+        if self.allowed_hosts and not any(fnmatch.fnmatch(host, p) for p in self.allowed_hosts):
+            raise InvalidWebhookError(f"host {host!r} is not among the allowed webhook hosts")
         return url
 
 

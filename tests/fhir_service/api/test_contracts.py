@@ -1,0 +1,207 @@
+"""The contract routes against the real HAPI: versions, Idempotency-Key, and HAPI going away."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_service.api import create_app
+from fhir_service.mapping import urls
+from fhir_service.settings import Settings
+from tests.tcp_proxy import running_proxy
+
+EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
+PROBLEM_JSON = "application/problem+json"
+
+
+def _client(hapi_url: str, tmp_path: Path) -> TestClient:
+    settings = Settings(
+        hapi_url=hapi_url,
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        hapi_timeout_seconds=10,
+    )
+    return TestClient(create_app(settings), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def service(conformance_loaded: str, tmp_path: Path) -> Iterator[TestClient]:
+    with _client(conformance_loaded, tmp_path) as client:
+        _wait_until_ready(client)
+        yield client
+
+
+def _wait_until_ready(client: TestClient) -> None:
+    deadline = time.monotonic() + 60
+    while client.get("/ready").status_code != 200:
+        assert time.monotonic() < deadline, client.get("/ready").text
+        time.sleep(0.2)
+
+
+def _contract() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
+    data["id"] = f"api-{uuid.uuid4().hex[:16]}"
+    return data
+
+
+def _careplans(hapi_url: str, contract_id: str) -> int:
+    found = httpx.get(
+        f"{hapi_url}/CarePlan",
+        params={"identifier": f"{urls.ID_CONTRACT}|{contract_id}", "_summary": "count"},
+    )
+    return int(found.json()["total"])
+
+
+def test_a_contract_is_created_and_read_back_with_its_version(service: TestClient) -> None:
+    contract = _contract()
+
+    created = service.post("/contracts", json=contract)
+    read = service.get(f"/contracts/{contract['id']}")
+
+    assert created.status_code == 201, created.text
+    assert created.headers["Location"] == f"/contracts/{contract['id']}"
+    assert read.status_code == 200
+    assert read.headers["ETag"] == created.headers["ETag"] == f'W/"{read.json()["version"]}"'
+    assert read.json()["title"] == contract["title"]
+
+
+def test_the_same_idempotency_key_and_body_get_the_first_answer_and_one_careplan(
+    service: TestClient, conformance_loaded: str
+) -> None:
+    contract = _contract()
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+
+    first = service.post("/contracts", json=contract, headers=key)
+    again = service.post("/contracts", json=contract, headers=key)
+    other_body = service.post("/contracts", json={**contract, "title": "Another"}, headers=key)
+
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotency-Replayed"] == "true"
+    assert again.headers["ETag"] == first.headers["ETag"]
+    assert other_body.status_code == 422
+    assert other_body.headers["Content-Type"] == PROBLEM_JSON
+    assert "different request" in other_body.json()["detail"]
+    assert _careplans(conformance_loaded, contract["id"]) == 1
+
+
+def test_creating_an_existing_contract_without_a_key_is_a_conflict_naming_its_version(
+    service: TestClient,
+) -> None:
+    contract = _contract()
+    service.post("/contracts", json=contract)
+
+    second = service.post("/contracts", json=contract)
+
+    assert second.status_code == 409
+    assert (
+        second.json()["currentVersion"]
+        == service.get(f"/contracts/{contract['id']}").json()["version"]
+    )
+
+
+def test_a_stale_if_match_is_refused_naming_the_current_version(service: TestClient) -> None:
+    contract = _contract()
+    first = service.post("/contracts", json=contract)
+    version = first.json()["version"]
+    changed = {**contract, "title": "Reviderad plan"}
+
+    missing = service.put(f"/contracts/{contract['id']}", json=changed)
+    updated = service.put(
+        f"/contracts/{contract['id']}", json=changed, headers={"If-Match": f'W/"{version}"'}
+    )
+    stale = service.put(
+        f"/contracts/{contract['id']}",
+        json={**contract, "title": "Lost update"},
+        headers={"If-Match": f'W/"{version}"'},
+    )
+
+    assert missing.status_code == 428
+    assert updated.status_code == 200, updated.text
+    assert updated.json()["title"] == "Reviderad plan"
+    assert stale.status_code == 409
+    assert stale.json()["currentVersion"] == updated.json()["version"]
+    assert service.get(f"/contracts/{contract['id']}").json()["title"] == "Reviderad plan"
+
+
+def test_the_lifecycle_runs_through_the_routes(service: TestClient) -> None:
+    contract = _contract()
+    etag = service.post("/contracts", json=contract).headers["ETag"]
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    agreements = [
+        {"party": party, "agreed_at": now} for party in ("patient", "responsible-clinician")
+    ]
+
+    agreed = service.post(
+        f"/contracts/{contract['id']}/agree",
+        json={"agreements": agreements},
+        headers={"If-Match": etag},
+    )
+    revised = service.post(
+        f"/contracts/{contract['id']}/revise", headers={"If-Match": agreed.headers["ETag"]}
+    )
+    ended_twice = [
+        service.post(f"/contracts/{contract['id']}/end", headers={"If-Match": e})
+        for e in (revised.headers["ETag"], revised.headers["ETag"])
+    ]
+
+    assert agreed.status_code == 200, agreed.text
+    assert agreed.json()["status"] == "agreed"
+    assert revised.json()["status"] == "revised"
+    assert ended_twice[0].json()["status"] == "ended"
+    assert ended_twice[1].status_code == 409
+
+
+def test_bad_input_gets_a_problem_naming_the_field_and_writes_nothing(
+    service: TestClient, conformance_loaded: str
+) -> None:
+    contract = _contract()
+    contract["patient"]["identifier"]["value"] = "19121212-1213"
+
+    invalid = service.post("/contracts", json=contract)
+    malformed = service.post(
+        "/contracts", content=b'{"id": ', headers={"Content-Type": "application/json"}
+    )
+
+    assert invalid.status_code == 422
+    assert invalid.headers["Content-Type"] == PROBLEM_JSON
+    assert any("patient" in e["location"] for e in invalid.json()["errors"])
+    assert any("check digit" in e["message"] for e in invalid.json()["errors"])
+    assert malformed.status_code == 422
+    assert _careplans(conformance_loaded, contract["id"]) == 0
+
+
+def test_while_hapi_is_away_writes_get_503_with_retry_after_and_a_retry_succeeds_after(
+    conformance_loaded: str, tmp_path: Path
+) -> None:
+    hapi = urlsplit(conformance_loaded)
+    with running_proxy((hapi.hostname or "127.0.0.1", hapi.port or 80)) as proxy:
+        via_proxy = conformance_loaded.replace(f":{hapi.port}", f":{proxy.port}", 1)
+        with _client(via_proxy, tmp_path) as service:
+            _wait_until_ready(service)
+            contract = _contract()
+            key = {"Idempotency-Key": str(uuid.uuid4())}
+
+            proxy.cut()
+            during = service.post("/contracts", json=contract, headers=key)
+            read_during = service.get(f"/contracts/{contract['id']}")
+            proxy.restore()
+            after = service.post("/contracts", json=contract, headers=key)
+
+    assert during.status_code == 503
+    assert during.headers["Content-Type"] == PROBLEM_JSON
+    assert int(during.headers["Retry-After"]) > 0
+    assert "nothing was written" in during.json()["detail"]
+    assert str(proxy.port) not in during.text
+    assert read_during.status_code == 503, read_during.text
+    assert after.status_code == 201, after.text
+    assert _careplans(conformance_loaded, contract["id"]) == 1

@@ -1,0 +1,80 @@
+"""Webhook targets are checked before they are stored; registrations keep their filters."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine
+
+from fhir_service.sync.webhooks import InvalidWebhookError, TargetPolicy, WebhookRegistry
+
+SECRET = "a-test-secret-that-is-long-enough"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("ftp://ehr.example/events", "https"),
+        ("http://ehr.example/events", "plain http"),
+        ("https://user:pass@ehr.example/events", "credentials"),
+        ("https://token@ehr.example/events", "credentials"),
+        ("https://ehr.example/events#frag", "fragment"),
+        ("https:///events", "no host"),
+        ("https://127.0.0.1/events", "private"),
+        ("https://10.1.2.3/events", "private"),
+        ("https://169.254.169.254/latest", "private"),
+        ("https://[::1]/events", "private"),
+        ("https://localhost/events", "private"),
+        ("https://elsewhere.example/events", "not among the allowed"),
+    ],
+)
+def test_unsafe_targets_are_refused_with_the_reason(url: str, reason: str) -> None:
+    policy = TargetPolicy(allowed_hosts=("*.example", "ehr.example"))
+    if reason == "not among the allowed":
+        policy = TargetPolicy(allowed_hosts=("*.region.example",))
+
+    with pytest.raises(InvalidWebhookError, match=reason):
+        policy.check(url)
+
+
+def test_the_policy_admits_what_it_is_told_to() -> None:
+    local = TargetPolicy(allow_http=True, allow_private_networks=True)
+    regional = TargetPolicy(allowed_hosts=("*.region.example",))
+
+    assert local.check("http://127.0.0.1:9000/events") == "http://127.0.0.1:9000/events"
+    assert regional.check("https://ehr.region.example/hook") == "https://ehr.region.example/hook"
+
+
+def test_registrations_keep_their_filters_and_are_removed_with_their_deliveries(
+    engine: Engine,
+) -> None:
+    registry = WebhookRegistry(engine, TargetPolicy())
+    by_patient = registry.register(
+        "https://ehr.example/a", SECRET, patient_identifier="urn:system|191212121212"
+    )
+    by_unit = registry.register("https://ehr.example/b", SECRET, care_unit="urn:hsa|SE1-1")
+
+    listed = registry.list()
+    removed = registry.remove(by_patient.id)
+
+    assert [r.id for r in listed] == [by_patient.id, by_unit.id]
+    assert by_patient.wants(frozenset({"urn:system|191212121212"}), frozenset())
+    assert not by_patient.wants(frozenset({"urn:system|other"}), frozenset({"urn:hsa|SE1-1"}))
+    assert by_unit.wants(frozenset(), frozenset({"urn:hsa|SE1-1"}))
+    assert not by_unit.wants(frozenset({"urn:system|191212121212"}), frozenset())
+    assert removed
+    assert not registry.remove(by_patient.id)
+    assert [r.id for r in registry.list()] == [by_unit.id]
+
+
+@pytest.mark.parametrize(
+    ("secret", "patient"),
+    [("short", None), (SECRET, "no-bar"), (SECRET, "|value"), (SECRET, "system|")],
+)
+def test_weak_secrets_and_malformed_filters_are_refused(
+    engine: Engine, secret: str, patient: str | None
+) -> None:
+    registry = WebhookRegistry(engine, TargetPolicy())
+
+    with pytest.raises(InvalidWebhookError):
+        registry.register("https://ehr.example/a", secret, patient_identifier=patient)
+    assert registry.list() == []
