@@ -1,8 +1,10 @@
-"""Our conformance resources (profiles, extensions, code systems, value sets, concept maps) in HAPI.
+"""Our conformance resources in HAPI: profiles, code systems, value sets, maps, search params.
 
 The files under ``profiles/`` and ``mappings/`` are the source; HAPI holds a copy so that it can
-validate against them. Each is written by conditional update on its canonical URL, in one
-transaction, so loading them again changes nothing unless a file changed.
+validate against them and search by our own parameters. Each is written by conditional update on
+its canonical URL, in one transaction, so loading them again changes nothing unless a file
+changed. HAPI 8.8 searches by a new SearchParameter from the next request on, but indexes only
+resources written after it (hapi/README.md): loading comes before the service writes contracts.
 """
 
 from __future__ import annotations
@@ -28,8 +30,11 @@ CONFORMANCE_DIRS = (
     MAPPINGS_DIR / "conceptmaps",
     _PROFILES / "valuesets",
     _PROFILES / "structuredefinitions",
+    _PROFILES / "searchparameters",
 )
-_TYPES = frozenset({"CodeSystem", "ValueSet", "ConceptMap", "StructureDefinition"})
+_TYPES = frozenset(
+    {"CodeSystem", "ValueSet", "ConceptMap", "StructureDefinition", "SearchParameter"}
+)
 
 
 def conformance_resources() -> list[dict[str, Any]]:

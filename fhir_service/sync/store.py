@@ -8,29 +8,55 @@ Contents change only while a contract is a draft or under revision; status chang
 lifecycle (``revise``, ``agree``, ``complete``, ``end``, ``revoke``).
 
 Reading one contract is one search (with includes), plus one per further page for very large ones.
+Searching is one request per page of whole contracts (see :meth:`ContractStore.search`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
-from fhir_service.contract import Agreement, Contract, ContractStatus, lifecycle
+from fhir_service.contract import (
+    Agreement,
+    Contract,
+    ContractStatus,
+    lifecycle,
+)
 from fhir_service.fhir import ConflictError, HapiClient
 from fhir_service.mapping import urls
-from fhir_service.mapping.from_fhir import READ_PARAMS, contract_from_bundle
+from fhir_service.mapping.from_fhir import (
+    READ_PARAMS,
+    UnreadableContractError,
+    contract_from_bundle,
+)
 from fhir_service.mapping.tables import Language
 from fhir_service.mapping.to_fhir import contract_to_bundle
+from fhir_service.sync import search_criteria
+from fhir_service.sync.search_criteria import IdentifierQuery, InvalidSearchError
 
 __all__ = [
+    "MAX_SEARCH_COUNT",
     "ContractExistsError",
     "ContractNotEditableError",
     "ContractNotFoundError",
+    "ContractPage",
     "ContractStore",
+    "IdentifierQuery",
+    "InvalidSearchError",
     "StaleVersionError",
 ]
 
 _EDITABLE = frozenset({ContractStatus.DRAFT, ContractStatus.REVISED})
+
+MAX_SEARCH_COUNT = 50
+"""The most contracts on one page of a search.
+
+HAPI 8.8 stops loading included resources once a page has about 1000 of them, and says nothing
+(hapi/README.md). A contract brings some 10 to 25, so 50 contracts usually fit; a contract that
+lost records to the cap is read alone.
+"""
 
 
 class ContractNotFoundError(LookupError):
@@ -75,8 +101,21 @@ class ContractNotEditableError(Exception):
         self.status = status
 
 
+@dataclass(frozen=True)
+class ContractPage:
+    """One page of a search: whole contracts with their versions, oldest first."""
+
+    contracts: tuple[Contract, ...]
+    next_cursor: str | None = None
+
+    @property
+    def has_more(self) -> bool:
+        """Whether another page follows; pass ``next_cursor`` to the same search to read it."""
+        return self.next_cursor is not None
+
+
 class ContractStore:
-    """Create, read, change and move contracts through their lifecycle, in HAPI."""
+    """Create, read, search, change and move contracts through their lifecycle, in HAPI."""
 
     def __init__(self, hapi: HapiClient, language: Language = "sv") -> None:
         self.hapi = hapi
@@ -86,6 +125,65 @@ class ContractStore:
         """The contract as stored, with its current version."""
         contract, _ = await self._stored(contract_id)
         return contract
+
+    async def search(
+        self,
+        *,
+        patient: IdentifierQuery | None = None,
+        status: str | Iterable[str] | None = None,
+        care_unit: IdentifierQuery | None = None,
+        care_contact: IdentifierQuery | None = None,
+        period_from: date | None = None,
+        period_to: date | None = None,
+        count: int = 20,
+        cursor: str | None = None,
+    ) -> ContractPage:
+        """The contracts that match every criterion given, ``count`` to a page.
+
+        - ``patient``: the patient's personnummer, samordningsnummer, fødselsnummer or D-nummer.
+        - ``status``: a :class:`ContractStatus`, or several of which any may match.
+        - ``care_unit``: the unit the contract belongs to (HSA-id or organisasjonsnummer), which
+          is the organization of its responsible clinician (``CarePlan.author``, a
+          PractitionerRole). Units that take part only through activities, agreed times or care
+          contacts do not count: each unit keeps its own contract with the patient.
+        - ``care_contact``: the professional (HSA-id or HPR-nummer) who is the patient's fast
+          vårdkontakt or personlig koordinator in the contract, whatever the period of that
+          role; being only a member of the care team does not count.
+        - ``period_from``, ``period_to``: the contract's period overlaps these days, both
+          included; leave one out for a range open at that side. A period without an end runs
+          on, one without a start has always run; a contract without a period matches no
+          period criterion.
+
+        Pages hold whole contracts at their current versions, in the order the contracts were
+        created, and each takes one HAPI request (rarely more, see :data:`MAX_SEARCH_COUNT`).
+        ``cursor`` is a page's ``next_cursor`` and continues the search with the same criteria.
+        Paging is by position: contracts created meanwhile come at the end, but one that stops
+        matching between two pages moves the rest forward, so the next page misses one.
+
+        Raises :class:`InvalidSearchError` (a ``ValueError``) for an invalid identifier or one of
+        the wrong kind, an unknown status, a period that ends before it starts, a count outside
+        1 to :data:`MAX_SEARCH_COUNT`, or a cursor of another search; HAPI is not asked then.
+        """
+        criteria = search_criteria.criteria(
+            patient, status, care_unit, care_contact, period_from, period_to
+        )
+        if not 1 <= count <= MAX_SEARCH_COUNT:
+            raise InvalidSearchError(f"count: {count} is not between 1 and {MAX_SEARCH_COUNT}")
+        offset = search_criteria.offset_of(cursor, criteria)
+        # _pid (HAPI's own row id) orders by creation: stable for offset paging and cheap to sort.
+        paging = [("_sort", "_pid"), ("_count", str(count)), ("_offset", str(offset))]
+        result = await self.hapi.search("CarePlan", [*criteria, *paging, *READ_PARAMS], max_pages=1)
+        bundle = result.as_bundle()
+        contracts = [
+            await self._from_page(bundle, search_criteria.contract_id_of(c))
+            for c in result.matches()
+        ]
+        # With one page read, "truncated" means HAPI linked a next one; it does so only when
+        # more matches exist (an exactly full last page has no next link).
+        following = (
+            search_criteria.cursor_for(offset + count, criteria) if result.truncated else None
+        )
+        return ContractPage(tuple(contracts), following)
 
     async def create(self, contract: Contract) -> Contract:
         """Store a new contract; :class:`ContractExistsError` if its id is taken."""
@@ -156,6 +254,13 @@ class ContractStore:
             raise ContractNotFoundError(contract_id)
         contract = contract_from_bundle(result.as_bundle(), contract_id)
         return contract, str(careplans[0]["id"])
+
+    async def _from_page(self, bundle: dict[str, Any], contract_id: str) -> Contract:
+        try:
+            return contract_from_bundle(bundle, contract_id)
+        except UnreadableContractError:
+            # The page hit HAPI's cap on included resources (see MAX_SEARCH_COUNT).
+            return await self.read(contract_id)
 
     async def _write(self, new: Contract, current: Contract, careplan_id: str) -> Contract:
         bundle = contract_to_bundle(new, self.language, if_version=(careplan_id, _version(current)))
