@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Body, Header, Path, Request, Response, status
+from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
@@ -27,10 +29,12 @@ from fhir_service.sync.idempotency import (
     RequestInProgressError,
 )
 from fhir_service.sync.store import (
+    MAX_SEARCH_COUNT,
     ContractExistsError,
     ContractNotEditableError,
     ContractNotFoundError,
     ContractStore,
+    InvalidSearchError,
     StaleVersionError,
 )
 
@@ -100,6 +104,77 @@ async def create_contract(
         return _contract_response(created, status.HTTP_201_CREATED)
 
     return await _idempotent(request, engine, idempotency_key, create)
+
+
+class ContractList(BaseModel):
+    """One page of a contract search; ``next`` reads the following page."""
+
+    contracts: list[Contract]
+    next: str | None = None
+
+
+IdentifierParam = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[a-z\-]+\|.+$",
+        description="An identifier as kind|value, e.g. personnummer|19121212-1212.",
+    ),
+]
+
+
+@router.get(
+    "",
+    response_model=ContractList,
+    responses={422: {"description": "An invalid criterion.", **_PROBLEM}, 503: _WRITE_ERRORS[503]},
+)
+async def search_contracts(
+    request: Request,
+    store: StoreDep,
+    patient: IdentifierParam = None,
+    status_: Annotated[
+        list[str] | None, Query(alias="status", description="Any of these statuses.")
+    ] = None,
+    care_unit: Annotated[
+        str | None,
+        Query(
+            alias="careUnit",
+            pattern=r"^[a-z\-]+\|.+$",
+            description="The responsible care unit as kind|value (hsa-id, organisasjonsnummer).",
+        ),
+    ] = None,
+    care_contact: Annotated[
+        str | None,
+        Query(
+            alias="careContact",
+            pattern=r"^[a-z\-]+\|.+$",
+            description="The fast vårdkontakt / personlig koordinator as kind|value.",
+        ),
+    ] = None,
+    period_from: Annotated[date | None, Query(alias="periodFrom")] = None,
+    period_to: Annotated[date | None, Query(alias="periodTo")] = None,
+    count: Annotated[int, Query(ge=1, le=MAX_SEARCH_COUNT)] = 20,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> Response:
+    """Contracts matching every criterion given, oldest first, a page at a time."""
+    try:
+        page = await store.search(
+            patient=_pair(patient),
+            status=status_,
+            care_unit=_pair(care_unit),
+            care_contact=_pair(care_contact),
+            period_from=period_from,
+            period_to=period_to,
+            count=count,
+            cursor=cursor,
+        )
+    except InvalidSearchError as exc:
+        return _problem(422, "Invalid search", str(exc))
+    following = None
+    if page.next_cursor is not None:
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
+        following = f"/contracts?{urlencode([*query, ('cursor', page.next_cursor)])}"
+    body = ContractList(contracts=list(page.contracts), next=following)
+    return JSONResponse(body.model_dump(mode="json"))
 
 
 @router.get(
@@ -266,6 +341,13 @@ def _replayed(status_code: int, body: str) -> Response:
         contract = Contract.model_validate(content)
         return JSONResponse(content, status_code, headers=_contract_headers(contract, status_code))
     return JSONResponse(content, status_code, media_type=PROBLEM_JSON)
+
+
+def _pair(token: str | None) -> tuple[str, str] | None:
+    if token is None:
+        return None
+    kind, _, value = token.partition("|")
+    return kind, value
 
 
 def _version_of(etag: str) -> int | None:

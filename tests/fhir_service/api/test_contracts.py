@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from fhir_service.api import create_app
 from fhir_service.mapping import urls
 from fhir_service.settings import Settings
+from tests.support import unique_personnummer
 from tests.tcp_proxy import running_proxy
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
@@ -205,3 +206,49 @@ def test_while_hapi_is_away_writes_get_503_with_retry_after_and_a_retry_succeeds
     assert read_during.status_code == 503, read_during.text
     assert after.status_code == 201, after.text
     assert _careplans(conformance_loaded, contract["id"]) == 1
+
+
+def test_contracts_are_found_by_patient_and_status_a_page_at_a_time(service: TestClient) -> None:
+    personnummer = unique_personnummer()
+    ids = []
+    for _ in range(3):
+        contract = _contract()
+        contract["patient"]["identifier"]["value"] = personnummer
+        assert service.post("/contracts", json=contract).status_code == 201
+        ids.append(contract["id"])
+
+    seen: list[str] = []
+    url: str | None = f"/contracts?patient=personnummer|{personnummer}&status=draft&count=2"
+    pages = 0
+    while url is not None:
+        page = service.get(url)
+        assert page.status_code == 200, page.text
+        seen += [c["id"] for c in page.json()["contracts"]]
+        url = page.json()["next"]
+        pages += 1
+    agreed_only = service.get(f"/contracts?patient=personnummer|{personnummer}&status=agreed")
+
+    assert seen == ids
+    assert pages == 2
+    assert agreed_only.json() == {"contracts": [], "next": None}
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("patient=personnummer|19121212-1213", "check digit"),
+        ("patient=hsa-id|SE2321000065-1254", "does not identify a patient"),
+        ("status=pending", "unknown contract status"),
+        ("periodFrom=2026-05-01&periodTo=2026-01-01", "empty range"),
+        ("count=500", "count"),
+        ("cursor=not-a-cursor", "cursor"),
+    ],
+)
+def test_an_invalid_search_gets_a_problem_saying_why(
+    service: TestClient, query: str, words: str
+) -> None:
+    response = service.get(f"/contracts?{query}")
+
+    assert response.status_code == 422
+    assert response.headers["Content-Type"] == PROBLEM_JSON
+    assert words in response.text
