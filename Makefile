@@ -49,3 +49,4 @@ clean:
 bench: setup hapi
 	$(BIN)/python -m bench.readiness
 	$(BIN)/python -m bench.mapping
+	$(BIN)/python -m bench.bulk

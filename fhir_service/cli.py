@@ -1,4 +1,4 @@
-"""The command line: ``fhir-service serve``, ``fhir-service map ...``, ``fhir-service hapi ...``."""
+"""The command line: ``fhir-service serve``, ``map ...``, ``import``, ``export``, ``hapi ...``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
@@ -55,6 +56,47 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     from_fhir = map_commands.add_parser("from-fhir", help="print the contract held by a Bundle")
     from_fhir.add_argument("bundle", type=Path, help="FHIR Bundle JSON file")
     from_fhir.set_defaults(handler=_map_from_fhir)
+
+    default_hapi_url = str(settings.hapi_url or settings.embedded_hapi_url)
+    bulk_import = commands.add_parser(
+        "import",
+        help="import contracts from an NDJSON file, one contract per line",
+        description="Exit status: 0 all imported or already present, 1 some lines rejected, "
+        "2 stopped because HAPI failed (run it again to resume).",
+    )
+    bulk_import.add_argument("input", type=Path, help="NDJSON file of contracts")
+    bulk_import.add_argument("--hapi-url", default=default_hapi_url)
+    bulk_import.add_argument(
+        "--batch-size", type=_positive, default=25, help="contracts per transaction"
+    )
+    bulk_import.add_argument(
+        "--concurrency", type=_positive, default=2, help="transactions in flight at once"
+    )
+    bulk_import.add_argument(
+        "--state", type=Path, help="progress file (default: INPUT.import-state.json)"
+    )
+    bulk_import.add_argument(
+        "--language", choices=["sv", "nb", "en"], default=settings.narrative_language
+    )
+    bulk_import.set_defaults(handler=_bulk_import)
+
+    bulk_export = commands.add_parser(
+        "export",
+        help="export every contract as NDJSON, one contract per line",
+        description="Exit status: 0 all exported, 1 some stored contracts could not be read, "
+        "2 stopped because HAPI failed.",
+    )
+    bulk_export.add_argument("--output", "-o", type=Path, help="file to write (default: stdout)")
+    bulk_export.add_argument("--hapi-url", default=default_hapi_url)
+    bulk_export.add_argument(
+        "--page-size", type=_positive, default=50, help="contracts per HAPI request"
+    )
+    bulk_export.add_argument(
+        "--since",
+        type=_aware_datetime,
+        help="only contracts changed at or after this ISO 8601 time (with its offset)",
+    )
+    bulk_export.set_defaults(handler=_bulk_export)
 
     hapi = commands.add_parser("hapi", help="build and run the local HAPI FHIR server")
     hapi_commands = hapi.add_subparsers(required=True, metavar="ACTION")
@@ -151,6 +193,49 @@ def _map_from_fhir(args: argparse.Namespace, settings: Settings) -> int:
     from fhir_service import mapping_cli
 
     return mapping_cli.from_fhir(args.bundle)
+
+
+def _bulk_import(args: argparse.Namespace, settings: Settings) -> int:
+    from fhir_service import bulk_cli
+
+    return bulk_cli.import_file(
+        args.input,
+        hapi_url=args.hapi_url,
+        timeout=settings.hapi_timeout_seconds,
+        language=args.language,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        state_path=args.state,
+    )
+
+
+def _bulk_export(args: argparse.Namespace, settings: Settings) -> int:
+    from fhir_service import bulk_cli
+
+    return bulk_cli.export_file(
+        args.output,
+        hapi_url=args.hapi_url,
+        timeout=settings.hapi_timeout_seconds,
+        page_size=args.page_size,
+        since=args.since,
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return value
+
+
+def _aware_datetime(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO 8601 time") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset, e.g. Z or +01:00")
+    return value
 
 
 def _hapi_build(args: argparse.Namespace, settings: Settings) -> int:
