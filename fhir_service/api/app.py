@@ -22,7 +22,7 @@ from fhir_service.fhir import HapiClient, HapiUnavailableError, ServerError
 from fhir_service.mapping.from_fhir import UnreadableContractError
 from fhir_service.metrics import Metrics
 from fhir_service.settings import Settings
-from fhir_service.sync import conformance
+from fhir_service.sync import conformance, housekeeping
 from fhir_service.sync.notifications import Notifications
 from fhir_service.sync.startup import keep_trying
 from fhir_service.sync.store import ContractStore
@@ -68,6 +68,9 @@ def create_app(settings: Settings) -> FastAPI:
         )
         background = [
             asyncio.create_task(app.state.notifications.run(app.state.schema_ready)),
+            asyncio.create_task(
+                housekeeping.tidy_forever(app.state.engine, app.state.schema_ready)
+            ),
             asyncio.create_task(
                 conformance.load_until_done(app.state.hapi, app.state.conformance_loaded)
             ),

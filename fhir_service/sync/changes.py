@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -172,12 +172,6 @@ class ChangeFeed:
         if newest > cursor:
             await asyncio.to_thread(self._write_cursor, newest)
         return made
-
-    def purge_seen(self, before: datetime) -> int:
-        """Forget changes seen before ``before`` (far older than the overlap); how many."""
-        with Session(self.engine) as session, session.begin():
-            result = session.execute(delete(SeenChange).where(SeenChange.seen_at < before))
-            return int(getattr(result, "rowcount", 0) or 0)
 
     async def _record(self, change: Change, webhooks: list[Registration]) -> int:
         if await asyncio.to_thread(self._seen, change):

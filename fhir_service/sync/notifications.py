@@ -2,7 +2,7 @@
 
 The API's lifespan makes one :class:`Notifications` and runs it in the background. It waits for
 the service DB's schema, then keeps HAPI's Subscriptions in place, reads changes when woken (by
-the hook) or on a timer, sends due deliveries, and forgets what is long done.
+the hook) or on a timer, and sends due deliveries.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import Engine
@@ -28,10 +26,6 @@ from fhir_service.sync.webhooks import TargetPolicy, WebhookRegistry
 __all__ = ["Notifications"]
 
 _log = logging.getLogger(__name__)
-
-# Delivered events and seen changes are kept a week for operators, far beyond the feed's overlap.
-_KEEP = timedelta(days=7)
-_HOUSEKEEPING_SECONDS = 3600.0
 
 
 class Notifications:
@@ -79,7 +73,6 @@ class Notifications:
             ),
             self._feed_loop(),
             self.worker.run_forever(self.delivery_wake),
-            self._housekeeping(),
         ]
         await asyncio.gather(*parts)
 
@@ -101,28 +94,7 @@ class Notifications:
                 _log.warning("reading HAPI's changes failed; retrying", extra={"reason": str(exc)})
             await _wait(self.feed_wake, self.feed_interval_seconds)
 
-    async def _housekeeping(self) -> None:
-        while True:
-            before = datetime.now(UTC) - _KEEP
-            purges: list[tuple[str, Callable[[datetime], int]]] = [
-                ("delivered events", self.outbox.purge_delivered),
-                ("seen changes", self.feed.purge_seen),
-            ]
-            for what, purge in purges:
-                await _quietly(what, purge, before)
-            await asyncio.sleep(_HOUSEKEEPING_SECONDS)
-
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
-
-
-async def _quietly(what: str, purge: Callable[[datetime], int], before: datetime) -> None:
-    try:
-        forgotten = await asyncio.to_thread(purge, before)
-    except SQLAlchemyError as exc:
-        _log.warning(f"forgetting old {what} failed", extra={"reason": str(exc)})
-        return
-    if forgotten:
-        _log.info(f"forgot {forgotten} old {what}")

@@ -32,7 +32,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -182,16 +182,6 @@ class Outbox:
                 select(func.count()).select_from(Delivery).where(Delivery.delivered_at.is_(None))
             )
             return int(count or 0)
-
-    def purge_delivered(self, before: datetime) -> int:
-        """Forget deliveries made before ``before``; returns how many."""
-        with Session(self.engine) as session, session.begin():
-            result = session.execute(
-                delete(Delivery).where(
-                    Delivery.delivered_at.is_not(None), Delivery.delivered_at < before
-                )
-            )
-            return int(getattr(result, "rowcount", 0) or 0)
 
     def _finish(self, claim: Claim, **values: object) -> None:
         with Session(self.engine) as session, session.begin():
