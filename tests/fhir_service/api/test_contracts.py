@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -18,6 +19,7 @@ from fastapi.testclient import TestClient
 from fhir_service.api import create_app
 from fhir_service.mapping import urls
 from fhir_service.settings import Settings
+from tests.service_process import running_service
 from tests.support import unique_personnummer
 from tests.tcp_proxy import running_proxy
 
@@ -252,3 +254,31 @@ def test_an_invalid_search_gets_a_problem_saying_why(
     assert response.status_code == 422
     assert response.headers["Content-Type"] == PROBLEM_JSON
     assert words in response.text
+
+
+async def test_twenty_concurrent_creates_through_the_service_store_one_careplan(
+    conformance_loaded: str, tmp_path: Path
+) -> None:
+    settings = {"HAPI_URL": conformance_loaded, "DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}"}
+    racing, keyed = _contract(), _contract()
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    with running_service(settings, tmp_path / "service.log") as base_url:
+        async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+            without_key = await asyncio.gather(
+                *(client.post("/contracts", json=racing) for _ in range(20))
+            )
+            with_key = await asyncio.gather(
+                *(client.post("/contracts", json=keyed, headers=key) for _ in range(20))
+            )
+            replay = await client.post("/contracts", json=keyed, headers=key)
+
+    assert sorted(r.status_code for r in without_key) == [201] + [409] * 19
+    # One request with the key writes; the others get its answer or are told it is running,
+    # never "exists" (which would mean a second write was tried).
+    fresh = [r for r in with_key if "Idempotency-Replayed" not in r.headers]
+    assert [r.status_code for r in fresh if r.status_code == 201] == [201]
+    assert {r.json()["title"] for r in fresh if r.status_code == 409} <= {"Request in progress"}
+    assert replay.status_code == 201
+    assert replay.headers["Idempotency-Replayed"] == "true"
+    assert _careplans(conformance_loaded, racing["id"]) == 1
+    assert _careplans(conformance_loaded, keyed["id"]) == 1
