@@ -151,6 +151,8 @@ class ChangeFeed:
         newest = cursor
         made = 0
         webhooks = await asyncio.to_thread(self.registry.list)
+        # A contract written once changes many resources; its routing is looked up once a round.
+        routes: dict[str, Routing] = {}
         for resource_type in WATCHED_TYPES:
             result = await self.hapi.history(
                 resource_type,
@@ -166,17 +168,20 @@ class ChangeFeed:
                     extra={"resource_type": resource_type},
                 )
             for change in changes_in(result.entries):
-                made += await self._record(change, webhooks)
+                made += await self._record(change, webhooks, routes)
                 if change.last_updated is not None and not result.truncated:
                     newest = max(newest, change.last_updated)
         if newest > cursor:
             await asyncio.to_thread(self._write_cursor, newest)
         return made
 
-    async def _record(self, change: Change, webhooks: list[Registration]) -> int:
+    async def _record(
+        self, change: Change, webhooks: list[Registration], routes: dict[str, Routing]
+    ) -> int:
         if await asyncio.to_thread(self._seen, change):
             return 0
-        routing = await self._routing(change)
+        # With no webhook registered nobody is told; the change is only marked seen.
+        routing = await self._routing(change, routes) if webhooks else _NOBODY
         # Only records of contracts make events; the version is still marked seen, so other
         # resources of these types are looked at once.
         wanted = [
@@ -189,7 +194,7 @@ class ChangeFeed:
         made = await asyncio.to_thread(self._commit, change, event_id, payload, wanted)
         return int(made)
 
-    async def _routing(self, change: Change) -> Routing:
+    async def _routing(self, change: Change, routes: dict[str, Routing]) -> Routing:
         resource = change.resource
         if resource is None and change.version.isdigit() and int(change.version) > 1:
             # A deletion: the version before it says what was deleted.
@@ -200,15 +205,18 @@ class ChangeFeed:
             except (NotFoundError, GoneError):
                 resource = None
         if resource is None:
-            return Routing(None, frozenset(), frozenset())
+            return _NOBODY
         contract_id = _contract_id(change.resource_type, resource)
+        if contract_id in routes:
+            return routes[contract_id]
         if contract_id is not None:
             try:
                 contract = await self.store.read(contract_id)
             except (ContractNotFoundError, UnreadableContractError):
                 pass
             else:
-                return _routing_of(contract)
+                routes[contract_id] = _routing_of(contract)
+                return routes[contract_id]
         return Routing(contract_id, await self._patient_of(resource), frozenset())
 
     async def _patient_of(self, resource: Resource) -> frozenset[str]:
@@ -266,6 +274,9 @@ class ChangeFeed:
                 session.add(SyncState(name=_CURSOR, value=moment.isoformat()))
             elif (_instant(row.value) or moment) <= moment:
                 row.value = moment.isoformat()
+
+
+_NOBODY = Routing(None, frozenset(), frozenset())
 
 
 def _payload(event_id: str, change: Change, routing: Routing) -> dict[str, Any]:

@@ -1,14 +1,16 @@
-"""Fixtures of the sync tests: the service DB on SQLite and on a real PostgreSQL."""
+"""Fixtures of the sync tests: a HAPI client, and the service DB on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from fhir_service import servicedb
+from fhir_service.fhir import HapiClient
+from fhir_service.metrics import Metrics
 from tests.postgres import fresh_database
 
 
@@ -26,3 +28,17 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         servicedb.migrate(engine)
         yield engine
         engine.dispose()
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    """The metrics the ``hapi`` client counts its requests in."""
+    return Metrics()
+
+
+@pytest.fixture
+async def hapi(conformance_loaded: str, metrics: Metrics) -> AsyncIterator[HapiClient]:
+    """A client of the real HAPI, with our profiles and SearchParameters loaded."""
+    client = HapiClient(conformance_loaded, metrics, timeout=60)
+    yield client
+    await client.aclose()

@@ -8,7 +8,6 @@ import io
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from string import Template
@@ -37,13 +36,6 @@ from tests.support import DATA_DIR
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 SEARCH_CHUNK = 20
-
-
-@pytest.fixture
-async def hapi(hapi_base_url: str) -> AsyncIterator[HapiClient]:
-    client = HapiClient(hapi_base_url, Metrics(), timeout=60)
-    yield client
-    await client.aclose()
 
 
 def _generated(count: int) -> list[Contract]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,6 @@ from tests.support import load_data, unique_hsa_id, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 SECRET = "a-test-secret-that-is-long-enough"
-
-
-@pytest.fixture
-async def hapi(conformance_loaded: str) -> AsyncIterator[HapiClient]:
-    client = HapiClient(conformance_loaded, Metrics(), timeout=60)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
@@ -179,3 +171,24 @@ async def test_two_instances_reading_the_same_changes_make_each_event_once(
     assert len(keys) == len(set(keys))
     assert {"CarePlan", "CareTeam", "Appointment"} <= {k[0] for k in keys}
     assert sum(made) >= len(keys)
+
+
+async def test_with_no_webhook_registered_changes_are_only_marked_seen_without_reads(
+    hapi: HapiClient, sqlite: Engine, metrics: Metrics
+) -> None:
+    registry = WebhookRegistry(sqlite, TargetPolicy())
+    # Pages big enough that each type's recent history is one read, whatever ran just before.
+    feed = ChangeFeed(hapi, sqlite, ContractStore(hapi), registry, page_size=1000)
+    await feed.catch_up()
+    await ContractStore(hapi).create(_contract(unique_personnummer(), unique_hsa_id()))
+    before = _gets(metrics)
+
+    made = await feed.catch_up()
+
+    assert made >= 3
+    assert _gets(metrics) - before == 3, "one history read per watched type, nothing else"
+
+
+def _gets(metrics: Metrics) -> float:
+    labels = {"method": "GET", "outcome": "200"}
+    return metrics.registry.get_sample_value("fhir_service_hapi_requests_total", labels) or 0.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,13 +23,6 @@ from fhir_service.sync.store import (
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 CONCURRENT = 20
-
-
-@pytest.fixture
-async def hapi(hapi_base_url: str) -> AsyncIterator[HapiClient]:
-    client = HapiClient(hapi_base_url, Metrics(), timeout=60)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

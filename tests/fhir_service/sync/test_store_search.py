@@ -176,19 +176,6 @@ def _hapi_requests(metrics: Metrics) -> float:
 
 
 @pytest.fixture
-def metrics() -> Metrics:
-    return Metrics()
-
-
-@pytest.fixture
-async def hapi(conformance_loaded: str, metrics: Metrics) -> AsyncIterator[HapiClient]:
-    # Our SearchParameters come with the conformance resources.
-    client = HapiClient(conformance_loaded, metrics, timeout=60)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
 def store(hapi: HapiClient) -> ContractStore:
     return ContractStore(hapi)
 

@@ -9,20 +9,18 @@ from typing import Any
 import pytest
 
 from fhir_service.fhir import HapiClient
-from fhir_service.metrics import Metrics
 from fhir_service.sync.changes import WATCHED_TYPES
 from fhir_service.sync.subscriptions import TAG_SUBSCRIPTION, ensure_subscriptions
 from tests.support import free_port
 
 
-@pytest.fixture
-async def hapi(hapi_base_url: str) -> AsyncIterator[HapiClient]:
-    client = HapiClient(hapi_base_url, Metrics(), timeout=60)
-    yield client
-    for found in (await _ours(client)).values():
+@pytest.fixture(autouse=True)
+async def _forget_ours(hapi: HapiClient) -> AsyncIterator[None]:
+    # Left behind, they would point the shared HAPI at ports nothing listens on.
+    yield
+    for found in (await _ours(hapi)).values():
         for subscription in found:
-            await client.delete("Subscription", subscription["id"])
-    await client.aclose()
+            await hapi.delete("Subscription", subscription["id"])
 
 
 async def _ours(hapi: HapiClient) -> dict[str, list[dict[str, Any]]]:
