@@ -80,6 +80,24 @@ class Settings(BaseSettings):
         description="Accept loopback and private-network webhook targets (tests, local use).",
     )
 
+    auth_issuer: str | None = Field(
+        default=None, description="The issuer (`iss`) bearer tokens must come from."
+    )
+    auth_audience: str | None = Field(
+        default=None, description="The audience (`aud`) bearer tokens must be meant for."
+    )
+    auth_jwks_url: AnyHttpUrl | None = Field(
+        default=None, description="Where the issuer publishes its signing keys (a JWKS)."
+    )
+    auth_jwks_file: Path | None = Field(
+        default=None, description="A JWKS file of signing keys, instead of auth_jwks_url."
+    )
+    auth_clock_skew_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description="How far token expiry and not-before may be off against this host's clock.",
+    )
+
     @model_validator(mode="after")
     def _refuse_development_defaults_in_production(self) -> Settings:
         if self.environment == "production" and self.hapi_url is None:
