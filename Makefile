@@ -10,8 +10,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test setup hapi lint format lock bench clean
 
+# The local development issuer lets `fhir-service token --role ...` mint tokens to try the API.
 run: setup hapi
-	$(BIN)/fhir-service serve
+	FHIR_SERVICE_AUTH_LOCAL_ISSUER=$${FHIR_SERVICE_AUTH_LOCAL_ISSUER:-true} $(BIN)/fhir-service serve
 
 test: setup hapi
 	$(BIN)/pytest

@@ -1,4 +1,4 @@
-"""The command line: ``fhir-service serve``, ``map ...``, ``import``, ``export``, ``hapi ...``."""
+"""The command line: ``serve``, ``token``, ``map``, ``import``, ``export`` and ``hapi``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from types import FrameType
 
 from fhir_service.local_hapi import HapiBuildError, HapiStartError, LocalHapi, build
 from fhir_service.logs import configure_logging
+from fhir_service.security.roles import ROLE_SCOPES
 from fhir_service.settings import Settings, get_settings
 
 __all__ = ["main"]
@@ -44,6 +45,16 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     serve.add_argument("--host", default=settings.host)
     serve.add_argument("--port", type=int, default=settings.port)
     serve.set_defaults(handler=_serve)
+
+    token = commands.add_parser(
+        "token", help="mint a bearer token of the local development issuer (development only)"
+    )
+    token.add_argument("--role", required=True, choices=sorted(ROLE_SCOPES))
+    token.add_argument("--organization", help="the care unit acted for, e.g. hsa-id|SE...")
+    token.add_argument("--patient", help="the patient, e.g. personnummer|19121212-1212")
+    token.add_argument("--subject", help="the user's id (sub); default local-<role>")
+    token.add_argument("--lifetime", type=_positive, default=3600, help="seconds (3600)")
+    token.set_defaults(handler=_token)
 
     mapping = commands.add_parser("map", help="map a contract to its FHIR Bundle and back")
     map_commands = mapping.add_subparsers(required=True, metavar="DIRECTION")
@@ -153,6 +164,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, _exit_quietly)
     try:
         app = create_app(settings)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if embedded is not None:
+            embedded.stop()
+        return 2
+    try:
         config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None)
         uvicorn.Server(config).run()
     except KeyboardInterrupt:
@@ -181,6 +198,19 @@ def _start_embedded(hapi: LocalHapi, settings: Settings) -> None:
         hapi.stop()
         raise
     _log.info("embedded HAPI ready", extra={"url": hapi.base_url})
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from fhir_service import token_cli
+
+    return token_cli.mint(
+        settings,
+        args.role,
+        subject=args.subject,
+        organization=args.organization,
+        patient=args.patient,
+        lifetime_seconds=args.lifetime,
+    )
 
 
 def _map_to_fhir(args: argparse.Namespace, settings: Settings) -> int:

@@ -97,6 +97,16 @@ class Settings(BaseSettings):
         ge=0,
         description="How far token expiry and not-before may be off against this host's clock.",
     )
+    auth_local_issuer: bool = Field(
+        default=False,
+        description="Development only: accept tokens minted by `fhir-service token` with a key "
+        "kept under data_dir, instead of an identity provider's.",
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="The largest request body accepted; larger ones get 413.",
+    )
 
     @model_validator(mode="after")
     def _refuse_development_defaults_in_production(self) -> Settings:
@@ -105,7 +115,17 @@ class Settings(BaseSettings):
                 "FHIR_SERVICE_HAPI_URL must be set in production: "
                 "the embedded HAPI is for local development only"
             )
+        if self.environment == "production" and self.auth_local_issuer:
+            raise ValueError(
+                "FHIR_SERVICE_AUTH_LOCAL_ISSUER is for local development only; "
+                "set FHIR_SERVICE_AUTH_ISSUER, _AUDIENCE and _JWKS_URL in production"
+            )
         return self
+
+    @property
+    def local_issuer_dir(self) -> Path:
+        """Where the local development issuer keeps its key (see ``auth_local_issuer``)."""
+        return self.data_dir / "local-issuer"
 
     @property
     def resolved_database_url(self) -> str:

@@ -17,6 +17,7 @@ from hypothesis import settings
 
 from fhir_service.local_hapi import LocalHapi
 from fhir_service.sync.conformance import conformance_bundle
+from tests.auth import TestIssuer
 from tests.support import HAPI_START_TIMEOUT, free_port
 
 # In CI the generated examples are the same on every run, so a red build always reproduces;
@@ -66,6 +67,12 @@ def fhir(hapi_base_url: str) -> Iterator[httpx.Client]:
         timeout=60.0,
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> TestIssuer:
+    """The tests' identity provider: services under test trust it, tests get tokens from it."""
+    return TestIssuer(tmp_path_factory.mktemp("issuer"))
 
 
 @pytest.fixture

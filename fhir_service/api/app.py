@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -16,11 +16,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_service import __version__, servicedb
 from fhir_service.api import contracts, health, hooks, webhooks
+from fhir_service.api.body_limit import BodyLimitMiddleware
 from fhir_service.api.middleware import RequestContextMiddleware
 from fhir_service.api.problems import problem_response
+from fhir_service.api.security import SecurityMiddleware
+from fhir_service.audit.outbox import AuditOutbox, AuditWriter
 from fhir_service.fhir import HapiClient, HapiUnavailableError, ServerError
 from fhir_service.mapping.from_fhir import UnreadableContractError
 from fhir_service.metrics import Metrics
+from fhir_service.security.tokens import TokenValidator
 from fhir_service.settings import Settings
 from fhir_service.sync import conformance, housekeeping
 from fhir_service.sync.notifications import Notifications
@@ -43,6 +47,8 @@ def create_app(settings: Settings) -> FastAPI:
         raise ValueError("create_app needs settings.hapi_url; the CLI fills it for embedded HAPI")
     hapi_url = str(settings.hapi_url)
     metrics = Metrics()
+    # Built here, not in the lifespan: incomplete auth settings stop the start, with the reason.
+    validator = TokenValidator.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.engine = servicedb.make_engine(settings.resolved_database_url)
         app.state.conformance_loaded = asyncio.Event()
         app.state.schema_ready = asyncio.Event()
+        app.state.audit_wake = asyncio.Event()
         app.state.store = ContractStore(app.state.hapi, settings.narrative_language)
         # Webhook receivers are strangers: no redirects followed, no shared pool with HAPI.
         webhook_http = httpx.AsyncClient(follow_redirects=False)
@@ -66,7 +73,14 @@ def create_app(settings: Settings) -> FastAPI:
             hook_url=settings.resolved_hapi_hook_url,
             feed_interval_seconds=settings.change_feed_interval_seconds,
         )
+        audit_writer = AuditWriter(AuditOutbox(app.state.engine), app.state.hapi)
         background = [
+            asyncio.create_task(
+                _after(
+                    app.state.schema_ready,
+                    lambda: audit_writer.run_forever(app.state.audit_wake),
+                )
+            ),
             asyncio.create_task(app.state.notifications.run(app.state.schema_ready)),
             asyncio.create_task(
                 housekeeping.tidy_forever(app.state.engine, app.state.schema_ready)
@@ -101,6 +115,10 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    # Added inner first: a request meets the request context, then the body limit, then
+    # the security layer (token, access decision, audit record), then the routes.
+    app.add_middleware(SecurityMiddleware, validator=validator)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
@@ -114,9 +132,16 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+async def _after(ready: asyncio.Event, work: Callable[[], Awaitable[None]]) -> None:
+    await ready.wait()
+    await work()
+
+
 async def _http_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    title = {404: "Not Found", 405: "Method Not Allowed"}.get(exc.status_code, "HTTP error")
+    title = {404: "Not Found", 405: "Method Not Allowed", 413: "Content Too Large"}.get(
+        exc.status_code, "HTTP error"
+    )
     return problem_response(
         exc.status_code, title, str(exc.detail), headers=getattr(exc, "headers", None)
     )

@@ -8,6 +8,7 @@ version they were based on in ``If-Match``; a stale one gets 409 naming the curr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -19,10 +20,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Engine
 
-from fhir_service.api.deps import EngineDep, StoreDep
+from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.api.deps import AccessDep, AuditTrailDep, EngineDep, StoreDep
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
-from fhir_service.contract import Agreement, Contract
+from fhir_service.contract import Agreement, Contract, Identifier
 from fhir_service.contract.lifecycle import IllegalTransitionError
+from fhir_service.mapping.provenance import Author
+from fhir_service.security.access import Access, AccessDeniedError, Denial
 from fhir_service.sync.idempotency import (
     IdempotencyKeyReusedError,
     IdempotencyStore,
@@ -30,11 +34,13 @@ from fhir_service.sync.idempotency import (
 )
 from fhir_service.sync.store import (
     MAX_SEARCH_COUNT,
+    Change,
     ContractExistsError,
     ContractNotEditableError,
     ContractNotFoundError,
     ContractStore,
     InvalidSearchError,
+    OutsideCompartmentError,
     StaleVersionError,
 )
 
@@ -92,18 +98,23 @@ async def create_contract(
     request: Request,
     store: StoreDep,
     engine: EngineDep,
+    access: AccessDep,
+    trail: AuditTrailDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Store a new contract; its id is the client's and must be new."""
+    trail.saw_contract(contract)
+    if not access.compartment.allows(contract):
+        return _outside(trail)
 
     async def create() -> Response:
         try:
-            created = await store.create(contract)
+            created = await store.create(contract, author=_change(access, trail).author)
         except ContractExistsError as exc:
             return _problem(409, "Contract exists", str(exc), currentVersion=exc.version)
         return _contract_response(created, status.HTTP_201_CREATED)
 
-    return await _idempotent(request, engine, idempotency_key, create)
+    return await _idempotent(request, engine, trail, idempotency_key, create)
 
 
 class ContractList(BaseModel):
@@ -130,6 +141,8 @@ IdentifierParam = Annotated[
 async def search_contracts(
     request: Request,
     store: StoreDep,
+    access: AccessDep,
+    trail: AuditTrailDep,
     patient: IdentifierParam = None,
     status_: Annotated[
         list[str] | None, Query(alias="status", description="Any of these statuses.")
@@ -155,12 +168,23 @@ async def search_contracts(
     count: Annotated[int, Query(ge=1, le=MAX_SEARCH_COUNT)] = 20,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> Response:
-    """Contracts matching every criterion given, oldest first, a page at a time."""
+    """Contracts matching every criterion given, oldest first, a page at a time.
+
+    A patient's token searches only that patient's contracts and a care unit's token only that
+    unit's: the walls are added to the criteria (and to the paging cursor), and asking for
+    another patient or unit explicitly is refused.
+    """
+    walls = access.compartment
+    try:
+        patient_criterion = _within(_pair(patient), walls.patient)
+        unit_criterion = _within(_pair(care_unit), walls.organization)
+    except AccessDeniedError as exc:
+        return _forbidden(trail, exc)
     try:
         page = await store.search(
-            patient=_pair(patient),
+            patient=patient_criterion,
             status=status_,
-            care_unit=_pair(care_unit),
+            care_unit=unit_criterion,
             care_contact=_pair(care_contact),
             period_from=period_from,
             period_to=period_to,
@@ -169,6 +193,8 @@ async def search_contracts(
         )
     except InvalidSearchError as exc:
         return _problem(422, "Invalid search", str(exc))
+    for contract in page.contracts:
+        trail.saw_contract(contract)
     following = None
     if page.next_cursor is not None:
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
@@ -182,12 +208,20 @@ async def search_contracts(
     response_model=Contract,
     responses={404: {"description": "No such contract.", **_PROBLEM}, 503: _WRITE_ERRORS[503]},
 )
-async def read_contract(contract_id: ContractIdPath, store: StoreDep) -> Response:
+async def read_contract(
+    contract_id: ContractIdPath, store: StoreDep, access: AccessDep, trail: AuditTrailDep
+) -> Response:
     """The contract as stored, with its version in the body and the ``ETag``."""
     try:
         contract = await store.read(contract_id)
     except ContractNotFoundError as exc:
         return _problem(404, "Not Found", str(exc))
+    trail.saw_contract(contract)
+    if not access.compartment.allows(contract):
+        # Answered as absent: whether another patient's contract exists is not the caller's
+        # business. The audit record says what really happened.
+        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
+        return _problem(404, "Not Found", str(ContractNotFoundError(contract_id)))
     return _contract_response(contract, status.HTTP_200_OK)
 
 
@@ -198,23 +232,32 @@ async def update_contract(
     request: Request,
     store: StoreDep,
     engine: EngineDep,
+    access: AccessDep,
+    trail: AuditTrailDep,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Replace the contents of a draft or of a contract under revision."""
     if contract.id != contract_id:
         return _problem(422, "Invalid contract", "the body's id differs from the one in the URL")
+    change = _change(access, trail)
 
     async def update(version: int) -> Contract:
-        return await store.update(contract, version)
+        return await store.update(contract, version, change)
 
     return await _idempotent(
-        request, engine, idempotency_key, lambda: _versioned(contract_id, if_match, update)
+        request,
+        engine,
+        trail,
+        idempotency_key,
+        lambda: _versioned(contract_id, if_match, trail, update),
     )
 
 
 def _transition_route(
-    action: str, summary: str, step: Callable[[ContractStore, str, int], Awaitable[Contract]]
+    action: str,
+    summary: str,
+    step: Callable[[ContractStore, str, int, Change], Awaitable[Contract]],
 ) -> None:
     @router.post(
         f"/{{contract_id}}/{action}",
@@ -228,21 +271,33 @@ def _transition_route(
         request: Request,
         store: StoreDep,
         engine: EngineDep,
+        access: AccessDep,
+        trail: AuditTrailDep,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
+        change = _change(access, trail)
+
         async def move(version: int) -> Contract:
-            return await step(store, contract_id, version)
+            return await step(store, contract_id, version, change)
 
         return await _idempotent(
-            request, engine, idempotency_key, lambda: _versioned(contract_id, if_match, move)
+            request,
+            engine,
+            trail,
+            idempotency_key,
+            lambda: _versioned(contract_id, if_match, trail, move),
         )
 
 
-_transition_route("revise", "Open an agreed contract for revision", lambda s, c, v: s.revise(c, v))
-_transition_route("complete", "The contract has done its job", lambda s, c, v: s.complete(c, v))
-_transition_route("end", "The contract stops before it is done", lambda s, c, v: s.end(c, v))
-_transition_route("revoke", "The contract is withdrawn", lambda s, c, v: s.revoke(c, v))
+_transition_route(
+    "revise", "Open an agreed contract for revision", lambda s, c, v, b: s.revise(c, v, b)
+)
+_transition_route(
+    "complete", "The contract has done its job", lambda s, c, v, b: s.complete(c, v, b)
+)
+_transition_route("end", "The contract stops before it is done", lambda s, c, v, b: s.end(c, v, b))
+_transition_route("revoke", "The contract is withdrawn", lambda s, c, v, b: s.revoke(c, v, b))
 
 
 @router.post("/{contract_id}/agree", response_model=Contract, responses=_WRITE_ERRORS)
@@ -252,21 +307,31 @@ async def agree_contract(
     store: StoreDep,
     engine: EngineDep,
     body: Annotated[AgreeBody, Body()],
+    access: AccessDep,
+    trail: AuditTrailDep,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Record the patient's and the responsible clinician's agreement to this version."""
+    change = _change(access, trail)
 
     async def agree(version: int) -> Contract:
-        return await store.agree(contract_id, version, body.agreements)
+        return await store.agree(contract_id, version, body.agreements, change)
 
     return await _idempotent(
-        request, engine, idempotency_key, lambda: _versioned(contract_id, if_match, agree)
+        request,
+        engine,
+        trail,
+        idempotency_key,
+        lambda: _versioned(contract_id, if_match, trail, agree),
     )
 
 
 async def _versioned(
-    contract_id: str, if_match: str | None, write: Callable[[int], Awaitable[Contract]]
+    contract_id: str,
+    if_match: str | None,
+    trail: AuditTrail,
+    write: Callable[[int], Awaitable[Contract]],
 ) -> Response:
     if if_match is None:
         return _problem(
@@ -277,25 +342,35 @@ async def _versioned(
         return _problem(412, "Precondition Failed", f"If-Match {if_match!r} is not a version")
     try:
         written = await write(version)
+    except OutsideCompartmentError as exc:
+        trail.saw_contract(exc.contract)
+        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
+        return _problem(404, "Not Found", str(exc))
     except ContractNotFoundError as exc:
         return _problem(404, "Not Found", str(exc))
+    except AccessDeniedError as exc:
+        return _forbidden(trail, exc)
     except StaleVersionError as exc:
         return _problem(409, "Stale version", str(exc), currentVersion=exc.current)
     except (ContractNotEditableError, IllegalTransitionError) as exc:
         return _problem(409, "Not allowed now", str(exc))
+    trail.saw_contract(written)
     return _contract_response(written, status.HTTP_200_OK)
 
 
 async def _idempotent(
     request: Request,
     engine: Engine,
+    trail: AuditTrail,
     key: str | None,
     handle: Callable[[], Awaitable[Response]],
 ) -> Response:
     if key is None:
         return await handle()
     keys = IdempotencyStore(engine)
-    scope = f"{request.method} {request.url.path}"
+    # Keys are the caller's own: another caller's key never replays this caller's answer.
+    caller = f"{trail.caller.issuer}|{trail.caller.subject}".encode()
+    scope = f"{hashlib.sha256(caller).hexdigest()[:32]} {request.method} {request.url.path}"
     body = await request.body()
     try:
         stored = await asyncio.to_thread(keys.begin, scope, key, body)
@@ -341,6 +416,31 @@ def _replayed(status_code: int, body: str) -> Response:
         contract = Contract.model_validate(content)
         return JSONResponse(content, status_code, headers=_contract_headers(contract, status_code))
     return JSONResponse(content, status_code, media_type=PROBLEM_JSON)
+
+
+def _change(access: Access, trail: AuditTrail) -> Change:
+    caller = trail.caller
+    user = (caller.issuer or "", caller.subject or access.principal.subject)
+    author = Author(user, caller.client_id, caller.organization, caller.patient)
+    return Change(author, access.compartment)
+
+
+def _within(asked: tuple[str, str] | None, wall: Identifier | None) -> tuple[str, str] | None:
+    """A search criterion inside the compartment: the wall itself, or what was asked if equal."""
+    if wall is None:
+        return asked
+    if asked is not None and asked != (wall.kind.value, wall.value):
+        raise AccessDeniedError(Denial.OUTSIDE_COMPARTMENT)
+    return wall.kind.value, wall.value
+
+
+def _outside(trail: AuditTrail) -> JSONResponse:
+    return _forbidden(trail, AccessDeniedError(Denial.OUTSIDE_COMPARTMENT))
+
+
+def _forbidden(trail: AuditTrail, exc: AccessDeniedError) -> JSONResponse:
+    trail.refused(exc.denial.value)
+    return _problem(403, "Forbidden", exc.denial.value)
 
 
 def _pair(token: str | None) -> tuple[str, str] | None:

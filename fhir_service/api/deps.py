@@ -9,13 +9,18 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
+from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.api.security import ACCESS_STATE, TRAIL_STATE
 from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
+from fhir_service.security.access import Access
 from fhir_service.settings import Settings
 from fhir_service.sync.notifications import Notifications
 from fhir_service.sync.store import ContractStore
 
 __all__ = [
+    "AccessDep",
+    "AuditTrailDep",
     "ConformanceLoadedDep",
     "EngineDep",
     "HapiClientDep",
@@ -51,3 +56,20 @@ ConformanceLoadedDep = Annotated[
 ]
 NotificationsDep = Annotated[Notifications, Depends(_app_state("notifications", Notifications))]
 StoreDep = Annotated[ContractStore, Depends(_app_state("store", ContractStore))]
+
+
+def _request_state(name: str, kind: type[T]) -> Callable[[Request], T]:
+    """A dependency returning what the security middleware left for this request."""
+
+    def dependency(request: Request) -> T:
+        value = getattr(request.state, name, None)
+        if not isinstance(value, kind):
+            # Only a route without an access rule gets here: the middleware refuses those.
+            raise TypeError(f"no {kind.__name__} for this request; is the route in RULES?")
+        return value
+
+    return dependency
+
+
+AccessDep = Annotated[Access, Depends(_request_state(ACCESS_STATE, Access))]
+AuditTrailDep = Annotated[AuditTrail, Depends(_request_state(TRAIL_STATE, AuditTrail))]

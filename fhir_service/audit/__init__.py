@@ -1,1 +1,1 @@
-"""AuditEvent and Provenance: building them and writing them to HAPI."""
+"""Audit: AuditEvents for every access and their durable way into HAPI."""

@@ -48,7 +48,10 @@ READ_PARAMS: list[tuple[str, str]] = [
     ("_include:iterate", "PractitionerRole:practitioner"),
     ("_include:iterate", "PractitionerRole:organization"),
     ("_include:iterate", "HealthcareService:organization"),
-    ("_revinclude", "Provenance:target"),
+    # Agreements only (profiles/searchparameters/provenance-agreement-target.json): the
+    # Provenance of every other change targets the CarePlan too, and a contract's history
+    # must not make every read of it larger.
+    ("_revinclude", "Provenance:agreement-target"),
 ]
 """Search parameters that bring a contract's CarePlan and all it refers to in one request."""
 
@@ -304,6 +307,7 @@ class _Reader:
             r
             for r in self.resources
             if r["resourceType"] == "Provenance"
+            and _is_agreement(r)
             and any(t.get("reference") in this_version for t in r.get("target", []))
         ]
         agreements = []
@@ -319,6 +323,13 @@ class _Reader:
                     Agreement(party=party, agreed_at=datetime.fromisoformat(signature["when"]))
                 )
         return agreements
+
+
+def _is_agreement(provenance: Resource) -> bool:
+    # A change's Provenance carries the signatures too when it is the agreement; counting
+    # both would agree twice.
+    tags = provenance.get("meta", {}).get("tag", [])
+    return any(tag.get("system") == urls.TAG_AGREEMENT for tag in tags)
 
 
 def _has_id(resource: Resource, system: str, value: str) -> bool:

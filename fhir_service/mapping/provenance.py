@@ -1,16 +1,31 @@
-"""The Provenance that records an agreement: who agreed to which contract version, and when."""
+"""Provenance of contracts: who agreed to which version, and who made each change.
+
+Two kinds, both written in the same transaction as the change they describe, so a change never
+exists without its Provenance:
+
+- the agreement (`agreement_entry`): the patient's and the responsible clinician's signatures
+  on one contract version;
+- the change (`change_entry`): who wrote which records, for whom, through which client.
+
+HAPI turns each ``target`` into a reference to the version the transaction wrote. The CarePlan
+target also carries the contract's identifier (``target-identifier`` searches find it); an
+agreement's names the agreed version, ``<contract id>/_history/<version>``, so an auditor finds
+who agreed version N with one query.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from fhir_service.contract import AgreementParty, Contract
+from fhir_service.contract import Agreement, AgreementParty, Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import identity_url, instant
 
-__all__ = ["agreement_entry"]
+__all__ = ["Author", "agreement_entry", "change_entry"]
 
 _SIGNATURE_TYPE = {
     "system": "urn:iso-astm:E1762-95:2013",
@@ -22,17 +37,22 @@ _AGREEMENT_NAMESPACE = uuid.UUID("b0c7f0a8-4a3b-5d0e-9f55-7e1f0c2a9d31")
 
 
 def agreement_entry(
-    contract: Contract, careplan_url: str, patient_url: str, clinician_url: str
+    contract: Contract,
+    careplan_url: str,
+    patient_url: str,
+    clinician_url: str,
+    version: int | None = None,
 ) -> dict[str, Any]:
     """The transaction entry of an agreed contract's Provenance, signed by both parties.
 
-    HAPI stores ``target`` with the CarePlan version written in the same transaction.
+    HAPI stores ``target`` with the CarePlan version written in the same transaction;
+    ``version`` is that version's number, when the writer knows it.
     """
     signers = {
         AgreementParty.PATIENT: patient_url,
         AgreementParty.RESPONSIBLE_CLINICIAN: clinician_url,
     }
-    agreements = sorted(contract.agreements, key=lambda a: a.party)
+    agreements = _agreements(contract)
     # What was agreed, by whom and when: a new agreement to other contents is another record.
     contents = hashlib.sha256(
         contract.model_dump_json(exclude={"version", "status", "agreements"}).encode()
@@ -43,7 +63,7 @@ def agreement_entry(
     resource = {
         "resourceType": "Provenance",
         "meta": {"tag": [{"system": urls.TAG_AGREEMENT, "code": agreement}]},
-        "target": [{"reference": careplan_url}],
+        "target": [_careplan_target(careplan_url, contract.id, version)],
         "recorded": instant(max(a.agreed_at for a in agreements)),
         "activity": {"text": "agreement to the patient contract"},
         "agent": [
@@ -53,14 +73,7 @@ def agreement_entry(
             }
             for a in agreements
         ],
-        "signature": [
-            {
-                "type": [_SIGNATURE_TYPE],
-                "when": instant(a.agreed_at),
-                "who": {"reference": signers[a.party]},
-            }
-            for a in agreements
-        ],
+        "signature": _signatures(contract, patient_url, clinician_url),
     }
     # Provenance has no identifier. The agreement's tag makes it a conditional create all the
     # same: a PUT by id would store a new version on every re-post (HAPI 8.8 compares the
@@ -75,3 +88,125 @@ def agreement_entry(
             "ifNoneExist": f"_tag={urls.TAG_AGREEMENT}|{agreement}",
         },
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Author:
+    """Who makes a change, as its Provenance names them.
+
+    ``user`` is the token's ``(issuer, subject)``; ``organization`` the care unit acted for and
+    ``patient`` the patient acting for themselves, each a FHIR ``(system, value)``.
+    """
+
+    user: tuple[str, str]
+    client_id: str | None = None
+    organization: tuple[str, str] | None = None
+    patient: tuple[str, str] | None = None
+
+
+_OWNED_TYPES = frozenset({"CarePlan", "CareTeam", "Goal", "Appointment", "RelatedPerson"})
+_DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+_CLIENT_ID_SYSTEM = "urn:ietf:params:oauth:client-id"
+
+
+def change_entry(
+    bundle: dict[str, Any],
+    contract: Contract,
+    author: Author,
+    *,
+    activity: str,
+    created: bool,
+    recorded: datetime,
+) -> dict[str, Any]:
+    """The transaction entry of the Provenance of the change ``bundle`` writes.
+
+    ``bundle`` is the contract's transaction (from ``contract_to_bundle``); every contract-owned
+    record it writes becomes a target. ``activity`` names the step (create, update, agree, ...);
+    an agreement's change carries the signatures as well.
+    """
+    user_issuer, user_subject = author.user
+    user: dict[str, Any] = {
+        "type": {"coding": [{"system": _PROVENANCE_PARTICIPANT, "code": "author"}]},
+        "who": {"identifier": {"system": user_issuer, "value": user_subject}},
+    }
+    on_behalf_of = author.organization or author.patient
+    if on_behalf_of is not None:
+        user["onBehalfOf"] = {"identifier": {"system": on_behalf_of[0], "value": on_behalf_of[1]}}
+    agents = [user]
+    if author.client_id is not None:
+        agents.append(
+            {
+                "type": {"coding": [{"system": _PROVENANCE_PARTICIPANT, "code": "performer"}]},
+                "who": {"identifier": {"system": _CLIENT_ID_SYSTEM, "value": author.client_id}},
+            }
+        )
+    resource: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "target": _targets(bundle, contract.id),
+        "recorded": instant(recorded),
+        "activity": {
+            "coding": [
+                {"system": _DATA_OPERATION, "code": "CREATE" if created else "UPDATE"},
+            ],
+            "text": activity,
+        },
+        "agent": agents,
+    }
+    if activity == "agree" and contract.agreements:
+        patient_url, clinician_url = _signer_urls(bundle)
+        resource["signature"] = _signatures(contract, patient_url, clinician_url)
+    return {
+        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+        "resource": resource,
+        "request": {"method": "POST", "url": "Provenance"},
+    }
+
+
+def _targets(bundle: dict[str, Any], contract_id: str) -> list[dict[str, Any]]:
+    targets = []
+    for entry in bundle["entry"]:
+        kind = entry.get("resource", {}).get("resourceType")
+        if kind == "CarePlan":
+            targets.append(_careplan_target(entry["fullUrl"], contract_id, None))
+        elif kind in _OWNED_TYPES:
+            targets.append({"reference": entry["fullUrl"]})
+    return targets
+
+
+def _careplan_target(careplan_url: str, contract_id: str, version: int | None) -> dict[str, Any]:
+    if version is None:
+        identifier = {"system": urls.ID_CONTRACT, "value": contract_id}
+    else:
+        identifier = {
+            "system": urls.ID_CONTRACT_VERSION,
+            "value": f"{contract_id}/_history/{version}",
+        }
+    return {"reference": careplan_url, "identifier": identifier}
+
+
+def _agreements(contract: Contract) -> list[Agreement]:
+    return sorted(contract.agreements, key=lambda a: a.party)
+
+
+def _signatures(contract: Contract, patient_url: str, clinician_url: str) -> list[dict[str, Any]]:
+    signers = {
+        AgreementParty.PATIENT: patient_url,
+        AgreementParty.RESPONSIBLE_CLINICIAN: clinician_url,
+    }
+    return [
+        {
+            "type": [_SIGNATURE_TYPE],
+            "when": instant(a.agreed_at),
+            "who": {"reference": signers[a.party]},
+        }
+        for a in _agreements(contract)
+    ]
+
+
+def _signer_urls(bundle: dict[str, Any]) -> tuple[str, str]:
+    careplan = next(
+        e["resource"]
+        for e in bundle["entry"]
+        if e.get("resource", {}).get("resourceType") == "CarePlan"
+    )
+    return careplan["subject"]["reference"], careplan["author"]["reference"]

@@ -81,7 +81,9 @@ def contract_to_bundle(
     409 and nothing is written. (HAPI ignores ``ifMatch`` on a conditional update, so the
     CarePlan is addressed by id here.)
     """
-    builder = _Builder(contract, new=new)
+    # The CarePlan version this transaction writes: the first, or the one after the stored one.
+    written = 1 if new else None if if_version is None else if_version[1] + 1
+    builder = _Builder(contract, new=new, version=written)
     bundle = builder.bundle(language)
     if if_version is not None:
         server_id, version = if_version
@@ -96,9 +98,10 @@ def contract_to_bundle(
 
 
 class _Builder:
-    def __init__(self, contract: Contract, *, new: bool = False) -> None:
+    def __init__(self, contract: Contract, *, new: bool = False, version: int | None) -> None:
         self.contract = contract
         self.new = new
+        self.version = version
         self.entries: dict[str, Resource] = {}
 
     # Shared records: created only if absent.
@@ -375,7 +378,7 @@ class _Builder:
         careplan_url = self._owned("CarePlan", urls.ID_CONTRACT, contract.id, careplan)
         if contract.status is ContractStatus.AGREED:
             clinician = self.practitioner_role(contract.responsible_clinician)
-            entry = agreement_entry(contract, careplan_url, patient_url, clinician)
+            entry = agreement_entry(contract, careplan_url, patient_url, clinician, self.version)
             self.entries[entry["fullUrl"]] = entry
         return {
             "resourceType": "Bundle",

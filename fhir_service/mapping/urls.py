@@ -11,6 +11,7 @@ __all__ = [
     "ID_AGREED_TIME",
     "ID_CARE_TEAM",
     "ID_CONTRACT",
+    "ID_CONTRACT_VERSION",
     "ID_GOAL",
     "ID_HEALTHCARE_SERVICE",
     "ID_PRACTITIONER_ROLE",
@@ -24,6 +25,7 @@ __all__ = [
 BASE = "http://fhir.patient-contracts.org"
 
 ID_CONTRACT = f"{BASE}/identifier/contract"
+ID_CONTRACT_VERSION = f"{BASE}/identifier/contract-version"
 ID_GOAL = f"{BASE}/identifier/goal"
 ID_AGREED_TIME = f"{BASE}/identifier/agreed-time"
 ID_CARE_TEAM = f"{BASE}/identifier/care-team"

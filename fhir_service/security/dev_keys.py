@@ -121,3 +121,27 @@ def mint_token(key: DevKey, claims: Mapping[str, Any]) -> str:
     return jwt.encode(
         dict(claims), key.private_key, algorithm=key.algorithm, headers={"kid": key.kid}
     )
+
+
+LOCAL_ISSUER = "urn:patient-contracts:local-issuer"
+"""The ``iss`` of tokens minted by `fhir-service token` for local development."""
+LOCAL_AUDIENCE = "patient-contracts-fhir-service"
+"""The ``aud`` of those tokens, and what a service using the local issuer expects."""
+
+
+def local_issuer_key(directory: Path) -> tuple[DevKey, Path]:
+    """The local issuer's key and JWKS file under ``directory``, made on first use.
+
+    The service (checking tokens) and `fhir-service token` (minting them) share the directory,
+    so tokens minted from the command line are accepted by a service on the same data dir.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    private, jwks = directory / "local-issuer-key.pem", directory / "local-issuer-jwks.json"
+    if private.exists():
+        key = load_private_key(private)
+    else:
+        key = generate_key("ES256")
+        write_private_key(private, key)
+    if not jwks.exists():
+        write_jwks(jwks, [key])
+    return key, jwks

@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 
+from fhir_service.security.dev_keys import LOCAL_AUDIENCE, LOCAL_ISSUER, local_issuer_key
+
 if TYPE_CHECKING:
     from fhir_service.settings import Settings
 
@@ -193,9 +195,21 @@ class TokenValidator:
         self._audience = audience
         self._leeway = clock_skew_seconds
 
+    @property
+    def issuer(self) -> str:
+        """The issuer whose tokens are accepted; a token's ``sub`` is unique within it."""
+        return self._issuer
+
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenValidator:
-        """The validator the ``auth_*`` settings describe; ValueError if they are incomplete."""
+        """The validator the ``auth_*`` settings describe; ValueError if they are incomplete.
+
+        With ``auth_local_issuer`` on (development only), tokens of the local issuer that
+        ``fhir-service token`` mints are the ones accepted.
+        """
+        if settings.auth_local_issuer:
+            _, jwks = local_issuer_key(settings.local_issuer_dir)
+            return cls(JwksFile(jwks), issuer=LOCAL_ISSUER, audience=LOCAL_AUDIENCE)
         issuer, audience = settings.auth_issuer, settings.auth_audience
         if not issuer or not audience:
             raise ValueError(_INCOMPLETE_SETTINGS)
@@ -264,7 +278,8 @@ class TokenValidator:
 
 _INCOMPLETE_SETTINGS = (
     "token validation needs FHIR_SERVICE_AUTH_ISSUER, FHIR_SERVICE_AUTH_AUDIENCE and "
-    "FHIR_SERVICE_AUTH_JWKS_URL or FHIR_SERVICE_AUTH_JWKS_FILE"
+    "FHIR_SERVICE_AUTH_JWKS_URL or FHIR_SERVICE_AUTH_JWKS_FILE "
+    "(or, for local development, FHIR_SERVICE_AUTH_LOCAL_ISSUER=true)"
 )
 
 _MISSING_CLAIM = {

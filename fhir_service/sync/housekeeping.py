@@ -1,7 +1,8 @@
-"""Forgetting what is long done: delivered events, seen changes and expired idempotency keys.
+"""Forgetting what is long done: delivered events, written audit events, seen changes, expired keys.
 
 Delivered events and seen changes are kept a week for operators to look into; a seen change only
-has to outlive the change feed's overlap (seconds), so a week is far on the safe side.
+has to outlive the change feed's overlap (seconds), so a week is far on the safe side. Audit events
+are HAPI's to keep once written; the service's copy goes a week later.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from fhir_service.sync.idempotency import IdempotencyStore
-from fhir_service.sync.tables import Delivery, SeenChange
+from fhir_service.sync.tables import AuditRecord, Delivery, SeenChange
 
 __all__ = ["KEEP", "tidy", "tidy_forever"]
 
@@ -33,9 +34,15 @@ def tidy(engine: Engine, now: datetime | None = None) -> dict[str, int]:
                 Delivery.delivered_at.is_not(None), Delivery.delivered_at < moment - KEEP
             )
         )
+        audited = session.execute(
+            delete(AuditRecord).where(
+                AuditRecord.written_at.is_not(None), AuditRecord.written_at < moment - KEEP
+            )
+        )
         seen = session.execute(delete(SeenChange).where(SeenChange.seen_at < moment - KEEP))
     return {
         "delivered events": int(getattr(delivered, "rowcount", 0) or 0),
+        "written audit events": int(getattr(audited, "rowcount", 0) or 0),
         "seen changes": int(getattr(seen, "rowcount", 0) or 0),
         "expired idempotency keys": IdempotencyStore(engine).purge_expired(moment),
     }

@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import json
 import logging
-import random
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from fhir_service import __version__
+from fhir_service.sync.backoff import jittered_backoff
 from fhir_service.sync.tables import Delivery, Webhook
 
 __all__ = ["Claim", "DeliveryWorker", "Outbox", "enqueue", "sign"]
@@ -171,9 +171,7 @@ class Outbox:
 
     def backoff(self, attempts: int) -> timedelta:
         """The wait after ``attempts`` failed sends: exponential, capped, with jitter."""
-        ceiling = min(self.max_retry, self.first_retry * (1 << min(attempts - 1, 30)))
-        jitter: float = random.uniform(0.5, 1.0)  # noqa: S311 - spreads retries, not a secret
-        return ceiling * jitter
+        return jittered_backoff(attempts, self.first_retry, self.max_retry)
 
     def pending(self) -> int:
         """How many deliveries wait for their receiver."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from fhir_service.contract import (
@@ -31,13 +31,16 @@ from fhir_service.mapping.from_fhir import (
     UnreadableContractError,
     contract_from_bundle,
 )
+from fhir_service.mapping.provenance import Author, change_entry
 from fhir_service.mapping.tables import Language
 from fhir_service.mapping.to_fhir import contract_to_bundle
+from fhir_service.security.access import AccessDeniedError, Compartment, Denial
 from fhir_service.sync import search_criteria
 from fhir_service.sync.search_criteria import IdentifierQuery, InvalidSearchError
 
 __all__ = [
     "MAX_SEARCH_COUNT",
+    "Change",
     "ContractExistsError",
     "ContractNotEditableError",
     "ContractNotFoundError",
@@ -45,8 +48,23 @@ __all__ = [
     "ContractStore",
     "IdentifierQuery",
     "InvalidSearchError",
+    "OutsideCompartmentError",
     "StaleVersionError",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Who changes a contract, and the compartment their grant reaches.
+
+    A change to a contract outside ``compartment`` fails as if the contract were not there
+    (:class:`OutsideCompartmentError`); one that would move it out fails with
+    ``AccessDeniedError``. ``author`` is named in the change's Provenance.
+    """
+
+    author: Author
+    compartment: Compartment
+
 
 _EDITABLE = frozenset({ContractStatus.DRAFT, ContractStatus.REVISED})
 
@@ -65,6 +83,17 @@ class ContractNotFoundError(LookupError):
     def __init__(self, contract_id: str) -> None:
         super().__init__(f"no contract {contract_id!r}")
         self.contract_id = contract_id
+
+
+class OutsideCompartmentError(ContractNotFoundError):
+    """The contract exists, but not for this caller: it is answered as not found.
+
+    ``contract`` is kept for the audit trail, which records whose contract was asked for.
+    """
+
+    def __init__(self, contract: Contract) -> None:
+        super().__init__(contract.id)
+        self.contract = contract
 
 
 class ContractExistsError(Exception):
@@ -185,9 +214,14 @@ class ContractStore:
         )
         return ContractPage(tuple(contracts), following)
 
-    async def create(self, contract: Contract) -> Contract:
-        """Store a new contract; :class:`ContractExistsError` if its id is taken."""
+    async def create(self, contract: Contract, *, author: Author | None = None) -> Contract:
+        """Store a new contract; :class:`ContractExistsError` if its id is taken.
+
+        With an ``author``, the transaction also writes the change's Provenance.
+        """
         bundle = contract_to_bundle(contract, self.language, new=True)
+        if author is not None:
+            bundle["entry"].append(_change(bundle, contract, author, "create", created=True))
         try:
             response = await self.hapi.transaction(bundle, idempotent=True)
         except ConflictError:
@@ -199,60 +233,85 @@ class ContractStore:
             raise ContractExistsError(contract.id, version)
         return contract.model_copy(update={"version": version})
 
-    async def update(self, contract: Contract, expected_version: int) -> Contract:
+    async def update(
+        self, contract: Contract, expected_version: int, by: Change | None = None
+    ) -> Contract:
         """Replace the contents of a draft or a contract under revision."""
-        current, careplan_id = await self._stored(contract.id)
+        current, careplan_id = await self._stored(contract.id, by)
         self._check(current, expected_version)
+        if by is not None and not by.compartment.allows(contract):
+            raise AccessDeniedError(Denial.OUTSIDE_COMPARTMENT)
         if current.status not in _EDITABLE:
             raise ContractNotEditableError(contract.id, current.status)
         if contract.status is not current.status:
             raise ValueError(
                 f"status changes go through the lifecycle, not an update to {contract.status}"
             )
-        return await self._write(contract, current, careplan_id)
+        return await self._write(contract, current, careplan_id, by, "update")
 
-    async def revise(self, contract_id: str, expected_version: int) -> Contract:
+    async def revise(
+        self, contract_id: str, expected_version: int, by: Change | None = None
+    ) -> Contract:
         """Open an agreed contract for revision."""
-        return await self._transition(contract_id, expected_version, lifecycle.revise)
+        return await self._transition(contract_id, expected_version, lifecycle.revise, by, "revise")
 
     async def agree(
-        self, contract_id: str, expected_version: int, agreements: tuple[Agreement, ...]
+        self,
+        contract_id: str,
+        expected_version: int,
+        agreements: tuple[Agreement, ...],
+        by: Change | None = None,
     ) -> Contract:
         """Record the patient's and the responsible clinician's agreement to this version."""
         return await self._transition(
-            contract_id, expected_version, lambda c: lifecycle.agree(c, agreements)
+            contract_id, expected_version, lambda c: lifecycle.agree(c, agreements), by, "agree"
         )
 
-    async def complete(self, contract_id: str, expected_version: int) -> Contract:
+    async def complete(
+        self, contract_id: str, expected_version: int, by: Change | None = None
+    ) -> Contract:
         """The contract has done its job."""
-        return await self._transition(contract_id, expected_version, lifecycle.complete)
+        return await self._transition(
+            contract_id, expected_version, lifecycle.complete, by, "complete"
+        )
 
-    async def end(self, contract_id: str, expected_version: int) -> Contract:
+    async def end(
+        self, contract_id: str, expected_version: int, by: Change | None = None
+    ) -> Contract:
         """The contract stops before it is done."""
-        return await self._transition(contract_id, expected_version, lifecycle.end)
+        return await self._transition(contract_id, expected_version, lifecycle.end, by, "end")
 
-    async def revoke(self, contract_id: str, expected_version: int) -> Contract:
+    async def revoke(
+        self, contract_id: str, expected_version: int, by: Change | None = None
+    ) -> Contract:
         """The contract is withdrawn."""
-        return await self._transition(contract_id, expected_version, lifecycle.revoke)
+        return await self._transition(contract_id, expected_version, lifecycle.revoke, by, "revoke")
 
     async def _transition(
-        self, contract_id: str, expected_version: int, step: Callable[[Contract], Contract]
+        self,
+        contract_id: str,
+        expected_version: int,
+        step: Callable[[Contract], Contract],
+        by: Change | None,
+        activity: str,
     ) -> Contract:
-        current, careplan_id = await self._stored(contract_id)
+        current, careplan_id = await self._stored(contract_id, by)
         self._check(current, expected_version)
-        return await self._write(step(current), current, careplan_id)
+        return await self._write(step(current), current, careplan_id, by, activity)
 
     def _check(self, current: Contract, expected_version: int) -> None:
         if current.version != expected_version:
             raise StaleVersionError(current.id, expected_version, _version(current))
 
-    async def _stored(self, contract_id: str) -> tuple[Contract, str]:
+    async def _stored(self, contract_id: str, by: Change | None = None) -> tuple[Contract, str]:
         params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
         result = await self.hapi.search("CarePlan", params)
         careplans = result.matches()
         if not careplans:
             raise ContractNotFoundError(contract_id)
         contract = contract_from_bundle(result.as_bundle(), contract_id)
+        if by is not None and not by.compartment.allows(contract):
+            raise OutsideCompartmentError(contract)
         return contract, str(careplans[0]["id"])
 
     async def _from_page(self, bundle: dict[str, Any], contract_id: str) -> Contract:
@@ -262,8 +321,17 @@ class ContractStore:
             # The page hit HAPI's cap on included resources (see MAX_SEARCH_COUNT).
             return await self.read(contract_id)
 
-    async def _write(self, new: Contract, current: Contract, careplan_id: str) -> Contract:
+    async def _write(
+        self,
+        new: Contract,
+        current: Contract,
+        careplan_id: str,
+        by: Change | None,
+        activity: str,
+    ) -> Contract:
         bundle = contract_to_bundle(new, self.language, if_version=(careplan_id, _version(current)))
+        if by is not None:
+            bundle["entry"].append(_change(bundle, new, by.author, activity, created=False))
         bundle["entry"] += _removals(current, new)
         try:
             response = await self.hapi.transaction(bundle, idempotent=True)
@@ -272,6 +340,14 @@ class ContractStore:
             raise StaleVersionError(new.id, current.version, _version(latest)) from None
         _, version = _careplan_outcome(response)
         return new.model_copy(update={"version": version})
+
+
+def _change(
+    bundle: dict[str, Any], contract: Contract, author: Author, activity: str, *, created: bool
+) -> dict[str, Any]:
+    return change_entry(
+        bundle, contract, author, activity=activity, created=created, recorded=datetime.now(UTC)
+    )
 
 
 def _removals(current: Contract, new: Contract) -> list[dict[str, Any]]:

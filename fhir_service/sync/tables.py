@@ -1,4 +1,7 @@
-"""The service DB's tables: operational state only, nothing clinical.
+"""The service DB's tables: operational state, nothing clinical.
+
+The audit outbox holds patient identifiers (in the AuditEvents) only until HAPI has the events and
+housekeeping forgets them a week later.
 
 Changes to these go with a migration in ``fhir_service/migrations/versions/``.
 """
@@ -11,6 +14,7 @@ from sqlalchemy import DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AuditRecord",
     "Base",
     "Delivery",
     "IdempotencyRecord",
@@ -99,3 +103,24 @@ class SyncState(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(String(500))
+
+
+class AuditRecord(Base):
+    """One AuditEvent on its way into HAPI: the audit outbox.
+
+    A row is written when the request it audits is answered and is due at once; a writer claims it
+    like a delivery (``next_attempt_at`` a lease ahead) and PUTs it under its own id, so a retry
+    after a lost answer stores it once. ``written_at`` says HAPI took it.
+    """
+
+    __tablename__ = "audit_records"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    resource: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    written_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)

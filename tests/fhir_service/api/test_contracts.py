@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from fhir_service.api import create_app
 from fhir_service.mapping import urls
 from fhir_service.settings import Settings
+from tests.auth import TestIssuer
 from tests.service_process import running_service
 from tests.support import unique_personnummer
 from tests.tcp_proxy import running_proxy
@@ -27,18 +28,27 @@ EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 PROBLEM_JSON = "application/problem+json"
 
 
-def _client(hapi_url: str, tmp_path: Path) -> TestClient:
+# The example contracts' responsible care unit: the EHR tokens here act for it.
+CARE_UNIT = "hsa-id|SE2321000065-1254"
+
+
+def _client(hapi_url: str, tmp_path: Path, issuer: TestIssuer) -> TestClient:
     settings = Settings(
         hapi_url=hapi_url,
         database_url=f"sqlite:///{tmp_path / 'service.db'}",
         hapi_timeout_seconds=10,
+        **issuer.settings(),
     )
-    return TestClient(create_app(settings), raise_server_exceptions=False)
+    return TestClient(
+        create_app(settings),
+        raise_server_exceptions=False,
+        headers=issuer.headers("ehr", organization=CARE_UNIT),
+    )
 
 
 @pytest.fixture
-def service(conformance_loaded: str, tmp_path: Path) -> Iterator[TestClient]:
-    with _client(conformance_loaded, tmp_path) as client:
+def service(conformance_loaded: str, tmp_path: Path, issuer: TestIssuer) -> Iterator[TestClient]:
+    with _client(conformance_loaded, tmp_path, issuer) as client:
         _wait_until_ready(client)
         yield client
 
@@ -184,12 +194,12 @@ def test_bad_input_gets_a_problem_naming_the_field_and_writes_nothing(
 
 
 def test_while_hapi_is_away_writes_get_503_with_retry_after_and_a_retry_succeeds_after(
-    conformance_loaded: str, tmp_path: Path
+    conformance_loaded: str, tmp_path: Path, issuer: TestIssuer
 ) -> None:
     hapi = urlsplit(conformance_loaded)
     with running_proxy((hapi.hostname or "127.0.0.1", hapi.port or 80)) as proxy:
         via_proxy = conformance_loaded.replace(f":{hapi.port}", f":{proxy.port}", 1)
-        with _client(via_proxy, tmp_path) as service:
+        with _client(via_proxy, tmp_path, issuer) as service:
             _wait_until_ready(service)
             contract = _contract()
             key = {"Idempotency-Key": str(uuid.uuid4())}
@@ -257,13 +267,18 @@ def test_an_invalid_search_gets_a_problem_saying_why(
 
 
 async def test_twenty_concurrent_creates_through_the_service_store_one_careplan(
-    conformance_loaded: str, tmp_path: Path
+    conformance_loaded: str, tmp_path: Path, issuer: TestIssuer
 ) -> None:
-    settings = {"HAPI_URL": conformance_loaded, "DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}"}
+    settings = {
+        "HAPI_URL": conformance_loaded,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 's.db'}",
+        **issuer.env(),
+    }
     racing, keyed = _contract(), _contract()
     key = {"Idempotency-Key": str(uuid.uuid4())}
     with running_service(settings, tmp_path / "service.log") as base_url:
-        async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+        headers = issuer.headers("ehr", organization=CARE_UNIT)
+        async with httpx.AsyncClient(base_url=base_url, timeout=120, headers=headers) as client:
             without_key = await asyncio.gather(
                 *(client.post("/contracts", json=racing) for _ in range(20))
             )

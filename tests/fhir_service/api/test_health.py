@@ -12,23 +12,32 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from fhir_service.api import create_app
+from fhir_service.api.access_rules import RULES, Public
 from fhir_service.settings import Settings
 from tests.support import free_port
 
 
-def _client(hapi_url: str, database_url: str) -> TestClient:
-    settings = Settings(hapi_url=hapi_url, database_url=database_url, ready_timeout_seconds=5.0)
+def _client(hapi_url: str, database_url: str, data_dir: Path) -> TestClient:
+    # The operations routes are public: the local issuer is there only because a service
+    # never starts without some token issuer to trust.
+    settings = Settings(
+        hapi_url=hapi_url,
+        database_url=database_url,
+        ready_timeout_seconds=5.0,
+        auth_local_issuer=True,
+        data_dir=data_dir,
+    )
     return TestClient(create_app(settings), raise_server_exceptions=False)
 
 
 @pytest.fixture
 def service(hapi_base_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    with _client(hapi_base_url, f"sqlite:///{tmp_path / 'service.db'}") as client:
+    with _client(hapi_base_url, f"sqlite:///{tmp_path / 'service.db'}", tmp_path) as client:
         yield client
 
 
 def test_health_answers_without_dependencies(tmp_path: Path) -> None:
-    with _client(f"http://127.0.0.1:{free_port()}/fhir", "sqlite://") as client:
+    with _client(f"http://127.0.0.1:{free_port()}/fhir", "sqlite://", tmp_path) as client:
         response = client.get("/health")
 
     assert response.status_code == 200
@@ -71,7 +80,7 @@ def _check(response: Response, name: str) -> str:
 
 def test_not_ready_when_nothing_listens_where_hapi_should_be(tmp_path: Path) -> None:
     hapi_url = f"http://127.0.0.1:{free_port()}/fhir"
-    with _client(hapi_url, f"sqlite:///{tmp_path / 'service.db'}") as client:
+    with _client(hapi_url, f"sqlite:///{tmp_path / 'service.db'}", tmp_path) as client:
         response = _ready_within(client, 30, until=lambda r: _check(r, "database") == "up")
 
     assert response.status_code == 503
@@ -91,7 +100,7 @@ def test_not_ready_when_the_service_database_cannot_be_opened(
     hapi_base_url: str, tmp_path: Path
 ) -> None:
     # A directory where the SQLite file should be: SQLite cannot open it.
-    with _client(hapi_base_url, f"sqlite:///{tmp_path}") as client:
+    with _client(hapi_base_url, f"sqlite:///{tmp_path}", tmp_path) as client:
         response = client.get("/ready")
 
     assert response.status_code == 503
@@ -128,13 +137,19 @@ def test_metrics_count_requests_by_route_template_and_hapi_calls(service: TestCl
     assert "fhir_service_hapi_request_duration_seconds_bucket" in text
 
 
-def test_a_bug_is_a_problem_json_500_that_reveals_nothing(hapi_base_url: str) -> None:
-    app = create_app(Settings(hapi_url=hapi_base_url, database_url="sqlite://"))
+def test_a_bug_is_a_problem_json_500_that_reveals_nothing(
+    hapi_base_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(
+        hapi_url=hapi_base_url, database_url="sqlite://", auth_local_issuer=True, data_dir=tmp_path
+    )
+    app = create_app(settings)
 
     async def broken() -> None:
         raise RuntimeError("secret detail: patient 19121212-1212")
 
     app.add_api_route("/broken", broken)
+    monkeypatch.setitem(RULES, "broken", Public.OPERATIONS)
     with TestClient(app, raise_server_exceptions=False) as client:
         response = client.get("/broken", headers={"X-Request-ID": "bug-1"})
 

@@ -11,19 +11,23 @@ from fastapi.testclient import TestClient
 
 from fhir_service.api import create_app
 from fhir_service.settings import Settings
+from tests.auth import TestIssuer
 
 SECRET = "a-test-secret-that-is-long-enough"
 PROBLEM_JSON = "application/problem+json"
 
 
 @pytest.fixture
-def service(hapi_base_url: str, tmp_path: Path) -> Iterator[TestClient]:
+def service(hapi_base_url: str, tmp_path: Path, issuer: TestIssuer) -> Iterator[TestClient]:
     settings = Settings(
         hapi_url=hapi_base_url,
         database_url=f"sqlite:///{tmp_path / 'service.db'}",
         webhook_allowed_hosts="*.example",
+        **issuer.settings(),
     )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    headers = issuer.headers("ehr", organization="hsa-id|SE2321000065-1254")
+    app = create_app(settings)
+    with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
         deadline = time.monotonic() + 60
         while client.get("/webhooks").status_code != 200:
             assert time.monotonic() < deadline

@@ -1,4 +1,4 @@
-"""Housekeeping forgets only what is past keeping: old deliveries and changes, expired keys."""
+"""Housekeeping forgets only what is past keeping: old deliveries, audit events, changes, keys."""
 
 from __future__ import annotations
 
@@ -8,14 +8,31 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from fhir_service.audit.outbox import AuditOutbox
+from fhir_service.audit.outbox import record as record_access
+from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome
 from fhir_service.sync.housekeeping import KEEP, tidy
 from fhir_service.sync.idempotency import IdempotencyStore
 from fhir_service.sync.outbox import Outbox, enqueue
-from fhir_service.sync.tables import Delivery, IdempotencyRecord, SeenChange
+from fhir_service.sync.tables import AuditRecord, Delivery, IdempotencyRecord, SeenChange
 from fhir_service.sync.webhooks import TargetPolicy, WebhookRegistry
 
 
-def test_old_delivered_events_old_changes_and_expired_keys_go_and_the_rest_stays(
+def _access(record_id: str) -> AccessRecord:
+    return AccessRecord(
+        id=record_id,
+        recorded=datetime.now(UTC),
+        interaction=Interaction.READ,
+        outcome=Outcome.SUCCESS,
+        description="read contract",
+        caller=Caller(),
+        request_id=record_id,
+        method="GET",
+        route="/contracts",
+    )
+
+
+def test_old_deliveries_audit_events_changes_and_expired_keys_go_and_the_rest_stays(
     engine: Engine,
 ) -> None:
     now = datetime.now(UTC)
@@ -41,6 +58,11 @@ def test_old_delivered_events_old_changes_and_expired_keys_go_and_the_rest_stays
     claims = {c.event_id: c for c in outbox.claim(10, now=now)}
     outbox.delivered(claims["delivered-long-ago"], now=old)
     outbox.delivered(claims["delivered-today"], now=now)
+    for record_id in ("written-long-ago", "written-today", "never-written"):
+        record_access(engine, _access(record_id))
+    audit = AuditOutbox(engine)
+    audit.written(["written-long-ago"], now=old)
+    audit.written(["written-today"], now=now)
     keys = IdempotencyStore(engine, ttl=timedelta(seconds=-1))
     keys.begin("scope", "expired", b"{}")
     IdempotencyStore(engine).begin("scope", "fresh", b"{}")
@@ -49,6 +71,7 @@ def test_old_delivered_events_old_changes_and_expired_keys_go_and_the_rest_stays
 
     assert forgotten == {
         "delivered events": 1,
+        "written audit events": 1,
         "seen changes": 1,
         "expired idempotency keys": 1,
     }
@@ -56,6 +79,8 @@ def test_old_delivered_events_old_changes_and_expired_keys_go_and_the_rest_stays
         left = set(session.scalars(select(Delivery.event_id)))
         versions = set(session.scalars(select(SeenChange.version)))
         keys_left = set(session.scalars(select(IdempotencyRecord.key)))
+        audited = set(session.scalars(select(AuditRecord.id)))
     assert left == {"delivered-today", "never-delivered"}
     assert versions == {"2"}
     assert keys_left == {"fresh"}
+    assert audited == {"written-today", "never-written"}

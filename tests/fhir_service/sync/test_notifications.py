@@ -24,6 +24,7 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.sync.subscriptions import TAG_SUBSCRIPTION
 from fhir_service.sync.tables import SyncState
+from tests.auth import TestIssuer
 from tests.service_process import running_service
 from tests.support import unique_hsa_id, unique_personnummer
 from tests.webhook_receiver import Receiver, running_receiver
@@ -40,8 +41,9 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def settings(conformance_loaded: str, tmp_path: Path) -> dict[str, str]:
+def settings(conformance_loaded: str, tmp_path: Path, issuer: TestIssuer) -> dict[str, str]:
     return {
+        **issuer.env(),
         "HAPI_URL": conformance_loaded,
         "DATABASE_URL": f"sqlite:///{tmp_path / 'service.db'}",
         "WEBHOOK_ALLOW_HTTP": "true",
@@ -71,9 +73,11 @@ def _contract() -> Contract:
     return Contract.model_validate(data)
 
 
-def _register(service: str, receiver: Receiver, contract: Contract) -> str:
+def _register(service: str, receiver: Receiver, contract: Contract, issuer: TestIssuer) -> str:
+    unit = contract.responsible_clinician.organization.identifier
     response = httpx.post(
         f"{service}/webhooks",
+        headers=issuer.headers("ehr", organization=f"{unit.kind.value}|{unit.value}"),
         json={
             "url": receiver.url,
             "secret": SECRET,
@@ -106,13 +110,17 @@ def _wait_for(
 
 
 def test_a_change_made_straight_in_hapi_reaches_the_webhook_through_the_rest_hook(
-    settings: dict[str, str], fhir_client: httpx.Client, receiver: Receiver, tmp_path: Path
+    settings: dict[str, str],
+    fhir_client: httpx.Client,
+    receiver: Receiver,
+    tmp_path: Path,
+    issuer: TestIssuer,
 ) -> None:
     # The timer is off (an hour): only HAPI's rest-hook can make the service look.
     settings["CHANGE_FEED_INTERVAL_SECONDS"] = "3600"
     contract = _contract()
     with running_service(settings, tmp_path / "service.log") as service:
-        _register(service, receiver, contract)
+        _register(service, receiver, contract, issuer)
         _wait_for("HAPI's subscriptions are active", lambda: _subscribed(fhir_client, service))
         _write_straight_into_hapi(fhir_client, contract)
         careplan = _careplan(fhir_client, contract)
@@ -134,11 +142,15 @@ def test_a_change_made_straight_in_hapi_reaches_the_webhook_through_the_rest_hoo
 
 
 def test_a_receiver_that_is_down_for_a_while_gets_every_event_once(
-    settings: dict[str, str], fhir_client: httpx.Client, receiver: Receiver, tmp_path: Path
+    settings: dict[str, str],
+    fhir_client: httpx.Client,
+    receiver: Receiver,
+    tmp_path: Path,
+    issuer: TestIssuer,
 ) -> None:
     contract = _contract()
     with running_service(settings, tmp_path / "service.log") as service:
-        _register(service, receiver, contract)
+        _register(service, receiver, contract, issuer)
         receiver.down = True
         _write_straight_into_hapi(fhir_client, contract)
         _wait_for("deliveries were tried", lambda: len(set(receiver.attempts)) >= 3)
@@ -154,11 +166,15 @@ def test_a_receiver_that_is_down_for_a_while_gets_every_event_once(
 
 
 def test_a_change_made_while_the_service_was_down_goes_out_after_it_starts(
-    settings: dict[str, str], fhir_client: httpx.Client, receiver: Receiver, tmp_path: Path
+    settings: dict[str, str],
+    fhir_client: httpx.Client,
+    receiver: Receiver,
+    tmp_path: Path,
+    issuer: TestIssuer,
 ) -> None:
     contract = _contract()
     with running_service(settings, tmp_path / "first.log") as service:
-        _register(service, receiver, contract)
+        _register(service, receiver, contract, issuer)
         _wait_for("the first start read HAPI's history", lambda: _cursor_set(tmp_path))
 
     _write_straight_into_hapi(fhir_client, contract)

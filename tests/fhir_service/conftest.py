@@ -1,4 +1,4 @@
-"""Fixtures of the sync tests: a HAPI client, and the service DB on SQLite and on PostgreSQL."""
+"""Shared fixtures: the service DB on SQLite and on PostgreSQL, and a client of the real HAPI."""
 
 from __future__ import annotations
 

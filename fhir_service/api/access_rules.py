@@ -1,0 +1,74 @@
+"""What every route needs, in one table: a route missing from it is refused, never open.
+
+Keys are route names (the endpoint function's name, or the ``name`` given to the route). A test
+enumerates the app's routes and fails on any without an entry, so a new route cannot forget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from fhir_service.audit.records import Interaction
+from fhir_service.security.access import Requirement
+from fhir_service.security.scopes import Permission
+
+__all__ = ["RULES", "Protected", "Public", "rule_for"]
+
+
+class Public(Enum):
+    """Routes open without a token: they show no patient data."""
+
+    OPERATIONS = "liveness, readiness and metrics, for orchestrators and monitoring"
+    SELF_CHECKED = "checks its own shared secret (HAPI's subscription callback)"
+    DOCS = "the OpenAPI document and its viewers"
+
+
+@dataclass(frozen=True, slots=True)
+class Protected:
+    """A route behind a token: what it needs, and how its audit record names the access."""
+
+    requirement: Requirement
+    interaction: Interaction
+    operation: str | None = None
+
+
+def _contract(
+    permission: Permission, interaction: Interaction, operation: str | None = None
+) -> Protected:
+    return Protected(Requirement("CarePlan", permission), interaction, operation)
+
+
+def _webhook(permission: Permission, interaction: Interaction) -> Protected:
+    # A webhook reads contract changes as they happen, within the registrant's compartment.
+    return Protected(Requirement("Subscription", permission), interaction)
+
+
+RULES: dict[str, Protected | Public] = {
+    "health": Public.OPERATIONS,
+    "ready": Public.OPERATIONS,
+    "metrics": Public.OPERATIONS,
+    "hapi_changed": Public.SELF_CHECKED,
+    "openapi": Public.DOCS,
+    "swagger_ui_html": Public.DOCS,
+    "swagger_ui_redirect": Public.DOCS,
+    "redoc_html": Public.DOCS,
+    "create_contract": _contract("c", Interaction.CREATE),
+    "search_contracts": _contract("s", Interaction.SEARCH),
+    "read_contract": _contract("r", Interaction.READ),
+    "update_contract": _contract("u", Interaction.UPDATE),
+    "agree_contract": _contract("u", Interaction.OPERATION, "agree"),
+    "revise_contract": _contract("u", Interaction.OPERATION, "revise"),
+    "complete_contract": _contract("u", Interaction.OPERATION, "complete"),
+    "end_contract": _contract("u", Interaction.OPERATION, "end"),
+    "revoke_contract": _contract("u", Interaction.OPERATION, "revoke"),
+    "register_webhook": _webhook("c", Interaction.CREATE),
+    "list_webhooks": _webhook("s", Interaction.SEARCH),
+    "read_webhook": _webhook("r", Interaction.READ),
+    "delete_webhook": _webhook("d", Interaction.DELETE),
+}
+
+
+def rule_for(route_name: str) -> Protected | Public | None:
+    """The rule of the route named ``route_name``; None means no rule, so no access."""
+    return RULES.get(route_name)

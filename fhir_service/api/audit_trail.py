@@ -1,0 +1,91 @@
+"""The audit trail of one request: filled while it runs, turned into one `AccessRecord` at the end.
+
+The security middleware opens a trail for every request to a protected route and records it
+when the answer is known; routes only add what they touched (`AuditTrail.saw_contract`), so the
+record names the patients and contracts even of a refused or failed request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+
+from fhir_service.api.access_rules import Protected
+from fhir_service.audit.records import (
+    AccessRecord,
+    Caller,
+    FhirIdentifier,
+    Outcome,
+    Touched,
+    contract_entities,
+)
+from fhir_service.contract import Contract
+
+__all__ = ["AuditTrail"]
+
+
+@dataclass
+class AuditTrail:
+    """What one request to a protected route was, who made it, and what it touched."""
+
+    rule: Protected
+    request_id: str
+    method: str
+    route: str
+    caller: Caller
+    query: str | None = None
+    denial: str | None = None
+    """Why the request was refused, when it was refused by the security layer or a route."""
+    patients: list[FhirIdentifier] = field(default_factory=list)
+    entities: list[Touched] = field(default_factory=list)
+
+    def saw_contract(self, contract: Contract) -> None:
+        """The request read, wrote or was refused ``contract``."""
+        patient, entity = contract_entities(contract)
+        if patient not in self.patients:
+            self.patients.append(patient)
+        if entity not in self.entities:
+            self.entities.append(entity)
+
+    def refused(self, reason: str) -> None:
+        """The request was refused for ``reason`` (safe to record, quotes nothing secret)."""
+        self.denial = reason
+
+    def record(self, status: int, now: datetime | None = None) -> AccessRecord:
+        """The audit record of this request, answered with ``status``."""
+        if status >= 500:
+            outcome = Outcome.SERIOUS_FAILURE
+        elif status >= 400:
+            outcome = Outcome.MINOR_FAILURE
+        else:
+            outcome = Outcome.SUCCESS
+        return AccessRecord(
+            id=str(uuid.uuid4()),
+            recorded=now or datetime.now(UTC),
+            interaction=self.rule.interaction,
+            outcome=outcome,
+            description=self._description(status),
+            caller=self.caller,
+            request_id=self.request_id,
+            method=self.method,
+            route=self.route,
+            patients=tuple(self.patients),
+            entities=tuple(self.entities),
+            query=self.query,
+            operation=self.rule.operation,
+        )
+
+    def _description(self, status: int) -> str:
+        requirement = self.rule.requirement
+        action = self.rule.operation or self.rule.interaction.value
+        text = f"{action} {requirement.resource_type}: {status} {_phrase(status)}"
+        return f"{text}; {self.denial}" if self.denial else text
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "unknown status"

@@ -1,0 +1,299 @@
+"""The security layer every request passes: token, access decision and audit record, in one place.
+
+For each request the middleware finds the route it is for and that route's rule
+(``access_rules.RULES``). Public routes pass untouched. For every other route it
+
+1. checks the bearer token (401 with ``WWW-Authenticate`` if missing or refused),
+2. decides access from the token's scopes (403 if refused), and hands the routes an `Access`
+   whose compartment they apply to what they read and write,
+3. records the request in the audit outbox before the answer leaves, allowed or refused. If the
+   record cannot be kept, the answer is replaced by a 503: an access nobody can account for is
+   not served.
+
+A route with no rule is refused (403) and logged as a bug: deny by default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import RouteContext, iter_route_contexts
+from starlette.responses import Response
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fhir_service.api.access_rules import Protected, Public, rule_for
+from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.api.problems import problem_response
+from fhir_service.audit import outbox
+from fhir_service.audit.records import Caller
+from fhir_service.contract import Identifier
+from fhir_service.fhir import GoneError, HapiClient, HapiError, NotFoundError
+from fhir_service.logs import request_id_var
+from fhir_service.mapping.identifier_systems import kind_for, system_for
+from fhir_service.security.access import (
+    Access,
+    AccessDeniedError,
+    Denial,
+    claimed_identifier,
+    decide,
+)
+from fhir_service.security.tokens import (
+    InvalidTokenError,
+    Principal,
+    SigningKeysUnavailableError,
+    TokenValidator,
+)
+
+__all__ = ["ACCESS_STATE", "TRAIL_STATE", "SecurityMiddleware"]
+
+_log = logging.getLogger(__name__)
+
+ACCESS_STATE = "access"
+TRAIL_STATE = "audit_trail"
+_REALM = 'Bearer realm="patient-contracts"'
+_PATIENT_CACHE_SIZE = 10_000
+
+
+class _RefusedError(Exception):
+    def __init__(self, response: Response, reason: str) -> None:
+        super().__init__(reason)
+        self.response = response
+        self.reason = reason
+
+
+class SecurityMiddleware:
+    """Authenticates, authorizes and audits every request to a protected route."""
+
+    def __init__(self, app: ASGIApp, validator: TokenValidator) -> None:
+        self.app = app
+        self.validator = validator
+        self._patients: dict[str, Identifier | None] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        fastapi: FastAPI = scope["app"]
+        route = _route_of(fastapi, scope)
+        rule = None if route is None else rule_for(route.name or "")
+        if route is None or isinstance(rule, Public):
+            # Unmatched paths get the router's 404/405: no route, no data.
+            await self.app(scope, receive, send)
+            return
+        if rule is None:
+            _log.error("route has no access rule; refused", extra={"route": _path_of(route)})
+            await _forbidden(Denial.INSUFFICIENT_SCOPE.value)(scope, receive, send)
+            return
+        trail = AuditTrail(
+            rule=rule,
+            request_id=request_id_var.get() or "-",
+            method=scope["method"],
+            route=_path_of(route),
+            caller=Caller(address=_address(scope)),
+            query=scope.get("query_string", b"").decode("latin-1") or None,
+        )
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state[TRAIL_STATE] = trail
+        try:
+            state[ACCESS_STATE] = await self._access(fastapi, scope, rule, trail)
+        except _RefusedError as refusal:
+            trail.refused(refusal.reason)
+            await self._keep(fastapi, trail, refusal.response.status_code)
+            await refusal.response(scope, receive, send)
+            return
+        answered = self._audited(fastapi, trail, scope, receive, send)
+        try:
+            await self.app(scope, receive, answered)
+        except Exception:
+            # A bug: the outer middleware answers 500; the trail still says it happened.
+            if not answered.started:
+                await self._keep(fastapi, trail, 500)
+            raise
+
+    async def _access(
+        self, fastapi: FastAPI, scope: Scope, rule: Protected, trail: AuditTrail
+    ) -> Access:
+        token = _bearer(scope)
+        if token is None:
+            raise _RefusedError(_unauthorized(None), "no bearer token")
+        try:
+            principal = await asyncio.to_thread(self.validator.validate, token)
+        except InvalidTokenError as exc:
+            raise _RefusedError(_unauthorized(exc.reason.value), f"token refused: {exc}") from None
+        except SigningKeysUnavailableError:
+            _log.warning("signing keys unavailable; tokens cannot be checked")
+            response = problem_response(
+                503,
+                "Service Unavailable",
+                "Tokens cannot be checked right now. Retry after the pause.",
+                headers={"Retry-After": "5"},
+            )
+            raise _RefusedError(response, "signing keys unavailable") from None
+        try:
+            patient = await self._patient_of(fastapi, principal)
+            trail.caller = self._caller(principal, patient, trail.caller.address)
+            return decide(principal, rule.requirement, patient)
+        except AccessDeniedError as exc:
+            raise _RefusedError(_forbidden(exc.denial.value), f"denied: {exc}") from None
+        except HapiError:
+            response = problem_response(
+                503,
+                "Service Unavailable",
+                "The token's patient cannot be looked up right now. Retry after the pause.",
+                headers={"Retry-After": "5"},
+            )
+            raise _RefusedError(response, "patient lookup failed: FHIR store unavailable") from None
+
+    def _caller(
+        self, principal: Principal, patient: Identifier | None, address: str | None
+    ) -> Caller:
+        organization = None
+        if principal.organization is not None:
+            unit = claimed_identifier(principal.organization, patient=False)
+            organization = None if unit is None else (system_for(unit.kind), unit.value)
+        return Caller(
+            subject=principal.subject,
+            issuer=self.validator.issuer,
+            client_id=principal.client_id,
+            organization=organization,
+            patient=None if patient is None else (system_for(patient.kind), patient.value),
+            address=address,
+        )
+
+    async def _patient_of(self, fastapi: FastAPI, principal: Principal) -> Identifier | None:
+        claim = principal.patient
+        if claim is None:
+            return None
+        identifier = claimed_identifier(claim, patient=True)
+        if identifier is not None:
+            return identifier
+        # SMART's launch context names a FHIR Patient id: its national identifier is the
+        # compartment, since contracts find their patient by identifier.
+        if claim not in self._patients:
+            if len(self._patients) >= _PATIENT_CACHE_SIZE:
+                self._patients.clear()
+            self._patients[claim] = await _identifier_of_patient(fastapi.state.hapi, claim)
+        found = self._patients[claim]
+        if found is None:
+            raise AccessDeniedError(Denial.BAD_CLAIM)
+        return found
+
+    async def _keep(self, fastapi: FastAPI, trail: AuditTrail, status: int) -> bool:
+        try:
+            await asyncio.to_thread(outbox.record, fastapi.state.engine, trail.record(status))
+        except Exception:
+            _log.exception("audit record could not be kept")
+            return False
+        wake: asyncio.Event | None = getattr(fastapi.state, "audit_wake", None)
+        if wake is not None:
+            wake.set()
+        return True
+
+    def _audited(
+        self, fastapi: FastAPI, trail: AuditTrail, scope: Scope, receive: Receive, send: Send
+    ) -> _AuditedSend:
+        return _AuditedSend(lambda status: self._keep(fastapi, trail, status), scope, receive, send)
+
+
+class _AuditedSend:
+    """Passes the answer on only once its audit record is kept; a 503 if it cannot be."""
+
+    def __init__(
+        self,
+        keep: Callable[[int], Awaitable[bool]],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        self.keep = keep
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+        self.started = False
+        self.failed = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.failed = not await self.keep(message["status"])
+            if self.failed:
+                await _unaccountable()(self.scope, self.receive, self.send)
+                return
+        elif self.failed:
+            return
+        await self.send(message)
+
+
+def _route_of(fastapi: FastAPI, scope: Scope) -> RouteContext | None:
+    # The same matching the router does next, over the routes as included (with prefixes).
+    for route in iter_route_contexts(fastapi.routes):
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+    return None
+
+
+def _path_of(route: RouteContext) -> str:
+    return route.path or "<unknown>"
+
+
+def _bearer(scope: Scope) -> str | None:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() or None if scheme.lower() == "bearer" else None
+    return None
+
+
+def _address(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def _unauthorized(reason: str | None) -> Response:
+    challenge = _REALM
+    if reason is not None:
+        challenge += f', error="invalid_token", error_description="{reason}"'
+    detail = reason or "send a bearer token in the Authorization header"
+    return problem_response(401, "Unauthorized", detail, headers={"WWW-Authenticate": challenge})
+
+
+def _forbidden(reason: str) -> Response:
+    challenge = f'{_REALM}, error="insufficient_scope", error_description="{reason}"'
+    return problem_response(403, "Forbidden", reason, headers={"WWW-Authenticate": challenge})
+
+
+def _unaccountable() -> Response:
+    return problem_response(
+        503,
+        "Service Unavailable",
+        "The access could not be recorded in the audit trail, so it is not answered. "
+        "Retry after the pause.",
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _identifier_of_patient(hapi: HapiClient, patient_id: str) -> Identifier | None:
+    if not patient_id.replace("-", "").replace(".", "").isalnum() or len(patient_id) > 64:
+        return None
+    try:
+        patient = await hapi.read("Patient", patient_id)
+    except (NotFoundError, GoneError):
+        return None
+    for identifier in patient.get("identifier", []):
+        kind = kind_for(str(identifier.get("system", "")))
+        value = identifier.get("value")
+        if kind is not None and isinstance(value, str):
+            try:
+                found = claimed_identifier(f"{kind}|{value}", patient=True)
+            except AccessDeniedError:
+                continue
+            if found is not None:
+                return found
+    return None

@@ -1,0 +1,257 @@
+"""The audit outbox: every AuditEvent is kept in the service DB until HAPI has it.
+
+:func:`record` stores the event of one access before the service answers it, so an answered
+request is always audited even while HAPI is down. :class:`AuditWriter` moves due events into HAPI
+a batch at a time, as one ``batch`` Bundle of ``PUT AuditEvent/<id>`` entries: the id is the
+record's, so a batch repeated after a lost answer stores each event once (HAPI makes no new version
+of an unchanged resource). Entries HAPI refused, and whole batches it could not take, come back
+after a jittered exponential back-off (a batch HAPI cannot parse is sent again event by event, so
+one bad event does not hold up the rest); rows are claimed with leases as in the webhook outbox
+(``fhir_service.sync.outbox``), so several instances can write without sending a row twice at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from fhir_service.audit.events import audit_event
+from fhir_service.audit.records import AccessRecord
+from fhir_service.fhir import HapiClient, HapiError, HapiRequestError, HapiUnavailableError
+from fhir_service.sync.backoff import jittered_backoff
+from fhir_service.sync.tables import AuditRecord
+
+__all__ = ["AuditClaim", "AuditOutbox", "AuditWriter", "record"]
+
+_log = logging.getLogger(__name__)
+
+
+def record(engine: Engine, access: AccessRecord) -> None:
+    """Store the AuditEvent of ``access``, due for HAPI at once; blocks (run it in a thread)."""
+    now = datetime.now(UTC)
+    body = json.dumps(audit_event(access), separators=(",", ":"), ensure_ascii=False)
+    with Session(engine) as session, session.begin():
+        session.add(
+            AuditRecord(
+                id=access.id, resource=body, created_at=now, next_attempt_at=now, attempts=0
+            )
+        )
+
+
+@dataclass(frozen=True)
+class AuditClaim:
+    """An AuditEvent this writer has claimed for one lease; ``resource`` is its JSON."""
+
+    id: str
+    resource: str
+    attempts: int
+
+
+class AuditOutbox:
+    """Claim, complete and reschedule audit records; the calls block (run them in a thread)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        lease: timedelta = timedelta(seconds=60),
+        first_retry: timedelta = timedelta(seconds=2),
+        max_retry: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self.engine = engine
+        self.lease = lease
+        self.first_retry = first_retry
+        self.max_retry = max_retry
+
+    def claim(self, limit: int = 100, now: datetime | None = None) -> list[AuditClaim]:
+        """Take up to ``limit`` due records for this writer, oldest due first."""
+        moment = now or datetime.now(UTC)
+        due = (
+            select(AuditRecord)
+            .where(AuditRecord.written_at.is_(None), AuditRecord.next_attempt_at <= moment)
+            .order_by(AuditRecord.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        claims: list[AuditClaim] = []
+        try:
+            with Session(self.engine) as session, session.begin():
+                for row in session.scalars(due).all():
+                    # The guard on the old due time makes the claim safe where SKIP LOCKED is
+                    # not there (SQLite): only one claimant's update matches.
+                    taken = session.execute(
+                        update(AuditRecord)
+                        .where(
+                            AuditRecord.id == row.id,
+                            AuditRecord.next_attempt_at == row.next_attempt_at,
+                        )
+                        .values(next_attempt_at=moment + self.lease)
+                        .execution_options(synchronize_session=False)
+                    )
+                    if getattr(taken, "rowcount", 0) == 1:
+                        claims.append(AuditClaim(row.id, row.resource, row.attempts))
+        except OperationalError as exc:
+            # SQLite answers "database is locked" to the second of two concurrent claimants.
+            _log.info("audit claim lost a race; trying later", extra={"reason": str(exc)})
+            return []
+        return claims
+
+    def written(self, ids: Sequence[str], now: datetime | None = None) -> None:
+        """HAPI has these records."""
+        if not ids:
+            return
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(AuditRecord)
+                .where(AuditRecord.id.in_(ids), AuditRecord.written_at.is_(None))
+                .values(written_at=now or datetime.now(UTC), attempts=AuditRecord.attempts + 1)
+                .execution_options(synchronize_session=False)
+            )
+
+    def failed(self, ids: Sequence[str], error: str, now: datetime | None = None) -> None:
+        """HAPI did not take these records; each tries again after its own back-off."""
+        if not ids:
+            return
+        moment = now or datetime.now(UTC)
+        with Session(self.engine) as session, session.begin():
+            rows = session.execute(
+                select(AuditRecord.id, AuditRecord.attempts).where(
+                    AuditRecord.id.in_(ids), AuditRecord.written_at.is_(None)
+                )
+            ).all()
+            for record_id, attempts in rows:
+                session.execute(
+                    update(AuditRecord)
+                    .where(AuditRecord.id == record_id)
+                    .values(
+                        attempts=attempts + 1,
+                        next_attempt_at=moment + self.backoff(attempts + 1),
+                        last_error=error[:500],
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+
+    def backoff(self, attempts: int) -> timedelta:
+        """The wait after ``attempts`` failed writes: exponential, capped, with jitter."""
+        return jittered_backoff(attempts, self.first_retry, self.max_retry)
+
+    def pending(self) -> int:
+        """How many records HAPI does not have yet."""
+        with Session(self.engine) as session:
+            count = session.scalar(
+                select(func.count())
+                .select_from(AuditRecord)
+                .where(AuditRecord.written_at.is_(None))
+            )
+            return int(count or 0)
+
+
+class AuditWriter:
+    """Writes due AuditEvents into HAPI, one batch Bundle at a time."""
+
+    def __init__(self, outbox: AuditOutbox, hapi: HapiClient, *, batch: int = 100) -> None:
+        self.outbox = outbox
+        self.hapi = hapi
+        self.batch = batch
+
+    async def run_once(self) -> int:
+        """Write what is due now; returns how many records were tried."""
+        claims = await asyncio.to_thread(self.outbox.claim, self.batch)
+        if claims:
+            await self._write(claims)
+        return len(claims)
+
+    async def run_forever(self, wake: asyncio.Event, idle_seconds: float = 1.0) -> None:
+        """Keep writing; sleep ``idle_seconds`` (or until ``wake``) when nothing is due."""
+        while True:
+            try:
+                tried = await self.run_once()
+            except Exception:
+                _log.exception("audit write round failed; trying again")
+                tried = 0
+            if tried:
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), idle_seconds)
+
+    async def _write(self, claims: list[AuditClaim]) -> None:
+        ids = [c.id for c in claims]
+        try:
+            # Every entry is a PUT by id, so the batch is safe to repeat: HAPI's client may retry.
+            answer = await self.hapi.transaction(_batch(claims), idempotent=True)
+        except HapiRequestError as exc:
+            if exc.status < 500 and len(claims) > 1:
+                # HAPI refuses a whole batch when one event in it cannot be parsed; sent alone,
+                # only that one is refused and the others do not wait on it for ever.
+                for claim in claims:
+                    await self._write([claim])
+            else:
+                await self._failed(ids, exc)
+            return
+        except HapiUnavailableError as exc:
+            await self._failed(ids, exc)
+            return
+        entries = answer.get("entry") or []
+        if len(entries) != len(claims):
+            # A batch answers entry for entry, in order; anything else cannot be matched up.
+            error = f"HAPI answered {len(entries)} entries to a batch of {len(claims)}"
+            await asyncio.to_thread(self.outbox.failed, ids, error)
+            return
+        written: list[str] = []
+        refused: dict[str, list[str]] = defaultdict(list)
+        for claim, entry in zip(claims, entries, strict=True):
+            response = entry.get("response") or {}
+            if str(response.get("status", "")).startswith("2"):
+                written.append(claim.id)
+            else:
+                refused[_entry_error(response)].append(claim.id)
+        await asyncio.to_thread(self.outbox.written, written)
+        for error, refused_ids in refused.items():
+            _log.warning(
+                "HAPI refused audit events; will retry",
+                extra={"count": len(refused_ids), "reason": error},
+            )
+            await asyncio.to_thread(self.outbox.failed, refused_ids, error)
+
+    async def _failed(self, ids: list[str], exc: HapiError) -> None:
+        _log.warning(
+            "HAPI took no audit events; will retry", extra={"count": len(ids), "reason": str(exc)}
+        )
+        await asyncio.to_thread(self.outbox.failed, ids, f"{type(exc).__name__}: {exc}")
+
+
+def _batch(claims: list[AuditClaim]) -> dict[str, Any]:
+    return {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {
+                "resource": json.loads(claim.resource),
+                "request": {"method": "PUT", "url": f"AuditEvent/{claim.id}"},
+            }
+            for claim in claims
+        ],
+    }
+
+
+def _entry_error(response: dict[str, Any]) -> str:
+    outcome = response.get("outcome") or {}
+    diagnostics = "; ".join(
+        str(issue.get("diagnostics") or issue.get("code") or "")
+        for issue in outcome.get("issue") or []
+        if isinstance(issue, dict)
+    )
+    status = response.get("status") or "no status"
+    return f"{status}: {diagnostics}" if diagnostics else str(status)

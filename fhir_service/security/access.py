@@ -1,0 +1,175 @@
+"""Access decisions: may this principal do this to this resource type, and within which walls.
+
+A route needs a `Requirement` (a resource type and one SMART permission). `decide` grants it from
+the token's scopes, deny by default, and returns an `Access` whose `Compartment` limits what the
+grant reaches:
+
+- ``patient/`` scopes reach only the patient the token names;
+- ``user/`` scopes (a clinician) and ``system/`` scopes (an EHR system) reach the contracts of
+  the care unit the token names in ``organization``; without one they reach no clinical data;
+- ``system/`` scopes on booking types (Slot, Schedule, Appointment) without an organization are
+  a booking platform's, which serves every clinic;
+- AuditEvent and Provenance are an auditor's: never limited to a compartment, and never written.
+
+When a token holds several contexts for the type, the widest wins (system, then user, then
+patient): scopes add up, they never narrow each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from fhir_service.contract import Contract, Identifier, IdentifierKind, InvalidIdentifierError
+from fhir_service.security.scopes import Context, Permission, granted, parse_scopes
+from fhir_service.security.tokens import Principal
+
+__all__ = [
+    "AUDIT_TYPES",
+    "Access",
+    "AccessDeniedError",
+    "Compartment",
+    "Denial",
+    "Requirement",
+    "claimed_identifier",
+    "decide",
+]
+
+AUDIT_TYPES = frozenset({"AuditEvent", "Provenance"})
+_BOOKING_TYPES = frozenset({"Slot", "Schedule", "Appointment"})
+_WIDEST_FIRST: tuple[Context, ...] = ("system", "user", "patient")
+_PATIENT_KINDS = frozenset(
+    {
+        IdentifierKind.PERSONNUMMER,
+        IdentifierKind.SAMORDNINGSNUMMER,
+        IdentifierKind.FODSELSNUMMER,
+        IdentifierKind.D_NUMMER,
+    }
+)
+_ORGANIZATION_KINDS = frozenset({IdentifierKind.HSA_ID, IdentifierKind.ORGANISASJONSNUMMER})
+
+
+class Denial(StrEnum):
+    """Why access was refused; the value is safe to show the caller."""
+
+    INSUFFICIENT_SCOPE = "the token's scopes do not allow this"
+    NO_PATIENT = "a patient-scoped token must name its patient"
+    NO_ORGANIZATION = "this token must name the care unit it acts for"
+    READ_ONLY = "audit records are read only"
+    BAD_CLAIM = "the token's patient or organization is not a valid identifier"
+    OUTSIDE_COMPARTMENT = "the token does not reach this patient's or care unit's data"
+
+
+class AccessDeniedError(Exception):
+    """The principal may not do what it asked (403); ``denial`` says why."""
+
+    def __init__(self, denial: Denial) -> None:
+        super().__init__(denial.value)
+        self.denial = denial
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    """What a route needs: one permission on one resource type."""
+
+    resource_type: str
+    permission: Permission
+
+    def __str__(self) -> str:
+        return f"{self.resource_type}.{self.permission}"
+
+
+@dataclass(frozen=True, slots=True)
+class Compartment:
+    """The walls of a grant: one patient, one care unit, or none (unrestricted)."""
+
+    patient: Identifier | None = None
+    organization: Identifier | None = None
+
+    def allows(self, contract: Contract) -> bool:
+        """Whether ``contract`` lies inside these walls.
+
+        A care unit's contracts are those it is responsible for (its clinician is the
+        contract's responsible clinician): each unit keeps its own contract with the patient.
+        """
+        if self.patient is not None and contract.patient.identifier != self.patient:
+            return False
+        unit = contract.responsible_clinician.organization.identifier
+        return self.organization is None or unit == self.organization
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """A granted requirement: who, in which context, within which compartment."""
+
+    principal: Principal
+    requirement: Requirement
+    context: Context
+    compartment: Compartment
+
+
+def decide(principal: Principal, requirement: Requirement, patient: Identifier | None) -> Access:
+    """Grant ``requirement`` to ``principal`` or raise `AccessDeniedError`.
+
+    ``patient`` is the token's patient as an identifier, already resolved by the caller when
+    the token names a FHIR Patient id rather than an identifier.
+    """
+    kind = requirement.resource_type
+    if kind in AUDIT_TYPES and requirement.permission not in ("r", "s"):
+        raise AccessDeniedError(Denial.READ_ONLY)
+    contexts = granted(parse_scopes(principal.scopes), kind, requirement.permission)
+    if not contexts:
+        raise AccessDeniedError(Denial.INSUFFICIENT_SCOPE)
+    refusal = Denial.INSUFFICIENT_SCOPE
+    for context in (c for c in _WIDEST_FIRST if c in contexts):
+        try:
+            return _grant(principal, requirement, context, patient)
+        except AccessDeniedError as exc:
+            # A wider context this token cannot use must not hide a narrower one it can.
+            refusal = exc.denial
+    raise AccessDeniedError(refusal)
+
+
+def _grant(
+    principal: Principal, requirement: Requirement, context: Context, patient: Identifier | None
+) -> Access:
+    kind = requirement.resource_type
+    if context == "patient":
+        if patient is None:
+            raise AccessDeniedError(Denial.NO_PATIENT)
+        return Access(principal, requirement, context, Compartment(patient=patient))
+    organization = _organization(principal)
+    if organization is not None and kind not in AUDIT_TYPES:
+        return Access(principal, requirement, context, Compartment(organization=organization))
+    booking_platform = context == "system" and kind in _BOOKING_TYPES
+    if kind in AUDIT_TYPES or booking_platform:
+        return Access(principal, requirement, context, Compartment())
+    raise AccessDeniedError(Denial.NO_ORGANIZATION)
+
+
+def claimed_identifier(text: str, *, patient: bool) -> Identifier | None:
+    """A token claim ``kind|value`` as an identifier of a patient or a care unit.
+
+    None when the claim is not in that form (a patient claim may be a FHIR Patient id instead);
+    `AccessDeniedError` when it is, but names the wrong kind or an invalid value.
+    """
+    kind, separator, value = text.partition("|")
+    if not separator:
+        return None
+    kinds = _PATIENT_KINDS if patient else _ORGANIZATION_KINDS
+    try:
+        identifier = Identifier(kind=IdentifierKind(kind), value=value)
+    except (ValueError, InvalidIdentifierError):
+        raise AccessDeniedError(Denial.BAD_CLAIM) from None
+    if identifier.kind not in kinds:
+        raise AccessDeniedError(Denial.BAD_CLAIM)
+    return identifier
+
+
+def _organization(principal: Principal) -> Identifier | None:
+    if principal.organization is None:
+        return None
+    identifier = claimed_identifier(principal.organization, patient=False)
+    if identifier is None:
+        raise AccessDeniedError(Denial.BAD_CLAIM)
+    return identifier

@@ -1,0 +1,68 @@
+"""The roles the service knows, as the SMART scopes and claims a token of each role carries.
+
+Real tokens come from the region's identity provider; this table is what `fhir-service token`
+mints for local development and what the tests use, and documents what each role needs.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+__all__ = ["ROLE_SCOPES", "Role", "claims_for"]
+
+Role = Literal["clinician", "ehr", "booking", "patient", "auditor"]
+
+_CONTRACT_TYPES = ("CarePlan", "CareTeam", "Goal", "Appointment", "Subscription")
+
+ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
+    # A clinician in an EHR, acting for their care unit (the ``organization`` claim).
+    "clinician": tuple(f"user/{t}.cruds" for t in _CONTRACT_TYPES),
+    # An EHR system integrating on its own account, for one care unit.
+    "ehr": tuple(f"system/{t}.cruds" for t in _CONTRACT_TYPES),
+    # A booking platform: bookable times and appointments, never care plans.
+    "booking": ("system/Slot.rs", "system/Schedule.rs", "system/Appointment.cruds"),
+    # A patient, reading their own contracts and booking their own times.
+    "patient": (
+        "patient/CarePlan.rs",
+        "patient/CareTeam.rs",
+        "patient/Goal.rs",
+        "patient/Appointment.cruds",
+        "patient/Slot.rs",
+        "patient/Subscription.cruds",
+    ),
+    # An auditor: the audit trail and the provenance of changes, read only.
+    "auditor": ("user/AuditEvent.rs", "user/Provenance.rs"),
+}
+
+
+def claims_for(
+    role: Role,
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    organization: str | None = None,
+    patient: str | None = None,
+    client_id: str = "fhir-service-cli",
+    lifetime_seconds: int = 3600,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The claims of a token for ``role``; ``organization`` and ``patient`` as ``kind|value``."""
+    issued = int(time.time() if now is None else now)
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "client_id": client_id,
+        "scope": " ".join(ROLE_SCOPES[role]),
+        "iat": issued,
+        "exp": issued + lifetime_seconds,
+        "jti": uuid.uuid4().hex,
+    }
+    if organization is not None:
+        claims["organization"] = organization
+    if patient is not None:
+        claims["patient"] = patient
+    return claims

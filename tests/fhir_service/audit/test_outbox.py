@@ -1,0 +1,312 @@
+"""The audit outbox on SQLite and PostgreSQL, into the real HAPI: each event once, outage or not."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from fhir_service import servicedb
+from fhir_service.audit.events import audit_event
+from fhir_service.audit.outbox import AuditClaim, AuditOutbox, AuditWriter, record
+from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome, Touched
+from fhir_service.fhir import HapiClient, RetryPolicy
+from fhir_service.metrics import Metrics
+from fhir_service.sync.tables import AuditRecord
+from tests.tcp_proxy import running_proxy
+
+
+def _access(system: str = "urn:example:patients", **changes: Any) -> AccessRecord:
+    values: dict[str, Any] = {
+        "id": str(uuid.uuid4()),
+        "recorded": datetime.now(UTC),
+        "interaction": Interaction.READ,
+        "outcome": Outcome.SUCCESS,
+        "description": "read contract",
+        "caller": Caller(subject="user-1", issuer="https://idp.example", client_id="ehr-app"),
+        "request_id": str(uuid.uuid4()),
+        "method": "GET",
+        "route": "/contracts/{contract_id}",
+        "patients": ((system, "191212121212"),),
+        "entities": (Touched("CarePlan", identifier=(system, "contract-1")),),
+    } | changes
+    return AccessRecord(**values)
+
+
+def _recorded(engine: Engine, count: int, system: str = "urn:example:patients") -> list[str]:
+    accesses = [_access(system) for _ in range(count)]
+    for access in accesses:
+        record(engine, access)
+    return [a.id for a in accesses]
+
+
+def _rows(engine: Engine) -> dict[str, AuditRecord]:
+    with Session(engine) as session:
+        return {row.id: row for row in session.scalars(select(AuditRecord))}
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite gives back the naive UTC time it was given; PostgreSQL an aware one.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+async def _found(hapi: HapiClient, ids: list[str]) -> list[dict[str, Any]]:
+    return (await hapi.search("AuditEvent", {"_id": ",".join(ids), "_count": "500"})).matches()
+
+
+async def _write_all(writer: AuditWriter, rounds: int = 100) -> None:
+    for _ in range(rounds):
+        if await asyncio.to_thread(writer.outbox.pending) == 0:
+            return
+        if not await writer.run_once():
+            await asyncio.sleep(0.05)
+    pytest.fail(f"{await asyncio.to_thread(writer.outbox.pending)} audit records still pending")
+
+
+def test_a_recorded_access_is_its_audit_event_due_at_once(engine: Engine) -> None:
+    access = _access()
+
+    record(engine, access)
+
+    row = _rows(engine)[access.id]
+    assert json.loads(row.resource) == audit_event(access)
+    assert (row.attempts, row.written_at, row.last_error) == (0, None, None)
+    assert [c.id for c in AuditOutbox(engine).claim(10)] == [access.id]
+
+
+def test_a_claimed_record_is_not_claimed_again_until_its_lease_runs_out(engine: Engine) -> None:
+    outbox = AuditOutbox(engine, lease=timedelta(seconds=60))
+    ids = _recorded(engine, 3)
+
+    first = outbox.claim(10)
+    again = outbox.claim(10)
+    after_lease = outbox.claim(10, now=datetime.now(UTC) + timedelta(seconds=61))
+
+    assert sorted(c.id for c in first) == sorted(ids)
+    assert again == []
+    assert sorted(c.id for c in after_lease) == sorted(ids)
+
+
+def test_written_records_are_done_and_failed_ones_come_back_after_their_back_off(
+    engine: Engine,
+) -> None:
+    outbox = AuditOutbox(engine, first_retry=timedelta(seconds=10))
+    done, failing = _recorded(engine, 2)
+    outbox.claim(10)
+
+    outbox.written([done])
+    outbox.failed([failing], "HapiUnavailableError: cannot connect")
+
+    assert outbox.pending() == 1
+    assert outbox.claim(10, now=datetime.now(UTC) + timedelta(seconds=4)) == []
+    retried = outbox.claim(10, now=datetime.now(UTC) + timedelta(seconds=11))
+    assert [(c.id, c.attempts) for c in retried] == [(failing, 1)]
+    rows = _rows(engine)
+    assert rows[failing].last_error == "HapiUnavailableError: cannot connect"
+    assert rows[done].written_at is not None
+
+
+def test_the_back_off_doubles_and_stops_growing_at_its_cap(engine: Engine) -> None:
+    cap = timedelta(minutes=5)
+    outbox = AuditOutbox(engine, first_retry=timedelta(seconds=2), max_retry=cap)
+    (record_id,) = _recorded(engine, 1)
+    waits = []
+    for _ in range(25):
+        now = datetime.now(UTC)
+        outbox.failed([record_id], "HTTP 503", now=now)
+        due = _rows(engine)[record_id].next_attempt_at
+        waits.append(_aware(due) - now)
+
+    assert timedelta(seconds=1) <= waits[0] <= timedelta(seconds=2)
+    assert timedelta(seconds=2) <= waits[1] <= timedelta(seconds=4)
+    assert all(cap / 2 <= wait <= cap for wait in waits[10:])
+    assert _rows(engine)[record_id].attempts == 25
+
+
+def test_two_claimants_at_once_never_take_the_same_record(engine: Engine) -> None:
+    ids = _recorded(engine, 200)
+    second_engine = servicedb.make_engine(engine.url.render_as_string(hide_password=False))
+    taken: list[list[AuditClaim]] = [[], []]
+    start = threading.Barrier(2)
+
+    def drain(index: int, instance: Engine) -> None:
+        outbox = AuditOutbox(instance)
+        start.wait()
+        for _ in range(2000):
+            taken[index] += outbox.claim(3)
+            if len(taken[0]) + len(taken[1]) >= len(ids):
+                return
+            time.sleep(0.005)  # what a writer does between claims: write them
+
+    threads = [
+        threading.Thread(target=drain, args=(0, engine)),
+        threading.Thread(target=drain, args=(1, second_engine)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    second_engine.dispose()
+
+    claimed = [c.id for c in taken[0] + taken[1]]
+    assert sorted(claimed) == sorted(ids)
+    assert taken[0], "the first claimant took part"
+    assert taken[1], "the second claimant took part"
+
+
+async def test_recorded_accesses_are_written_to_hapi_as_they_were_built(
+    engine: Engine, hapi: HapiClient
+) -> None:
+    accesses = [_access(), _access(outcome=Outcome.MINOR_FAILURE, caller=Caller())]
+    for access in accesses:
+        await asyncio.to_thread(record, engine, access)
+    writer = AuditWriter(AuditOutbox(engine), hapi)
+
+    assert await writer.run_once() == 2
+
+    assert await asyncio.to_thread(writer.outbox.pending) == 0
+    stored = {e["id"]: e for e in await _found(hapi, [a.id for a in accesses])}
+    for access in accesses:
+        event = stored[access.id]
+        assert event["meta"]["versionId"] == "1"
+        assert {k: v for k, v in event.items() if k != "meta"} == {
+            k: v for k, v in audit_event(access).items() if k != "meta"
+        }
+
+
+async def test_writing_a_record_again_after_a_lost_answer_stores_it_once(
+    engine: Engine, hapi: HapiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _recorded(engine, 3)
+    outbox = AuditOutbox(engine, lease=timedelta(0))
+    writer = AuditWriter(outbox, hapi)
+    with monkeypatch.context() as lost:
+        # HAPI stored the batch but the service never learnt it: the rows stay due.
+        lost.setattr(outbox, "written", lambda ids, now=None: None)
+        await writer.run_once()
+    assert await asyncio.to_thread(outbox.pending) == 3
+
+    await _write_all(writer)
+
+    found = await _found(hapi, ids)
+    assert sorted(e["id"] for e in found) == sorted(ids)
+    assert {e["meta"]["versionId"] for e in found} == {"1"}, "an identical PUT makes no version"
+    for record_id in ids:
+        history = await hapi.history("AuditEvent", record_id)
+        assert len(history.resources) == 1
+
+
+def _stored_as_is(engine: Engine, event: dict[str, Any]) -> None:
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        session.add(
+            AuditRecord(
+                id=event["id"],
+                resource=json.dumps(event),
+                created_at=now,
+                next_attempt_at=now,
+                attempts=0,
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("spoil", "error"),
+    [
+        (
+            lambda event: event["entity"][1].update(what={"reference": f"CarePlan/{uuid.uuid4()}"}),
+            "400 Bad Request: HAPI-1094",  # the batch is taken, this entry refused
+        ),
+        (
+            lambda event: event.update(action="X"),
+            "InvalidRequestError: HAPI FHIR answered 400",  # the batch is refused: sent alone
+        ),
+    ],
+    ids=["unresolvable-reference", "unparsable"],
+)
+async def test_an_event_hapi_refuses_does_not_hold_back_the_rest_of_its_batch(
+    engine: Engine, hapi: HapiClient, spoil: Callable[[dict[str, Any]], None], error: str
+) -> None:
+    good = _recorded(engine, 2)
+    event = audit_event(_access())
+    spoil(event)
+    _stored_as_is(engine, event)
+    refused = event["id"]
+    writer = AuditWriter(AuditOutbox(engine), hapi)
+
+    assert await writer.run_once() == 3
+
+    rows = _rows(engine)
+    assert all(rows[i].written_at is not None for i in good)
+    assert rows[refused].written_at is None
+    assert rows[refused].attempts == 1
+    assert (rows[refused].last_error or "").startswith(error)
+    assert sorted(e["id"] for e in await _found(hapi, [*good, refused])) == sorted(good)
+
+
+async def test_an_event_about_a_deleted_record_is_still_written(
+    engine: Engine, hapi: HapiClient
+) -> None:
+    careplan = await hapi.create(
+        {
+            "resourceType": "CarePlan",
+            "status": "active",
+            "intent": "plan",
+            "subject": {"identifier": {"system": "urn:example:patients", "value": "1"}},
+        }
+    )
+    await hapi.delete("CarePlan", careplan["id"])
+    access = _access(
+        interaction=Interaction.DELETE,
+        method="DELETE",
+        entities=(Touched("CarePlan", reference=f"CarePlan/{careplan['id']}"),),
+    )
+    await asyncio.to_thread(record, engine, access)
+
+    await AuditWriter(AuditOutbox(engine), hapi).run_once()
+
+    assert [e["id"] for e in await _found(hapi, [access.id])] == [access.id]
+
+
+async def test_records_made_while_hapi_is_down_stay_pending_and_are_written_once_when_it_is_back(
+    engine: Engine, hapi: HapiClient, hapi_base_url: str, metrics: Metrics
+) -> None:
+    ids = _recorded(engine, 5)
+    base = urlsplit(hapi_base_url)
+    outbox = AuditOutbox(
+        engine, first_retry=timedelta(milliseconds=50), max_retry=timedelta(milliseconds=200)
+    )
+    with running_proxy((base.hostname or "127.0.0.1", base.port or 80)) as proxy:
+        through_proxy = HapiClient(
+            f"http://127.0.0.1:{proxy.port}{base.path}",
+            metrics,
+            timeout=30,
+            retry=RetryPolicy(attempts=1),
+        )
+        writer = AuditWriter(outbox, through_proxy)
+        proxy.cut()
+        for _ in range(3):
+            assert await writer.run_once() == 5
+            await asyncio.sleep(0.25)
+        during = _rows(engine)
+        proxy.restore()
+        await _write_all(writer)
+        await through_proxy.aclose()
+
+    assert {during[i].attempts for i in ids} == {3}
+    assert {during[i].written_at for i in ids} == {None}
+    assert all("HapiUnavailableError" in (during[i].last_error or "") for i in ids)
+    found = await _found(hapi, ids)
+    assert sorted(e["id"] for e in found) == sorted(ids)
+    assert {e["meta"]["versionId"] for e in found} == {"1"}
+    assert {r.attempts for r in _rows(engine).values()} == {4}
