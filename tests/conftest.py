@@ -59,10 +59,10 @@ def conformance_loaded(hapi_base_url: str) -> str:
 
 
 @pytest.fixture
-def fhir(hapi_base_url: str) -> Iterator[httpx.Client]:
-    """A plain HTTP client on HAPI's base URL speaking FHIR JSON."""
+def fhir(conformance_loaded: str) -> Iterator[httpx.Client]:
+    """A plain HTTP client on HAPI's base URL speaking FHIR JSON, our SearchParameters loaded."""
     with httpx.Client(
-        base_url=hapi_base_url,
+        base_url=conformance_loaded,
         headers={"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"},
         timeout=60.0,
     ) as client:

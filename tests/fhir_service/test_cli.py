@@ -84,6 +84,7 @@ def test_serve_without_hapi_url_starts_the_local_hapi_and_stops_it_on_exit(
         "FHIR_SERVICE_DATA_DIR": str(tmp_path / "data"),
         "FHIR_SERVICE_EMBEDDED_HAPI_PORT": str(hapi_port),
         "FHIR_SERVICE_PORT": str(service_port),
+        "FHIR_SERVICE_AUTH_LOCAL_ISSUER": "true",
     }
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log:

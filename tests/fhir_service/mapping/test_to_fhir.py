@@ -109,7 +109,8 @@ def test_agreed_contract_carries_a_provenance_signed_by_both() -> None:
     (entry,) = _of_type(bundle, "Provenance")
     careplan_url = _of_type(bundle, "CarePlan")[0]["fullUrl"]
     provenance = entry["resource"]
-    assert provenance["target"] == [{"reference": careplan_url}]
+    identifier = {"system": urls.ID_CONTRACT, "value": contract.id}
+    assert provenance["target"] == [{"reference": careplan_url, "identifier": identifier}]
     patient_url = _of_type(bundle, "Patient")[0]["fullUrl"]
     signers = {s["who"]["reference"] for s in provenance["signature"]}
     assert patient_url in signers
