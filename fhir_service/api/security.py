@@ -127,12 +127,7 @@ class SecurityMiddleware:
             raise _RefusedError(_unauthorized(exc.reason.value), f"token refused: {exc}") from None
         except SigningKeysUnavailableError:
             _log.warning("signing keys unavailable; tokens cannot be checked")
-            response = problem_response(
-                503,
-                "Service Unavailable",
-                "Tokens cannot be checked right now. Retry after the pause.",
-                headers={"Retry-After": "5"},
-            )
+            response = _unavailable("Tokens cannot be checked right now.")
             raise _RefusedError(response, "signing keys unavailable") from None
         try:
             patient = await self._patient_of(fastapi, principal)
@@ -141,12 +136,7 @@ class SecurityMiddleware:
         except AccessDeniedError as exc:
             raise _RefusedError(_forbidden(exc.denial.value), f"denied: {exc}") from None
         except HapiError:
-            response = problem_response(
-                503,
-                "Service Unavailable",
-                "The token's patient cannot be looked up right now. Retry after the pause.",
-                headers={"Retry-After": "5"},
-            )
+            response = _unavailable("The token's patient cannot be looked up right now.")
             raise _RefusedError(response, "patient lookup failed: FHIR store unavailable") from None
 
     def _caller(
@@ -270,11 +260,16 @@ def _forbidden(reason: str) -> Response:
 
 
 def _unaccountable() -> Response:
+    return _unavailable(
+        "The access could not be recorded in the audit trail, so it is not answered."
+    )
+
+
+def _unavailable(detail: str) -> Response:
     return problem_response(
         503,
         "Service Unavailable",
-        "The access could not be recorded in the audit trail, so it is not answered. "
-        "Retry after the pause.",
+        f"{detail} Retry after the pause.",
         headers={"Retry-After": "5"},
     )
 

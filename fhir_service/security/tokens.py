@@ -83,8 +83,9 @@ class SigningKeysUnavailableError(Exception):
 class Principal:
     """Who a valid token speaks for, and what it grants; never the raw claims.
 
-    ``patient`` is a FHIR Patient id or an identifier ``system|value``, ``organization`` an
-    identifier ``system|value`` of the clinician's care unit, both kept exactly as issued.
+    ``patient`` is a FHIR Patient id or an identifier ``kind|value`` (``personnummer|...``),
+    ``organization`` the clinician's care unit as ``kind|value`` (``hsa-id|...``), both kept
+    exactly as issued; `security.access` reads them.
     """
 
     subject: str
