@@ -8,7 +8,6 @@ version they were based on in ``If-Match``; a stale one gets 409 naming the curr
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import date
@@ -369,8 +368,7 @@ async def _idempotent(
         return await handle()
     keys = IdempotencyStore(engine)
     # Keys are the caller's own: another caller's key never replays this caller's answer.
-    caller = f"{trail.caller.issuer}|{trail.caller.subject}".encode()
-    scope = f"{hashlib.sha256(caller).hexdigest()[:32]} {request.method} {request.url.path}"
+    scope = f"{trail.caller.key} {request.method} {request.url.path}"
     body = await request.body()
     try:
         stored = await asyncio.to_thread(keys.begin, scope, key, body)

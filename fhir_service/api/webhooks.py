@@ -1,4 +1,10 @@
-"""Webhooks: EHRs register where contract changes are sent, list and remove their registrations."""
+"""Webhooks: EHRs register where contract changes are sent, list and remove their registrations.
+
+A webhook belongs to the caller who registered it: others neither see nor remove it. It hears
+only of contracts the registering token could read (its patient's, or those its care unit is
+responsible for); a filter naming another patient or care unit is refused with 403 rather than
+accepted to stay silent.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,12 @@ from fastapi import APIRouter, Path, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from fhir_service.api.deps import NotificationsDep
+from fhir_service.api.deps import AccessDep, AuditTrailDep, NotificationsDep
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract import Identifier, IdentifierKind
 from fhir_service.mapping.identifier_systems import kind_for, system_for
-from fhir_service.sync.webhooks import InvalidWebhookError, Registration
+from fhir_service.security.access import Compartment, Denial
+from fhir_service.sync.webhooks import InvalidWebhookError, Reach, Registration
 
 __all__ = ["router"]
 
@@ -67,21 +74,37 @@ class WebhookOut(BaseModel):
     status_code=status.HTTP_201_CREATED,
     response_model=WebhookOut,
     response_model_by_alias=True,
-    responses={422: {"description": "The target or a filter is not acceptable.", **_PROBLEM}},
+    responses={
+        403: {"description": "A filter names a patient the token does not reach.", **_PROBLEM},
+        422: {"description": "The target or a filter is not acceptable.", **_PROBLEM},
+    },
 )
 async def register_webhook(
-    body: WebhookIn, notifications: NotificationsDep, response: Response
+    body: WebhookIn,
+    notifications: NotificationsDep,
+    access: AccessDep,
+    trail: AuditTrailDep,
+    response: Response,
 ) -> WebhookOut | JSONResponse:
-    """Register a webhook; deliveries are signed with its secret (see the README)."""
+    """Register a webhook; deliveries are signed with its secret (see the README).
+
+    It hears only of contracts the token reaches: its patient's, or its care unit's.
+    """
     if body.patient is not None and body.patient.kind in _ORGANIZATION_KINDS:
         return _invalid("patient must be a patient's identifier, not an organization's")
     if body.care_unit is not None and body.care_unit.kind not in _ORGANIZATION_KINDS:
         return _invalid("careUnit must be an organization's HSA-id or organisasjonsnummer")
+    compartment = access.compartment
+    if compartment.patient is not None and body.patient not in (None, compartment.patient):
+        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
+        return problem_response(403, "Forbidden", Denial.OUTSIDE_COMPARTMENT.value)
     try:
         registration = await asyncio.to_thread(
             notifications.registry.register,
             body.url,
             body.secret,
+            owner=trail.caller.key,
+            reach=_reach(compartment),
             patient_identifier=_token(body.patient),
             care_unit=_token(body.care_unit),
             description=body.description,
@@ -93,22 +116,24 @@ async def register_webhook(
 
 
 @router.get("", response_model=list[WebhookOut], response_model_by_alias=True)
-async def list_webhooks(notifications: NotificationsDep) -> list[WebhookOut]:
-    """Every registered webhook."""
-    return [_out(r) for r in await asyncio.to_thread(notifications.registry.list)]
+async def list_webhooks(notifications: NotificationsDep, trail: AuditTrailDep) -> list[WebhookOut]:
+    """Every webhook the caller registered."""
+    registrations = await asyncio.to_thread(notifications.registry.list, trail.caller.key)
+    return [_out(r) for r in registrations]
 
 
 @router.get(
     "/{webhook_id}",
     response_model=WebhookOut,
     response_model_by_alias=True,
-    responses={404: {"description": "No such webhook.", **_PROBLEM}},
+    responses={404: {"description": "No such webhook of the caller's.", **_PROBLEM}},
 )
 async def read_webhook(
-    webhook_id: WebhookId, notifications: NotificationsDep
+    webhook_id: WebhookId, notifications: NotificationsDep, trail: AuditTrailDep
 ) -> WebhookOut | JSONResponse:
-    """One webhook."""
-    registration = await asyncio.to_thread(notifications.registry.get, webhook_id)
+    """One of the caller's webhooks."""
+    registry = notifications.registry
+    registration = await asyncio.to_thread(registry.get, webhook_id, trail.caller.key)
     if registration is None:
         return _not_found(webhook_id)
     return _out(registration)
@@ -117,17 +142,26 @@ async def read_webhook(
 @router.delete(
     "/{webhook_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: {"description": "No such webhook.", **_PROBLEM}},
+    responses={404: {"description": "No such webhook of the caller's.", **_PROBLEM}},
 )
-async def delete_webhook(webhook_id: WebhookId, notifications: NotificationsDep) -> Response:
-    """Remove a webhook; its undelivered events are dropped with it."""
-    if not await asyncio.to_thread(notifications.registry.remove, webhook_id):
+async def delete_webhook(
+    webhook_id: WebhookId, notifications: NotificationsDep, trail: AuditTrailDep
+) -> Response:
+    """Remove one of the caller's webhooks; its undelivered events are dropped with it."""
+    registry = notifications.registry
+    if not await asyncio.to_thread(registry.remove, webhook_id, trail.caller.key):
         return _not_found(webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _token(identifier: Identifier | None) -> str | None:
     return None if identifier is None else f"{system_for(identifier.kind)}|{identifier.value}"
+
+
+def _reach(compartment: Compartment) -> Reach:
+    return Reach(
+        patient=_token(compartment.patient), responsible_unit=_token(compartment.organization)
+    )
 
 
 def _identifier(token: str | None) -> Identifier | None:

@@ -7,6 +7,7 @@ Patterns. Identifiers here are FHIR ``(system, value)`` pairs.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
@@ -65,6 +66,15 @@ class Caller:
     """The patient a patient-scoped token speaks for."""
     address: str | None = None
     """The network address the request came from."""
+
+    @property
+    def key(self) -> str:
+        """A pseudonymous key of the caller (issuer and subject), for what belongs to them:
+        their idempotency keys and webhooks. Stored instead of the subject, which may be a
+        person's id.
+        """
+        caller = f"{self.issuer}|{self.subject}".encode()
+        return hashlib.sha256(caller).hexdigest()[:32]
 
 
 @dataclass(frozen=True, slots=True)

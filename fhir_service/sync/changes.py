@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fhir_service.contract import Contract
+from fhir_service.contract import Contract, Identifier
 from fhir_service.fhir import GoneError, HapiClient, NotFoundError
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import UnreadableContractError
@@ -75,7 +75,8 @@ class Change:
 
 @dataclass(frozen=True)
 class Routing:
-    """Who a change concerns: its contract, its patient's identifiers, the care units taking part.
+    """Who a change concerns: its contract, its patient's identifiers, the care units taking part
+    and the one responsible for the contract (None when the contract could not be read).
 
     Identifiers are ``system|value`` tokens, the form webhook filters use.
     """
@@ -83,6 +84,13 @@ class Routing:
     contract_id: str | None
     patients: frozenset[str]
     care_units: frozenset[str]
+    responsible_unit: str | None = None
+
+    def wanted_by(self, webhook: Registration) -> bool:
+        """Whether ``webhook`` is told of this change: only records of contracts make events."""
+        return self.contract_id is not None and webhook.wants(
+            self.patients, self.care_units, self.responsible_unit
+        )
 
 
 def changes_in(entries: list[Resource]) -> list[Change]:
@@ -182,13 +190,8 @@ class ChangeFeed:
             return 0
         # With no webhook registered nobody is told; the change is only marked seen.
         routing = await self._routing(change, routes) if webhooks else _NOBODY
-        # Only records of contracts make events; the version is still marked seen, so other
-        # resources of these types are looked at once.
-        wanted = [
-            w.id
-            for w in webhooks
-            if routing.contract_id is not None and w.wants(routing.patients, routing.care_units)
-        ]
+        # The version is marked seen even when nobody wants it, so it is looked at once.
+        wanted = [w.id for w in webhooks if routing.wanted_by(w)]
         event_id = str(uuid.uuid4())
         payload = _payload(event_id, change, routing)
         made = await asyncio.to_thread(self._commit, change, event_id, payload, wanted)
@@ -310,12 +313,16 @@ def _routing_of(contract: Contract) -> Routing:
     organizations += [c.professional.organization for c in contract.care_contacts]
     organizations += [a.organization for a in contract.activities if a.organization is not None]
     organizations += [t.organization for t in contract.agreed_times]
-    patient = contract.patient.identifier
     return Routing(
         contract.id,
-        frozenset({f"{system_for(patient.kind)}|{patient.value}"}),
-        frozenset(f"{system_for(o.identifier.kind)}|{o.identifier.value}" for o in organizations),
+        frozenset({_token(contract.patient.identifier)}),
+        frozenset(_token(o.identifier) for o in organizations),
+        _token(contract.responsible_clinician.organization.identifier),
     )
+
+
+def _token(identifier: Identifier) -> str:
+    return f"{system_for(identifier.kind)}|{identifier.value}"
 
 
 def _server_now(meta: Resource) -> datetime:

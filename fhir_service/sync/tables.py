@@ -55,6 +55,12 @@ class Webhook(Base):
     care_unit: Mapped[str | None] = mapped_column(String(300), nullable=True)
     description: Mapped[str | None] = mapped_column(String(500), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    owner: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    """A pseudonymous key of the caller who registered it; only they see it."""
+    reach_patient: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """The patient whose contracts the owner's token reached, when it was a patient's."""
+    reach_unit: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    """The care unit whose contracts the owner's token reached, when it was a unit's."""
 
 
 class Delivery(Base):

@@ -9,23 +9,35 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from fhir_service import servicedb
 from fhir_service.api import create_app
+from fhir_service.contract import IdentifierKind
+from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.settings import Settings
+from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
 from tests.auth import TestIssuer
 
 SECRET = "a-test-secret-that-is-long-enough"
 PROBLEM_JSON = "application/problem+json"
+UNIT_ID = "SE2321000065-1254"
+UNIT = f"hsa-id|{UNIT_ID}"
+PATIENT = "197506258933"
 
 
 @pytest.fixture
-def service(hapi_base_url: str, tmp_path: Path, issuer: TestIssuer) -> Iterator[TestClient]:
+def database(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'service.db'}"
+
+
+@pytest.fixture
+def service(hapi_base_url: str, database: str, issuer: TestIssuer) -> Iterator[TestClient]:
     settings = Settings(
         hapi_url=hapi_base_url,
-        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        database_url=database,
         webhook_allowed_hosts="*.example",
         **issuer.settings(),
     )
-    headers = issuer.headers("ehr", organization="hsa-id|SE2321000065-1254")
+    headers = issuer.headers("ehr", organization=UNIT)
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
         deadline = time.monotonic() + 60
@@ -100,6 +112,90 @@ def test_bad_registrations_get_a_problem_saying_why(
     assert response.headers["Content-Type"] == PROBLEM_JSON
     assert words in response.text
     assert service.get("/webhooks").json() == []
+
+
+def test_another_caller_neither_sees_nor_removes_a_webhook(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    created = service.post("/webhooks", json={"url": "https://ehr.example/a", "secret": SECRET})
+    webhook_id = created.json()["id"]
+    # The same care unit, another EHR system: a webhook is its registrant's alone.
+    other = issuer.headers("ehr", organization=UNIT, subject="another-ehr")
+
+    listed = service.get("/webhooks", headers=other)
+    read = service.get(f"/webhooks/{webhook_id}", headers=other)
+    deleted = service.delete(f"/webhooks/{webhook_id}", headers=other)
+
+    assert created.status_code == 201, created.text
+    assert listed.status_code == 200
+    assert listed.json() == []
+    assert read.status_code == 404
+    assert deleted.status_code == 404
+    assert service.get(f"/webhooks/{webhook_id}").status_code == 200
+
+
+def test_a_webhook_keeps_the_reach_of_the_token_that_registered_it(
+    service: TestClient, issuer: TestIssuer, database: str
+) -> None:
+    by_unit = service.post("/webhooks", json={"url": "https://ehr.example/a", "secret": SECRET})
+    by_patient = service.post(
+        "/webhooks",
+        json={"url": "https://ehr.example/b", "secret": SECRET},
+        headers=issuer.headers("patient", patient=f"personnummer|{PATIENT}"),
+    )
+
+    registry = WebhookRegistry(servicedb.make_engine(database), TargetPolicy())
+    unit_reach = registry.get(by_unit.json()["id"])
+    patient_reach = registry.get(by_patient.json()["id"])
+    assert unit_reach is not None
+    assert patient_reach is not None
+    unit_token = f"{system_for(IdentifierKind.HSA_ID)}|{UNIT_ID}"
+    assert unit_reach.reach == Reach(responsible_unit=unit_token)
+    assert patient_reach.reach == Reach(
+        patient=f"{system_for(IdentifierKind.PERSONNUMMER)}|{PATIENT}"
+    )
+
+
+def test_a_patient_cannot_register_for_another_patients_changes(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    patient = issuer.headers("patient", patient=f"personnummer|{PATIENT}")
+
+    other = service.post(
+        "/webhooks",
+        json={
+            "url": "https://ehr.example/a",
+            "secret": SECRET,
+            "patient": {"kind": "personnummer", "value": "191212121212"},
+        },
+        headers=patient,
+    )
+    own = service.post(
+        "/webhooks",
+        json={
+            "url": "https://ehr.example/a",
+            "secret": SECRET,
+            "patient": {"kind": "personnummer", "value": PATIENT},
+        },
+        headers=patient,
+    )
+
+    assert other.status_code == 403
+    assert other.headers["Content-Type"] == PROBLEM_JSON
+    assert own.status_code == 201, own.text
+    assert [w["id"] for w in service.get("/webhooks", headers=patient).json()] == [own.json()["id"]]
+
+
+def test_a_booking_platform_cannot_register_webhooks(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    response = service.post(
+        "/webhooks",
+        json={"url": "https://ehr.example/a", "secret": SECRET},
+        headers=issuer.headers("booking"),
+    )
+
+    assert response.status_code == 403
 
 
 def test_the_hapi_hook_refuses_calls_without_the_token(service: TestClient) -> None:

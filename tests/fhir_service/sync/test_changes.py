@@ -22,11 +22,13 @@ from fhir_service.metrics import Metrics
 from fhir_service.sync.changes import ChangeFeed, changes_in
 from fhir_service.sync.store import ContractStore
 from fhir_service.sync.tables import Delivery
-from fhir_service.sync.webhooks import TargetPolicy, WebhookRegistry
+from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
 from tests.support import load_data, unique_hsa_id, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 SECRET = "a-test-secret-that-is-long-enough"
+# A registrant whose token reached every contract, so that only the filters decide.
+EHR: dict[str, Any] = {"owner": "ehr", "reach": Reach()}
 
 
 @pytest.fixture
@@ -76,20 +78,34 @@ async def test_a_new_contract_reaches_the_webhooks_of_its_patient_and_care_unit_
     feed = ChangeFeed(hapi, sqlite, store, registry)
     await feed.catch_up()
     patient, unit = unique_personnummer(), unique_hsa_id()
-    personnummer_system = system_for(IdentifierKind.PERSONNUMMER)
+    patient_token = f"{system_for(IdentifierKind.PERSONNUMMER)}|{patient}"
+    unit_token = f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
+    other_unit = f"{system_for(IdentifierKind.HSA_ID)}|{unique_hsa_id()}"
     hooks = {
         "patient": registry.register(
-            "https://ehr.example/a", SECRET, patient_identifier=f"{personnummer_system}|{patient}"
+            "https://ehr.example/a", SECRET, **EHR, patient_identifier=patient_token
         ),
-        "unit": registry.register(
-            "https://ehr.example/b", SECRET, care_unit=f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
-        ),
+        "unit": registry.register("https://ehr.example/b", SECRET, **EHR, care_unit=unit_token),
         "other patient": registry.register(
             "https://ehr.example/c",
             SECRET,
-            patient_identifier=f"{personnummer_system}|{unique_personnummer()}",
+            **EHR,
+            patient_identifier=f"{system_for(IdentifierKind.PERSONNUMMER)}|{unique_personnummer()}",
         ),
-        "all": registry.register("https://ehr.example/d", SECRET),
+        "all": registry.register("https://ehr.example/d", SECRET, **EHR),
+        "the patient's own": registry.register(
+            "https://ehr.example/e", SECRET, owner="patient", reach=Reach(patient=patient_token)
+        ),
+        "the unit's own": registry.register(
+            "https://ehr.example/f", SECRET, owner="unit", reach=Reach(responsible_unit=unit_token)
+        ),
+        "another unit's": registry.register(
+            "https://ehr.example/g",
+            SECRET,
+            owner="another unit",
+            reach=Reach(responsible_unit=other_unit),
+            care_unit=unit_token,
+        ),
     }
     contract = await store.create(_contract(patient, unit))
 
@@ -97,12 +113,13 @@ async def test_a_new_contract_reaches_the_webhooks_of_its_patient_and_care_unit_
     again = await feed.catch_up()
 
     expected = {"CarePlan.created", "CareTeam.created", "Appointment.created"}
-    for name in ("patient", "unit", "all"):
+    for name in ("patient", "unit", "all", "the patient's own", "the unit's own"):
         events = _of(_events(sqlite, hooks[name].id), contract.id)
         assert expected <= {e["type"] for e in events}, name
         careplan = next(e for e in events if e["type"] == "CarePlan.created")
         assert careplan["resource"]["versionId"] == str(contract.version)
     assert _events(sqlite, hooks["other patient"].id) == []
+    assert _events(sqlite, hooks["another unit's"].id) == []
     assert made >= 3
     assert again == 0
 
@@ -118,6 +135,7 @@ async def test_changes_made_straight_in_hapi_become_events_with_their_versions(
     hook = registry.register(
         "https://ehr.example/a",
         SECRET,
+        **EHR,
         patient_identifier=f"{system_for(IdentifierKind.PERSONNUMMER)}|{patient}",
     )
     contract = await store.create(_contract(patient, unique_hsa_id()))
@@ -151,7 +169,7 @@ async def test_two_instances_reading_the_same_changes_make_each_event_once(
     hapi: HapiClient, engine: Engine
 ) -> None:
     registry = WebhookRegistry(engine, TargetPolicy())
-    hook = registry.register("https://ehr.example/all", SECRET)
+    hook = registry.register("https://ehr.example/all", SECRET, **EHR)
     second = servicedb.make_engine(engine.url.render_as_string(hide_password=False))
     feeds = [
         ChangeFeed(hapi, engine, ContractStore(hapi), registry),

@@ -15,7 +15,7 @@ from fhir_service.sync.housekeeping import KEEP, tidy
 from fhir_service.sync.idempotency import IdempotencyStore
 from fhir_service.sync.outbox import Outbox, enqueue
 from fhir_service.sync.tables import AuditRecord, Delivery, IdempotencyRecord, SeenChange
-from fhir_service.sync.webhooks import TargetPolicy, WebhookRegistry
+from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
 
 
 def _access(record_id: str) -> AccessRecord:
@@ -38,7 +38,7 @@ def test_old_deliveries_audit_events_changes_and_expired_keys_go_and_the_rest_st
     now = datetime.now(UTC)
     old = now - KEEP - timedelta(hours=1)
     webhook = WebhookRegistry(engine, TargetPolicy()).register(
-        "https://ehr.example/a", "a-test-secret-that-is-long-enough"
+        "https://ehr.example/a", "a-test-secret-that-is-long-enough", owner="ehr", reach=Reach()
     )
     with Session(engine) as session, session.begin():
         enqueue(session, "delivered-long-ago", {}, [webhook.id], old)

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
 from fhir_service.sync.outbox import Claim, DeliveryWorker, Outbox, enqueue, sign
-from fhir_service.sync.webhooks import TargetPolicy, WebhookRegistry
+from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
 from tests.support import load_data
 from tests.webhook_receiver import running_receiver
 
@@ -24,7 +24,7 @@ LOCAL = TargetPolicy(allow_http=True, allow_private_networks=True)
 
 
 def _webhook(engine: Engine, url: str = "https://ehr.example/events") -> str:
-    return WebhookRegistry(engine, LOCAL).register(url, SECRET).id
+    return WebhookRegistry(engine, LOCAL).register(url, SECRET, owner="ehr", reach=Reach()).id
 
 
 def _events(engine: Engine, webhook_id: str, count: int) -> list[str]:

@@ -1,13 +1,23 @@
-"""Webhook targets are checked before they are stored; registrations keep their filters."""
+"""Webhook targets are checked before they are stored; registrations keep their filters,
+their owner and the reach of the token that made them."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine
 
-from fhir_service.sync.webhooks import InvalidWebhookError, TargetPolicy, WebhookRegistry
+from fhir_service.sync.webhooks import (
+    InvalidWebhookError,
+    Reach,
+    Registration,
+    TargetPolicy,
+    WebhookRegistry,
+)
 
 SECRET = "a-test-secret-that-is-long-enough"
+EVERYONE = Reach()
 
 
 @pytest.mark.parametrize(
@@ -49,9 +59,15 @@ def test_registrations_keep_their_filters_and_are_removed_with_their_deliveries(
 ) -> None:
     registry = WebhookRegistry(engine, TargetPolicy())
     by_patient = registry.register(
-        "https://ehr.example/a", SECRET, patient_identifier="urn:system|191212121212"
+        "https://ehr.example/a",
+        SECRET,
+        owner="ehr-a",
+        reach=EVERYONE,
+        patient_identifier="urn:system|191212121212",
     )
-    by_unit = registry.register("https://ehr.example/b", SECRET, care_unit="urn:hsa|SE1-1")
+    by_unit = registry.register(
+        "https://ehr.example/b", SECRET, owner="ehr-b", reach=EVERYONE, care_unit="urn:hsa|SE1-1"
+    )
 
     listed = registry.list()
     removed = registry.remove(by_patient.id)
@@ -66,6 +82,63 @@ def test_registrations_keep_their_filters_and_are_removed_with_their_deliveries(
     assert [r.id for r in registry.list()] == [by_unit.id]
 
 
+def test_each_owner_sees_and_removes_only_their_own_registrations(engine: Engine) -> None:
+    registry = WebhookRegistry(engine, TargetPolicy())
+    mine = registry.register("https://ehr.example/a", SECRET, owner="ehr-a", reach=EVERYONE)
+    theirs = registry.register("https://ehr.example/b", SECRET, owner="ehr-b", reach=EVERYONE)
+
+    assert [r.id for r in registry.list("ehr-a")] == [mine.id]
+    assert registry.get(theirs.id, "ehr-a") is None
+    assert registry.get(mine.id, "ehr-a") == mine
+    assert not registry.remove(theirs.id, "ehr-a")
+    assert registry.get(theirs.id) == theirs
+    assert registry.remove(mine.id, "ehr-a")
+
+
+PATIENT = "urn:system|191212121212"
+UNIT = "urn:hsa|SE1-1"
+
+
+@pytest.mark.parametrize(
+    ("reach", "patients", "care_units", "responsible", "wanted"),
+    [
+        (Reach(patient=PATIENT), {PATIENT}, {UNIT}, UNIT, True),
+        (Reach(patient=PATIENT), {"urn:system|other"}, {UNIT}, UNIT, False),
+        (Reach(responsible_unit=UNIT), {PATIENT}, {UNIT}, UNIT, True),
+        # Taking part in a contract is not holding it: the unit's token could not read it.
+        (Reach(responsible_unit=UNIT), {PATIENT}, {UNIT, "urn:hsa|SE2-2"}, "urn:hsa|SE2-2", False),
+        (Reach(responsible_unit=UNIT), {PATIENT}, {UNIT}, None, False),
+    ],
+)
+def test_deliveries_never_leave_the_reach_of_the_token_that_registered(
+    engine: Engine,
+    reach: Reach,
+    patients: set[str],
+    care_units: set[str],
+    responsible: str | None,
+    wanted: bool,
+) -> None:
+    # The care-unit filter matches every case: only the reach decides.
+    registration = WebhookRegistry(engine, TargetPolicy()).register(
+        "https://ehr.example/a", SECRET, owner="ehr-a", reach=reach, care_unit=UNIT
+    )
+
+    assert registration.wants(frozenset(patients), frozenset(care_units), responsible) is wanted
+
+
+def test_a_registration_without_an_owner_hears_of_nothing() -> None:
+    legacy = Registration(
+        id="00000000-0000-0000-0000-000000000000",
+        url="https://ehr.example/a",
+        patient_identifier=None,
+        care_unit=None,
+        description=None,
+        created_at=datetime.now(UTC),
+    )
+
+    assert not legacy.wants(frozenset({PATIENT}), frozenset({UNIT}), UNIT)
+
+
 @pytest.mark.parametrize(
     ("secret", "patient"),
     [("short", None), (SECRET, "no-bar"), (SECRET, "|value"), (SECRET, "system|")],
@@ -76,5 +149,11 @@ def test_weak_secrets_and_malformed_filters_are_refused(
     registry = WebhookRegistry(engine, TargetPolicy())
 
     with pytest.raises(InvalidWebhookError):
-        registry.register("https://ehr.example/a", secret, patient_identifier=patient)
+        registry.register(
+            "https://ehr.example/a",
+            secret,
+            owner="ehr-a",
+            reach=EVERYONE,
+            patient_identifier=patient,
+        )
     assert registry.list() == []

@@ -1,0 +1,92 @@
+"""Schemathesis against the running service with a valid token: whatever the OpenAPI document
+allows a client to send, the answer is never a 5xx, never a stack trace, never HAPI's address,
+and every refusal is a problem document or an OperationOutcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis import Case, GenerationMode, Response
+
+from fhir_service.security.roles import Role
+from tests.auth import TestIssuer
+from tests.service_process import running_service
+
+UNIT = "hsa-id|SE2321000065-1254"
+PATIENT = "personnummer|197506258933"
+ERROR_TYPES = ("application/problem+json", "application/fhir+json")
+EXAMPLES = 25
+
+
+@pytest.fixture(scope="module")
+def service(
+    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
+) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("fuzz")
+    environment = {
+        **issuer.env(),
+        "HAPI_URL": conformance_loaded,
+        "DATABASE_URL": f"sqlite:///{directory / 'service.db'}",
+        "WEBHOOK_ALLOWED_HOSTS": "*.example",
+    }
+    with running_service(environment, directory / "service.log") as base_url:
+        yield base_url
+
+
+@pytest.mark.parametrize("mode", list(GenerationMode))
+@pytest.mark.parametrize(
+    ("role", "claims"), [("ehr", {"organization": UNIT}), ("patient", {"patient": PATIENT})]
+)
+def test_no_generated_request_breaks_the_service(
+    service: str,
+    issuer: TestIssuer,
+    conformance_loaded: str,
+    mode: GenerationMode,
+    role: Role,
+    claims: dict[str, str],
+) -> None:
+    # Positive requests fit the schema and reach the routes' logic; negative ones break it.
+    schema = schemathesis.openapi.from_url(f"{service}/openapi.json")
+    headers = issuer.headers(role, **claims)
+    hapi = urlsplit(conformance_loaded).netloc
+    tried: list[str] = []
+
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        inputs = (operation.path_parameters, operation.query, operation.headers, operation.body)
+        if mode is GenerationMode.NEGATIVE and not any(len(i) for i in inputs):
+            continue  # nothing to send that breaks the schema
+
+        @given(case=operation.as_strategy(mode))
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def survives(case: Case) -> None:
+            _check(case, case.call(base_url=service, headers=headers, timeout=60), hapi)
+
+        survives()
+        tried.append(operation.label)
+
+    # Every route of the API was fuzzed: a schema that lost its paths would pass vacuously.
+    assert {"POST /contracts", "PUT /contracts/{contract_id}", "POST /webhooks"} <= set(tried)
+
+
+def _check(case: Case, response: Response, hapi: str) -> None:
+    where = f"{case.method} {case.formatted_path}"
+    # Schemathesis gives header names in lower case, each with a list of values.
+    shown = response.text + " ".join(f"{k}: {v}" for k, v in response.headers.items())
+    assert response.status_code < 500, f"{where}: {response.status_code} {response.text}"
+    assert "Traceback" not in shown, where
+    assert hapi not in shown, f"HAPI's address leaked from {where}"
+    if response.status_code >= 400:
+        content_type = response.headers.get("content-type", [""])[0].split(";")[0]
+        assert content_type in ERROR_TYPES, f"{where}: {response.status_code} {content_type}"
