@@ -173,6 +173,11 @@ async def search_contracts(
     unit's: the walls are added to the criteria (and to the paging cursor), and asking for
     another patient or unit explicitly is refused.
     """
+    unknown = _unknown_parameters(request)
+    if unknown:
+        # A misspelt or unsupported criterion (``_include``, a chain) would otherwise widen the
+        # search silently instead of narrowing it.
+        return _problem(422, "Invalid search", f"unknown search parameters: {', '.join(unknown)}")
     walls = access.compartment
     try:
         patient_criterion = _within(_pair(patient), walls.patient)
@@ -200,6 +205,12 @@ async def search_contracts(
         following = f"/contracts?{urlencode([*query, ('cursor', page.next_cursor)])}"
     body = ContractList(contracts=list(page.contracts), next=following)
     return JSONResponse(body.model_dump(mode="json"))
+
+
+def _unknown_parameters(request: Request) -> list[str]:
+    route = request.scope["route"]
+    known = {field.alias for field in route.dependant.query_params}
+    return sorted({name for name in request.query_params if name not in known})[:10]
 
 
 @router.get(

@@ -220,6 +220,35 @@ def test_a_patient_reads_and_searches_only_their_own_contracts(
     assert writes.status_code == 403
 
 
+@pytest.mark.parametrize(
+    "criterion",
+    [
+        "_include=CarePlan:subject",
+        "_revinclude=Provenance:target",
+        "subject.identifier={other}",
+        "patient:Patient.identifier={other}",
+        "pateint={other}",
+    ],
+)
+def test_includes_chains_and_unknown_criteria_are_refused_not_ignored(
+    service: TestClient, issuer: TestIssuer, criterion: str
+) -> None:
+    ehr = issuer.headers("ehr", organization=UNIT)
+    mine, theirs = _contract(), _contract()
+    for contract in (mine, theirs):
+        assert service.post("/contracts", json=contract, headers=ehr).status_code == 201
+    patient = issuer.headers("patient", patient=_patient(mine))
+
+    response = service.get(
+        f"/contracts?{criterion.format(other=_patient(theirs))}", headers=patient
+    )
+
+    assert response.status_code == 422
+    assert "unknown search parameters" in response.text
+    assert "contracts" not in response.json()
+    assert theirs["id"] not in response.text
+
+
 def test_a_paging_cursor_does_not_open_another_compartment(
     service: TestClient, issuer: TestIssuer
 ) -> None:
