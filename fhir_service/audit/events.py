@@ -35,7 +35,7 @@ from fhir_service.audit.records import (
     Interaction,
     Touched,
 )
-from fhir_service.mapping import urls
+from fhir_service.mapping.tables import code_table
 
 __all__ = [
     "BALP_PROFILE",
@@ -47,7 +47,8 @@ __all__ = [
 
 SERVICE_NAME = "patient-contracts-fhir-service"
 CLIENT_ID_SYSTEM = "urn:ietf:params:oauth:client-id"
-CONTRACT_OPERATION_SYSTEM = f"{urls.BASE}/CodeSystem/contract-operation"
+_OPERATIONS = code_table("contract-operation")
+CONTRACT_OPERATION_SYSTEM = _OPERATIONS.system
 BALP_PROFILE = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.{}"
 """A BALP profile's URL, to fill with ``Read``, ``Query``, ``Create``, ``Update`` or ``Delete``."""
 
@@ -89,7 +90,7 @@ def audit_event(record: AccessRecord) -> dict[str, Any]:
         }
     ]
     if record.operation:
-        subtype.append({"system": CONTRACT_OPERATION_SYSTEM, "code": record.operation})
+        subtype.append(_OPERATIONS.coding(record.operation))
     return {
         "resourceType": "AuditEvent",
         "id": record.id,

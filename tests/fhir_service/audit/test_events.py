@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from fhir_service.api.access_rules import RULES, Protected
 from fhir_service.audit.events import (
     BALP_PROFILE,
     CLIENT_ID_SYSTEM,
@@ -20,6 +21,7 @@ from fhir_service.audit.events import (
 )
 from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome, Touched
 from fhir_service.mapping import urls
+from fhir_service.mapping.tables import code_table
 
 PERSONNUMMER = "http://electronichealth.se/identifier/personnummer"
 HSA = "urn:oid:1.2.752.29.4.19"
@@ -139,6 +141,14 @@ def test_an_operation_is_named_beside_the_interaction() -> None:
         ("http://hl7.org/fhir/restful-interaction", "operation"),
         (CONTRACT_OPERATION_SYSTEM, "agree"),
     ]
+    assert event["subtype"][1]["display"] == "Agreed"
+
+
+def test_every_operation_route_has_its_code_in_the_published_code_system() -> None:
+    operations = {r.operation for r in RULES.values() if isinstance(r, Protected) and r.operation}
+
+    assert operations == set(code_table("contract-operation").names)
+    assert f"{urls.BASE}/CodeSystem/contract-operation" == CONTRACT_OPERATION_SYSTEM
 
 
 def test_a_known_caller_is_the_requesting_user_with_the_app_the_care_unit_and_the_server() -> None:
