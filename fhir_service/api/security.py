@@ -34,7 +34,7 @@ from fhir_service.audit.records import Caller
 from fhir_service.contract import Identifier
 from fhir_service.fhir import GoneError, HapiClient, HapiError, NotFoundError
 from fhir_service.logs import request_id_var
-from fhir_service.mapping.identifier_systems import kind_for, system_for
+from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.security.access import (
     Access,
     AccessDeniedError,
@@ -282,11 +282,10 @@ async def _identifier_of_patient(hapi: HapiClient, patient_id: str) -> Identifie
     except (NotFoundError, GoneError):
         return None
     for identifier in patient.get("identifier", []):
-        kind = kind_for(str(identifier.get("system", "")))
-        value = identifier.get("value")
-        if kind is not None and isinstance(value, str):
+        system, value = identifier.get("system"), identifier.get("value")
+        if isinstance(system, str) and isinstance(value, str):
             try:
-                found = claimed_identifier(f"{kind}|{value}", patient=True)
+                found = claimed_identifier(f"{system}|{value}", patient=True)
             except AccessDeniedError:
                 continue
             if found is not None:

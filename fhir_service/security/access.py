@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from fhir_service.contract import Contract, Identifier, IdentifierKind, InvalidIdentifierError
+from fhir_service.mapping.identifier_systems import kind_for
 from fhir_service.security.scopes import Context, Permission, granted, parse_scopes
 from fhir_service.security.tokens import Principal
 
@@ -148,17 +149,18 @@ def _grant(
 
 
 def claimed_identifier(text: str, *, patient: bool) -> Identifier | None:
-    """A token claim ``kind|value`` as an identifier of a patient or a care unit.
+    """A token claim ``kind|value`` or FHIR ``system|value`` as an identifier of a patient or a
+    care unit.
 
     None when the claim is not in that form (a patient claim may be a FHIR Patient id instead);
     `AccessDeniedError` when it is, but names the wrong kind or an invalid value.
     """
-    kind, separator, value = text.partition("|")
+    kind, separator, value = text.rpartition("|")
     if not separator:
         return None
     kinds = _PATIENT_KINDS if patient else _ORGANIZATION_KINDS
     try:
-        identifier = Identifier(kind=IdentifierKind(kind), value=value)
+        identifier = Identifier(kind=kind_for(kind) or IdentifierKind(kind), value=value)
     except (ValueError, InvalidIdentifierError):
         raise AccessDeniedError(Denial.BAD_CLAIM) from None
     if identifier.kind not in kinds:

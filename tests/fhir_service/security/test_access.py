@@ -263,7 +263,7 @@ def test_adding_a_system_scope_without_organization_keeps_the_patient_grant() ->
         "nokind",
         "Organization/123",
         "no-such-kind|SE2321000065-1254",
-        "urn:oid:1.2.752.29.4.19|SE2321000065-1254",
+        "urn:oid:1.2.752.29.4.19|nonsense",
     ],
 )
 @pytest.mark.parametrize(
@@ -281,6 +281,9 @@ def test_a_malformed_organization_claim_is_refused(
     assert denial(of_role(role, organization=organization), requirement) is Denial.BAD_CLAIM
 
 
+UNIT_VALUE = "SE2321000065-1254"
+
+
 @pytest.mark.parametrize(
     ("claim", "patient", "kind", "value"),
     [
@@ -289,6 +292,19 @@ def test_a_malformed_organization_claim_is_refused(
         ("hsa-id|SE2321000065-1254", False, IdentifierKind.HSA_ID, "SE2321000065-1254"),
         ("hsa-id|se2321000065-1254", False, IdentifierKind.HSA_ID, "SE2321000065-1254"),
         ("organisasjonsnummer|974760673", False, IdentifierKind.ORGANISASJONSNUMMER, "974760673"),
+        # The FHIR form an identity provider may issue: the identifier's system, not its kind.
+        (
+            "http://electronichealth.se/identifier/personnummer|193902114689",
+            True,
+            IdentifierKind.PERSONNUMMER,
+            "193902114689",
+        ),
+        (
+            "urn:oid:1.2.752.29.4.19|SE2321000065-1254",
+            False,
+            IdentifierKind.HSA_ID,
+            "SE2321000065-1254",
+        ),
     ],
 )
 def test_a_kind_and_value_claim_is_the_identifier_it_names(
@@ -308,7 +324,8 @@ def test_a_kind_and_value_claim_is_the_identifier_it_names(
         ("hpr-nummer|1234567", False),
         ("unknown|19390211-4689", True),
         ("|19390211-4689", True),
-        ("http://electronichealth.se/identifier/personnummer|193902114689", True),
+        ("http://electronichealth.se/identifier/personnummer|19390211-4688", True),
+        ("urn:oid:1.2.752.29.4.19|SE2321000065-1254", True),
     ],
 )
 def test_a_claim_of_an_invalid_value_or_the_wrong_kind_is_refused(
