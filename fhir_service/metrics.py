@@ -1,10 +1,16 @@
-"""Prometheus metrics of the service: its own HTTP traffic and its calls to HAPI."""
+"""Prometheus metrics of the service: its own HTTP traffic, its calls to HAPI, and its outboxes."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import logging
+import math
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
+
+_log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -44,3 +50,33 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.audit_pending = Gauge(
+            "fhir_service_audit_records_pending",
+            "Audit records kept in the service DB and not yet written to HAPI.",
+            registry=self.registry,
+        )
+        self.deliveries_pending = Gauge(
+            "fhir_service_webhook_deliveries_pending",
+            "Webhook deliveries waiting for their receiver.",
+            registry=self.registry,
+        )
+
+    def watch_backlogs(self, audit: Callable[[], int], deliveries: Callable[[], int]) -> None:
+        """Read the outboxes' backlogs whenever the metrics are scraped.
+
+        A backlog that cannot be read (the DB is down or not migrated yet) shows as NaN, so a
+        scrape never fails and an alert can tell "unknown" from "empty".
+        """
+        self.audit_pending.set_function(_unless_failing(audit))
+        self.deliveries_pending.set_function(_unless_failing(deliveries))
+
+
+def _unless_failing(count: Callable[[], int]) -> Callable[[], float]:
+    def read() -> float:
+        try:
+            return float(count())
+        except Exception:
+            _log.warning("an outbox backlog could not be read for the metrics", exc_info=True)
+            return math.nan
+
+    return read

@@ -73,7 +73,9 @@ def create_app(settings: Settings) -> FastAPI:
             hook_url=settings.resolved_hapi_hook_url,
             feed_interval_seconds=settings.change_feed_interval_seconds,
         )
-        audit_writer = AuditWriter(AuditOutbox(app.state.engine), app.state.hapi)
+        audit_outbox = AuditOutbox(app.state.engine)
+        audit_writer = AuditWriter(audit_outbox, app.state.hapi)
+        metrics.watch_backlogs(audit_outbox.pending, app.state.notifications.outbox.pending)
         background = [
             asyncio.create_task(
                 _after(

@@ -14,6 +14,7 @@ from httpx import Response
 from fhir_service.api import create_app
 from fhir_service.api.access_rules import RULES, Public
 from fhir_service.settings import Settings
+from tests.auth import TestIssuer
 from tests.support import free_port
 
 
@@ -135,6 +136,39 @@ def test_metrics_count_requests_by_route_template_and_hapi_calls(service: TestCl
     assert 'fhir_service_hapi_requests_total{method="POST",outcome="200"} 1.0' in text
     assert "fhir_service_http_request_duration_seconds_bucket" in text
     assert "fhir_service_hapi_request_duration_seconds_bucket" in text
+
+
+def test_metrics_show_the_audit_records_hapi_does_not_have_yet(
+    tmp_path: Path, issuer: TestIssuer
+) -> None:
+    settings = Settings(
+        hapi_url=f"http://127.0.0.1:{free_port()}/fhir",
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        **issuer.settings(),
+    )
+    headers = issuer.headers("ehr", organization="hsa-id|SE2321000065-1254")
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        _ready_within(client, 30, until=lambda r: _check(r, "database") == "up")
+        answers = [client.get("/contracts", headers=headers) for _ in range(3)]
+
+        text = client.get("/metrics").text
+
+    # HAPI is down: the searches fail, but their audit records wait in the service DB.
+    assert [a.status_code for a in answers] == [503] * 3
+    assert "fhir_service_audit_records_pending 3.0" in text
+    assert "fhir_service_webhook_deliveries_pending 0.0" in text
+
+
+def test_a_backlog_that_cannot_be_read_is_nan_and_the_scrape_still_works(
+    hapi_base_url: str, tmp_path: Path
+) -> None:
+    # A directory where the SQLite file should be: SQLite cannot open it.
+    with _client(hapi_base_url, f"sqlite:///{tmp_path}", tmp_path) as client:
+        response = client.get("/metrics")
+
+    assert response.status_code == 200
+    assert "fhir_service_audit_records_pending NaN" in response.text
+    assert "fhir_service_webhook_deliveries_pending NaN" in response.text
 
 
 def test_a_bug_is_a_problem_json_500_that_reveals_nothing(
