@@ -1,4 +1,7 @@
-"""The service's own database (idempotency keys, webhooks, outbox; nothing clinical).
+"""The service's own database: idempotency keys, webhooks, the delivery and audit outboxes.
+
+No clinical content is kept here. The audit outbox does hold who touched which patient's
+contract, until HAPI has the AuditEvent; housekeeping then deletes the row.
 
 SQLite file by default, PostgreSQL by URL. This module makes the engine, checks it answers and
 migrates it. The tables live in ``sync/tables.py`` and change through the Alembic migrations in
