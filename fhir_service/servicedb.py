@@ -1,7 +1,8 @@
 """The service's own database: idempotency keys, webhooks, the delivery and audit outboxes.
 
-No clinical content is kept here. The audit outbox does hold who touched which patient's
-contract, until HAPI has the AuditEvent; housekeeping then deletes the row.
+HAPI is the record; what clinical data is here is short-lived: an idempotency key keeps the
+answer it replays (a contract) for its 24 hours, and the audit outbox who touched which
+patient's contract until HAPI has the AuditEvent. Housekeeping deletes both when done.
 
 SQLite file by default, PostgreSQL by URL. This module makes the engine, checks it answers and
 migrates it. The tables live in ``sync/tables.py`` and change through the Alembic migrations in
