@@ -83,9 +83,9 @@ class SigningKeysUnavailableError(Exception):
 class Principal:
     """Who a valid token speaks for, and what it grants; never the raw claims.
 
-    ``patient`` is a FHIR Patient id or an identifier ``kind|value`` (``personnummer|...``),
-    ``organization`` the clinician's care unit as ``kind|value`` (``hsa-id|...``), both kept
-    exactly as issued; `security.access` reads them.
+    ``patient`` is a FHIR Patient id or an identifier, ``organization`` the clinician's care
+    unit, each identifier as ``kind|value`` (``personnummer|...``, ``hsa-id|...``) or FHIR
+    ``system|value``; both are kept exactly as issued, and `security.access` reads them.
     """
 
     subject: str
