@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from fhir_service.contract import (
     Activity,
     AgreedTime,
@@ -29,6 +31,7 @@ from fhir_service.contract import (
     Relative,
     Schedule,
 )
+from fhir_service.mapping import elements as element
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import kind_for
 from fhir_service.mapping.tables import code_table
@@ -89,7 +92,16 @@ def contract_from_bundle(bundle: Resource, contract_id: str | None = None) -> Co
         if len(ids) != 1:
             raise UnreadableContractError(f"the Bundle holds {len(ids)} contracts, not one")
         contract_id = ids[0]
-    return reader.contract(contract_id)
+    try:
+        return reader.contract(contract_id)
+    except ValidationError as exc:
+        # The messages only: the error's own text quotes the stored data, patient included.
+        reasons = "; ".join(str(error["msg"]) for error in exc.errors()[:3])
+        raise UnreadableContractError(f"contract {contract_id!r}: {reasons}") from exc
+    except (KeyError, IndexError, TypeError, AttributeError) as exc:
+        raise UnreadableContractError(
+            f"contract {contract_id!r}: a resource lacks an element the mapping needs ({exc!r})"
+        ) from exc
 
 
 class _Reader:
@@ -176,6 +188,7 @@ class _Reader:
             wishes=tuple(n["text"] for n in notes if _note_kind(n) == "wish"),
             agreed_times=tuple(self.agreed_time(a, contract_id) for a in appointments),
             agreements=tuple(agreements),
+            confidentiality=element.confidentiality_of(careplan),
         )
 
     def _team(self, team: Resource, contract_id: str) -> tuple[list[Professional], list[Relative]]:
@@ -273,6 +286,7 @@ class _Reader:
             description=goal["description"]["text"],
             status=_GOAL_STATUS[status],
             due=date.fromisoformat(due) if due else None,
+            confidentiality=element.confidentiality_of(goal),
         )
 
     def agreed_time(self, appointment: Resource, contract_id: str) -> AgreedTime:
@@ -295,6 +309,7 @@ class _Reader:
             end=_instant(appointment.get("end")),
             organization=organization,
             professional=professional,
+            confidentiality=element.confidentiality_of(appointment),
         )
 
     def agreements(self, careplan: Resource, version: int | None) -> list[Agreement]:
