@@ -62,6 +62,8 @@ RULES: dict[str, Protected | Public] = {
     "complete_contract": _contract("u", Interaction.OPERATION, "complete"),
     "end_contract": _contract("u", Interaction.OPERATION, "end"),
     "revoke_contract": _contract("u", Interaction.OPERATION, "revoke"),
+    # The coherent plan searches the patient's contracts across care units.
+    "read_plan": _contract("s", Interaction.SEARCH),
     "register_webhook": _webhook("c", Interaction.CREATE),
     "list_webhooks": _webhook("s", Interaction.SEARCH),
     "read_webhook": _webhook("r", Interaction.READ),

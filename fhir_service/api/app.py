@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_service import __version__, servicedb
-from fhir_service.api import contracts, health, hooks, webhooks
+from fhir_service.api import contracts, health, hooks, patients, webhooks
 from fhir_service.api.body_limit import BodyLimitMiddleware
 from fhir_service.api.middleware import RequestContextMiddleware
 from fhir_service.api.problems import problem_response
@@ -129,6 +129,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(UnreadableContractError, _unreadable_contract)
     app.include_router(health.router)
     app.include_router(contracts.router)
+    app.include_router(patients.router)
     app.include_router(webhooks.router)
     app.include_router(hooks.router)
     return app

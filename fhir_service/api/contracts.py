@@ -16,13 +16,20 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from fhir_service.api.audit_trail import AuditTrail
 from fhir_service.api.deps import AccessDep, AuditTrailDep, EngineDep, StoreDep
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
-from fhir_service.contract import Agreement, Contract, Identifier
+from fhir_service.contract import (
+    Agreement,
+    Contract,
+    Identifier,
+    IdentifierKind,
+    InvalidIdentifierError,
+)
+from fhir_service.contract.disclosure import disclose
 from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.mapping.provenance import Author
 from fhir_service.security.access import Access, AccessDeniedError, Denial
@@ -48,6 +55,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/contracts", tags=["contracts"])
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+_WITHHELD = "withheld from this reader: a draft, or labelled restricted"
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     409: {
         "description": "Stale version, not editable, or the key's request is running.",
@@ -121,6 +129,11 @@ class ContractList(BaseModel):
 
     contracts: list[Contract]
     next: str | None = None
+    withheld: bool = Field(
+        default=False,
+        description="True when this page holds less than matched: a patient is not shown "
+        "drafts or restricted content. What was withheld is not said.",
+    )
 
 
 IdentifierParam = Annotated[
@@ -197,13 +210,17 @@ async def search_contracts(
         )
     except InvalidSearchError as exc:
         return _problem(422, "Invalid search", str(exc))
-    for contract in page.contracts:
+    disclosed = [disclose(c, walls.organization) for c in page.contracts]
+    shown = [d.contract for d in disclosed if d.contract is not None]
+    for contract in shown:
         trail.saw_contract(contract)
     following = None
     if page.next_cursor is not None:
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
         following = f"/contracts?{urlencode([*query, ('cursor', page.next_cursor)])}"
-    body = ContractList(contracts=list(page.contracts), next=following)
+    body = ContractList(
+        contracts=shown, next=following, withheld=any(d.withheld for d in disclosed)
+    )
     return JSONResponse(body.model_dump(mode="json"))
 
 
@@ -216,7 +233,21 @@ def _unknown_parameters(request: Request) -> list[str]:
 @router.get(
     "/{contract_id}",
     response_model=Contract,
-    responses={404: {"description": "No such contract.", **_PROBLEM}, 503: _WRITE_ERRORS[503]},
+    responses={
+        200: {
+            "description": "The contract, as far as the reader may see it.",
+            "headers": {
+                "ETag": {"description": 'The version, W/"<n>".', "schema": {"type": "string"}},
+                "Withheld": {
+                    "description": "true when a patient is not shown part of the contract "
+                    "(goals or agreed times labelled restricted); what, is not said.",
+                    "schema": {"type": "string", "enum": ["true"]},
+                },
+            },
+        },
+        404: {"description": "No such contract.", **_PROBLEM},
+        503: _WRITE_ERRORS[503],
+    },
 )
 async def read_contract(
     contract_id: ContractIdPath, store: StoreDep, access: AccessDep, trail: AuditTrailDep
@@ -232,7 +263,14 @@ async def read_contract(
         # business. The audit record says what really happened.
         trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
         return _problem(404, "Not Found", str(ContractNotFoundError(contract_id)))
-    return _contract_response(contract, status.HTTP_200_OK)
+    disclosed = disclose(contract, access.compartment.organization)
+    if disclosed.contract is None:
+        trail.refused(_WITHHELD)
+        return _problem(404, "Not Found", str(ContractNotFoundError(contract_id)))
+    response = _contract_response(disclosed.contract, status.HTTP_200_OK)
+    if disclosed.withheld:
+        response.headers["Withheld"] = "true"
+    return response
 
 
 @router.put("/{contract_id}", response_model=Contract, responses=_WRITE_ERRORS)
@@ -438,9 +476,20 @@ def _within(asked: tuple[str, str] | None, wall: Identifier | None) -> tuple[str
     """A search criterion inside the compartment: the wall itself, or what was asked if equal."""
     if wall is None:
         return asked
-    if asked is not None and asked != (wall.kind.value, wall.value):
+    if asked is not None and _identifier(asked) not in (None, wall):
         raise AccessDeniedError(Denial.OUTSIDE_COMPARTMENT)
+    if asked is not None and _identifier(asked) is None:
+        # Not an identifier at all: the store refuses it (422) before HAPI is asked.
+        return asked
     return wall.kind.value, wall.value
+
+
+def _identifier(pair: tuple[str, str]) -> Identifier | None:
+    # Compared as identifiers, so that 19121212-1212 and 191212121212 are one patient.
+    try:
+        return Identifier(kind=IdentifierKind(pair[0]), value=pair[1])
+    except (ValueError, InvalidIdentifierError):
+        return None
 
 
 def _outside(trail: AuditTrail) -> JSONResponse:

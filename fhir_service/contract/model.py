@@ -31,6 +31,7 @@ from fhir_service.contract.vocabulary import (
     AgreedTimeStatus,
     AgreementParty,
     CareContactKind,
+    Confidentiality,
     ContractStatus,
     GoalStatus,
     OrganizationKind,
@@ -238,6 +239,7 @@ class Goal(_Model):
     description: Text
     status: GoalStatus = GoalStatus.ACTIVE
     due: date | None = None
+    confidentiality: Confidentiality = Confidentiality.NORMAL
 
 
 class AgreedTime(_Model):
@@ -250,6 +252,7 @@ class AgreedTime(_Model):
     end: AwareDatetime | None = None
     organization: Organization
     professional: Professional | None = None
+    confidentiality: Confidentiality = Confidentiality.NORMAL
 
     @model_validator(mode="after")
     def _times(self) -> Self:
@@ -275,6 +278,10 @@ class Contract(_Model):
     id: ContractId
     version: int | None = Field(default=None, description="Set by the store; None before saving.")
     status: ContractStatus = ContractStatus.DRAFT
+    confidentiality: Confidentiality = Field(
+        default=Confidentiality.NORMAL,
+        description="Of the whole contract; goals and agreed times may be labelled on their own.",
+    )
     title: Text
     period: Period | None = None
     patient: Patient

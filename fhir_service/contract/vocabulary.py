@@ -10,6 +10,7 @@ __all__ = [
     "AgreedTimeStatus",
     "AgreementParty",
     "CareContactKind",
+    "Confidentiality",
     "ContractStatus",
     "GoalStatus",
     "OrganizationKind",
@@ -89,3 +90,15 @@ class AgreementParty(StrEnum):
 
     PATIENT = "patient"
     RESPONSIBLE_CLINICIAN = "responsible-clinician"
+
+
+class Confidentiality(StrEnum):
+    """How freely a contract, a goal or an agreed time may be shown (HL7 v3 Confidentiality).
+
+    Restricted and very restricted content is kept from the patient's own view and from other
+    care units' view of the coherent plan; only the responsible unit sees it.
+    """
+
+    NORMAL = "normal"
+    RESTRICTED = "restricted"
+    VERY_RESTRICTED = "very-restricted"

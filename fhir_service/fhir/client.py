@@ -198,12 +198,17 @@ class HapiClient:
         await self._send("DELETE", f"/{resource_type}/{resource_id}", safe=True)
 
     async def transaction(self, bundle: Resource, *, idempotent: bool = False) -> Resource:
-        """POST a transaction Bundle; its transaction-response.
+        """POST a transaction (or batch) Bundle; its transaction-response.
+
+        Security labels of the entries replace those stored, so a label taken off is gone.
 
         Mark it ``idempotent`` when every entry is a conditional or versioned write, so that a
         repeat cannot write twice; only then is it retried after a lost answer.
         """
-        return _json(await self._send("POST", "", safe=idempotent, json=bundle))
+        # Each entry's security labels are what it says, not added to the stored ones (HAPI's
+        # default): a label taken off must be gone, or content stays withheld that should not.
+        headers = {"X-Meta-Snapshot-Mode": "SECURITY_LABEL"}
+        return _json(await self._send("POST", "", safe=idempotent, json=bundle, headers=headers))
 
     # The one place requests are sent, retried and turned into errors.
 

@@ -6,13 +6,15 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from fhir_service.contract import Contact, Identifier, Name, Period
+from fhir_service.contract import Confidentiality, Contact, Identifier, Name, Period
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.tables import code_table, snomed_for_role
 
 __all__ = [
+    "CONFIDENTIALITY_SYSTEM",
     "SNOMED",
+    "confidentiality_of",
     "contact_point",
     "human_name",
     "identifier",
@@ -22,10 +24,13 @@ __all__ = [
     "note",
     "period",
     "role_codings",
+    "security_labels",
 ]
 
 Resource = dict[str, Any]
 SNOMED = "http://snomed.info/sct"
+CONFIDENTIALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+_CONFIDENTIALITY_CODES = {Confidentiality.RESTRICTED: "R", Confidentiality.VERY_RESTRICTED: "V"}
 
 
 def identity_url(resource_type: str, system: str, value: str) -> str:
@@ -93,3 +98,26 @@ def _date(value: date) -> str:
 def instant(value: datetime) -> str:
     """An instant with its offset, to the second as the model keeps it."""
     return value.isoformat()
+
+
+def security_labels(confidentiality: Confidentiality) -> list[Resource]:
+    """``meta.security`` for ``confidentiality``: empty for normal content, as FHIR assumes."""
+    code = _CONFIDENTIALITY_CODES.get(confidentiality)
+    return [] if code is None else [{"system": CONFIDENTIALITY_SYSTEM, "code": code}]
+
+
+def confidentiality_of(resource: Resource) -> Confidentiality:
+    """The strictest confidentiality label in ``resource``'s ``meta.security``.
+
+    Whoever labelled it (we, or another system writing to HAPI), very restricted wins over
+    restricted, and content without a label is normal.
+    """
+    codes = {
+        label.get("code")
+        for label in resource.get("meta", {}).get("security", [])
+        if label.get("system") == CONFIDENTIALITY_SYSTEM
+    }
+    if "V" in codes:
+        return Confidentiality.VERY_RESTRICTED
+    # U, L, M and N are no stricter than normal for what we show.
+    return Confidentiality.RESTRICTED if "R" in codes else Confidentiality.NORMAL

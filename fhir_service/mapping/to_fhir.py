@@ -20,6 +20,7 @@ from fhir_service.contract import (
     AgreedTime,
     AgreedTimeStatus,
     CareContact,
+    Confidentiality,
     Contract,
     ContractStatus,
     Goal,
@@ -63,6 +64,14 @@ _PARTICIPANT_STATUS: dict[AgreedTimeStatus, str] = {
     AgreedTimeStatus.NOSHOW: "accepted",
 }
 _ACHIEVEMENT = "http://terminology.hl7.org/CodeSystem/goal-achievement"
+
+
+def _label(resource: Resource, confidentiality: Confidentiality) -> None:
+    # Each resource carries its own label only, so that reading it back gives what was written;
+    # a restricted contract's goals and times are withheld with it by whoever reads the plan.
+    labels = element.security_labels(confidentiality)
+    if labels:
+        resource.setdefault("meta", {})["security"] = labels
 
 
 def contract_to_bundle(
@@ -212,6 +221,7 @@ class _Builder:
             }
         if goal.due:
             resource["target"] = [{"dueDate": goal.due.isoformat()}]
+        _label(resource, goal.confidentiality)
         return self._owned("Goal", urls.ID_GOAL, f"{self.contract.id}/{goal.key}", resource)
 
     def appointment(self, time: AgreedTime, patient_url: str) -> str:
@@ -236,6 +246,7 @@ class _Builder:
         if time.start and time.end:
             resource["start"] = element.instant(time.start)
             resource["end"] = element.instant(time.end)
+        _label(resource, time.confidentiality)
         return self._owned(
             "Appointment", urls.ID_AGREED_TIME, f"{self.contract.id}/{time.key}", resource
         )
@@ -375,6 +386,7 @@ class _Builder:
         notes += [("wish", text) for text in contract.wishes]
         if notes:
             careplan["note"] = [element.note(kind, text, patient_url) for kind, text in notes]
+        _label(careplan, contract.confidentiality)
         careplan_url = self._owned("CarePlan", urls.ID_CONTRACT, contract.id, careplan)
         if contract.status is ContractStatus.AGREED:
             clinician = self.practitioner_role(contract.responsible_clinician)

@@ -50,6 +50,7 @@ __all__ = [
     "InvalidSearchError",
     "OutsideCompartmentError",
     "StaleVersionError",
+    "TooManyContractsError",
 ]
 
 
@@ -128,6 +129,14 @@ class ContractNotEditableError(Exception):
         )
         self.contract_id = contract_id
         self.status = status
+
+
+class TooManyContractsError(Exception):
+    """A patient has more contracts than any plan should hold."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the patient has more than {limit} contracts in these statuses")
+        self.limit = limit
 
 
 @dataclass(frozen=True)
@@ -213,6 +222,28 @@ class ContractStore:
             search_criteria.cursor_for(offset + count, criteria) if result.truncated else None
         )
         return ContractPage(tuple(contracts), following)
+
+    async def all_of(
+        self, patient: IdentifierQuery, status: Iterable[str], *, limit: int = 500
+    ) -> tuple[Contract, ...]:
+        """Every contract of ``patient`` in one of these statuses, oldest first.
+
+        One HAPI request per :data:`MAX_SEARCH_COUNT` contracts; a patient has a handful. More
+        than ``limit`` is taken for a fault (or an attack) and raises
+        :class:`TooManyContractsError` rather than reading on.
+        """
+        contracts: list[Contract] = []
+        cursor = None
+        while True:
+            page = await self.search(
+                patient=patient, status=status, count=MAX_SEARCH_COUNT, cursor=cursor
+            )
+            contracts += page.contracts
+            if page.next_cursor is None:
+                return tuple(contracts)
+            if len(contracts) >= limit:
+                raise TooManyContractsError(limit)
+            cursor = page.next_cursor
 
     async def create(self, contract: Contract, *, author: Author | None = None) -> Contract:
         """Store a new contract; :class:`ContractExistsError` if its id is taken.

@@ -23,6 +23,7 @@ from fhir_service.contract import (
     AgreementParty,
     CareContact,
     CareContactKind,
+    Confidentiality,
     Contact,
     Contract,
     ContractStatus,
@@ -88,6 +89,7 @@ def _professional(kind: IdentifierKind, value: str, organization: Organization) 
 
 _FUNCTIONS = {"responsible-clinician", "fast-vardkontakt", "personlig-koordinator", "relative"}
 
+_confidentiality = st.sampled_from(list(Confidentiality))
 _keys = st.from_regex(r"\A[a-z0-9][a-z0-9\-.]{0,12}\Z")
 _dates = st.dates(min_value=date(2020, 1, 1), max_value=date(2035, 12, 31))
 _offsets = st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=2))])
@@ -170,6 +172,7 @@ def contracts(draw: st.DrawFn) -> Contract:
     return Contract(
         id=draw(st.uuids()).hex,
         status=status,
+        confidentiality=draw(_confidentiality),
         title=draw(texts(80)),
         period=draw(st.none() | _periods()),
         patient=Patient(
@@ -190,6 +193,7 @@ def contracts(draw: st.DrawFn) -> Contract:
                         description=texts(200),
                         status=st.sampled_from(list(GoalStatus)),
                         due=st.none() | _dates,
+                        confidentiality=_confidentiality,
                     ),
                     max_size=3,
                     unique_by=lambda g: g.key,
@@ -278,6 +282,7 @@ def _agreed_times(
                 end=end,
                 organization=organization,
                 professional=professional,
+                confidentiality=draw(_confidentiality),
             )
         )
     return times

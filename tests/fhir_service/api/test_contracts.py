@@ -242,7 +242,7 @@ def test_contracts_are_found_by_patient_and_status_a_page_at_a_time(service: Tes
 
     assert seen == ids
     assert pages == 2
-    assert agreed_only.json() == {"contracts": [], "next": None}
+    assert agreed_only.json() == {"contracts": [], "next": None, "withheld": False}
 
 
 @pytest.mark.parametrize(

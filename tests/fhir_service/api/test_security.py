@@ -59,6 +59,14 @@ def _contract(personnummer: str | None = None) -> dict[str, Any]:
     return data
 
 
+def _agreed(personnummer: str) -> dict[str, Any]:
+    """An agreed contract of OTHER_UNIT's."""
+    data: dict[str, Any] = json.loads((EXAMPLES / "knee-replacement.json").read_text("utf-8"))
+    data["id"] = f"sec-{uuid.uuid4().hex[:16]}"
+    data["patient"]["identifier"]["value"] = personnummer
+    return data
+
+
 def _patient(contract: dict[str, Any]) -> str:
     return f"personnummer|{contract['patient']['identifier']['value']}"
 
@@ -195,10 +203,11 @@ def test_a_booking_platform_cannot_read_or_change_a_care_plan(
 def test_a_patient_reads_and_searches_only_their_own_contracts(
     service: TestClient, issuer: TestIssuer
 ) -> None:
-    ehr = issuer.headers("ehr", organization=UNIT)
-    mine = [_contract(unique_personnummer())]
-    mine.append(_contract(mine[0]["patient"]["identifier"]["value"]))
-    theirs = _contract()
+    # Agreed contracts: a patient is not shown drafts.
+    ehr = issuer.headers("ehr", organization=OTHER_UNIT)
+    mine = [_agreed(unique_personnummer())]
+    mine.append(_agreed(mine[0]["patient"]["identifier"]["value"]))
+    theirs = _agreed(unique_personnummer())
     for contract in [*mine, theirs]:
         assert service.post("/contracts", json=contract, headers=ehr).status_code == 201
     patient = issuer.headers("patient", patient=_patient(mine[0]))
@@ -286,7 +295,7 @@ def test_another_care_unit_can_neither_see_nor_change_a_units_contract(
     created_for_other_unit = service.post("/contracts", json=_contract(), headers=stranger)
 
     assert read.status_code == 404
-    assert searched.json() == {"contracts": [], "next": None}
+    assert searched.json() == {"contracts": [], "next": None, "withheld": False}
     assert by_unit.status_code == 403
     assert changed.status_code == 404
     assert created_for_other_unit.status_code == 403

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from fhir_service.contract import Contract
+from fhir_service.contract import Confidentiality, Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import READ_PARAMS, contract_from_bundle
 from fhir_service.mapping.to_fhir import contract_to_bundle
@@ -74,3 +74,26 @@ def test_generated_contracts_round_trip_through_hapi(
 
     assert _without_version(read_back) == contract
     assert read_back.version is not None
+
+
+def test_confidentiality_labels_round_trip(fhir: httpx.Client) -> None:
+    draft = (EXAMPLES / "elderly-psychiatry.json").read_text("utf-8")
+    plain = Contract.model_validate_json(draft).model_copy(update={"id": uuid.uuid4().hex})
+    goal, time = plain.goals[0], plain.agreed_times[0]
+    labelled = plain.model_copy(
+        update={
+            "confidentiality": Confidentiality.RESTRICTED,
+            "goals": (
+                goal.model_copy(update={"confidentiality": Confidentiality.VERY_RESTRICTED}),
+                *plain.goals[1:],
+            ),
+            "agreed_times": (
+                time.model_copy(update={"confidentiality": Confidentiality.RESTRICTED}),
+                *plain.agreed_times[1:],
+            ),
+        }
+    )
+
+    _write(fhir, labelled)
+
+    assert _without_version(_read(fhir, plain.id)) == labelled

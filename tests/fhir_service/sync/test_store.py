@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from fhir_service.contract import Agreement, AgreementParty, Contract, ContractStatus
+from fhir_service.contract import (
+    Agreement,
+    AgreementParty,
+    Confidentiality,
+    Contract,
+    ContractStatus,
+)
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
 from fhir_service.metrics import Metrics
@@ -105,6 +111,35 @@ async def test_concurrent_creates_of_one_contract_make_one_careplan(
     found = await hapi.search("CarePlan", {"identifier": f"{urls.ID_CONTRACT}|{contract.id}"})
     assert len(found.matches()) == 1
     assert await store.read(contract.id) == created[0]
+
+
+async def test_a_confidentiality_label_taken_off_is_gone_from_every_resource(
+    store: ContractStore,
+) -> None:
+    # HAPI keeps a resource's old security labels when an update has none, unless told not to.
+    plain = _draft()
+    restricted = Confidentiality.RESTRICTED
+    labelled = plain.model_copy(
+        update={
+            "confidentiality": restricted,
+            "goals": tuple(
+                g.model_copy(update={"confidentiality": restricted}) for g in plain.goals
+            ),
+            "agreed_times": tuple(
+                t.model_copy(update={"confidentiality": restricted}) for t in plain.agreed_times
+            ),
+        }
+    )
+    created = await store.create(labelled)
+
+    updated = await store.update(plain, created.version or 0)
+
+    read = await store.read(plain.id)
+    assert created.confidentiality is restricted
+    assert read == updated
+    assert read.confidentiality is Confidentiality.NORMAL
+    assert {g.confidentiality for g in read.goals} == {Confidentiality.NORMAL}
+    assert {t.confidentiality for t in read.agreed_times} == {Confidentiality.NORMAL}
 
 
 async def test_a_stale_update_is_refused_and_changes_nothing(store: ContractStore) -> None:

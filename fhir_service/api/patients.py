@@ -1,0 +1,120 @@
+"""The patient's coherent plan: every contract in force, across care units, as one response.
+
+A patient reads their own plan. A care unit reads the plan of a patient it has a contract with,
+or takes part in one of (through activities, agreed times or care contacts): the coherent plan
+is for everyone who contributes to it. What each reader is shown follows
+`fhir_service.contract.disclosure`: drafts and restricted content of other units are withheld,
+and the plan says that something was, not what.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
+
+from fhir_service.api.deps import AccessDep, AuditTrailDep, StoreDep
+from fhir_service.api.problems import PROBLEM_JSON, problem_response
+from fhir_service.contract import (
+    Contract,
+    ContractStatus,
+    Identifier,
+    IdentifierKind,
+    InvalidIdentifierError,
+)
+from fhir_service.contract.disclosure import disclose
+from fhir_service.contract.plan import PLAN_STATUSES, CoherentPlan, coherent_plan
+from fhir_service.security.access import Denial
+from fhir_service.sync.store import TooManyContractsError
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/patients", tags=["patients"])
+
+_PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+_PATIENT_KINDS = frozenset(
+    {
+        IdentifierKind.PERSONNUMMER,
+        IdentifierKind.SAMORDNINGSNUMMER,
+        IdentifierKind.FODSELSNUMMER,
+        IdentifierKind.D_NUMMER,
+    }
+)
+# A unit's care relationship shows in a draft too, though the plan shows only contracts in force.
+_READ_STATUSES = (ContractStatus.DRAFT, *PLAN_STATUSES)
+
+PatientPath = Annotated[
+    str,
+    Path(
+        pattern=r"^[a-z\-]+\|[0-9A-Za-z\-]{1,40}$",
+        description="The patient as kind|value, e.g. personnummer|19121212-1212.",
+        examples=["personnummer|19121212-1212"],
+    ),
+]
+
+
+@router.get(
+    "/{patient}/plan",
+    response_model=CoherentPlan,
+    responses={
+        403: {"description": "A patient's token names another patient.", **_PROBLEM},
+        404: {
+            "description": "The caller's care unit takes part in no plan of the patient's.",
+            **_PROBLEM,
+        },
+        422: {"description": "Not a patient's identifier, or far too many contracts.", **_PROBLEM},
+        503: {"description": "HAPI FHIR is unavailable; retry after Retry-After.", **_PROBLEM},
+    },
+)
+async def read_plan(
+    patient: PatientPath, store: StoreDep, access: AccessDep, trail: AuditTrailDep
+) -> CoherentPlan | JSONResponse:
+    """The patient's coherent plan: who does what, goals, care contacts and upcoming times.
+
+    Read with one HAPI request for up to 50 contracts (the patient's drafts and contracts in
+    force, with everything they hold).
+    """
+    identifier = _patient_identifier(patient)
+    if identifier is None:
+        return problem_response(
+            422, "Invalid patient", "expected a patient's identifier as kind|value"
+        )
+    walls = access.compartment
+    if walls.patient is not None and walls.patient != identifier:
+        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
+        return problem_response(403, "Forbidden", Denial.OUTSIDE_COMPARTMENT.value)
+    try:
+        contracts = await store.all_of(identifier, _READ_STATUSES)
+    except TooManyContractsError as exc:
+        return problem_response(422, "Too many contracts", f"{exc}; search /contracts instead")
+    unit = walls.organization
+    if unit is not None and not any(_takes_part(unit, c) for c in contracts):
+        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
+        return problem_response(
+            404, "Not Found", "no plan of this patient's that your unit takes part in"
+        )
+    disclosed = [disclose(c, unit) for c in contracts]
+    shown = [d.contract for d in disclosed if d.contract is not None]
+    for contract in shown:
+        trail.saw_contract(contract)
+    return coherent_plan(
+        identifier,
+        shown,
+        now=datetime.now(UTC),
+        withheld=any(d.withheld for d in disclosed),
+    )
+
+
+def _patient_identifier(text: str) -> Identifier | None:
+    kind, _, value = text.partition("|")
+    try:
+        identifier = Identifier(kind=IdentifierKind(kind), value=value)
+    except (ValueError, InvalidIdentifierError):
+        return None
+    return identifier if identifier.kind in _PATIENT_KINDS else None
+
+
+def _takes_part(unit: Identifier, contract: Contract) -> bool:
+    return any(o.identifier == unit for o in contract.organizations())

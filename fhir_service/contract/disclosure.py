@@ -1,0 +1,46 @@
+"""What of a contract a reader is shown: everything for its own care unit, less for others.
+
+The unit responsible for a contract sees all of it. Everyone else (the patient in their own
+view, "Journalen på nätet", and other care units reading the coherent plan) sees only agreed
+content: a draft is withheld whole, and so is content labelled restricted or very restricted,
+whether the whole contract or one goal or agreed time. A reader is told *that* something was
+withheld, never what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fhir_service.contract.model import Contract, Identifier
+from fhir_service.contract.vocabulary import Confidentiality, ContractStatus
+
+__all__ = ["Disclosed", "disclose"]
+
+
+@dataclass(frozen=True, slots=True)
+class Disclosed:
+    """What a reader may see of one contract (None: nothing), and whether anything was held."""
+
+    contract: Contract | None
+    withheld: bool
+
+
+def disclose(contract: Contract, unit: Identifier | None) -> Disclosed:
+    """What of ``contract`` a reader acting for care unit ``unit`` may see.
+
+    ``unit`` is None for a reader acting for no unit: the patient, or a relative.
+    """
+    if unit is not None and unit == contract.responsible_clinician.organization.identifier:
+        return Disclosed(contract, withheld=False)
+    if contract.status is ContractStatus.DRAFT or _restricted(contract.confidentiality):
+        return Disclosed(None, withheld=True)
+    goals = tuple(g for g in contract.goals if not _restricted(g.confidentiality))
+    times = tuple(t for t in contract.agreed_times if not _restricted(t.confidentiality))
+    withheld = len(goals) < len(contract.goals) or len(times) < len(contract.agreed_times)
+    if not withheld:
+        return Disclosed(contract, withheld=False)
+    return Disclosed(contract.model_copy(update={"goals": goals, "agreed_times": times}), True)
+
+
+def _restricted(confidentiality: Confidentiality) -> bool:
+    return confidentiality is not Confidentiality.NORMAL

@@ -1,0 +1,189 @@
+"""The coherent plan (sammanhållen plan): one patient's contracts with every provider, as one.
+
+Each care unit keeps its own contract with the patient; the plan lays them side by side: who
+does what (the patient's own part first), the patient's goals, the fast vårdkontakt or personlig
+koordinator to turn to, and the agreed times still to come. Every item names the contract it
+comes from, so a reader can go to the source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from fhir_service.contract.model import (
+    Activity,
+    AgreedTime,
+    CareContact,
+    Contract,
+    ContractId,
+    Goal,
+    Identifier,
+    Name,
+    Period,
+    Professional,
+)
+from fhir_service.contract.vocabulary import ActivityOwner, AgreedTimeStatus, ContractStatus
+
+__all__ = [
+    "PLAN_STATUSES",
+    "ActivityGroup",
+    "CoherentPlan",
+    "ContractSummary",
+    "PlannedActivity",
+    "PlannedCareContact",
+    "PlannedGoal",
+    "PlannedTime",
+    "coherent_plan",
+]
+
+PLAN_STATUSES = (ContractStatus.AGREED, ContractStatus.REVISED)
+"""The contracts in force: agreed, or agreed and being revised (the agreed version holds)."""
+
+# Who does what, in the order a patient reads it: their own part first.
+_OWNER_ORDER = (
+    ActivityOwner.PATIENT,
+    ActivityOwner.RELATIVE,
+    ActivityOwner.CARE_UNIT,
+    ActivityOwner.MUNICIPALITY,
+)
+_COMING = frozenset({AgreedTimeStatus.PROPOSED, AgreedTimeStatus.BOOKED})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ContractSummary(_Model):
+    """One contract the plan draws on, and the clinician responsible for it."""
+
+    id: ContractId
+    version: int | None
+    status: ContractStatus
+    title: str
+    period: Period | None
+    responsible_clinician: Professional
+
+
+class PlannedActivity(Activity):
+    """An activity of one of the contracts."""
+
+    contract_id: ContractId
+    relative_name: Name | None = Field(
+        default=None, description="The relative who carries it out, when the owner is one."
+    )
+
+
+class ActivityGroup(_Model):
+    """Everything one kind of party does, across the contracts."""
+
+    owner: ActivityOwner
+    activities: tuple[PlannedActivity, ...]
+
+
+class PlannedGoal(Goal):
+    """A goal of the patient's, from one of the contracts."""
+
+    contract_id: ContractId
+
+
+class PlannedCareContact(CareContact):
+    """A fast vårdkontakt or personlig koordinator the patient has now."""
+
+    contract_id: ContractId
+
+
+class PlannedTime(AgreedTime):
+    """An agreed time still to come (proposed, or booked and not yet over)."""
+
+    contract_id: ContractId
+
+
+class CoherentPlan(_Model):
+    """The patient's contracts in force, laid side by side."""
+
+    patient: Identifier
+    name: Name | None = Field(
+        description="The patient's name as the latest contract has it; none without contracts."
+    )
+    contracts: tuple[ContractSummary, ...]
+    activities: tuple[ActivityGroup, ...] = Field(
+        description="By owner: the patient, relatives, care units, municipalities."
+    )
+    goals: tuple[PlannedGoal, ...]
+    care_contacts: tuple[PlannedCareContact, ...]
+    upcoming_times: tuple[PlannedTime, ...] = Field(
+        description="Soonest first; proposed times without a date come last."
+    )
+    withheld: bool = Field(
+        description="True when something of the patient's contracts is not shown to this "
+        "reader (a draft, or content labelled restricted); what it is, is not said."
+    )
+
+
+def coherent_plan(
+    patient: Identifier, contracts: Iterable[Contract], *, now: datetime, withheld: bool
+) -> CoherentPlan:
+    """The plan of ``patient`` from ``contracts`` (already what the reader may see).
+
+    ``now`` (timezone-aware) decides which agreed times are still to come and which care
+    contacts hold today.
+    """
+    shown = [c for c in contracts if c.status in PLAN_STATUSES]
+    today = now.date()
+    groups = []
+    for owner in _OWNER_ORDER:
+        activities = tuple(
+            _activity(contract, activity)
+            for contract in shown
+            for activity in contract.activities
+            if activity.owner is owner
+        )
+        if activities:
+            groups.append(ActivityGroup(owner=owner, activities=activities))
+    times = [
+        PlannedTime(**time.model_dump(), contract_id=contract.id)
+        for contract in shown
+        for time in contract.agreed_times
+        if time.status in _COMING and (time.end is None or time.end >= now)
+    ]
+    times.sort(key=lambda t: (t.start is None, t.start or now))
+    return CoherentPlan(
+        patient=patient,
+        name=shown[-1].patient.name if shown else None,
+        contracts=tuple(_summary(c) for c in shown),
+        activities=tuple(groups),
+        goals=tuple(
+            PlannedGoal(**goal.model_dump(), contract_id=contract.id)
+            for contract in shown
+            for goal in contract.goals
+        ),
+        care_contacts=tuple(
+            PlannedCareContact(**contact.model_dump(), contract_id=contract.id)
+            for contract in shown
+            for contact in contract.care_contacts
+            if contact.period is None
+            or (contact.period.start or today) <= today <= (contact.period.end or today)
+        ),
+        upcoming_times=tuple(times),
+        withheld=withheld,
+    )
+
+
+def _summary(contract: Contract) -> ContractSummary:
+    return ContractSummary(
+        id=contract.id,
+        version=contract.version,
+        status=contract.status,
+        title=contract.title,
+        period=contract.period,
+        responsible_clinician=contract.responsible_clinician,
+    )
+
+
+def _activity(contract: Contract, activity: Activity) -> PlannedActivity:
+    relatives = {r.key: r.name for r in contract.relatives}
+    name = relatives.get(activity.relative) if activity.relative else None
+    return PlannedActivity(**activity.model_dump(), contract_id=contract.id, relative_name=name)
