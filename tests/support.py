@@ -18,6 +18,7 @@ __all__ = [
     "HAPI_START_TIMEOUT",
     "free_port",
     "load_data",
+    "unique_fodselsnummer",
     "unique_hsa_id",
     "unique_personnummer",
 ]
@@ -49,6 +50,16 @@ def unique_personnummer() -> str:
         for digit in range(10)
         if is_valid(IdentifierKind.PERSONNUMMER, body + str(digit))
     )
+
+
+def unique_fodselsnummer() -> str:
+    """A valid Norwegian fødselsnummer no other test is likely to use."""
+    while True:
+        body = f"{random.randint(1, 28):02d}{random.randint(1, 12):02d}{random.randint(30, 99)}"
+        body += f"{random.randint(0, 499):03d}"
+        for check in range(100):
+            if is_valid(IdentifierKind.FODSELSNUMMER, f"{body}{check:02d}"):
+                return f"{body}{check:02d}"
 
 
 def unique_hsa_id() -> str:

@@ -10,12 +10,13 @@ and the plan says that something was, not what.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
 
 from fhir_service.api.deps import AccessDep, AuditTrailDep, StoreDep
+from fhir_service.api.plan_page import PAGE_HEADERS, page_language, render_plan
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract import (
     Contract,
@@ -59,6 +60,10 @@ PatientPath = Annotated[
     "/{patient}/plan",
     response_model=CoherentPlan,
     responses={
+        200: {
+            "description": "The plan; as an HTML page for the patient when text/html is asked.",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
         403: {"description": "A patient's token names another patient.", **_PROBLEM},
         404: {
             "description": "The caller's care unit takes part in no plan of the patient's.",
@@ -69,12 +74,21 @@ PatientPath = Annotated[
     },
 )
 async def read_plan(
-    patient: PatientPath, store: StoreDep, access: AccessDep, trail: AuditTrailDep
-) -> CoherentPlan | JSONResponse:
+    patient: PatientPath,
+    request: Request,
+    store: StoreDep,
+    access: AccessDep,
+    trail: AuditTrailDep,
+    lang: Annotated[
+        Literal["sv", "nb", "en"] | None,
+        Query(description="The page's language; otherwise Accept-Language, else Swedish."),
+    ] = None,
+) -> CoherentPlan | Response:
     """The patient's coherent plan: who does what, goals, care contacts and upcoming times.
 
     Read with one HAPI request for up to 50 contracts (the patient's drafts and contracts in
-    force, with everything they hold).
+    force, with everything they hold). A browser (``Accept: text/html``) gets it as a page for
+    the patient, in Swedish, Norwegian (``lang=nb``) or English (``lang=en``).
     """
     identifier = _patient_identifier(patient)
     if identifier is None:
@@ -99,12 +113,20 @@ async def read_plan(
     shown = [d.contract for d in disclosed if d.contract is not None]
     for contract in shown:
         trail.saw_contract(contract)
-    return coherent_plan(
-        identifier,
-        shown,
-        now=datetime.now(UTC),
-        withheld=any(d.withheld for d in disclosed),
+    plan = coherent_plan(
+        identifier, shown, now=datetime.now(UTC), withheld=any(d.withheld for d in disclosed)
     )
+    if _wants_html(request.headers.get("accept", "")):
+        language = page_language(lang, request.headers.get("accept-language"))
+        page = render_plan(plan, language, request.url.path)
+        return HTMLResponse(page, headers={**PAGE_HEADERS, "Content-Language": language})
+    return plan
+
+
+def _wants_html(accept: str) -> bool:
+    # Browsers list text/html first; API clients ask for JSON or for anything.
+    first = accept.split(",")[0].split(";")[0].strip().lower()
+    return first in ("text/html", "application/xhtml+xml")
 
 
 def _patient_identifier(text: str) -> Identifier | None:

@@ -1,0 +1,218 @@
+"""The patient's plan page in a real headless Chromium, against the service process and HAPI.
+
+Each seed scenario is stored through the JSON facade, then opened as its patient would: with the
+patient's token (a portal's backend adds it) and the browser's own Accept headers. Screenshots go
+to ``$PLAN_SCREENSHOT_DIR`` when set (to look at), otherwise to the test's temporary directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.auth import TestIssuer
+from tests.browser import chromium_path
+from tests.service_process import running_service
+from tests.support import unique_fodselsnummer, unique_personnummer
+
+EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
+SCENARIOS = sorted(p.stem for p in EXAMPLES.glob("*.json"))
+LOCALES = {"norwegian-individual-plan": "nb-NO"}
+HEADINGS = {"sv": "Min sammanhållna plan", "nb": "Min helhetlige plan", "en": "My coherent plan"}
+
+
+@pytest.fixture(scope="module")
+def service(
+    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
+) -> Iterator[str]:
+    directory = tmp_path_factory.mktemp("page")
+    environment = {
+        **issuer.env(),
+        "HAPI_URL": conformance_loaded,
+        "DATABASE_URL": f"sqlite:///{directory / 'service.db'}",
+    }
+    with running_service(environment, directory / "service.log") as base_url:
+        yield base_url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        # Root in a container has no user namespaces for Chromium's sandbox.
+        launched = playwright.chromium.launch(
+            executable_path=chromium_path(), args=["--no-sandbox"]
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def screenshots(tmp_path: Path) -> Path:
+    directory = Path(os.environ.get("PLAN_SCREENSHOT_DIR") or tmp_path)
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _stored(
+    service: str, issuer: TestIssuer, scenario: str, restricted_goal: bool = False
+) -> dict[str, Any]:
+    """The scenario as a new patient's contract, its times still to come and its contact current."""
+    data: dict[str, Any] = json.loads((EXAMPLES / f"{scenario}.json").read_text("utf-8"))
+    if restricted_goal:
+        data["goals"][0]["confidentiality"] = "restricted"
+    data["id"] = f"page-{uuid.uuid4().hex[:16]}"
+    identifier = data["patient"]["identifier"]
+    identifier["value"] = (
+        unique_fodselsnummer() if identifier["kind"] == "fodselsnummer" else unique_personnummer()
+    )
+    starts = [datetime.fromisoformat(t["start"]) for t in data["agreed_times"] if t.get("start")]
+    shift = datetime.now(UTC) + timedelta(days=7) - min(starts)
+    for time in data["agreed_times"]:
+        for end in ("start", "end"):
+            if time.get(end):
+                time[end] = (datetime.fromisoformat(time[end]) + shift).isoformat()
+    for contact in data["care_contacts"]:
+        if contact.get("period", {}).get("end"):
+            del contact["period"]["end"]
+    unit = data["responsible_clinician"]["organization"]["identifier"]
+    headers = issuer.headers("ehr", organization=f"{unit['kind']}|{unit['value']}")
+    created = httpx.post(f"{service}/contracts", json=data, headers=headers, timeout=60)
+    assert created.status_code == 201, created.text
+    return data
+
+
+def _open(
+    browser: Browser, service: str, issuer: TestIssuer, contract: dict[str, Any], **context: Any
+) -> Page:
+    identifier = contract["patient"]["identifier"]
+    patient = f"{identifier['kind']}|{identifier['value']}"
+    page = browser.new_page(
+        extra_http_headers={"Authorization": f"Bearer {issuer.token('patient', patient=patient)}"},
+        **context,
+    )
+    response = page.goto(f"{service}/patients/{patient}/plan")
+    assert response is not None
+    assert response.status == 200, response.text()
+    assert response.headers["content-type"].startswith("text/html")
+    return page
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_each_seed_scenario_renders_for_its_patient_in_chromium(
+    service: str, browser: Browser, issuer: TestIssuer, screenshots: Path, scenario: str
+) -> None:
+    contract = _stored(service, issuer, scenario)
+    locale = LOCALES.get(scenario, "sv-SE")
+    language = locale[:2]
+
+    page = _open(browser, service, issuer, contract, locale=locale)
+    shot = screenshots / f"plan-{scenario}.png"
+    page.screenshot(path=shot, full_page=True)
+
+    assert page.locator("html").get_attribute("lang") == language
+    assert HEADINGS[language] in page.locator("h1").inner_text()
+    assert shot.stat().st_size > 10_000
+    if contract["status"] == "draft":
+        # The patient is not shown a draft, and is told that something is not shown.
+        assert page.locator(".withheld").is_visible()
+        assert contract["title"] not in page.content()
+        return
+    assert page.locator("#who + h3").inner_text() in ("Det här gör du", "Dette gjør du")
+    own = [a["description"] for a in contract["activities"] if a["owner"] == "patient"]
+    first_list = page.locator("#who ~ ul").first.inner_text()
+    assert all(description in first_list for description in own)
+    contact = contract["care_contacts"][0]["professional"]["name"]["family"]
+    assert contact in page.locator("#contacts ~ .card").first.inner_text()
+    starts = page.locator("ol.timeline time").evaluate_all(
+        "nodes => nodes.map(n => n.getAttribute('datetime'))"
+    )
+    moments = [datetime.fromisoformat(s) for s in starts]
+    assert moments == sorted(moments)
+    assert moments, "the scenario's booked times are upcoming"
+
+
+def test_restricted_content_is_withheld_and_the_page_says_so(
+    service: str, browser: Browser, issuer: TestIssuer
+) -> None:
+    contract = _stored(service, issuer, "stroke-rehabilitation", restricted_goal=True)
+    hidden = contract["goals"][0]["description"]
+
+    page = _open(browser, service, issuer, contract)
+
+    assert page.locator(".withheld").is_visible()
+    assert hidden not in page.content()
+    assert contract["goals"][1]["description"] in page.locator("#goals ~ ul").first.inner_text()
+
+
+def test_the_page_works_by_keyboard_and_without_javascript_in_every_language(
+    service: str, browser: Browser, issuer: TestIssuer
+) -> None:
+    contract = _stored(service, issuer, "knee-replacement")
+    page = _open(browser, service, issuer, contract, java_script_enabled=False)
+
+    # The skip link, then the language links: Svenska, Norsk, English.
+    for _ in range(4):
+        page.keyboard.press("Tab")
+    focused = page.evaluate("document.activeElement.textContent")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    skip_focused = page.evaluate("document.activeElement.getAttribute('href')")
+    page.keyboard.press("Enter")
+    landed = page.evaluate("document.activeElement.id")
+
+    assert skip_focused == "#content"
+    assert landed == "content"
+    assert focused == "English"
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert HEADINGS["en"] in page.locator("h1").inner_text()
+
+
+def test_text_has_enough_contrast_for_wcag_aa(
+    service: str, browser: Browser, issuer: TestIssuer
+) -> None:
+    page = _open(browser, service, issuer, _stored(service, issuer, "stroke-rehabilitation"))
+
+    ratios = page.evaluate(_CONTRAST_SCRIPT)
+
+    assert ratios, "no text was measured"
+    worst = min(ratios, key=lambda r: r["ratio"])
+    assert worst["ratio"] >= 4.5, worst
+
+
+# The WCAG 2 contrast ratio of each text element's colour against its nearest background.
+_CONTRAST_SCRIPT = """
+() => {
+  const rgb = s => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = c => {
+    const [r, g, b] = c.map(v => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const background = el => {
+    for (let n = el; n; n = n.parentElement) {
+      const c = getComputedStyle(n).backgroundColor;
+      if (c && !c.startsWith('rgba(0, 0, 0, 0)') && c !== 'transparent') return rgb(c);
+    }
+    return [255, 255, 255];
+  };
+  return [...document.querySelectorAll('h1, h2, h3, p, li, span, a, strong, time')]
+    .filter(el => el.offsetParent !== null && el.textContent.trim())
+    .map(el => {
+      const a = lum(rgb(getComputedStyle(el).color)), b = lum(background(el));
+      return {text: el.textContent.trim().slice(0, 40),
+              ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)};
+    });
+}
+"""
