@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from fhir_service.api.fhir.types import INTERACTIONS
+from fhir_service.api.fhir.types import route_name as fhir_route
 from fhir_service.audit.records import Interaction
 from fhir_service.security.access import Requirement
 from fhir_service.security.scopes import Permission
@@ -22,6 +24,7 @@ class Public(Enum):
     OPERATIONS = "liveness, readiness and metrics, for orchestrators and monitoring"
     SELF_CHECKED = "checks its own shared secret (HAPI's subscription callback)"
     DOCS = "the OpenAPI document and its viewers"
+    CAPABILITIES = "the FHIR endpoint's CapabilityStatement, which clients read before a token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,26 @@ RULES: dict[str, Protected | Public] = {
     "read_webhook": _webhook("r", Interaction.READ),
     "delete_webhook": _webhook("d", Interaction.DELETE),
 }
+
+
+_FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
+    "read": ("r", Interaction.READ),
+    "vread": ("r", Interaction.VREAD),
+    "history": ("r", Interaction.HISTORY),
+    "search": ("s", Interaction.SEARCH),
+    "page": ("s", Interaction.SEARCH),
+}
+RULES["fhir_capabilities"] = Public.CAPABILITIES
+RULES.update(
+    {
+        fhir_route(interaction, kind): Protected(
+            Requirement(kind, _FHIR_INTERACTIONS[interaction][0]),
+            _FHIR_INTERACTIONS[interaction][1],
+        )
+        for kind, offered in INTERACTIONS.items()
+        for interaction in offered
+    }
+)
 
 
 def rule_for(route_name: str) -> Protected | Public | None:

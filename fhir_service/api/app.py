@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fhir_service import __version__, servicedb
 from fhir_service.api import contracts, health, hooks, patients, webhooks
 from fhir_service.api.body_limit import BodyLimitMiddleware
+from fhir_service.api.fhir import routes as fhir_routes
+from fhir_service.api.fhir.errors import OperationOutcomeMiddleware
 from fhir_service.api.middleware import RequestContextMiddleware
 from fhir_service.api.problems import problem_response
 from fhir_service.api.security import SecurityMiddleware
@@ -117,11 +119,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    # Added inner first: a request meets the request context, then the body limit, then
-    # the security layer (token, access decision, audit record), then the routes.
+    # Added inner first: a request meets the FHIR error form, the request context, then the
+    # body limit, then the security layer (token, access decision, audit record), the routes.
     app.add_middleware(SecurityMiddleware, validator=validator)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    # Outermost: every refusal below /fhir, from whichever layer, leaves as an OperationOutcome.
+    app.add_middleware(OperationOutcomeMiddleware)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_exception_handler(HapiUnavailableError, _hapi_unavailable)
@@ -130,6 +134,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(contracts.router)
     app.include_router(patients.router)
+    app.include_router(fhir_routes.router)
     app.include_router(webhooks.router)
     app.include_router(hooks.router)
     return app

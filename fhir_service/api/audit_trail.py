@@ -8,6 +8,7 @@ record names the patients and contracts even of a refused or failed request.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -46,6 +47,14 @@ class AuditTrail:
         patient, entity = contract_entities(contract)
         if patient not in self.patients:
             self.patients.append(patient)
+        if entity not in self.entities:
+            self.entities.append(entity)
+
+    def saw(self, entity: Touched, patients: Iterable[FhirIdentifier] = ()) -> None:
+        """The request read, wrote or was refused ``entity``, which is about ``patients``."""
+        for patient in patients:
+            if patient not in self.patients:
+                self.patients.append(patient)
         if entity not in self.entities:
             self.entities.append(entity)
 

@@ -132,6 +132,12 @@ class HapiClient:
         """Search ``resource_type`` and follow ``next`` links, up to ``max_pages`` pages."""
         return await self._paged(f"/{resource_type}", params, max_pages)
 
+    async def page(self, path: str, params: Params = ()) -> Resource:
+        """One Bundle page at ``path`` below the base (a search, a history, or a paging link's
+        ``_getpages``), as HAPI wrote it: links and fullUrls still name HAPI's address.
+        """
+        return _json(await self._send("GET", path, safe=True, params=params))
+
     async def capability_statement(
         self, *, elements: tuple[str, ...] = (), timeout: float | None = None
     ) -> Resource:

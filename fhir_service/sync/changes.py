@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session
 
 from fhir_service.contract import Contract, Identifier
 from fhir_service.fhir import GoneError, HapiClient, NotFoundError
-from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import UnreadableContractError
 from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.ownership import contract_of
 from fhir_service.sync.outbox import enqueue
 from fhir_service.sync.store import ContractNotFoundError, ContractStore
 from fhir_service.sync.tables import SeenChange, SyncState
@@ -41,11 +41,6 @@ _log = logging.getLogger(__name__)
 WATCHED_TYPES = ("CarePlan", "CareTeam", "Appointment")
 
 _CURSOR = "history_cursor"
-_CONTRACT_SYSTEMS = {
-    "CarePlan": urls.ID_CONTRACT,
-    "CareTeam": urls.ID_CARE_TEAM,
-    "Appointment": urls.ID_AGREED_TIME,
-}
 
 Resource = dict[str, Any]
 
@@ -209,7 +204,7 @@ class ChangeFeed:
                 resource = None
         if resource is None:
             return _NOBODY
-        contract_id = _contract_id(change.resource_type, resource)
+        contract_id = contract_of(resource)
         if contract_id in routes:
             return routes[contract_id]
         if contract_id is not None:
@@ -296,15 +291,6 @@ def _payload(event_id: str, change: Change, routing: Routing) -> dict[str, Any]:
         },
         "contract": None if routing.contract_id is None else {"id": routing.contract_id},
     }
-
-
-def _contract_id(resource_type: str, resource: Resource) -> str | None:
-    system = _CONTRACT_SYSTEMS.get(resource_type)
-    for identifier in resource.get("identifier", []):
-        if identifier.get("system") == system and isinstance(identifier.get("value"), str):
-            # Records owned by a contract carry "<contract id>/<key>"; contract ids have no "/".
-            return str(identifier["value"]).split("/")[0]
-    return None
 
 
 def _routing_of(contract: Contract) -> Routing:

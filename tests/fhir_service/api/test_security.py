@@ -27,6 +27,7 @@ from tests.support import unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 PROBLEM_JSON = "application/problem+json"
+FHIR_JSON = "application/fhir+json"
 UNIT = "hsa-id|SE2321000065-1254"
 OTHER_UNIT = "hsa-id|SE2321000065-1003"
 
@@ -116,8 +117,10 @@ def test_every_protected_route_wants_a_bearer_token(
 ) -> None:
     response = service.request(method, path, json={})
 
+    # The FHIR endpoint answers in FHIR, the rest of the API in problem documents.
+    expected = FHIR_JSON if path.startswith("/fhir/") else PROBLEM_JSON
     assert response.status_code == 401, response.text
-    assert response.headers["Content-Type"] == PROBLEM_JSON
+    assert response.headers["Content-Type"] == expected
     assert response.headers["WWW-Authenticate"].startswith('Bearer realm="patient-contracts"')
 
 

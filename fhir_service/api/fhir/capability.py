@@ -1,0 +1,82 @@
+"""Our CapabilityStatement: exactly the types, interactions, search parameters and profiles the
+FHIR endpoint offers, at this service's address.
+
+Search parameters are HAPI's for each type (ours included, once loaded): the endpoint passes
+them on, and what comes back is guarded whatever they select. Nothing of HAPI's own (its
+software, its address, its other types and operations) is shown.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_service import __version__
+from fhir_service.api.fhir.types import INTERACTIONS
+from fhir_service.mapping import urls
+
+__all__ = ["capability_statement"]
+
+Resource = dict[str, Any]
+
+_PROFILES = {
+    "CarePlan": [urls.PROFILE_CAREPLAN],
+    "CareTeam": [urls.PROFILE_CARETEAM],
+    "Appointment": [urls.PROFILE_APPOINTMENT],
+}
+_FHIR_INTERACTIONS = {
+    "read": "read",
+    "vread": "vread",
+    "history": "history-instance",
+    "search": "search-type",
+}
+_SMART = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+
+
+def capability_statement(hapi_statement: Resource, base: str) -> Resource:
+    """Our statement for the endpoint at ``base``, from HAPI's search parameters."""
+    hapi_resources = {
+        r.get("type"): r
+        for rest in hapi_statement.get("rest", [])
+        for r in rest.get("resource", [])
+        if isinstance(r, dict)
+    }
+    resources = []
+    for kind, offered in INTERACTIONS.items():
+        search_params = [
+            {k: v for k, v in p.items() if k in ("name", "definition", "type", "documentation")}
+            for p in hapi_resources.get(kind, {}).get("searchParam", [])
+        ]
+        entry: Resource = {
+            "type": kind,
+            "interaction": [
+                {"code": _FHIR_INTERACTIONS[i]} for i in offered if i in _FHIR_INTERACTIONS
+            ],
+            "versioning": "versioned",
+            "readHistory": "history" in offered,
+            "searchParam": sorted(search_params, key=lambda p: str(p.get("name"))),
+        }
+        if kind in _PROFILES:
+            entry["supportedProfile"] = _PROFILES[kind]
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": hapi_statement.get("date", "2026-01-01"),
+        "publisher": "Patient contracts FHIR service",
+        "kind": "instance",
+        "software": {"name": "fhir-service", "version": __version__},
+        "implementation": {"description": "Patient contracts on FHIR R4", "url": base},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "service": [{"coding": [{"system": _SMART, "code": "SMART-on-FHIR"}]}],
+                    "description": "OAuth2 bearer JWTs with SMART v2 scopes; patients see their "
+                    "own records, care units their own contracts, auditors the audit trail.",
+                },
+                "resource": resources,
+            }
+        ],
+    }

@@ -1,0 +1,312 @@
+"""The FHIR endpoint under ``/fhir``: read, vread, history and search of a contract's records,
+and of the audit trail for auditors, in FHIR R4 JSON.
+
+HAPI stays internal: every answer names this service's base URL (fullUrls, paging links), every
+resource in it has passed `FhirGuard`, and errors are OperationOutcomes. Only JSON is spoken;
+asking for XML gets 406.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from fastapi import APIRouter, Path, Request, Response
+
+from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep
+from fhir_service.api.fhir.capability import capability_statement
+from fhir_service.api.fhir.guard import FhirGuard
+from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
+from fhir_service.api.fhir.types import INTERACTIONS, route_name
+from fhir_service.audit.records import Touched
+from fhir_service.fhir import (
+    GoneError,
+    HapiClient,
+    HapiRequestError,
+    HapiUnavailableError,
+    NotFoundError,
+)
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.security.access import Denial
+
+__all__ = ["router"]
+
+Resource = dict[str, Any]
+
+router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+ResourceId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="The resource's logical id.")
+]
+VersionId = Annotated[str, Path(pattern=r"^[0-9]{1,10}$", description="The version id.")]
+
+_JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
+_JSON_ACCEPTED = frozenset({"*/*", "application/*", "application/json", "application/fhir+json"})
+# Answers that would count what the caller may not see, or carry it inside another resource.
+_UNGUARDED = {"_summary": {"count"}, "_total": None, "_contained": None, "_containedType": None}
+_MOST_AUDITED = 50
+
+
+def _not_json(request: Request) -> Response | None:
+    """A 406 when the caller wants a format other than JSON; None when JSON will do."""
+    asked = request.query_params.get("_format")
+    if asked is not None and asked not in _JSON_FORMATS:
+        return outcome(406, "not-supported", f"_format={asked}: this endpoint speaks JSON only")
+    accept = request.headers.get("accept")
+    if accept:
+        types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+        if not types & _JSON_ACCEPTED:
+            return outcome(
+                406, "not-supported", f"Accept: {accept}: this endpoint speaks JSON only"
+            )
+    return None
+
+
+async def _answer(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
+    """Run ``work`` unless the format is refused, turning HAPI's failures into outcomes."""
+    refused = _not_json(request)
+    if refused is not None:
+        return refused
+    try:
+        return await work()
+    except (NotFoundError, GoneError):
+        return outcome(404, "not-found", "no such resource")
+    except HapiUnavailableError:
+        response = outcome(503, "transient", "the FHIR store is unavailable; try again")
+        response.headers["Retry-After"] = "5"
+        return response
+    except HapiRequestError as exc:
+        if exc.status >= 500:
+            return outcome(502, "exception", "the FHIR store failed to answer")
+        # HAPI's own words on a bad search (unknown parameter, bad value); its address is not in
+        # them, but they are rebased all the same.
+        return outcome(400, "invalid", exc.diagnostics.replace(request.app.state.hapi.base_url, ""))
+
+
+def _base(request: Request) -> str:
+    return f"{str(request.base_url).rstrip('/')}/fhir"
+
+
+def _rebased(value: Any, hapi: str, ours: str) -> Any:
+    """``value`` with every string naming HAPI's base URL naming ours instead."""
+    if isinstance(value, str):
+        return ours + value[len(hapi) :] if value.startswith(hapi) else value
+    if isinstance(value, dict):
+        return {k: _rebased(v, hapi, ours) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebased(v, hapi, ours) for v in value]
+    return value
+
+
+def _note(trail: AuditTrail, guard: FhirGuard, resources: list[Resource]) -> None:
+    for resource in resources[:_MOST_AUDITED]:
+        kind, rid = str(resource.get("resourceType")), resource.get("id")
+        version = resource.get("meta", {}).get("versionId")
+        reference = f"{kind}/{rid}" + (f"/_history/{version}" if version else "")
+        patients = ((system_for(p.kind), p.value) for p in guard.patients_of(resource))
+        trail.saw(Touched(kind, reference=reference), patients)
+
+
+async def _guarded_bundle(
+    request: Request,
+    hapi: HapiClient,
+    guard: FhirGuard,
+    trail: AuditTrail,
+    bundle: Resource,
+    page_path: str,
+) -> Response:
+    """A Bundle page from HAPI, minus what the caller may not see, in our addresses."""
+    entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)]
+    with_resource = [e for e in entries if isinstance(e.get("resource"), dict)]
+    verdicts = await guard.admitted(e["resource"] for e in with_resource)
+    kept = [e for e, ok in zip(with_resource, verdicts, strict=True) if ok]
+    if guard.unrestricted:
+        # Deletions in a history carry no resource; only an unrestricted reader sees them.
+        kept = [e for e in entries if e in kept or "resource" not in e]
+    else:
+        # A total would count what was left out.
+        bundle.pop("total", None)
+    _note(trail, guard, [e["resource"] for e in kept if "resource" in e])
+    bundle["entry"] = kept
+    ours = _base(request)
+    links = []
+    for link in bundle.get("link", []):
+        relation, url = link.get("relation"), str(link.get("url", ""))
+        if relation == "self":
+            url = str(request.url)
+        elif "_getpages=" in url:
+            url = f"{ours}/{page_path}?{urlsplit(url).query}"
+        links.append({**link, "url": url})
+    bundle["link"] = links
+    return fhir_response(_rebased(bundle, hapi.base_url, ours))
+
+
+def _narrowed(
+    kind: str, guard: FhirGuard, params: list[tuple[str, str]], ids: frozenset[str]
+) -> list[tuple[str, str]]:
+    """The search's parameters plus the caller's walls, so that HAPI pages hold the caller's."""
+    walls = guard.access.compartment
+    if walls.patient is not None:
+        name = "patient" if kind == "Appointment" else "subject"
+        return [*params, (name, ",".join(f"Patient/{i}" for i in sorted(ids)))]
+    if walls.organization is not None and kind == "CarePlan":
+        unit = f"{system_for(walls.organization.kind)}|{walls.organization.value}"
+        return [*params, ("responsible-clinician.organization.identifier", unit)]
+    return params
+
+
+def _empty(request: Request) -> Response:
+    return fhir_response(
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "link": [{"relation": "self", "url": str(request.url)}],
+            "entry": [],
+        }
+    )
+
+
+def _add_routes(kind: str) -> None:
+    offered = INTERACTIONS[kind]
+
+    async def search(
+        request: Request, hapi: HapiClientDep, access: AccessDep, trail: AuditTrailDep
+    ) -> Response:
+        async def work() -> Response:
+            guard = FhirGuard(access, hapi)
+            params = list(request.query_params.multi_items())
+            if not guard.unrestricted:
+                for name, value in params:
+                    refused = _UNGUARDED.get(name.split(":")[0], set())
+                    if name.split(":")[0] in _UNGUARDED and (refused is None or value in refused):
+                        return outcome(
+                            400, "not-supported", f"{name}={value} is not offered to this caller"
+                        )
+            ids = await guard.patient_ids()
+            if guard.access.compartment.patient is not None and not ids:
+                return _empty(request)
+            bundle = await hapi.page(f"/{kind}", _narrowed(kind, guard, params, ids))
+            return await _guarded_bundle(request, hapi, guard, trail, bundle, f"{kind}/_page")
+
+        return await _answer(request, work)
+
+    async def page(
+        request: Request, hapi: HapiClientDep, access: AccessDep, trail: AuditTrailDep
+    ) -> Response:
+        async def work() -> Response:
+            query = parse_qsl(request.url.query, keep_blank_values=True)
+            if not any(name == "_getpages" for name, _ in query):
+                return outcome(400, "required", "a paging link needs its _getpages parameter")
+            bundle = await hapi.page("", query)
+            guard = FhirGuard(access, hapi)
+            return await _guarded_bundle(request, hapi, guard, trail, bundle, f"{kind}/_page")
+
+        return await _answer(request, work)
+
+    async def read(
+        resource_id: ResourceId,
+        request: Request,
+        hapi: HapiClientDep,
+        access: AccessDep,
+        trail: AuditTrailDep,
+    ) -> Response:
+        async def work() -> Response:
+            resource = await hapi.read(kind, resource_id)
+            return await _one(request, hapi, access, trail, resource)
+
+        return await _answer(request, work)
+
+    async def vread(
+        resource_id: ResourceId,
+        version_id: VersionId,
+        request: Request,
+        hapi: HapiClientDep,
+        access: AccessDep,
+        trail: AuditTrailDep,
+    ) -> Response:
+        async def work() -> Response:
+            resource = await hapi.vread(kind, resource_id, version_id)
+            return await _one(request, hapi, access, trail, resource)
+
+        return await _answer(request, work)
+
+    async def history(
+        resource_id: ResourceId,
+        request: Request,
+        hapi: HapiClientDep,
+        access: AccessDep,
+        trail: AuditTrailDep,
+    ) -> Response:
+        async def work() -> Response:
+            guard = FhirGuard(access, hapi)
+            current = await hapi.read(kind, resource_id)
+            if not (await guard.admitted([current]))[0]:
+                return _outside(trail)
+            params = list(request.query_params.multi_items())
+            bundle = await hapi.page(f"/{kind}/{resource_id}/_history", params)
+            path = f"{kind}/{resource_id}/_history"
+            return await _guarded_bundle(request, hapi, guard, trail, bundle, path)
+
+        return await _answer(request, work)
+
+    handlers: dict[str, tuple[str, Callable[..., Awaitable[Response]]]] = {
+        # The paging route comes before the read: "_page" would otherwise be taken for an id.
+        "page": (f"/{kind}/_page", page),
+        "search": (f"/{kind}", search),
+        "history": (f"/{kind}/{{resource_id}}/_history", history),
+        "vread": (f"/{kind}/{{resource_id}}/_history/{{version_id}}", vread),
+        "read": (f"/{kind}/{{resource_id}}", read),
+    }
+    for interaction, (path, handler) in handlers.items():
+        if interaction in offered:
+            router.add_api_route(
+                path,
+                handler,
+                methods=["GET"],
+                name=route_name(interaction, kind),
+                summary=f"{interaction} {kind}",
+                response_class=Response,
+                responses={200: {"content": {FHIR_JSON: {}}}},
+            )
+
+
+async def _one(
+    request: Request, hapi: HapiClient, access: Any, trail: AuditTrail, resource: Resource
+) -> Response:
+    guard = FhirGuard(access, hapi)
+    if not (await guard.admitted([resource]))[0]:
+        return _outside(trail)
+    _note(trail, guard, [resource])
+    headers = {}
+    version = resource.get("meta", {}).get("versionId")
+    if version:
+        headers["ETag"] = f'W/"{version}"'
+    return fhir_response(_rebased(resource, hapi.base_url, _base(request)), headers=headers)
+
+
+@router.get(
+    "/metadata",
+    name="fhir_capabilities",
+    response_class=Response,
+    responses={200: {"content": {FHIR_JSON: {}}}},
+)
+async def capabilities(request: Request, hapi: HapiClientDep) -> Response:
+    """Our CapabilityStatement: the types, interactions, search parameters and profiles offered."""
+
+    async def work() -> Response:
+        statement = await hapi.capability_statement()
+        return fhir_response(capability_statement(statement, _base(request)))
+
+    return await _answer(request, work)
+
+
+def _outside(trail: AuditTrail) -> Response:
+    # Answered as absent: whether another patient's record exists is not the caller's business.
+    trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
+    return outcome(404, "not-found", "no such resource")
+
+
+for _kind in INTERACTIONS:
+    _add_routes(_kind)

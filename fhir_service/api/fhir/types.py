@@ -1,0 +1,22 @@
+"""The resource types the FHIR endpoint serves, and which interactions each one offers."""
+
+from __future__ import annotations
+
+__all__ = ["AUDIT_TYPES", "CONTRACT_TYPES", "INTERACTIONS", "route_name"]
+
+CONTRACT_TYPES = ("CarePlan", "CareTeam", "Goal", "Appointment")
+"""A contract's records: read, searched and followed through their history."""
+
+AUDIT_TYPES = ("Provenance", "AuditEvent")
+"""The audit trail: read and searched by auditors."""
+
+INTERACTIONS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys(CONTRACT_TYPES, ("read", "vread", "history", "search", "page")),
+    **dict.fromkeys(AUDIT_TYPES, ("read", "search", "page")),
+}
+"""Per type, the routes it has; ``page`` follows a search's paging links."""
+
+
+def route_name(interaction: str, resource_type: str) -> str:
+    """The name of the route of ``interaction`` on ``resource_type``, as the access rules key it."""
+    return f"fhir_{interaction}_{resource_type}"

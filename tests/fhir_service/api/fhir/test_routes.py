@@ -1,0 +1,308 @@
+"""The FHIR endpoint against the real HAPI: reads, searches, includes, paging and history, each
+kept within the caller's walls, in our addresses, with OperationOutcomes for errors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_service.api import create_app
+from fhir_service.settings import Settings
+from tests.auth import TestIssuer
+from tests.support import unique_personnummer
+
+EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
+FHIR_JSON = "application/fhir+json"
+KNEE_UNIT = "hsa-id|SE2321000065-1003"
+DRAFT_UNIT = "hsa-id|SE2321000065-1254"
+OUR_BASE = "http://testserver/fhir"
+CONTRACT_SYSTEM = "http://fhir.patient-contracts.org/identifier/contract"
+TYPES = {"CarePlan", "CareTeam", "Goal", "Appointment", "Provenance", "AuditEvent"}
+
+
+@pytest.fixture(scope="module")
+def service(
+    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
+) -> Iterator[TestClient]:
+    directory = tmp_path_factory.mktemp("fhir")
+    settings = Settings(
+        hapi_url=conformance_loaded,
+        database_url=f"sqlite:///{directory / 'service.db'}",
+        **issuer.settings(),
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/ready").text
+            time.sleep(0.2)
+        yield client
+
+
+def _contract(name: str, personnummer: str, **changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EXAMPLES / f"{name}.json").read_text("utf-8"))
+    data["id"] = f"fhir-{uuid.uuid4().hex[:16]}"
+    data["patient"]["identifier"]["value"] = personnummer
+    data.update(changes)
+    return data
+
+
+@pytest.fixture(scope="module")
+def world(service: TestClient, issuer: TestIssuer) -> dict[str, Any]:
+    """Patients A and B: each an agreed knee contract; A also a draft, and a restricted goal."""
+    a, b = unique_personnummer(), unique_personnummer()
+    mine = _contract("knee-replacement", a)
+    mine["goals"][1]["confidentiality"] = "restricted"
+    contracts = {
+        "a": mine,
+        "b": _contract("knee-replacement", b),
+        "a-draft": _contract("elderly-psychiatry", a),
+    }
+    for key, contract in contracts.items():
+        unit = DRAFT_UNIT if key == "a-draft" else KNEE_UNIT
+        headers = issuer.headers("ehr", organization=unit)
+        assert service.post("/contracts", json=contract, headers=headers).status_code == 201
+    ids = {}
+    for key, contract in contracts.items():
+        found = service.get(
+            "/fhir/CarePlan",
+            params={
+                "identifier": f"http://fhir.patient-contracts.org/identifier/contract|{contract['id']}"
+            },
+            headers=issuer.headers(
+                "ehr", organization=DRAFT_UNIT if key == "a-draft" else KNEE_UNIT
+            ),
+        )
+        ids[key] = found.json()["entry"][0]["resource"]["id"]
+    return {
+        "contracts": contracts,
+        "careplans": ids,
+        "a": issuer.headers("patient", patient=f"personnummer|{a}"),
+        "b": issuer.headers("patient", patient=f"personnummer|{b}"),
+        "unit": issuer.headers("ehr", organization=KNEE_UNIT),
+    }
+
+
+def _entries(response: Any, kind: str | None = None) -> list[dict[str, Any]]:
+    assert response.status_code == 200, response.text
+    return [
+        e["resource"]
+        for e in response.json().get("entry", [])
+        if kind is None or e["resource"]["resourceType"] == kind
+    ]
+
+
+def _contract_of(resource: dict[str, Any]) -> str:
+    return str(resource["identifier"][0]["value"]).split("/")[0]
+
+
+def test_a_unit_reads_its_careplan_its_versions_and_history_in_our_addresses(
+    service: TestClient, world: dict[str, Any], conformance_loaded: str
+) -> None:
+    careplan = world["careplans"]["a"]
+
+    read = service.get(f"/fhir/CarePlan/{careplan}", headers=world["unit"])
+    vread = service.get(f"/fhir/CarePlan/{careplan}/_history/1", headers=world["unit"])
+    history = service.get(f"/fhir/CarePlan/{careplan}/_history", headers=world["unit"])
+
+    assert read.status_code == 200, read.text
+    assert read.headers["content-type"].startswith(FHIR_JSON)
+    assert read.headers["etag"] == 'W/"1"'
+    assert vread.json()["id"] == careplan
+    assert [e["fullUrl"] for e in history.json()["entry"]] == [f"{OUR_BASE}/CarePlan/{careplan}"]
+    hapi = urlsplit(conformance_loaded).netloc
+    assert hapi not in read.text + vread.text + history.text
+
+
+def test_a_patient_searches_only_their_own_records_of_every_type(
+    service: TestClient, world: dict[str, Any]
+) -> None:
+    mine = world["contracts"]["a"]["id"]
+
+    found = {
+        kind: _entries(service.get(f"/fhir/{kind}?_count=100", headers=world["a"]), kind)
+        for kind in ("CarePlan", "CareTeam", "Goal", "Appointment")
+    }
+
+    assert {_contract_of(r) for r in found["CarePlan"]} == {mine}
+    for kind in ("CareTeam", "Goal", "Appointment"):
+        assert found[kind], kind
+        assert {_contract_of(r) for r in found[kind]} == {mine}, kind
+    # The restricted goal stays behind, the other one comes.
+    goals = {r["identifier"][0]["value"].split("/")[1] for r in found["Goal"]}
+    assert goals == {world["contracts"]["a"]["goals"][0]["key"]}
+
+
+def test_another_patients_records_are_absent_however_they_are_asked_for(
+    service: TestClient, world: dict[str, Any]
+) -> None:
+    theirs = world["careplans"]["b"]
+    b_number = world["contracts"]["b"]["patient"]["identifier"]["value"]
+    personnummer = "http://electronichealth.se/identifier/personnummer"
+
+    read = service.get(f"/fhir/CarePlan/{theirs}", headers=world["a"])
+    history = service.get(f"/fhir/CarePlan/{theirs}/_history", headers=world["a"])
+    chained = service.get(
+        f"/fhir/CarePlan?subject.identifier={personnummer}|{b_number}", headers=world["a"]
+    )
+    by_id = service.get(f"/fhir/CarePlan?_id={theirs}", headers=world["a"])
+    included = service.get(
+        "/fhir/Goal?_include=Goal:subject&_revinclude=CarePlan:goal", headers=world["a"]
+    )
+
+    assert read.status_code == 404
+    assert read.headers["content-type"].startswith(FHIR_JSON)
+    assert read.json()["resourceType"] == "OperationOutcome"
+    assert history.status_code == 404
+    assert _entries(chained) == []
+    assert _entries(by_id) == []
+    assert b_number not in included.text
+    assert world["contracts"]["b"]["id"] not in included.text
+
+
+def test_drafts_are_withheld_from_the_patient_but_not_from_their_unit(
+    service: TestClient, world: dict[str, Any], issuer: TestIssuer
+) -> None:
+    draft = world["careplans"]["a-draft"]
+
+    by_patient = service.get(f"/fhir/CarePlan/{draft}", headers=world["a"])
+    by_unit = service.get(
+        f"/fhir/CarePlan/{draft}", headers=issuer.headers("ehr", organization=DRAFT_UNIT)
+    )
+
+    assert by_patient.status_code == 404
+    assert by_unit.status_code == 200
+
+
+def test_a_paging_link_followed_by_someone_else_shows_them_only_their_own(
+    service: TestClient, world: dict[str, Any]
+) -> None:
+    first = service.get("/fhir/Goal?_count=1", headers=world["unit"])
+    links = {link["relation"]: link["url"] for link in first.json()["link"]}
+    assert links["next"].startswith(f"{OUR_BASE}/Goal/_page?")
+
+    replayed = service.get(links["next"], headers=world["b"])
+
+    own = world["contracts"]["b"]["id"]
+    assert {_contract_of(r) for r in _entries(replayed)} <= {own}
+    assert "total" not in replayed.json()
+
+
+@pytest.mark.parametrize("query", ["_summary=count", "_total=accurate", "_contained=true"])
+def test_answers_that_would_count_or_carry_hidden_records_are_refused(
+    service: TestClient, world: dict[str, Any], query: str
+) -> None:
+    response = service.get(f"/fhir/CarePlan?{query}", headers=world["a"])
+
+    assert response.status_code == 400
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_another_unit_sees_none_of_a_units_records(
+    service: TestClient, world: dict[str, Any], issuer: TestIssuer
+) -> None:
+    stranger = issuer.headers("ehr", organization="hsa-id|SE2321000065-9999")
+
+    read = service.get(f"/fhir/CarePlan/{world['careplans']['a']}", headers=stranger)
+    goals = service.get("/fhir/Goal?_count=100", headers=stranger)
+
+    assert read.status_code == 404
+    assert _entries(goals) == []
+
+
+@pytest.mark.parametrize(
+    ("role", "path", "status"),
+    [
+        ("booking", "/fhir/CarePlan", 403),
+        ("auditor", "/fhir/CarePlan", 403),
+        ("patient-without-claim", "/fhir/CarePlan", 403),
+        (None, "/fhir/CarePlan", 401),
+        ("patient", "/fhir/AuditEvent", 403),
+    ],
+)
+def test_refusals_are_operation_outcomes(
+    service: TestClient, issuer: TestIssuer, role: str | None, path: str, status: int
+) -> None:
+    headers = {}
+    if role == "patient-without-claim":
+        headers = issuer.headers("patient")
+    elif role == "patient":
+        headers = issuer.headers("patient", patient=f"personnummer|{unique_personnummer()}")
+    elif role is not None:
+        headers = issuer.headers(role)  # type: ignore[arg-type]
+
+    response = service.get(path, headers=headers)
+
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith(FHIR_JSON)
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_an_auditor_searches_the_audit_trail(service: TestClient, issuer: TestIssuer) -> None:
+    response = service.get("/fhir/AuditEvent?_count=5", headers=issuer.headers("auditor"))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["type"] == "searchset"
+
+
+@pytest.mark.parametrize(
+    ("headers", "query"),
+    [({"Accept": "application/fhir+xml"}, ""), ({}, "?_format=xml")],
+)
+def test_xml_is_refused_with_406(
+    service: TestClient, world: dict[str, Any], headers: dict[str, str], query: str
+) -> None:
+    response = service.get(f"/fhir/CarePlan{query}", headers={**world["unit"], **headers})
+
+    assert response.status_code == 406
+    assert "JSON" in response.json()["issue"][0]["diagnostics"]
+
+
+def test_an_unknown_search_parameter_is_an_operation_outcome(
+    service: TestClient, world: dict[str, Any], conformance_loaded: str
+) -> None:
+    response = service.get("/fhir/CarePlan?no-such-parameter=1", headers=world["unit"])
+
+    assert response.status_code == 400
+    assert "no-such-parameter" in response.json()["issue"][0]["diagnostics"]
+    assert urlsplit(conformance_loaded).netloc not in response.text
+
+
+def test_the_capability_statement_lists_exactly_what_is_offered(
+    service: TestClient, conformance_loaded: str
+) -> None:
+    response = service.get("/fhir/metadata")
+
+    statement = response.json()
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert response.status_code == 200
+    assert set(resources) == {
+        "CarePlan",
+        "CareTeam",
+        "Goal",
+        "Appointment",
+        "Provenance",
+        "AuditEvent",
+    }
+    assert {i["code"] for i in resources["CarePlan"]["interaction"]} == {
+        "read",
+        "vread",
+        "history-instance",
+        "search-type",
+    }
+    assert {i["code"] for i in resources["AuditEvent"]["interaction"]} == {"read", "search-type"}
+    assert "responsible-clinician" in {p["name"] for p in resources["CarePlan"]["searchParam"]}
+    assert resources["CarePlan"]["supportedProfile"] == [
+        "http://fhir.patient-contracts.org/StructureDefinition/patient-contract-careplan"
+    ]
+    assert statement["implementation"]["url"] == OUR_BASE
+    assert urlsplit(conformance_loaded).netloc not in response.text
+    assert "HAPI" not in json.dumps(statement["software"])
