@@ -28,7 +28,9 @@ from fhir_service.fhir import (
     HapiUnavailableError,
     NotFoundError,
 )
+from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.ownership import contract_of
 from fhir_service.security.access import Denial
 
 __all__ = ["router"]
@@ -106,7 +108,10 @@ def _note(trail: AuditTrail, guard: FhirGuard, resources: list[Resource]) -> Non
         version = resource.get("meta", {}).get("versionId")
         reference = f"{kind}/{rid}" + (f"/_history/{version}" if version else "")
         patients = ((system_for(p.kind), p.value) for p in guard.patients_of(resource))
-        trail.saw(Touched(kind, reference=reference), patients)
+        # Named by its contract, so that "who read contract X" finds reads through FHIR too.
+        contract_id = contract_of(resource)
+        contract = None if contract_id is None else (urls.ID_CONTRACT, contract_id)
+        trail.saw(Touched(kind, identifier=contract, reference=reference), patients)
 
 
 async def _guarded_bundle(

@@ -41,6 +41,7 @@ class Story:
     clinician: str
     patient: str
     stranger: str
+    fhir_reader: str
     agreed_version: int
     agreed_at: list[str]
     day: str
@@ -68,6 +69,7 @@ def story(
     )
     suffix = uuid.uuid4().hex[:8]
     clinician, patient, stranger = f"dr-anna-{suffix}", f"patient-{suffix}", f"dr-olle-{suffix}"
+    fhir_reader = f"ehr-fhir-{suffix}"
     contract = _contract()
     personnummer = contract["patient"]["identifier"]["value"]
     as_clinician = issuer.headers("clinician", organization=UNIT, subject=clinician)
@@ -100,8 +102,17 @@ def story(
         as_stranger = issuer.headers("clinician", organization=OTHER_UNIT, subject=stranger)
         assert service.get(f"/contracts/{contract['id']}", headers=as_stranger).status_code == 404
         assert service.get(f"/contracts/{contract['id']}").status_code == 401
-        # Six records name the patient; the writer sends them to HAPI in the background.
-        _wait_for(conformance_loaded, f"entity-identifier={PERSONNUMMER}|{personnummer}", 6)
+        # Another system of the unit finds and reads the CarePlan through the FHIR endpoint.
+        as_fhir_reader = issuer.headers("ehr", organization=UNIT, subject=fhir_reader)
+        found = service.get(
+            "/fhir/CarePlan",
+            params={"identifier": f"{urls.ID_CONTRACT}|{contract['id']}"},
+            headers=as_fhir_reader,
+        )
+        careplan = found.json()["entry"][0]["resource"]["id"]
+        assert service.get(f"/fhir/CarePlan/{careplan}", headers=as_fhir_reader).status_code == 200
+        # Eight records name the patient; the writer sends them to HAPI in the background.
+        _wait_for(conformance_loaded, f"entity-identifier={PERSONNUMMER}|{personnummer}", 8)
     return Story(
         hapi=conformance_loaded,
         contract_id=contract["id"],
@@ -109,6 +120,7 @@ def story(
         clinician=clinician,
         patient=patient,
         stranger=stranger,
+        fhir_reader=fhir_reader,
         agreed_version=int(agreed.json()["version"]),
         agreed_at=agreed_at,
         day=datetime.now(UTC).date().isoformat(),
@@ -157,8 +169,14 @@ def test_who_read_contract_x(story: Story) -> None:
         f"AuditEvent?entity-identifier={urls.ID_CONTRACT}|{story.contract_id}&action=R",
     )
 
-    # The clinician and the patient read it; the other unit's clinician was refused (4).
-    assert _users(events) == {story.clinician: {"0"}, story.patient: {"0"}, story.stranger: {"4"}}
+    # The clinician, the patient and the unit's other system (through FHIR) read it; the other
+    # unit's clinician was refused (4).
+    assert _users(events) == {
+        story.clinician: {"0"},
+        story.patient: {"0"},
+        story.stranger: {"4"},
+        story.fhir_reader: {"0"},
+    }
 
 
 def test_everything_user_y_did_on_day_z(story: Story) -> None:
@@ -180,11 +198,12 @@ def test_every_access_to_patient_p_in_a_period(story: Story) -> None:
         f"AuditEvent?entity-identifier={PERSONNUMMER}|{story.personnummer}&{_day_range(story.day)}",
     )
 
-    assert len(events) == 6
+    assert len(events) == 8
     assert _users(events) == {
         story.clinician: {"0"},
         story.patient: {"0"},
         story.stranger: {"4"},
+        story.fhir_reader: {"0"},
     }
     clinician_reads = [e for e in events if e["action"] == "R" and story.clinician in json.dumps(e)]
     on_behalf_of = [
