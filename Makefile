@@ -51,3 +51,4 @@ bench: setup hapi
 	$(BIN)/python -m bench.readiness
 	$(BIN)/python -m bench.mapping
 	$(BIN)/python -m bench.bulk
+	$(BIN)/python -m bench.facade

@@ -82,6 +82,8 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
     "page": ("s", Interaction.SEARCH),
 }
 RULES["fhir_capabilities"] = Public.CAPABILITIES
+# A contract's transaction changes it; creating one needs CarePlan.c as well, checked inside.
+RULES["fhir_transaction"] = Protected(Requirement("CarePlan", "u"), Interaction.TRANSACTION)
 RULES.update(
     {
         fhir_route(interaction, kind): Protected(

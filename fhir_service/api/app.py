@@ -18,6 +18,7 @@ from fhir_service import __version__, servicedb
 from fhir_service.api import contracts, health, hooks, patients, webhooks
 from fhir_service.api.body_limit import BodyLimitMiddleware
 from fhir_service.api.fhir import routes as fhir_routes
+from fhir_service.api.fhir import transactions as fhir_transactions
 from fhir_service.api.fhir.errors import OperationOutcomeMiddleware
 from fhir_service.api.middleware import RequestContextMiddleware
 from fhir_service.api.problems import problem_response
@@ -135,6 +136,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(contracts.router)
     app.include_router(patients.router)
     app.include_router(fhir_routes.router)
+    app.include_router(fhir_transactions.router)
     app.include_router(webhooks.router)
     app.include_router(hooks.router)
     return app

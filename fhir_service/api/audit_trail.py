@@ -23,8 +23,11 @@ from fhir_service.audit.records import (
     contract_entities,
 )
 from fhir_service.contract import Contract
+from fhir_service.mapping.provenance import Author
+from fhir_service.security.access import Access
+from fhir_service.sync.store import Change
 
-__all__ = ["AuditTrail"]
+__all__ = ["AuditTrail", "change_by"]
 
 
 @dataclass
@@ -98,3 +101,11 @@ def _phrase(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return "unknown status"
+
+
+def change_by(access: Access, trail: AuditTrail) -> Change:
+    """The change a request makes: its author, as the Provenance names them, and their walls."""
+    caller = trail.caller
+    user = (caller.issuer or "", caller.subject or access.principal.subject)
+    author = Author(user, caller.client_id, caller.organization, caller.patient)
+    return Change(author, access.compartment)

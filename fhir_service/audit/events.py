@@ -69,6 +69,8 @@ _KIND: dict[Interaction, tuple[str, str]] = {
     Interaction.UPDATE: ("Update", "U"),
     Interaction.OPERATION: ("Update", "U"),
     Interaction.DELETE: ("Delete", "D"),
+    # A contract's transaction creates or changes it; BALP has no profile of its own for it.
+    Interaction.TRANSACTION: ("Update", "U"),
 }
 
 _RECIPIENT = {"system": _PARTICIPATION, "code": "IRCP", "display": "information recipient"}

@@ -41,6 +41,7 @@ class Interaction(StrEnum):
     UPDATE = "update"
     DELETE = "delete"
     OPERATION = "operation"
+    TRANSACTION = "transaction"
 
 
 class Outcome(IntEnum):

@@ -138,6 +138,19 @@ class HapiClient:
         """
         return _json(await self._send("GET", path, safe=True, params=params))
 
+    async def validate(self, resource: Resource) -> Resource:
+        """``$validate`` of ``resource`` against base R4 and the profiles it declares; the
+        OperationOutcome, whose error issues say what is wrong. Nothing is written.
+        """
+        path = f"/{resource.get('resourceType')}/$validate"
+        try:
+            return _json(await self._send("POST", path, safe=True, json=resource))
+        except HapiRequestError as exc:
+            # HAPI may answer an invalid resource with 412 and the same OperationOutcome.
+            if exc.status == 412 and exc.outcome is not None:
+                return exc.outcome
+            raise
+
     async def capability_statement(
         self, *, elements: tuple[str, ...] = (), timeout: float | None = None
     ) -> Resource:

@@ -77,6 +77,8 @@ def capability_statement(hapi_statement: Resource, base: str) -> Resource:
                     "own records, care units their own contracts, auditors the audit trail.",
                 },
                 "resource": resources,
+                # A transaction Bundle of one contract's records creates or changes it.
+                "interaction": [{"code": "transaction"}],
             }
         ],
     }

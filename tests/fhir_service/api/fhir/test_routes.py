@@ -303,6 +303,7 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
     assert resources["CarePlan"]["supportedProfile"] == [
         "http://fhir.patient-contracts.org/StructureDefinition/patient-contract-careplan"
     ]
+    assert statement["rest"][0]["interaction"] == [{"code": "transaction"}]
     assert statement["implementation"]["url"] == OUR_BASE
     assert urlsplit(conformance_loaded).netloc not in response.text
     assert "HAPI" not in json.dumps(statement["software"])

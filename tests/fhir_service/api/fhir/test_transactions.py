@@ -1,0 +1,239 @@
+"""POST /fhir against the real HAPI: a contract's whole life as transaction Bundles, and every
+malformed Bundle refused with an OperationOutcome and nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_service.api import create_app
+from fhir_service.contract import Agreement, AgreementParty, Contract, ContractStatus
+from fhir_service.mapping.to_fhir import contract_to_bundle
+from fhir_service.settings import Settings
+from tests.auth import TestIssuer
+from tests.support import unique_personnummer
+
+EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
+UNIT = "hsa-id|SE2321000065-1254"
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+@pytest.fixture(scope="module")
+def service(
+    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
+) -> Iterator[TestClient]:
+    directory = tmp_path_factory.mktemp("transactions")
+    settings = Settings(
+        hapi_url=conformance_loaded,
+        database_url=f"sqlite:///{directory / 'service.db'}",
+        **issuer.settings(),
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        deadline = time.monotonic() + 60
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, client.get("/ready").text
+            time.sleep(0.2)
+        yield client
+
+
+@pytest.fixture
+def ehr(issuer: TestIssuer) -> dict[str, str]:
+    return {**issuer.headers("ehr", organization=UNIT), **FHIR_JSON}
+
+
+def _draft() -> Contract:
+    data = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
+    data["id"] = f"tx-{uuid.uuid4().hex[:16]}"
+    data["patient"]["identifier"]["value"] = unique_personnummer()
+    return Contract.model_validate(data)
+
+
+def _bundle(contract: Contract, version: int | None = None) -> dict[str, Any]:
+    bundle = contract_to_bundle(contract, new=version is None)
+    if version is not None:
+        careplan = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan")
+        careplan["request"]["ifMatch"] = f'W/"{version}"'
+    return bundle
+
+
+def _post(service: TestClient, headers: dict[str, str], body: Any) -> Any:
+    return service.post("/fhir", content=json.dumps(body), headers=headers)
+
+
+def test_an_ehr_runs_a_contracts_whole_life_through_fhir_transactions(
+    service: TestClient, ehr: dict[str, str]
+) -> None:
+    draft = _draft()
+    now = datetime.now(UTC).replace(microsecond=0)
+    agreements = tuple(Agreement(party=p, agreed_at=now) for p in AgreementParty)
+
+    created = _post(service, ehr, _bundle(draft))
+    edited = draft.model_copy(update={"title": "Edited through FHIR"})
+    updated = _post(service, ehr, _bundle(edited, 1))
+    agreed = edited.model_copy(update={"status": ContractStatus.AGREED, "agreements": agreements})
+    agreeing = _post(service, ehr, _bundle(agreed, 2))
+    ended = edited.model_copy(update={"status": ContractStatus.ENDED})
+    ending = _post(service, ehr, _bundle(ended, 3))
+    read = service.get(f"/contracts/{draft.id}", headers=ehr)
+
+    assert created.status_code == 201, created.text
+    assert created.json()["type"] == "transaction-response"
+    assert len(created.json()["entry"]) == len(_bundle(draft)["entry"])
+    assert updated.status_code == 200, updated.text
+    assert agreeing.status_code == 200, agreeing.text
+    assert ending.status_code == 200, ending.text
+    assert ending.headers["etag"] == 'W/"4"'
+    assert read.json()["title"] == "Edited through FHIR"
+    assert read.json()["status"] == "ended"
+
+
+def test_a_stale_or_missing_version_changes_nothing(
+    service: TestClient, ehr: dict[str, str]
+) -> None:
+    draft = _draft()
+    assert _post(service, ehr, _bundle(draft)).status_code == 201
+    edited = draft.model_copy(update={"title": "Lost edit"})
+
+    stale = _post(service, ehr, _bundle(edited, 7))
+    missing = _post(service, ehr, contract_to_bundle(edited))
+
+    assert stale.status_code == 409
+    assert missing.status_code == 428
+    assert service.get(f"/contracts/{draft.id}", headers=ehr).json()["title"] == draft.title
+
+
+def test_contents_and_status_do_not_change_in_one_transaction(
+    service: TestClient, ehr: dict[str, str]
+) -> None:
+    draft = _draft()
+    assert _post(service, ehr, _bundle(draft)).status_code == 201
+    both = draft.model_copy(update={"title": "New", "status": ContractStatus.REVOKED})
+
+    response = _post(service, ehr, _bundle(both, 1))
+
+    assert response.status_code == 409
+    assert "contents" in response.json()["issue"][0]["diagnostics"]
+
+
+def _resource(bundle: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == kind)
+
+
+def _careplan_of(bundle: dict[str, Any]) -> dict[str, Any]:
+    return _resource(bundle, "CarePlan")
+
+
+def _without_contract_status(bundle: dict[str, Any]) -> dict[str, Any]:
+    _careplan_of(bundle)["extension"] = []
+    return bundle
+
+
+def _with_foreign_goal(bundle: dict[str, Any]) -> dict[str, Any]:
+    stranger = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient")
+    other = json.loads(json.dumps(stranger))
+    other["fullUrl"] = f"urn:uuid:{uuid.uuid4()}"
+    other["resource"]["identifier"][0]["value"] = unique_personnummer()
+    other["request"] = {"method": "POST", "url": "Patient"}
+    bundle["entry"].append(other)
+    _resource(bundle, "Goal")["subject"] = {"reference": other["fullUrl"]}
+    return bundle
+
+
+def _with_observation(bundle: dict[str, Any]) -> dict[str, Any]:
+    bundle["entry"].append(
+        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}}
+    )
+    return bundle
+
+
+def _with_bad_personnummer(bundle: dict[str, Any]) -> dict[str, Any]:
+    patient = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    patient["identifier"][0]["value"] = "191212121213"
+    return bundle
+
+
+@pytest.mark.parametrize(
+    ("spoil", "status", "words"),
+    [
+        (_without_contract_status, 422, "contractStatus"),
+        (_with_foreign_goal, 422, "patient other than the CarePlan's"),
+        (_with_observation, 422, "Observation"),
+        (_with_bad_personnummer, 422, "personnummer"),
+        (lambda b: {**b, "type": "batch"}, 422, "transaction Bundle"),
+        (lambda b: b["entry"][0]["resource"], 422, "transaction Bundle"),
+        (lambda b: [b], 400, "JSON object"),
+    ],
+    ids=["profile", "other-patient", "other-type", "check-digit", "batch", "not-a-bundle", "array"],
+)
+def test_malformed_bundles_are_refused_and_nothing_is_written(
+    service: TestClient, ehr: dict[str, str], spoil: Any, status: int, words: str
+) -> None:
+    draft = _draft()
+
+    response = _post(service, ehr, spoil(_bundle(draft)))
+
+    assert response.status_code == status, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert words in response.text
+    assert service.get(f"/contracts/{draft.id}", headers=ehr).status_code == 404
+
+
+def test_deep_nesting_huge_narratives_and_xml_are_refused(
+    service: TestClient, ehr: dict[str, str]
+) -> None:
+    draft = _draft()
+    huge = _bundle(draft)
+    _careplan_of(huge)["text"]["div"] = (
+        '<div xmlns="http://www.w3.org/1999/xhtml">' + "x" * 2_000_000 + "</div>"
+    )
+
+    nested = service.post("/fhir", content="[" * 10_000 + "]" * 10_000, headers=ehr)
+    extended = _bundle(draft)
+    deep: dict[str, Any] = {"url": "http://example.org/x", "valueString": "leaf"}
+    for _ in range(100):
+        deep = {"url": "http://example.org/x", "extension": [deep]}
+    _careplan_of(extended).setdefault("extension", []).append(deep)
+    deeply_extended = _post(service, ehr, extended)
+    too_big = _post(service, ehr, huge)
+    xml = service.post(
+        "/fhir",
+        content="<Bundle xmlns='http://hl7.org/fhir'/>",
+        headers={**ehr, "Content-Type": "application/fhir+xml"},
+    )
+
+    assert nested.status_code == 400
+    assert deeply_extended.status_code == 400
+    assert too_big.status_code == 413
+    assert too_big.json()["resourceType"] == "OperationOutcome"
+    assert xml.status_code == 415
+    assert "application/fhir+json" in xml.json()["issue"][0]["diagnostics"]
+    assert service.get(f"/contracts/{draft.id}", headers=ehr).status_code == 404
+
+
+def test_a_patient_cannot_write_and_a_unit_cannot_write_another_units_contract(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    draft = _draft()
+    patient = {
+        **issuer.headers("patient", patient=f"personnummer|{draft.patient.identifier.value}"),
+        **FHIR_JSON,
+    }
+    stranger = {**issuer.headers("ehr", organization="hsa-id|SE2321000065-9999"), **FHIR_JSON}
+
+    by_patient = _post(service, patient, _bundle(draft))
+    by_stranger = _post(service, stranger, _bundle(draft))
+
+    assert by_patient.status_code == 403
+    assert by_stranger.status_code == 403
+    assert by_patient.json()["resourceType"] == "OperationOutcome"
