@@ -12,10 +12,11 @@ migrates it. The tables live in ``sync/tables.py`` and change through the Alembi
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, make_url, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 
 __all__ = ["make_engine", "migrate", "ping"]
 
@@ -25,9 +26,21 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; for a SQLite file, its directory is created first."""
     parsed = make_url(url)
+    engine = create_engine(url, pool_pre_ping=True)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, pool_pre_ping=True)
+        event.listen(engine, "connect", _sqlite_file_settings)
+    return engine
+
+
+def _sqlite_file_settings(connection: Any, _record: Any) -> None:
+    # Every request writes an audit record while background writers claim rows: with the
+    # write-ahead log, readers and the one writer no longer block each other, and a busy
+    # database is waited for instead of failing at once. Commits still sync (durable).
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
 
 
 def ping(engine: Engine) -> None:

@@ -172,19 +172,28 @@ class AuditWriter:
             await self._write(claims)
         return len(claims)
 
-    async def run_forever(self, wake: asyncio.Event, idle_seconds: float = 1.0) -> None:
-        """Keep writing; sleep ``idle_seconds`` (or until ``wake``) when nothing is due."""
+    async def run_forever(
+        self, wake: asyncio.Event, idle_seconds: float = 1.0, gather_seconds: float = 0.25
+    ) -> None:
+        """Keep writing; sleep ``idle_seconds`` (or until ``wake``) when nothing is due.
+
+        A wake-up waits ``gather_seconds`` more before writing: requests come in bursts, and
+        their records, already safe in the service DB, then reach HAPI as one batch instead of
+        one write each, which would compete with the requests themselves.
+        """
         while True:
             try:
                 tried = await self.run_once()
             except Exception:
                 _log.exception("audit write round failed; trying again")
                 tried = 0
-            if tried:
+            if tried >= self.batch:
                 continue
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), idle_seconds)
+            if wake.is_set():
+                await asyncio.sleep(gather_seconds)
 
     async def _write(self, claims: list[AuditClaim]) -> None:
         ids = [c.id for c in claims]

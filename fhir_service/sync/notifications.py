@@ -93,6 +93,13 @@ class Notifications:
             except (HapiError, SQLAlchemyError) as exc:
                 _log.warning("reading HAPI's changes failed; retrying", extra={"reason": str(exc)})
             await _wait(self.feed_wake, self.feed_interval_seconds)
+            if self.feed_wake.is_set():
+                # HAPI calls once per changed resource, several per contract written: one
+                # _history read after the burst does for all of them.
+                await asyncio.sleep(_GATHER_SECONDS)
+
+
+_GATHER_SECONDS = 0.5
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
