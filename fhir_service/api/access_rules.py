@@ -80,6 +80,7 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
     "history": ("r", Interaction.HISTORY),
     "search": ("s", Interaction.SEARCH),
     "page": ("s", Interaction.SEARCH),
+    "coherent-plan": ("s", Interaction.SEARCH),
 }
 RULES["fhir_capabilities"] = Public.CAPABILITIES
 # A contract's transaction changes it; creating one needs CarePlan.c as well, checked inside.

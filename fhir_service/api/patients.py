@@ -16,18 +16,15 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import HTMLResponse
 
 from fhir_service.api.deps import AccessDep, AuditTrailDep, StoreDep
+from fhir_service.api.plan_access import PlanRefusedError, readable_plan
 from fhir_service.api.plan_page import PAGE_HEADERS, page_language, render_plan
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract import (
-    Contract,
-    ContractStatus,
     Identifier,
     IdentifierKind,
     InvalidIdentifierError,
 )
-from fhir_service.contract.disclosure import disclose
-from fhir_service.contract.plan import PLAN_STATUSES, CoherentPlan, coherent_plan
-from fhir_service.security.access import Denial
+from fhir_service.contract.plan import CoherentPlan, coherent_plan
 from fhir_service.sync.store import TooManyContractsError
 
 __all__ = ["router"]
@@ -43,8 +40,6 @@ _PATIENT_KINDS = frozenset(
         IdentifierKind.D_NUMMER,
     }
 )
-# A unit's care relationship shows in a draft too, though the plan shows only contracts in force.
-_READ_STATUSES = (ContractStatus.DRAFT, *PLAN_STATUSES)
 
 PatientPath = Annotated[
     str,
@@ -95,26 +90,15 @@ async def read_plan(
         return problem_response(
             422, "Invalid patient", "expected a patient's identifier as kind|value"
         )
-    walls = access.compartment
-    if walls.patient is not None and walls.patient != identifier:
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        return problem_response(403, "Forbidden", Denial.OUTSIDE_COMPARTMENT.value)
     try:
-        contracts = await store.all_of(identifier, _READ_STATUSES)
+        readable = await readable_plan(store, identifier, access.compartment, trail)
+    except PlanRefusedError as exc:
+        title = "Forbidden" if exc.status == 403 else "Not Found"
+        return problem_response(exc.status, title, str(exc))
     except TooManyContractsError as exc:
         return problem_response(422, "Too many contracts", f"{exc}; search /contracts instead")
-    unit = walls.organization
-    if unit is not None and not any(_takes_part(unit, c) for c in contracts):
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        return problem_response(
-            404, "Not Found", "no plan of this patient's that your unit takes part in"
-        )
-    disclosed = [disclose(c, unit) for c in contracts]
-    shown = [d.contract for d in disclosed if d.contract is not None]
-    for contract in shown:
-        trail.saw_contract(contract)
     plan = coherent_plan(
-        identifier, shown, now=datetime.now(UTC), withheld=any(d.withheld for d in disclosed)
+        identifier, readable.contracts, now=datetime.now(UTC), withheld=readable.withheld
     )
     if _wants_html(request.headers.get("accept", "")):
         language = page_language(lang, request.headers.get("accept-language"))
@@ -136,7 +120,3 @@ def _patient_identifier(text: str) -> Identifier | None:
     except (ValueError, InvalidIdentifierError):
         return None
     return identifier if identifier.kind in _PATIENT_KINDS else None
-
-
-def _takes_part(unit: Identifier, contract: Contract) -> bool:
-    return any(o.identifier == unit for o in contract.organizations())

@@ -15,6 +15,7 @@ from fhir_service.contract import (
     Activity,
     AgreedTime,
     CareContact,
+    Confidentiality,
     Contract,
     Name,
     Period,
@@ -54,13 +55,17 @@ def narrative(contract: Contract, language: Language = "sv") -> str:
     parts += _section(
         labels["agreement"], [_activity(a, contract, language) for a in contract.activities]
     )
-    parts += _section(labels["goals"], [_t(g.description) for g in contract.goals])
+    # Restricted goals and times stay in their own resources: the narrative goes wherever the
+    # CarePlan goes, to readers who may not see them.
+    goals = [g for g in contract.goals if g.confidentiality is Confidentiality.NORMAL]
+    times = [t for t in contract.agreed_times if t.confidentiality is Confidentiality.NORMAL]
+    parts += _section(labels["goals"], [_t(g.description) for g in goals])
     parts += _section(labels["resources"], [_t(r) for r in contract.patient_resources])
     parts += _section(labels["wishes"], [_t(w) for w in contract.wishes])
     parts += _section(
         labels["care_contacts"], [_care_contact(c, language) for c in contract.care_contacts]
     )
-    parts += _section(labels["agreed_times"], [_time(t) for t in contract.agreed_times])
+    parts += _section(labels["agreed_times"], [_time(t) for t in times])
     team = [_professional(p) for p in contract.professionals]
     team += [
         f"{_t(_name(r.name))} ({_t(relationships().display(r.relationship, language))})"

@@ -31,9 +31,17 @@ CONFORMANCE_DIRS = (
     _PROFILES / "valuesets",
     _PROFILES / "structuredefinitions",
     _PROFILES / "searchparameters",
+    _PROFILES / "operationdefinitions",
 )
 _TYPES = frozenset(
-    {"CodeSystem", "ValueSet", "ConceptMap", "StructureDefinition", "SearchParameter"}
+    {
+        "CodeSystem",
+        "ValueSet",
+        "ConceptMap",
+        "StructureDefinition",
+        "SearchParameter",
+        "OperationDefinition",
+    }
 )
 
 

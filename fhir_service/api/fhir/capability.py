@@ -29,6 +29,7 @@ _FHIR_INTERACTIONS = {
     "history": "history-instance",
     "search": "search-type",
 }
+_COHERENT_PLAN = f"{urls.BASE}/OperationDefinition/coherent-plan"
 _SMART = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
 
@@ -57,6 +58,8 @@ def capability_statement(hapi_statement: Resource, base: str) -> Resource:
         }
         if kind in _PROFILES:
             entry["supportedProfile"] = _PROFILES[kind]
+        if "coherent-plan" in offered:
+            entry["operation"] = [{"name": "coherent-plan", "definition": _COHERENT_PLAN}]
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",

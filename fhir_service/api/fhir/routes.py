@@ -15,10 +15,11 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import APIRouter, Path, Request, Response
 
 from fhir_service.api.audit_trail import AuditTrail
-from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep
+from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, StoreDep
 from fhir_service.api.fhir.capability import capability_statement
 from fhir_service.api.fhir.guard import FhirGuard
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
+from fhir_service.api.fhir.plan import coherent_plan_bundle
 from fhir_service.api.fhir.types import INTERACTIONS, route_name
 from fhir_service.audit.records import Touched
 from fhir_service.fhir import (
@@ -256,8 +257,21 @@ def _add_routes(kind: str) -> None:
 
         return await _answer(request, work)
 
+    async def plan(
+        request: Request,
+        hapi: HapiClientDep,
+        store: StoreDep,
+        access: AccessDep,
+        trail: AuditTrailDep,
+    ) -> Response:
+        async def work() -> Response:
+            return await coherent_plan_bundle(request, hapi, store, access, trail, _base(request))
+
+        return await _answer(request, work)
+
     handlers: dict[str, tuple[str, Callable[..., Awaitable[Response]]]] = {
-        # The paging route comes before the read: "_page" would otherwise be taken for an id.
+        # Paths with a fixed last step come before the read, which would take it for an id.
+        "coherent-plan": (f"/{kind}/$coherent-plan", plan),
         "page": (f"/{kind}/_page", page),
         "search": (f"/{kind}", search),
         "history": (f"/{kind}/{{resource_id}}/_history", history),

@@ -12,9 +12,12 @@ AUDIT_TYPES = ("Provenance", "AuditEvent")
 
 INTERACTIONS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(CONTRACT_TYPES, ("read", "vread", "history", "search", "page")),
+    # The coherent plan: a patient's contracts in force, across care units, in one Bundle.
+    "CarePlan": ("coherent-plan", "read", "vread", "history", "search", "page"),
     **dict.fromkeys(AUDIT_TYPES, ("read", "search", "page")),
 }
-"""Per type, the routes it has; ``page`` follows a search's paging links."""
+"""Per type, the routes it has; ``page`` follows a search's paging links, ``coherent-plan``
+is the ``$coherent-plan`` operation."""
 
 
 def route_name(interaction: str, resource_type: str) -> str:

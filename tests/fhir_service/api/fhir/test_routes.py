@@ -304,6 +304,12 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
         "http://fhir.patient-contracts.org/StructureDefinition/patient-contract-careplan"
     ]
     assert statement["rest"][0]["interaction"] == [{"code": "transaction"}]
+    assert resources["CarePlan"]["operation"] == [
+        {
+            "name": "coherent-plan",
+            "definition": "http://fhir.patient-contracts.org/OperationDefinition/coherent-plan",
+        }
+    ]
     assert statement["implementation"]["url"] == OUR_BASE
     assert urlsplit(conformance_loaded).netloc not in response.text
     assert "HAPI" not in json.dumps(statement["software"])

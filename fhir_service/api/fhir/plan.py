@@ -1,0 +1,131 @@
+"""``GET /fhir/CarePlan/$coherent-plan?patient=...``: the coherent plan as a FHIR Bundle.
+
+The same plan as ``GET /patients/{patient}/plan`` (who may read it and what they see come from
+`fhir_service.api.plan_access`), as the stored FHIR records: the CarePlans in force as matches,
+their Goals, CareTeams and Appointments, the Patient and the directory records they name as
+includes. Two HAPI requests: the contracts, then their records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request, Response
+
+from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.api.fhir.outcomes import fhir_response, outcome
+from fhir_service.api.plan_access import PlanRefusedError, readable_plan
+from fhir_service.contract import Contract
+from fhir_service.contract.plan import PLAN_STATUSES
+from fhir_service.fhir import HapiClient
+from fhir_service.mapping import urls
+from fhir_service.mapping.ownership import CONTRACT_SYSTEMS, contract_of
+from fhir_service.security.access import Access, AccessDeniedError, claimed_identifier
+from fhir_service.sync.store import ContractStore, TooManyContractsError
+
+__all__ = ["coherent_plan_bundle"]
+
+Resource = dict[str, Any]
+
+_WITHHELD = {
+    "resourceType": "OperationOutcome",
+    "issue": [
+        {
+            "severity": "information",
+            "code": "suppressed",
+            "diagnostics": "Some of the patient's records are not shown to you.",
+        }
+    ],
+}
+
+
+async def coherent_plan_bundle(
+    request: Request,
+    hapi: HapiClient,
+    store: ContractStore,
+    access: Access,
+    trail: AuditTrail,
+    base: str,
+) -> Response:
+    """The plan of the ``patient`` parameter's patient, as ``access`` may see it."""
+    asked = request.query_params.get("patient")
+    if not asked:
+        return outcome(400, "required", "name the patient: ?patient=system|value")
+    try:
+        patient = claimed_identifier(asked, patient=True)
+    except AccessDeniedError:
+        patient = None
+    if patient is None:
+        return outcome(400, "invalid", f"patient={asked}: not a patient's identifier")
+    try:
+        readable = await readable_plan(store, patient, access.compartment, trail)
+    except PlanRefusedError as exc:
+        return outcome(exc.status, "forbidden" if exc.status == 403 else "not-found", str(exc))
+    except TooManyContractsError as exc:
+        return outcome(422, "too-costly", str(exc))
+    in_force = [c for c in readable.contracts if c.status in PLAN_STATUSES]
+    entries = [_entry(r, base) for r in await _records(hapi, in_force)]
+    if readable.withheld:
+        entries.append({"resource": _WITHHELD, "search": {"mode": "outcome"}})
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "link": [{"relation": "self", "url": str(request.url)}],
+        "entry": entries,
+    }
+    return fhir_response(bundle)
+
+
+async def _records(hapi: HapiClient, contracts: list[Contract]) -> list[Resource]:
+    """The stored records of ``contracts``, less the goals and times disclosure left out."""
+    if not contracts:
+        return []
+    shown = {c.id: c for c in contracts}
+    tokens = ",".join(f"{urls.ID_CONTRACT}|{c.id}" for c in contracts)
+    found = await hapi.search(
+        "CarePlan",
+        [
+            ("identifier", tokens),
+            ("_include", "CarePlan:goal"),
+            ("_include", "CarePlan:care-team"),
+            ("_include", "CarePlan:activity-reference"),
+            ("_include", "CarePlan:subject"),
+            ("_include", "CarePlan:responsible-clinician"),
+            ("_count", str(len(contracts))),
+        ],
+        max_pages=10,
+    )
+    return [r for r in found.resources if _kept(r, shown)]
+
+
+def _kept(resource: Resource, shown: dict[str, Contract]) -> bool:
+    kind = resource.get("resourceType")
+    contract_id = contract_of(resource)
+    if kind in ("CarePlan", "CareTeam"):
+        return contract_id in shown
+    if kind in ("Goal", "Appointment"):
+        contract = shown.get(contract_id or "")
+        if contract is None:
+            return False
+        parts = contract.goals if kind == "Goal" else contract.agreed_times
+        system = CONTRACT_SYSTEMS[str(kind)]
+        value = next(
+            (
+                str(i.get("value"))
+                for i in resource.get("identifier", [])
+                if i.get("system") == system
+            ),
+            "",
+        )
+        return value.split("/", 1)[-1] in {part.key for part in parts}
+    # The Patient and the directory records the plan's CarePlans name.
+    return True
+
+
+def _entry(resource: Resource, base: str) -> Resource:
+    mode = "match" if resource.get("resourceType") == "CarePlan" else "include"
+    return {
+        "fullUrl": f"{base}/{resource.get('resourceType')}/{resource.get('id')}",
+        "resource": resource,
+        "search": {"mode": mode},
+    }
