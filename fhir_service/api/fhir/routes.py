@@ -32,7 +32,7 @@ from fhir_service.fhir import (
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.ownership import contract_of
-from fhir_service.security.access import Denial
+from fhir_service.security.access import Access, Denial
 
 __all__ = ["router"]
 
@@ -292,7 +292,7 @@ def _add_routes(kind: str) -> None:
 
 
 async def _one(
-    request: Request, hapi: HapiClient, access: Any, trail: AuditTrail, resource: Resource
+    request: Request, hapi: HapiClient, access: Access, trail: AuditTrail, resource: Resource
 ) -> Response:
     guard = FhirGuard(access, hapi)
     if not (await guard.admitted([resource]))[0]:

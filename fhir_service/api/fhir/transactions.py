@@ -28,7 +28,7 @@ from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.fhir import HapiClient, HapiRequestError, HapiUnavailableError
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
-from fhir_service.security.access import AccessDeniedError, Denial, Requirement, decide
+from fhir_service.security.access import Access, AccessDeniedError, Denial, Requirement, decide
 from fhir_service.sync.store import (
     Change,
     ContractExistsError,
@@ -116,7 +116,7 @@ async def _store(
     contract: Contract,
     store: ContractStore,
     change: Change,
-    access: Any,
+    access: Access,
     trail: AuditTrail,
 ) -> Response:
     try:

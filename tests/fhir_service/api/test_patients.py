@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_service.api import create_app
-from fhir_service.settings import Settings
 from tests.auth import TestIssuer
+from tests.service_app import ready_app
 from tests.support import unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
@@ -25,16 +23,7 @@ MUNICIPALITY = "hsa-id|SE2120000662-1001"
 
 @pytest.fixture
 def service(conformance_loaded: str, tmp_path: Path, issuer: TestIssuer) -> Iterator[TestClient]:
-    settings = Settings(
-        hapi_url=conformance_loaded,
-        database_url=f"sqlite:///{tmp_path / 'service.db'}",
-        **issuer.settings(),
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/ready").text
-            time.sleep(0.2)
+    with ready_app(conformance_loaded, tmp_path, issuer) as client:
         yield client
 
 

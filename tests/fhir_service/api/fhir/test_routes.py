@@ -5,7 +5,6 @@ kept within the caller's walls, in our addresses, with OperationOutcomes for err
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,8 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_service.api import create_app
-from fhir_service.settings import Settings
 from tests.auth import TestIssuer
+from tests.service_app import ready_app
 from tests.support import unique_personnummer
 
 EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
@@ -33,17 +31,7 @@ TYPES = {"CarePlan", "CareTeam", "Goal", "Appointment", "Provenance", "AuditEven
 def service(
     conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
 ) -> Iterator[TestClient]:
-    directory = tmp_path_factory.mktemp("fhir")
-    settings = Settings(
-        hapi_url=conformance_loaded,
-        database_url=f"sqlite:///{directory / 'service.db'}",
-        **issuer.settings(),
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/ready").text
-            time.sleep(0.2)
+    with ready_app(conformance_loaded, tmp_path_factory.mktemp("fhir"), issuer) as client:
         yield client
 
 

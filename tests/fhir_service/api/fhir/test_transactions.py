@@ -5,7 +5,6 @@ malformed Bundle refused with an OperationOutcome and nothing written.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,11 +14,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_service.api import create_app
 from fhir_service.contract import Agreement, AgreementParty, Contract, ContractStatus
 from fhir_service.mapping.to_fhir import contract_to_bundle
-from fhir_service.settings import Settings
 from tests.auth import TestIssuer
+from tests.service_app import ready_app
 from tests.support import unique_personnummer
 
 EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
@@ -31,17 +29,7 @@ FHIR_JSON = {"Content-Type": "application/fhir+json"}
 def service(
     conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
 ) -> Iterator[TestClient]:
-    directory = tmp_path_factory.mktemp("transactions")
-    settings = Settings(
-        hapi_url=conformance_loaded,
-        database_url=f"sqlite:///{directory / 'service.db'}",
-        **issuer.settings(),
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/ready").text
-            time.sleep(0.2)
+    with ready_app(conformance_loaded, tmp_path_factory.mktemp("transactions"), issuer) as client:
         yield client
 
 
