@@ -21,6 +21,7 @@ from fhir_service.api.fhir import routes as fhir_routes
 from fhir_service.api.fhir import transactions as fhir_transactions
 from fhir_service.api.fhir.errors import OperationOutcomeMiddleware
 from fhir_service.api.middleware import RequestContextMiddleware
+from fhir_service.api.openapi import install as install_openapi
 from fhir_service.api.problems import problem_response
 from fhir_service.api.security import SecurityMiddleware
 from fhir_service.audit.outbox import AuditOutbox, AuditWriter
@@ -139,6 +140,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(fhir_transactions.router)
     app.include_router(webhooks.router)
     app.include_router(hooks.router)
+    install_openapi(app)
     return app
 
 

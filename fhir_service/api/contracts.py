@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from fhir_service.api.audit_trail import AuditTrail
 from fhir_service.api.deps import AccessDep, AuditTrailDep, EngineDep, StoreDep
+from fhir_service.api.openapi import contract_examples
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract import (
     Agreement,
@@ -57,14 +58,19 @@ router = APIRouter(prefix="/contracts", tags=["contracts"])
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 _WITHHELD = "withheld from this reader: a draft, or labelled restricted"
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"description": "Invalid contract, or Idempotency-Key reused.", **_PROBLEM},
+    503: {"description": "HAPI FHIR is unavailable; retry after Retry-After.", **_PROBLEM},
+}
+# A change names a contract that must exist, and the version it was based on; a create neither.
+_CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_WRITE_ERRORS,
+    404: {"description": "No such contract.", **_PROBLEM},
     409: {
         "description": "Stale version, not editable, or the key's request is running.",
         **_PROBLEM,
     },
     412: {"description": "If-Match is not a version this contract had.", **_PROBLEM},
-    422: {"description": "Invalid contract, or Idempotency-Key reused.", **_PROBLEM},
     428: {"description": "If-Match is missing.", **_PROBLEM},
-    503: {"description": "HAPI FHIR is unavailable; retry after Retry-After.", **_PROBLEM},
 }
 
 ContractIdPath = Annotated[
@@ -80,6 +86,7 @@ IdempotencyKey = Annotated[
         description="Makes a retried write safe: the same key and body get the first answer.",
     ),
 ]
+ContractBody = Annotated[Contract, Body(openapi_examples=contract_examples())]
 IfMatch = Annotated[
     str | None,
     Header(alias="If-Match", description='The version read, as its ETag: W/"3".'),
@@ -98,10 +105,13 @@ class AgreeBody(BaseModel):
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=Contract,
-    responses={**_WRITE_ERRORS, 409: {"description": "The contract exists.", **_PROBLEM}},
+    responses={
+        **_WRITE_ERRORS,
+        409: {"description": "The contract exists, or the key's request is running.", **_PROBLEM},
+    },
 )
 async def create_contract(
-    contract: Contract,
+    contract: ContractBody,
     request: Request,
     store: StoreDep,
     engine: EngineDep,
@@ -273,10 +283,10 @@ async def read_contract(
     return response
 
 
-@router.put("/{contract_id}", response_model=Contract, responses=_WRITE_ERRORS)
+@router.put("/{contract_id}", response_model=Contract, responses=_CHANGE_ERRORS)
 async def update_contract(
     contract_id: ContractIdPath,
-    contract: Contract,
+    contract: ContractBody,
     request: Request,
     store: StoreDep,
     engine: EngineDep,
@@ -310,7 +320,7 @@ def _transition_route(
     @router.post(
         f"/{{contract_id}}/{action}",
         response_model=Contract,
-        responses=_WRITE_ERRORS,
+        responses=_CHANGE_ERRORS,
         summary=summary,
         name=f"{action}_contract",
     )
@@ -348,7 +358,7 @@ _transition_route("end", "The contract stops before it is done", lambda s, c, v,
 _transition_route("revoke", "The contract is withdrawn", lambda s, c, v, b: s.revoke(c, v, b))
 
 
-@router.post("/{contract_id}/agree", response_model=Contract, responses=_WRITE_ERRORS)
+@router.post("/{contract_id}/agree", response_model=Contract, responses=_CHANGE_ERRORS)
 async def agree_contract(
     contract_id: ContractIdPath,
     request: Request,

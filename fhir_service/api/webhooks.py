@@ -12,7 +12,8 @@ import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response, status
+from fastapi import APIRouter, Body, Path, Response, status
+from fastapi.openapi.models import Example
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -56,6 +57,19 @@ class WebhookIn(BaseModel):
     description: str | None = Field(default=None, max_length=500)
 
 
+_REGISTRATION_EXAMPLES = {
+    "care-unit": Example(
+        summary="A care unit's EHR hears of the contracts its unit takes part in",
+        value={
+            "url": "https://ehr.region.example/hooks/patient-contracts",
+            "secret": "replace-with-at-least-24-random-characters",
+            "careUnit": {"kind": "hsa-id", "value": "SE2321000065-1254"},
+            "description": "Keeps the EHR's view of the care plans current",
+        },
+    )
+}
+
+
 class WebhookOut(BaseModel):
     """A registered webhook; the secret is never shown again."""
 
@@ -80,7 +94,7 @@ class WebhookOut(BaseModel):
     },
 )
 async def register_webhook(
-    body: WebhookIn,
+    body: Annotated[WebhookIn, Body(openapi_examples=_REGISTRATION_EXAMPLES)],
     notifications: NotificationsDep,
     access: AccessDep,
     trail: AuditTrailDep,

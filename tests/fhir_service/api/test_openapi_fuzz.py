@@ -1,6 +1,7 @@
 """Schemathesis against the running service with a valid token: whatever the OpenAPI document
 allows a client to send, the answer is never a 500 (only 502/503 when HAPI fails us), never a
-stack trace, never HAPI's address, and every refusal is a problem document or an OperationOutcome.
+stack trace, never HAPI's address, every refusal is a problem document or an OperationOutcome,
+and every answer is one the document describes: its status, content type, headers and body.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import Case, GenerationMode, Response
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from fhir_service.security.roles import Role
 from tests.auth import TestIssuer
@@ -21,6 +28,12 @@ UNIT = "hsa-id|SE2321000065-1254"
 PATIENT = "personnummer|197506258933"
 ERROR_TYPES = ("application/problem+json", "application/fhir+json")
 EXAMPLES = 25
+CONFORMANCE = [
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +107,4 @@ def _check(case: Case, response: Response, hapi: str) -> None:
     if response.status_code >= 400:
         content_type = response.headers.get("content-type", [""])[0].split(";")[0]
         assert content_type in ERROR_TYPES, f"{where}: {response.status_code} {content_type}"
+    case.validate_response(response, checks=CONFORMANCE)
