@@ -1,18 +1,20 @@
 """Our CapabilityStatement: exactly the types, interactions, search parameters and profiles the
 FHIR endpoint offers, at this service's address.
 
-Search parameters are HAPI's for each type (ours included, once loaded): the endpoint passes
-them on, and what comes back is guarded whatever they select. Nothing of HAPI's own (its
-software, its address, its other types and operations) is shown.
+Search parameters are HAPI's for each type plus ours from ``profiles/searchparameters``: the
+endpoint passes them on, and what comes back is guarded whatever they select. Nothing of HAPI's
+own (its software, its address, its other types and operations) is shown.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from fhir_service import __version__
 from fhir_service.api.fhir.types import INTERACTIONS
 from fhir_service.mapping import urls
+from fhir_service.sync.conformance import conformance_resources
 
 __all__ = ["capability_statement"]
 
@@ -33,6 +35,11 @@ _COHERENT_PLAN = f"{urls.BASE}/OperationDefinition/coherent-plan"
 _SMART = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
 
+@cache
+def _our_search_parameters() -> tuple[Resource, ...]:
+    return tuple(r for r in conformance_resources() if r["resourceType"] == "SearchParameter")
+
+
 def capability_statement(hapi_statement: Resource, base: str) -> Resource:
     """Our statement for the endpoint at ``base``, from HAPI's search parameters."""
     hapi_resources = {
@@ -41,12 +48,28 @@ def capability_statement(hapi_statement: Resource, base: str) -> Resource:
         for r in rest.get("resource", [])
         if isinstance(r, dict)
     }
+    ours = _our_search_parameters()
     resources = []
     for kind, offered in INTERACTIONS.items():
-        search_params = [
-            {k: v for k, v in p.items() if k in ("name", "definition", "type", "documentation")}
+        search_params = {
+            str(p.get("name")): {
+                k: v for k, v in p.items() if k in ("name", "definition", "type", "documentation")
+            }
             for p in hapi_resources.get(kind, {}).get("searchParam", [])
-        ]
+        }
+        # Ours are offered from the moment they are loaded, before HAPI's cached statement
+        # names them.
+        for parameter in ours:
+            if kind in parameter.get("base", []):
+                search_params.setdefault(
+                    parameter["code"],
+                    {
+                        "name": parameter["code"],
+                        "definition": parameter["url"],
+                        "type": parameter["type"],
+                        "documentation": parameter.get("description", ""),
+                    },
+                )
         entry: Resource = {
             "type": kind,
             "interaction": [
@@ -54,7 +77,7 @@ def capability_statement(hapi_statement: Resource, base: str) -> Resource:
             ],
             "versioning": "versioned",
             "readHistory": "history" in offered,
-            "searchParam": sorted(search_params, key=lambda p: str(p.get("name"))),
+            "searchParam": [search_params[name] for name in sorted(search_params)],
         }
         if kind in _PROFILES:
             entry["supportedProfile"] = _PROFILES[kind]
