@@ -1,10 +1,5 @@
-"""The patient's coherent plan: every contract in force, across care units, as one response.
-
-A patient reads their own plan. A care unit reads the plan of a patient it has a contract with,
-or takes part in one of (through activities, agreed times or care contacts): the coherent plan
-is for everyone who contributes to it. What each reader is shown follows
-`fhir_service.contract.disclosure`: drafts and restricted content of other units are withheld,
-and the plan says that something was, not what.
+"""The patient's coherent plan: every contract in force, across care units, as one response,
+or as a page for the patient. Who may read it and what they see: `fhir_service.api.plan_access`.
 """
 
 from __future__ import annotations
@@ -19,12 +14,8 @@ from fhir_service.api.deps import AccessDep, AuditTrailDep, StoreDep
 from fhir_service.api.plan_access import PlanRefusedError, readable_plan
 from fhir_service.api.plan_page import PAGE_HEADERS, page_language, render_plan
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
-from fhir_service.contract import (
-    Identifier,
-    IdentifierKind,
-    InvalidIdentifierError,
-)
 from fhir_service.contract.plan import CoherentPlan, coherent_plan
+from fhir_service.security.access import AccessDeniedError, claimed_identifier
 from fhir_service.sync.store import TooManyContractsError
 
 __all__ = ["router"]
@@ -32,14 +23,6 @@ __all__ = ["router"]
 router = APIRouter(prefix="/patients", tags=["patients"])
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
-_PATIENT_KINDS = frozenset(
-    {
-        IdentifierKind.PERSONNUMMER,
-        IdentifierKind.SAMORDNINGSNUMMER,
-        IdentifierKind.FODSELSNUMMER,
-        IdentifierKind.D_NUMMER,
-    }
-)
 
 PatientPath = Annotated[
     str,
@@ -85,7 +68,10 @@ async def read_plan(
     force, with everything they hold). A browser (``Accept: text/html``) gets it as a page for
     the patient, in Swedish, Norwegian (``lang=nb``) or English (``lang=en``).
     """
-    identifier = _patient_identifier(patient)
+    try:
+        identifier = claimed_identifier(patient, patient=True)
+    except AccessDeniedError:
+        identifier = None
     if identifier is None:
         return problem_response(
             422, "Invalid patient", "expected a patient's identifier as kind|value"
@@ -111,12 +97,3 @@ def _wants_html(accept: str) -> bool:
     # Browsers list text/html first; API clients ask for JSON or for anything.
     first = accept.split(",")[0].split(";")[0].strip().lower()
     return first in ("text/html", "application/xhtml+xml")
-
-
-def _patient_identifier(text: str) -> Identifier | None:
-    kind, _, value = text.partition("|")
-    try:
-        identifier = Identifier(kind=IdentifierKind(kind), value=value)
-    except (ValueError, InvalidIdentifierError):
-        return None
-    return identifier if identifier.kind in _PATIENT_KINDS else None
