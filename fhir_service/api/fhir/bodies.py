@@ -1,8 +1,8 @@
 """Request bodies of the FHIR endpoint: FHIR JSON only, parsed with care.
 
-The body limit has already capped the size. Nesting is checked before parsing, since a body of
-ten thousand brackets would otherwise exhaust the parser's recursion, and every refusal says
-what to send instead.
+The body limit has already capped the size. The parser refuses a bracket bomb by its own
+recursion limit; nesting deeper than any FHIR resource needs is refused after parsing, by a walk
+over the parsed values (far fewer than the body's bytes). Every refusal says what to send.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ MAX_DEPTH = 64
 """Deeper than any FHIR resource needs (a contract Bundle is under 15 levels)."""
 
 _JSON_TYPES = frozenset({"application/fhir+json", "application/json"})
+_TOO_DEEP = f"the body is nested deeper than {MAX_DEPTH} levels"
 
 
 class BodyError(Exception):
@@ -35,35 +36,26 @@ async def fhir_body(request: Request) -> dict[str, Any]:
     if content_type not in _JSON_TYPES:
         shown = content_type or "none"
         raise BodyError(415, "not-supported", f"Content-Type {shown}: send application/fhir+json")
-    raw = await request.body()
-    if _depth(raw) > MAX_DEPTH:
-        raise BodyError(400, "structure", f"the body is nested deeper than {MAX_DEPTH} levels")
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
+        body = json.loads(await request.body())
+    except RecursionError:
+        raise BodyError(400, "structure", _TOO_DEEP) from None
+    except ValueError as exc:
         raise BodyError(400, "structure", f"the body is not JSON: {exc}") from None
     if not isinstance(body, dict):
         raise BodyError(400, "structure", "the body must be one FHIR resource, a JSON object")
+    if _deeper_than(body, MAX_DEPTH):
+        raise BodyError(400, "structure", _TOO_DEEP)
     return body
 
 
-def _depth(raw: bytes) -> int:
-    """The deepest nesting of arrays and objects in ``raw``, strings skipped."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):  # ] }
-            depth -= 1
-    return deepest
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects in ``value`` nest more than ``limit`` levels."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        pending += [(c, depth + 1) for c in children if isinstance(c, dict | list)]
+    return False
