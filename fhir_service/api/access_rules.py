@@ -81,6 +81,8 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
     "search": ("s", Interaction.SEARCH),
     "page": ("s", Interaction.SEARCH),
     "coherent-plan": ("s", Interaction.SEARCH),
+    "create": ("c", Interaction.CREATE),
+    "update": ("u", Interaction.UPDATE),
 }
 RULES["fhir_capabilities"] = Public.CAPABILITIES
 # A contract's transaction changes it; creating one needs CarePlan.c as well, checked inside.

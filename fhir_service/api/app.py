@@ -19,6 +19,7 @@ from fhir_service.api import contracts, health, hooks, patients, webhooks
 from fhir_service.api.body_limit import BodyLimitMiddleware
 from fhir_service.api.fhir import routes as fhir_routes
 from fhir_service.api.fhir import transactions as fhir_transactions
+from fhir_service.api.fhir import writes as fhir_writes
 from fhir_service.api.fhir.errors import OperationOutcomeMiddleware
 from fhir_service.api.middleware import RequestContextMiddleware
 from fhir_service.api.openapi import install as install_openapi
@@ -138,6 +139,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(patients.router)
     app.include_router(fhir_routes.router)
     app.include_router(fhir_transactions.router)
+    app.include_router(fhir_writes.router)
     app.include_router(webhooks.router)
     app.include_router(hooks.router)
     install_openapi(app)

@@ -50,6 +50,7 @@ __all__ = [
     "InvalidSearchError",
     "OutsideCompartmentError",
     "StaleVersionError",
+    "StoredContract",
     "TooManyContractsError",
 ]
 
@@ -152,6 +153,15 @@ class ContractPage:
         return self.next_cursor is not None
 
 
+@dataclass(frozen=True, slots=True)
+class StoredContract:
+    """A contract as stored: the contract, the search Bundle of its records, its CarePlan's id."""
+
+    contract: Contract
+    bundle: dict[str, Any]
+    careplan_id: str
+
+
 class ContractStore:
     """Create, read, search, change and move contracts through their lifecycle, in HAPI."""
 
@@ -163,6 +173,15 @@ class ContractStore:
         """The contract as stored, with its current version."""
         contract, _ = await self._stored(contract_id)
         return contract
+
+    async def records(self, contract_id: str, by: Change | None = None) -> StoredContract:
+        """The contract with the FHIR records it is stored as, read in one search.
+
+        For writers that change one record: they replace it among the others and read the
+        contract again from the result. With ``by``, a contract outside its compartment raises
+        :class:`OutsideCompartmentError`.
+        """
+        return await self._search_one(contract_id, by)
 
     async def search(
         self,
@@ -335,15 +354,20 @@ class ContractStore:
             raise StaleVersionError(current.id, expected_version, _version(current))
 
     async def _stored(self, contract_id: str, by: Change | None = None) -> tuple[Contract, str]:
+        stored = await self._search_one(contract_id, by)
+        return stored.contract, stored.careplan_id
+
+    async def _search_one(self, contract_id: str, by: Change | None) -> StoredContract:
         params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
         result = await self.hapi.search("CarePlan", params)
         careplans = result.matches()
         if not careplans:
             raise ContractNotFoundError(contract_id)
-        contract = contract_from_bundle(result.as_bundle(), contract_id)
+        bundle = result.as_bundle()
+        contract = contract_from_bundle(bundle, contract_id)
         if by is not None and not by.compartment.allows(contract):
             raise OutsideCompartmentError(contract)
-        return contract, str(careplans[0]["id"])
+        return StoredContract(contract, bundle, str(careplans[0]["id"]))
 
     async def _from_page(self, bundle: dict[str, Any], contract_id: str) -> Contract:
         try:

@@ -30,6 +30,8 @@ _FHIR_INTERACTIONS = {
     "vread": "vread",
     "history": "history-instance",
     "search": "search-type",
+    "create": "create",
+    "update": "update",
 }
 _COHERENT_PLAN = f"{urls.BASE}/OperationDefinition/coherent-plan"
 _SMART = "http://terminology.hl7.org/CodeSystem/restful-security-service"
@@ -75,7 +77,8 @@ def capability_statement(hapi_statement: Resource, base: str) -> Resource:
             "interaction": [
                 {"code": _FHIR_INTERACTIONS[i]} for i in offered if i in _FHIR_INTERACTIONS
             ],
-            "versioning": "versioned",
+            # An update names the version it changes (If-Match), or is refused.
+            "versioning": "versioned-update" if "update" in offered else "versioned",
             "readHistory": "history" in offered,
             "searchParam": [search_params[name] for name in sorted(search_params)],
         }

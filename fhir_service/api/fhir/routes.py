@@ -34,7 +34,7 @@ from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.security.access import Access, Denial
 
-__all__ = ["router"]
+__all__ = ["answer", "base_url", "guarded_resource", "outside", "router"]
 
 Resource = dict[str, Any]
 
@@ -67,7 +67,7 @@ def _not_json(request: Request) -> Response | None:
     return None
 
 
-async def _answer(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
+async def answer(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
     """Run ``work`` unless the format is refused, turning HAPI's failures into outcomes."""
     refused = _not_json(request)
     if refused is not None:
@@ -88,7 +88,8 @@ async def _answer(request: Request, work: Callable[[], Awaitable[Response]]) -> 
         return outcome(400, "invalid", exc.diagnostics.replace(request.app.state.hapi.base_url, ""))
 
 
-def _base(request: Request) -> str:
+def base_url(request: Request) -> str:
+    """This service's FHIR base, as the caller addressed it."""
     return f"{str(request.base_url).rstrip('/')}/fhir"
 
 
@@ -136,7 +137,7 @@ async def _guarded_bundle(
         bundle.pop("total", None)
     _note(trail, guard, [e["resource"] for e in kept if "resource" in e])
     bundle["entry"] = kept
-    ours = _base(request)
+    ours = base_url(request)
     links = []
     for link in bundle.get("link", []):
         relation, url = link.get("relation"), str(link.get("url", ""))
@@ -196,7 +197,7 @@ def _add_routes(kind: str) -> None:
             bundle = await hapi.page(f"/{kind}", _narrowed(kind, guard, params, ids))
             return await _guarded_bundle(request, hapi, guard, trail, bundle, f"{kind}/_page")
 
-        return await _answer(request, work)
+        return await answer(request, work)
 
     async def page(
         request: Request, hapi: HapiClientDep, access: AccessDep, trail: AuditTrailDep
@@ -209,7 +210,7 @@ def _add_routes(kind: str) -> None:
             guard = FhirGuard(access, hapi)
             return await _guarded_bundle(request, hapi, guard, trail, bundle, f"{kind}/_page")
 
-        return await _answer(request, work)
+        return await answer(request, work)
 
     async def read(
         resource_id: ResourceId,
@@ -220,9 +221,9 @@ def _add_routes(kind: str) -> None:
     ) -> Response:
         async def work() -> Response:
             resource = await hapi.read(kind, resource_id)
-            return await _one(request, hapi, access, trail, resource)
+            return await guarded_resource(request, hapi, access, trail, resource)
 
-        return await _answer(request, work)
+        return await answer(request, work)
 
     async def vread(
         resource_id: ResourceId,
@@ -234,9 +235,9 @@ def _add_routes(kind: str) -> None:
     ) -> Response:
         async def work() -> Response:
             resource = await hapi.vread(kind, resource_id, version_id)
-            return await _one(request, hapi, access, trail, resource)
+            return await guarded_resource(request, hapi, access, trail, resource)
 
-        return await _answer(request, work)
+        return await answer(request, work)
 
     async def history(
         resource_id: ResourceId,
@@ -249,13 +250,13 @@ def _add_routes(kind: str) -> None:
             guard = FhirGuard(access, hapi)
             current = await hapi.read(kind, resource_id)
             if not (await guard.admitted([current]))[0]:
-                return _outside(trail)
+                return outside(trail)
             params = list(request.query_params.multi_items())
             bundle = await hapi.page(f"/{kind}/{resource_id}/_history", params)
             path = f"{kind}/{resource_id}/_history"
             return await _guarded_bundle(request, hapi, guard, trail, bundle, path)
 
-        return await _answer(request, work)
+        return await answer(request, work)
 
     async def plan(
         request: Request,
@@ -265,9 +266,11 @@ def _add_routes(kind: str) -> None:
         trail: AuditTrailDep,
     ) -> Response:
         async def work() -> Response:
-            return await coherent_plan_bundle(request, hapi, store, access, trail, _base(request))
+            return await coherent_plan_bundle(
+                request, hapi, store, access, trail, base_url(request)
+            )
 
-        return await _answer(request, work)
+        return await answer(request, work)
 
     handlers: dict[str, tuple[str, Callable[..., Awaitable[Response]]]] = {
         # Paths with a fixed last step come before the read, which would take it for an id.
@@ -291,18 +294,31 @@ def _add_routes(kind: str) -> None:
             )
 
 
-async def _one(
-    request: Request, hapi: HapiClient, access: Access, trail: AuditTrail, resource: Resource
+async def guarded_resource(
+    request: Request,
+    hapi: HapiClient,
+    access: Access,
+    trail: AuditTrail,
+    resource: Resource,
+    status: int = 200,
 ) -> Response:
+    """``resource`` as the answer, if the guard admits it (else 404), in our addresses.
+
+    A 201 names where the new resource lives in ``Location``.
+    """
     guard = FhirGuard(access, hapi)
     if not (await guard.admitted([resource]))[0]:
-        return _outside(trail)
+        return outside(trail)
     _note(trail, guard, [resource])
     headers = {}
     version = resource.get("meta", {}).get("versionId")
     if version:
         headers["ETag"] = f'W/"{version}"'
-    return fhir_response(_rebased(resource, hapi.base_url, _base(request)), headers=headers)
+    ours = base_url(request)
+    if status == 201:
+        where = f"{ours}/{resource['resourceType']}/{resource['id']}"
+        headers["Location"] = f"{where}/_history/{version}" if version else where
+    return fhir_response(_rebased(resource, hapi.base_url, ours), status, headers)
 
 
 @router.get(
@@ -316,12 +332,13 @@ async def capabilities(request: Request, hapi: HapiClientDep) -> Response:
 
     async def work() -> Response:
         statement = await hapi.capability_statement()
-        return fhir_response(capability_statement(statement, _base(request)))
+        return fhir_response(capability_statement(statement, base_url(request)))
 
-    return await _answer(request, work)
+    return await answer(request, work)
 
 
-def _outside(trail: AuditTrail) -> Response:
+def outside(trail: AuditTrail) -> Response:
+    """404 for a resource outside the caller's walls, with the refusal in the audit trail."""
     # Answered as absent: whether another patient's record exists is not the caller's business.
     trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
     return outcome(404, "not-found", "no such resource")

@@ -22,22 +22,19 @@ from fastapi import APIRouter, Request, Response
 from fhir_service.api.audit_trail import AuditTrail, change_by
 from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, StoreDep
 from fhir_service.api.fhir.bodies import BodyError, fhir_body
+from fhir_service.api.fhir.changes import (
+    etag_version,
+    invalid,
+    profile_errors,
+    step_to,
+    stored_or_refused,
+)
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
-from fhir_service.contract import Contract, ContractStatus
-from fhir_service.contract.lifecycle import IllegalTransitionError
-from fhir_service.fhir import HapiClient, HapiRequestError, HapiUnavailableError
+from fhir_service.contract import Contract
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.security.access import Access, AccessDeniedError, Denial, Requirement, decide
-from fhir_service.sync.store import (
-    Change,
-    ContractExistsError,
-    ContractNotEditableError,
-    ContractNotFoundError,
-    ContractStore,
-    OutsideCompartmentError,
-    StaleVersionError,
-)
+from fhir_service.sync.store import ContractNotFoundError, ContractStore
 
 __all__ = ["TRANSACTION_TYPES", "router"]
 
@@ -62,8 +59,6 @@ TRANSACTION_TYPES = frozenset(
 )
 """What one contract's Bundle may hold; anything else is not a contract's record."""
 
-_MOST_ISSUES = 20
-
 
 @router.post(
     "",
@@ -86,28 +81,25 @@ async def transaction(
     refused = _not_a_contract_bundle(bundle) or _other_patient(bundle)
     if refused is not None:
         return outcome(422, "processing", refused)
-    try:
-        problems = await _profile_errors(hapi, bundle)
+
+    async def write() -> Response:
+        problems = await profile_errors(hapi, bundle)
         if problems:
-            return _invalid(problems)
+            return invalid(problems)
         try:
             contract = contract_from_bundle(bundle)
         except UnreadableContractError as exc:
             return outcome(422, "processing", f"not a contract we can read: {exc}")
         codes = unknown_codes(contract)
         if codes:
-            return _invalid([f"{path}: {message}" for path, message in codes])
+            return invalid([f"{path}: {message}" for path, message in codes])
         trail.saw_contract(contract)
-        change = change_by(access, trail)
         if not access.compartment.allows(contract):
             trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
             return outcome(403, "forbidden", Denial.OUTSIDE_COMPARTMENT.value)
-        return await _store(request, bundle, contract, store, change, access, trail)
-    except HapiUnavailableError:
-        unavailable = "the FHIR store is unavailable; nothing was written"
-        return outcome(503, "transient", unavailable, {"Retry-After": "5"})
-    except HapiRequestError:
-        return outcome(502, "exception", "the FHIR store refused the write; nothing was written")
+        return await _store(request, bundle, contract, store, access, trail)
+
+    return await stored_or_refused(trail, write)
 
 
 async def _store(
@@ -115,78 +107,31 @@ async def _store(
     bundle: Resource,
     contract: Contract,
     store: ContractStore,
-    change: Change,
     access: Access,
     trail: AuditTrail,
 ) -> Response:
+    change = change_by(access, trail)
     try:
         current = await store.read(contract.id)
     except ContractNotFoundError:
         current = None
-    try:
-        if current is None:
-            try:
-                decide(access.principal, Requirement("CarePlan", "c"), access.compartment.patient)
-            except AccessDeniedError as exc:
-                trail.refused(exc.denial.value)
-                return outcome(403, "forbidden", exc.denial.value)
-            created = await store.create(
-                contract.model_copy(update={"version": None}), author=change.author
-            )
-            return _answer(bundle, created, 201)
-        expected = _expected_version(request, bundle)
-        if expected is None:
-            needed = 'name the version changed in the CarePlan entry\'s request.ifMatch: W/"3"'
-            return outcome(428, "required", needed)
-        written = await _change(store, current, contract, expected, change)
-    except ContractExistsError as exc:
-        return outcome(409, "duplicate", str(exc))
-    except OutsideCompartmentError:
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        return outcome(404, "not-found", "no such contract")
-    except AccessDeniedError as exc:
-        trail.refused(exc.denial.value)
-        return outcome(403, "forbidden", exc.denial.value)
-    except StaleVersionError as exc:
-        return outcome(409, "conflict", str(exc))
-    except (ContractNotEditableError, IllegalTransitionError, _MixedChangeError) as exc:
-        return outcome(409, "business-rule", str(exc))
+    if current is None:
+        try:
+            decide(access.principal, Requirement("CarePlan", "c"), access.compartment.patient)
+        except AccessDeniedError as exc:
+            trail.refused(exc.denial.value)
+            return outcome(403, "forbidden", exc.denial.value)
+        created = await store.create(
+            contract.model_copy(update={"version": None}), author=change.author
+        )
+        return _answer(bundle, created, 201)
+    expected = _expected_version(request, bundle)
+    if expected is None:
+        needed = 'name the version changed in the CarePlan entry\'s request.ifMatch: W/"3"'
+        return outcome(428, "required", needed)
+    written = await step_to(store, current, contract, expected, change)
     trail.saw_contract(written)
     return _answer(bundle, written, 200)
-
-
-class _MixedChangeError(Exception):
-    """Contents and status changed at once."""
-
-
-async def _change(
-    store: ContractStore, current: Contract, wanted: Contract, expected: int, change: Change
-) -> Contract:
-    if wanted.status is current.status:
-        return await store.update(wanted, expected, change)
-    same_contents = _contents(wanted) == _contents(current)
-    if not same_contents:
-        raise _MixedChangeError(
-            f"the contract goes from {current.status} to {wanted.status} and its contents change"
-            " too: send the contents first, then the status"
-        )
-    contract_id = current.id
-    if wanted.status is ContractStatus.AGREED:
-        return await store.agree(contract_id, expected, wanted.agreements, change)
-    steps = {
-        ContractStatus.REVISED: store.revise,
-        ContractStatus.COMPLETED: store.complete,
-        ContractStatus.ENDED: store.end,
-        ContractStatus.REVOKED: store.revoke,
-    }
-    if wanted.status not in steps:
-        raise IllegalTransitionError(current.status, wanted.status)
-    return await steps[wanted.status](contract_id, expected, change)
-
-
-def _contents(contract: Contract) -> Contract:
-    neutral = {"status": ContractStatus.DRAFT, "agreements": (), "version": None}
-    return contract.model_copy(update=neutral)
 
 
 def _expected_version(request: Request, bundle: Resource) -> int | None:
@@ -194,14 +139,9 @@ def _expected_version(request: Request, bundle: Resource) -> int | None:
         if entry.get("resource", {}).get("resourceType") == "CarePlan":
             asked = entry.get("request", {}).get("ifMatch")
             if isinstance(asked, str):
-                return _version(asked)
+                return etag_version(asked)
     header = request.headers.get("if-match")
-    return None if header is None else _version(header)
-
-
-def _version(etag: str) -> int | None:
-    value = etag.strip().removeprefix("W/").strip('"')
-    return int(value) if value.isdigit() else None
+    return None if header is None else etag_version(header)
 
 
 def _not_a_contract_bundle(bundle: Resource) -> str | None:
@@ -243,27 +183,6 @@ def _other_patient(bundle: Resource) -> str | None:
                 kind = resource.get("resourceType")
                 return f"{kind} {url} names a patient other than the CarePlan's subject"
     return None
-
-
-async def _profile_errors(hapi: HapiClient, bundle: Resource) -> list[str]:
-    answer = await hapi.validate(bundle)
-    return [
-        f"{issue.get('location', [''])[0] if issue.get('location') else ''}: "
-        f"{issue.get('diagnostics', '')}".strip(": ")
-        for issue in answer.get("issue", [])
-        if issue.get("severity") in ("error", "fatal")
-    ]
-
-
-def _invalid(problems: list[str]) -> Response:
-    body = {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {"severity": "error", "code": "invariant", "diagnostics": problem}
-            for problem in problems[:_MOST_ISSUES]
-        ],
-    }
-    return fhir_response(body, 422)
 
 
 def _answer(bundle: Resource, contract: Contract, status: int) -> Response:

@@ -10,14 +10,17 @@ CONTRACT_TYPES = ("CarePlan", "CareTeam", "Goal", "Appointment")
 AUDIT_TYPES = ("Provenance", "AuditEvent")
 """The audit trail: read and searched by auditors."""
 
+_RECORD = ("read", "vread", "history", "search", "page", "create", "update")
+
 INTERACTIONS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(CONTRACT_TYPES, ("read", "vread", "history", "search", "page")),
-    # The coherent plan: a patient's contracts in force, across care units, in one Bundle.
-    "CarePlan": ("coherent-plan", "read", "vread", "history", "search", "page"),
+    **dict.fromkeys(CONTRACT_TYPES, _RECORD),
+    # A contract is more than its CarePlan: it is created as a transaction Bundle of its
+    # records. The coherent plan gathers a patient's contracts in force in one Bundle.
+    "CarePlan": ("coherent-plan", *(i for i in _RECORD if i != "create")),
     **dict.fromkeys(AUDIT_TYPES, ("read", "search", "page")),
 }
 """Per type, the routes it has; ``page`` follows a search's paging links, ``coherent-plan``
-is the ``$coherent-plan`` operation."""
+is the ``$coherent-plan`` operation, ``create`` and ``update`` write one record of a contract."""
 
 
 def route_name(interaction: str, resource_type: str) -> str:

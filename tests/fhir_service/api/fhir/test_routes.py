@@ -285,8 +285,19 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
         "vread",
         "history-instance",
         "search-type",
+        "update",
     }
+    assert {i["code"] for i in resources["Goal"]["interaction"]} == {
+        "read",
+        "vread",
+        "history-instance",
+        "search-type",
+        "create",
+        "update",
+    }
+    assert resources["Goal"]["versioning"] == "versioned-update"
     assert {i["code"] for i in resources["AuditEvent"]["interaction"]} == {"read", "search-type"}
+    assert resources["AuditEvent"]["versioning"] == "versioned"
     assert "responsible-clinician" in {p["name"] for p in resources["CarePlan"]["searchParam"]}
     assert resources["CarePlan"]["supportedProfile"] == [
         "http://fhir.patient-contracts.org/StructureDefinition/patient-contract-careplan"

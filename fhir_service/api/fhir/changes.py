@@ -1,0 +1,132 @@
+"""What every FHIR write shares: validation against our profiles, the step from the stored
+contract to the wanted one, and the answers to a store's refusals.
+
+A write arrives as FHIR records, is read as the contract they make, and is stored as the JSON
+facade stores it. The contract moves one way per write: its contents change while it is a draft
+or under revision, or its status moves by one lifecycle step, never both at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Response
+
+from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.api.fhir.outcomes import fhir_response, outcome
+from fhir_service.contract import Contract, ContractStatus
+from fhir_service.contract.lifecycle import IllegalTransitionError
+from fhir_service.fhir import HapiClient, HapiRequestError, HapiUnavailableError
+from fhir_service.security.access import AccessDeniedError, Denial
+from fhir_service.sync.store import (
+    Change,
+    ContractExistsError,
+    ContractNotEditableError,
+    ContractStore,
+    OutsideCompartmentError,
+    StaleVersionError,
+)
+
+__all__ = [
+    "MixedChangeError",
+    "etag_version",
+    "invalid",
+    "profile_errors",
+    "step_to",
+    "stored_or_refused",
+]
+
+Resource = dict[str, Any]
+
+_MOST_ISSUES = 20
+
+
+class MixedChangeError(Exception):
+    """Contents and status changed at once."""
+
+
+async def step_to(
+    store: ContractStore, current: Contract, wanted: Contract, expected: int, change: Change
+) -> Contract:
+    """Store ``wanted`` in place of ``current`` (at version ``expected``): new contents, or the
+    lifecycle step from ``current``'s status to ``wanted``'s."""
+    if wanted.status is current.status:
+        return await store.update(wanted, expected, change)
+    if _contents(wanted) != _contents(current):
+        raise MixedChangeError(
+            f"the contract goes from {current.status} to {wanted.status} and its contents change"
+            " too: send the contents first, then the status"
+        )
+    contract_id = current.id
+    if wanted.status is ContractStatus.AGREED:
+        return await store.agree(contract_id, expected, wanted.agreements, change)
+    steps = {
+        ContractStatus.REVISED: store.revise,
+        ContractStatus.COMPLETED: store.complete,
+        ContractStatus.ENDED: store.end,
+        ContractStatus.REVOKED: store.revoke,
+    }
+    if wanted.status not in steps:
+        raise IllegalTransitionError(current.status, wanted.status)
+    return await steps[wanted.status](contract_id, expected, change)
+
+
+def _contents(contract: Contract) -> Contract:
+    neutral = {"status": ContractStatus.DRAFT, "agreements": (), "version": None}
+    return contract.model_copy(update=neutral)
+
+
+async def stored_or_refused(
+    trail: AuditTrail, write: Callable[[], Awaitable[Response]]
+) -> Response:
+    """``write``'s answer, or the OperationOutcome of the store's refusal; nothing half-written."""
+    try:
+        return await write()
+    except ContractExistsError as exc:
+        return outcome(409, "duplicate", str(exc))
+    except OutsideCompartmentError:
+        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
+        return outcome(404, "not-found", "no such contract")
+    except AccessDeniedError as exc:
+        trail.refused(exc.denial.value)
+        return outcome(403, "forbidden", exc.denial.value)
+    except StaleVersionError as exc:
+        return outcome(409, "conflict", str(exc))
+    except (ContractNotEditableError, IllegalTransitionError, MixedChangeError) as exc:
+        return outcome(409, "business-rule", str(exc))
+    except HapiUnavailableError:
+        unavailable = "the FHIR store is unavailable; nothing was written"
+        return outcome(503, "transient", unavailable, {"Retry-After": "5"})
+    except HapiRequestError:
+        return outcome(502, "exception", "the FHIR store refused the write; nothing was written")
+
+
+async def profile_errors(hapi: HapiClient, resource: Resource) -> list[str]:
+    """What HAPI's ``$validate`` against our profiles finds wrong with ``resource``; [] if all
+    is well."""
+    answer = await hapi.validate(resource)
+    return [
+        f"{issue.get('location', [''])[0] if issue.get('location') else ''}: "
+        f"{issue.get('diagnostics', '')}".strip(": ")
+        for issue in answer.get("issue", [])
+        if issue.get("severity") in ("error", "fatal")
+    ]
+
+
+def invalid(problems: list[str]) -> Response:
+    """A 422 OperationOutcome of one issue per problem (the first few)."""
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [
+            {"severity": "error", "code": "invariant", "diagnostics": problem}
+            for problem in problems[:_MOST_ISSUES]
+        ],
+    }
+    return fhir_response(body, 422)
+
+
+def etag_version(etag: str) -> int | None:
+    """The version an ETag or ``ifMatch`` names (``W/"3"`` is 3); None if it names none."""
+    value = etag.strip().removeprefix("W/").strip('"')
+    return int(value) if value.isdigit() else None
