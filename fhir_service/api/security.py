@@ -121,8 +121,11 @@ class SecurityMiddleware:
         token = _bearer(scope)
         if token is None:
             raise _RefusedError(_unauthorized(None), "no bearer token")
+        # A client's next request with the same token skips the signature check and the thread.
+        principal = self.validator.remembered(token)
         try:
-            principal = await asyncio.to_thread(self.validator.validate, token)
+            if principal is None:
+                principal = await asyncio.to_thread(self.validator.validate, token)
         except InvalidTokenError as exc:
             raise _RefusedError(_unauthorized(exc.reason.value), f"token refused: {exc}") from None
         except SigningKeysUnavailableError:

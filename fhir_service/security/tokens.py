@@ -30,6 +30,7 @@ import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKSet
 
 from fhir_service.security.dev_keys import LOCAL_AUDIENCE, LOCAL_ISSUER, local_issuer_key
+from fhir_service.security.verified_tokens import VerifiedTokens
 
 if TYPE_CHECKING:
     from fhir_service.settings import Settings
@@ -195,6 +196,7 @@ class TokenValidator:
         self._issuer = issuer
         self._audience = audience
         self._leeway = clock_skew_seconds
+        self._verified: VerifiedTokens[Principal] = VerifiedTokens()
 
     @property
     def issuer(self) -> str:
@@ -233,12 +235,19 @@ class TokenValidator:
             clock_skew_seconds=settings.auth_clock_skew_seconds,
         )
 
+    def remembered(self, token: str) -> Principal | None:
+        """The principal of ``token`` if it was validated moments ago; cheap, never blocks."""
+        return self._verified.get(token)
+
     def validate(self, token: str) -> Principal:
         """The principal ``token`` speaks for.
 
         Raises `InvalidTokenError` if the token is refused, `SigningKeysUnavailableError` if the
         keys cannot be had right now.
         """
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            return remembered
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -257,7 +266,10 @@ class TokenValidator:
         if key.algorithm_name != algorithm:
             raise InvalidTokenError(Rejection.KEY_ALGORITHM_MISMATCH)
         claims = self._verified_claims(token, key, algorithm)
-        return _principal(claims)
+        principal = _principal(claims)
+        # Remembered until it expires exactly: the leeway is for clocks, not for reuse.
+        self._verified.remember(token, principal, float(claims["exp"]))
+        return principal
 
     def _verified_claims(self, token: str, key: PyJWK, algorithm: str) -> dict[str, Any]:
         try:

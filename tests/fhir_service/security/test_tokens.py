@@ -599,3 +599,44 @@ def test_incomplete_settings_are_refused(
 
     with pytest.raises(ValueError, match=message):
         TokenValidator.from_settings(Settings())
+
+
+# --- remembered -----------------------------------------------------------------------------
+
+
+class CountingKeys:
+    """A key source that counts how often a key is asked for."""
+
+    def __init__(self, keys: JwksFile) -> None:
+        self.keys = keys
+        self.asked = 0
+
+    def key(self, kid: str) -> Any:
+        self.asked += 1
+        return self.keys.key(kid)
+
+
+def test_a_verified_token_is_remembered_and_not_checked_again(
+    jwks_path: Path, rsa_key: DevKey
+) -> None:
+    keys = CountingKeys(JwksFile(jwks_path))
+    validator = TokenValidator(keys, issuer=ISSUER, audience=AUDIENCE)
+    token = mint_token(rsa_key, claims())
+
+    first = validator.validate(token)
+    second = validator.validate(token)
+
+    assert first == second == validator.remembered(token)
+    assert keys.asked == 1
+
+
+def test_a_refused_token_is_checked_every_time(jwks_path: Path, rsa_key: DevKey) -> None:
+    keys = CountingKeys(JwksFile(jwks_path))
+    validator = TokenValidator(keys, issuer=ISSUER, audience=AUDIENCE)
+    expired = mint_token(rsa_key, claims(exp=int(time.time()) - 3600))
+
+    for _ in range(2):
+        assert rejection(validator, expired) is Rejection.EXPIRED
+
+    assert keys.asked == 2
+    assert validator.remembered(expired) is None
