@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_service import __version__, servicedb
 from fhir_service.api import contracts, health, hooks, patients, webhooks
+from fhir_service.api.activity import Activity
 from fhir_service.api.body_limit import BodyLimitMiddleware
 from fhir_service.api.fhir import routes as fhir_routes
 from fhir_service.api.fhir import transactions as fhir_transactions
@@ -52,6 +53,8 @@ def create_app(settings: Settings) -> FastAPI:
         raise ValueError("create_app needs settings.hapi_url; the CLI fills it for embedded HAPI")
     hapi_url = str(settings.hapi_url)
     metrics = Metrics()
+    # Audit writes to HAPI wait for a lull in requests, which the outermost middleware sees.
+    activity = Activity()
     # Built here, not in the lifespan: incomplete auth settings stop the start, with the reason.
     validator = TokenValidator.from_settings(settings)
 
@@ -85,7 +88,9 @@ def create_app(settings: Settings) -> FastAPI:
             asyncio.create_task(
                 _after(
                     app.state.schema_ready,
-                    lambda: audit_writer.run_forever(app.state.audit_wake),
+                    lambda: audit_writer.run_forever(
+                        app.state.audit_wake, quiet=activity.quiet_for
+                    ),
                 )
             ),
             asyncio.create_task(app.state.notifications.run(app.state.schema_ready)),
@@ -126,7 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
     # body limit, then the security layer (token, access decision, audit record), the routes.
     app.add_middleware(SecurityMiddleware, validator=validator)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, activity=activity)
     # Outermost: every refusal below /fhir, from whichever layer, leaves as an OperationOutcome.
     app.add_middleware(OperationOutcomeMiddleware)
     app.add_exception_handler(StarletteHTTPException, _http_problem)

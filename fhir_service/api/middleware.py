@@ -1,4 +1,4 @@
-"""ASGI middleware every request passes through: request id, access log, metrics."""
+"""ASGI middleware every request passes through: request id, access log, metrics, activity."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import uuid
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_service.api.activity import Activity
 from fhir_service.api.problems import problem_response
 from fhir_service.fhir.transport import REQUEST_ID_HEADER
 from fhir_service.logs import request_id_var
@@ -30,12 +31,14 @@ class RequestContextMiddleware:
     id is returned in the response, attached to every log record and forwarded to HAPI.
 
     An exception no handler took becomes a problem+json 500 here, inside the request's context,
-    so that even a bug's response carries the request id.
+    so that even a bug's response carries the request id. Each request counts in ``activity``
+    while it runs.
     """
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, activity: Activity) -> None:
         self.app = app
         self.metrics = metrics
+        self.activity = activity
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,6 +60,7 @@ class RequestContextMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
+        self.activity.started()
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
@@ -66,6 +70,7 @@ class RequestContextMiddleware:
                 raise
             await _internal_error(request_id)(scope, receive, send_with_id)
         finally:
+            self.activity.finished()
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"]

@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -173,14 +173,25 @@ class AuditWriter:
         return len(claims)
 
     async def run_forever(
-        self, wake: asyncio.Event, idle_seconds: float = 1.0, gather_seconds: float = 0.25
+        self,
+        wake: asyncio.Event,
+        idle_seconds: float = 1.0,
+        gather_seconds: float = 0.25,
+        *,
+        quiet: Callable[[], float] | None = None,
+        quiet_seconds: float = 0.1,
+        most_delay_seconds: float = 2.0,
     ) -> None:
         """Keep writing; sleep ``idle_seconds`` (or until ``wake``) when nothing is due.
 
         A wake-up waits ``gather_seconds`` more before writing: requests come in bursts, and
         their records, already safe in the service DB, then reach HAPI as one batch instead of
-        one write each, which would compete with the requests themselves.
+        one write each. With ``quiet`` (seconds since the service last answered a request, 0
+        while one runs), it then waits for ``quiet_seconds`` of quiet, but never more than
+        ``most_delay_seconds`` after the wake-up: HAPI serves the requests too, and a batch
+        written during a burst slows every request of it.
         """
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 tried = await self.run_once()
@@ -192,8 +203,15 @@ class AuditWriter:
             wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), idle_seconds)
-            if wake.is_set():
-                await asyncio.sleep(gather_seconds)
+            if not wake.is_set():
+                continue
+            woken = loop.time()
+            await asyncio.sleep(gather_seconds)
+            while quiet is not None and quiet() < quiet_seconds:
+                left = most_delay_seconds - (loop.time() - woken)
+                if left <= 0:
+                    break
+                await asyncio.sleep(min(quiet_seconds, left))
 
     async def _write(self, claims: list[AuditClaim]) -> None:
         ids = [c.id for c in claims]

@@ -310,3 +310,58 @@ async def test_records_made_while_hapi_is_down_stay_pending_and_are_written_once
     assert sorted(e["id"] for e in found) == sorted(ids)
     assert {e["meta"]["versionId"] for e in found} == {"1"}
     assert {r.attempts for r in _rows(engine).values()} == {4}
+
+
+async def _pending_soon(writer: AuditWriter, wanted: int, within: float = 15.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(writer.outbox.pending) == wanted:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_a_woken_writer_waits_for_a_lull_in_requests(
+    engine: Engine, hapi: HapiClient
+) -> None:
+    busy = True
+    writer = AuditWriter(AuditOutbox(engine), hapi)
+    wake = asyncio.Event()
+    running = asyncio.create_task(
+        writer.run_forever(
+            wake,
+            gather_seconds=0.05,
+            quiet=lambda: 0.0 if busy else 10.0,
+            most_delay_seconds=60.0,
+        )
+    )
+    try:
+        await asyncio.sleep(0.2)
+        _recorded(engine, 2)
+        wake.set()
+        await asyncio.sleep(1.0)
+        held_back = await asyncio.to_thread(writer.outbox.pending)
+        busy = False
+
+        assert held_back == 2
+        assert await _pending_soon(writer, 0)
+    finally:
+        running.cancel()
+
+
+async def test_a_busy_service_gets_its_records_written_after_the_longest_delay(
+    engine: Engine, hapi: HapiClient
+) -> None:
+    writer = AuditWriter(AuditOutbox(engine), hapi)
+    wake = asyncio.Event()
+    running = asyncio.create_task(
+        writer.run_forever(wake, gather_seconds=0.05, quiet=lambda: 0.0, most_delay_seconds=0.5)
+    )
+    try:
+        await asyncio.sleep(0.2)
+        _recorded(engine, 2)
+        wake.set()
+
+        assert await _pending_soon(writer, 0)
+    finally:
+        running.cancel()
