@@ -25,6 +25,7 @@ class Public(Enum):
     SELF_CHECKED = "checks its own shared secret (HAPI's subscription callback)"
     DOCS = "the OpenAPI document and its viewers"
     CAPABILITIES = "the FHIR endpoint's CapabilityStatement, which clients read before a token"
+    VOCABULARY = "the names of codes, the same for every caller"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,7 @@ RULES: dict[str, Protected | Public] = {
     "revoke_contract": _contract("u", Interaction.OPERATION, "revoke"),
     # The coherent plan searches the patient's contracts across care units.
     "read_plan": _contract("s", Interaction.SEARCH),
+    "read_labels": Public.VOCABULARY,
     "register_webhook": _webhook("c", Interaction.CREATE),
     "list_webhooks": _webhook("s", Interaction.SEARCH),
     "read_webhook": _webhook("r", Interaction.READ),

@@ -21,6 +21,13 @@ from sqlalchemy import Engine
 
 from fhir_service.api.audit_trail import AuditTrail
 from fhir_service.api.deps import AccessDep, AuditTrailDep, EngineDep, StoreDep
+from fhir_service.api.labels import Labels, labels_used_by
+from fhir_service.api.languages import (
+    LANGUAGE_HEADERS,
+    AcceptLanguage,
+    language_headers,
+    negotiated_language,
+)
 from fhir_service.api.openapi import contract_examples
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract import (
@@ -144,6 +151,12 @@ class ContractList(BaseModel):
         description="True when this page holds less than matched: a patient is not shown "
         "drafts or restricted content. What was withheld is not said.",
     )
+    # Beside the contracts, not in them: a contract is read to be written back as it was.
+    labels: Labels = Field(
+        default_factory=dict,
+        description="The name of every code the contracts on this page hold, in the language "
+        "of Content-Language (Accept-Language, else Swedish): by code table, then code.",
+    )
 
 
 IdentifierParam = Annotated[
@@ -158,7 +171,11 @@ IdentifierParam = Annotated[
 @router.get(
     "",
     response_model=ContractList,
-    responses={422: {"description": "An invalid criterion.", **_PROBLEM}, 503: _WRITE_ERRORS[503]},
+    responses={
+        200: {"description": "A page of contracts.", "headers": LANGUAGE_HEADERS},
+        422: {"description": "An invalid criterion.", **_PROBLEM},
+        503: _WRITE_ERRORS[503],
+    },
 )
 async def search_contracts(
     request: Request,
@@ -189,12 +206,14 @@ async def search_contracts(
     period_to: Annotated[date | None, Query(alias="periodTo")] = None,
     count: Annotated[int, Query(ge=1, le=MAX_SEARCH_COUNT)] = 20,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
+    accept_language: AcceptLanguage = None,
 ) -> Response:
     """Contracts matching every criterion given, oldest first, a page at a time.
 
     A patient's token searches only that patient's contracts and a care unit's token only that
     unit's: the walls are added to the criteria (and to the paging cursor), and asking for
-    another patient or unit explicitly is refused.
+    another patient or unit explicitly is refused. The names of the page's codes come along in
+    ``labels``, in the language Accept-Language asks for (Swedish by default).
     """
     unknown = _unknown_parameters(request)
     if unknown:
@@ -228,10 +247,14 @@ async def search_contracts(
     if page.next_cursor is not None:
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
         following = f"/contracts?{urlencode([*query, ('cursor', page.next_cursor)])}"
+    language = negotiated_language(None, accept_language)
     body = ContractList(
-        contracts=shown, next=following, withheld=any(d.withheld for d in disclosed)
+        contracts=shown,
+        next=following,
+        withheld=any(d.withheld for d in disclosed),
+        labels=labels_used_by(shown, language),
     )
-    return JSONResponse(body.model_dump(mode="json"))
+    return JSONResponse(body.model_dump(mode="json"), headers=language_headers(language))
 
 
 def _unknown_parameters(request: Request) -> list[str]:

@@ -1,24 +1,37 @@
 """The patient's coherent plan: every contract in force, across care units, as one response,
 or as a page for the patient. Who may read it and what they see: `fhir_service.api.plan_access`.
+
+Both forms are in the reader's language: the page throughout, the JSON answer in the names of
+the codes it uses (``labels``), beside the codes themselves.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Path, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import Field
 
 from fhir_service.api.deps import AccessDep, AuditTrailDep, StoreDep
+from fhir_service.api.labels import Labels, labels_used_by
+from fhir_service.api.languages import (
+    LANGUAGE_HEADERS,
+    AcceptLanguage,
+    LanguageQuery,
+    language_headers,
+    negotiated_language,
+)
 from fhir_service.api.plan_access import PlanRefusedError, readable_plan
-from fhir_service.api.plan_page import PAGE_HEADERS, page_language, render_plan
+from fhir_service.api.plan_page import PAGE_HEADERS, render_plan
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract.plan import CoherentPlan, coherent_plan
+from fhir_service.mapping.tables import Language
 from fhir_service.security.access import AccessDeniedError, claimed_identifier
 from fhir_service.sync.store import TooManyContractsError
 
-__all__ = ["router"]
+__all__ = ["PlanView", "router"]
 
 router = APIRouter(prefix="/patients", tags=["patients"])
 
@@ -32,15 +45,30 @@ PatientPath = Annotated[
         examples=["personnummer|19121212-1212"],
     ),
 ]
+# The plan is one answer in two forms (JSON, HTML) and in three languages.
+_VARY = ("Accept",)
+
+
+class PlanView(CoherentPlan):
+    """The coherent plan, with the names of its codes in the reader's language."""
+
+    language: Language = Field(description="The language of ``labels``, as Content-Language.")
+    labels: Labels = Field(
+        description="The name of every code this plan holds, and of no other: by code table "
+        "(activity-owner, activity-category, care-team-role, contract-status, "
+        "organization-kind, schedule-unit), then code."
+    )
 
 
 @router.get(
     "/{patient}/plan",
-    response_model=CoherentPlan,
+    response_model=PlanView,
     responses={
         200: {
-            "description": "The plan; as an HTML page for the patient when text/html is asked.",
+            "description": "The plan, with the names of its codes in the negotiated language; "
+            "as an HTML page for the patient when text/html is asked.",
             "content": {"text/html": {"schema": {"type": "string"}}},
+            "headers": LANGUAGE_HEADERS,
         },
         403: {"description": "A patient's token names another patient.", **_PROBLEM},
         404: {
@@ -57,16 +85,15 @@ async def read_plan(
     store: StoreDep,
     access: AccessDep,
     trail: AuditTrailDep,
-    lang: Annotated[
-        Literal["sv", "nb", "en"] | None,
-        Query(description="The page's language; otherwise Accept-Language, else Swedish."),
-    ] = None,
-) -> CoherentPlan | Response:
+    lang: LanguageQuery = None,
+    accept_language: AcceptLanguage = None,
+) -> Response:
     """The patient's coherent plan: who does what, goals, care contacts and upcoming times.
 
     Read with one HAPI request for up to 50 contracts (the patient's drafts and contracts in
     force, with everything they hold). A browser (``Accept: text/html``) gets it as a page for
-    the patient, in Swedish, Norwegian (``lang=nb``) or English (``lang=en``).
+    the patient, in Swedish, Norwegian (``lang=nb``) or English (``lang=en``); a JSON client
+    gets the names of the plan's codes in that language in ``labels``.
     """
     try:
         identifier = claimed_identifier(patient, patient=True)
@@ -86,11 +113,13 @@ async def read_plan(
     plan = coherent_plan(
         identifier, readable.contracts, now=datetime.now(UTC), withheld=readable.withheld
     )
+    language = negotiated_language(lang, accept_language)
+    headers = language_headers(language, vary=_VARY)
     if _wants_html(request.headers.get("accept", "")):
-        language = page_language(lang, request.headers.get("accept-language"))
         page = render_plan(plan, language, request.url.path)
-        return HTMLResponse(page, headers={**PAGE_HEADERS, "Content-Language": language})
-    return plan
+        return HTMLResponse(page, headers={**PAGE_HEADERS, **headers})
+    view = PlanView(**dict(plan), language=language, labels=labels_used_by([plan], language))
+    return JSONResponse(view.model_dump(mode="json"), headers=headers)
 
 
 def _wants_html(accept: str) -> bool:

@@ -1,8 +1,9 @@
 """The coherent plan as an HTML page for the patient: plain, accessible, no JavaScript needed.
 
 The page is the same plan the JSON answer holds, put in the patient's language (Swedish unless
-``?lang=`` or ``Accept-Language`` asks for Norwegian or English). Texts of the page live in
-``templates/plan-texts.json``; names of codes come from the code tables the mapping uses.
+``?lang=`` or ``Accept-Language`` asks for Norwegian or English: `fhir_service.api.languages`).
+Texts of the page live in ``templates/plan-texts.json``; names of codes and of schedule units
+come from the code tables the mapping uses.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from fhir_service.contract import Name, Period, Schedule
 from fhir_service.contract.plan import CoherentPlan
-from fhir_service.mapping.tables import Language, code_table
+from fhir_service.mapping.tables import Language, code_table, schedule_units
 
-__all__ = ["LANGUAGES", "page_language", "render_plan"]
+__all__ = ["LANGUAGES", "PAGE_HEADERS", "render_plan"]
 
 _TEMPLATES = Path(__file__).parent / "templates"
 # Times are shown as the clinic's clock shows them; Sweden and Norway share one offset all year.
@@ -31,8 +32,6 @@ LANGUAGES: tuple[tuple[Language, str], ...] = (
     ("nb", "Norsk"),
     ("en", "English"),
 )
-# Norwegian comes as nb, nn or no; Nynorsk readers get Bokmål rather than Swedish.
-_TAGS: dict[str, Language] = {"sv": "sv", "nb": "nb", "nn": "nb", "no": "nb", "en": "en"}
 
 # Patient data: never cached on the way, never framed, never fetching anything else.
 PAGE_HEADERS = {
@@ -44,27 +43,6 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
 }
-
-
-def page_language(asked: str | None, accept_language: str | None) -> Language:
-    """The page's language: ``asked`` (``?lang=``) if set, else the best of Accept-Language."""
-    if asked in _TAGS:
-        return _TAGS[asked]
-    choices: list[tuple[float, int, Language]] = []
-    for position, part in enumerate((accept_language or "").split(",")):
-        tag, _, parameters = part.strip().partition(";")
-        language = _TAGS.get(tag.strip().lower().split("-")[0])
-        if language is None:
-            continue
-        quality = 1.0
-        if parameters.strip().startswith("q="):
-            try:
-                quality = float(parameters.strip()[2:])
-            except ValueError:
-                continue
-        if quality > 0:
-            choices.append((-quality, position, language))
-    return min(choices)[2] if choices else "sv"
 
 
 def render_plan(plan: CoherentPlan, language: Language, path: str) -> str:
@@ -86,7 +64,7 @@ def render_plan(plan: CoherentPlan, language: Language, path: str) -> str:
         return " ".join(p for p in (start, end) if p)
 
     def schedule(value: Schedule) -> str:
-        unit = texts["units"][value.unit]
+        unit = schedule_units().display(value.unit, language)
         every = unit if value.period == 1 else f"{value.period} {unit}"
         often = (
             texts["time_one"]

@@ -21,7 +21,13 @@ from fhir_service.contract import (
     Period,
     Professional,
 )
-from fhir_service.mapping.tables import MAPPINGS_DIR, Language, code_table, relationships
+from fhir_service.mapping.tables import (
+    MAPPINGS_DIR,
+    Language,
+    code_table,
+    relationships,
+    schedule_units,
+)
 
 __all__ = ["narrative"]
 
@@ -97,7 +103,7 @@ def _activity(activity: Activity, contract: Contract, language: Language) -> str
     text = f"<b>{_t(owner)}</b>: {_t(activity.description)}"
     labels = _labels(language)
     if activity.schedule:
-        unit = labels["units"][activity.schedule.unit]
+        unit = schedule_units().display(activity.schedule.unit, language)
         every = f"{activity.schedule.frequency} {labels['times']} {labels['per']}"
         period = "" if activity.schedule.period == 1 else f"{activity.schedule.period} "
         text += f" ({_t(f'{every} {period}{unit}')})"

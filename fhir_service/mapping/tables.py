@@ -1,4 +1,5 @@
-"""Code tables from ``mappings/``: our CodeSystems, the SNOMED CT ConceptMap, relationships.
+"""Code tables from ``mappings/``: our CodeSystems, the SNOMED CT ConceptMap, relationships,
+schedule units.
 
 Loaded once per process; the JSON files are the single source of codes and their names.
 """
@@ -17,7 +18,9 @@ __all__ = [
     "Language",
     "UnknownCodeError",
     "code_table",
+    "code_table_names",
     "relationships",
+    "schedule_units",
     "snomed_for_role",
 ]
 
@@ -71,6 +74,12 @@ def code_table(name: str) -> CodeTable:
 
 
 @cache
+def code_table_names() -> tuple[str, ...]:
+    """The names `code_table` takes: one per CodeSystem under ``mappings/codesystems``."""
+    return tuple(sorted(path.stem for path in (MAPPINGS_DIR / "codesystems").glob("*.json")))
+
+
+@cache
 def snomed_for_role(role: str) -> tuple[str, str] | None:
     """The SNOMED CT (code, display) of a care team role, where one exists."""
     concept_map = _load(Path("conceptmaps") / "care-team-role-to-snomed.json")
@@ -86,6 +95,13 @@ def relationships() -> CodeTable:
     """The relationships a relative may have to the patient (v3 RoleCode subset)."""
     table = _load(Path("relationships.json"))
     return CodeTable(name="relationship", system=table["system"], names=table["codes"])
+
+
+@cache
+def schedule_units() -> CodeTable:
+    """The units of time a recurring activity's schedule counts in (UCUM: d, wk, mo, a)."""
+    table = _load(Path("schedule-units.json"))
+    return CodeTable(name="schedule-unit", system=table["system"], names=table["codes"])
 
 
 def _load(relative: Path) -> Any:

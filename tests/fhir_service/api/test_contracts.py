@@ -242,7 +242,40 @@ def test_contracts_are_found_by_patient_and_status_a_page_at_a_time(service: Tes
 
     assert seen == ids
     assert pages == 2
-    assert agreed_only.json() == {"contracts": [], "next": None, "withheld": False}
+    assert agreed_only.json() == {"contracts": [], "next": None, "withheld": False, "labels": {}}
+
+
+def test_a_search_names_its_page_s_codes_in_the_language_accept_language_prefers(
+    service: TestClient,
+) -> None:
+    personnummer = unique_personnummer()
+    contract = _contract()
+    contract["patient"]["identifier"]["value"] = personnummer
+    assert service.post("/contracts", json=contract).status_code == 201
+
+    response = service.get(
+        f"/contracts?patient=personnummer|{personnummer}",
+        headers={"Accept-Language": "en;q=0.5, sv"},
+    )
+    norwegian = service.get(
+        f"/contracts?patient=personnummer|{personnummer}",
+        headers={"Accept-Language": "sv;q=0.5, nb"},
+    )
+
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Language"] == "sv"
+    assert "accept-language" in response.headers["Vary"].lower()
+    labels = response.json()["labels"]
+    assert labels["contract-status"] == {"draft": "Utkast"}
+    assert labels["activity-owner"]["relative"] == "Närstående"
+    assert labels["care-team-role"]["social-worker"] == "Kurator"
+    assert labels["relationship"] == {"CHILD": "barn"}
+    assert set(labels["activity-category"]) == {a["category"] for a in contract["activities"]}
+    assert norwegian.headers["Content-Language"] == "nb"
+    assert norwegian.json()["labels"]["care-team-role"]["social-worker"] == "Sosionom"
+    # The contract itself is what a client puts back: the names stay beside it.
+    assert "labels" not in response.json()["contracts"][0]
+    assert "labels" not in service.get(f"/contracts/{contract['id']}").json()
 
 
 @pytest.mark.parametrize(

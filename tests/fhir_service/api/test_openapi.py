@@ -170,3 +170,25 @@ def test_protected_operations_name_the_bearer_scheme_and_the_permission_they_nee
     assert schemes["bearer"]["scheme"] == "bearer"
     assert read["security"] == [{"bearer": ["CarePlan.r"]}]
     assert "security" not in health
+
+
+def test_the_names_of_codes_are_documented_where_they_are_answered() -> None:
+    schemas = DOCUMENT["components"]["schemas"]
+    labels = _operation("get", "/labels")
+    plan = _operation("get", "/patients/{patient}/plan")["responses"]["200"]
+    search = _operation("get", "/contracts")["responses"]["200"]
+
+    assert labels["description"]
+    assert {"200", "304"} <= set(labels["responses"])
+    assert {"ETag", "Cache-Control", "Content-Language", "Vary"} <= set(
+        labels["responses"]["200"]["headers"]
+    )
+    assert {"Accept-Language", "If-None-Match", "lang"} <= {
+        parameter["name"] for parameter in labels["parameters"]
+    }
+    for response in (plan, search):
+        assert {"Content-Language", "Vary"} <= set(response["headers"])
+    for schema in ("PlanView", "ContractList", "LabelSet"):
+        assert schemas[schema]["properties"]["labels"]["description"], schema
+    assert schemas["PlanView"]["properties"]["language"]["description"]
+    assert "labels" not in schemas["Contract"]["properties"]

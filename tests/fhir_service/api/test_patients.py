@@ -176,3 +176,60 @@ def test_a_patient_searching_by_their_own_number_written_with_a_hyphen_finds_it(
 
     assert response.status_code == 200, response.text
     assert len(response.json()["contracts"]) == 2
+
+
+def test_the_plan_in_json_names_its_codes_in_norwegian_when_asked(
+    service: TestClient, issuer: TestIssuer, patients_contracts: dict[str, dict[str, Any]]
+) -> None:
+    stroke = patients_contracts["stroke"]
+    headers = {
+        **issuer.headers("patient", patient=_patient(stroke)),
+        "Accept-Language": "nb-NO, sv;q=0.5",
+    }
+
+    response = service.get(_plan_of(stroke), headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Language"] == "nb"
+    assert "accept-language" in response.headers["Vary"].lower()
+    plan = response.json()
+    assert plan["language"] == "nb"
+    labels = plan["labels"]
+    assert labels["contract-status"] == {"agreed": "Avtalt"}
+    assert labels["activity-owner"]["patient"] == "Pasienten"
+    assert labels["activity-category"]["exercise"] == "Trening"
+    assert labels["care-team-role"]["fast-vardkontakt"] == "Fast kontakt"
+    categories = {a["category"] for group in plan["activities"] for a in group["activities"]}
+    assert set(labels["activity-category"]) == categories
+
+
+def test_lang_in_the_query_names_the_plan_s_codes_in_that_language_swedish_by_default(
+    service: TestClient, issuer: TestIssuer, patients_contracts: dict[str, dict[str, Any]]
+) -> None:
+    stroke = patients_contracts["stroke"]
+    patient = issuer.headers("patient", patient=_patient(stroke))
+
+    english = service.get(
+        _plan_of(stroke), params={"lang": "en"}, headers={**patient, "Accept-Language": "nb"}
+    )
+    swedish = service.get(_plan_of(stroke), headers=patient)
+
+    assert english.headers["Content-Language"] == "en"
+    assert english.json()["labels"]["contract-status"] == {"agreed": "Agreed"}
+    assert swedish.headers["Content-Language"] == "sv"
+    assert swedish.json()["labels"]["contract-status"] == {"agreed": "Överenskommet"}
+
+
+def test_the_plan_says_it_varies_with_accept_and_accept_language_in_both_forms(
+    service: TestClient, issuer: TestIssuer, patients_contracts: dict[str, dict[str, Any]]
+) -> None:
+    stroke = patients_contracts["stroke"]
+    patient = issuer.headers("patient", patient=_patient(stroke))
+
+    page = service.get(_plan_of(stroke), headers={**patient, "Accept": "text/html"})
+    answer = service.get(_plan_of(stroke), headers=patient)
+
+    for response in (page, answer):
+        assert response.status_code == 200, response.text
+        vary = {name.strip().lower() for name in response.headers["Vary"].split(",")}
+        assert {"accept", "accept-language"} <= vary

@@ -25,6 +25,9 @@ EXAMPLE = ROOT / "profiles/examples/contracts/knee-replacement.json"
 LABELS: dict[str, Any] = json.loads(
     (ROOT / "mappings/narrative-labels.json").read_text(encoding="utf-8")
 )
+UNITS: dict[str, dict[str, str]] = json.loads(
+    (ROOT / "mappings/schedule-units.json").read_text(encoding="utf-8")
+)["codes"]
 LANGUAGES: list[Language] = list(get_args(Language))
 
 XHTML = "{http://www.w3.org/1999/xhtml}"
@@ -183,7 +186,7 @@ def test_the_narrative_holds_the_contracts_text(language: Language) -> None:
 def test_the_patients_own_tasks_appear_as_the_patients(language: Language) -> None:
     labels = LABELS[language]
     owner = PATIENT_OWNER[language]
-    every = f"2 {labels['times']} {labels['per']} {labels['units']['d']}"
+    every = f"2 {labels['times']} {labels['per']} {UNITS['d'][language]}"
 
     root = render(contract_of(example_data()), language)
 
@@ -206,7 +209,7 @@ def test_relatives_and_municipalities_appear_by_name(language: Language) -> None
 
     activities = section_items(root, labels["agreement"])
     assert "Anna Tolvansson: Skjutsar till återbesöken" in activities
-    every = f"1 {labels['times']} {labels['per']} 2 {labels['units']['wk']}"
+    every = f"1 {labels['times']} {labels['per']} 2 {UNITS['wk'][language]}"
     assert f"Ljungby kommun hemtjänst: Hjälp med städning två veckor ({every})" in activities
     assert f"Anna Tolvansson ({CHILD[language]})" in section_items(root, labels["team"])
 
