@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,20 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.auth import TestIssuer
-from tests.service_app import ready_app
 from tests.support import unique_personnummer
 
 EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
 MUNICIPALITY = "hsa-id|SE2120000662-1001"
 OUR_BASE = "http://testserver/fhir"
-
-
-@pytest.fixture(scope="module")
-def service(
-    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
-) -> Iterator[TestClient]:
-    with ready_app(conformance_loaded, tmp_path_factory.mktemp("plan"), issuer) as client:
-        yield client
 
 
 def _unit(contract: dict[str, Any]) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.auth import TestIssuer
-from tests.service_app import ready_app
 from tests.support import unique_personnummer
 
 EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
@@ -25,14 +23,6 @@ DRAFT_UNIT = "hsa-id|SE2321000065-1254"
 OUR_BASE = "http://testserver/fhir"
 CONTRACT_SYSTEM = "http://fhir.patient-contracts.org/identifier/contract"
 TYPES = {"CarePlan", "CareTeam", "Goal", "Appointment", "Provenance", "AuditEvent"}
-
-
-@pytest.fixture(scope="module")
-def service(
-    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
-) -> Iterator[TestClient]:
-    with ready_app(conformance_loaded, tmp_path_factory.mktemp("fhir"), issuer) as client:
-        yield client
 
 
 def _contract(name: str, personnummer: str, **changes: Any) -> dict[str, Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,20 +15,11 @@ from fastapi.testclient import TestClient
 from fhir_service.contract import Contract
 from fhir_service.mapping import urls
 from tests.auth import TestIssuer
-from tests.service_app import ready_app
 from tests.support import unique_personnummer
 
 EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
 UNIT = "hsa-id|SE2321000065-1254"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
-
-
-@pytest.fixture(scope="module")
-def service(
-    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
-) -> Iterator[TestClient]:
-    with ready_app(conformance_loaded, tmp_path_factory.mktemp("writes"), issuer) as client:
-        yield client
 
 
 @pytest.fixture
