@@ -43,6 +43,11 @@ def _contract(
     return Protected(Requirement("CarePlan", permission), interaction, operation)
 
 
+def _booking(operation: str) -> Protected:
+    # A booking changes an agreed time (an Appointment) of a contract, never the CarePlan.
+    return Protected(Requirement("Appointment", "u"), Interaction.OPERATION, operation)
+
+
 def _webhook(permission: Permission, interaction: Interaction) -> Protected:
     # A webhook reads contract changes as they happen, within the registrant's compartment.
     return Protected(Requirement("Subscription", permission), interaction)
@@ -69,6 +74,15 @@ RULES: dict[str, Protected | Public] = {
     # The coherent plan searches the patient's contracts across care units.
     "read_plan": _contract("s", Interaction.SEARCH),
     "read_labels": Public.VOCABULARY,
+    # Clinics publish bookable times; booking platforms and patients book agreed times.
+    "publish_slots": Protected(Requirement("Slot", "c"), Interaction.CREATE),
+    "find_slots": Protected(Requirement("Slot", "s"), Interaction.SEARCH),
+    "book_time": _booking("book"),
+    "cancel_time": _booking("cancel"),
+    "rebook_time": _booking("rebook"),
+    "booked_times": Protected(Requirement("Appointment", "s"), Interaction.SEARCH),
+    # Which of a unit's contracts break the care guarantee: a search of its contracts.
+    "guarantee_breaches": _contract("s", Interaction.SEARCH),
     "register_webhook": _webhook("c", Interaction.CREATE),
     "list_webhooks": _webhook("s", Interaction.SEARCH),
     "read_webhook": _webhook("r", Interaction.READ),

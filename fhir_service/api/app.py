@@ -15,7 +15,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_service import __version__, servicedb
-from fhir_service.api import contracts, health, hooks, labels_routes, patients, webhooks
+from fhir_service.api import booking, contracts, health, hooks, labels_routes, patients, webhooks
 from fhir_service.api.activity import Activity
 from fhir_service.api.body_limit import BodyLimitMiddleware
 from fhir_service.api.fhir import routes as fhir_routes
@@ -143,6 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(contracts.router)
     app.include_router(patients.router)
     app.include_router(labels_routes.router)
+    app.include_router(booking.router)
     app.include_router(fhir_routes.router)
     app.include_router(fhir_transactions.router)
     app.include_router(fhir_writes.router)

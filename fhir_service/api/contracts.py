@@ -39,6 +39,7 @@ from fhir_service.contract import (
 )
 from fhir_service.contract.disclosure import disclose
 from fhir_service.contract.lifecycle import IllegalTransitionError
+from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.provenance import Author
 from fhir_service.security.access import Access, AccessDeniedError, Denial
 from fhir_service.sync.idempotency import (
@@ -130,6 +131,9 @@ async def create_contract(
     trail.saw_contract(contract)
     if not access.compartment.allows(contract):
         return _outside(trail)
+    unknown = _unknown_codes(contract)
+    if unknown is not None:
+        return unknown
 
     async def create() -> Response:
         try:
@@ -321,6 +325,9 @@ async def update_contract(
     """Replace the contents of a draft or of a contract under revision."""
     if contract.id != contract_id:
         return _problem(422, "Invalid contract", "the body's id differs from the one in the URL")
+    unknown = _unknown_codes(contract)
+    if unknown is not None:
+        return unknown
     change = _change(access, trail)
 
     async def update(version: int) -> Contract:
@@ -544,6 +551,15 @@ def _pair(token: str | None) -> tuple[str, str] | None:
 def _version_of(etag: str) -> int | None:
     value = etag.strip().removeprefix("W/").strip('"')
     return int(value) if value.isdigit() else None
+
+
+def _unknown_codes(contract: Contract) -> JSONResponse | None:
+    """A 422 naming each code of ``contract`` our tables (or its units) do not hold; None."""
+    unknown = unknown_codes(contract)
+    if not unknown:
+        return None
+    errors = [{"location": path, "message": message} for path, message in unknown]
+    return _problem(422, "Unknown codes", "the contract uses codes we do not know", errors=errors)
 
 
 def _problem(status_code: int, title: str, detail: str, **extensions: Any) -> JSONResponse:

@@ -242,6 +242,29 @@ class Goal(_Model):
     confidentiality: Confidentiality = Confidentiality.NORMAL
 
 
+class CareGuaranteeCase(_Model):
+    """Where the patient is on their way into care, and since when: the clock the care
+    guarantee (vårdgaranti; Norway's juridisk frist) runs on for this contract's times."""
+
+    jurisdiction: Literal["SE", "NO"]
+    step: Key = Field(
+        description="The step of mappings/booking/care-guarantee.json the patient waits for, "
+        "e.g. specialist-visit; agreed times of time types counting towards it are checked."
+    )
+    since: AwareDatetime = Field(description="When the count started (the referral, ...).")
+    deadline: date | None = Field(
+        default=None, description="A deadline set for this patient (Norway's juridisk frist)."
+    )
+
+
+class GuaranteeVerdict(_Model):
+    """How a booked time stands against the care guarantee, recorded when it was booked."""
+
+    deadline: AwareDatetime
+    late: bool
+    days_over: int = Field(ge=0)
+
+
 class AgreedTime(_Model):
     """A time agreed with the patient: a time in hand, or one booked online."""
 
@@ -253,6 +276,24 @@ class AgreedTime(_Model):
     organization: Organization
     professional: Professional | None = None
     confidentiality: Confidentiality = Confidentiality.NORMAL
+    time_type: Key | None = Field(
+        default=None,
+        description="The care unit's time type (mappings/booking/time-types.json): what a "
+        "booking platform offers the patient to book this time as.",
+    )
+    slot: Key | None = Field(
+        default=None,
+        description="The bookable time (FHIR Slot id) this time was booked from, when it was "
+        "booked through the booking facade; such a time is cancelled or rebooked there.",
+    )
+    cancellation_reason: Text | None = Field(
+        default=None, description="Why a cancelled time was cancelled, in the canceller's words."
+    )
+    care_guarantee: GuaranteeVerdict | None = Field(
+        default=None,
+        description="Set when the time was booked against the contract's care guarantee: "
+        "its deadline, and whether the time is past it.",
+    )
 
     @model_validator(mode="after")
     def _times(self) -> Self:
@@ -294,6 +335,7 @@ class Contract(_Model):
     patient_resources: tuple[Text, ...] = ()
     wishes: tuple[Text, ...] = ()
     agreed_times: tuple[AgreedTime, ...] = ()
+    care_guarantee: CareGuaranteeCase | None = None
     agreements: tuple[Agreement, ...] = ()
 
     @model_validator(mode="after")

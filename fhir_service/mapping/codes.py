@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fhir_service.contract import Contract, Professional
-from fhir_service.mapping.tables import code_table, relationships
+from fhir_service.mapping.tables import care_guarantee_steps, code_table, relationships
+from fhir_service.mapping.time_types import time_types
 
 __all__ = ["unknown_codes"]
 
@@ -46,4 +47,22 @@ def unknown_codes(contract: Contract) -> list[tuple[str, str]]:
                     f"unknown relationship code {relative.relationship!r}",
                 )
             )
+    for i, time in enumerate(contract.agreed_times):
+        if time.time_type is not None and time.time_type not in time_types(
+            time.organization.identifier
+        ):
+            problems.append(
+                (
+                    f"$.agreed_times[{i}].time_type",
+                    f"{time.organization.name} has no time type {time.time_type!r}",
+                )
+            )
+    case = contract.care_guarantee
+    if case is not None and case.step not in care_guarantee_steps().get(case.jurisdiction, ()):
+        problems.append(
+            (
+                "$.care_guarantee.step",
+                f"unknown care-guarantee step {case.step!r} in {case.jurisdiction}",
+            )
+        )
     return problems

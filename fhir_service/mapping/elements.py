@@ -6,7 +6,15 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from fhir_service.contract import Confidentiality, Contact, Identifier, Name, Period
+from fhir_service.contract import (
+    CareGuaranteeCase,
+    Confidentiality,
+    Contact,
+    GuaranteeVerdict,
+    Identifier,
+    Name,
+    Period,
+)
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.tables import code_table, snomed_for_role
@@ -14,8 +22,12 @@ from fhir_service.mapping.tables import code_table, snomed_for_role
 __all__ = [
     "CONFIDENTIALITY_SYSTEM",
     "SNOMED",
+    "care_guarantee",
+    "care_guarantee_of",
     "confidentiality_of",
     "contact_point",
+    "guarantee_verdict",
+    "guarantee_verdict_of",
     "human_name",
     "identifier",
     "identity_url",
@@ -121,3 +133,59 @@ def confidentiality_of(resource: Resource) -> Confidentiality:
         return Confidentiality.VERY_RESTRICTED
     # U, L, M and N are no stricter than normal for what we show.
     return Confidentiality.RESTRICTED if "R" in codes else Confidentiality.NORMAL
+
+
+def care_guarantee(case: CareGuaranteeCase) -> Resource:
+    """The CarePlan's care-guarantee extension: whose guarantee, which step, since when."""
+    parts: list[Resource] = [
+        {"url": "jurisdiction", "valueCode": case.jurisdiction},
+        {"url": "step", "valueCoding": {"system": urls.CS_CARE_GUARANTEE_STEP, "code": case.step}},
+        {"url": "since", "valueDateTime": instant(case.since)},
+    ]
+    if case.deadline is not None:
+        parts.append({"url": "deadline", "valueDate": case.deadline.isoformat()})
+    return {"url": urls.EXT_CARE_GUARANTEE, "extension": parts}
+
+
+def care_guarantee_of(careplan: Resource) -> CareGuaranteeCase | None:
+    """The case a CarePlan's care-guarantee extension holds; None without one."""
+    parts = _parts(careplan, urls.EXT_CARE_GUARANTEE)
+    if parts is None:
+        return None
+    return CareGuaranteeCase(
+        jurisdiction=parts["jurisdiction"]["valueCode"],
+        step=parts["step"]["valueCoding"]["code"],
+        since=parts["since"]["valueDateTime"],
+        deadline=parts["deadline"]["valueDate"] if "deadline" in parts else None,
+    )
+
+
+def guarantee_verdict(verdict: GuaranteeVerdict) -> Resource:
+    """The Appointment's record of how it stood against the care guarantee when booked."""
+    return {
+        "url": urls.EXT_GUARANTEE_VERDICT,
+        "extension": [
+            {"url": "deadline", "valueDateTime": instant(verdict.deadline)},
+            {"url": "late", "valueBoolean": verdict.late},
+            {"url": "daysOver", "valueInteger": verdict.days_over},
+        ],
+    }
+
+
+def guarantee_verdict_of(appointment: Resource) -> GuaranteeVerdict | None:
+    """The verdict an Appointment records; None without one."""
+    parts = _parts(appointment, urls.EXT_GUARANTEE_VERDICT)
+    if parts is None:
+        return None
+    return GuaranteeVerdict(
+        deadline=parts["deadline"]["valueDateTime"],
+        late=parts["late"]["valueBoolean"],
+        days_over=parts["daysOver"]["valueInteger"],
+    )
+
+
+def _parts(resource: Resource, url: str) -> dict[str, Resource] | None:
+    for extension in resource.get("extension", []):
+        if extension.get("url") == url:
+            return {part["url"]: part for part in extension.get("extension", [])}
+    return None

@@ -189,6 +189,7 @@ class _Reader:
             agreed_times=tuple(self.agreed_time(a, contract_id) for a in appointments),
             agreements=tuple(agreements),
             confidentiality=element.confidentiality_of(careplan),
+            care_guarantee=element.care_guarantee_of(careplan),
         )
 
     def _team(self, team: Resource, contract_id: str) -> tuple[list[Professional], list[Relative]]:
@@ -301,6 +302,16 @@ class _Reader:
             raise UnreadableContractError(
                 f"Appointment {appointment.get('id', '')} names no care unit"
             )
+        time_types = [
+            c.get("code")
+            for concept in appointment.get("serviceType", [])
+            for c in concept.get("coding", [])
+            if c.get("system") == urls.CS_TIME_TYPE
+        ]
+        slots = [
+            str(s.get("reference", "")).removeprefix("Slot/").split("/_history/")[0]
+            for s in appointment.get("slot", [])
+        ]
         return AgreedTime(
             key=_local_key(appointment, urls.ID_AGREED_TIME, contract_id),
             description=appointment["description"],
@@ -310,6 +321,10 @@ class _Reader:
             organization=organization,
             professional=professional,
             confidentiality=element.confidentiality_of(appointment),
+            time_type=time_types[0] if time_types else None,
+            slot=slots[0] if slots else None,
+            cancellation_reason=appointment.get("cancelationReason", {}).get("text"),
+            care_guarantee=element.guarantee_verdict_of(appointment),
         )
 
     def agreements(self, careplan: Resource, version: int | None) -> list[Agreement]:

@@ -17,6 +17,7 @@ __all__ = [
     "CodeTable",
     "Language",
     "UnknownCodeError",
+    "care_guarantee_steps",
     "code_table",
     "code_table_names",
     "relationships",
@@ -88,6 +89,16 @@ def snomed_for_role(role: str) -> tuple[str, str] | None:
             target = element["target"][0]
             return target["code"], target["display"]
     return None
+
+
+@cache
+def care_guarantee_steps() -> dict[str, frozenset[str]]:
+    """The care guarantee's step codes by jurisdiction (the rules: ``booking.guarantee``)."""
+    document = _load(Path("booking") / "care-guarantee.json")
+    return {
+        rules["jurisdiction"]: frozenset(step["code"] for step in rules["steps"])
+        for rules in document["ruleSets"]
+    }
 
 
 @cache

@@ -36,7 +36,7 @@ from fhir_service.mapping.narrative import narrative
 from fhir_service.mapping.provenance import agreement_entry
 from fhir_service.mapping.tables import Language, code_table, relationships
 
-__all__ = ["CAREPLAN_STATUS", "contract_to_bundle"]
+__all__ = ["CAREPLAN_STATUS", "agreed_time_bundle", "care_unit_entries", "contract_to_bundle"]
 
 Resource = dict[str, Any]
 
@@ -106,14 +106,46 @@ def contract_to_bundle(
     return bundle
 
 
-class _Builder:
-    def __init__(self, contract: Contract, *, new: bool = False, version: int | None) -> None:
-        self.contract = contract
-        self.new = new
-        self.version = version
-        self.entries: dict[str, Resource] = {}
+def agreed_time_bundle(contract: Contract, key: str, *, server_id: str, version: str) -> Resource:
+    """A transaction Bundle that writes only the agreed time ``key`` of ``contract``.
 
-    # Shared records: created only if absent.
+    Its Appointment is written by ``server_id`` only if it is still at ``version`` (so a
+    concurrent change fails the whole transaction with 409), beside the shared records it names
+    (conditional creates, no-ops when they exist). The CarePlan is not written: booking a time
+    the contract holds changes the time, not what was agreed.
+    """
+    time = next((t for t in contract.agreed_times if t.key == key), None)
+    if time is None:
+        raise ValueError(f"contract {contract.id!r} has no agreed time {key!r}")
+    builder = _Builder(contract, version=None)
+    url = builder.appointment(time, builder.patient())
+    entry = builder.entries[url]
+    entry["resource"]["id"] = server_id
+    entry["request"] = {
+        "method": "PUT",
+        "url": f"Appointment/{server_id}",
+        "ifMatch": f'W/"{version}"',
+    }
+    return {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": list(builder.entries.values()),
+    }
+
+
+def care_unit_entries(organization: Organization) -> tuple[list[Resource], str]:
+    """Transaction entries that make sure ``organization`` and its HealthcareService exist
+    (conditional creates), and the fullUrl that refers to the HealthcareService among them."""
+    records = _SharedRecords()
+    url = records.healthcare_service(organization)
+    return list(records.entries.values()), url
+
+
+class _SharedRecords:
+    """Records many contracts name (people, units): created only if absent."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Resource] = {}
 
     def _shared(self, resource_type: str, identifier: Resource, resource: Resource) -> str:
         url = identity_url(resource_type, identifier["system"], identifier["value"])
@@ -125,30 +157,6 @@ class _Builder:
                 "request": {"method": "POST", "url": resource_type, "ifNoneExist": query},
             }
         return url
-
-    def _owned(self, resource_type: str, system: str, value: str, resource: Resource) -> str:
-        url = identity_url(resource_type, system, value)
-        identifier = {"system": system, "value": value}
-        query = f"identifier={system}|{value}"
-        request = (
-            {"method": "POST", "url": resource_type, "ifNoneExist": query}
-            if self.new
-            else {"method": "PUT", "url": f"{resource_type}?{query}"}
-        )
-        self.entries[url] = {
-            "fullUrl": url,
-            "resource": {"resourceType": resource_type, "identifier": [identifier], **resource},
-            "request": request,
-        }
-        return url
-
-    def patient(self) -> str:
-        patient = self.contract.patient
-        return self._shared(
-            "Patient",
-            element.identifier(patient.identifier),
-            {"name": [element.human_name(patient.name)]},
-        )
 
     def organization(self, organization: Organization) -> str:
         kind = code_table("organization-kind").coding(organization.kind)
@@ -191,6 +199,38 @@ class _Builder:
             resource["telecom"] = [element.contact_point(c) for c in professional.contacts]
         identifier = {"system": urls.ID_PRACTITIONER_ROLE, "value": value}
         return self._shared("PractitionerRole", identifier, resource)
+
+
+class _Builder(_SharedRecords):
+    def __init__(self, contract: Contract, *, new: bool = False, version: int | None) -> None:
+        super().__init__()
+        self.contract = contract
+        self.new = new
+        self.version = version
+
+    def _owned(self, resource_type: str, system: str, value: str, resource: Resource) -> str:
+        url = identity_url(resource_type, system, value)
+        identifier = {"system": system, "value": value}
+        query = f"identifier={system}|{value}"
+        request = (
+            {"method": "POST", "url": resource_type, "ifNoneExist": query}
+            if self.new
+            else {"method": "PUT", "url": f"{resource_type}?{query}"}
+        )
+        self.entries[url] = {
+            "fullUrl": url,
+            "resource": {"resourceType": resource_type, "identifier": [identifier], **resource},
+            "request": request,
+        }
+        return url
+
+    def patient(self) -> str:
+        patient = self.contract.patient
+        return self._shared(
+            "Patient",
+            element.identifier(patient.identifier),
+            {"name": [element.human_name(patient.name)]},
+        )
 
     # The contract's own records: written as the contract says.
 
@@ -246,6 +286,16 @@ class _Builder:
         if time.start and time.end:
             resource["start"] = element.instant(time.start)
             resource["end"] = element.instant(time.end)
+        if time.time_type:
+            resource["serviceType"] = [
+                {"coding": [{"system": urls.CS_TIME_TYPE, "code": time.time_type}]}
+            ]
+        if time.slot:
+            resource["slot"] = [{"reference": f"Slot/{time.slot}"}]
+        if time.cancellation_reason:
+            resource["cancelationReason"] = {"text": time.cancellation_reason}
+        if time.care_guarantee is not None:
+            resource["extension"] = [element.guarantee_verdict(time.care_guarantee)]
         _label(resource, time.confidentiality)
         return self._owned(
             "Appointment", urls.ID_AGREED_TIME, f"{self.contract.id}/{time.key}", resource
@@ -378,6 +428,8 @@ class _Builder:
         }
         if contract.period:
             careplan["period"] = element.period(contract.period)
+        if contract.care_guarantee is not None:
+            careplan["extension"].append(element.care_guarantee(contract.care_guarantee))
         if goal_urls:
             careplan["goal"] = [{"reference": url} for url in goal_urls]
         if activities:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 __all__ = [
     "BASE",
+    "CS_CARE_GUARANTEE_STEP",
+    "CS_TIME_TYPE",
     "EXT_ACTIVITY_OWNER",
+    "EXT_CARE_GUARANTEE",
     "EXT_CONTRACT_STATUS",
+    "EXT_GUARANTEE_VERDICT",
     "EXT_NOTE_KIND",
     "EXT_REQUESTED_BY_PATIENT",
     "ID_AGREED_TIME",
@@ -16,6 +20,8 @@ __all__ = [
     "ID_HEALTHCARE_SERVICE",
     "ID_PRACTITIONER_ROLE",
     "ID_RELATED_PERSON",
+    "ID_SCHEDULE",
+    "ID_SLOT",
     "PROFILE_APPOINTMENT",
     "PROFILE_CAREPLAN",
     "PROFILE_CARETEAM",
@@ -32,6 +38,11 @@ ID_CARE_TEAM = f"{BASE}/identifier/care-team"
 ID_RELATED_PERSON = f"{BASE}/identifier/related-person"
 ID_PRACTITIONER_ROLE = f"{BASE}/identifier/practitioner-role"
 ID_HEALTHCARE_SERVICE = f"{BASE}/identifier/healthcare-service"
+ID_SCHEDULE = f"{BASE}/identifier/schedule"
+ID_SLOT = f"{BASE}/identifier/slot"
+
+CS_TIME_TYPE = f"{BASE}/CodeSystem/time-type"
+CS_CARE_GUARANTEE_STEP = f"{BASE}/CodeSystem/care-guarantee-step"
 
 TAG_AGREEMENT = f"{BASE}/tag/agreement"
 
@@ -39,6 +50,8 @@ EXT_CONTRACT_STATUS = f"{BASE}/StructureDefinition/contract-status"
 EXT_ACTIVITY_OWNER = f"{BASE}/StructureDefinition/activity-owner"
 EXT_NOTE_KIND = f"{BASE}/StructureDefinition/note-kind"
 EXT_REQUESTED_BY_PATIENT = f"{BASE}/StructureDefinition/requested-by-patient"
+EXT_CARE_GUARANTEE = f"{BASE}/StructureDefinition/care-guarantee"
+EXT_GUARANTEE_VERDICT = f"{BASE}/StructureDefinition/care-guarantee-verdict"
 
 PROFILE_CAREPLAN = f"{BASE}/StructureDefinition/patient-contract-careplan"
 PROFILE_CARETEAM = f"{BASE}/StructureDefinition/care-contact-careteam"

@@ -15,12 +15,14 @@ __all__ = ["ROLE_SCOPES", "Role", "claims_for"]
 Role = Literal["clinician", "ehr", "booking", "patient", "auditor"]
 
 _CONTRACT_TYPES = ("CarePlan", "CareTeam", "Goal", "Appointment", "Subscription")
+# A care unit's staff and EHR publish the unit's bookable times.
+_CLINIC_TYPES = (*_CONTRACT_TYPES, "Slot", "Schedule")
 
 ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
     # A clinician in an EHR, acting for their care unit (the ``organization`` claim).
-    "clinician": tuple(f"user/{t}.cruds" for t in _CONTRACT_TYPES),
+    "clinician": tuple(f"user/{t}.cruds" for t in _CLINIC_TYPES),
     # An EHR system integrating on its own account, for one care unit.
-    "ehr": tuple(f"system/{t}.cruds" for t in _CONTRACT_TYPES),
+    "ehr": tuple(f"system/{t}.cruds" for t in _CLINIC_TYPES),
     # A booking platform: bookable times and appointments, never care plans.
     "booking": ("system/Slot.rs", "system/Schedule.rs", "system/Appointment.cruds"),
     # A patient, reading their own contracts and booking their own times.

@@ -23,12 +23,14 @@ from fhir_service.contract import (
     AgreementParty,
     CareContact,
     CareContactKind,
+    CareGuaranteeCase,
     Confidentiality,
     Contact,
     Contract,
     ContractStatus,
     Goal,
     GoalStatus,
+    GuaranteeVerdict,
     Identifier,
     Name,
     Organization,
@@ -173,6 +175,7 @@ def contracts(draw: st.DrawFn) -> Contract:
         id=draw(st.uuids()).hex,
         status=status,
         confidentiality=draw(_confidentiality),
+        care_guarantee=draw(st.none() | _guarantee_cases()),
         title=draw(texts(80)),
         period=draw(st.none() | _periods()),
         patient=Patient(
@@ -283,6 +286,36 @@ def _agreed_times(
                 organization=organization,
                 professional=professional,
                 confidentiality=draw(_confidentiality),
+                time_type=draw(st.none() | _keys),
+                # No slot: HAPI holds a Slot reference only to a Slot that exists; the booking
+                # tests publish real ones.
+                cancellation_reason=draw(st.none() | texts(80))
+                if status is AgreedTimeStatus.CANCELLED
+                else None,
+                care_guarantee=draw(st.none() | _verdicts()) if start else None,
             )
         )
     return times
+
+
+@st.composite
+def _verdicts(draw: st.DrawFn) -> GuaranteeVerdict:
+    days_over = draw(st.integers(0, 400))
+    return GuaranteeVerdict(deadline=draw(_instants()), late=days_over > 0, days_over=days_over)
+
+
+@st.composite
+def _guarantee_cases(draw: st.DrawFn) -> CareGuaranteeCase:
+    jurisdiction = draw(st.sampled_from(["SE", "NO"]))
+    steps = {"SE": ["contact", "assessment", "specialist-visit", "treatment"]}
+    step = draw(
+        st.sampled_from(steps.get(jurisdiction, ["referral-assessment", "treatment-start"]))
+    )
+    since = draw(_instants())
+    deadline = since.date() + timedelta(days=draw(st.integers(1, 365)))
+    return CareGuaranteeCase(
+        jurisdiction=jurisdiction,
+        step=step,
+        since=since,
+        deadline=deadline if step == "treatment-start" else None,
+    )

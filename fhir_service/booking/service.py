@@ -1,0 +1,414 @@
+"""Booking a contract's agreed times from published Slots: book, cancel, rebook, never twice.
+
+An agreed time of a contract (a proposed time, say "a follow-up with the nurse in two weeks")
+is booked from a free Slot of its care unit and time type. One FHIR transaction writes the
+Appointment (booked, with the Slot's start and end) and the Slot (busy), each only if it is
+still at the version read, so of any number of concurrent bookings of one Slot exactly one
+succeeds and the others get :class:`SlotTakenError`, with nothing written for them. Cancelling
+frees the Slot in the same way; rebooking takes the new Slot and frees the old one in one
+transaction. Each change carries its Provenance. The CarePlan is not written: the booking
+realizes what was agreed, it does not change it.
+
+A time booked against the contract's care guarantee carries its verdict (deadline, late or
+not): a late booking is not refused, since it may be the best time there is, but it is
+recorded on the Appointment and listed among the guarantee's breaches.
+
+Patients acting for themselves are held to the clinic's rules (``mappings/booking``): which time
+types they may book, cancel or rebook online, and until how long before the time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fhir_service.booking.breaches import verdict_for
+from fhir_service.booking.resources import PublishedTime, schedule_identifier, slot_entries
+from fhir_service.contract import (
+    AgreedTime,
+    AgreedTimeStatus,
+    Contract,
+    ContractStatus,
+    Identifier,
+    Organization,
+)
+from fhir_service.fhir import ConflictError, HapiClient, NotFoundError
+from fhir_service.mapping import urls
+from fhir_service.mapping.elements import instant
+from fhir_service.mapping.provenance import change_entry
+from fhir_service.mapping.time_types import TimeType, UnknownTimeTypeError, time_type, time_types
+from fhir_service.mapping.to_fhir import agreed_time_bundle
+from fhir_service.sync.store import Change, ContractStore, StoredContract
+
+__all__ = [
+    "BookableSlot",
+    "Booked",
+    "BookingRefusedError",
+    "BookingService",
+    "Published",
+    "SlotNotFoundError",
+    "SlotTakenError",
+]
+
+Resource = dict[str, Any]
+
+_IN_FORCE = frozenset({ContractStatus.DRAFT, ContractStatus.AGREED, ContractStatus.REVISED})
+_BOOKABLE = frozenset({AgreedTimeStatus.PROPOSED, AgreedTimeStatus.CANCELLED})
+
+
+class SlotNotFoundError(LookupError):
+    """No such Slot."""
+
+
+class SlotTakenError(Exception):
+    """The Slot was booked by someone else, or the time changed, since it was read."""
+
+
+class BookingRefusedError(Exception):
+    """The booking breaks a rule; ``status`` says how to answer (403 for a patient's limits,
+    409 for the state of the time or the contract, 422 for a mismatch in the request)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Booked:
+    """An agreed time as it is now, and its contract with it."""
+
+    contract: Contract
+    time: AgreedTime
+
+
+@dataclass(frozen=True, slots=True)
+class BookableSlot:
+    """A free Slot as the booking facade shows it."""
+
+    id: str
+    start: datetime
+    end: datetime
+    care_unit: Identifier
+    time_type: TimeType
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What one publishing request did: times new now, and times that were there already."""
+
+    created: int
+    existing: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    resource: Resource
+    time_type: str | None
+
+    @property
+    def id(self) -> str:
+        return str(self.resource["id"])
+
+    @property
+    def version(self) -> str:
+        return str(self.resource["meta"]["versionId"])
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromisoformat(self.resource["start"])
+
+    @property
+    def end(self) -> datetime:
+        return datetime.fromisoformat(self.resource["end"])
+
+
+class BookingService:
+    """Publishes, finds and books bookable times in HAPI."""
+
+    def __init__(self, hapi: HapiClient, store: ContractStore) -> None:
+        self.hapi = hapi
+        self.store = store
+
+    async def publish(self, unit: Organization, code: str, times: list[PublishedTime]) -> Published:
+        """Publish ``times`` of ``unit``'s time type ``code``; those already there stay as
+        they are (booked or not)."""
+        kind = time_type(unit.identifier, code)
+        for time in times:
+            if time.end <= time.start:
+                raise BookingRefusedError(422, f"{instant(time.start)}: ends before it starts")
+        bundle: Resource = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": slot_entries(unit, kind, times),
+        }
+        answer = await self.hapi.transaction(bundle, idempotent=True)
+        statuses = [
+            str(e.get("response", {}).get("status", ""))
+            for e, sent in zip(answer.get("entry", []), bundle["entry"], strict=True)
+            if sent["resource"]["resourceType"] == "Slot"
+        ]
+        created = sum(1 for s in statuses if s.startswith("201"))
+        return Published(created=created, existing=len(statuses) - created)
+
+    async def free_slots(
+        self,
+        unit: Organization,
+        code: str,
+        start: datetime,
+        end: datetime,
+        *,
+        count: int = 50,
+    ) -> list[BookableSlot]:
+        """Free Slots of ``unit``'s time type ``code`` that start in [start, end), soonest
+        first, at most ``count``."""
+        kind = time_type(unit.identifier, code)
+        params = [
+            ("schedule.identifier", schedule_identifier(unit, kind)),
+            ("status", "free"),
+            ("start", f"ge{instant(start)}"),
+            ("start", f"lt{instant(end)}"),
+            ("_sort", "start"),
+            ("_count", str(count)),
+        ]
+        found = await self.hapi.search("Slot", params, max_pages=1)
+        return [
+            BookableSlot(
+                id=str(slot["id"]),
+                start=datetime.fromisoformat(slot["start"]),
+                end=datetime.fromisoformat(slot["end"]),
+                care_unit=unit.identifier,
+                time_type=kind,
+            )
+            for slot in found.matches()
+        ]
+
+    async def book(
+        self, contract_id: str, key: str, slot_id: str, by: Change, *, patient: bool
+    ) -> Booked:
+        """Book the agreed time ``key`` of the contract from the free Slot ``slot_id``."""
+        stored = await self.store.records(contract_id, by)
+        time = _time(stored.contract, key)
+        if time.status not in _BOOKABLE:
+            raise BookingRefusedError(
+                409, f"agreed time {key!r} is {time.status}: rebook or cancel it instead"
+            )
+        slot = await self._slot(slot_id)
+        kind = _slot_type(time, slot)
+        if patient and not kind.patient.book:
+            raise BookingRefusedError(
+                403, f"{kind.name('en')} times are booked by the clinic, not online"
+            )
+        _check_future(slot)
+        booked = _judged(
+            stored.contract,
+            time.model_copy(
+                update={
+                    "status": AgreedTimeStatus.BOOKED,
+                    "start": slot.start,
+                    "end": slot.end,
+                    "slot": slot.id,
+                    "time_type": kind.code,
+                    "cancellation_reason": None,
+                }
+            ),
+        )
+        return await self._write(stored, booked, "book", by, take=slot)
+
+    async def cancel(
+        self,
+        contract_id: str,
+        key: str,
+        reason: str,
+        by: Change,
+        *,
+        patient: bool,
+        now: datetime | None = None,
+    ) -> Booked:
+        """Cancel the booked agreed time ``key`` for ``reason``; its Slot is free again."""
+        stored = await self.store.records(contract_id, by)
+        time = _time(stored.contract, key)
+        if time.status is not AgreedTimeStatus.BOOKED:
+            raise BookingRefusedError(409, f"agreed time {key!r} is {time.status}, not booked")
+        if patient:
+            _patient_may(time, "cancel", now or datetime.now(UTC))
+        freed = await self._slot(time.slot) if time.slot else None
+        cancelled = time.model_copy(
+            update={"status": AgreedTimeStatus.CANCELLED, "cancellation_reason": reason}
+        )
+        return await self._write(stored, cancelled, "cancel", by, free=freed)
+
+    async def rebook(
+        self,
+        contract_id: str,
+        key: str,
+        slot_id: str,
+        by: Change,
+        *,
+        patient: bool,
+        now: datetime | None = None,
+    ) -> Booked:
+        """Move the booked agreed time ``key`` to the free Slot ``slot_id``, freeing its old
+        Slot, all in one transaction."""
+        stored = await self.store.records(contract_id, by)
+        time = _time(stored.contract, key)
+        if time.status is not AgreedTimeStatus.BOOKED:
+            raise BookingRefusedError(409, f"agreed time {key!r} is {time.status}: book it")
+        if patient:
+            _patient_may(time, "rebook", now or datetime.now(UTC))
+        slot = await self._slot(slot_id)
+        if slot.id == time.slot:
+            raise BookingRefusedError(409, "the time is booked in that slot already")
+        kind = _slot_type(time, slot)
+        _check_future(slot)
+        freed = await self._slot(time.slot) if time.slot else None
+        moved = _judged(
+            stored.contract,
+            time.model_copy(
+                update={
+                    "start": slot.start,
+                    "end": slot.end,
+                    "slot": slot.id,
+                    "time_type": kind.code,
+                }
+            ),
+        )
+        return await self._write(stored, moved, "rebook", by, take=slot, free=freed)
+
+    async def _slot(self, slot_id: str) -> _Slot:
+        try:
+            resource = await self.hapi.read("Slot", slot_id)
+        except NotFoundError:
+            raise SlotNotFoundError(f"no slot {slot_id!r}") from None
+        codes = [
+            c.get("code")
+            for concept in resource.get("serviceType", [])
+            for c in concept.get("coding", [])
+            if c.get("system") == urls.CS_TIME_TYPE
+        ]
+        return _Slot(resource, codes[0] if codes else None)
+
+    async def _write(
+        self,
+        stored: StoredContract,
+        time: AgreedTime,
+        activity: str,
+        by: Change,
+        *,
+        take: _Slot | None = None,
+        free: _Slot | None = None,
+    ) -> Booked:
+        contract = stored.contract
+        times = tuple(time if t.key == time.key else t for t in contract.agreed_times)
+        changed = contract.model_copy(update={"agreed_times": times})
+        appointment = _appointment(stored, contract.id, time.key)
+        bundle = agreed_time_bundle(
+            changed,
+            time.key,
+            server_id=str(appointment["id"]),
+            version=str(appointment["meta"]["versionId"]),
+        )
+        if take is not None:
+            bundle["entry"].append(_slot_entry(take, "busy"))
+        if free is not None:
+            bundle["entry"].append(_slot_entry(free, "free"))
+        provenance = change_entry(
+            bundle,
+            changed,
+            by.author,
+            activity=activity,
+            created=False,
+            recorded=datetime.now(UTC),
+        )
+        # The contract is named too, so "every change of contract X" finds bookings.
+        provenance["resource"]["target"].append(
+            {"identifier": {"system": urls.ID_CONTRACT, "value": contract.id}}
+        )
+        provenance["resource"]["target"] += [
+            {"reference": f"Slot/{s.id}"} for s in (take, free) if s is not None
+        ]
+        bundle["entry"].append(provenance)
+        try:
+            await self.hapi.transaction(bundle)
+        except ConflictError:
+            raise SlotTakenError(
+                "the slot or the agreed time changed meanwhile; nothing was written: "
+                "find free slots again"
+            ) from None
+        return Booked(changed, time)
+
+
+def _judged(contract: Contract, time: AgreedTime) -> AgreedTime:
+    """``time`` with its verdict against the contract's care guarantee, when one applies."""
+    assert time.start is not None  # a booked time has its start
+    return time.model_copy(update={"care_guarantee": verdict_for(contract, time, time.start)})
+
+
+def _time(contract: Contract, key: str) -> AgreedTime:
+    if contract.status not in _IN_FORCE:
+        raise BookingRefusedError(409, f"contract {contract.id!r} is {contract.status}")
+    time = next((t for t in contract.agreed_times if t.key == key), None)
+    if time is None:
+        raise BookingRefusedError(422, f"contract {contract.id!r} has no agreed time {key!r}")
+    return time
+
+
+def _slot_type(time: AgreedTime, slot: _Slot) -> TimeType:
+    """The time type ``slot`` is of, once it is free and fits ``time``."""
+    if slot.resource.get("status") != "free":
+        raise SlotTakenError(f"slot {slot.id} is not free")
+    unit = time.organization.identifier
+    if slot.time_type is None or slot.time_type not in time_types(unit):
+        raise BookingRefusedError(
+            422, f"slot {slot.id} is not one of {time.organization.name}'s bookable times"
+        )
+    if time.time_type is not None and slot.time_type != time.time_type:
+        raise BookingRefusedError(
+            422, f"agreed time {time.key!r} is a {time.time_type!r}, the slot a {slot.time_type!r}"
+        )
+    try:
+        return time_type(unit, slot.time_type)
+    except UnknownTimeTypeError as exc:
+        raise BookingRefusedError(422, str(exc)) from None
+
+
+def _check_future(slot: _Slot) -> None:
+    if slot.start <= datetime.now(UTC):
+        raise BookingRefusedError(409, f"slot {slot.id} has begun or passed")
+
+
+def _patient_may(time: AgreedTime, action: str, now: datetime) -> None:
+    """A patient's own cancel or rebook: allowed by the time type, and before the cut-off."""
+    if time.time_type is None:
+        raise BookingRefusedError(403, f"this time is changed by the clinic, not online ({action})")
+    kind = time_type(time.organization.identifier, time.time_type)
+    allowed = kind.patient.cancel if action == "cancel" else kind.patient.rebook
+    if not allowed:
+        raise BookingRefusedError(403, f"{kind.name('en')} times cannot be {action}ed online")
+    assert time.start is not None  # a booked time has its start
+    if now > time.start - kind.cancel_cutoff:
+        raise BookingRefusedError(
+            409,
+            f"{kind.name('en')} times can be {action}ed online until "
+            f"{kind.cancel_cutoff_hours} hours before; call the clinic",
+        )
+
+
+def _appointment(stored: StoredContract, contract_id: str, key: str) -> Resource:
+    value = f"{contract_id}/{key}"
+    for entry in stored.bundle["entry"]:
+        resource = entry.get("resource", {})
+        if resource.get("resourceType") == "Appointment" and any(
+            i.get("system") == urls.ID_AGREED_TIME and i.get("value") == value
+            for i in resource.get("identifier", [])
+        ):
+            return dict(resource)
+    raise ValueError(f"contract {contract_id!r} was read without the Appointment of {key!r}")
+
+
+def _slot_entry(slot: _Slot, status: str) -> Resource:
+    resource = {k: v for k, v in slot.resource.items() if k != "meta"} | {"status": status}
+    return {
+        "resource": resource,
+        "request": {"method": "PUT", "url": f"Slot/{slot.id}", "ifMatch": f'W/"{slot.version}"'},
+    }

@@ -1,0 +1,423 @@
+"""The booking facade against the real HAPI: publishing, finding, booking, cancelling and
+rebooking agreed times, never a slot twice, and the clinic's rules for patients.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_service.contract import Contract
+from tests.auth import TestIssuer
+from tests.service_app import ready_app
+from tests.support import load_data, unique_personnummer
+
+EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
+UNIT = "hsa-id|SE2321000065-1254"
+NURSE = f"/booking/care-units/{UNIT}/time-types/nurse-visit/slots"
+
+
+@pytest.fixture(scope="module")
+def service(
+    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
+) -> Iterator[TestClient]:
+    with ready_app(conformance_loaded, tmp_path_factory.mktemp("booking"), issuer) as client:
+        yield client
+
+
+@pytest.fixture
+def clinic(issuer: TestIssuer) -> dict[str, str]:
+    return issuer.headers("ehr", organization=UNIT)
+
+
+@pytest.fixture
+def platform(issuer: TestIssuer) -> dict[str, str]:
+    return issuer.headers("booking")
+
+
+def _hours() -> Iterator[datetime]:
+    """Whole hours of a random far-off day: this run's times are its own, whatever HAPI holds."""
+    day = datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=random.randrange(3000))
+    first = day + timedelta(minutes=random.randrange(12 * 60))
+    return (first + timedelta(hours=h) for h in range(1000))
+
+
+def _publish(service: TestClient, clinic: dict[str, str], starts: list[datetime]) -> list[str]:
+    times = [
+        {"start": s.isoformat(), "end": (s + timedelta(minutes=30)).isoformat()} for s in starts
+    ]
+    published = service.post(NURSE, json={"times": times}, headers=clinic)
+    assert published.status_code == 200, published.text
+    found = service.get(
+        "/booking/slots",
+        params={
+            "careUnit": UNIT,
+            "timeType": "nurse-visit",
+            "from": starts[0].isoformat(),
+            "to": (starts[-1] + timedelta(minutes=1)).isoformat(),
+            "count": 100,
+        },
+        headers=clinic,
+    )
+    assert found.status_code == 200, found.text
+    # Only ours: other runs on the same HAPI may publish around them.
+    ours = set(starts)
+    ids = [s["id"] for s in found.json()["slots"] if datetime.fromisoformat(s["start"]) in ours]
+    assert len(ids) == len(starts)
+    return ids
+
+
+def _contract(
+    service: TestClient, clinic: dict[str, str], times: int = 1, *, agreed: bool = False
+) -> Contract:
+    """An elderly-psychiatry contract of a new patient with ``times`` proposed nurse visits."""
+    data = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
+    data["id"] = f"bk-{uuid.uuid4().hex[:16]}"
+    data["patient"]["identifier"]["value"] = unique_personnummer()
+    unit = data["responsible_clinician"]["organization"]
+    data["agreed_times"] = [
+        {
+            "key": f"nurse-{n}",
+            "description": "Blodprov och samtal hos sjuksköterskan",
+            "organization": unit,
+            "time_type": "nurse-visit",
+        }
+        for n in range(times)
+    ] + [
+        {
+            "key": "psychiatrist",
+            "description": "Återbesök hos psykiatern",
+            "organization": unit,
+            "time_type": "psychiatrist-followup",
+        }
+    ]
+    contract = Contract.model_validate(data)
+    created = service.post("/contracts", json=contract.model_dump(mode="json"), headers=clinic)
+    assert created.status_code == 201, created.text
+    if agreed:
+        agreements = load_data("booking/agreements.json")
+        answer = service.post(
+            f"/contracts/{contract.id}/agree",
+            json=agreements,
+            headers={**clinic, "If-Match": 'W/"1"'},
+        )
+        assert answer.status_code == 200, answer.text
+    return contract
+
+
+def _patient(issuer: TestIssuer, contract: Contract) -> dict[str, str]:
+    return issuer.headers("patient", patient=f"personnummer|{contract.patient.identifier.value}")
+
+
+def _book(
+    service: TestClient, headers: dict[str, str], contract_id: str, key: str, slot: str
+) -> Any:
+    return service.post(
+        f"/booking/contracts/{contract_id}/times/{key}/book", json={"slot": slot}, headers=headers
+    )
+
+
+def _slot(service: TestClient, clinic: dict[str, str], slot_id: str) -> dict[str, Any]:
+    hapi = service.app.state.hapi  # type: ignore[attr-defined]
+    return dict(service.portal.call(hapi.read, "Slot", slot_id))  # type: ignore[union-attr]
+
+
+def test_publishing_the_same_times_again_changes_nothing(
+    service: TestClient, clinic: dict[str, str]
+) -> None:
+    hours = _hours()
+    times = [next(hours) for _ in range(3)]
+    body = {
+        "times": [
+            {"start": t.isoformat(), "end": (t + timedelta(minutes=30)).isoformat()} for t in times
+        ]
+    }
+    monday = (times[0] + timedelta(days=14 - times[0].weekday())).date()
+    template = {
+        "template": {
+            "from": monday.isoformat(),
+            "to": (monday + timedelta(days=6)).isoformat(),
+            "openings": [{"weekday": 1, "start": "13:00", "end": "14:15"}],
+        }
+    }
+
+    first = service.post(NURSE, json=body, headers=clinic)
+    again = service.post(NURSE, json=body, headers=clinic)
+    weekly = service.post(NURSE, json=template, headers=clinic)
+    weekly_again = service.post(NURSE, json=template, headers=clinic)
+
+    assert first.json() == {"created": 3, "existing": 0}
+    assert again.json() == {"created": 0, "existing": 3}
+    # 13:00, 13:30; 14:00 to 14:30 does not fit before 14:15.
+    assert weekly.json() == {"created": 2, "existing": 0}
+    assert weekly_again.json() == {"created": 0, "existing": 2}
+
+
+def test_fifty_concurrent_bookings_of_five_slots_make_five_bookings(
+    service: TestClient, clinic: dict[str, str], platform: dict[str, str]
+) -> None:
+    hours = _hours()
+    slots = _publish(service, clinic, [next(hours) for _ in range(5)])
+    contracts = [_contract(service, clinic, times=5) for _ in range(10)]
+    attempts = [
+        (contracts[n // 5].id, f"nurse-{n % 5}", slots[(n + n // 5) % 5]) for n in range(50)
+    ]
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(lambda a: _book(service, platform, *a), attempts))
+
+    statuses = Counter(a.status_code for a in answers)
+    assert statuses == {200: 5, 409: 45}, [
+        a.text for a in answers if a.status_code not in (200, 409)
+    ]
+    for answer in answers:
+        if answer.status_code == 409:
+            assert answer.headers["content-type"].startswith("application/problem+json")
+    hapi = service.app.state.hapi  # type: ignore[attr-defined]
+    booked = service.portal.call(  # type: ignore[union-attr]
+        hapi.search,
+        "Appointment",
+        [("slot", ",".join(f"Slot/{s}" for s in slots)), ("status", "booked")],
+    )
+    assert len(booked.matches()) == 5
+    assert {_slot(service, clinic, s)["status"] for s in slots} == {"busy"}
+    winners = {a.json()["slot"] for a in answers if a.status_code == 200}
+    assert winners == set(slots)
+
+
+def test_concurrent_rebookings_onto_one_slot_move_one_time(
+    service: TestClient, clinic: dict[str, str], platform: dict[str, str]
+) -> None:
+    hours = _hours()
+    slots = _publish(service, clinic, [next(hours) for _ in range(6)])
+    contracts = [_contract(service, clinic) for _ in range(5)]
+    for contract, slot in zip(contracts, slots, strict=False):
+        assert _book(service, platform, contract.id, "nurse-0", slot).status_code == 200
+    target = slots[5]
+
+    def rebook(contract: Contract) -> Any:
+        return service.post(
+            f"/booking/contracts/{contract.id}/times/nurse-0/rebook",
+            json={"slot": target},
+            headers=platform,
+        )
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        answers = list(pool.map(rebook, contracts))
+
+    assert Counter(a.status_code for a in answers) == {200: 1, 409: 4}
+    moved = next(i for i, a in enumerate(answers) if a.status_code == 200)
+    statuses = [_slot(service, clinic, s)["status"] for s in slots]
+    assert statuses == ["free" if i == moved else "busy" for i in range(5)] + ["busy"]
+    read = service.get(f"/contracts/{contracts[moved].id}", headers=clinic).json()
+    assert read["agreed_times"][0]["slot"] == target
+
+
+def test_a_patient_books_cancels_and_rebooks_their_own_agreed_contract_within_the_rules(
+    service: TestClient, clinic: dict[str, str], issuer: TestIssuer
+) -> None:
+    hours = _hours()
+    soon = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=3)
+    slots = _publish(service, clinic, [next(hours) for _ in range(3)])
+    [soon_slot] = _publish(service, clinic, [soon + timedelta(minutes=random.randrange(60))])
+    contract = _contract(service, clinic, times=2, agreed=True)
+    other = _contract(service, clinic)
+    patient = _patient(issuer, contract)
+    base = f"/booking/contracts/{contract.id}/times"
+
+    booked = _book(service, patient, contract.id, "nurse-0", slots[0])
+    not_online = _book(service, patient, contract.id, "psychiatrist", slots[1])
+    someone_elses = _book(service, patient, other.id, "nurse-0", slots[1])
+    rebooked = service.post(f"{base}/nurse-0/rebook", json={"slot": slots[1]}, headers=patient)
+    cancelled = service.post(f"{base}/nurse-0/cancel", json={"reason": "Sjuk"}, headers=patient)
+    by_clinic = _book(service, clinic, contract.id, "nurse-1", soon_slot)
+    too_late = service.post(f"{base}/nurse-1/cancel", json={"reason": "Sjuk"}, headers=patient)
+    listed = service.get(
+        f"/booking/patients/personnummer|{contract.patient.identifier.value}/times",
+        headers=patient,
+    )
+
+    assert booked.status_code == 200, booked.text
+    assert booked.json()["status"] == "booked"
+    assert booked.json()["slot"] == slots[0]
+    assert not_online.status_code in (403, 422)
+    assert someone_elses.status_code == 404
+    assert rebooked.status_code == 200, rebooked.text
+    assert rebooked.json()["slot"] == slots[1]
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["cancellation_reason"] == "Sjuk"
+    assert by_clinic.status_code == 200, by_clinic.text
+    assert too_late.status_code == 409
+    assert "24 hours" in too_late.json()["detail"]
+    assert [_slot(service, clinic, s)["status"] for s in slots[:2]] == ["free", "free"]
+    assert [t["time"]["key"] for t in listed.json()["times"]] == ["nurse-1"]
+    # The agreed contract stays agreed and readable: a booking does not change what was agreed.
+    read = service.get(f"/contracts/{contract.id}", headers=clinic).json()
+    assert read["status"] == "agreed"
+    assert read["version"] == 2
+    assert {t["key"]: t["status"] for t in read["agreed_times"]} == {
+        "nurse-0": "cancelled",
+        "nurse-1": "booked",
+        "psychiatrist": "proposed",
+    }
+
+
+def test_patients_see_only_times_patients_may_book(
+    service: TestClient, clinic: dict[str, str], platform: dict[str, str]
+) -> None:
+    asked = {"careUnit": UNIT, "timeType": "psychiatrist-followup"}
+
+    by_platform = service.get("/booking/slots", params=asked, headers=platform)
+    by_clinic = service.get("/booking/slots", params=asked, headers=clinic)
+    in_norwegian = service.get(
+        "/booking/slots",
+        params={"careUnit": UNIT, "timeType": "nurse-visit"},
+        headers={**platform, "Accept-Language": "nb"},
+    )
+
+    assert by_platform.status_code == 404
+    assert by_clinic.status_code == 200
+    assert in_norwegian.headers["content-language"] == "nb"
+    assert all(s["name"] == "Time hos sykepleier" for s in in_norwegian.json()["slots"])
+
+
+def test_a_unit_publishes_only_its_own_times(
+    service: TestClient, issuer: TestIssuer, platform: dict[str, str]
+) -> None:
+    other_unit = issuer.headers("ehr", organization="hsa-id|SE2321000065-1003")
+    body = {"times": [{"start": "2031-01-01T09:00:00Z", "end": "2031-01-01T09:30:00Z"}]}
+
+    assert service.post(NURSE, json=body, headers=other_unit).status_code == 403
+    assert service.post(NURSE, json=body, headers=platform).status_code == 403
+    assert (
+        service.post(
+            f"/booking/care-units/{UNIT}/time-types/no-such-type/slots",
+            json=body,
+            headers=issuer.headers("ehr", organization=UNIT),
+        ).status_code
+        == 404
+    )
+
+
+def _psychiatry_slots(
+    service: TestClient, clinic: dict[str, str], starts: list[datetime]
+) -> list[str]:
+    times = [
+        {"start": s.isoformat(), "end": (s + timedelta(minutes=30)).isoformat()} for s in starts
+    ]
+    path = f"/booking/care-units/{UNIT}/time-types/psychiatrist-followup/slots"
+    assert service.post(path, json={"times": times}, headers=clinic).status_code == 200
+    found = service.get(
+        "/booking/slots",
+        params={
+            "careUnit": UNIT,
+            "timeType": "psychiatrist-followup",
+            "from": starts[0].isoformat(),
+            "to": (starts[-1] + timedelta(minutes=1)).isoformat(),
+        },
+        headers=clinic,
+    )
+    ours = set(starts)
+    return [s["id"] for s in found.json()["slots"] if datetime.fromisoformat(s["start"]) in ours]
+
+
+def _waiting_since(service: TestClient, clinic: dict[str, str], days: int | None) -> Contract:
+    """A draft whose patient waits for a specialist visit since ``days`` ago (None: no case)."""
+    contract = _contract(service, clinic)
+    if days is None:
+        return contract
+    since = datetime.now(UTC) - timedelta(days=days)
+    case = {"jurisdiction": "SE", "step": "specialist-visit", "since": since.isoformat()}
+    body = contract.model_dump(mode="json")
+    body["care_guarantee"] = case
+    answer = service.put(
+        f"/contracts/{contract.id}", json=body, headers={**clinic, "If-Match": 'W/"1"'}
+    )
+    assert answer.status_code == 200, answer.text
+    return Contract.model_validate(answer.json())
+
+
+def test_a_booking_past_the_care_guarantee_is_flagged_recorded_and_listed(
+    service: TestClient, clinic: dict[str, str]
+) -> None:
+    # Ninety days from the referral: a slot in two days is in time for a referral ten days
+    # back and late for one a hundred days back; a slot years away is late for both.
+    soon = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(
+        days=2, minutes=random.randrange(600)
+    )
+    far = next(_hours())
+    slots = _psychiatry_slots(service, clinic, [soon, far])
+    waited_long = _waiting_since(service, clinic, 100)
+    waited_briefly = _waiting_since(service, clinic, 10)
+    no_case = _waiting_since(service, clinic, None)
+
+    offered = service.get(
+        "/booking/slots",
+        params={
+            "careUnit": UNIT,
+            "timeType": "psychiatrist-followup",
+            "from": soon.isoformat(),
+            "to": (far + timedelta(minutes=1)).isoformat(),
+            "contract": waited_briefly.id,
+            "agreedTime": "psychiatrist",
+        },
+        headers=clinic,
+    )
+    in_time = _book(service, clinic, waited_briefly.id, "psychiatrist", slots[0])
+    late = _book(service, clinic, waited_long.id, "psychiatrist", slots[1])
+    unjudged = service.get(
+        "/booking/slots",
+        params={"careUnit": UNIT, "timeType": "psychiatrist-followup", "from": soon.isoformat()},
+        headers=clinic,
+    )
+    listed = service.get(
+        "/booking/care-guarantee/breaches", params={"careUnit": UNIT}, headers=clinic
+    )
+
+    verdicts = {s["id"]: s["care_guarantee"] for s in offered.json()["slots"]}
+    assert verdicts[slots[0]]["late"] is False
+    assert verdicts[slots[1]]["late"] is True
+    assert all(s["care_guarantee"] is None for s in unjudged.json()["slots"])
+    assert in_time.status_code == 200, in_time.text
+    assert in_time.json()["care_guarantee"]["late"] is False
+    assert late.status_code == 200, late.text
+    assert late.json()["care_guarantee"]["late"] is True
+    assert late.json()["care_guarantee"]["days_over"] > 1000
+    stored = service.get(f"/contracts/{waited_long.id}", headers=clinic).json()
+    recorded = next(t for t in stored["agreed_times"] if t["key"] == "psychiatrist")
+    assert recorded["care_guarantee"] == late.json()["care_guarantee"]
+    breaking = {(b["contract_id"], b["time"]["key"]) for b in listed.json()["breaches"]}
+    assert (waited_long.id, "psychiatrist") in breaking
+    assert not any(c in (waited_briefly.id, no_case.id) for c, _ in breaking)
+
+
+def test_a_contract_naming_a_time_type_its_unit_lacks_is_refused(
+    service: TestClient, clinic: dict[str, str]
+) -> None:
+    data = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
+    data["id"] = f"bk-{uuid.uuid4().hex[:16]}"
+    data["agreed_times"][0]["time_type"] = "x-ray"
+    data["activities"][0]["category"] = "yoga"
+    data["care_guarantee"] = {
+        "jurisdiction": "SE",
+        "step": "no-such-step",
+        "since": "2031-01-01T00:00:00+01:00",
+    }
+
+    refused = service.post("/contracts", json=data, headers=clinic)
+
+    assert refused.status_code == 422
+    assert "x-ray" in refused.text
+    assert "no-such-step" in refused.text
+    assert "yoga" in refused.text
+    assert service.get(f"/contracts/{data['id']}", headers=clinic).status_code == 404
