@@ -99,6 +99,8 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
     "coherent-plan": ("s", Interaction.SEARCH),
     "create": ("c", Interaction.CREATE),
     "update": ("u", Interaction.UPDATE),
+    "find": ("s", Interaction.SEARCH),
+    "book": ("u", Interaction.OPERATION),
 }
 RULES["fhir_capabilities"] = Public.CAPABILITIES
 # A contract's transaction changes it; creating one needs CarePlan.c as well, checked inside.
@@ -113,6 +115,7 @@ RULES.update(
         for interaction in offered
     }
 )
+RULES[fhir_route("book", "Appointment")] = _booking("book")
 
 
 def rule_for(route_name: str) -> Protected | Public | None:

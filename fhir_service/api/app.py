@@ -19,6 +19,7 @@ from fhir_service.api import booking, contracts, health, hooks, labels_routes, p
 from fhir_service.api.activity import Activity
 from fhir_service.api.body_limit import BodyLimitMiddleware
 from fhir_service.api.fhir import routes as fhir_routes
+from fhir_service.api.fhir import scheduling as fhir_scheduling
 from fhir_service.api.fhir import transactions as fhir_transactions
 from fhir_service.api.fhir import writes as fhir_writes
 from fhir_service.api.fhir.errors import OperationOutcomeMiddleware
@@ -144,6 +145,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(patients.router)
     app.include_router(labels_routes.router)
     app.include_router(booking.router)
+    # Before the read routes, which would take "$find" for an id.
+    app.include_router(fhir_scheduling.router)
     app.include_router(fhir_routes.router)
     app.include_router(fhir_transactions.router)
     app.include_router(fhir_writes.router)

@@ -47,7 +47,7 @@ from fhir_service.sync.store import (
     OutsideCompartmentError,
 )
 
-__all__ = ["router"]
+__all__ = ["patient_side", "router"]
 
 router = APIRouter(prefix="/booking", tags=["booking"])
 
@@ -298,7 +298,7 @@ async def find_slots(
         return problem_response(
             404, "Unknown time type", f"{care_unit_} has no time type {time_type_!r}"
         )
-    if _patient_side(access) and not kind.patient.book:
+    if patient_side(access) and not kind.patient.book:
         return problem_response(
             404, "Unknown time type", f"{time_type_!r} times are not booked online"
         )
@@ -366,7 +366,7 @@ async def book_time(
     return await _changing(
         trail,
         lambda: booking.book(
-            contract_id, key, body.slot, change_by(access, trail), patient=_patient_side(access)
+            contract_id, key, body.slot, change_by(access, trail), patient=patient_side(access)
         ),
     )
 
@@ -392,7 +392,7 @@ async def cancel_time(
             key,
             body.reason,
             change_by(access, trail),
-            patient=_patient_side(access),
+            patient=patient_side(access),
         ),
     )
 
@@ -415,7 +415,7 @@ async def rebook_time(
     return await _changing(
         trail,
         lambda: booking.rebook(
-            contract_id, key, body.slot, change_by(access, trail), patient=_patient_side(access)
+            contract_id, key, body.slot, change_by(access, trail), patient=patient_side(access)
         ),
     )
 
@@ -571,6 +571,6 @@ def _unit(text: str) -> Identifier | None:
         return None
 
 
-def _patient_side(access: Access) -> bool:
+def patient_side(access: Access) -> bool:
     """Patients and booking platforms: held to what the clinic lets patients do online."""
     return access.compartment.organization is None

@@ -54,8 +54,11 @@ def agreement_entry(
     }
     agreements = _agreements(contract)
     # What was agreed, by whom and when: a new agreement to other contents is another record.
+    # Unset optional elements are left out, so a new one in the model names no agreement anew.
     contents = hashlib.sha256(
-        contract.model_dump_json(exclude={"version", "status", "agreements"}).encode()
+        contract.model_dump_json(
+            exclude={"version", "status", "agreements"}, exclude_none=True
+        ).encode()
     ).hexdigest()
     signed = (f"{a.party}@{instant(a.agreed_at)}" for a in agreements)
     seed = "|".join([contract.id, contents, *signed])

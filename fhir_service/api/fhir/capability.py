@@ -33,7 +33,11 @@ _FHIR_INTERACTIONS = {
     "create": "create",
     "update": "update",
 }
-_COHERENT_PLAN = f"{urls.BASE}/OperationDefinition/coherent-plan"
+_OPERATIONS = {
+    "coherent-plan": f"{urls.BASE}/OperationDefinition/coherent-plan",
+    "find": f"{urls.BASE}/OperationDefinition/appointment-find",
+    "book": f"{urls.BASE}/OperationDefinition/appointment-book",
+}
 _SMART = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
 
@@ -84,8 +88,13 @@ def capability_statement(hapi_statement: Resource, base: str) -> Resource:
         }
         if kind in _PROFILES:
             entry["supportedProfile"] = _PROFILES[kind]
-        if "coherent-plan" in offered:
-            entry["operation"] = [{"name": "coherent-plan", "definition": _COHERENT_PLAN}]
+        operations = [
+            {"name": name, "definition": definition}
+            for name, definition in _OPERATIONS.items()
+            if name in offered
+        ]
+        if operations:
+            entry["operation"] = operations
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",

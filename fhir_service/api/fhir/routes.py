@@ -34,7 +34,7 @@ from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.security.access import Access, Denial
 
-__all__ = ["answer", "base_url", "guarded_resource", "outside", "router"]
+__all__ = ["answer", "base_url", "guarded_resource", "outside", "rebased", "router"]
 
 Resource = dict[str, Any]
 
@@ -93,14 +93,14 @@ def base_url(request: Request) -> str:
     return f"{str(request.base_url).rstrip('/')}/fhir"
 
 
-def _rebased(value: Any, hapi: str, ours: str) -> Any:
+def rebased(value: Any, hapi: str, ours: str) -> Any:
     """``value`` with every string naming HAPI's base URL naming ours instead."""
     if isinstance(value, str):
         return ours + value[len(hapi) :] if value.startswith(hapi) else value
     if isinstance(value, dict):
-        return {k: _rebased(v, hapi, ours) for k, v in value.items()}
+        return {k: rebased(v, hapi, ours) for k, v in value.items()}
     if isinstance(value, list):
-        return [_rebased(v, hapi, ours) for v in value]
+        return [rebased(v, hapi, ours) for v in value]
     return value
 
 
@@ -147,7 +147,7 @@ async def _guarded_bundle(
             url = f"{ours}/{page_path}?{urlsplit(url).query}"
         links.append({**link, "url": url})
     bundle["link"] = links
-    return fhir_response(_rebased(bundle, hapi.base_url, ours))
+    return fhir_response(rebased(bundle, hapi.base_url, ours))
 
 
 def _narrowed(
@@ -318,7 +318,7 @@ async def guarded_resource(
     if status == 201:
         where = f"{ours}/{resource['resourceType']}/{resource['id']}"
         headers["Location"] = f"{where}/_history/{version}" if version else where
-    return fhir_response(_rebased(resource, hapi.base_url, ours), status, headers)
+    return fhir_response(rebased(resource, hapi.base_url, ours), status, headers)
 
 
 @router.get(

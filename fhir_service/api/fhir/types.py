@@ -17,10 +17,13 @@ INTERACTIONS: dict[str, tuple[str, ...]] = {
     # A contract is more than its CarePlan: it is created as a transaction Bundle of its
     # records. The coherent plan gathers a patient's contracts in force in one Bundle.
     "CarePlan": ("coherent-plan", *(i for i in _RECORD if i != "create")),
+    # Booking platforms that speak FHIR find free times and book agreed times (IHE Scheduling).
+    "Appointment": ("find", "book", *_RECORD),
     **dict.fromkeys(AUDIT_TYPES, ("read", "search", "page")),
 }
 """Per type, the routes it has; ``page`` follows a search's paging links, ``coherent-plan``
-is the ``$coherent-plan`` operation, ``create`` and ``update`` write one record of a contract."""
+is the ``$coherent-plan`` operation, ``create`` and ``update`` write one record of a contract,
+``find`` and ``book`` are ``Appointment/$find`` and ``$book``."""
 
 
 def route_name(interaction: str, resource_type: str) -> str:

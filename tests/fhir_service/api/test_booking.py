@@ -19,11 +19,10 @@ from fastapi.testclient import TestClient
 
 from fhir_service.contract import Contract
 from tests.auth import TestIssuer
+from tests.booking import UNIT, contract_with_times, far_hours, publish
 from tests.service_app import ready_app
-from tests.support import load_data, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
-UNIT = "hsa-id|SE2321000065-1254"
 NURSE = f"/booking/care-units/{UNIT}/time-types/nurse-visit/slots"
 
 
@@ -43,76 +42,6 @@ def clinic(issuer: TestIssuer) -> dict[str, str]:
 @pytest.fixture
 def platform(issuer: TestIssuer) -> dict[str, str]:
     return issuer.headers("booking")
-
-
-def _hours() -> Iterator[datetime]:
-    """Whole hours of a random far-off day: this run's times are its own, whatever HAPI holds."""
-    day = datetime(2031, 1, 1, tzinfo=UTC) + timedelta(days=random.randrange(3000))
-    first = day + timedelta(minutes=random.randrange(12 * 60))
-    return (first + timedelta(hours=h) for h in range(1000))
-
-
-def _publish(service: TestClient, clinic: dict[str, str], starts: list[datetime]) -> list[str]:
-    times = [
-        {"start": s.isoformat(), "end": (s + timedelta(minutes=30)).isoformat()} for s in starts
-    ]
-    published = service.post(NURSE, json={"times": times}, headers=clinic)
-    assert published.status_code == 200, published.text
-    found = service.get(
-        "/booking/slots",
-        params={
-            "careUnit": UNIT,
-            "timeType": "nurse-visit",
-            "from": starts[0].isoformat(),
-            "to": (starts[-1] + timedelta(minutes=1)).isoformat(),
-            "count": 100,
-        },
-        headers=clinic,
-    )
-    assert found.status_code == 200, found.text
-    # Only ours: other runs on the same HAPI may publish around them.
-    ours = set(starts)
-    ids = [s["id"] for s in found.json()["slots"] if datetime.fromisoformat(s["start"]) in ours]
-    assert len(ids) == len(starts)
-    return ids
-
-
-def _contract(
-    service: TestClient, clinic: dict[str, str], times: int = 1, *, agreed: bool = False
-) -> Contract:
-    """An elderly-psychiatry contract of a new patient with ``times`` proposed nurse visits."""
-    data = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
-    data["id"] = f"bk-{uuid.uuid4().hex[:16]}"
-    data["patient"]["identifier"]["value"] = unique_personnummer()
-    unit = data["responsible_clinician"]["organization"]
-    data["agreed_times"] = [
-        {
-            "key": f"nurse-{n}",
-            "description": "Blodprov och samtal hos sjuksköterskan",
-            "organization": unit,
-            "time_type": "nurse-visit",
-        }
-        for n in range(times)
-    ] + [
-        {
-            "key": "psychiatrist",
-            "description": "Återbesök hos psykiatern",
-            "organization": unit,
-            "time_type": "psychiatrist-followup",
-        }
-    ]
-    contract = Contract.model_validate(data)
-    created = service.post("/contracts", json=contract.model_dump(mode="json"), headers=clinic)
-    assert created.status_code == 201, created.text
-    if agreed:
-        agreements = load_data("booking/agreements.json")
-        answer = service.post(
-            f"/contracts/{contract.id}/agree",
-            json=agreements,
-            headers={**clinic, "If-Match": 'W/"1"'},
-        )
-        assert answer.status_code == 200, answer.text
-    return contract
 
 
 def _patient(issuer: TestIssuer, contract: Contract) -> dict[str, str]:
@@ -135,7 +64,7 @@ def _slot(service: TestClient, clinic: dict[str, str], slot_id: str) -> dict[str
 def test_publishing_the_same_times_again_changes_nothing(
     service: TestClient, clinic: dict[str, str]
 ) -> None:
-    hours = _hours()
+    hours = far_hours()
     times = [next(hours) for _ in range(3)]
     body = {
         "times": [
@@ -166,9 +95,9 @@ def test_publishing_the_same_times_again_changes_nothing(
 def test_fifty_concurrent_bookings_of_five_slots_make_five_bookings(
     service: TestClient, clinic: dict[str, str], platform: dict[str, str]
 ) -> None:
-    hours = _hours()
-    slots = _publish(service, clinic, [next(hours) for _ in range(5)])
-    contracts = [_contract(service, clinic, times=5) for _ in range(10)]
+    hours = far_hours()
+    slots = publish(service, clinic, [next(hours) for _ in range(5)])
+    contracts = [contract_with_times(service, clinic, times=5) for _ in range(10)]
     attempts = [
         (contracts[n // 5].id, f"nurse-{n % 5}", slots[(n + n // 5) % 5]) for n in range(50)
     ]
@@ -198,9 +127,9 @@ def test_fifty_concurrent_bookings_of_five_slots_make_five_bookings(
 def test_concurrent_rebookings_onto_one_slot_move_one_time(
     service: TestClient, clinic: dict[str, str], platform: dict[str, str]
 ) -> None:
-    hours = _hours()
-    slots = _publish(service, clinic, [next(hours) for _ in range(6)])
-    contracts = [_contract(service, clinic) for _ in range(5)]
+    hours = far_hours()
+    slots = publish(service, clinic, [next(hours) for _ in range(6)])
+    contracts = [contract_with_times(service, clinic) for _ in range(5)]
     for contract, slot in zip(contracts, slots, strict=False):
         assert _book(service, platform, contract.id, "nurse-0", slot).status_code == 200
     target = slots[5]
@@ -226,12 +155,12 @@ def test_concurrent_rebookings_onto_one_slot_move_one_time(
 def test_a_patient_books_cancels_and_rebooks_their_own_agreed_contract_within_the_rules(
     service: TestClient, clinic: dict[str, str], issuer: TestIssuer
 ) -> None:
-    hours = _hours()
+    hours = far_hours()
     soon = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(hours=3)
-    slots = _publish(service, clinic, [next(hours) for _ in range(3)])
-    [soon_slot] = _publish(service, clinic, [soon + timedelta(minutes=random.randrange(60))])
-    contract = _contract(service, clinic, times=2, agreed=True)
-    other = _contract(service, clinic)
+    slots = publish(service, clinic, [next(hours) for _ in range(3)])
+    [soon_slot] = publish(service, clinic, [soon + timedelta(minutes=random.randrange(60))])
+    contract = contract_with_times(service, clinic, times=2, agreed=True)
+    other = contract_with_times(service, clinic)
     patient = _patient(issuer, contract)
     base = f"/booking/contracts/{contract.id}/times"
 
@@ -309,31 +238,9 @@ def test_a_unit_publishes_only_its_own_times(
     )
 
 
-def _psychiatry_slots(
-    service: TestClient, clinic: dict[str, str], starts: list[datetime]
-) -> list[str]:
-    times = [
-        {"start": s.isoformat(), "end": (s + timedelta(minutes=30)).isoformat()} for s in starts
-    ]
-    path = f"/booking/care-units/{UNIT}/time-types/psychiatrist-followup/slots"
-    assert service.post(path, json={"times": times}, headers=clinic).status_code == 200
-    found = service.get(
-        "/booking/slots",
-        params={
-            "careUnit": UNIT,
-            "timeType": "psychiatrist-followup",
-            "from": starts[0].isoformat(),
-            "to": (starts[-1] + timedelta(minutes=1)).isoformat(),
-        },
-        headers=clinic,
-    )
-    ours = set(starts)
-    return [s["id"] for s in found.json()["slots"] if datetime.fromisoformat(s["start"]) in ours]
-
-
 def _waiting_since(service: TestClient, clinic: dict[str, str], days: int | None) -> Contract:
     """A draft whose patient waits for a specialist visit since ``days`` ago (None: no case)."""
-    contract = _contract(service, clinic)
+    contract = contract_with_times(service, clinic)
     if days is None:
         return contract
     since = datetime.now(UTC) - timedelta(days=days)
@@ -355,8 +262,8 @@ def test_a_booking_past_the_care_guarantee_is_flagged_recorded_and_listed(
     soon = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(
         days=2, minutes=random.randrange(600)
     )
-    far = next(_hours())
-    slots = _psychiatry_slots(service, clinic, [soon, far])
+    far = next(far_hours())
+    slots = publish(service, clinic, [soon, far], "psychiatrist-followup")
     waited_long = _waiting_since(service, clinic, 100)
     waited_briefly = _waiting_since(service, clinic, 10)
     no_case = _waiting_since(service, clinic, None)

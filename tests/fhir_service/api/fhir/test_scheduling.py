@@ -1,0 +1,93 @@
+"""Appointment/$find and $book against the real HAPI: the booking facade in IHE Scheduling's
+shapes, on the same rules and with the same guarantee of no double booking."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from fhir_service.mapping import urls
+from tests.auth import TestIssuer
+from tests.booking import UNIT, contract_with_times, far_hours, publish
+
+HSA = "urn:oid:1.2.752.29.4.19|SE2321000065-1254"
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+
+
+def _book(service: TestClient, headers: dict[str, str], proposed: Any, agreed: str) -> Any:
+    chosen = {
+        **proposed,
+        "identifier": [{"system": urls.ID_AGREED_TIME, "value": agreed}],
+    }
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "appointment", "resource": chosen}],
+    }
+    return service.post(
+        "/fhir/Appointment/$book", json=parameters, headers={**headers, **FHIR_JSON}
+    )
+
+
+def test_a_platform_finds_and_books_through_fhir_and_a_taken_slot_is_a_conflict(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    clinic = issuer.headers("ehr", organization=UNIT)
+    platform = issuer.headers("booking")
+    hours = far_hours()
+    starts = [next(hours) for _ in range(2)]
+    slots = publish(service, clinic, starts)
+    first, second = (contract_with_times(service, clinic) for _ in range(2))
+
+    found = service.get(
+        "/fhir/Appointment/$find",
+        params={
+            "start": starts[0].isoformat(),
+            "end": (starts[-1] + timedelta(minutes=1)).isoformat(),
+            "organization": HSA,
+            "visit-type": f"{urls.CS_TIME_TYPE}|nurse-visit",
+        },
+        headers=platform,
+    )
+    proposed = [e["resource"] for e in found.json()["entry"]]
+    booked = _book(service, platform, proposed[0], f"{first.id}/nurse-0")
+    taken = _book(service, platform, proposed[0], f"{second.id}/nurse-0")
+    unnamed = service.post(
+        "/fhir/Appointment/$book", json=proposed[1], headers={**platform, **FHIR_JSON}
+    )
+    not_online = service.get(
+        "/fhir/Appointment/$find",
+        params={
+            "start": starts[0].isoformat(),
+            "end": starts[-1].isoformat(),
+            "organization": HSA,
+            "visit-type": "psychiatrist-followup",
+        },
+        headers=platform,
+    )
+
+    assert found.status_code == 200, found.text
+    assert found.json()["type"] == "searchset"
+    assert [p["status"] for p in proposed] == ["proposed", "proposed"]
+    assert [p["slot"][0]["reference"] for p in proposed] == [
+        f"http://testserver/fhir/Slot/{s}" for s in slots
+    ]
+    assert booked.status_code == 200, booked.text
+    appointment = booked.json()["entry"][0]["resource"]
+    assert appointment["status"] == "booked"
+    assert appointment["slot"] == [{"reference": f"Slot/{slots[0]}"}]
+    assert booked.json()["entry"][0]["fullUrl"].startswith("http://testserver/fhir/Appointment/")
+    assert taken.status_code == 409
+    assert taken.json()["resourceType"] == "OperationOutcome"
+    assert unnamed.status_code == 422
+    assert not_online.status_code == 404
+    read = service.get(f"/contracts/{second.id}", headers=clinic).json()
+    assert read["agreed_times"][0]["status"] == "proposed"
+
+
+def test_the_capability_statement_names_find_and_book(service: TestClient) -> None:
+    statement = service.get("/fhir/metadata").json()
+    appointment = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Appointment")
+
+    assert {o["name"] for o in appointment["operation"]} == {"find", "book"}
