@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup hapi lint format lock bench clean
+.PHONY: run test setup hapi lint format lock bench bench-booking clean
 
 # The local development issuer lets `fhir-service token --role ...` mint tokens to try the API.
 run: setup hapi
@@ -52,3 +52,7 @@ bench: setup hapi
 	$(BIN)/python -m bench.mapping
 	$(BIN)/python -m bench.bulk
 	$(BIN)/python -m bench.facade
+
+# 20 clients booking and cancelling, service vs HAPI; exits 1 on a double booking.
+bench-booking: setup hapi
+	$(BIN)/python -m bench.booking

@@ -35,7 +35,7 @@ from fhir_service.contract import (
 )
 from fhir_service.fhir import ConflictError, HapiClient, NotFoundError
 from fhir_service.mapping import urls
-from fhir_service.mapping.elements import instant
+from fhir_service.mapping.elements import instant, key_of
 from fhir_service.mapping.provenance import change_entry
 from fhir_service.mapping.time_types import TimeType, UnknownTimeTypeError, time_type, time_types
 from fhir_service.mapping.to_fhir import agreed_time_bundle
@@ -232,7 +232,9 @@ class BookingService:
             raise BookingRefusedError(409, f"agreed time {key!r} is {time.status}, not booked")
         if patient:
             _patient_may(time, "cancel", now or datetime.now(UTC))
-        freed = await self._slot(time.slot) if time.slot else None
+        held = await self._slot(time.slot) if time.slot else None
+        # Freed only if this time holds it: a Slot freed by other means stays as it is.
+        freed = held if held is not None and held.resource.get("status") == "busy" else None
         cancelled = time.model_copy(
             update={"status": AgreedTimeStatus.CANCELLED, "cancellation_reason": reason}
         )
@@ -358,7 +360,12 @@ def _slot_type(time: AgreedTime, slot: _Slot) -> TimeType:
     if slot.resource.get("status") != "free":
         raise SlotTakenError(f"slot {slot.id} is not free")
     unit = time.organization.identifier
-    if slot.time_type is None or slot.time_type not in time_types(unit):
+    # Published Slots are named <unit>/<time type>/<start>: the unit is the one that published.
+    published_by_unit = any(
+        i.get("system") == urls.ID_SLOT and str(i.get("value", "")).startswith(f"{key_of(unit)}/")
+        for i in slot.resource.get("identifier", [])
+    )
+    if not published_by_unit or slot.time_type is None or slot.time_type not in time_types(unit):
         raise BookingRefusedError(
             422, f"slot {slot.id} is not one of {time.organization.name}'s bookable times"
         )

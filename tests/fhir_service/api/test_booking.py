@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_service.contract import Contract
+from fhir_service.mapping import urls
 from tests.auth import TestIssuer
 from tests.booking import UNIT, contract_with_times, far_hours, publish
 from tests.service_app import ready_app
@@ -328,3 +329,40 @@ def test_a_contract_naming_a_time_type_its_unit_lacks_is_refused(
     assert "no-such-step" in refused.text
     assert "yoga" in refused.text
     assert service.get(f"/contracts/{data['id']}", headers=clinic).status_code == 404
+
+
+def test_a_time_is_booked_only_in_its_own_units_published_slots(
+    service: TestClient, clinic: dict[str, str], issuer: TestIssuer, platform: dict[str, str]
+) -> None:
+    knee_unit = "hsa-id|SE2321000065-1003"
+    knee = issuer.headers("ehr", organization=knee_unit)
+    start = next(far_hours())
+    path = f"/booking/care-units/{knee_unit}/time-types/followup-visit/slots"
+    times = [{"start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat()}]
+    assert service.post(path, json={"times": times}, headers=knee).status_code == 200
+    other_units = service.get(
+        "/booking/slots",
+        params={"careUnit": knee_unit, "timeType": "followup-visit", "from": start.isoformat()},
+        headers=knee,
+    ).json()["slots"][0]["id"]
+    # A Slot of the right type written straight into HAPI, not published by the unit.
+    hapi = service.app.state.hapi  # type: ignore[attr-defined]
+    stray = service.portal.call(  # type: ignore[union-attr]
+        hapi.create,
+        {
+            "resourceType": "Slot",
+            "schedule": {"display": "elsewhere"},
+            "status": "free",
+            "start": start.isoformat(),
+            "end": (start + timedelta(minutes=30)).isoformat(),
+            "serviceType": [{"coding": [{"system": urls.CS_TIME_TYPE, "code": "nurse-visit"}]}],
+        },
+    )
+    contract = contract_with_times(service, clinic)
+
+    into_other_unit = _book(service, platform, contract.id, "nurse-0", other_units)
+    into_stray = _book(service, platform, contract.id, "nurse-0", stray["id"])
+
+    assert into_other_unit.status_code == 422
+    assert into_stray.status_code == 422
+    assert _slot(service, clinic, stray["id"])["status"] == "free"
