@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.sync.subscriptions import TAG_SUBSCRIPTION
 from fhir_service.sync.tables import SyncState
 from tests.auth import TestIssuer
+from tests.booking import far_hours
 from tests.service_process import running_service
 from tests.support import unique_hsa_id, unique_personnummer
 from tests.webhook_receiver import Receiver, running_receiver
@@ -223,3 +225,56 @@ def _cursor_set(tmp_path: Path) -> bool:
         return False  # not migrated yet
     finally:
         engine.dispose()
+
+
+def test_a_booking_through_the_service_reaches_the_webhook(
+    settings: dict[str, str], receiver: Receiver, tmp_path: Path, issuer: TestIssuer
+) -> None:
+    unit = "hsa-id|SE2321000065-1254"
+    clinic = issuer.headers("ehr", organization=unit)
+    contract = _contract()
+    data = contract.model_dump(mode="json")
+    data["responsible_clinician"]["organization"]["identifier"]["value"] = unit.split("|")[1]
+    organization = data["responsible_clinician"]["organization"]
+    data["professionals"] = []
+    data["care_contacts"] = []
+    data["agreed_times"] = [
+        {
+            "key": "nurse",
+            "description": "Besök hos sjuksköterskan",
+            "organization": organization,
+            "time_type": "nurse-visit",
+        }
+    ]
+    contract = Contract.model_validate(data)
+    start = next(far_hours())
+    times = [{"start": start.isoformat(), "end": (start + timedelta(minutes=30)).isoformat()}]
+    with running_service(settings, tmp_path / "service.log") as service:
+        _register(service, receiver, contract, issuer)
+        created = httpx.post(f"{service}/contracts", json=data, headers=clinic)
+        assert created.status_code == 201, created.text
+        published = httpx.post(
+            f"{service}/booking/care-units/{unit}/time-types/nurse-visit/slots",
+            json={"times": times},
+            headers=clinic,
+        )
+        assert published.status_code == 200, published.text
+        slot = httpx.get(
+            f"{service}/booking/slots",
+            params={"careUnit": unit, "timeType": "nurse-visit", "from": start.isoformat()},
+            headers=clinic,
+        ).json()["slots"][0]["id"]
+        booked = httpx.post(
+            f"{service}/booking/contracts/{contract.id}/times/nurse/book",
+            json={"slot": slot},
+            headers=issuer.headers("booking"),
+        )
+        assert booked.status_code == 200, booked.text
+        _wait_for(
+            "the booking reached the receiver",
+            lambda: any(e["type"] == "Appointment.updated" for e in _of(receiver, contract)),
+        )
+
+    update = next(e for e in _of(receiver, contract) if e["type"] == "Appointment.updated")
+    assert "/_history/2" in update["resource"]["reference"]
+    assert receiver.bad_signatures == []
