@@ -56,6 +56,15 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    booking_link: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="Where patients cancel or rebook a booked time online (the region's booking "
+        "platform), with {action} (cancel or rebook), {contract} and {time} filled in; the "
+        "patient page links there where the clinic allows it. Empty: the page says until when "
+        "a time can be changed online, without links.",
+    )
+
     hapi_hook_url: AnyHttpUrl | None = Field(
         default=None,
         description="Where HAPI's rest-hook Subscriptions reach this service's /hooks/hapi, "

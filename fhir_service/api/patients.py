@@ -116,7 +116,12 @@ async def read_plan(
     language = negotiated_language(lang, accept_language)
     headers = language_headers(language, vary=_VARY)
     if _wants_html(request.headers.get("accept", "")):
-        page = render_plan(plan, language, request.url.path)
+        page = render_plan(
+            plan,
+            language,
+            request.url.path,
+            booking_link=request.app.state.settings.booking_link,
+        )
         return HTMLResponse(page, headers={**PAGE_HEADERS, **headers})
     view = PlanView(**dict(plan), language=language, labels=labels_used_by([plan], language))
     return JSONResponse(view.model_dump(mode="json"), headers=headers)

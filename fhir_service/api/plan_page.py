@@ -9,17 +9,18 @@ come from the code tables the mapping uses.
 from __future__ import annotations
 
 import json
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from fhir_service.booking.online import OnlineChanges, online_changes
 from fhir_service.contract import Name, Period, Schedule
-from fhir_service.contract.plan import CoherentPlan
+from fhir_service.contract.plan import CoherentPlan, PlannedTime
 from fhir_service.mapping.tables import Language, code_table, schedule_units
 
 __all__ = ["LANGUAGES", "PAGE_HEADERS", "render_plan"]
@@ -45,9 +46,30 @@ PAGE_HEADERS = {
 }
 
 
-def render_plan(plan: CoherentPlan, language: Language, path: str) -> str:
-    """The page of ``plan`` in ``language``; ``path`` is the page's own, for language links."""
+def render_plan(
+    plan: CoherentPlan,
+    language: Language,
+    path: str,
+    *,
+    booking_link: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """The page of ``plan`` in ``language``; ``path`` is the page's own, for language links.
+
+    A booked time the clinic lets patients cancel or rebook online says until when; with
+    ``booking_link`` (a template of {action}, {contract}, {time}) it links there too.
+    """
     texts = _texts()[language]
+    moment = now or datetime.now(UTC)
+
+    def online(time: PlannedTime) -> OnlineChanges | None:
+        return online_changes(time, moment)
+
+    def link(action: str, time: PlannedTime) -> str | None:
+        if booking_link is None:
+            return None
+        values = {"action": action, "contract": time.contract_id, "time": time.key}
+        return booking_link.format(**{k: quote(v, safe="") for k, v in values.items()})
 
     def day(value: date) -> str:
         month = texts["months"][value.month - 1]
@@ -89,6 +111,8 @@ def render_plan(plan: CoherentPlan, language: Language, path: str) -> str:
             when=when,
             period=period,
             schedule=schedule,
+            online=online,
+            link=link,
         )
     )
 

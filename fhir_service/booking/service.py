@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_service.booking.breaches import verdict_for
+from fhir_service.booking.online import online_changes
 from fhir_service.booking.resources import PublishedTime, schedule_identifier, slot_entries
 from fhir_service.contract import (
     AgreedTime,
@@ -386,19 +387,17 @@ def _check_future(slot: _Slot) -> None:
 
 def _patient_may(time: AgreedTime, action: str, now: datetime) -> None:
     """A patient's own cancel or rebook: allowed by the time type, and before the cut-off."""
-    if time.time_type is None:
-        raise BookingRefusedError(403, f"this time is changed by the clinic, not online ({action})")
-    kind = time_type(time.organization.identifier, time.time_type)
-    allowed = kind.patient.cancel if action == "cancel" else kind.patient.rebook
-    if not allowed:
-        raise BookingRefusedError(403, f"{kind.name('en')} times cannot be {action}ed online")
-    assert time.start is not None  # a booked time has its start
-    if now > time.start - kind.cancel_cutoff:
-        raise BookingRefusedError(
-            409,
-            f"{kind.name('en')} times can be {action}ed online until "
-            f"{kind.cancel_cutoff_hours} hours before; call the clinic",
-        )
+    allowed = online_changes(time, now)
+    if allowed is not None and (allowed.cancel if action == "cancel" else allowed.rebook):
+        return
+    kind = time_types(time.organization.identifier).get(time.time_type or "")
+    if kind is None or not (kind.patient.cancel if action == "cancel" else kind.patient.rebook):
+        raise BookingRefusedError(403, f"this time cannot be {action}ed online")
+    raise BookingRefusedError(
+        409,
+        f"{kind.name('en')} times can be {action}ed online until "
+        f"{kind.cancel_cutoff_hours} hours before; call the clinic",
+    )
 
 
 def _appointment(stored: StoredContract, contract_id: str, key: str) -> Resource:

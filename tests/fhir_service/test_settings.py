@@ -52,7 +52,12 @@ def test_production_requires_an_explicit_hapi(monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "0"), ("HAPI_URL", "not a url"), ("NARRATIVE_LANGUAGE", "de")],
+    [
+        ("PORT", "0"),
+        ("HAPI_URL", "not a url"),
+        ("NARRATIVE_LANGUAGE", "de"),
+        ("BOOKING_LINK", "javascript:alert(1)"),
+    ],
 )
 def test_bad_values_are_rejected(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(f"FHIR_SERVICE_{name}", value)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from tests.auth import TestIssuer
 from tests.browser import chromium_path
 from tests.service_process import running_service
-from tests.support import unique_fodselsnummer, unique_personnummer
+from tests.support import load_data, unique_fodselsnummer, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 SCENARIOS = sorted(p.stem for p in EXAMPLES.glob("*.json"))
@@ -39,6 +40,7 @@ def service(
         **issuer.env(),
         "HAPI_URL": conformance_loaded,
         "DATABASE_URL": f"sqlite:///{directory / 'service.db'}",
+        "BOOKING_LINK": "https://tidbok.example/{action}?contract={contract}&time={time}",
     }
     with running_service(environment, directory / "service.log") as base_url:
         yield base_url
@@ -216,3 +218,61 @@ _CONTRAST_SCRIPT = """
     });
 }
 """
+
+
+def test_booked_times_offer_cancel_and_rebook_links_where_the_clinic_allows(
+    service: str, browser: Browser, issuer: TestIssuer
+) -> None:
+    data: dict[str, Any] = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
+    data["id"] = f"page-{uuid.uuid4().hex[:16]}"
+    data["patient"]["identifier"]["value"] = unique_personnummer()
+    unit = data["responsible_clinician"]["organization"]
+    in_a_week = datetime.now(UTC).replace(microsecond=0) + timedelta(days=7)
+    tomorrow_morning = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=12)
+
+    def booked(key: str, time_type: str | None, start: datetime) -> dict[str, Any]:
+        end = start + timedelta(minutes=30)
+        time = {
+            "key": key,
+            "description": f"Tid {key}",
+            "status": "booked",
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "organization": unit,
+        }
+        return time if time_type is None else {**time, "time_type": time_type}
+
+    data["agreed_times"] = [
+        booked("nurse", "nurse-visit", in_a_week),
+        booked("psychiatrist", "psychiatrist-followup", in_a_week + timedelta(hours=1)),
+        booked("too-late", "nurse-visit", tomorrow_morning),
+        booked("by-phone", None, in_a_week + timedelta(hours=2)),
+    ]
+    headers = issuer.headers("ehr", organization=f"hsa-id|{unit['identifier']['value']}")
+    created = httpx.post(f"{service}/contracts", json=data, headers=headers, timeout=60)
+    assert created.status_code == 201, created.text
+    agreed = httpx.post(
+        f"{service}/contracts/{data['id']}/agree",
+        json=load_data("booking/agreements.json"),
+        headers={**headers, "If-Match": 'W/"1"'},
+        timeout=60,
+    )
+    assert agreed.status_code == 200, agreed.text
+
+    page = _open(browser, service, issuer, data, locale="sv-SE")
+    links = {
+        key: page.locator("ol.timeline li", has_text=f"Tid {key}")
+        .locator("a")
+        .evaluate_all("links => links.map(a => a.getAttribute('href'))")
+        for key in ("nurse", "psychiatrist", "too-late", "by-phone")
+    }
+
+    base = f"https://tidbok.example/{{}}?contract={data['id']}&time="
+    assert links == {
+        "nurse": [base.format("cancel") + "nurse", base.format("rebook") + "nurse"],
+        "psychiatrist": [base.format("cancel") + "psychiatrist"],
+        "too-late": [],
+        "by-phone": [],
+    }
+    # The link names its time for screen readers, which read links out of context.
+    assert page.get_by_role("link", name=re.compile(r"^Avboka\s*:\s*Tid nurse$")).count() == 1
