@@ -161,12 +161,6 @@ class CancelRequest(_Body):
     reason: str = Field(min_length=1, max_length=500)
 
 
-class BookedTimes(_Body):
-    """A patient's booked times still to come, across their contracts."""
-
-    times: tuple[BookedTime, ...]
-
-
 class BookedTime(_Body):
     """One booked agreed time, and the contract it belongs to."""
 
@@ -174,7 +168,11 @@ class BookedTime(_Body):
     time: AgreedTime
 
 
-BookedTimes.model_rebuild()
+class BookedTimes(_Body):
+    """A patient's booked times still to come, across their contracts."""
+
+    times: tuple[BookedTime, ...]
+
 
 _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "The clinic does not let patients do this online.", **_PROBLEM},

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -366,3 +367,37 @@ def test_a_time_is_booked_only_in_its_own_units_published_slots(
     assert into_other_unit.status_code == 422
     assert into_stray.status_code == 422
     assert _slot(service, clinic, stray["id"])["status"] == "free"
+
+
+def test_a_booking_is_in_the_audit_trail_and_its_provenance_names_the_contract(
+    service: TestClient, clinic: dict[str, str], platform: dict[str, str], issuer: TestIssuer
+) -> None:
+    [slot] = publish(service, clinic, [next(far_hours())])
+    contract = contract_with_times(service, clinic)
+    auditor = issuer.headers("auditor")
+
+    assert _book(service, platform, contract.id, "nurse-0", slot).status_code == 200
+    query = {"entity-identifier": f"{urls.ID_CONTRACT}|{contract.id}", "subtype": "book"}
+    deadline = time.monotonic() + 60
+    events: list[dict[str, Any]] = []
+    while not events and time.monotonic() < deadline:
+        found = service.get("/fhir/AuditEvent", params=query, headers=auditor)
+        events = [e["resource"] for e in found.json().get("entry", [])]
+        time.sleep(0.5)
+    changes = service.get(
+        "/fhir/Provenance",
+        params={"target-identifier": f"{urls.ID_CONTRACT}|{contract.id}"},
+        headers=auditor,
+    ).json()
+
+    assert len(events) == 1
+    assert events[0]["outcome"] == "0"
+    activities = [e["resource"]["activity"]["text"] for e in changes.get("entry", [])]
+    assert "book" in activities
+    booking = next(
+        e["resource"] for e in changes["entry"] if e["resource"]["activity"]["text"] == "book"
+    )
+    # HAPI names the versions the transaction wrote: the taken Slot's and the Appointment's.
+    targets = {str(t.get("reference")).split("/_history/")[0] for t in booking["target"]}
+    assert f"Slot/{slot}" in targets
+    assert any(t.startswith("Appointment/") for t in targets)
