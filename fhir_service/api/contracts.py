@@ -49,6 +49,7 @@ from fhir_service.sync.idempotency import (
 )
 from fhir_service.sync.store import (
     MAX_SEARCH_COUNT,
+    BookedTimeChangedError,
     Change,
     ContractExistsError,
     ContractNotEditableError,
@@ -440,7 +441,7 @@ async def _versioned(
         return _forbidden(trail, exc)
     except StaleVersionError as exc:
         return _problem(409, "Stale version", str(exc), currentVersion=exc.current)
-    except (ContractNotEditableError, IllegalTransitionError) as exc:
+    except (ContractNotEditableError, IllegalTransitionError, BookedTimeChangedError) as exc:
         return _problem(409, "Not allowed now", str(exc))
     trail.saw_contract(written)
     return _contract_response(written, status.HTTP_200_OK)

@@ -24,6 +24,7 @@ from fhir_service.contract import (
     ContractStatus,
     lifecycle,
 )
+from fhir_service.contract.bookings import changed_bookings
 from fhir_service.fhir import ConflictError, HapiClient
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import (
@@ -40,6 +41,7 @@ from fhir_service.sync.search_criteria import IdentifierQuery, InvalidSearchErro
 
 __all__ = [
     "MAX_SEARCH_COUNT",
+    "BookedTimeChangedError",
     "Change",
     "ContractExistsError",
     "ContractNotEditableError",
@@ -130,6 +132,18 @@ class ContractNotEditableError(Exception):
         )
         self.contract_id = contract_id
         self.status = status
+
+
+class BookedTimeChangedError(Exception):
+    """An edit would drop, move or unbook times booked in published slots."""
+
+    def __init__(self, contract_id: str, keys: list[str]) -> None:
+        super().__init__(
+            f"contract {contract_id!r}: agreed times {', '.join(keys)} are booked in published "
+            "slots; cancel or rebook them through /booking"
+        )
+        self.contract_id = contract_id
+        self.keys = keys
 
 
 class TooManyContractsError(Exception):
@@ -297,6 +311,9 @@ class ContractStore:
             raise ValueError(
                 f"status changes go through the lifecycle, not an update to {contract.status}"
             )
+        booked = changed_bookings(current, contract)
+        if booked:
+            raise BookedTimeChangedError(contract.id, booked)
         return await self._write(contract, current, careplan_id, by, "update")
 
     async def revise(

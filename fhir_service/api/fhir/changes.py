@@ -20,6 +20,7 @@ from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.fhir import HapiClient, HapiRequestError, HapiUnavailableError
 from fhir_service.security.access import AccessDeniedError, Denial
 from fhir_service.sync.store import (
+    BookedTimeChangedError,
     Change,
     ContractExistsError,
     ContractNotEditableError,
@@ -93,7 +94,12 @@ async def stored_or_refused(
         return outcome(403, "forbidden", exc.denial.value)
     except StaleVersionError as exc:
         return outcome(409, "conflict", str(exc))
-    except (ContractNotEditableError, IllegalTransitionError, MixedChangeError) as exc:
+    except (
+        ContractNotEditableError,
+        IllegalTransitionError,
+        MixedChangeError,
+        BookedTimeChangedError,
+    ) as exc:
         return outcome(409, "business-rule", str(exc))
     except HapiUnavailableError:
         unavailable = "the FHIR store is unavailable; nothing was written"

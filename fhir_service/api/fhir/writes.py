@@ -102,11 +102,13 @@ def _careplan(bundle: Resource) -> Resource:
     )
 
 
-def _record(bundle: Resource, kind: str, *, rid: str | None = None, key: str | None = None) -> Any:
+def _record(
+    bundle: Resource, kind: str, *, rid: str | None = None, key: str | None = None
+) -> Resource | None:
     """The stored record of ``kind`` with id ``rid`` or identifier value ``key``; None."""
     system = CONTRACT_SYSTEMS[kind]
     for entry in bundle["entry"]:
-        resource = entry.get("resource", {})
+        resource: Resource = entry.get("resource", {})
         if resource.get("resourceType") != kind:
             continue
         if rid is not None and resource.get("id") == rid:

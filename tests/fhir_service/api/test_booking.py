@@ -401,3 +401,30 @@ def test_a_booking_is_in_the_audit_trail_and_its_provenance_names_the_contract(
     targets = {str(t.get("reference")).split("/_history/")[0] for t in booking["target"]}
     assert f"Slot/{slot}" in targets
     assert any(t.startswith("Appointment/") for t in targets)
+
+
+def test_a_contract_edit_cannot_move_or_drop_a_time_booked_in_a_slot(
+    service: TestClient, clinic: dict[str, str], platform: dict[str, str]
+) -> None:
+    [slot] = publish(service, clinic, [next(far_hours())])
+    contract = contract_with_times(service, clinic, times=2)
+    assert _book(service, platform, contract.id, "nurse-0", slot).status_code == 200
+    read = service.get(f"/contracts/{contract.id}", headers=clinic).json()
+    moved = json.loads(json.dumps(read))
+    booked = next(t for t in moved["agreed_times"] if t["key"] == "nurse-0")
+    booked["start"], booked["end"] = booked["end"], "2040-01-01T10:00:00+01:00"
+    dropped = {**read, "agreed_times": [t for t in read["agreed_times"] if t["key"] != "nurse-0"]}
+    retitled = {**read, "title": "Still editable around the booking"}
+    headers = {**clinic, "If-Match": f'W/"{read["version"]}"'}
+
+    moving = service.put(f"/contracts/{contract.id}", json=moved, headers=headers)
+    dropping = service.put(f"/contracts/{contract.id}", json=dropped, headers=headers)
+    retitling = service.put(f"/contracts/{contract.id}", json=retitled, headers=headers)
+
+    assert moving.status_code == 409
+    assert "nurse-0" in moving.json()["detail"]
+    assert dropping.status_code == 409
+    assert retitling.status_code == 200, retitling.text
+    kept = next(t for t in retitling.json()["agreed_times"] if t["key"] == "nurse-0")
+    assert (kept["status"], kept["slot"]) == ("booked", slot)
+    assert _slot(service, clinic, slot)["status"] == "busy"

@@ -1,0 +1,50 @@
+"""A contract's own edits leave times booked in published slots to the booking facade."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fhir_service.contract import Contract
+from fhir_service.contract.bookings import changed_bookings
+
+EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
+START = datetime(2031, 5, 5, 9, 0, tzinfo=UTC)
+
+
+def _with(*times: dict[str, Any]) -> Contract:
+    data = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
+    unit = data["responsible_clinician"]["organization"]
+    data["agreed_times"] = [{"description": "Tid", "organization": unit, **t} for t in times]
+    return Contract.model_validate(data)
+
+
+def _booked(key: str = "t", start: datetime = START, **changes: Any) -> dict[str, Any]:
+    return {
+        "key": key,
+        "status": "booked",
+        "start": start.isoformat(),
+        "end": (start + timedelta(minutes=30)).isoformat(),
+        "slot": "42",
+        **changes,
+    }
+
+
+def test_moving_unbooking_or_dropping_a_slot_booked_time_is_a_change() -> None:
+    current = _with(_booked(), _booked("u", slot=None))
+    moved = _with(_booked(start=START + timedelta(hours=1)), _booked("u", slot=None))
+    unbooked = _with({"key": "t", "status": "proposed"}, _booked("u", slot=None))
+    dropped = _with(_booked("u", slot=None))
+    happened = _with(_booked(status="fulfilled"), _booked("u", slot=None))
+
+    assert changed_bookings(current, current) == []
+    assert changed_bookings(current, happened) == []
+    assert changed_bookings(current, moved) == ["t"]
+    assert changed_bookings(current, unbooked) == ["t"]
+    assert changed_bookings(current, dropped) == ["t"]
+
+
+def test_a_time_booked_without_a_slot_is_the_contracts_own() -> None:
+    assert changed_bookings(_with(_booked(slot=None)), _with()) == []
