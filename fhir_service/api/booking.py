@@ -217,7 +217,7 @@ async def publish_slots(
     ):
         return problem_response(403, "Forbidden", "a care unit publishes its own times only")
     clinic = care_unit(identifier)
-    kind = None if clinic is None else {t.code: t for t in clinic.time_types}.get(code)
+    kind = None if clinic is None else clinic.time_type(code)
     if clinic is None or kind is None:
         return problem_response(404, "Unknown time type", f"{unit} has no time type {code!r}")
     if body.template is not None:
@@ -291,7 +291,7 @@ async def find_slots(
     """
     identifier = _unit(care_unit_)
     clinic = None if identifier is None else care_unit(identifier)
-    kind = None if clinic is None else {t.code: t for t in clinic.time_types}.get(time_type_)
+    kind = None if clinic is None else clinic.time_type(time_type_)
     if identifier is None or clinic is None or kind is None:
         return problem_response(
             404, "Unknown time type", f"{care_unit_} has no time type {time_type_!r}"

@@ -84,6 +84,10 @@ class CareUnitTimes(_Data):
         """The unit as contracts name it."""
         return Organization(identifier=self.care_unit, name=self.name, kind=self.kind)
 
+    def time_type(self, code: str) -> TimeType | None:
+        """The unit's time type ``code``; None if it has none such."""
+        return next((t for t in self.time_types if t.code == code), None)
+
 
 class ClinicConfiguration(_Data):
     """The whole file: every care unit that publishes bookable times."""

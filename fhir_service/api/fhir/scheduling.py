@@ -72,7 +72,7 @@ async def find(
         unit = _unit(organization)
         clinic = None if unit is None else care_unit(unit)
         code = visit_type.removeprefix(f"{urls.CS_TIME_TYPE}|")
-        kind = None if clinic is None else {t.code: t for t in clinic.time_types}.get(code)
+        kind = None if clinic is None else clinic.time_type(code)
         if clinic is None or kind is None or (patient_side(access) and not kind.patient.book):
             return outcome(404, "not-found", f"{organization} offers no {code!r} times to book")
         if start.tzinfo is None or end.tzinfo is None or end <= start:
