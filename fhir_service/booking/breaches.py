@@ -43,7 +43,12 @@ def verdict_for(contract: Contract, time: AgreedTime, start: datetime) -> Guaran
     kind = time_types(time.organization.identifier).get(time.time_type)
     if kind is None or kind.care_guarantee_step != case.step:
         return None
-    found = verdict(case.jurisdiction, case.step, case.since, start, individual=case.deadline)
+    try:
+        found = verdict(case.jurisdiction, case.step, case.since, start, individual=case.deadline)
+    except ValueError:
+        # A case written around this service that the rules cannot judge (a step unknown here,
+        # a deadline missing or before the count): no verdict rather than a failed booking.
+        return None
     return GuaranteeVerdict(deadline=found.deadline, late=found.late, days_over=found.days_over)
 
 

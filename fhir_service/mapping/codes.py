@@ -58,11 +58,20 @@ def unknown_codes(contract: Contract) -> list[tuple[str, str]]:
                 )
             )
     case = contract.care_guarantee
-    if case is not None and case.step not in care_guarantee_steps().get(case.jurisdiction, ()):
-        problems.append(
-            (
-                "$.care_guarantee.step",
-                f"unknown care-guarantee step {case.step!r} in {case.jurisdiction}",
+    if case is not None:
+        per_case = care_guarantee_steps().get(case.jurisdiction, {}).get(case.step)
+        if per_case is None:
+            problems.append(
+                (
+                    "$.care_guarantee.step",
+                    f"unknown care-guarantee step {case.step!r} in {case.jurisdiction}",
+                )
             )
-        )
+        elif per_case != (case.deadline is not None):
+            needed = (
+                "is set per case: give it" if per_case else "follows from the rules: leave it out"
+            )
+            problems.append(
+                ("$.care_guarantee.deadline", f"the deadline of {case.step!r} {needed}")
+            )
     return problems

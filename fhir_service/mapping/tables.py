@@ -92,11 +92,13 @@ def snomed_for_role(role: str) -> tuple[str, str] | None:
 
 
 @cache
-def care_guarantee_steps() -> dict[str, frozenset[str]]:
-    """The care guarantee's step codes by jurisdiction (the rules: ``booking.guarantee``)."""
+def care_guarantee_steps() -> dict[str, dict[str, bool]]:
+    """The care guarantee's step codes by jurisdiction, each with whether its deadline is set
+    per case (Norway's juridisk frist) rather than by fixed days. The rules: ``booking.guarantee``.
+    """
     document = _load(Path("booking") / "care-guarantee.json")
     return {
-        rules["jurisdiction"]: frozenset(step["code"] for step in rules["steps"])
+        rules["jurisdiction"]: {step["code"]: step["days"] is None for step in rules["steps"]}
         for rules in document["ruleSets"]
     }
 

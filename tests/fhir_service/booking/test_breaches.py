@@ -72,3 +72,16 @@ def test_a_time_booked_past_the_deadline_breaks_the_guarantee() -> None:
 def test_a_time_not_booked_when_the_deadline_has_passed_breaks_it() -> None:
     assert [b.booked for b in breaches(_contract(91), NOW)] == [False]
     assert breaches(_contract(89), NOW) == []
+
+
+def test_a_case_the_rules_cannot_judge_gets_no_verdict() -> None:
+    contract = _contract(30)
+    unjudgeable = contract.model_copy(
+        update={
+            "care_guarantee": contract.care_guarantee.model_copy(  # type: ignore[union-attr]
+                update={"jurisdiction": "NO", "step": "specialist-visit"}
+            )
+        }
+    )
+
+    assert verdict_for(unjudgeable, contract.agreed_times[0], NOW) is None
