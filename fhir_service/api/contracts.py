@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.api.audit_trail import AuditTrail, change_by
 from fhir_service.api.deps import AccessDep, AuditTrailDep, EngineDep, StoreDep
 from fhir_service.api.labels import Labels, labels_used_by
 from fhir_service.api.languages import (
@@ -40,8 +40,7 @@ from fhir_service.contract import (
 from fhir_service.contract.disclosure import disclose
 from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.mapping.codes import unknown_codes
-from fhir_service.mapping.provenance import Author
-from fhir_service.security.access import Access, AccessDeniedError, Denial
+from fhir_service.security.access import AccessDeniedError, Denial
 from fhir_service.sync.idempotency import (
     IdempotencyKeyReusedError,
     IdempotencyStore,
@@ -138,7 +137,7 @@ async def create_contract(
 
     async def create() -> Response:
         try:
-            created = await store.create(contract, author=_change(access, trail).author)
+            created = await store.create(contract, author=change_by(access, trail).author)
         except ContractExistsError as exc:
             return _problem(409, "Contract exists", str(exc), currentVersion=exc.version)
         return _contract_response(created, status.HTTP_201_CREATED)
@@ -329,7 +328,7 @@ async def update_contract(
     unknown = _unknown_codes(contract)
     if unknown is not None:
         return unknown
-    change = _change(access, trail)
+    change = change_by(access, trail)
 
     async def update(version: int) -> Contract:
         return await store.update(contract, version, change)
@@ -365,7 +364,7 @@ def _transition_route(
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
-        change = _change(access, trail)
+        change = change_by(access, trail)
 
         async def move(version: int) -> Contract:
             return await step(store, contract_id, version, change)
@@ -402,7 +401,7 @@ async def agree_contract(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Record the patient's and the responsible clinician's agreement to this version."""
-    change = _change(access, trail)
+    change = change_by(access, trail)
 
     async def agree(version: int) -> Contract:
         return await store.agree(contract_id, version, body.agreements, change)
@@ -504,13 +503,6 @@ def _replayed(status_code: int, body: str) -> Response:
         contract = Contract.model_validate(content)
         return JSONResponse(content, status_code, headers=_contract_headers(contract, status_code))
     return JSONResponse(content, status_code, media_type=PROBLEM_JSON)
-
-
-def _change(access: Access, trail: AuditTrail) -> Change:
-    caller = trail.caller
-    user = (caller.issuer or "", caller.subject or access.principal.subject)
-    author = Author(user, caller.client_id, caller.organization, caller.patient)
-    return Change(author, access.compartment)
 
 
 def _within(asked: tuple[str, str] | None, wall: Identifier | None) -> tuple[str, str] | None:
