@@ -38,7 +38,13 @@ from fhir_service.contract import (
     GuaranteeVerdict,
     Identifier,
 )
-from fhir_service.mapping.time_types import UnknownTimeTypeError, care_unit, time_zone
+from fhir_service.mapping.time_types import (
+    CareUnitTimes,
+    TimeType,
+    UnknownTimeTypeError,
+    care_unit,
+    time_zone,
+)
 from fhir_service.security.access import Access, AccessDeniedError, Denial, claimed_identifier
 from fhir_service.sync.store import (
     MAX_SEARCH_COUNT,
@@ -47,7 +53,7 @@ from fhir_service.sync.store import (
     OutsideCompartmentError,
 )
 
-__all__ = ["patient_side", "router"]
+__all__ = ["offered", "patient_side", "router", "unit_of"]
 
 router = APIRouter(prefix="/booking", tags=["booking"])
 
@@ -208,7 +214,7 @@ async def publish_slots(
     Publishing the same times again changes nothing (each time is named by its unit, type and
     start); times already booked stay booked.
     """
-    identifier = _unit(unit)
+    identifier = unit_of(unit)
     if identifier is None:
         return problem_response(422, "Invalid care unit", "expected kind|value of a care unit")
     walls = access.compartment
@@ -289,13 +295,12 @@ async def find_slots(
 
     Patients and booking platforms see only the time types the clinic lets patients book.
     """
-    identifier = _unit(care_unit_)
-    clinic = None if identifier is None else care_unit(identifier)
-    kind = None if clinic is None else clinic.time_type(time_type_)
-    if identifier is None or clinic is None or kind is None:
+    found = offered(care_unit_, time_type_)
+    if found is None:
         return problem_response(
             404, "Unknown time type", f"{care_unit_} has no time type {time_type_!r}"
         )
+    clinic, kind = found
     if patient_side(access) and not kind.patient.book:
         return problem_response(
             404, "Unknown time type", f"{time_type_!r} times are not booked online"
@@ -483,7 +488,7 @@ async def guarantee_breaches(
 ) -> Response:
     """The unit's contracts in force whose agreed times break the care guarantee: booked past
     its deadline, or not booked and the deadline passed."""
-    identifier = _unit(care_unit_)
+    identifier = unit_of(care_unit_)
     if identifier is None:
         return problem_response(422, "Invalid care unit", "expected kind|value of a care unit")
     walls = access.compartment
@@ -562,11 +567,20 @@ async def _changing(trail: AuditTrail, change: Callable[[], Awaitable[Booked]]) 
     return JSONResponse(booked.time.model_dump(mode="json"))
 
 
-def _unit(text: str) -> Identifier | None:
+def unit_of(text: str) -> Identifier | None:
+    """The care unit ``text`` names (kind|value or system|value); None if it names none."""
     try:
         return claimed_identifier(text, patient=False)
     except AccessDeniedError:
         return None
+
+
+def offered(unit: str, code: str) -> tuple[CareUnitTimes, TimeType] | None:
+    """The care unit ``unit`` names and its time type ``code``; None if it publishes none such."""
+    identifier = unit_of(unit)
+    clinic = None if identifier is None else care_unit(identifier)
+    kind = None if clinic is None else clinic.time_type(code)
+    return None if clinic is None or kind is None else (clinic, kind)
 
 
 def patient_side(access: Access) -> bool:

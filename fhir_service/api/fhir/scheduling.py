@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from fhir_service.api.audit_trail import change_by
-from fhir_service.api.booking import patient_side
+from fhir_service.api.booking import offered, patient_side
 from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, StoreDep
 from fhir_service.api.fhir.bodies import BodyError, fhir_body
 from fhir_service.api.fhir.guard import FhirGuard
@@ -28,12 +28,10 @@ from fhir_service.booking.service import (
     SlotNotFoundError,
     SlotTakenError,
 )
-from fhir_service.contract import Identifier
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import guarantee_verdict, instant
 from fhir_service.mapping.identifier_systems import system_for
-from fhir_service.mapping.time_types import UnknownTimeTypeError, care_unit
-from fhir_service.security.access import AccessDeniedError, claimed_identifier
+from fhir_service.mapping.time_types import UnknownTimeTypeError
 from fhir_service.sync.store import ContractNotFoundError, OutsideCompartmentError
 
 __all__ = ["router"]
@@ -69,12 +67,11 @@ async def find(
     """Free times of a care unit's time type as proposed Appointments (IHE ITI-115 shape)."""
 
     async def work() -> Response:
-        unit = _unit(organization)
-        clinic = None if unit is None else care_unit(unit)
         code = visit_type.removeprefix(f"{urls.CS_TIME_TYPE}|")
-        kind = None if clinic is None else clinic.time_type(code)
-        if clinic is None or kind is None or (patient_side(access) and not kind.patient.book):
+        found = offered(organization, code)
+        if found is None or (patient_side(access) and not found[1].patient.book):
             return outcome(404, "not-found", f"{organization} offers no {code!r} times to book")
+        clinic, kind = found
         if start.tzinfo is None or end.tzinfo is None or end <= start:
             return outcome(400, "invalid", "start and end need time zones, and end after start")
         if end - start > timedelta(days=92):
@@ -198,13 +195,6 @@ async def book(
         return fhir_response({"resourceType": "Bundle", "type": "collection", "entry": [entry]})
 
     return await answer(request, work)
-
-
-def _unit(text: str) -> Identifier | None:
-    try:
-        return claimed_identifier(text, patient=False)
-    except AccessDeniedError:
-        return None
 
 
 def _appointment_of(body: Resource) -> Resource | None:
