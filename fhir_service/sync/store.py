@@ -298,10 +298,21 @@ class ContractStore:
         return contract.model_copy(update={"version": version})
 
     async def update(
-        self, contract: Contract, expected_version: int, by: Change | None = None
+        self,
+        contract: Contract,
+        expected_version: int,
+        by: Change | None = None,
+        *,
+        read: StoredContract | None = None,
     ) -> Contract:
-        """Replace the contents of a draft or a contract under revision."""
-        current, careplan_id = await self._stored(contract.id, by)
+        """Replace the contents of a draft or a contract under revision.
+
+        ``read``: the contract as the caller has just read it with :meth:`records` and the same
+        ``by``, so it is not read again; a change since then still fails the write whole
+        (:class:`StaleVersionError`), since the CarePlan is written at the version read.
+        """
+        stored = read or await self._search_one(contract.id, by)
+        current, careplan_id = stored.contract, stored.careplan_id
         self._check(current, expected_version)
         if by is not None and not by.compartment.allows(contract):
             raise AccessDeniedError(Denial.OUTSIDE_COMPARTMENT)

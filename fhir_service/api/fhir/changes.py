@@ -27,6 +27,7 @@ from fhir_service.sync.store import (
     ContractStore,
     OutsideCompartmentError,
     StaleVersionError,
+    StoredContract,
 )
 
 __all__ = [
@@ -48,12 +49,14 @@ class MixedChangeError(Exception):
 
 
 async def step_to(
-    store: ContractStore, current: Contract, wanted: Contract, expected: int, change: Change
+    store: ContractStore, stored: StoredContract, wanted: Contract, expected: int, change: Change
 ) -> Contract:
-    """Store ``wanted`` in place of ``current`` (at version ``expected``): new contents, or the
-    lifecycle step from ``current``'s status to ``wanted``'s."""
+    """Store ``wanted`` in place of the contract as ``stored`` (read with ``change``, expected
+    at version ``expected``): new contents, or the lifecycle step from its status to
+    ``wanted``'s."""
+    current = stored.contract
     if wanted.status is current.status:
-        return await store.update(wanted, expected, change)
+        return await store.update(wanted, expected, change, read=stored)
     if _contents(wanted) != _contents(current):
         raise MixedChangeError(
             f"the contract goes from {current.status} to {wanted.status} and its contents change"

@@ -34,7 +34,11 @@ from fhir_service.contract import Contract
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.security.access import Access, AccessDeniedError, Denial, Requirement, decide
-from fhir_service.sync.store import ContractNotFoundError, ContractStore
+from fhir_service.sync.store import (
+    ContractNotFoundError,
+    ContractStore,
+    OutsideCompartmentError,
+)
 
 __all__ = ["TRANSACTION_TYPES", "router"]
 
@@ -112,7 +116,9 @@ async def _store(
 ) -> Response:
     change = change_by(access, trail)
     try:
-        current = await store.read(contract.id)
+        current = await store.records(contract.id, change)
+    except OutsideCompartmentError:
+        raise
     except ContractNotFoundError:
         current = None
     if current is None:

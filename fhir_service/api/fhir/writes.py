@@ -184,10 +184,10 @@ async def _store(
     if codes:
         raise _RefusedError(422, "code-invalid", "; ".join(f"{p}: {m}" for p, m in codes))
     trail.saw_contract(wanted)
-    current = stored.contract
-    if current.version is None:
-        raise ValueError(f"contract {current.id!r} was read without a version")
-    written = await step_to(store, current, wanted, current.version, change_by(access, trail))
+    version = stored.contract.version
+    if version is None:
+        raise ValueError(f"contract {stored.contract.id!r} was read without a version")
+    written = await step_to(store, stored, wanted, version, change_by(access, trail))
     trail.saw_contract(written)
 
 
