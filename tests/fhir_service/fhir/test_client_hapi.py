@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -115,3 +118,27 @@ async def test_search_pages_through_every_match_and_respects_the_cap(
     assert everything.pages == 3
     assert sorted(r["identifier"][0]["value"] for r in everything.matches()) == list("01234")
     assert (capped.pages, len(capped.matches()), capped.truncated) == (2, 4, True)
+
+
+class _ImportWatcher(importlib.abc.MetaPathFinder):
+    """Notes every module Python goes looking for; finds none itself."""
+
+    def __init__(self) -> None:
+        self.looked_for: list[str] = []
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> None:
+        self.looked_for.append(fullname)
+
+
+async def test_a_request_looks_for_no_module(hapi: HapiClient) -> None:
+    # A failed import is not cached: a library trying one per request (httpcore does when
+    # sniffio is missing) searches the whole sys.path on every request to HAPI.
+    await hapi.search("Goal", [("_count", "1")])
+    watcher = _ImportWatcher()
+    sys.meta_path.insert(0, watcher)
+    try:
+        await hapi.search("Goal", [("_count", "1")])
+    finally:
+        sys.meta_path.remove(watcher)
+
+    assert watcher.looked_for == []
