@@ -79,7 +79,8 @@ CodePath = Annotated[
 ]
 
 
-def _service(hapi: HapiClientDep, store: StoreDep) -> BookingService:
+async def _service(hapi: HapiClientDep, store: StoreDep) -> BookingService:
+    # A coroutine only so that FastAPI does not hop to its thread pool to build it.
     return BookingService(hapi, store)
 
 
