@@ -26,8 +26,11 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 def make_engine(url: str) -> Engine:
     """An engine for ``url``; for a SQLite file, its directory is created first."""
     parsed = make_url(url)
-    engine = create_engine(url, pool_pre_ping=True)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+    sqlite = parsed.get_backend_name() == "sqlite"
+    # A server can drop a pooled connection, so each is pinged before use; a SQLite file cannot,
+    # and the ping would only add a statement to every audit record's insert.
+    engine = create_engine(url, pool_pre_ping=not sqlite)
+    if sqlite and parsed.database not in (None, "", ":memory:"):
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         event.listen(engine, "connect", _sqlite_file_settings)
     return engine
