@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
@@ -19,7 +19,7 @@ from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.metrics import Metrics
-from fhir_service.sync.changes import ChangeFeed, changes_in
+from fhir_service.sync.changes import WATCHED_TYPES, ChangeFeed, changes_in
 from fhir_service.sync.store import ContractStore
 from fhir_service.sync.tables import Delivery
 from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
@@ -205,6 +205,27 @@ async def test_with_no_webhook_registered_changes_are_only_marked_seen_without_r
 
     assert made >= 3
     assert _gets(metrics) - before == 3, "one history read per watched type, nothing else"
+
+
+async def test_changes_seen_before_are_skipped_after_one_look_per_type(
+    hapi: HapiClient, sqlite: Engine
+) -> None:
+    registry = WebhookRegistry(sqlite, TargetPolicy())
+    feed = ChangeFeed(hapi, sqlite, ContractStore(hapi), registry, page_size=1000)
+    await feed.catch_up()
+    for _ in range(3):
+        await ContractStore(hapi).create(_contract(unique_personnummer(), unique_hsa_id()))
+    made = await feed.catch_up()
+    statements: list[str] = []
+    event.listen(sqlite, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    again = await feed.catch_up()
+
+    # The window overlaps the one before: its changes are looked up by type, not one by one
+    # (cursor, webhooks, then a query per watched type).
+    assert made >= 9
+    assert again == 0
+    assert len(statements) <= 2 + len(WATCHED_TYPES), statements
 
 
 def _gets(metrics: Metrics) -> float:
