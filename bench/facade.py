@@ -4,9 +4,10 @@
 
 Two measurements, in the same run, against the same HAPI, each request timed by its client:
 
-- create: ``POST /contracts`` with a contract's JSON, against POSTing the transaction Bundle
-  ``contract_to_bundle(contract, language, new=True)`` makes of it straight to HAPI. Every
-  request carries a contract of its own (id and patient), so neither side ever finds one there.
+- create: ``POST /contracts`` with a contract's JSON, against POSTing straight to HAPI the
+  transaction the service sends for it: ``contract_to_bundle(contract, language, new=True)``
+  with the change's Provenance, naming the same author as the service's does. Every request
+  carries a contract of its own (id and patient), so neither side ever finds one there.
 - read: ``GET /contracts/{id}`` against the one search the service sends HAPI for it
   (``CarePlan?identifier=...`` with ``READ_PARAMS``), both sides reading the same contracts
   (those the create measurement stored). HAPI caches no search results (``StorageConfig``), so
@@ -39,6 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,8 @@ from bench.support import hapi_base_url
 from fhir_service.contract import Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import READ_PARAMS
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.provenance import Author, change_entry
 from fhir_service.mapping.tables import Language
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.security.dev_keys import (
@@ -66,6 +70,8 @@ READY_TIMEOUT = 300.0
 TIMEOUT = 60.0
 FHIR_JSON = "application/fhir+json"
 AUDIT_PENDING = "fhir_service_audit_records_pending"
+SUBJECT = "bench-facade"
+CLIENT_ID = "bench-facade"
 
 
 @dataclass(frozen=True)
@@ -167,8 +173,9 @@ def tokens(workdir: Path, contracts: Sequence[Contract]) -> dict[tuple[str, str]
             "ehr",
             issuer=LOCAL_ISSUER,
             audience=LOCAL_AUDIENCE,
-            subject="bench-facade",
+            subject=SUBJECT,
             organization="|".join(unit),
+            client_id=CLIENT_ID,
             lifetime_seconds=24 * 3600,
         )
         minted[unit] = mint_token(key, claims)
@@ -178,6 +185,22 @@ def tokens(workdir: Path, contracts: Sequence[Contract]) -> dict[tuple[str, str]
 def _unit(contract: Contract) -> tuple[str, str]:
     unit = contract.responsible_clinician.organization.identifier
     return unit.kind.value, unit.value
+
+
+def _transaction(contract: Contract, language: Language) -> dict[str, Any]:
+    """The transaction the service sends HAPI to create ``contract`` for a ``tokens`` token."""
+    bundle = contract_to_bundle(contract, language, new=True)
+    unit = contract.responsible_clinician.organization.identifier
+    author = Author(
+        user=(LOCAL_ISSUER, SUBJECT),
+        client_id=CLIENT_ID,
+        organization=(system_for(unit.kind), unit.value),
+    )
+    recorded = datetime.now(UTC)
+    bundle["entry"].append(
+        change_entry(bundle, contract, author, activity="create", created=True, recorded=recorded)
+    )
+    return bundle
 
 
 def _contract_json(contract: Contract) -> bytes:
@@ -330,7 +353,7 @@ def run(hapi_url: str, args: argparse.Namespace) -> bool:
                     hapi_http.build_request(
                         "POST",
                         "",
-                        content=_compact(contract_to_bundle(c, language, new=True)),
+                        content=_compact(_transaction(c, language)),
                         headers={"Accept": FHIR_JSON, "Content-Type": FHIR_JSON},
                     )
                     for c in theirs
