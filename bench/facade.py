@@ -1,6 +1,7 @@
 """Facade overhead: a contract created and read through the service, against HAPI directly.
 
-    .venv/bin/python -m bench.facade [--iterations 200] [--rounds 10] [--warm-up 10]
+    .venv/bin/python -m bench.facade [--iterations 200] [--rounds 10] [--warm-up 50]
+                                     [--hapi-database h2|postgres]
 
 Two measurements, in the same run, against the same HAPI, each request timed by its client:
 
@@ -20,8 +21,9 @@ per responsible care unit of the examples. Each side has one keep-alive client a
 in flight; bodies are serialized before the clock starts. The sides take turns in ``--rounds``
 rounds, the first side alternating, and the service's audit backlog is drained before every
 turn, so load changes and background writes hit both alike. Target: the service's median at
-most 1.25x HAPI's. Uses ``FHIR_BASE_URL`` when set, otherwise starts the local HAPI (in memory)
-for the run.
+most 1.25x HAPI's. Uses ``FHIR_BASE_URL`` when set, otherwise starts the local HAPI for the
+run: in memory, or with ``--hapi-database postgres`` on PostgreSQL as in production, where HAPI
+itself is slower and the same overhead is a smaller ratio.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from typing import Any
 import httpx
 
 from bench.bulk import EXAMPLES, generated
-from bench.support import hapi_base_url
+from bench.support import HAPI_DATABASES, hapi_base_url
 from fhir_service.contract import Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import READ_PARAMS
@@ -403,13 +405,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=10)
-    parser.add_argument("--warm-up", type=int, default=10)
+    parser.add_argument("--warm-up", type=int, default=50)
+    parser.add_argument(
+        "--hapi-database",
+        choices=HAPI_DATABASES,
+        default="h2",
+        help="what the HAPI started for the run stores in: h2 in memory (as the tests run it) "
+        "or a fresh PostgreSQL database (as docker-compose.yml runs it); not with FHIR_BASE_URL",
+    )
     args = parser.parse_args()
     if args.iterations < 2 * args.rounds:
         parser.error("every round needs two requests a side: raise --iterations")
     if args.warm_up < 0:
         parser.error("--warm-up cannot be negative")
-    with hapi_base_url() as hapi_url:
+    with hapi_base_url(args.hapi_database) as hapi_url:
         run(hapi_url, args)
 
 
