@@ -3,7 +3,8 @@
 The rules are data (``mappings/booking/care-guarantee.json``), one rule set per jurisdiction:
 Sweden's vårdgaranti (contact the same day, assessment within 3 days, a specialist visit and
 planned treatment within 90 days each) and Norway's assessment of a referral within 10 working
-days and the deadline for necessary specialist care that is set for each patient.
+days (Monday to Friday, skipping Norway's public holidays, Easter's among them) and the deadline
+for necessary specialist care that is set for each patient.
 
 A deadline is the end of its last day on the clinic's clock (Europe/Stockholm, Europe/Oslo):
 counting is by local dates, so summer time and the caller's own time zone change neither the
@@ -29,10 +30,12 @@ __all__ = [
     "GuaranteeRuleSet",
     "GuaranteeStep",
     "Level",
+    "PublicHolidays",
     "UnknownGuaranteeError",
     "Verdict",
     "care_guarantee",
     "deadline",
+    "easter_sunday",
     "guarantee_step",
     "rule_set",
     "verdict",
@@ -72,6 +75,34 @@ class GuaranteeStep(_Data):
         return self.names[language]
 
 
+class PublicHolidays(_Data):
+    """The days a jurisdiction's working days skip besides Saturday and Sunday."""
+
+    fixed_dates: tuple[str, ...]
+    """Month and day, ``MM-DD``, the same every year."""
+    days_from_easter: tuple[int, ...]
+    """Days after (negative: before) Easter Sunday, e.g. -2 for Good Friday."""
+    source: str
+
+    @field_validator("fixed_dates")
+    @classmethod
+    def _month_days(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for month_day in value:
+            # Checked in a common year: a holiday on 29 February would not exist most years.
+            try:
+                date.fromisoformat(f"2001-{month_day}")
+            except ValueError:
+                raise ValueError(f"{month_day!r} is not a month and day (MM-DD)") from None
+        return value
+
+    def of(self, year: int) -> frozenset[date]:
+        """The public holidays of ``year``."""
+        easter = easter_sunday(year)
+        fixed = {date.fromisoformat(f"{year}-{month_day}") for month_day in self.fixed_dates}
+        moving = {easter + timedelta(days=offset) for offset in self.days_from_easter}
+        return frozenset(fixed | moving)
+
+
 class GuaranteeRuleSet(_Data):
     """A jurisdiction's care guarantee: its steps and the clock their days are counted on."""
 
@@ -80,6 +111,7 @@ class GuaranteeRuleSet(_Data):
     time_zone: str
     source: str
     note: str | None = None
+    public_holidays: PublicHolidays | None = None
     steps: tuple[GuaranteeStep, ...]
 
     @field_validator("time_zone")
@@ -96,6 +128,12 @@ class GuaranteeRuleSet(_Data):
     def zone(self) -> ZoneInfo:
         """The clinic's clock: the days of this jurisdiction's limits are its local dates."""
         return ZoneInfo(self.time_zone)
+
+    def is_working_day(self, day: date) -> bool:
+        """Monday to Friday, and not one of this jurisdiction's public holidays."""
+        if day.weekday() >= 5:
+            return False
+        return self.public_holidays is None or day not in self.public_holidays.of(day.year)
 
     def step(self, code: str) -> GuaranteeStep:
         """The step ``code``, or :class:`UnknownGuaranteeError` naming the steps there are."""
@@ -164,9 +202,10 @@ def deadline(
     """The last moment ``step`` may happen when its count started at ``since``.
 
     That is the end (23:59:59.999999, clinic time) of the local day that is ``days`` calendar
-    days, or working days (Monday to Friday, holidays not skipped), after ``since``'s local
-    date; 0 days is the end of that same day. A step without fixed days needs ``individual``,
-    the deadline date set for the case; a step with fixed days refuses one.
+    days, or working days (Monday to Friday but the rule set's public holidays), after
+    ``since``'s local date; 0 days is the end of that same day. A step without fixed days
+    needs ``individual``, the deadline date set for the case; a step with fixed days refuses
+    one.
     """
     rules = rule_set(jurisdiction)
     rule = rules.step(step)
@@ -190,7 +229,7 @@ def deadline(
             "it takes no individual deadline"
         )
     elif rule.working_days:
-        last = _add_working_days(start, rule.days)
+        last = _add_working_days(start, rule.days, rules)
     else:
         last = start + timedelta(days=rule.days)
     return datetime.combine(last, time.max, tzinfo=zone)
@@ -224,12 +263,27 @@ def _local(moment: datetime, zone: ZoneInfo, name: str) -> datetime:
     return moment.astimezone(zone)
 
 
-def _add_working_days(start: date, days: int) -> date:
+def easter_sunday(year: int) -> date:
+    """Easter Sunday of ``year`` in the Gregorian calendar (the anonymous Gregorian computus)."""
+    golden = year % 19
+    century, of_century = divmod(year, 100)
+    leap_centuries, century_rest = divmod(century, 4)
+    moon_correction = (century + 8) // 25
+    solar_correction = (century - moon_correction + 1) // 3
+    epact = (19 * golden + century - leap_centuries - solar_correction + 15) % 30
+    leap_years, year_rest = divmod(of_century, 4)
+    weekday = (32 + 2 * century_rest + 2 * leap_years - epact - year_rest) % 7
+    shift = (golden + 11 * epact + 22 * weekday) // 451
+    month, day = divmod(epact + weekday - 7 * shift + 114, 31)
+    return date(year, month, day + 1)
+
+
+def _add_working_days(start: date, days: int, rules: GuaranteeRuleSet) -> date:
     # The start day itself never counts, as with calendar days: day 1 is the next working day.
     day = start
     remaining = days
     while remaining:
         day += timedelta(days=1)
-        if day.weekday() < 5:
+        if rules.is_working_day(day):
             remaining -= 1
     return day

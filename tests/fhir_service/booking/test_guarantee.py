@@ -6,12 +6,14 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
 from fhir_service.booking.guarantee import (
+    GuaranteeRuleSet,
     UnknownGuaranteeError,
     care_guarantee,
     deadline,
-    guarantee_step,
+    easter_sunday,
     rule_set,
     verdict,
 )
@@ -66,11 +68,49 @@ def test_every_step_of_every_rule_set_has_its_names_and_a_source() -> None:
             assert step.source.strip(), step.code
 
 
-def test_the_norwegian_data_says_public_holidays_are_not_skipped() -> None:
-    step = guarantee_step("NO", "referral-assessment")
+def test_norways_public_holidays_are_its_helligdager_and_1_and_17_may() -> None:
+    holidays = rule_set("NO").public_holidays
 
-    assert step.note is not None
-    assert "holiday" in step.note
+    assert holidays is not None
+    assert sorted(holidays.of(2026)) == [
+        date(2026, 1, 1),
+        date(2026, 4, 2),  # skjærtorsdag
+        date(2026, 4, 3),  # langfredag
+        date(2026, 4, 5),  # påskedag
+        date(2026, 4, 6),  # andre påskedag
+        date(2026, 5, 1),
+        date(2026, 5, 14),  # Kristi himmelfartsdag
+        date(2026, 5, 17),
+        date(2026, 5, 24),  # pinsedag
+        date(2026, 5, 25),  # andre pinsedag
+        date(2026, 12, 25),
+        date(2026, 12, 26),
+    ]
+    assert rule_set("SE").public_holidays is None
+
+
+@pytest.mark.parametrize(
+    ("year", "easter"),
+    [
+        (2024, date(2024, 3, 31)),
+        (2025, date(2025, 4, 20)),
+        (2027, date(2027, 3, 28)),
+        (2038, date(2038, 4, 25)),  # the latest Easter can fall
+        (2285, date(2285, 3, 22)),  # the earliest
+        (2000, date(2000, 4, 23)),
+    ],
+)
+def test_easter_sunday(year: int, easter: date) -> None:
+    assert easter_sunday(year) == easter
+
+
+@pytest.mark.parametrize("month_day", ["13-01", "02-29", "5-17"])
+def test_a_holiday_date_that_is_not_there_every_year_is_refused(month_day: str) -> None:
+    data = rule_set("NO").model_dump(by_alias=True)
+    data["publicHolidays"]["fixedDates"] = ["05-17", month_day]
+
+    with pytest.raises(ValidationError, match=month_day):
+        GuaranteeRuleSet.model_validate(data)
 
 
 def test_same_day_contact_is_in_time_at_2359_and_late_at_midnight() -> None:
@@ -157,11 +197,17 @@ def test_days_over_counts_local_days_past_the_deadline() -> None:
         (date(2025, 3, 8), date(2025, 3, 21)),  # a Saturday: day 1 is Monday
         (date(2025, 3, 9), date(2025, 3, 21)),  # a Sunday
         (date(2025, 3, 10), date(2025, 3, 24)),  # a Monday: ends on a Monday, not a Saturday
-        # Holidays are not skipped (the data says so): Good Friday and Easter Monday count.
-        (date(2025, 4, 10), date(2025, 4, 24)),
+        # Maundy Thursday, Good Friday and Easter Monday are not working days.
+        (date(2025, 4, 10), date(2025, 4, 29)),
+        # Ascension Day (Thursday 29 May 2025) is not; 17 May 2025 is a Saturday anyway.
+        (date(2025, 5, 19), date(2025, 6, 3)),
+        # Christmas (Thursday, Friday) and New Year's Day (Thursday).
+        (date(2025, 12, 22), date(2026, 1, 8)),
+        # 1 May 2026 is a Friday; Ascension Day 14 May a Thursday.
+        (date(2026, 4, 30), date(2026, 5, 18)),
     ],
 )
-def test_norways_10_working_days_skip_weekends(received: date, last_day: date) -> None:
+def test_norways_10_working_days_skip_weekends_and_holidays(received: date, last_day: date) -> None:
     since = datetime.combine(received, time(14, 0), tzinfo=OSLO)
 
     due = deadline("NO", "referral-assessment", since)
