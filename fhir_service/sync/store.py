@@ -185,8 +185,7 @@ class ContractStore:
 
     async def read(self, contract_id: str) -> Contract:
         """The contract as stored, with its current version."""
-        contract, _ = await self._stored(contract_id)
-        return contract
+        return (await self._search_one(contract_id, None)).contract
 
     async def records(self, contract_id: str, by: Change | None = None) -> StoredContract:
         """The contract with the FHIR records it is stored as, read in one search.
@@ -328,10 +327,21 @@ class ContractStore:
         return await self._write(contract, current, careplan_id, by, "update")
 
     async def revise(
-        self, contract_id: str, expected_version: int, by: Change | None = None
+        self,
+        contract_id: str,
+        expected_version: int,
+        by: Change | None = None,
+        *,
+        read: StoredContract | None = None,
     ) -> Contract:
-        """Open an agreed contract for revision."""
-        return await self._transition(contract_id, expected_version, lifecycle.revise, by, "revise")
+        """Open an agreed contract for revision.
+
+        ``read``, here and in the other steps: the contract as :meth:`records` has just given
+        it with the same ``by``, so it is not read again (see :meth:`update`).
+        """
+        return await self._transition(
+            contract_id, expected_version, lifecycle.revise, by, "revise", read
+        )
 
     async def agree(
         self,
@@ -339,31 +349,55 @@ class ContractStore:
         expected_version: int,
         agreements: tuple[Agreement, ...],
         by: Change | None = None,
+        *,
+        read: StoredContract | None = None,
     ) -> Contract:
         """Record the patient's and the responsible clinician's agreement to this version."""
         return await self._transition(
-            contract_id, expected_version, lambda c: lifecycle.agree(c, agreements), by, "agree"
+            contract_id,
+            expected_version,
+            lambda c: lifecycle.agree(c, agreements),
+            by,
+            "agree",
+            read,
         )
 
     async def complete(
-        self, contract_id: str, expected_version: int, by: Change | None = None
+        self,
+        contract_id: str,
+        expected_version: int,
+        by: Change | None = None,
+        *,
+        read: StoredContract | None = None,
     ) -> Contract:
         """The contract has done its job."""
         return await self._transition(
-            contract_id, expected_version, lifecycle.complete, by, "complete"
+            contract_id, expected_version, lifecycle.complete, by, "complete", read
         )
 
     async def end(
-        self, contract_id: str, expected_version: int, by: Change | None = None
+        self,
+        contract_id: str,
+        expected_version: int,
+        by: Change | None = None,
+        *,
+        read: StoredContract | None = None,
     ) -> Contract:
         """The contract stops before it is done."""
-        return await self._transition(contract_id, expected_version, lifecycle.end, by, "end")
+        return await self._transition(contract_id, expected_version, lifecycle.end, by, "end", read)
 
     async def revoke(
-        self, contract_id: str, expected_version: int, by: Change | None = None
+        self,
+        contract_id: str,
+        expected_version: int,
+        by: Change | None = None,
+        *,
+        read: StoredContract | None = None,
     ) -> Contract:
         """The contract is withdrawn."""
-        return await self._transition(contract_id, expected_version, lifecycle.revoke, by, "revoke")
+        return await self._transition(
+            contract_id, expected_version, lifecycle.revoke, by, "revoke", read
+        )
 
     async def _transition(
         self,
@@ -372,18 +406,16 @@ class ContractStore:
         step: Callable[[Contract], Contract],
         by: Change | None,
         activity: str,
+        read: StoredContract | None,
     ) -> Contract:
-        current, careplan_id = await self._stored(contract_id, by)
+        stored = read or await self._search_one(contract_id, by)
+        current = stored.contract
         self._check(current, expected_version)
-        return await self._write(step(current), current, careplan_id, by, activity)
+        return await self._write(step(current), current, stored.careplan_id, by, activity)
 
     def _check(self, current: Contract, expected_version: int) -> None:
         if current.version != expected_version:
             raise StaleVersionError(current.id, expected_version, _version(current))
-
-    async def _stored(self, contract_id: str, by: Change | None = None) -> tuple[Contract, str]:
-        stored = await self._search_one(contract_id, by)
-        return stored.contract, stored.careplan_id
 
     async def _search_one(self, contract_id: str, by: Change | None) -> StoredContract:
         params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]

@@ -64,7 +64,7 @@ async def step_to(
         )
     contract_id = current.id
     if wanted.status is ContractStatus.AGREED:
-        return await store.agree(contract_id, expected, wanted.agreements, change)
+        return await store.agree(contract_id, expected, wanted.agreements, change, read=stored)
     steps = {
         ContractStatus.REVISED: store.revise,
         ContractStatus.COMPLETED: store.complete,
@@ -73,7 +73,7 @@ async def step_to(
     }
     if wanted.status not in steps:
         raise IllegalTransitionError(current.status, wanted.status)
-    return await steps[wanted.status](contract_id, expected, change)
+    return await steps[wanted.status](contract_id, expected, change, read=stored)
 
 
 def _contents(contract: Contract) -> Contract:

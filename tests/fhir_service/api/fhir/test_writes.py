@@ -13,7 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_service.contract import Contract
+from fhir_service.logs import current_request_id
 from fhir_service.mapping import urls
+from fhir_service.sync.store import Change, ContractStore
 from tests.auth import TestIssuer
 from tests.support import unique_personnummer
 
@@ -218,7 +220,7 @@ def test_a_patient_and_another_unit_cannot_write_a_contracts_records(
 
 
 def test_a_record_of_an_agreed_contract_is_not_changed_without_a_revision(
-    service: TestClient, ehr: dict[str, str], draft: Contract
+    service: TestClient, ehr: dict[str, str], draft: Contract, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     agreed_at = "2026-11-01T10:00:00+01:00"
     agreements = {
@@ -233,6 +235,7 @@ def test_a_record_of_an_agreed_contract_is_not_changed_without_a_revision(
     assert agreeing.status_code == 200, agreeing.text
     goal = _record(service, ehr, "Goal", f"{draft.id}/sleep")
     careplan = _record(service, ehr, "CarePlan", draft.id)
+    searches = _count_contract_searches(monkeypatch)
 
     changed = _put(
         service, ehr, {**goal, "description": {"text": "Not now"}}, goal["meta"]["versionId"]
@@ -246,7 +249,24 @@ def test_a_record_of_an_agreed_contract_is_not_changed_without_a_revision(
 
     assert changed.status_code == 409
     assert reopened.status_code == 200, reopened.text
+    # Each write read its contract once: the step took the contract the write had read.
+    assert searches == [draft.id, draft.id]
     assert _contract(service, ehr, draft.id)["status"] == "revised"
+
+
+def _count_contract_searches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the contracts the store searches for while answering a request from now on
+    (not in the background, where the change feed reads contracts too)."""
+    searched: list[str] = []
+    search_one = ContractStore._search_one
+
+    async def counted(store: ContractStore, contract_id: str, by: Change | None) -> Any:
+        if current_request_id() is not None:
+            searched.append(contract_id)
+        return await search_one(store, contract_id, by)
+
+    monkeypatch.setattr(ContractStore, "_search_one", counted)
+    return searched
 
 
 def _with_status(careplan: dict[str, Any], status: str) -> dict[str, Any]:
