@@ -19,10 +19,9 @@ from functools import cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, NonNegativeInt, field_validator
-from pydantic.alias_generators import to_camel
+from pydantic import NonNegativeInt, field_validator
 
-from fhir_service.mapping.tables import MAPPINGS_DIR, Language
+from fhir_service.mapping.tables import MAPPINGS_DIR, Language, MappingData
 
 __all__ = [
     "CareGuarantee",
@@ -46,18 +45,14 @@ _FILE = MAPPINGS_DIR / "booking" / "care-guarantee.json"
 Level = Literal["primary", "specialist"]
 
 
-class _Data(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel)
-
-
-class CountedFrom(_Data):
+class CountedFrom(MappingData):
     """The event a step's days are counted from, e.g. the referral being issued."""
 
     code: str
     names: dict[Language, str]
 
 
-class GuaranteeStep(_Data):
+class GuaranteeStep(MappingData):
     """One limit of a care guarantee, e.g. a specialist visit within 90 days of the referral."""
 
     code: str
@@ -75,7 +70,7 @@ class GuaranteeStep(_Data):
         return self.names[language]
 
 
-class PublicHolidays(_Data):
+class PublicHolidays(MappingData):
     """The days a jurisdiction's working days skip besides Saturday and Sunday."""
 
     fixed_dates: tuple[str, ...]
@@ -103,7 +98,7 @@ class PublicHolidays(_Data):
         return frozenset(fixed | moving)
 
 
-class GuaranteeRuleSet(_Data):
+class GuaranteeRuleSet(MappingData):
     """A jurisdiction's care guarantee: its steps and the clock their days are counted on."""
 
     jurisdiction: str
@@ -145,7 +140,7 @@ class GuaranteeRuleSet(_Data):
         return found
 
 
-class CareGuarantee(_Data):
+class CareGuarantee(MappingData):
     """The whole file: every jurisdiction's rule set."""
 
     url: str

@@ -12,10 +12,14 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
+
 __all__ = [
     "MAPPINGS_DIR",
     "CodeTable",
     "Language",
+    "MappingData",
     "UnknownCodeError",
     "care_guarantee_steps",
     "code_table",
@@ -28,6 +32,12 @@ __all__ = [
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
 
 Language = Literal["sv", "nb", "en"]
+
+
+class MappingData(BaseModel):
+    """A record of a structured mapping file: camelCase keys, none unknown, read-only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel)
 
 
 class UnknownCodeError(ValueError):

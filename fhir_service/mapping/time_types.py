@@ -10,11 +10,8 @@ from datetime import timedelta
 from functools import cache
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
 from fhir_service.contract import Identifier, Organization, OrganizationKind
-from fhir_service.mapping.tables import MAPPINGS_DIR, Language
+from fhir_service.mapping.tables import MAPPINGS_DIR, Language, MappingData
 
 __all__ = [
     "CareUnitTimes",
@@ -32,11 +29,7 @@ __all__ = [
 _FILE = MAPPINGS_DIR / "booking" / "time-types.json"
 
 
-class _Data(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=to_camel)
-
-
-class PatientRights(_Data):
+class PatientRights(MappingData):
     """What a patient may do with a time of this type online, by themselves."""
 
     book: bool
@@ -44,7 +37,7 @@ class PatientRights(_Data):
     rebook: bool
 
 
-class TimeType(_Data):
+class TimeType(MappingData):
     """One of a care unit's time types."""
 
     code: str
@@ -70,7 +63,7 @@ class TimeType(_Data):
         return timedelta(hours=self.cancel_cutoff_hours)
 
 
-class CareUnitTimes(_Data):
+class CareUnitTimes(MappingData):
     """One care unit's time types, and the clock its times are in."""
 
     care_unit: Identifier
@@ -89,7 +82,7 @@ class CareUnitTimes(_Data):
         return next((t for t in self.time_types if t.code == code), None)
 
 
-class ClinicConfiguration(_Data):
+class ClinicConfiguration(MappingData):
     """The whole file: every care unit that publishes bookable times."""
 
     url: str
