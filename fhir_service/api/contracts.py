@@ -155,6 +155,13 @@ class ContractList(BaseModel):
         description="True when this page holds less than matched: a patient is not shown "
         "drafts or restricted content. What was withheld is not said.",
     )
+    unreadable: list[str] = Field(
+        default_factory=list,
+        description="Contracts that matched but could not be read: their stored records were "
+        "changed in the FHIR store so that they no longer read as a contract. They are left out "
+        "of the page, not allowed to fail it; reading one answers 502 until an operator mends "
+        "it. A patient is told only that something was withheld.",
+    )
     # Beside the contracts, not in them: a contract is read to be written back as it was.
     labels: Labels = Field(
         default_factory=dict,
@@ -252,10 +259,14 @@ async def search_contracts(
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
         following = f"/contracts?{urlencode([*query, ('cursor', page.next_cursor)])}"
     language = negotiated_language(None, accept_language)
+    # Whose an unreadable contract is cannot be checked against what a patient may see (it may
+    # be a draft): a patient hears only that something was withheld.
+    named = list(page.unreadable) if walls.patient is None else []
     body = ContractList(
         contracts=shown,
         next=following,
-        withheld=any(d.withheld for d in disclosed),
+        withheld=any(d.withheld for d in disclosed) or len(named) < len(page.unreadable),
+        unreadable=named,
         labels=labels_used_by(shown, language),
     )
     return JSONResponse(body.model_dump(mode="json"), headers=language_headers(language))

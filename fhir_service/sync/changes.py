@@ -3,12 +3,22 @@
 HAPI's rest-hook Subscriptions only wake the feed up (they carry no payload, so nothing clinical
 travels twice); what changed is always read from HAPI's ``_history`` since the cursor kept in the
 service DB. The feed also runs at start and on a timer, so changes made while the service was
-down, or whose rest-hook HAPI dropped, still go out. Windows overlap a little, because a
-transaction can commit with a ``lastUpdated`` just before a change already seen; the
-``seen_changes`` table keeps overlapping reads and several instances from making an event twice.
+down, or whose rest-hook HAPI dropped, still go out.
+
+Each watched type has a cursor of its own: the newest ``lastUpdated`` its own read saw. A cursor
+shared by the types read one after the other would lose changes: the types later in a round are
+read later (after the lookups the earlier ones needed), so their newest change can be far past
+what the first type's read could see, and the next round would start after changes of the first
+type that committed meanwhile. Windows overlap the cursor, because HAPI stamps a transaction's
+``lastUpdated`` when it starts, not when it commits: a transaction still running at a read commits
+later with an older stamp. The ``seen_changes`` table keeps overlapping reads and several
+instances from making an event twice.
 
 An event names the resource version that changed and its contract, not the patient: receivers
-read what they need with their own access rights.
+read what they need with their own access rights. A change that leaves its contract unreadable (a
+record edited in HAPI so that the mapping cannot read it back) is announced all the same, to the
+webhooks its stored records route it to, marked ``"readable": false``, and logged: the contract
+needs mending, and the units that hold it are the ones to hear of it.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ _log = logging.getLogger(__name__)
 WATCHED_TYPES = ("CarePlan", "CareTeam", "Appointment")
 
 _CURSOR = "history_cursor"
+"""The name of the cursor the types shared before each had its own: where those start."""
 # Well below the bound parameters SQLite takes in one statement.
 _IDS_PER_QUERY = 500
 
@@ -78,7 +89,7 @@ class Change:
 @dataclass(frozen=True)
 class Routing:
     """Who a change concerns: its contract, its patient's identifiers, the care units taking part
-    and the one responsible for the contract (None when the contract could not be read).
+    and the one responsible for the contract (None when that could not be found out).
 
     Identifiers are ``system|value`` tokens, the form webhook filters use.
     """
@@ -87,6 +98,8 @@ class Routing:
     patients: frozenset[str]
     care_units: frozenset[str]
     responsible_unit: str | None = None
+    readable: bool = True
+    """False when the contract's stored records no longer read as a contract."""
 
     def wanted_by(self, webhook: Registration) -> bool:
         """Whether ``webhook`` is told of this change: only records of contracts make events."""
@@ -150,44 +163,51 @@ class ChangeFeed:
         self.max_pages = max_pages
 
     async def catch_up(self) -> int:
-        """Turn every change since the cursor into events; returns how many were new."""
-        cursor = await asyncio.to_thread(self._read_cursor)
-        if cursor is None:
-            # First start: begin at HAPI's "now". Nothing registered before can want older news.
-            start = await self.hapi.history(WATCHED_TYPES[0], params=[("_count", "1")])
-            await asyncio.to_thread(self._write_cursor, _server_now(start.meta))
-            return 0
-        since = cursor - self.overlap
-        newest = cursor
-        made = 0
+        """Turn every change since the cursors into events; returns how many were new."""
         webhooks = await asyncio.to_thread(self.registry.list)
         # A contract written once changes many resources; its routing is looked up once a round.
         routes: dict[str, Routing] = {}
+        made = 0
         for resource_type in WATCHED_TYPES:
-            result = await self.hapi.history(
-                resource_type,
-                params=[
-                    ("_since", since.isoformat(timespec="milliseconds")),
-                    ("_count", str(self.page_size)),
-                ],
-                max_pages=self.max_pages,
+            made += await self._catch_up(resource_type, webhooks, routes)
+        return made
+
+    async def _catch_up(
+        self, resource_type: str, webhooks: list[Registration], routes: dict[str, Routing]
+    ) -> int:
+        cursor = await asyncio.to_thread(self._read_cursor, resource_type)
+        if cursor is None:
+            # First start: begin at HAPI's "now". Nothing registered before can want older news.
+            start = await self.hapi.history(resource_type, params=[("_count", "1")])
+            await asyncio.to_thread(self._write_cursor, resource_type, _server_now(start.meta))
+            return 0
+        since = cursor - self.overlap
+        result = await self.hapi.history(
+            resource_type,
+            params=[
+                ("_since", since.isoformat(timespec="milliseconds")),
+                ("_count", str(self.page_size)),
+            ],
+            max_pages=self.max_pages,
+        )
+        if result.truncated:
+            _log.error(
+                "history catch-up hit its page cap; the rest follows on the next round",
+                extra={"resource_type": resource_type},
             )
-            if result.truncated:
-                _log.error(
-                    "history catch-up hit its page cap; the rest follows on the next round",
-                    extra={"resource_type": resource_type},
-                )
-            changes = changes_in(result.entries)
-            # The window overlaps the last read: most of it was seen, and is skipped after one
-            # look at the table rather than one per change.
-            seen = await asyncio.to_thread(self._seen_among, changes)
-            for change in changes:
-                if change.key not in seen:
-                    made += await self._record(change, webhooks, routes)
-                if change.last_updated is not None and not result.truncated:
-                    newest = max(newest, change.last_updated)
+        changes = changes_in(result.entries)
+        # The window overlaps the last read: most of it was seen, and is skipped after one look
+        # at the table rather than one per change.
+        seen = await asyncio.to_thread(self._seen_among, changes)
+        made = 0
+        newest = cursor
+        for change in changes:
+            if change.key not in seen:
+                made += await self._record(change, webhooks, routes)
+            if change.last_updated is not None and not result.truncated:
+                newest = max(newest, change.last_updated)
         if newest > cursor:
-            await asyncio.to_thread(self._write_cursor, newest)
+            await asyncio.to_thread(self._write_cursor, resource_type, newest)
         return made
 
     async def _record(
@@ -220,12 +240,35 @@ class ChangeFeed:
         if contract_id is not None:
             try:
                 contract = await self.store.read(contract_id)
-            except (ContractNotFoundError, UnreadableContractError):
+            except ContractNotFoundError:
                 pass
+            except UnreadableContractError as exc:
+                routes[contract_id] = await self._routing_of_unreadable(change, contract_id, exc)
+                return routes[contract_id]
             else:
                 routes[contract_id] = _routing_of(contract)
                 return routes[contract_id]
         return Routing(contract_id, await self._patient_of(resource), frozenset())
+
+    async def _routing_of_unreadable(
+        self, change: Change, contract_id: str, exc: UnreadableContractError
+    ) -> Routing:
+        # Reads of it fail until somebody mends it: say so where an operator looks, and route the
+        # news by the records as stored, so the units holding the contract hear of it.
+        _log.warning(
+            "a change left its contract unreadable; it is announced by its stored records",
+            extra={
+                "contract_id": contract_id,
+                "resource": f"{change.resource_type}/{change.resource_id}",
+                "version": change.version,
+                "reason": str(exc),
+            },
+        )
+        try:
+            records = await self.store.stored_records(contract_id)
+        except ContractNotFoundError:
+            return Routing(contract_id, frozenset(), frozenset(), readable=False)
+        return _routing_of_records(records, contract_id)
 
     async def _patient_of(self, resource: Resource) -> frozenset[str]:
         references = [resource.get("subject", {}).get("reference")]
@@ -285,18 +328,27 @@ class ChangeFeed:
             return False
         return True
 
-    def _read_cursor(self) -> datetime | None:
+    def _read_cursor(self, resource_type: str) -> datetime | None:
+        names = (_cursor_name(resource_type), _CURSOR)
         with Session(self.engine) as session:
-            value = session.scalar(select(SyncState.value).where(SyncState.name == _CURSOR))
-        return _instant(value)
+            rows = session.execute(
+                select(SyncState.name, SyncState.value).where(SyncState.name.in_(names))
+            )
+            values = {name: value for name, value in rows}
+        return _instant(values.get(names[0], values.get(_CURSOR)))
 
-    def _write_cursor(self, moment: datetime) -> None:
+    def _write_cursor(self, resource_type: str, moment: datetime) -> None:
+        name = _cursor_name(resource_type)
         with Session(self.engine) as session, session.begin():
-            row = session.get(SyncState, _CURSOR)
+            row = session.get(SyncState, name)
             if row is None:
-                session.add(SyncState(name=_CURSOR, value=moment.isoformat()))
+                session.add(SyncState(name=name, value=moment.isoformat()))
             elif (_instant(row.value) or moment) <= moment:
                 row.value = moment.isoformat()
+
+
+def _cursor_name(resource_type: str) -> str:
+    return f"{_CURSOR}:{resource_type}"
 
 
 _NOBODY = Routing(None, frozenset(), frozenset())
@@ -314,8 +366,16 @@ def _payload(event_id: str, change: Change, routing: Routing) -> dict[str, Any]:
             "versionId": change.version,
             "reference": f"{reference}/_history/{change.version}",
         },
-        "contract": None if routing.contract_id is None else {"id": routing.contract_id},
+        "contract": _contract_of(routing),
     }
+
+
+def _contract_of(routing: Routing) -> dict[str, Any] | None:
+    if routing.contract_id is None:
+        return None
+    if routing.readable:
+        return {"id": routing.contract_id}
+    return {"id": routing.contract_id, "readable": False}
 
 
 def _routing_of(contract: Contract) -> Routing:
@@ -329,6 +389,59 @@ def _routing_of(contract: Contract) -> Routing:
         frozenset({_token(contract.patient.identifier)}),
         frozenset(_token(o.identifier) for o in organizations),
         _token(contract.responsible_clinician.organization.identifier),
+    )
+
+
+def _routing_of_records(records: Resource, contract_id: str) -> Routing:
+    """Who a change of an unreadable contract concerns, from its stored records (a search
+    Bundle with the includes the store reads): the CarePlan's subject, the organization of its
+    author (the responsible unit), and every organization among the records.
+
+    Only structure is read, no codes or texts, so whatever made the contract unreadable does not
+    keep its units from hearing of it.
+    """
+    resources: list[Resource] = [
+        e["resource"] for e in records.get("entry") or [] if isinstance(e.get("resource"), dict)
+    ]
+    by_reference: dict[str, Resource] = {
+        f"{r.get('resourceType')}/{r.get('id')}": r for r in resources
+    }
+
+    def follow(reference: object) -> Resource:
+        target = reference.get("reference") if isinstance(reference, dict) else None
+        return by_reference.get(str(target).split("/_history/")[0], {})
+
+    careplan: Resource = next(
+        (
+            r
+            for r in resources
+            if r.get("resourceType") == "CarePlan" and contract_of(r) == contract_id
+        ),
+        {},
+    )
+    patients = _tokens_of(follow(careplan.get("subject")))
+    author = follow(careplan.get("author"))
+    responsible = _tokens_of(follow(author.get("organization")))
+    units = frozenset().union(
+        *(_tokens_of(r) for r in resources if r.get("resourceType") == "Organization")
+    )
+    return Routing(
+        contract_id,
+        patients,
+        units,
+        min(responsible) if responsible else None,
+        readable=False,
+    )
+
+
+def _tokens_of(resource: Resource) -> frozenset[str]:
+    identifiers = resource.get("identifier")
+    return frozenset(
+        f"{i['system']}|{i['value']}"
+        for i in (identifiers if isinstance(identifiers, list) else [])
+        if isinstance(i, dict)
+        and isinstance(i.get("system"), str)
+        and isinstance(i.get("value"), str)
     )
 
 

@@ -13,6 +13,7 @@ Searching is one request per page of whole contracts (see :meth:`ContractStore.s
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -69,6 +70,8 @@ class Change:
     author: Author
     compartment: Compartment
 
+
+_log = logging.getLogger(__name__)
 
 _EDITABLE = frozenset({ContractStatus.DRAFT, ContractStatus.REVISED})
 
@@ -156,10 +159,16 @@ class TooManyContractsError(Exception):
 
 @dataclass(frozen=True)
 class ContractPage:
-    """One page of a search: whole contracts with their versions, oldest first."""
+    """One page of a search: whole contracts with their versions, oldest first.
+
+    ``unreadable`` names the contracts that matched but whose stored records no longer read as
+    a contract (changed in HAPI by another system): they are left out, not allowed to fail the
+    page, and named so that the reader can tell, and an operator mend them.
+    """
 
     contracts: tuple[Contract, ...]
     next_cursor: str | None = None
+    unreadable: tuple[str, ...] = ()
 
     @property
     def has_more(self) -> bool:
@@ -244,16 +253,24 @@ class ContractStore:
         paging = [("_sort", "_pid"), ("_count", str(count)), ("_offset", str(offset))]
         result = await self.hapi.search("CarePlan", [*criteria, *paging, *READ_PARAMS], max_pages=1)
         bundle = result.as_bundle()
-        contracts = [
-            await self._from_page(bundle, search_criteria.contract_id_of(c))
-            for c in result.matches()
-        ]
+        contracts: list[Contract] = []
+        unreadable: list[str] = []
+        for careplan in result.matches():
+            contract_id = search_criteria.contract_id_of(careplan)
+            try:
+                contracts.append(await self._from_page(bundle, contract_id))
+            except UnreadableContractError as exc:
+                _log.warning(
+                    "a stored contract is unreadable; the search leaves it out",
+                    extra={"contract_id": contract_id, "reason": str(exc)},
+                )
+                unreadable.append(contract_id)
         # With one page read, "truncated" means HAPI linked a next one; it does so only when
         # more matches exist (an exactly full last page has no next link).
         following = (
             search_criteria.cursor_for(offset + count, criteria) if result.truncated else None
         )
-        return ContractPage(tuple(contracts), following)
+        return ContractPage(tuple(contracts), following, tuple(unreadable))
 
     async def all_of(
         self, patient: IdentifierQuery, status: Iterable[str], *, limit: int = 500
@@ -417,17 +434,27 @@ class ContractStore:
         if current.version != expected_version:
             raise StaleVersionError(current.id, expected_version, _version(current))
 
-    async def _search_one(self, contract_id: str, by: Change | None) -> StoredContract:
+    async def stored_records(self, contract_id: str) -> dict[str, Any]:
+        """The search Bundle of the contract's records as HAPI holds them, whether or not they
+        still read as a contract: for those who must act on a contract that does not (the change
+        feed routes its changes by them). :class:`ContractNotFoundError` without a CarePlan.
+        """
+        return (await self._records_of(contract_id))[0]
+
+    async def _records_of(self, contract_id: str) -> tuple[dict[str, Any], str]:
         params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
         result = await self.hapi.search("CarePlan", params)
         careplans = result.matches()
         if not careplans:
             raise ContractNotFoundError(contract_id)
-        bundle = result.as_bundle()
+        return result.as_bundle(), str(careplans[0]["id"])
+
+    async def _search_one(self, contract_id: str, by: Change | None) -> StoredContract:
+        bundle, careplan_id = await self._records_of(contract_id)
         contract = contract_from_bundle(bundle, contract_id)
         if by is not None and not by.compartment.allows(contract):
             raise OutsideCompartmentError(contract)
-        return StoredContract(contract, bundle, str(careplans[0]["id"]))
+        return StoredContract(contract, bundle, careplan_id)
 
     async def _from_page(self, bundle: dict[str, Any], contract_id: str) -> Contract:
         try:

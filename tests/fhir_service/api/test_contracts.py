@@ -242,7 +242,61 @@ def test_contracts_are_found_by_patient_and_status_a_page_at_a_time(service: Tes
 
     assert seen == ids
     assert pages == 2
-    assert agreed_only.json() == {"contracts": [], "next": None, "withheld": False, "labels": {}}
+    assert agreed_only.json() == {
+        "contracts": [],
+        "next": None,
+        "withheld": False,
+        "unreadable": [],
+        "labels": {},
+    }
+
+
+def test_a_contract_made_unreadable_in_hapi_is_left_out_of_a_search_and_named_not_failed(
+    service: TestClient, conformance_loaded: str, issuer: TestIssuer
+) -> None:
+    personnummer = unique_personnummer()
+    now = datetime.now(UTC).replace(microsecond=0).isoformat()
+    agreements = [{"party": p, "agreed_at": now} for p in ("patient", "responsible-clinician")]
+    ids = []
+    for _ in range(3):
+        contract = _contract()
+        contract["patient"]["identifier"]["value"] = personnummer
+        etag = service.post("/contracts", json=contract).headers["ETag"]
+        agreed = service.post(
+            f"/contracts/{contract['id']}/agree",
+            json={"agreements": agreements},
+            headers={"If-Match": etag},
+        )
+        assert agreed.status_code == 200, agreed.text
+        ids.append(contract["id"])
+    broken = ids[1]
+    careplan = httpx.get(
+        f"{conformance_loaded}/CarePlan", params={"identifier": f"{urls.ID_CONTRACT}|{broken}"}
+    ).json()["entry"][0]["resource"]
+    # Another system retitles the agreed plan without revising it: it no longer reads.
+    retitled = httpx.put(
+        f"{conformance_loaded}/CarePlan/{careplan['id']}",
+        json={**careplan, "title": "retitled by another system"},
+    )
+    assert retitled.status_code == 200, retitled.text
+
+    def search(headers: dict[str, str]) -> tuple[list[str], list[str], bool]:
+        shown, named, withheld = [], [], False
+        url: str | None = f"/contracts?patient=personnummer|{personnummer}&count=2"
+        while url is not None:
+            page = service.get(url, headers=headers)
+            assert page.status_code == 200, page.text
+            shown += [c["id"] for c in page.json()["contracts"]]
+            named += page.json()["unreadable"]
+            withheld = withheld or page.json()["withheld"]
+            url = page.json()["next"]
+        return shown, named, withheld
+
+    patient_token = issuer.headers("patient", patient=f"personnummer|{personnummer}")
+    assert service.get(f"/contracts/{broken}").status_code == 502
+    assert search({}) == ([ids[0], ids[2]], [broken], False)
+    # The patient is not told which: it might have been one they may not see.
+    assert search(patient_token) == ([ids[0], ids[2]], [], True)
 
 
 def test_a_search_names_its_page_s_codes_in_the_language_accept_language_prefers(

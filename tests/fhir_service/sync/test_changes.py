@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +17,10 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
-from fhir_service.contract import Contract, IdentifierKind
+from fhir_service.contract import Agreement, AgreementParty, Contract, IdentifierKind
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
+from fhir_service.mapping.from_fhir import READ_PARAMS
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.metrics import Metrics
 from fhir_service.sync.changes import WATCHED_TYPES, ChangeFeed, changes_in
@@ -44,6 +48,11 @@ def _contract(personnummer: str, care_unit: str) -> Contract:
     data["patient"]["identifier"]["value"] = personnummer
     data["responsible_clinician"]["organization"]["identifier"]["value"] = care_unit
     return Contract.model_validate(data)
+
+
+def _agreements() -> tuple[Agreement, ...]:
+    now = datetime.now(UTC).replace(microsecond=0)
+    return tuple(Agreement(party=party, agreed_at=now) for party in AgreementParty)
 
 
 def _events(engine: Engine, webhook_id: str) -> list[dict[str, Any]]:
@@ -165,6 +174,114 @@ async def test_changes_made_straight_in_hapi_become_events_with_their_versions(
     assert deletions[0]["resource"]["reference"].startswith(f"Appointment/{gone['id']}/_history/")
 
 
+class _RacingStore(ContractStore):
+    """A store whose first contract lookup, made while the feed routes a round's CarePlans,
+    creates two more contracts, further apart than the feed's overlap: what 20 busy clients do
+    while a slow round looks up its contracts."""
+
+    def __init__(self, hapi: HapiClient, unit: str, pause: float) -> None:
+        super().__init__(hapi)
+        self.unit = unit
+        self.pause = pause
+        self.created: list[Contract] = []
+
+    async def read(self, contract_id: str) -> Contract:
+        if not self.created:
+            self.created.append(await self.create(_contract(unique_personnummer(), self.unit)))
+            await asyncio.sleep(self.pause)
+            self.created.append(await self.create(_contract(unique_personnummer(), self.unit)))
+        return await super().read(contract_id)
+
+
+async def test_changes_committed_while_a_round_looks_up_its_contracts_are_all_announced_once(
+    hapi: HapiClient, sqlite: Engine
+) -> None:
+    overlap = timedelta(seconds=1)
+    unit = unique_hsa_id()
+    registry = WebhookRegistry(sqlite, TargetPolicy())
+    hook = registry.register(
+        "https://ehr.example/a",
+        SECRET,
+        **EHR,
+        care_unit=f"{system_for(IdentifierKind.HSA_ID)}|{unit}",
+    )
+    store = _RacingStore(hapi, unit, pause=overlap.total_seconds() * 3)
+    feed = ChangeFeed(hapi, sqlite, store, registry, overlap=overlap)
+    await feed.catch_up()
+    first = await store.create(_contract(unique_personnummer(), unit))
+
+    await feed.catch_up()
+    await feed.catch_up()
+
+    events = _events(sqlite, hook.id)
+    for contract in (first, *store.created):
+        announced = Counter(_version_of(e) for e in _of(events, contract.id))
+        assert announced == dict.fromkeys(await _watched_records(hapi, contract.id), 1)
+
+
+async def _watched_records(hapi: HapiClient, contract_id: str) -> set[tuple[str, str, str]]:
+    """Type, id and version of each record of the contract that the feed watches."""
+    params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
+    resources = (await hapi.search("CarePlan", params)).resources
+    return {
+        (r["resourceType"], r["id"], r["meta"]["versionId"])
+        for r in resources
+        if r["resourceType"] in WATCHED_TYPES
+    }
+
+
+def _version_of(event: dict[str, Any]) -> tuple[str, str, str]:
+    resource = event["resource"]
+    return resource["resourceType"], resource["id"], resource["versionId"]
+
+
+async def test_a_change_in_hapi_that_leaves_a_contract_unreadable_is_announced_to_its_unit(
+    hapi: HapiClient, sqlite: Engine, conformance_loaded: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = WebhookRegistry(sqlite, TargetPolicy())
+    store = ContractStore(hapi)
+    feed = ChangeFeed(hapi, sqlite, store, registry)
+    await feed.catch_up()
+    patient, unit = unique_personnummer(), unique_hsa_id()
+    unit_token = f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
+    patient_token = f"{system_for(IdentifierKind.PERSONNUMMER)}|{patient}"
+    hooks = {
+        "the unit's own": registry.register(
+            "https://ehr.example/u", SECRET, owner="unit", reach=Reach(responsible_unit=unit_token)
+        ),
+        "the patient's own": registry.register(
+            "https://ehr.example/p", SECRET, owner="patient", reach=Reach(patient=patient_token)
+        ),
+    }
+    created = await store.create(_contract(patient, unit))
+    agreed = await store.agree(created.id, 1, _agreements())
+    await feed.catch_up()
+    careplan = (
+        await hapi.search("CarePlan", [("identifier", f"{urls.ID_CONTRACT}|{created.id}")])
+    ).matches()[0]
+
+    # Another system retitles the agreed plan without revising it: no agreement targets the new
+    # version, so the contract no longer reads.
+    async with httpx.AsyncClient(base_url=conformance_loaded, timeout=60) as other_system:
+        changed = {**careplan, "title": "retitled by another system"}
+        updated = await other_system.put(f"/CarePlan/{careplan['id']}", json=changed)
+        assert updated.status_code == 200, updated.text
+    with caplog.at_level(logging.WARNING, logger="fhir_service.sync.changes"):
+        await feed.catch_up()
+
+    version = updated.json()["meta"]["versionId"]
+    assert int(version) == agreed.version + 1
+    for name, hook in hooks.items():
+        updates = [
+            e["contract"]
+            for e in _of(_events(sqlite, hook.id), created.id)
+            if e["type"] == "CarePlan.updated" and e["resource"]["versionId"] == version
+        ]
+        assert updates == [{"id": created.id, "readable": False}], name
+    # Said where an operator looks: the contract needs mending.
+    assert created.id in {getattr(r, "contract_id", None) for r in caplog.records}
+
+
 async def test_two_instances_reading_the_same_changes_make_each_event_once(
     hapi: HapiClient, engine: Engine
 ) -> None:
@@ -222,10 +339,10 @@ async def test_changes_seen_before_are_skipped_after_one_look_per_type(
     again = await feed.catch_up()
 
     # The window overlaps the one before: its changes are looked up by type, not one by one
-    # (cursor, webhooks, then a query per watched type).
+    # (the webhooks, then per watched type its cursor and one query).
     assert made >= 9
     assert again == 0
-    assert len(statements) <= 2 + len(WATCHED_TYPES), statements
+    assert len(statements) <= 1 + 2 * len(WATCHED_TYPES), statements
 
 
 def _gets(metrics: Metrics) -> float:
