@@ -22,7 +22,9 @@ from fhir_service.api.fhir import routes as fhir_routes
 from fhir_service.api.fhir import scheduling as fhir_scheduling
 from fhir_service.api.fhir import transactions as fhir_transactions
 from fhir_service.api.fhir import writes as fhir_writes
+from fhir_service.api.fhir.bodies import json_refusal as fhir_json_refusal
 from fhir_service.api.fhir.errors import OperationOutcomeMiddleware
+from fhir_service.api.json_bodies import StrictJsonMiddleware
 from fhir_service.api.middleware import RequestContextMiddleware
 from fhir_service.api.openapi import install as install_openapi
 from fhir_service.api.problems import problem_response
@@ -130,6 +132,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     # Added inner first: a request meets the FHIR error form, the request context, then the
     # body limit, then the security layer (token, access decision, audit record), the routes.
+    # Innermost, so its refusals are audited: a JSON body repeating a key or holding NaN.
+    app.add_middleware(StrictJsonMiddleware, facades={"/fhir": fhir_json_refusal})
     app.add_middleware(SecurityMiddleware, validator=validator)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, activity=activity)
