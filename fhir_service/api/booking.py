@@ -5,6 +5,10 @@ Callers without a care unit (booking platforms, patients) are the patient's side
 the time types the clinic lets patients book, and are held to the clinic's rules for cancelling
 and rebooking online. A care unit's staff publish their own unit's times and book, cancel and
 rebook its contracts' times without those limits. A patient books only their own contracts'.
+
+Every route reads contracts through the booking service's `fhir_service.booking.shown`: what a
+caller may not see (another's contract; for a patient a draft, or content labelled restricted)
+is answered as if it did not exist.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from fhir_service.booking.service import (
     SlotNotFoundError,
     SlotTakenError,
 )
+from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
 from fhir_service.booking.template import Opening, TemplateTooLargeError, weekly_times
 from fhir_service.contract import (
     AgreedTime,
@@ -46,18 +51,15 @@ from fhir_service.mapping.time_types import (
     time_zone,
 )
 from fhir_service.security.access import Access, AccessDeniedError, Denial, claimed_identifier
-from fhir_service.sync.store import (
-    MAX_SEARCH_COUNT,
-    ContractNotFoundError,
-    ContractStore,
-    OutsideCompartmentError,
-)
+from fhir_service.sync.store import ContractNotFoundError
 
-__all__ = ["offered", "patient_side", "router", "unit_of"]
+__all__ = ["offered", "patient_side", "router", "shown_time", "unit_of", "unseen"]
 
 router = APIRouter(prefix="/booking", tags=["booking"])
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+# The contracts whose times are booked, listed and judged: drafts too, for their care unit.
+_LIVE_STATUSES = ("draft", "agreed", "revised")
 _MOST_DAYS = 92
 
 ContractIdPath = Annotated[
@@ -183,7 +185,7 @@ class BookedTimes(_Body):
 
 _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"description": "The clinic does not let patients do this online.", **_PROBLEM},
-    404: {"description": "No such contract or slot for this caller.", **_PROBLEM},
+    404: {"description": "No such contract, agreed time or slot for this caller.", **_PROBLEM},
     409: {
         "description": "The slot was taken or the time changed meanwhile, the time is in a "
         "state that does not allow it, or the online cut-off has passed.",
@@ -264,7 +266,6 @@ async def publish_slots(
 )
 async def find_slots(
     booking: BookingDep,
-    store: StoreDep,
     access: AccessDep,
     trail: AuditTrailDep,
     care_unit_: Annotated[
@@ -315,7 +316,7 @@ async def find_slots(
     if (contract is None) != (agreed_time is None):
         return problem_response(422, "Invalid criteria", "give contract and agreedTime together")
     if contract is not None and agreed_time is not None:
-        judged = await _for_time(store, access, trail, contract, agreed_time)
+        judged = await shown_time(booking, access, trail, contract, agreed_time)
         if judged is None:
             return problem_response(404, "Not Found", "no such contract or agreed time")
     slots = await booking.free_slots(clinic.organization, time_type_, start, end, count=count)
@@ -336,20 +337,28 @@ async def find_slots(
     return JSONResponse(body.model_dump(mode="json"), headers=language_headers(language))
 
 
-async def _for_time(
-    store: ContractStore, access: Access, trail: AuditTrail, contract_id: str, key: str
+async def shown_time(
+    booking: BookingService, access: Access, trail: AuditTrail, contract_id: str, key: str
 ) -> tuple[Contract, AgreedTime] | None:
-    """The contract and its agreed time ``key``, when the caller may see them."""
+    """The contract and its agreed time ``key`` as the caller sees them; None when the caller
+    is shown no such time (answer 404, whatever the reason: the trail records it)."""
     try:
-        found = await store.read(contract_id)
+        found = await booking.shown_to(access.compartment).read(contract_id)
+        time = found.time(key)
+    except (NotShownError, AgreedTimeNotFoundError) as exc:
+        unseen(trail, exc)
+        return None
     except ContractNotFoundError:
         return None
-    trail.saw_contract(found)
-    if not access.compartment.allows(found):
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        return None
-    time = next((t for t in found.agreed_times if t.key == key), None)
-    return None if time is None else (found, time)
+    trail.saw_contract(found.contract)
+    return found.contract, time
+
+
+def unseen(trail: AuditTrail, exc: NotShownError | AgreedTimeNotFoundError) -> None:
+    """Record in the audit trail what was asked for and why it was answered as not found."""
+    trail.saw_contract(exc.contract)
+    if exc.reason is not None:
+        trail.refused(exc.reason)
 
 
 @router.post(
@@ -436,11 +445,12 @@ async def booked_times(
     patient: Annotated[
         str, Path(pattern=r"^[a-z\-]+\|.+$", description="The patient as kind|value.")
     ],
-    store: StoreDep,
+    booking: BookingDep,
     access: AccessDep,
     trail: AuditTrailDep,
 ) -> Response:
-    """The patient's booked times still to come, soonest first, across their contracts."""
+    """The patient's booked times still to come, soonest first, across their contracts, as
+    far as the caller may see them."""
     try:
         identifier = claimed_identifier(patient, patient=True)
     except AccessDeniedError:
@@ -451,7 +461,7 @@ async def booked_times(
     if walls.patient is not None and walls.patient != identifier:
         trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
         return problem_response(403, "Forbidden", "a patient reads their own times only")
-    return await _times_of(store, access, trail, identifier)
+    return await _times_of(booking, access, trail, identifier)
 
 
 class GuaranteeBreach(_Body):
@@ -479,7 +489,7 @@ class GuaranteeBreaches(_Body):
     },
 )
 async def guarantee_breaches(
-    store: StoreDep,
+    booking: BookingDep,
     access: AccessDep,
     trail: AuditTrailDep,
     care_unit_: Annotated[
@@ -488,7 +498,7 @@ async def guarantee_breaches(
     ],
 ) -> Response:
     """The unit's contracts in force whose agreed times break the care guarantee: booked past
-    its deadline, or not booked and the deadline passed."""
+    its deadline, or not booked and the deadline passed; as far as the caller may see them."""
     identifier = unit_of(care_unit_)
     if identifier is None:
         return problem_response(422, "Invalid care unit", "expected kind|value of a care unit")
@@ -498,44 +508,31 @@ async def guarantee_breaches(
         return problem_response(403, "Forbidden", "a care unit reads its own contracts only")
     now = datetime.now(UTC)
     found: list[GuaranteeBreach] = []
-    cursor = None
-    while True:
-        page = await store.search(
-            care_unit=identifier,
-            status=("draft", "agreed", "revised"),
-            count=MAX_SEARCH_COUNT,
-            cursor=cursor,
-        )
-        for contract in page.contracts:
-            late = breaches(contract, now)
-            if late:
-                trail.saw_contract(contract)
-            found += [
-                GuaranteeBreach(
-                    contract_id=b.contract_id,
-                    patient=contract.patient.identifier,
-                    time=b.time,
-                    verdict=b.verdict,
-                    booked=b.booked,
-                )
-                for b in late
-            ]
-        if page.next_cursor is None:
-            break
-        cursor = page.next_cursor
+    async for contract in booking.shown_to(walls).of_unit(identifier, _LIVE_STATUSES):
+        late = breaches(contract, now)
+        if late:
+            trail.saw_contract(contract)
+        found += [
+            GuaranteeBreach(
+                contract_id=b.contract_id,
+                patient=contract.patient.identifier,
+                time=b.time,
+                verdict=b.verdict,
+                booked=b.booked,
+            )
+            for b in late
+        ]
     body = GuaranteeBreaches(breaches=tuple(found))
     return JSONResponse(body.model_dump(mode="json"))
 
 
 async def _times_of(
-    store: ContractStore, access: Access, trail: AuditTrail, patient: Identifier
+    booking: BookingService, access: Access, trail: AuditTrail, patient: Identifier
 ) -> Response:
-    contracts = await store.all_of(patient, ("draft", "agreed", "revised"))
+    contracts = await booking.shown_to(access.compartment).of_patient(patient, _LIVE_STATUSES)
     now = datetime.now(UTC)
     times = []
     for contract in contracts:
-        if not access.compartment.allows(contract):
-            continue
         trail.saw_contract(contract)
         times += [
             BookedTime(contract_id=contract.id, time=t)
@@ -549,12 +546,14 @@ async def _times_of(
 async def _changing(trail: AuditTrail, change: Callable[[], Awaitable[Booked]]) -> Response:
     try:
         booked = await change()
-    except OutsideCompartmentError as exc:
-        trail.saw_contract(exc.contract)
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
+    except NotShownError as exc:
+        unseen(trail, exc)
         return problem_response(404, "Not Found", "no such contract")
     except ContractNotFoundError:
         return problem_response(404, "Not Found", "no such contract")
+    except AgreedTimeNotFoundError as exc:
+        unseen(trail, exc)
+        return problem_response(404, "Not Found", str(exc))
     except SlotNotFoundError as exc:
         return problem_response(404, "Not Found", str(exc))
     except SlotTakenError as exc:

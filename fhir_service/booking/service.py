@@ -15,6 +15,10 @@ recorded on the Appointment and listed among the guarantee's breaches.
 
 Patients acting for themselves are held to the clinic's rules (``mappings/booking``): which time
 types they may book, cancel or rebook online, and until how long before the time.
+
+Contracts are read through `fhir_service.booking.shown`: a contract or time the caller may not
+see is not found, exactly as one that does not exist, so it is never booked, cancelled or
+rebooked.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 from fhir_service.booking.breaches import verdict_for
 from fhir_service.booking.online import online_changes
 from fhir_service.booking.resources import PublishedTime, schedule_identifier, slot_entries
+from fhir_service.booking.shown import Shown, ShownContracts
 from fhir_service.contract import (
     AgreedTime,
     AgreedTimeStatus,
@@ -40,6 +45,7 @@ from fhir_service.mapping.elements import instant, key_of
 from fhir_service.mapping.provenance import change_entry
 from fhir_service.mapping.time_types import TimeType, UnknownTimeTypeError, time_type, time_types
 from fhir_service.mapping.to_fhir import agreed_time_bundle
+from fhir_service.security.access import Compartment
 from fhir_service.sync.store import Change, ContractStore, StoredContract
 
 __all__ = [
@@ -131,6 +137,10 @@ class BookingService:
         self.hapi = hapi
         self.store = store
 
+    def shown_to(self, walls: Compartment) -> ShownContracts:
+        """The contracts as a caller within ``walls`` is shown them: how routes read contracts."""
+        return ShownContracts(self.store, walls)
+
     async def publish(self, unit: Organization, code: str, times: list[PublishedTime]) -> Published:
         """Publish ``times`` of ``unit``'s time type ``code``; those already there stay as
         they are (booked or not)."""
@@ -188,8 +198,8 @@ class BookingService:
         self, contract_id: str, key: str, slot_id: str, by: Change, *, patient: bool
     ) -> Booked:
         """Book the agreed time ``key`` of the contract from the free Slot ``slot_id``."""
-        stored = await self.store.records(contract_id, by)
-        time = _time(stored.contract, key)
+        found = await self.shown_to(by.compartment).read(contract_id)
+        time = _time(found, key)
         if time.status not in _BOOKABLE:
             raise BookingRefusedError(
                 409, f"agreed time {key!r} is {time.status}: rebook or cancel it instead"
@@ -202,7 +212,7 @@ class BookingService:
             )
         _check_future(slot)
         booked = _judged(
-            stored.contract,
+            found.stored.contract,
             time.model_copy(
                 update={
                     "status": AgreedTimeStatus.BOOKED,
@@ -214,7 +224,7 @@ class BookingService:
                 }
             ),
         )
-        return await self._write(stored, booked, "book", by, take=slot)
+        return await self._write(found.stored, booked, "book", by, take=slot)
 
     async def cancel(
         self,
@@ -227,8 +237,8 @@ class BookingService:
         now: datetime | None = None,
     ) -> Booked:
         """Cancel the booked agreed time ``key`` for ``reason``; its Slot is free again."""
-        stored = await self.store.records(contract_id, by)
-        time = _time(stored.contract, key)
+        found = await self.shown_to(by.compartment).read(contract_id)
+        time = _time(found, key)
         if time.status is not AgreedTimeStatus.BOOKED:
             raise BookingRefusedError(409, f"agreed time {key!r} is {time.status}, not booked")
         if patient:
@@ -239,7 +249,7 @@ class BookingService:
         cancelled = time.model_copy(
             update={"status": AgreedTimeStatus.CANCELLED, "cancellation_reason": reason}
         )
-        return await self._write(stored, cancelled, "cancel", by, free=freed)
+        return await self._write(found.stored, cancelled, "cancel", by, free=freed)
 
     async def rebook(
         self,
@@ -253,8 +263,8 @@ class BookingService:
     ) -> Booked:
         """Move the booked agreed time ``key`` to the free Slot ``slot_id``, freeing its old
         Slot, all in one transaction."""
-        stored = await self.store.records(contract_id, by)
-        time = _time(stored.contract, key)
+        found = await self.shown_to(by.compartment).read(contract_id)
+        time = _time(found, key)
         if time.status is not AgreedTimeStatus.BOOKED:
             raise BookingRefusedError(409, f"agreed time {key!r} is {time.status}: book it")
         if patient:
@@ -266,7 +276,7 @@ class BookingService:
         _check_future(slot)
         freed = await self._slot(time.slot) if time.slot else None
         moved = _judged(
-            stored.contract,
+            found.stored.contract,
             time.model_copy(
                 update={
                     "start": slot.start,
@@ -276,7 +286,7 @@ class BookingService:
                 }
             ),
         )
-        return await self._write(stored, moved, "rebook", by, take=slot, free=freed)
+        return await self._write(found.stored, moved, "rebook", by, take=slot, free=freed)
 
     async def _slot(self, slot_id: str) -> _Slot:
         try:
@@ -347,13 +357,12 @@ def _judged(contract: Contract, time: AgreedTime) -> AgreedTime:
     return time.model_copy(update={"care_guarantee": verdict_for(contract, time, time.start)})
 
 
-def _time(contract: Contract, key: str) -> AgreedTime:
+def _time(found: Shown, key: str) -> AgreedTime:
+    """The agreed time ``key`` as the caller sees it, of a contract still in force."""
+    contract = found.contract
     if contract.status not in _IN_FORCE:
         raise BookingRefusedError(409, f"contract {contract.id!r} is {contract.status}")
-    time = next((t for t in contract.agreed_times if t.key == key), None)
-    if time is None:
-        raise BookingRefusedError(422, f"contract {contract.id!r} has no agreed time {key!r}")
-    return time
+    return found.time(key)
 
 
 def _slot_type(time: AgreedTime, slot: _Slot) -> TimeType:

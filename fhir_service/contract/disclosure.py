@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from fhir_service.contract.model import Contract, Identifier
 from fhir_service.contract.vocabulary import Confidentiality, ContractStatus
 
-__all__ = ["Disclosed", "disclose"]
+__all__ = ["WITHHELD", "Disclosed", "disclose"]
+
+WITHHELD = "withheld from this reader: a draft, or labelled restricted"
+"""Why a reader was answered as if something did not exist, for the audit trail; never shown."""
 
 
 @dataclass(frozen=True, slots=True)

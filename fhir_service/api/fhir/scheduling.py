@@ -3,7 +3,9 @@ FHIR, in the shapes of IHE Scheduling (ITI-115, ITI-117) and on the same booking
 
 ``$find`` answers free Slots as proposed Appointments that name their Slot; ``$book`` takes the
 one chosen, with the identifier of the contract's agreed time it books, and answers the booked
-Appointment as stored. Errors are OperationOutcomes; a Slot taken meanwhile is a 409.
+Appointment as stored. Errors are OperationOutcomes; a Slot taken meanwhile is a 409. Both read
+contracts as the booking facade does (`fhir_service.booking.shown`): an agreed time the caller
+may not see is not found.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from fhir_service.api.audit_trail import change_by
-from fhir_service.api.booking import offered, patient_side
+from fhir_service.api.booking import offered, patient_side, shown_time, unseen
 from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, StoreDep
 from fhir_service.api.fhir.bodies import BodyError, fhir_body
 from fhir_service.api.fhir.guard import FhirGuard
@@ -28,11 +30,12 @@ from fhir_service.booking.service import (
     SlotNotFoundError,
     SlotTakenError,
 )
+from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import guarantee_verdict, instant
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.time_types import UnknownTimeTypeError
-from fhir_service.sync.store import ContractNotFoundError, OutsideCompartmentError
+from fhir_service.sync.store import ContractNotFoundError
 
 __all__ = ["router"]
 
@@ -76,22 +79,13 @@ async def find(
             return outcome(400, "invalid", "start and end need time zones, and end after start")
         if end - start > timedelta(days=92):
             return outcome(400, "too-costly", "search at most 92 days at a time")
+        booking = BookingService(hapi, store)
         judged = None
         if agreed_time is not None:
             contract_id, _, key = agreed_time.partition("/")
-            try:
-                contract = await store.records(contract_id, change_by(access, trail))
-            except OutsideCompartmentError as exc:
-                trail.saw_contract(exc.contract)
-                return outside(trail)
-            except ContractNotFoundError:
-                return outcome(404, "not-found", "no such contract")
-            trail.saw_contract(contract.contract)
-            time = next((t for t in contract.contract.agreed_times if t.key == key), None)
-            if time is None:
-                return outcome(404, "not-found", f"the contract has no agreed time {key!r}")
-            judged = (contract.contract, time)
-        booking = BookingService(hapi, store)
+            judged = await shown_time(booking, access, trail, contract_id, key)
+            if judged is None:
+                return outcome(404, "not-found", "no such contract or agreed time")
         slots = await booking.free_slots(clinic.organization, code, start, end, count=count)
         ours = base_url(request)
         identifier = clinic.care_unit
@@ -170,11 +164,14 @@ async def book(
         by = change_by(access, trail)
         try:
             booked = await booking.book(contract_id, key, slot, by, patient=patient_side(access))
-        except OutsideCompartmentError as exc:
-            trail.saw_contract(exc.contract)
-            return outside(trail)
+        except NotShownError as exc:
+            unseen(trail, exc)
+            return outcome(404, "not-found", "no such contract or slot")
         except (ContractNotFoundError, SlotNotFoundError):
             return outcome(404, "not-found", "no such contract or slot")
+        except AgreedTimeNotFoundError as exc:
+            unseen(trail, exc)
+            return outcome(404, "not-found", str(exc))
         except SlotTakenError as exc:
             return outcome(409, "conflict", str(exc))
         except BookingRefusedError as exc:

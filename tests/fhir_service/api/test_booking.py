@@ -23,6 +23,7 @@ from fhir_service.mapping import urls
 from tests.auth import TestIssuer
 from tests.booking import UNIT, contract_with_times, far_hours, publish
 from tests.service_app import ready_app
+from tests.support import load_data
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 NURSE = f"/booking/care-units/{UNIT}/time-types/nurse-visit/slots"
@@ -428,3 +429,96 @@ def test_a_contract_edit_cannot_move_or_drop_a_time_booked_in_a_slot(
     kept = next(t for t in retitling.json()["agreed_times"] if t["key"] == "nurse-0")
     assert (kept["status"], kept["slot"]) == ("booked", slot)
     assert _slot(service, clinic, slot)["status"] == "busy"
+
+
+def _walled(service: TestClient, clinic: dict[str, str], marker: str) -> Contract:
+    """An agreed contract whose nurse-1 visit is very restricted (its description starts with
+    ``marker``) and whose first goal is restricted; nurse-0 is open to the patient."""
+    contract = contract_with_times(service, clinic, times=2)
+    read = service.get(f"/contracts/{contract.id}", headers=clinic).json()
+    walled = next(t for t in read["agreed_times"] if t["key"] == "nurse-1")
+    walled["confidentiality"] = "very-restricted"
+    walled["description"] = f"{marker} Besök som bara vårdenheten ser"
+    read["goals"][0]["confidentiality"] = "restricted"
+    changed = service.put(
+        f"/contracts/{contract.id}", json=read, headers={**clinic, "If-Match": 'W/"1"'}
+    )
+    assert changed.status_code == 200, changed.text
+    agreed = service.post(
+        f"/contracts/{contract.id}/agree",
+        json=load_data("booking/agreements.json"),
+        headers={**clinic, "If-Match": 'W/"2"'},
+    )
+    assert agreed.status_code == 200, agreed.text
+    return Contract.model_validate(agreed.json())
+
+
+def test_a_patient_is_not_shown_a_very_restricted_booked_time_that_the_clinician_sees(
+    service: TestClient, clinic: dict[str, str], issuer: TestIssuer
+) -> None:
+    marker = f"walled-{uuid.uuid4().hex}"
+    contract = _walled(service, clinic, marker)
+    hours = far_hours()
+    slots = publish(service, clinic, [next(hours) for _ in range(2)])
+    for key, slot in zip(("nurse-0", "nurse-1"), slots, strict=True):
+        assert _book(service, clinic, contract.id, key, slot).status_code == 200
+    path = f"/booking/patients/personnummer|{contract.patient.identifier.value}/times"
+
+    by_patient = service.get(path, headers=_patient(issuer, contract))
+    by_clinician = service.get(path, headers=issuer.headers("clinician", organization=UNIT))
+
+    assert by_patient.status_code == 200, by_patient.text
+    assert [t["time"]["key"] for t in by_patient.json()["times"]] == ["nurse-0"]
+    assert marker not in by_patient.text
+    assert "nurse-1" not in by_patient.text
+    assert "restricted" not in by_patient.text
+    assert by_clinician.status_code == 200, by_clinician.text
+    assert [t["time"]["key"] for t in by_clinician.json()["times"]] == ["nurse-0", "nurse-1"]
+    assert marker in by_clinician.text
+
+
+def test_a_time_withheld_from_a_patient_is_to_them_as_a_time_that_does_not_exist(
+    service: TestClient, clinic: dict[str, str], issuer: TestIssuer
+) -> None:
+    marker = f"walled-{uuid.uuid4().hex}"
+    contract = _walled(service, clinic, marker)
+    draft = contract_with_times(service, clinic)
+    hours = far_hours()
+    slots = publish(service, clinic, [next(hours) for _ in range(3)])
+    assert _book(service, clinic, contract.id, "nurse-1", slots[0]).status_code == 200
+    patient = _patient(issuer, contract)
+    base = f"/booking/contracts/{contract.id}/times"
+    before = service.get(f"/contracts/{contract.id}", headers=clinic).json()["agreed_times"]
+
+    attempts = [
+        service.post(f"{base}/nurse-1/cancel", json={"reason": "Sjuk"}, headers=patient),
+        service.post(f"{base}/nurse-1/rebook", json={"slot": slots[1]}, headers=patient),
+        _book(service, patient, contract.id, "nurse-1", slots[1]),
+    ]
+    missing = _book(service, patient, contract.id, "nurse-9", slots[1])
+    judged = service.get(
+        "/booking/slots",
+        params={
+            "careUnit": UNIT,
+            "timeType": "nurse-visit",
+            "contract": contract.id,
+            "agreedTime": "nurse-1",
+        },
+        headers=patient,
+    )
+    of_a_draft = _book(service, _patient(issuer, draft), draft.id, "nurse-0", slots[2])
+    a_draft_missing = _book(service, _patient(issuer, draft), f"{draft.id}x", "nurse-0", slots[2])
+
+    assert [a.status_code for a in attempts] == [404, 404, 404], [a.text for a in attempts]
+    # Withheld reads exactly as missing: the same status and the same words.
+    said = missing.json()["detail"].replace("nurse-9", "nurse-1")
+    assert [a.json()["detail"] for a in attempts] == [said] * 3
+    assert judged.status_code == 404
+    assert of_a_draft.status_code == 404
+    assert of_a_draft.json()["detail"] == a_draft_missing.json()["detail"].replace(
+        f"{draft.id}x", draft.id
+    )
+    assert not any(marker in a.text for a in [*attempts, judged])
+    after = service.get(f"/contracts/{contract.id}", headers=clinic).json()["agreed_times"]
+    assert after == before
+    assert [_slot(service, clinic, s)["status"] for s in slots] == ["busy", "free", "free"]

@@ -3,6 +3,7 @@ shapes, on the same rules and with the same guarantee of no double booking."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 from fhir_service.mapping import urls
 from tests.auth import TestIssuer
 from tests.booking import UNIT, contract_with_times, far_hours, publish
+from tests.support import load_data
 
 HSA = "urn:oid:1.2.752.29.4.19|SE2321000065-1254"
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
@@ -91,3 +93,56 @@ def test_the_capability_statement_names_find_and_book(service: TestClient) -> No
     appointment = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Appointment")
 
     assert {o["name"] for o in appointment["operation"]} == {"find", "book"}
+
+
+def test_a_time_withheld_from_a_patient_is_neither_judged_nor_booked_through_fhir(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    clinic = issuer.headers("ehr", organization=UNIT)
+    marker = f"walled-{uuid.uuid4().hex}"
+    contract = contract_with_times(service, clinic)
+    read = service.get(f"/contracts/{contract.id}", headers=clinic).json()
+    read["agreed_times"][0]["confidentiality"] = "very-restricted"
+    read["agreed_times"][0]["description"] = f"{marker} Besök som bara vårdenheten ser"
+    changed = service.put(
+        f"/contracts/{contract.id}", json=read, headers={**clinic, "If-Match": 'W/"1"'}
+    )
+    assert changed.status_code == 200, changed.text
+    agreed = service.post(
+        f"/contracts/{contract.id}/agree",
+        json=load_data("booking/agreements.json"),
+        headers={**clinic, "If-Match": 'W/"2"'},
+    )
+    assert agreed.status_code == 200, agreed.text
+    start = next(far_hours())
+    publish(service, clinic, [start])
+    patient = issuer.headers("patient", patient=f"personnummer|{contract.patient.identifier.value}")
+    agreed_time = f"{contract.id}/nurse-0"
+    query = {
+        "start": start.isoformat(),
+        "end": (start + timedelta(minutes=1)).isoformat(),
+        "organization": HSA,
+        "visit-type": f"{urls.CS_TIME_TYPE}|nurse-visit",
+    }
+    hapi = service.app.state.hapi  # type: ignore[attr-defined]
+    identifier = [("identifier", f"{urls.ID_AGREED_TIME}|{agreed_time}")]
+    before = service.portal.call(hapi.search, "Appointment", identifier).matches()  # type: ignore[union-attr]
+
+    for_clinic = service.get(
+        "/fhir/Appointment/$find", params={**query, "agreed-time": agreed_time}, headers=clinic
+    )
+    for_patient = service.get(
+        "/fhir/Appointment/$find", params={**query, "agreed-time": agreed_time}, headers=patient
+    )
+    proposed = service.get("/fhir/Appointment/$find", params=query, headers=patient)
+    booked = _book(service, patient, proposed.json()["entry"][0]["resource"], agreed_time)
+
+    assert for_clinic.status_code == 200, for_clinic.text
+    assert for_patient.status_code == 404
+    assert proposed.status_code == 200, proposed.text
+    assert booked.status_code == 404
+    assert booked.json()["resourceType"] == "OperationOutcome"
+    assert not any(marker in a.text for a in (for_patient, proposed, booked))
+    after = service.portal.call(hapi.search, "Appointment", identifier).matches()  # type: ignore[union-attr]
+    assert [a["meta"]["versionId"] for a in after] == [b["meta"]["versionId"] for b in before]
+    assert after[0]["status"] == "proposed"

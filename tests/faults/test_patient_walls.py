@@ -1,0 +1,584 @@
+"""Every route a patient's token reaches, asked about what the patient may not be shown.
+
+A patient is never shown drafts, anything labelled restricted or very restricted (README, "What
+a patient is shown"), or anything of another patient's: such a contract, goal or agreed time
+is, to them, as if it did not exist. This module finds every route the ``patient`` role's scopes
+reach (the access rules decide, as they do for a request) and asks each, with the patient's token
+and against the real HAPI, about a patient who has a draft, an agreed contract labelled
+restricted, and an agreed contract with a very-restricted goal and two very-restricted agreed
+times, one of them booked; another patient of the same unit has a contract too
+(``tests/data/faults/patient-walls.json``). No answer, body or header, may carry anything of
+those: not a text (each carries this run's marker), a key or id (each carries this run's tag),
+nor the FHIR reference of a withheld record, unless the request named it. No request changes
+an Appointment or a Slot in HAPI; writes to withheld times answer 404.
+
+``CALLS`` holds what each route is asked. A route a patient reaches that is missing from it fails
+`test_every_route_a_patient_reaches_is_asked`, so a new route cannot escape.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import pytest
+from fastapi.routing import iter_route_contexts
+from fastapi.testclient import TestClient
+
+from fhir_service.api import create_app
+from fhir_service.api.access_rules import RULES, Protected
+from fhir_service.contract import Confidentiality, IdentifierKind
+from fhir_service.mapping import urls
+from fhir_service.mapping.elements import confidentiality_of
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.security.access import AccessDeniedError, claimed_identifier, decide
+from fhir_service.security.roles import ROLE_SCOPES
+from fhir_service.security.tokens import Principal
+from fhir_service.settings import Settings
+from tests.auth import TestIssuer
+from tests.booking import UNIT, far_hours, publish
+from tests.service_app import ready_app
+from tests.support import load_data, unique_personnummer
+
+EXAMPLE = (
+    Path(__file__).parents[2] / "profiles" / "examples" / "contracts" / "elderly-psychiatry.json"
+)
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
+FHIR_KINDS = ("CarePlan", "CareTeam", "Goal", "Appointment")
+Route = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request to send with the patient's token, and the status it must get (None: any
+    status but a server error, which would mean the route was not really asked)."""
+
+    method: str
+    path: str
+    params: dict[str, str] = field(default_factory=dict)
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    status: int | None = None
+
+
+@dataclass(frozen=True)
+class World:
+    """The patient's contracts as stored, and what the calls need to name them."""
+
+    patient: str
+    patient_token: str
+    marker: str
+    tag: str
+    agreed: str
+    draft: str
+    restricted: str
+    other: str
+    other_patient: str
+    keys: dict[str, str]
+    slots: list[str]
+    start: datetime
+    shown: dict[str, list[str]]
+    withheld: dict[str, list[str]]
+    pages: dict[str, list[str]]
+    webhooks: list[str]
+    webhook: dict[str, Any]
+
+    @property
+    def walled_times(self) -> list[tuple[str, str]]:
+        """(contract, key) of every agreed time the patient may not see."""
+        return [
+            (self.agreed, self.keys["walled-visit"]),
+            (self.agreed, self.keys["walled-followup"]),
+            (self.draft, self.keys["draft-visit"]),
+            (self.restricted, self.keys["restricted-visit"]),
+            (self.other, self.keys["other-visit"]),
+        ]
+
+
+Calls = Callable[[World], list[Call]]
+
+
+def _contracts(w: World) -> list[Call]:
+    return [
+        Call("GET", "/contracts", status=200),
+        Call("GET", "/contracts", {"patient": w.patient}, status=200),
+        Call("GET", "/contracts", {"patient": w.patient, "status": "draft"}, status=200),
+        Call("GET", "/contracts", {"careUnit": UNIT, "count": "50"}),
+    ]
+
+
+def _contract(w: World) -> list[Call]:
+    return [Call("GET", f"/contracts/{w.agreed}", status=200)] + [
+        Call("GET", f"/contracts/{c}", status=404) for c in (w.draft, w.restricted, w.other)
+    ]
+
+
+def _plan(w: World) -> list[Call]:
+    path = f"/patients/{w.patient}/plan"
+    return [
+        Call("GET", path, status=200),
+        Call("GET", path, headers={"Accept": "text/html"}, status=200),
+        Call("GET", path, {"lang": "en"}, headers={"Accept": "text/html"}, status=200),
+        Call("GET", path, {"lang": "nb"}, status=200),
+    ]
+
+
+def _slots(w: World) -> list[Call]:
+    asked = {
+        "careUnit": UNIT,
+        "timeType": "nurse-visit",
+        "from": w.start.isoformat(),
+        "to": (w.start + timedelta(days=1)).isoformat(),
+    }
+    return [
+        Call("GET", "/booking/slots", asked, status=200),
+        Call("GET", "/booking/slots", {**asked, "contract": w.agreed, "agreedTime": "open-visit"}),
+    ] + [
+        Call("GET", "/booking/slots", {**asked, "contract": c, "agreedTime": k}, status=404)
+        for c, k in w.walled_times
+    ]
+
+
+def _change(action: str) -> Calls:
+    def calls(w: World) -> list[Call]:
+        body = {"reason": "Sjuk"} if action == "cancel" else {"slot": w.slots[-1]}
+        return [
+            Call("POST", f"/booking/contracts/{c}/times/{k}/{action}", body=body, status=404)
+            for c, k in w.walled_times
+        ]
+
+    return calls
+
+
+def _times(w: World) -> list[Call]:
+    return [Call("GET", f"/booking/patients/{w.patient}/times", status=200)]
+
+
+def _breaches(w: World) -> list[Call]:
+    return [Call("GET", "/booking/care-guarantee/breaches", {"careUnit": UNIT}, status=200)]
+
+
+def _find(w: World) -> list[Call]:
+    asked = {
+        "start": w.start.isoformat(),
+        "end": (w.start + timedelta(days=1)).isoformat(),
+        "organization": f"{system_for(IdentifierKind.HSA_ID)}|{UNIT.split('|')[1]}",
+        "visit-type": f"{urls.CS_TIME_TYPE}|nurse-visit",
+    }
+    path = "/fhir/Appointment/$find"
+    return [
+        Call("GET", path, asked, status=200),
+        Call("GET", path, {**asked, "agreed-time": f"{w.agreed}/open-visit"}, status=200),
+    ] + [
+        Call("GET", path, {**asked, "agreed-time": f"{c}/{k}"}, status=404)
+        for c, k in w.walled_times
+    ]
+
+
+def _book(w: World) -> list[Call]:
+    def chosen(contract: str, key: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Appointment",
+            "status": "proposed",
+            "slot": [{"reference": f"Slot/{w.slots[-1]}"}],
+            "identifier": [{"system": urls.ID_AGREED_TIME, "value": f"{contract}/{key}"}],
+        }
+
+    return [
+        Call("POST", "/fhir/Appointment/$book", body=chosen(c, k), headers=FHIR_JSON, status=404)
+        for c, k in w.walled_times
+    ]
+
+
+def _webhooks(w: World) -> list[Call]:
+    return [Call("GET", "/webhooks", status=200)]
+
+
+def _register(w: World) -> list[Call]:
+    return [Call("POST", "/webhooks", body=w.webhook, status=201)]
+
+
+def _webhook(method: str, which: int, status: int) -> Calls:
+    # Each its own webhook, so the order of the tests does not matter.
+    return lambda w: [Call(method, f"/webhooks/{w.webhooks[which]}", status=status)]
+
+
+def _fhir_search(kind: str) -> Calls:
+    def calls(w: World) -> list[Call]:
+        every = [{}, {"_include": "*"}, {"_revinclude": "*"}, {"_count": "1"}]
+        by_identifier = [
+            {"identifier": f"{urls.ID_CONTRACT}|{c}"} for c in (w.draft, w.restricted, w.other)
+        ]
+        if kind == "Appointment":
+            by_identifier += [
+                {"identifier": f"{urls.ID_AGREED_TIME}|{c}/{k}"} for c, k in w.walled_times
+            ]
+        return [Call("GET", f"/fhir/{kind}", p) for p in every + by_identifier]
+
+    return calls
+
+
+def _fhir_reads(kind: str, suffix: str) -> Calls:
+    def calls(w: World) -> list[Call]:
+        return [Call("GET", f"/fhir/{kind}/{i}{suffix}", status=200) for i in w.shown[kind][:1]] + [
+            Call("GET", f"/fhir/{kind}/{i}{suffix}", status=404) for i in w.withheld[kind]
+        ]
+
+    return calls
+
+
+def _fhir_page(kind: str) -> Calls:
+    # The care unit's paging link, followed by the patient: its pages hold withheld records.
+    return lambda w: [Call("GET", page) for page in w.pages[kind]]
+
+
+def _coherent_plan(w: World) -> list[Call]:
+    patient = f"{system_for(IdentifierKind.PERSONNUMMER)}|{w.patient.split('|')[1]}"
+    return [Call("GET", "/fhir/CarePlan/$coherent-plan", {"patient": patient}, status=200)]
+
+
+def _fhir_create(w: World) -> list[Call]:
+    return [
+        Call(
+            "POST",
+            "/fhir/Appointment",
+            body={
+                "resourceType": "Appointment",
+                "status": "proposed",
+                "identifier": [{"system": urls.ID_AGREED_TIME, "value": f"{c}/{k}-copy"}],
+                "participant": [{"status": "needs-action"}],
+            },
+            headers=FHIR_JSON,
+            status=403,
+        )
+        for c, k in w.walled_times
+    ]
+
+
+def _fhir_update(w: World) -> list[Call]:
+    return [
+        Call(
+            "PUT",
+            f"/fhir/Appointment/{i}",
+            body={"resourceType": "Appointment", "id": i, "status": "cancelled"},
+            headers={**FHIR_JSON, "If-Match": 'W/"1"'},
+            status=403,
+        )
+        for i in w.withheld["Appointment"]
+    ]
+
+
+CALLS: dict[Route, Calls] = {
+    ("GET", "/contracts"): _contracts,
+    ("GET", "/contracts/{contract_id}"): _contract,
+    ("GET", "/patients/{patient}/plan"): _plan,
+    ("GET", "/booking/slots"): _slots,
+    ("POST", "/booking/contracts/{contract_id}/times/{key}/book"): _change("book"),
+    ("POST", "/booking/contracts/{contract_id}/times/{key}/cancel"): _change("cancel"),
+    ("POST", "/booking/contracts/{contract_id}/times/{key}/rebook"): _change("rebook"),
+    ("GET", "/booking/patients/{patient}/times"): _times,
+    ("GET", "/booking/care-guarantee/breaches"): _breaches,
+    ("GET", "/fhir/Appointment/$find"): _find,
+    ("POST", "/fhir/Appointment/$book"): _book,
+    ("GET", "/fhir/CarePlan/$coherent-plan"): _coherent_plan,
+    **{
+        route: calls
+        for kind in FHIR_KINDS
+        for route, calls in {
+            ("GET", f"/fhir/{kind}"): _fhir_search(kind),
+            ("GET", f"/fhir/{kind}/_page"): _fhir_page(kind),
+            ("GET", f"/fhir/{kind}/{{resource_id}}"): _fhir_reads(kind, ""),
+            ("GET", f"/fhir/{kind}/{{resource_id}}/_history"): _fhir_reads(kind, "/_history"),
+            ("GET", f"/fhir/{kind}/{{resource_id}}/_history/{{version_id}}"): _fhir_reads(
+                kind, "/_history/1"
+            ),
+        }.items()
+    },
+    ("POST", "/fhir/Appointment"): _fhir_create,
+    ("PUT", "/fhir/Appointment/{resource_id}"): _fhir_update,
+    ("POST", "/webhooks"): _register,
+    ("GET", "/webhooks"): _webhooks,
+    ("GET", "/webhooks/{webhook_id}"): _webhook("GET", 0, 200),
+    ("DELETE", "/webhooks/{webhook_id}"): _webhook("DELETE", 1, 204),
+}
+
+
+def _patient_routes() -> set[Route]:
+    """Every (method, path) whose access rule the patient role's scopes satisfy."""
+    patient = "personnummer|191212121212"
+    principal = Principal(
+        subject="a-patient",
+        client_id="a-portal",
+        scopes=frozenset(ROLE_SCOPES["patient"]),
+        patient=patient,
+    )
+    with tempfile.TemporaryDirectory() as directory:
+        settings = Settings(
+            hapi_url="http://hapi.invalid/fhir", auth_local_issuer=True, data_dir=Path(directory)
+        )
+        routes = list(iter_route_contexts(create_app(settings).routes))
+    reached = set()
+    for route in routes:
+        rule = RULES.get(route.name or "")
+        if not isinstance(rule, Protected):
+            continue
+        try:
+            decide(principal, rule.requirement, claimed_identifier(patient, patient=True))
+        except AccessDeniedError:
+            continue
+        reached |= {(method, route.path) for method in route.methods or ()}
+    return reached
+
+
+def test_every_route_a_patient_reaches_is_asked() -> None:
+    reached = _patient_routes()
+
+    assert sorted(reached - set(CALLS)) == [], "patient-reachable routes missing from CALLS"
+    assert sorted(set(CALLS) - reached) == [], "CALLS names routes a patient does not reach"
+
+
+@pytest.fixture(scope="module")
+def service(
+    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
+) -> Iterator[TestClient]:
+    directory = tmp_path_factory.mktemp("walls")
+    # The patient's webhooks go nowhere: their host is let through without being looked up.
+    with ready_app(
+        conformance_loaded,
+        directory,
+        issuer,
+        webhook_allowed_hosts="*.example",
+        webhook_allow_private_networks=True,
+    ) as app:
+        yield app
+
+
+def _create(
+    service: TestClient, clinic: dict[str, str], data: dict[str, Any], *, agree: bool
+) -> None:
+    created = service.post("/contracts", json=data, headers=clinic)
+    assert created.status_code == 201, created.text
+    if agree:
+        agreed = service.post(
+            f"/contracts/{data['id']}/agree",
+            json=load_data("booking/agreements.json"),
+            headers={**clinic, "If-Match": 'W/"1"'},
+        )
+        assert agreed.status_code == 200, agreed.text
+
+
+def _fhir_ids(
+    service: TestClient, contracts: dict[str, str]
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The FHIR ids of the contracts' records by type: those the patient may see (of the agreed
+    contract, unlabelled), and those withheld from them (all the rest)."""
+    store = service.app.state.store  # type: ignore[attr-defined]
+    shown: dict[str, list[str]] = {kind: [] for kind in FHIR_KINDS}
+    withheld: dict[str, list[str]] = {kind: [] for kind in FHIR_KINDS}
+    for name, contract_id in contracts.items():
+        stored = service.portal.call(store.records, contract_id)  # type: ignore[union-attr]
+        for resource in (e["resource"] for e in stored.bundle["entry"]):
+            kind = resource["resourceType"]
+            if kind not in FHIR_KINDS:
+                continue
+            hidden = name != "agreed" or confidentiality_of(resource) is not Confidentiality.NORMAL
+            (withheld if hidden else shown)[kind].append(str(resource["id"]))
+    return shown, withheld
+
+
+def _pages(service: TestClient, clinic: dict[str, str], personnummer: str) -> dict[str, list[str]]:
+    """For each type, the paging links of the care unit's search of the patient's records, one
+    record to a page: all but the first, so they hold what is withheld from the patient."""
+    patient = f"{system_for(IdentifierKind.PERSONNUMMER)}|{personnummer}"
+    pages: dict[str, list[str]] = {}
+    for kind in FHIR_KINDS:
+        name = "patient" if kind == "Appointment" else "subject"
+        found = service.get(
+            f"/fhir/{kind}", params={f"{name}.identifier": patient, "_count": "1"}, headers=clinic
+        )
+        links = pages.setdefault(kind, [])
+        while found.status_code == 200 and len(links) < 20:
+            following = [k["url"] for k in found.json()["link"] if k["relation"] == "next"]
+            if not following:
+                break
+            links += following
+            found = service.get(following[0], headers=clinic)
+        assert found.status_code == 200, found.text
+        assert len(links) > 1, f"{kind}: the unit's search has one page"
+    return pages
+
+
+@pytest.fixture(scope="module")
+def world(service: TestClient, issuer: TestIssuer) -> World:
+    tag = uuid.uuid4().hex[:12]
+    marker = f"walled-{uuid.uuid4().hex}"
+    since = (datetime.now(UTC) - timedelta(days=100)).isoformat()
+    data = load_data("faults/patient-walls.json", marker=marker, run=tag, since=since)
+    clinic = issuer.headers("ehr", organization=UNIT)
+    mine, theirs = unique_personnummer(), unique_personnummer()
+    example = json.loads(EXAMPLE.read_text("utf-8"))
+    unit = example["responsible_clinician"]["organization"]
+    ids = {
+        "draft": f"walls-draft-{tag}",
+        "restricted": f"walls-restricted-{tag}",
+        "agreed": f"walls-{uuid.uuid4().hex[:16]}",
+        "other": f"walls-other-{tag}",
+    }
+    keys: dict[str, str] = {}
+    for name, contract_id in ids.items():
+        contract = copy.deepcopy(example)
+        contract.update(data[name], id=contract_id, care_guarantee=data["care_guarantee"])
+        contract["patient"]["identifier"]["value"] = theirs if name == "other" else mine
+        for time in contract["agreed_times"]:
+            time["organization"] = unit
+            keys[time["key"].removesuffix(f"-{tag}")] = time["key"]
+        _create(service, clinic, contract, agree=name != "draft")
+    start = next(far_hours())
+    slots = publish(service, clinic, [start + timedelta(hours=h) for h in range(6)])
+    for (contract_id, key), slot in zip(
+        [
+            (ids["agreed"], keys["open-visit"]),
+            (ids["agreed"], keys["walled-visit"]),
+            (ids["draft"], keys["draft-visit"]),
+            (ids["restricted"], keys["restricted-visit"]),
+        ],
+        slots,
+        strict=False,
+    ):
+        booked = service.post(
+            f"/booking/contracts/{contract_id}/times/{key}/book",
+            json={"slot": slot},
+            headers=clinic,
+        )
+        assert booked.status_code == 200, booked.text
+    shown, withheld = _fhir_ids(service, ids)
+    patient = f"personnummer|{mine}"
+    token = issuer.token("patient", patient=patient)
+    webhook = {**data["webhook"], "patient": {"kind": "personnummer", "value": mine}}
+    webhooks = []
+    for _ in range(2):
+        registered = service.post(
+            "/webhooks", json=webhook, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert registered.status_code == 201, registered.text
+        webhooks.append(registered.json()["id"])
+    return World(
+        patient=patient,
+        patient_token=token,
+        marker=marker,
+        tag=tag,
+        agreed=ids["agreed"],
+        draft=ids["draft"],
+        restricted=ids["restricted"],
+        other=ids["other"],
+        other_patient=theirs,
+        keys=keys,
+        slots=slots,
+        start=start,
+        shown=shown,
+        withheld=withheld,
+        pages=_pages(service, clinic, mine),
+        webhooks=webhooks,
+        webhook=webhook,
+    )
+
+
+def _secrets(world: World) -> list[str]:
+    """What no answer to the patient may carry: the withheld texts, keys and ids, and the
+    other patient's identity."""
+    return [world.marker, world.tag, world.other_patient]
+
+
+def _references(world: World) -> list[str]:
+    """The FHIR references of the records withheld from the patient."""
+    return [f"{kind}/{i}" for kind, found in world.withheld.items() for i in found]
+
+
+def _said(call: Call) -> str:
+    """Everything the request itself says: what it names, its answer may repeat."""
+    return " ".join([call.path, json.dumps(call.params), json.dumps(call.body)])
+
+
+def _carries(text: str, secret: str) -> bool:
+    # A reference must not be read into a longer one: Goal/12 is not in Goal/123.
+    return re.search(rf"{re.escape(secret)}(?![A-Za-z0-9\-.])", text) is not None
+
+
+def _held(service: TestClient, world: World) -> dict[str, str]:
+    """The version and status of every Appointment of the patient's and of every Slot
+    published for them, as HAPI holds them."""
+    hapi = service.app.state.hapi  # type: ignore[attr-defined]
+    versions = {}
+    for kind, found in (
+        ("Appointment", world.withheld["Appointment"] + world.shown["Appointment"]),
+        ("Slot", world.slots),
+    ):
+        for i in found:
+            resource = service.portal.call(hapi.read, kind, i)  # type: ignore[union-attr]
+            versions[f"{kind}/{i}"] = f"{resource['meta']['versionId']} {resource['status']}"
+    return versions
+
+
+def _leaks(service: TestClient, world: World, calls: list[Call], secrets: list[str]) -> list[str]:
+    """Each call sent with the patient's token: a line for every answer that has an
+    unexpected status or carries one of ``secrets`` the request did not name."""
+    found = []
+    for call in calls:
+        url = urlsplit(call.path)
+        answer = service.request(
+            call.method,
+            url.path,
+            params={**dict(parse_qsl(url.query)), **call.params},
+            json=call.body,
+            headers={"Authorization": f"Bearer {world.patient_token}", **call.headers},
+        )
+        said = f"{call.method} {call.path} {call.params}"
+        status = answer.status_code
+        if status >= 500 if call.status is None else status != call.status:
+            found.append(f"{said}: {answer.status_code} {answer.text[:200]}")
+        shown = answer.text + json.dumps(dict(answer.headers))
+        found += [
+            f"{said}: carries {secret}"
+            for secret in secrets
+            if secret not in _said(call) and _carries(shown, secret)
+        ]
+    return found
+
+
+@pytest.mark.parametrize("route", sorted(CALLS), ids=" ".join)
+def test_no_answer_to_a_patient_carries_what_is_withheld_from_them(
+    service: TestClient, world: World, route: Route
+) -> None:
+    calls = CALLS[route](world)
+    assert calls, f"{route}: no request made"
+    before = _held(service, world)
+
+    leaks = _leaks(service, world, calls, _secrets(world))
+
+    assert leaks == [], "\n".join(leaks)
+    assert _held(service, world) == before
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the FHIR guard admits the agreed CarePlan whole, and its goal and activity "
+    "references name the very-restricted Goal and Appointments: their ids and number show, "
+    "never their content (fhir_service/api/fhir/guard.py)",
+)
+def test_no_fhir_answer_names_a_record_withheld_from_the_patient(
+    service: TestClient, world: World
+) -> None:
+    calls = [c for route in sorted(CALLS) if "/fhir" in route[1] for c in CALLS[route](world)]
+
+    leaks = _leaks(service, world, calls, _references(world))
+
+    assert leaks == [], "\n".join(leaks)
