@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -39,6 +38,7 @@ from fhir_service.sync import conformance, housekeeping
 from fhir_service.sync.notifications import Notifications
 from fhir_service.sync.startup import keep_trying
 from fhir_service.sync.store import ContractStore
+from fhir_service.sync.webhook_targets import webhook_client
 from fhir_service.sync.webhooks import TargetPolicy
 
 __all__ = ["create_app"]
@@ -69,8 +69,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.schema_ready = asyncio.Event()
         app.state.audit_wake = asyncio.Event()
         app.state.store = ContractStore(app.state.hapi, settings.narrative_language)
-        # Webhook receivers are strangers: no redirects followed, no shared pool with HAPI.
-        webhook_http = httpx.AsyncClient(follow_redirects=False)
+        # Webhook receivers are strangers: no redirects followed, no shared pool with HAPI, and
+        # connections only to addresses the target policy admits.
+        webhook_http = webhook_client(
+            allow_private_networks=settings.webhook_allow_private_networks
+        )
         app.state.notifications = Notifications(
             app.state.hapi,
             app.state.engine,

@@ -5,7 +5,9 @@ the change as seen, so nothing is lost between learning of a change and sending 
 due rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` (PostgreSQL; SQLite has one writer anyway)
 and move them a lease ahead before sending, so two instances never send the same row at once and
 a worker that dies mid-send leaves its rows due again once the lease runs out. Failed sends are
-retried with jittered exponential back-off, without limit, across restarts.
+retried with jittered exponential back-off, without limit, across restarts; so are sends the
+webhook target policy refuses (a host that now resolves to a private address, say), which never
+open a connection (:mod:`fhir_service.sync.webhook_targets`).
 
 Every delivery is signed the way Standard Webhooks sign: ``webhook-id`` (the event id, the same
 on every retry, so receivers can de-duplicate), ``webhook-timestamp`` (Unix seconds) and
@@ -29,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Engine, func, select, update
@@ -38,6 +41,7 @@ from sqlalchemy.orm import Session
 from fhir_service import __version__
 from fhir_service.sync.backoff import jittered_backoff
 from fhir_service.sync.tables import Delivery, Webhook
+from fhir_service.sync.webhook_targets import RefusedTargetError, canonical_host
 
 __all__ = ["Claim", "DeliveryWorker", "Outbox", "enqueue", "sign"]
 
@@ -195,7 +199,11 @@ class Outbox:
 
 
 class DeliveryWorker:
-    """Sends due deliveries over HTTP, a batch at a time."""
+    """Sends due deliveries over HTTP, a batch at a time.
+
+    ``http`` is meant to be :func:`~fhir_service.sync.webhook_targets.webhook_client`, whose
+    connections go only where the webhook target policy allows.
+    """
 
     def __init__(
         self,
@@ -240,18 +248,28 @@ class DeliveryWorker:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(claim.secret, claim.event_id, timestamp, body),
         }
+        level = logging.INFO
         try:
+            # IPv4 written other than in dotted decimal is refused here, naming the policy:
+            # httpx refuses some such URLs itself, with a reason that says less.
+            canonical_host(urlsplit(claim.url).hostname or "")
             response = await self.http.post(
                 claim.url, content=body, headers=headers, timeout=self.timeout
             )
-        except httpx.HTTPError as exc:
+        except RefusedTargetError as exc:
+            # Registered before the policy changed, or the name resolves elsewhere now: worth a
+            # warning, and a retry, since either can change back.
+            level = logging.WARNING
+            error = f"refused by the webhook target policy: {exc}"
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = f"{type(exc).__name__}: {exc}"
         else:
             if response.is_success:
                 await asyncio.to_thread(self.outbox.delivered, claim)
                 return
             error = f"HTTP {response.status_code}"
-        _log.info(
+        _log.log(
+            level,
             "webhook delivery failed; will retry",
             extra={"event_id": claim.event_id, "webhook_id": claim.webhook_id, "reason": error},
         )

@@ -7,23 +7,34 @@ whose contracts the token could read. Deliveries never leave that reach, whateve
 and a registration without an owner (one made before owners were kept) gets nothing.
 
 Targets are checked when registered: ``https`` (plain ``http`` only when allowed), no
-credentials or fragment in the URL, and a host the allowed-host policy admits; loopback and
-private addresses are refused unless the policy allows them.
+credentials or fragment in the URL, and a host the allowed-host policy admits; unless the policy
+allows private networks, the host is resolved and refused if it does not resolve or if any of its
+addresses is loopback, private or otherwise not public (:mod:`fhir_service.sync.webhook_targets`,
+which checks every delivery's connection again).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from fhir_service.sync.tables import Delivery, Webhook
+from fhir_service.sync.webhook_targets import (
+    IPAddress,
+    RefusedTargetError,
+    Resolver,
+    admitted_addresses,
+    canonical_host,
+    system_resolver,
+)
 
 __all__ = [
     "InvalidWebhookError",
@@ -45,19 +56,24 @@ class TargetPolicy:
     """Which webhook targets the service may call.
 
     ``allowed_hosts`` holds host patterns (``*.region.example``); empty admits any host that
-    passes the other checks. Private, loopback and link-local addresses are refused unless
-    ``allow_private_networks``, so that a registration cannot aim the service at its neighbours.
+    passes the other checks. Unless ``allow_private_networks``, the host is resolved with
+    ``resolver`` and every address must be public, so that a registration cannot aim the service
+    at its neighbours; with it, no address is refused and nothing is looked up.
     """
 
     allowed_hosts: tuple[str, ...] = ()
     allow_http: bool = False
     allow_private_networks: bool = False
+    resolver: Resolver = system_resolver
 
     def check(self, url: str) -> str:
         """Return ``url`` if it is an acceptable target; :class:`InvalidWebhookError` if not."""
         if len(url) > 2000:
             raise InvalidWebhookError("the URL is longer than 2000 characters")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise InvalidWebhookError(f"the URL is not valid: {exc}") from exc
         if parts.scheme not in ("https", "http"):
             raise InvalidWebhookError("the URL must start with https://")
         if parts.scheme == "http" and not self.allow_http:
@@ -68,14 +84,42 @@ class TargetPolicy:
             )
         if parts.fragment:
             raise InvalidWebhookError("the URL must not have a fragment")
-        host = (parts.hostname or "").lower()
+        try:
+            host = canonical_host(parts.hostname or "")
+        except RefusedTargetError as exc:
+            raise InvalidWebhookError(str(exc)) from exc
         if not host:
             raise InvalidWebhookError("the URL has no host")
-        if not self.allow_private_networks and _is_private(host):
-            raise InvalidWebhookError(f"host {host!r} is a local or private address")
+        try:
+            # A URL httpx cannot send would fail every delivery: better refused now.
+            httpx.URL(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise InvalidWebhookError(f"the URL is not valid: {exc}") from exc
+        if not self.allow_private_networks:
+            self._check_addresses(host, port)
+        self._check_allowed(host)
+        return url
+
+    def _check_addresses(self, host: str, port: int) -> None:
+        try:
+            admitted_addresses(host, port, allow_private_networks=False, resolver=self._lookup)
+        except RefusedTargetError as exc:
+            raise InvalidWebhookError(str(exc)) from exc
+        except (OSError, UnicodeError) as exc:
+            raise InvalidWebhookError(
+                f"host {host!r} does not resolve to an address; a webhook needs a name this"
+                " service can look up"
+            ) from exc
+
+    def _lookup(self, name: str, port: int) -> Sequence[IPAddress]:
+        # Nobody is asked about a name the allowed hosts leave out.
+        self._check_allowed(name)
+        return self.resolver(name, port)
+
+    def _check_allowed(self, host: str) -> None:
         if self.allowed_hosts and not any(fnmatch.fnmatch(host, p) for p in self.allowed_hosts):
             raise InvalidWebhookError(f"host {host!r} is not among the allowed webhook hosts")
-        return url
 
 
 @dataclass(frozen=True)
@@ -221,19 +265,3 @@ def _registration(row: Webhook) -> Registration:
 def _is_token(token: str) -> bool:
     system, sep, value = token.partition("|")
     return bool(sep and system and value and "|" not in value and len(token) <= 300)
-
-
-def _is_private(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return False
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_reserved
-        or address.is_unspecified
-    )

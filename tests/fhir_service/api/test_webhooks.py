@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,8 @@ PROBLEM_JSON = "application/problem+json"
 UNIT_ID = "SE2321000065-1254"
 UNIT = f"hsa-id|{UNIT_ID}"
 PATIENT = "197506258933"
+# There is no DNS here: receivers are registered at a public address (example.com's, once).
+TARGET = "https://93.184.215.14"
 
 
 @pytest.fixture
@@ -29,14 +35,8 @@ def database(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'service.db'}"
 
 
-@pytest.fixture
-def service(hapi_base_url: str, database: str, issuer: TestIssuer) -> Iterator[TestClient]:
-    settings = Settings(
-        hapi_url=hapi_base_url,
-        database_url=database,
-        webhook_allowed_hosts="*.example",
-        **issuer.settings(),
-    )
+@contextmanager
+def _running(settings: Settings, issuer: TestIssuer) -> Iterator[TestClient]:
     headers = issuer.headers("ehr", organization=UNIT)
     app = create_app(settings)
     with TestClient(app, raise_server_exceptions=False, headers=headers) as client:
@@ -47,13 +47,40 @@ def service(hapi_base_url: str, database: str, issuer: TestIssuer) -> Iterator[T
         yield client
 
 
+@pytest.fixture
+def service(hapi_base_url: str, database: str, issuer: TestIssuer) -> Iterator[TestClient]:
+    settings = Settings(
+        hapi_url=hapi_base_url,
+        database_url=database,
+        webhook_allowed_hosts="*.example,93.184.215.14",
+        **issuer.settings(),
+    )
+    with _running(settings, issuer) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def open_service(
+    hapi_base_url: str, issuer: TestIssuer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TestClient]:
+    """The service under the default webhook policy: any host, https only, public addresses."""
+    database = tmp_path_factory.mktemp("open") / "service.db"
+    settings = Settings(
+        hapi_url=hapi_base_url, database_url=f"sqlite:///{database}", **issuer.settings()
+    )
+    assert not settings.webhook_allowed_hosts
+    assert not settings.webhook_allow_private_networks
+    with _running(settings, issuer) as client:
+        yield client
+
+
 def test_a_webhook_is_registered_listed_read_and_deleted_without_showing_its_secret(
     service: TestClient,
 ) -> None:
     created = service.post(
         "/webhooks",
         json={
-            "url": "https://ehr.region.example/events",
+            "url": f"{TARGET}/events",
             "secret": SECRET,
             "patient": {"kind": "personnummer", "value": "191212121212"},
             "careUnit": {"kind": "hsa-id", "value": "SE2321000065-1254"},
@@ -114,10 +141,82 @@ def test_bad_registrations_get_a_problem_saying_why(
     assert service.get("/webhooks").json() == []
 
 
+@pytest.mark.parametrize(
+    ("host", "words"),
+    [
+        ("2130706433:8443", "dotted-decimal"),
+        ("0x7f000001", "dotted-decimal"),
+        ("0177.0.0.1", "dotted-decimal"),
+        ("127.1", "dotted-decimal"),
+        ("0", "dotted-decimal"),
+        ("2852039166", "dotted-decimal"),  # 169.254.169.254, the cloud metadata service
+        ("127.0.0.1", "local or private"),
+        ("127.0.0.1.", "local or private"),
+        ("[::1]", "local or private"),
+        ("[::ffff:127.0.0.1]", "local or private"),
+        ("[fe80::1]", "local or private"),
+        ("10.0.0.1", "local or private"),
+        ("192.168.1.1", "local or private"),
+        ("100.64.0.1", "local or private"),
+        ("169.254.169.254", "local or private"),
+        ("0.0.0.0", "local or private"),
+        ("localhost", "local or private"),
+        ("localhost.", "local or private"),
+        ("LOCALHOST.", "local or private"),
+        # ::1 where /etc/hosts names it, nothing where it does not: refused either way.
+        ("ip6-localhost", "local or private|does not resolve"),
+    ],
+)
+def test_targets_on_the_services_own_networks_are_refused_in_every_spelling(
+    open_service: TestClient, host: str, words: str
+) -> None:
+    response = open_service.post(
+        "/webhooks", json={"url": f"https://{host}/events", "secret": SECRET}
+    )
+
+    assert response.status_code == 422, response.text
+    assert response.headers["Content-Type"] == PROBLEM_JSON
+    assert re.search(words, response.json()["detail"])
+
+
+def _inward_names() -> list[str]:
+    """This machine's name and every name /etc/hosts gives a loopback or private address."""
+    names = {socket.gethostname()}
+    for line in Path("/etc/hosts").read_text(encoding="utf-8").splitlines():
+        address, *aliases = line.partition("#")[0].split() or [""]
+        try:
+            inward = not ipaddress.ip_address(address.partition("%")[0]).is_global
+        except ValueError:
+            continue
+        if inward:
+            names.update(aliases)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", _inward_names())
+def test_names_that_resolve_to_the_services_own_networks_are_refused(
+    open_service: TestClient, name: str
+) -> None:
+    response = open_service.post(
+        "/webhooks", json={"url": f"https://{name}/events", "secret": SECRET}
+    )
+
+    assert response.status_code == 422, response.text
+    assert "local or private" in response.json()["detail"]
+
+
+def test_a_public_address_is_taken_without_any_lookup(open_service: TestClient) -> None:
+    # No DNS here: an address in dotted decimal is its own and needs none.
+    created = open_service.post("/webhooks", json={"url": f"{TARGET}/events", "secret": SECRET})
+
+    assert created.status_code == 201, created.text
+    assert open_service.delete(f"/webhooks/{created.json()['id']}").status_code == 204
+
+
 def test_another_caller_neither_sees_nor_removes_a_webhook(
     service: TestClient, issuer: TestIssuer
 ) -> None:
-    created = service.post("/webhooks", json={"url": "https://ehr.example/a", "secret": SECRET})
+    created = service.post("/webhooks", json={"url": f"{TARGET}/a", "secret": SECRET})
     webhook_id = created.json()["id"]
     # The same care unit, another EHR system: a webhook is its registrant's alone.
     other = issuer.headers("ehr", organization=UNIT, subject="another-ehr")
@@ -137,10 +236,10 @@ def test_another_caller_neither_sees_nor_removes_a_webhook(
 def test_a_webhook_keeps_the_reach_of_the_token_that_registered_it(
     service: TestClient, issuer: TestIssuer, database: str
 ) -> None:
-    by_unit = service.post("/webhooks", json={"url": "https://ehr.example/a", "secret": SECRET})
+    by_unit = service.post("/webhooks", json={"url": f"{TARGET}/a", "secret": SECRET})
     by_patient = service.post(
         "/webhooks",
-        json={"url": "https://ehr.example/b", "secret": SECRET},
+        json={"url": f"{TARGET}/b", "secret": SECRET},
         headers=issuer.headers("patient", patient=f"personnummer|{PATIENT}"),
     )
 
@@ -164,7 +263,7 @@ def test_a_patient_cannot_register_for_another_patients_changes(
     other = service.post(
         "/webhooks",
         json={
-            "url": "https://ehr.example/a",
+            "url": f"{TARGET}/a",
             "secret": SECRET,
             "patient": {"kind": "personnummer", "value": "191212121212"},
         },
@@ -173,7 +272,7 @@ def test_a_patient_cannot_register_for_another_patients_changes(
     own = service.post(
         "/webhooks",
         json={
-            "url": "https://ehr.example/a",
+            "url": f"{TARGET}/a",
             "secret": SECRET,
             "patient": {"kind": "personnummer", "value": PATIENT},
         },
@@ -191,7 +290,7 @@ def test_a_booking_platform_cannot_register_webhooks(
 ) -> None:
     response = service.post(
         "/webhooks",
-        json={"url": "https://ehr.example/a", "secret": SECRET},
+        json={"url": f"{TARGET}/a", "secret": SECRET},
         headers=issuer.headers("booking"),
     )
 

@@ -8,6 +8,7 @@ import logging
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 SECRET = "a-test-secret-that-is-long-enough"
 # A registrant whose token reached every contract, so that only the filters decide.
 EHR: dict[str, Any] = {"owner": "ehr", "reach": Reach()}
+# There is no DNS here: every receiver's name resolves to a public address (example.com's, once).
+POLICY = TargetPolicy(resolver=lambda host, port: [ip_address("93.184.215.14")])
 
 
 @pytest.fixture
@@ -82,7 +85,7 @@ def test_history_entries_become_changes_oldest_first_with_deletions() -> None:
 async def test_a_new_contract_reaches_the_webhooks_of_its_patient_and_care_unit_once(
     hapi: HapiClient, sqlite: Engine
 ) -> None:
-    registry = WebhookRegistry(sqlite, TargetPolicy())
+    registry = WebhookRegistry(sqlite, POLICY)
     store = ContractStore(hapi)
     feed = ChangeFeed(hapi, sqlite, store, registry)
     await feed.catch_up()
@@ -136,7 +139,7 @@ async def test_a_new_contract_reaches_the_webhooks_of_its_patient_and_care_unit_
 async def test_changes_made_straight_in_hapi_become_events_with_their_versions(
     hapi: HapiClient, sqlite: Engine, conformance_loaded: str
 ) -> None:
-    registry = WebhookRegistry(sqlite, TargetPolicy())
+    registry = WebhookRegistry(sqlite, POLICY)
     store = ContractStore(hapi)
     feed = ChangeFeed(hapi, sqlite, store, registry)
     await feed.catch_up()
@@ -198,7 +201,7 @@ async def test_changes_committed_while_a_round_looks_up_its_contracts_are_all_an
 ) -> None:
     overlap = timedelta(seconds=1)
     unit = unique_hsa_id()
-    registry = WebhookRegistry(sqlite, TargetPolicy())
+    registry = WebhookRegistry(sqlite, POLICY)
     hook = registry.register(
         "https://ehr.example/a",
         SECRET,
@@ -238,7 +241,7 @@ def _version_of(event: dict[str, Any]) -> tuple[str, str, str]:
 async def test_a_change_in_hapi_that_leaves_a_contract_unreadable_is_announced_to_its_unit(
     hapi: HapiClient, sqlite: Engine, conformance_loaded: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    registry = WebhookRegistry(sqlite, TargetPolicy())
+    registry = WebhookRegistry(sqlite, POLICY)
     store = ContractStore(hapi)
     feed = ChangeFeed(hapi, sqlite, store, registry)
     await feed.catch_up()
@@ -285,12 +288,12 @@ async def test_a_change_in_hapi_that_leaves_a_contract_unreadable_is_announced_t
 async def test_two_instances_reading_the_same_changes_make_each_event_once(
     hapi: HapiClient, engine: Engine
 ) -> None:
-    registry = WebhookRegistry(engine, TargetPolicy())
+    registry = WebhookRegistry(engine, POLICY)
     hook = registry.register("https://ehr.example/all", SECRET, **EHR)
     second = servicedb.make_engine(engine.url.render_as_string(hide_password=False))
     feeds = [
         ChangeFeed(hapi, engine, ContractStore(hapi), registry),
-        ChangeFeed(hapi, second, ContractStore(hapi), WebhookRegistry(second, TargetPolicy())),
+        ChangeFeed(hapi, second, ContractStore(hapi), WebhookRegistry(second, POLICY)),
     ]
     await feeds[0].catch_up()
     contract = await ContractStore(hapi).create(_contract(unique_personnummer(), unique_hsa_id()))
@@ -311,7 +314,7 @@ async def test_two_instances_reading_the_same_changes_make_each_event_once(
 async def test_with_no_webhook_registered_changes_are_only_marked_seen_without_reads(
     hapi: HapiClient, sqlite: Engine, metrics: Metrics
 ) -> None:
-    registry = WebhookRegistry(sqlite, TargetPolicy())
+    registry = WebhookRegistry(sqlite, POLICY)
     # Pages big enough that each type's recent history is one read, whatever ran just before.
     feed = ChangeFeed(hapi, sqlite, ContractStore(hapi), registry, page_size=1000)
     await feed.catch_up()
@@ -327,7 +330,7 @@ async def test_with_no_webhook_registered_changes_are_only_marked_seen_without_r
 async def test_changes_seen_before_are_skipped_after_one_look_per_type(
     hapi: HapiClient, sqlite: Engine
 ) -> None:
-    registry = WebhookRegistry(sqlite, TargetPolicy())
+    registry = WebhookRegistry(sqlite, POLICY)
     feed = ChangeFeed(hapi, sqlite, ContractStore(hapi), registry, page_size=1000)
     await feed.catch_up()
     for _ in range(3):

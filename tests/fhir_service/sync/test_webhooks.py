@@ -4,6 +4,7 @@ their owner and the reach of the token that made them."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from ipaddress import ip_address
 
 import pytest
 from sqlalchemy import Engine
@@ -18,6 +19,8 @@ from fhir_service.sync.webhooks import (
 
 SECRET = "a-test-secret-that-is-long-enough"
 EVERYONE = Reach()
+# There is no DNS here: every receiver's name resolves to a public address (example.com's, once).
+POLICY = TargetPolicy(resolver=lambda host, port: [ip_address("93.184.215.14")])
 
 
 @pytest.mark.parametrize(
@@ -48,7 +51,7 @@ def test_unsafe_targets_are_refused_with_the_reason(url: str, reason: str) -> No
 
 def test_the_policy_admits_what_it_is_told_to() -> None:
     local = TargetPolicy(allow_http=True, allow_private_networks=True)
-    regional = TargetPolicy(allowed_hosts=("*.region.example",))
+    regional = TargetPolicy(allowed_hosts=("*.region.example",), resolver=POLICY.resolver)
 
     assert local.check("http://127.0.0.1:9000/events") == "http://127.0.0.1:9000/events"
     assert regional.check("https://ehr.region.example/hook") == "https://ehr.region.example/hook"
@@ -57,7 +60,7 @@ def test_the_policy_admits_what_it_is_told_to() -> None:
 def test_registrations_keep_their_filters_and_are_removed_with_their_deliveries(
     engine: Engine,
 ) -> None:
-    registry = WebhookRegistry(engine, TargetPolicy())
+    registry = WebhookRegistry(engine, POLICY)
     by_patient = registry.register(
         "https://ehr.example/a",
         SECRET,
@@ -83,7 +86,7 @@ def test_registrations_keep_their_filters_and_are_removed_with_their_deliveries(
 
 
 def test_each_owner_sees_and_removes_only_their_own_registrations(engine: Engine) -> None:
-    registry = WebhookRegistry(engine, TargetPolicy())
+    registry = WebhookRegistry(engine, POLICY)
     mine = registry.register("https://ehr.example/a", SECRET, owner="ehr-a", reach=EVERYONE)
     theirs = registry.register("https://ehr.example/b", SECRET, owner="ehr-b", reach=EVERYONE)
 
@@ -119,7 +122,7 @@ def test_deliveries_never_leave_the_reach_of_the_token_that_registered(
     wanted: bool,
 ) -> None:
     # The care-unit filter matches every case: only the reach decides.
-    registration = WebhookRegistry(engine, TargetPolicy()).register(
+    registration = WebhookRegistry(engine, POLICY).register(
         "https://ehr.example/a", SECRET, owner="ehr-a", reach=reach, care_unit=UNIT
     )
 
@@ -146,7 +149,7 @@ def test_a_registration_without_an_owner_hears_of_nothing() -> None:
 def test_weak_secrets_and_malformed_filters_are_refused(
     engine: Engine, secret: str, patient: str | None
 ) -> None:
-    registry = WebhookRegistry(engine, TargetPolicy())
+    registry = WebhookRegistry(engine, POLICY)
 
     with pytest.raises(InvalidWebhookError):
         registry.register(
