@@ -568,12 +568,6 @@ def test_no_answer_to_a_patient_carries_what_is_withheld_from_them(
     assert _held(service, world) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the FHIR guard admits the agreed CarePlan whole, and its goal and activity "
-    "references name the very-restricted Goal and Appointments: their ids and number show, "
-    "never their content (fhir_service/api/fhir/guard.py)",
-)
 def test_no_fhir_answer_names_a_record_withheld_from_the_patient(
     service: TestClient, world: World
 ) -> None:

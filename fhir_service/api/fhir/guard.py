@@ -7,7 +7,10 @@ paging link can carry another patient's data out:
 - a contract's records (CarePlan, CareTeam, Goal, Appointment) need the caller's right to read
   that type, and their contract must lie in the caller's compartment; what the patient, or a
   unit other than the responsible one, may not see (drafts, restricted content) is dropped as
-  in `fhir_service.contract.disclosure`;
+  in `fhir_service.contract.disclosure`, and a CarePlan shown to them names none of it: its
+  goal, activity and care team references to what they are not shown are taken out, and the
+  copy is marked SUBSETTED (`subset_naming`), so not even the ids or the number of withheld
+  records show;
 - records of no contract are the patient's own only when they name the patient;
 - AuditEvent and Provenance need their own right (an auditor's);
 - a Patient or RelatedPerson comes along only when an admitted record refers to it;
@@ -17,7 +20,7 @@ paging link can carry another patient's data out:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +43,7 @@ from fhir_service.security.access import (
     decide,
 )
 
-__all__ = ["DIRECTORY_TYPES", "FhirGuard"]
+__all__ = ["DIRECTORY_TYPES", "SUBSETTED", "FhirGuard", "subset_naming"]
 
 Resource = dict[str, Any]
 
@@ -49,15 +52,24 @@ DIRECTORY_TYPES = frozenset(
 )
 _PEOPLE = frozenset({"Patient", "RelatedPerson"})
 
+SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+    "display": "subsetted",
+}
+"""The ``meta.tag`` FHIR gives a resource served with parts of it left out."""
+
 
 @dataclass(frozen=True, slots=True)
 class _Contract:
-    """What the guard needs to know of a contract: whose, whose responsibility, how open."""
+    """What the guard needs to know of a contract: whose, whose responsibility, how open, and
+    which of the records its CarePlan names (``Type/id``) are open to every reader of it."""
 
     patients: frozenset[Identifier]
     unit: Identifier | None
     draft: bool
     confidentiality: Confidentiality
+    open_records: frozenset[str]
 
 
 class FhirGuard:
@@ -87,25 +99,25 @@ class FhirGuard:
             self._patient_ids = frozenset(str(r["id"]) for r in found.matches())
         return self._patient_ids
 
-    async def admitted(self, resources: Iterable[Resource]) -> list[bool]:
-        """For each resource, whether the caller may see it."""
+    async def screened(self, resources: Iterable[Resource]) -> list[Resource | None]:
+        """For each resource, what of it the caller may see: None when nothing, else the
+        resource itself or, for a walled reader, a copy naming nothing withheld from them.
+
+        Answer with what this returns, never with what went in: the copy is the point.
+        """
         resources = list(resources)
         await self._learn_contracts(resources)
-        verdicts = [await self._admits(r) for r in resources]
+        shown = [await self._admits(r) for r in resources]
         # People come along only with a record that was let through and points at them.
         pointed = {
-            ref
-            for resource, verdict in zip(resources, verdicts, strict=True)
-            if verdict
-            for ref in _references(resource)
+            ref for resource in shown if resource is not None for ref in _references(resource)
         }
-        return [
-            verdict
-            if resource.get("resourceType") not in _PEOPLE
-            else f"{resource['resourceType']}/{resource.get('id')}" in pointed
-            or await self._is_the_patient(resource)
-            for resource, verdict in zip(resources, verdicts, strict=True)
-        ]
+        for index, resource in enumerate(resources):
+            if resource.get("resourceType") in _PEOPLE:
+                brought = f"{resource['resourceType']}/{resource.get('id')}" in pointed
+                if brought or await self._is_the_patient(resource):
+                    shown[index] = resource
+        return shown
 
     def patients_of(self, resource: Resource) -> frozenset[Identifier]:
         """The patients ``resource`` is about, as far as its contract tells (for the audit)."""
@@ -116,35 +128,38 @@ class FhirGuard:
         patient = self.access.compartment.patient
         return frozenset() if patient is None else frozenset({patient})
 
-    async def _admits(self, resource: Resource) -> bool:
+    async def _admits(self, resource: Resource) -> Resource | None:
+        """``resource`` as the caller may see it, or None; people are decided afterwards."""
         kind = str(resource.get("resourceType"))
         if kind in DIRECTORY_TYPES:
-            return True
+            return resource
         if kind in _PEOPLE:
-            return False  # decided once the records are known
+            return None  # decided once the records are known
         walls = self._right(kind)
         if walls is None:
-            return False
+            return None
         if walls.patient is None and walls.organization is None:
-            return True
+            return resource
         if kind not in CONTRACT_SYSTEMS:
-            return False
+            return None
         contract_id = contract_of(resource)
         if contract_id is None:
             # Not a contract's: the patient's own record if it names them, never a unit's.
             named = patient_references(resource)
             mine = {f"Patient/{i}" for i in await self.patient_ids()}
-            return bool(named & mine) and _open(resource)
+            return resource if named & mine and _open(resource) else None
         contract = self._contracts.get(contract_id)
         if contract is None:
-            return False
+            return None
         if walls.patient is not None and walls.patient not in contract.patients:
-            return False
+            return None
         if walls.organization is not None and walls.organization != contract.unit:
-            return False
+            return None
         if walls.organization is not None:
-            return True  # the responsible unit sees all of its contract
-        return not contract.draft and _open_label(contract.confidentiality) and _open(resource)
+            return resource  # the responsible unit sees all of its contract
+        if contract.draft or not _open_label(contract.confidentiality) or not _open(resource):
+            return None
+        return subset_naming(resource, contract.open_records)
 
     async def _is_the_patient(self, resource: Resource) -> bool:
         if resource.get("resourceType") != "Patient":
@@ -183,6 +198,11 @@ class FhirGuard:
                     ("_include", "CarePlan:subject"),
                     ("_include", "CarePlan:responsible-clinician"),
                     ("_include:iterate", "PractitionerRole:organization"),
+                    # What the CarePlan names, for the labels: shown to a walled reader, it
+                    # names only the open records.
+                    ("_include", "CarePlan:goal"),
+                    ("_include", "CarePlan:activity-reference"),
+                    ("_include", "CarePlan:care-team"),
                     ("_count", str(len(chunk))),
                 ],
                 max_pages=5,
@@ -207,8 +227,51 @@ def _facts(resources: list[Resource]) -> Iterator[tuple[str, _Contract]]:
                 unit=units[0] if units else None,
                 draft=careplan.get("status") == "draft",
                 confidentiality=confidentiality_of(careplan),
+                open_records=frozenset(
+                    reference
+                    for reference, record in by_reference.items()
+                    if contract_of(record) == contract_id and _open(record)
+                ),
             ),
         )
+
+
+def subset_naming(careplan: Resource, shown: Container[str]) -> Resource:
+    """``careplan`` naming, of its goals, referenced activities and care teams, only those in
+    ``shown`` (``Type/id``): a copy marked `SUBSETTED`, or ``careplan`` itself when it names
+    nothing else. Any other resource is returned as it is.
+
+    What is not known to be shown is taken out, so an older version naming a record deleted
+    since names it no more. The copy keeps ``meta.versionId`` (and so its ETag): it is that
+    version, less what the reader is not shown. The narrative stays, since it never lists
+    restricted goals or times (`fhir_service.mapping.narrative`).
+    """
+    if careplan.get("resourceType") != "CarePlan":
+        return careplan
+    kept = {
+        "goal": [g for g in careplan.get("goal", []) if _names(g, shown)],
+        "careTeam": [t for t in careplan.get("careTeam", []) if _names(t, shown)],
+        "activity": [
+            a
+            for a in careplan.get("activity", [])
+            if isinstance(a, dict) and ("reference" not in a or _names(a["reference"], shown))
+        ],
+    }
+    if all(len(found) == len(careplan.get(key, [])) for key, found in kept.items()):
+        return careplan
+    # FHIR allows no empty lists: an element with nothing left goes.
+    subset: Resource = {k: kept.get(k, v) for k, v in careplan.items() if k not in kept or kept[k]}
+    meta = dict(careplan.get("meta", {}))
+    meta["tag"] = [*meta.get("tag", []), dict(SUBSETTED)]
+    subset["meta"] = meta
+    return subset
+
+
+def _names(reference: object, shown: Container[str]) -> bool:
+    """Whether ``reference`` (a FHIR Reference) names a record in ``shown``, in any version."""
+    if not isinstance(reference, dict) or not isinstance(reference.get("reference"), str):
+        return False
+    return str(reference["reference"]).split("/_history/")[0] in shown
 
 
 def _identifiers(resource: Resource) -> list[Identifier]:

@@ -3,7 +3,9 @@
 The same plan as ``GET /patients/{patient}/plan`` (who may read it and what they see come from
 `fhir_service.api.plan_access`), as the stored FHIR records: the CarePlans in force as matches,
 their Goals, CareTeams and Appointments, the Patient and the directory records they name as
-includes. Two HAPI requests: the contracts, then their records.
+includes. A CarePlan names only records the answer holds: the goals and times withheld from the
+reader are taken out of it (`subset_naming`), ids and all. Two HAPI requests: the contracts,
+then their records.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from fastapi import Request, Response
 
 from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.api.fhir.guard import subset_naming
 from fhir_service.api.fhir.outcomes import fhir_response, outcome
 from fhir_service.api.plan_access import PlanRefusedError, readable_plan
 from fhir_service.contract import Contract
@@ -77,7 +80,8 @@ async def coherent_plan_bundle(
 
 
 async def _records(hapi: HapiClient, contracts: list[Contract]) -> list[Resource]:
-    """The stored records of ``contracts``, less the goals and times disclosure left out."""
+    """The stored records of ``contracts``, less the goals and times disclosure left out, and
+    their CarePlans less the references to those."""
     if not contracts:
         return []
     shown = {c.id: c for c in contracts}
@@ -95,7 +99,9 @@ async def _records(hapi: HapiClient, contracts: list[Contract]) -> list[Resource
         ],
         max_pages=10,
     )
-    return [r for r in found.resources if _kept(r, shown)]
+    kept = [r for r in found.resources if _kept(r, shown)]
+    held = frozenset(f"{r.get('resourceType')}/{r.get('id')}" for r in kept)
+    return [subset_naming(r, held) for r in kept]
 
 
 def _kept(resource: Resource, shown: dict[str, Contract]) -> bool:

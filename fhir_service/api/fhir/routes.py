@@ -127,12 +127,15 @@ async def _guarded_bundle(
     """A Bundle page from HAPI, minus what the caller may not see, in our addresses."""
     entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)]
     with_resource = [e for e in entries if isinstance(e.get("resource"), dict)]
-    verdicts = await guard.admitted(e["resource"] for e in with_resource)
-    kept = [e for e, ok in zip(with_resource, verdicts, strict=True) if ok]
-    if guard.unrestricted:
-        # Deletions in a history carry no resource; only an unrestricted reader sees them.
-        kept = [e for e in entries if e in kept or "resource" not in e]
-    else:
+    screened = await guard.screened(e["resource"] for e in with_resource)
+    shown = {id(e): r for e, r in zip(with_resource, screened, strict=True) if r is not None}
+    # Deletions in a history carry no resource; only an unrestricted reader sees them.
+    kept = [
+        {**e, "resource": shown[id(e)]} if id(e) in shown else e
+        for e in entries
+        if id(e) in shown or (guard.unrestricted and "resource" not in e)
+    ]
+    if not guard.unrestricted:
         # A total would count what was left out.
         bundle.pop("total", None)
     _note(trail, guard, [e["resource"] for e in kept if "resource" in e])
@@ -249,7 +252,7 @@ def _add_routes(kind: str) -> None:
         async def work() -> Response:
             guard = FhirGuard(access, hapi)
             current = await hapi.read(kind, resource_id)
-            if not (await guard.admitted([current]))[0]:
+            if (await guard.screened([current]))[0] is None:
                 return outside(trail)
             params = list(request.query_params.multi_items())
             bundle = await hapi.page(f"/{kind}/{resource_id}/_history", params)
@@ -307,8 +310,10 @@ async def guarded_resource(
     A 201 names where the new resource lives in ``Location``.
     """
     guard = FhirGuard(access, hapi)
-    if not (await guard.admitted([resource]))[0]:
+    shown = (await guard.screened([resource]))[0]
+    if shown is None:
         return outside(trail)
+    resource = shown
     _note(trail, guard, [resource])
     headers = {}
     version = resource.get("meta", {}).get("versionId")

@@ -181,8 +181,9 @@ async def book(
             return outcome(422, "processing", str(exc))
         trail.saw_contract(booked.contract)
         value = f"{urls.ID_AGREED_TIME}|{contract_id}/{key}"
-        stored = (await hapi.search("Appointment", [("identifier", value)])).matches()[0]
-        if not (await FhirGuard(access, hapi).admitted([stored]))[0]:
+        found = (await hapi.search("Appointment", [("identifier", value)])).matches()[0]
+        stored = (await FhirGuard(access, hapi).screened([found]))[0]
+        if stored is None:
             return outside(trail)
         ours = base_url(request)
         entry = {
