@@ -192,6 +192,13 @@ class LocalHapi:
             self._process.kill()
             self._process.wait()
 
+    def kill(self) -> None:
+        """``kill -9`` the process this object started: no shutdown, whatever it is doing (what
+        a crash does; the fault tests do it to HAPI mid-request)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
     # Detached servers: started by one command, found again by another through the pid file.
 
     def start_detached(self, timeout: float) -> int:

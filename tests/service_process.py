@@ -1,4 +1,4 @@
-"""The service as a real process (``fhir-service serve``), for tests that stop and start it."""
+"""The service as a real process (``fhir-service serve``), for tests that stop, kill, start it."""
 
 from __future__ import annotations
 
@@ -16,9 +16,52 @@ import pytest
 
 from tests.support import free_port
 
-__all__ = ["running_service"]
+__all__ = ["ServiceProcess", "running_service"]
 
 READY_TIMEOUT = 120.0
+
+
+class ServiceProcess:
+    """``fhir-service serve`` with ``FHIR_SERVICE_*`` ``settings``, logging to ``log_path``.
+
+    Started again after :meth:`kill` it keeps its port and settings: the same service, restarted.
+    """
+
+    def __init__(self, settings: dict[str, str], log_path: Path) -> None:
+        self.port = settings.get("PORT") or str(free_port())
+        self.env = {**os.environ, **{f"FHIR_SERVICE_{k}": v for k, v in settings.items()}}
+        self.env["FHIR_SERVICE_PORT"] = self.port
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the process and wait until ``/ready`` answers 200."""
+        with self.log_path.open("ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "fhir_service", "serve"],
+                stdout=log,
+                stderr=log,
+                env=self.env,
+            )
+        _wait_for_ready(self.base_url, self._process, self.log_path)
+
+    def kill(self) -> None:
+        """``kill -9``: no shutdown, no cleanup, whatever it was doing."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM, as an orchestrator stops it; SIGKILL if it does not go within a minute."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
 
 @contextmanager
@@ -27,24 +70,12 @@ def running_service(settings: dict[str, str], log_path: Path) -> Iterator[str]:
 
     The service is stopped with SIGTERM at the end of the block, as an orchestrator stops it.
     """
-    port = settings.get("PORT") or str(free_port())
-    env = {**os.environ, **{f"FHIR_SERVICE_{k}": v for k, v in settings.items()}}
-    env["FHIR_SERVICE_PORT"] = port
-    base_url = f"http://127.0.0.1:{port}"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "fhir_service", "serve"], stdout=log, stderr=log, env=env
-        )
+    service = ServiceProcess(settings, log_path)
     try:
-        _wait_for_ready(base_url, process, log_path)
-        yield base_url
+        service.start()
+        yield service.base_url
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        service.stop()
 
 
 def _wait_for_ready(base_url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:

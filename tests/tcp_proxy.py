@@ -1,10 +1,11 @@
-"""A TCP proxy a test can cut and restore: HAPI going away and coming back, no restart needed."""
+"""A TCP proxy a test can cut and restore: HAPI going away and coming back, no restart needed;
+or one that lets requests through and drops the answers: HAPI working on a write nobody hears of."""
 
 from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
 from tests.support import free_port
@@ -18,6 +19,8 @@ class Proxy:
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.port = free_port()
+        self.swallowing = False
+        """While True, what the target answers is dropped: requests arrive, answers never do."""
         self._listener: socket.socket | None = None
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
@@ -48,14 +51,19 @@ class Proxy:
             upstream = socket.create_connection(self.target)
             with self._lock:
                 self._open += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=_pipe, args=(source, sink), daemon=True).start()
+            pipes = ((client, upstream, lambda: False), (upstream, client, self._swallows))
+            for source, sink, swallow in pipes:
+                threading.Thread(target=_pipe, args=(source, sink, swallow), daemon=True).start()
+
+    def _swallows(self) -> bool:
+        return self.swallowing
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
+def _pipe(source: socket.socket, sink: socket.socket, swallow: Callable[[], bool]) -> None:
     try:
         while chunk := source.recv(65536):
-            sink.sendall(chunk)
+            if not swallow():
+                sink.sendall(chunk)
     except OSError:
         pass
     finally:

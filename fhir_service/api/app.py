@@ -29,12 +29,19 @@ from fhir_service.api.openapi import install as install_openapi
 from fhir_service.api.problems import problem_response
 from fhir_service.api.security import SecurityMiddleware
 from fhir_service.audit.outbox import AuditOutbox, AuditWriter
-from fhir_service.fhir import HapiClient, HapiUnavailableError, ServerError
+from fhir_service.fhir import (
+    ConflictError,
+    HapiClient,
+    HapiOutcomeUnknownError,
+    HapiUnavailableError,
+    ServerError,
+)
 from fhir_service.mapping.from_fhir import UnreadableContractError
 from fhir_service.metrics import Metrics
 from fhir_service.security.tokens import TokenValidator
 from fhir_service.settings import Settings
 from fhir_service.sync import conformance, housekeeping
+from fhir_service.sync.instances import ThisInstance
 from fhir_service.sync.notifications import Notifications
 from fhir_service.sync.startup import keep_trying
 from fhir_service.sync.store import ContractStore
@@ -65,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.hapi = HapiClient(hapi_url, metrics, timeout=settings.hapi_timeout_seconds)
         app.state.engine = servicedb.make_engine(settings.resolved_database_url)
+        app.state.instance = ThisInstance(app.state.engine)
         app.state.conformance_loaded = asyncio.Event()
         app.state.schema_ready = asyncio.Event()
         app.state.audit_wake = asyncio.Event()
@@ -103,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
             asyncio.create_task(
                 housekeeping.tidy_forever(app.state.engine, app.state.schema_ready)
             ),
+            asyncio.create_task(app.state.instance.beat_forever(app.state.schema_ready)),
             asyncio.create_task(
                 conformance.load_until_done(app.state.hapi, app.state.conformance_loaded)
             ),
@@ -145,6 +154,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     app.add_exception_handler(HapiUnavailableError, _hapi_unavailable)
+    app.add_exception_handler(HapiOutcomeUnknownError, _write_outcome_unknown)
+    app.add_exception_handler(ConflictError, _lost_race)
     app.add_exception_handler(ServerError, _hapi_unavailable)
     app.add_exception_handler(UnreadableContractError, _unreadable_contract)
     app.include_router(health.router)
@@ -190,13 +201,41 @@ async def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _hapi_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    # Every HAPI write is one transaction, so a failure here left nothing half-written; the
-    # client may retry the same request (with its Idempotency-Key) after the pause.
+    # Every HAPI write is one transaction, and this error means it was refused or never sent
+    # (a write HAPI may have made is the outcome-unknown error below), so nothing was written;
+    # the client may retry the same request (with its Idempotency-Key) after the pause.
     _log.warning("HAPI unavailable", extra={"reason": str(exc), "path": request.url.path})
+    written = "" if request.method in ("GET", "HEAD") else "; nothing was written"
     return problem_response(
         503,
         "Service Unavailable",
-        "The FHIR store is unavailable; nothing was written. Retry after the pause.",
+        f"The FHIR store is unavailable{written}. Retry after the pause.",
+        headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
+    )
+
+
+async def _lost_race(request: Request, exc: Exception) -> JSONResponse:
+    # The store tries a write that lost a race over a shared record again; this one lost every
+    # time. HAPI refused the transaction whole.
+    _log.warning("HAPI write lost its races", extra={"reason": str(exc)})
+    return problem_response(
+        409,
+        "Conflict",
+        "Concurrent writes to records this one shares won every try; nothing was written. "
+        "Retry after the pause.",
+        headers={"Retry-After": "1"},
+    )
+
+
+async def _write_outcome_unknown(request: Request, exc: Exception) -> JSONResponse:
+    # HAPI got the write, or may have, and did not answer in time: it may still make it.
+    _log.warning("HAPI write outcome unknown", extra={"reason": str(exc)})
+    return problem_response(
+        504,
+        "Gateway Timeout",
+        "The FHIR store did not answer in time: the outcome of this write is unknown. Retry "
+        "with the same Idempotency-Key to find out what happened (without one, read the "
+        "contract before writing again).",
         headers={"Retry-After": str(_RETRY_AFTER_SECONDS)},
     )
 

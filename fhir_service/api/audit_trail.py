@@ -44,6 +44,11 @@ class AuditTrail:
     """Why the request was refused, when it was refused by the security layer or a route."""
     patients: list[FhirIdentifier] = field(default_factory=list)
     entities: list[Touched] = field(default_factory=list)
+    write_key: str | None = None
+    """A tag naming the request's ``Idempotency-Key`` (with its caller and route, hashed), put on
+    the Provenance of what it writes, so that a retry can find out whether it wrote."""
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    """The record's id, the same when it is opened and when it is completed."""
 
     def saw_contract(self, contract: Contract) -> None:
         """The request read, wrote or was refused ``contract``."""
@@ -65,6 +70,14 @@ class AuditTrail:
         """The request was refused for ``reason`` (safe to record, quotes nothing secret)."""
         self.denial = reason
 
+    def opened(self, now: datetime | None = None) -> AccessRecord:
+        """The audit record of this request before it runs: the outcome is not known yet, and
+        stays unknown if the service dies before answering."""
+        requirement = self.rule.requirement
+        action = self.rule.operation or self.rule.interaction.value
+        text = f"{action} {requirement.resource_type}: outcome unknown, no answer was given"
+        return self._record(None, text, now)
+
     def record(self, status: int, now: datetime | None = None) -> AccessRecord:
         """The audit record of this request, answered with ``status``."""
         if status >= 500:
@@ -73,12 +86,17 @@ class AuditTrail:
             outcome = Outcome.MINOR_FAILURE
         else:
             outcome = Outcome.SUCCESS
+        return self._record(outcome, self._description(status), now)
+
+    def _record(
+        self, outcome: Outcome | None, description: str, now: datetime | None
+    ) -> AccessRecord:
         return AccessRecord(
-            id=str(uuid.uuid4()),
+            id=self.id,
             recorded=now or datetime.now(UTC),
             interaction=self.rule.interaction,
             outcome=outcome,
-            description=self._description(status),
+            description=description,
             caller=self.caller,
             request_id=self.request_id,
             method=self.method,
@@ -107,5 +125,5 @@ def change_by(access: Access, trail: AuditTrail) -> Change:
     """The change a request makes: its author, as the Provenance names them, and their walls."""
     caller = trail.caller
     user = (caller.issuer or "", caller.subject or access.principal.subject)
-    author = Author(user, caller.client_id, caller.organization, caller.patient)
+    author = Author(user, caller.client_id, caller.organization, caller.patient, trail.write_key)
     return Change(author, access.compartment)

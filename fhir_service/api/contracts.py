@@ -8,7 +8,9 @@ version they were based on in ``If-Match``; a stale one gets 409 naming the curr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any
@@ -18,9 +20,10 @@ from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, sta
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.api.audit_trail import AuditTrail, change_by
-from fhir_service.api.deps import AccessDep, AuditTrailDep, EngineDep, StoreDep
+from fhir_service.api.deps import AccessDep, AuditTrailDep, EngineDep, InstanceDep, StoreDep
 from fhir_service.api.labels import Labels, labels_used_by
 from fhir_service.api.languages import (
     LANGUAGE_HEADERS,
@@ -39,13 +42,16 @@ from fhir_service.contract import (
 )
 from fhir_service.contract.disclosure import disclose
 from fhir_service.contract.lifecycle import IllegalTransitionError
+from fhir_service.fhir import HapiOutcomeUnknownError, HapiRequestError, HapiUnavailableError
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.security.access import AccessDeniedError, Denial
 from fhir_service.sync.idempotency import (
     IdempotencyKeyReusedError,
     IdempotencyStore,
     RequestInProgressError,
+    StoredResponse,
 )
+from fhir_service.sync.instances import ThisInstance
 from fhir_service.sync.store import (
     MAX_SEARCH_COUNT,
     BookedTimeChangedError,
@@ -60,6 +66,8 @@ from fhir_service.sync.store import (
 )
 
 __all__ = ["router"]
+
+_log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/contracts", tags=["contracts"])
 
@@ -123,6 +131,7 @@ async def create_contract(
     request: Request,
     store: StoreDep,
     engine: EngineDep,
+    instance: InstanceDep,
     access: AccessDep,
     trail: AuditTrailDep,
     idempotency_key: IdempotencyKey = None,
@@ -142,7 +151,9 @@ async def create_contract(
             return _problem(409, "Contract exists", str(exc), currentVersion=exc.version)
         return _contract_response(created, status.HTTP_201_CREATED)
 
-    return await _idempotent(request, engine, trail, idempotency_key, create)
+    return await _idempotent(
+        request, engine, store, instance, trail, idempotency_key, create, contract.id, created=True
+    )
 
 
 class ContractList(BaseModel):
@@ -328,6 +339,7 @@ async def update_contract(
     request: Request,
     store: StoreDep,
     engine: EngineDep,
+    instance: InstanceDep,
     access: AccessDep,
     trail: AuditTrailDep,
     if_match: IfMatch = None,
@@ -339,17 +351,19 @@ async def update_contract(
     unknown = _unknown_codes(contract)
     if unknown is not None:
         return unknown
-    change = change_by(access, trail)
 
     async def update(version: int) -> Contract:
-        return await store.update(contract, version, change)
+        return await store.update(contract, version, change_by(access, trail))
 
     return await _idempotent(
         request,
         engine,
+        store,
+        instance,
         trail,
         idempotency_key,
         lambda: _versioned(contract_id, if_match, trail, update),
+        contract_id,
     )
 
 
@@ -370,22 +384,24 @@ def _transition_route(
         request: Request,
         store: StoreDep,
         engine: EngineDep,
+        instance: InstanceDep,
         access: AccessDep,
         trail: AuditTrailDep,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
-        change = change_by(access, trail)
-
         async def move(version: int) -> Contract:
-            return await step(store, contract_id, version, change)
+            return await step(store, contract_id, version, change_by(access, trail))
 
         return await _idempotent(
             request,
             engine,
+            store,
+            instance,
             trail,
             idempotency_key,
             lambda: _versioned(contract_id, if_match, trail, move),
+            contract_id,
         )
 
 
@@ -405,6 +421,7 @@ async def agree_contract(
     request: Request,
     store: StoreDep,
     engine: EngineDep,
+    instance: InstanceDep,
     body: Annotated[AgreeBody, Body()],
     access: AccessDep,
     trail: AuditTrailDep,
@@ -412,17 +429,19 @@ async def agree_contract(
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Record the patient's and the responsible clinician's agreement to this version."""
-    change = change_by(access, trail)
 
     async def agree(version: int) -> Contract:
-        return await store.agree(contract_id, version, body.agreements, change)
+        return await store.agree(contract_id, version, body.agreements, change_by(access, trail))
 
     return await _idempotent(
         request,
         engine,
+        store,
+        instance,
         trail,
         idempotency_key,
         lambda: _versioned(contract_id, if_match, trail, agree),
+        contract_id,
     )
 
 
@@ -460,10 +479,22 @@ async def _versioned(
 async def _idempotent(
     request: Request,
     engine: Engine,
+    store: ContractStore,
+    instance: ThisInstance,
     trail: AuditTrail,
     key: str | None,
     handle: Callable[[], Awaitable[Response]],
+    contract_id: str,
+    *,
+    created: bool = False,
 ) -> Response:
+    """Run ``handle`` once per ``key``: the first answer is given again to every retry.
+
+    The key is claimed before anything reaches HAPI (a 503 if it cannot be, nothing written).
+    Its writes carry a tag of the key (``trail.write_key``), so that a retry of a request that
+    never got its answer (HAPI did not answer, or the instance running it died), refused as a
+    conflict because that request did write, finds the write and answers as it would have.
+    """
     if key is None:
         return await handle()
     keys = IdempotencyStore(engine)
@@ -471,26 +502,55 @@ async def _idempotent(
     scope = f"{trail.caller.key} {request.method} {request.url.path}"
     body = await request.body()
     try:
-        stored = await asyncio.to_thread(keys.begin, scope, key, body)
+        stored = await asyncio.to_thread(keys.begin, scope, key, body, instance.id)
     except IdempotencyKeyReusedError as exc:
         return _problem(422, "Idempotency-Key reused", str(exc))
     except RequestInProgressError as exc:
         return problem_response(409, "Request in progress", str(exc), headers={"Retry-After": "1"})
-    if stored is not None:
+    except SQLAlchemyError:
+        _log.exception("an Idempotency-Key could not be claimed")
+        return problem_response(
+            503,
+            "Service Unavailable",
+            "The Idempotency-Key could not be claimed, so the request was not run; nothing "
+            "was written. Retry after the pause.",
+            headers={"Retry-After": "5"},
+        )
+    if isinstance(stored, StoredResponse):
         replay = _replayed(stored.status, stored.body)
         replay.headers["Idempotency-Replayed"] = "true"
         return replay
+    trail.write_key = hashlib.sha256(f"{scope} {key}".encode()).hexdigest()[:40]
     try:
         response = await handle()
-    except BaseException:
-        await asyncio.to_thread(keys.abandon, scope, key)
+    except BaseException as exc:
+        # Only a refusal or an unreachable HAPI says nothing was written; anything else (no
+        # answer in time, a bug, a dropped client) leaves the key for a retry to find out.
+        nothing_written = isinstance(exc, HapiUnavailableError | HapiRequestError) and not (
+            isinstance(exc, HapiOutcomeUnknownError)
+        )
+        await _settle(keys.abandon if nothing_written else keys.unknown, scope, key)
         raise
+    if response.status_code == status.HTTP_409_CONFLICT and await store.wrote(trail.write_key):
+        # An earlier try with this key made the write; this one ran into it.
+        current = await store.read(contract_id)
+        response = _contract_response(current, 201 if created else 200)
+        response.headers["Idempotency-Replayed"] = "true"
     if response.status_code >= 500:
-        await asyncio.to_thread(keys.abandon, scope, key)
+        await _settle(keys.abandon, scope, key)
     else:
         answer = bytes(response.body).decode("utf-8")
-        await asyncio.to_thread(keys.complete, scope, key, response.status_code, answer)
+        await _settle(keys.complete, scope, key, response.status_code, answer)
     return response
+
+
+async def _settle(step: Callable[..., None], *args: object) -> None:
+    # The answer goes out either way: a key that cannot be settled stays with this instance
+    # until its heartbeat stops, then a retry takes it over and finds out.
+    try:
+        await asyncio.to_thread(step, *args)
+    except SQLAlchemyError:
+        _log.exception("an Idempotency-Key could not be settled")
 
 
 def _contract_response(contract: Contract, status_code: int) -> Response:

@@ -20,6 +20,7 @@ from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
 from fhir_service.security.access import Access
 from fhir_service.settings import Settings
+from fhir_service.sync.instances import ThisInstance
 from fhir_service.sync.notifications import Notifications
 from fhir_service.sync.store import ContractStore
 
@@ -29,6 +30,7 @@ __all__ = [
     "ConformanceLoadedDep",
     "EngineDep",
     "HapiClientDep",
+    "InstanceDep",
     "MetricsDep",
     "NotificationsDep",
     "SchemaReadyDep",
@@ -61,6 +63,7 @@ ConformanceLoadedDep = Annotated[
 ]
 NotificationsDep = Annotated[Notifications, Depends(_app_state("notifications", Notifications))]
 StoreDep = Annotated[ContractStore, Depends(_app_state("store", ContractStore))]
+InstanceDep = Annotated[ThisInstance, Depends(_app_state("instance", ThisInstance))]
 
 
 def _request_state(name: str, kind: type[T]) -> Callable[[Request], Coroutine[None, None, T]]:

@@ -17,6 +17,7 @@ from fhir_service.api.deps import (
     ConformanceLoadedDep,
     EngineDep,
     HapiClientDep,
+    InstanceDep,
     MetricsDep,
     SchemaReadyDep,
     SettingsDep,
@@ -77,8 +78,10 @@ async def ready(
     settings: SettingsDep,
     conformance_loaded: ConformanceLoadedDep,
     schema_ready: SchemaReadyDep,
+    instance: InstanceDep,
 ) -> Readiness | JSONResponse:
-    """200 when HAPI (serving R4, with our profiles) and the service DB answer, otherwise 503."""
+    """200 when HAPI (serving R4, with our profiles) answers and the service DB takes a write,
+    otherwise 503."""
     timeout = settings.ready_timeout_seconds
     checks: dict[str, Check] = {}
     try:
@@ -88,12 +91,16 @@ async def ready(
         _log.warning("HAPI not ready", extra={"hapi_url": exc.base_url, "reason": exc.reason})
         checks["hapi"] = Check(status="down", detail=f"HAPI FHIR server: {exc.reason}")
     try:
-        await asyncio.wait_for(asyncio.to_thread(servicedb.ping, engine), timeout)
-        checks["database"] = (
-            Check(status="up")
-            if schema_ready.is_set()
-            else Check(status="down", detail="service database: schema not migrated yet")
-        )
+        if schema_ready.is_set():
+            # A write, not a read: a database that answers but cannot be written (a read-only
+            # file, a full disk, a replica) cannot keep the audit record of a single request.
+            await asyncio.wait_for(asyncio.to_thread(instance.beat), timeout)
+            checks["database"] = Check(status="up")
+        else:
+            await asyncio.wait_for(asyncio.to_thread(servicedb.ping, engine), timeout)
+            checks["database"] = Check(
+                status="down", detail="service database: schema not migrated yet"
+            )
     except (SQLAlchemyError, TimeoutError) as exc:
         _log.warning("service DB not ready", extra={"reason": type(exc).__name__})
         checks["database"] = Check(status="down", detail=f"service database: {type(exc).__name__}")

@@ -8,7 +8,10 @@ For each request the middleware finds the route it is for and that route's rule
    whose compartment they apply to what they read and write,
 3. records the request in the audit outbox before the answer leaves, allowed or refused. If the
    record cannot be kept, the answer is replaced by a 503: an access nobody can account for is
-   not served.
+   not served, and a refusal nobody can account for is not told either. A request that may
+   write (any method but GET and HEAD) is recorded before it runs, its outcome unknown, and
+   completed when answered: if that first record cannot be kept the request is not run (503,
+   nothing written), and once it runs a write it made is on record whatever happens next.
 
 A route with no rule is refused (403) and logged as a bug: deny by default.
 """
@@ -48,6 +51,7 @@ from fhir_service.security.tokens import (
     SigningKeysUnavailableError,
     TokenValidator,
 )
+from fhir_service.sync.instances import ThisInstance
 
 __all__ = ["ACCESS_STATE", "TRAIL_STATE", "SecurityMiddleware"]
 
@@ -56,6 +60,9 @@ _log = logging.getLogger(__name__)
 ACCESS_STATE = "access"
 TRAIL_STATE = "audit_trail"
 _REALM = 'Bearer realm="patient-contracts"'
+# Requests that cannot write: recorded once, when answered. Every other method is recorded
+# before it runs as well.
+_READS = frozenset({"GET", "HEAD"})
 _PATIENT_CACHE_SIZE = 10_000
 
 
@@ -103,16 +110,28 @@ class SecurityMiddleware:
             state[ACCESS_STATE] = await self._access(fastapi, scope, rule, trail)
         except _RefusedError as refusal:
             trail.refused(refusal.reason)
-            await self._keep(fastapi, trail, refusal.response.status_code)
-            await refusal.response(scope, receive, send)
+            kept = await self._keep(fastapi, trail, refusal.response.status_code)
+            await (refusal.response if kept else _unaccountable())(scope, receive, send)
             return
-        answered = self._audited(fastapi, trail, scope, receive, send)
+        opened = scope["method"] not in _READS
+        if opened and not await self._open(fastapi, trail):
+            await _not_run()(scope, receive, send)
+            return
+        answered = _AuditedSend(
+            lambda status: self._keep(fastapi, trail, status, opened=opened),
+            scope,
+            receive,
+            send,
+            # Once a write may have been made, its answer is given even if its outcome cannot be
+            # recorded: the opened record already says it happened, and a 503 would hide a write.
+            must_keep=not opened,
+        )
         try:
             await self.app(scope, receive, answered)
         except Exception:
             # A bug: the outer middleware answers 500; the trail still says it happened.
             if not answered.started:
-                await self._keep(fastapi, trail, 500)
+                await self._keep(fastapi, trail, 500, opened=opened)
             raise
 
     async def _access(
@@ -176,25 +195,39 @@ class SecurityMiddleware:
             raise AccessDeniedError(Denial.BAD_CLAIM)
         return found
 
-    async def _keep(self, fastapi: FastAPI, trail: AuditTrail, status: int) -> bool:
+    async def _open(self, fastapi: FastAPI, trail: AuditTrail) -> bool:
+        instance: ThisInstance = fastapi.state.instance
         try:
-            await asyncio.to_thread(outbox.record, fastapi.state.engine, trail.record(status))
+            await asyncio.to_thread(
+                outbox.open_record, fastapi.state.engine, trail.opened(), instance.id
+            )
         except Exception:
-            _log.exception("audit record could not be kept")
+            _log.exception("audit record could not be opened; the request is not run")
+            return False
+        return True
+
+    async def _keep(
+        self, fastapi: FastAPI, trail: AuditTrail, status: int, *, opened: bool = False
+    ) -> bool:
+        keep = outbox.complete if opened else outbox.record
+        try:
+            await asyncio.to_thread(keep, fastapi.state.engine, trail.record(status))
+        except Exception:
+            _log.exception(
+                "audit record could not be completed; it goes out saying the outcome is unknown"
+                if opened
+                else "audit record could not be kept"
+            )
             return False
         wake: asyncio.Event | None = getattr(fastapi.state, "audit_wake", None)
         if wake is not None:
             wake.set()
         return True
 
-    def _audited(
-        self, fastapi: FastAPI, trail: AuditTrail, scope: Scope, receive: Receive, send: Send
-    ) -> _AuditedSend:
-        return _AuditedSend(lambda status: self._keep(fastapi, trail, status), scope, receive, send)
-
 
 class _AuditedSend:
-    """Passes the answer on only once its audit record is kept; a 503 if it cannot be."""
+    """Passes the answer on only once its audit record is kept; when it ``must_keep`` the
+    record, a 503 instead if it cannot be."""
 
     def __init__(
         self,
@@ -202,18 +235,21 @@ class _AuditedSend:
         scope: Scope,
         receive: Receive,
         send: Send,
+        *,
+        must_keep: bool,
     ) -> None:
         self.keep = keep
         self.scope = scope
         self.receive = receive
         self.send = send
+        self.must_keep = must_keep
         self.started = False
         self.failed = False
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
-            self.failed = not await self.keep(message["status"])
+            self.failed = not await self.keep(message["status"]) and self.must_keep
             if self.failed:
                 await _unaccountable()(self.scope, self.receive, self.send)
                 return
@@ -265,6 +301,13 @@ def _forbidden(reason: str) -> Response:
 def _unaccountable() -> Response:
     return _unavailable(
         "The access could not be recorded in the audit trail, so it is not answered."
+    )
+
+
+def _not_run() -> Response:
+    return _unavailable(
+        "The access could not be recorded in the audit trail, so it was not made; "
+        "nothing was written."
     )
 
 

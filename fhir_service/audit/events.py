@@ -105,7 +105,7 @@ def audit_event(record: AccessRecord) -> dict[str, Any]:
         "subtype": subtype,
         "action": action,
         "recorded": _instant(record.recorded),
-        "outcome": str(int(record.outcome)),
+        **({} if record.outcome is None else {"outcome": str(int(record.outcome))}),
         "outcomeDesc": record.description,
         "agent": _agents(record.caller, writes=action in ("C", "U", "D")),
         "source": {

@@ -1,7 +1,11 @@
 """The audit outbox: every AuditEvent is kept in the service DB until HAPI has it.
 
 :func:`record` stores the event of one access before the service answers it, so an answered
-request is always audited even while HAPI is down. :class:`AuditWriter` moves due events into HAPI
+request is always audited even while HAPI is down. A request that may write is recorded before
+it can reach HAPI (:func:`open_record`, an event saying its outcome is unknown, owned by the
+instance running it) and completed when its answer is known (:func:`complete`): a write is
+never made unrecorded, and one whose instance died mid-request still reaches HAPI, as an access
+of unknown outcome (:meth:`AuditOutbox.recover`). :class:`AuditWriter` moves due events into HAPI
 a batch at a time, as one ``batch`` Bundle of ``PUT AuditEvent/<id>`` entries: the id is the
 record's, so a batch repeated after a lost answer stores each event once (HAPI makes no new version
 of an unchanged resource). Entries HAPI refused, and whole batches it could not take, come back
@@ -30,9 +34,10 @@ from fhir_service.audit.events import audit_event
 from fhir_service.audit.records import AccessRecord
 from fhir_service.fhir import HapiClient, HapiError, HapiRequestError, HapiUnavailableError
 from fhir_service.sync.backoff import jittered_backoff
+from fhir_service.sync.instances import DEAD_AFTER, alive
 from fhir_service.sync.tables import AuditRecord
 
-__all__ = ["AuditClaim", "AuditOutbox", "AuditWriter", "record"]
+__all__ = ["AuditClaim", "AuditOutbox", "AuditWriter", "complete", "open_record", "record"]
 
 _log = logging.getLogger(__name__)
 
@@ -40,7 +45,7 @@ _log = logging.getLogger(__name__)
 def record(engine: Engine, access: AccessRecord) -> None:
     """Store the AuditEvent of ``access``, due for HAPI at once; blocks (run it in a thread)."""
     now = datetime.now(UTC)
-    body = json.dumps(audit_event(access), separators=(",", ":"), ensure_ascii=False)
+    body = _json(access)
     # A Core insert: every answered request waits for this row, and the ORM's unit of work
     # costs more than the statement.
     with engine.begin() as connection:
@@ -48,6 +53,51 @@ def record(engine: Engine, access: AccessRecord) -> None:
             insert(AuditRecord),
             {"id": access.id, "resource": body, "created_at": now, "next_attempt_at": now},
         )
+
+
+_OPEN_FOR = timedelta(days=1)
+"""When an open record would fall due if nothing completed or recovered it: never, in practice;
+the date only keeps it out of the writer's claims meanwhile."""
+
+
+def open_record(engine: Engine, access: AccessRecord, owner: str) -> None:
+    """Store the event of a request that is about to run, its outcome unknown; ``owner`` is the
+    instance running it. Blocks (run it in a thread). :func:`complete` gives it its outcome."""
+    now = datetime.now(UTC)
+    with engine.begin() as connection:
+        connection.execute(
+            insert(AuditRecord),
+            {
+                "id": access.id,
+                "resource": _json(access),
+                "created_at": now,
+                "next_attempt_at": now + _OPEN_FOR,
+                "owner": owner,
+            },
+        )
+
+
+def complete(engine: Engine, access: AccessRecord) -> None:
+    """Give the record opened with ``access.id`` its outcome; due for HAPI at once.
+
+    Should the writer have sent it as unknown meanwhile (its instance was taken for dead), it
+    goes again: HAPI keeps the outcome as the event's newer version.
+    """
+    with engine.begin() as connection:
+        connection.execute(
+            update(AuditRecord)
+            .where(AuditRecord.id == access.id)
+            .values(
+                resource=_json(access),
+                next_attempt_at=datetime.now(UTC),
+                owner=None,
+                written_at=None,
+            )
+        )
+
+
+def _json(access: AccessRecord) -> str:
+    return json.dumps(audit_event(access), separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -147,6 +197,29 @@ class AuditOutbox:
         """The wait after ``attempts`` failed writes: exponential, capped, with jitter."""
         return jittered_backoff(attempts, self.first_retry, self.max_retry)
 
+    def recover(self, now: datetime | None = None) -> int:
+        """Make due the open records of instances taken for dead: they go to HAPI as they were
+        opened, saying the outcome is unknown. Returns how many."""
+        moment = now or datetime.now(UTC)
+        with Session(self.engine) as session, session.begin():
+            result = session.execute(
+                update(AuditRecord)
+                .where(
+                    AuditRecord.owner.is_not(None),
+                    AuditRecord.owner.not_in(alive(moment)),
+                    AuditRecord.created_at <= moment - DEAD_AFTER,
+                )
+                .values(owner=None, next_attempt_at=moment)
+                .execution_options(synchronize_session=False)
+            )
+        recovered = int(getattr(result, "rowcount", 0) or 0)
+        if recovered:
+            _log.warning(
+                "audit records of requests that died mid-way go out with an unknown outcome",
+                extra={"count": recovered},
+            )
+        return recovered
+
     def pending(self) -> int:
         """How many records HAPI does not have yet."""
         with Session(self.engine) as session:
@@ -165,9 +238,15 @@ class AuditWriter:
         self.outbox = outbox
         self.hapi = hapi
         self.batch = batch
+        # The loop's clock when dead instances' open records are next looked for.
+        self._next_recovery = 0.0
 
     async def run_once(self) -> int:
         """Write what is due now; returns how many records were tried."""
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._next_recovery:
+            self._next_recovery = loop.time() + DEAD_AFTER.total_seconds()
+            await asyncio.to_thread(self.outbox.recover)
         claims = await asyncio.to_thread(self.outbox.claim, self.batch)
         if claims:
             await self._write(claims)

@@ -96,7 +96,8 @@ class AccessRecord:
     """A UUID; it becomes the AuditEvent's id, so writing it twice stores it once."""
     recorded: datetime
     interaction: Interaction
-    outcome: Outcome
+    outcome: Outcome | None
+    """None while the request runs, and for good when it died before its answer was known."""
     description: str
     """What happened in a few words, e.g. ``read contract`` or ``denied: insufficient scope``."""
     caller: Caller

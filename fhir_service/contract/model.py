@@ -313,6 +313,22 @@ class Agreement(_Model):
     agreed_at: AwareDatetime
 
 
+MAX_PROFESSIONALS = 50
+MAX_RELATIVES = 20
+MAX_CARE_CONTACTS = 20
+MAX_ACTIVITIES = 200
+MAX_GOALS = 100
+MAX_NOTES = 100
+MAX_AGREED_TIMES = 200
+"""How much one contract may hold, checked before anything is stored.
+
+A contract is read back in one search whose includes HAPI stops loading near 1000 resources,
+and written in one transaction HAPI must finish well within the service's time-out: at these
+limits a contract is some 600 resources at most, and a care plan for one patient needs far
+fewer (the seed scenarios hold under 30). Larger ones are refused with a 422 naming the list.
+"""
+
+
 class Contract(_Model):
     """A patient contract: the four parts and who takes part, in one version."""
 
@@ -327,14 +343,14 @@ class Contract(_Model):
     period: Period | None = None
     patient: Patient
     responsible_clinician: Professional
-    professionals: tuple[Professional, ...] = ()
-    relatives: tuple[Relative, ...] = ()
-    care_contacts: tuple[CareContact, ...] = ()
-    activities: tuple[Activity, ...] = ()
-    goals: tuple[Goal, ...] = ()
-    patient_resources: tuple[Text, ...] = ()
-    wishes: tuple[Text, ...] = ()
-    agreed_times: tuple[AgreedTime, ...] = ()
+    professionals: tuple[Professional, ...] = Field(default=(), max_length=MAX_PROFESSIONALS)
+    relatives: tuple[Relative, ...] = Field(default=(), max_length=MAX_RELATIVES)
+    care_contacts: tuple[CareContact, ...] = Field(default=(), max_length=MAX_CARE_CONTACTS)
+    activities: tuple[Activity, ...] = Field(default=(), max_length=MAX_ACTIVITIES)
+    goals: tuple[Goal, ...] = Field(default=(), max_length=MAX_GOALS)
+    patient_resources: tuple[Text, ...] = Field(default=(), max_length=MAX_NOTES)
+    wishes: tuple[Text, ...] = Field(default=(), max_length=MAX_NOTES)
+    agreed_times: tuple[AgreedTime, ...] = Field(default=(), max_length=MAX_AGREED_TIMES)
     care_guarantee: CareGuaranteeCase | None = None
     agreements: tuple[Agreement, ...] = ()
 

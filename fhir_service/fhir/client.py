@@ -5,6 +5,12 @@ Every call has a time-out. Calls that are safe to repeat (reads, and writes the 
 idempotent, such as a transaction of conditional writes) are retried a bounded number of times
 with jittered back-off when HAPI cannot be reached or answers 429/502/503/504; other calls are
 retried only when the connection failed before anything was sent.
+
+A write that times out is not repeated, even when safe: HAPI may still be working on it, and a
+second copy only doubles its load (a large transaction sent three times kept HAPI busy for
+minutes, then committed). Its outcome is unknown (:class:`HapiOutcomeUnknownError`), and the
+caller says so; a write whose connection broke after sending is repeated when safe, and unknown
+when it is not or every try broke.
 """
 
 from __future__ import annotations
@@ -18,7 +24,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from fhir_service.fhir.errors import HapiRequestError, HapiUnavailableError, error_for
+from fhir_service.fhir.errors import (
+    HapiOutcomeUnknownError,
+    HapiRequestError,
+    HapiUnavailableError,
+    error_for,
+)
 from fhir_service.fhir.transport import InstrumentedTransport
 from fhir_service.metrics import Metrics
 
@@ -241,6 +252,9 @@ class HapiClient:
         timeout: float | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
+        # Only what may change HAPI has an outcome to be unsure of after a lost answer.
+        writes = method != "GET" and not url.endswith("/$validate")
+        unavailable = HapiOutcomeUnknownError if writes else HapiUnavailableError
         if "json" in kwargs:
             kwargs["headers"] = {"Content-Type": FHIR_JSON, **kwargs.get("headers", {})}
         if timeout is not None:
@@ -258,10 +272,10 @@ class HapiClient:
                 repeatable = True
                 cause: Exception = exc
             except httpx.TimeoutException as exc:
-                failure = HapiUnavailableError(self.base_url, "no answer within the time-out")
-                repeatable, cause = safe, exc
+                failure = unavailable(self.base_url, "no answer within the time-out")
+                repeatable, cause = safe and not writes, exc
             except httpx.TransportError as exc:
-                failure = HapiUnavailableError(
+                failure = unavailable(
                     self.base_url, f"the connection failed ({type(exc).__name__})"
                 )
                 repeatable, cause = safe, exc

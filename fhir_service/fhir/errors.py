@@ -2,6 +2,7 @@
 
     HapiError
     ├── HapiUnavailableError          no usable answer: cannot connect, time-out, not a FHIR server
+    │   └── HapiOutcomeUnknownError   a write was sent and no answer came: it may have been made
     └── HapiRequestError              HAPI answered with an error status (``status``, ``outcome``)
         ├── InvalidRequestError       400, 422: HAPI refused what was sent (``$validate`` aside)
         ├── NotFoundError             404
@@ -25,6 +26,7 @@ __all__ = [
     "ConflictError",
     "GoneError",
     "HapiError",
+    "HapiOutcomeUnknownError",
     "HapiRequestError",
     "HapiUnavailableError",
     "InvalidRequestError",
@@ -49,6 +51,12 @@ class HapiUnavailableError(HapiError):
         super().__init__(f"HAPI FHIR at {base_url} is unavailable: {reason}")
         self.base_url = base_url
         self.reason = reason
+
+
+class HapiOutcomeUnknownError(HapiUnavailableError):
+    """A write reached HAPI, or may have, and its answer never came (a time-out, a connection
+    dropped mid-answer): whether it was made is not known. Never answer "nothing was written"
+    to this; a retry made safe by an ``Idempotency-Key`` finds out."""
 
 
 class HapiRequestError(HapiError):

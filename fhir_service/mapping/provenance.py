@@ -99,12 +99,15 @@ class Author:
 
     ``user`` is the token's ``(issuer, subject)``; ``organization`` the care unit acted for and
     ``patient`` the patient acting for themselves, each a FHIR ``(system, value)``.
+    ``write_key`` tags the Provenance (``urls.TAG_WRITE_KEY``) when the request carried an
+    ``Idempotency-Key``: a retry whose first try got no answer finds by it what was written.
     """
 
     user: tuple[str, str]
     client_id: str | None = None
     organization: tuple[str, str] | None = None
     patient: tuple[str, str] | None = None
+    write_key: str | None = None
 
 
 _OWNED_TYPES = frozenset({"CarePlan", "CareTeam", "Goal", "Appointment", "RelatedPerson"})
@@ -158,11 +161,18 @@ def change_entry(
     if activity == "agree" and contract.agreements:
         patient_url, clinician_url = _signer_urls(bundle)
         resource["signature"] = _signatures(contract, patient_url, clinician_url)
-    return {
-        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
-        "resource": resource,
-        "request": {"method": "POST", "url": "Provenance"},
-    }
+    tags = []
+    if author.write_key is not None:
+        tags.append({"system": urls.TAG_WRITE_KEY, "code": author.write_key})
+    request: dict[str, Any] = {"method": "POST", "url": "Provenance"}
+    if created:
+        # A create of a contract that exists already matches its records and writes nothing;
+        # its Provenance must not claim a creation either: one per contract, made only once.
+        tags.append({"system": urls.TAG_CREATED, "code": contract.id})
+        request["ifNoneExist"] = f"_tag={urls.TAG_CREATED}|{contract.id}"
+    if tags:
+        resource["meta"] = {"tag": tags}
+    return {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource, "request": request}
 
 
 def _targets(bundle: dict[str, Any], contract_id: str) -> list[dict[str, Any]]:

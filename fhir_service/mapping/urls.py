@@ -26,6 +26,8 @@ __all__ = [
     "PROFILE_CAREPLAN",
     "PROFILE_CARETEAM",
     "TAG_AGREEMENT",
+    "TAG_CREATED",
+    "TAG_WRITE_KEY",
 ]
 
 BASE = "http://fhir.patient-contracts.org"
@@ -45,6 +47,10 @@ CS_TIME_TYPE = f"{BASE}/CodeSystem/time-type"
 CS_CARE_GUARANTEE_STEP = f"{BASE}/CodeSystem/care-guarantee-step"
 
 TAG_AGREEMENT = f"{BASE}/tag/agreement"
+TAG_CREATED = f"{BASE}/tag/contract-created"
+"""Tags the Provenance of a contract's creation (the contract id): there is one per contract."""
+TAG_WRITE_KEY = f"{BASE}/tag/write-key"
+"""Tags the Provenance of a change made under an ``Idempotency-Key`` (a hash of the key)."""
 
 EXT_CONTRACT_STATUS = f"{BASE}/StructureDefinition/contract-status"
 EXT_ACTIVITY_OWNER = f"{BASE}/StructureDefinition/activity-owner"

@@ -334,7 +334,7 @@ class ChangeFeed:
             rows = session.execute(
                 select(SyncState.name, SyncState.value).where(SyncState.name.in_(names))
             )
-            values = {name: value for name, value in rows}
+            values: dict[str, str] = dict(rows.all())
         return _instant(values.get(names[0], values.get(_CURSOR)))
 
     def _write_cursor(self, resource_type: str, moment: datetime) -> None:

@@ -1,4 +1,5 @@
-"""Forgetting what is long done: delivered events, written audit events, seen changes, expired keys.
+"""Forgetting what is long done: delivered events, written audit events, seen changes, expired
+keys, instances long stopped.
 
 Delivered events and seen changes are kept a week for operators to look into; a seen change only
 has to outlive the change feed's overlap (seconds), so a week is far on the safe side. Audit events
@@ -16,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from fhir_service.sync.idempotency import IdempotencyStore
-from fhir_service.sync.tables import AuditRecord, Delivery, SeenChange
+from fhir_service.sync.tables import AuditRecord, Delivery, Instance, SeenChange
 
 __all__ = ["KEEP", "tidy", "tidy_forever"]
 
@@ -40,10 +41,13 @@ def tidy(engine: Engine, now: datetime | None = None) -> dict[str, int]:
             )
         )
         seen = session.execute(delete(SeenChange).where(SeenChange.seen_at < moment - KEEP))
+        # Every start is a new instance; one silent for a week is long gone, its claims taken.
+        stopped = session.execute(delete(Instance).where(Instance.heartbeat_at < moment - KEEP))
     return {
         "delivered events": int(getattr(delivered, "rowcount", 0) or 0),
         "written audit events": int(getattr(audited, "rowcount", 0) or 0),
         "seen changes": int(getattr(seen, "rowcount", 0) or 0),
+        "stopped instances": int(getattr(stopped, "rowcount", 0) or 0),
         "expired idempotency keys": IdempotencyStore(engine).purge_expired(moment),
     }
 

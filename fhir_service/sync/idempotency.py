@@ -4,6 +4,13 @@ A key is scoped (say, to the route and the caller) and remembers a hash of the r
 with. The same key with the same request returns the stored answer; with another request it is
 refused; while the first request is still running, a second one is told to wait. Keys expire.
 The calls are blocking (SQLAlchemy); async callers run them in a thread.
+
+A request that ended without an answer leaves its key to be taken over by the next request with
+it (:class:`Reclaimed`), which must find out what the first one wrote: the key's request ran
+into a write whose outcome is unknown (:meth:`IdempotencyStore.unknown`), or the instance running
+it died (killed mid-request: it names itself as the key's ``owner`` and stopped beating, see
+``fhir_service.sync.instances``). A key never stays locked for its 24 hours by a request nobody
+runs.
 """
 
 from __future__ import annotations
@@ -12,21 +19,24 @@ import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fhir_service.sync.instances import DEAD_AFTER, alive
 from fhir_service.sync.tables import IdempotencyRecord
 
 __all__ = [
     "IdempotencyKeyReusedError",
     "IdempotencyStore",
+    "Reclaimed",
     "RequestInProgressError",
     "StoredResponse",
 ]
 
 _RUNNING = "running"
 _DONE = "done"
+_UNKNOWN = "unknown"
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,12 @@ class StoredResponse:
 
     status: int
     body: str
+
+
+@dataclass(frozen=True)
+class Reclaimed:
+    """The key is this request's now, but an earlier request with it ended without an answer:
+    it may have written. Its writes carry the key's tag; look for them before answering."""
 
 
 class IdempotencyKeyReusedError(Exception):
@@ -52,10 +68,15 @@ class IdempotencyStore:
         self.engine = engine
         self.ttl = ttl
 
-    def begin(self, scope: str, key: str, request: bytes) -> StoredResponse | None:
-        """Claim ``key`` for this request; the stored answer if it was answered before.
+    def begin(
+        self, scope: str, key: str, request: bytes, owner: str | None = None
+    ) -> StoredResponse | Reclaimed | None:
+        """Claim ``key`` for this request, run by instance ``owner``.
 
-        ``None`` means: go ahead, then :meth:`complete` (or :meth:`abandon` on failure).
+        ``None``: go ahead, then :meth:`complete` (:meth:`abandon` after a failure that wrote
+        nothing, :meth:`unknown` after one that may have written). A
+        :class:`StoredResponse`: the answer to give again. :class:`Reclaimed`: go ahead, but
+        an earlier request with the key may have written.
         """
         digest = hashlib.sha256(request).hexdigest()
         now = datetime.now(UTC)
@@ -70,6 +91,7 @@ class IdempotencyStore:
                             state=_RUNNING,
                             created_at=now,
                             expires_at=now + self.ttl,
+                            owner=owner,
                         )
                     )
                 return None
@@ -82,19 +104,21 @@ class IdempotencyStore:
                 raise IdempotencyKeyReusedError(
                     f"Idempotency-Key {key!r} was used with a different request"
                 )
-            if existing.state == _RUNNING or existing.response_status is None:
-                raise RequestInProgressError(f"the request with Idempotency-Key {key!r} is running")
-            return StoredResponse(existing.response_status, existing.response_body or "")
+            if existing.state == _DONE and existing.response_status is not None:
+                return StoredResponse(existing.response_status, existing.response_body or "")
+            if self._take_over(scope, key, owner, now):
+                return Reclaimed()
+            raise RequestInProgressError(f"the request with Idempotency-Key {key!r} is running")
         raise RequestInProgressError(f"Idempotency-Key {key!r} is being claimed concurrently")
+
+    def unknown(self, scope: str, key: str) -> None:
+        """The request that claimed ``key`` ends without knowing whether its write was made:
+        the next request with the key takes it over and finds out."""
+        self._set(scope, key, state=_UNKNOWN, owner=None)
 
     def complete(self, scope: str, key: str, status: int, body: str) -> None:
         """Store the answer of the request that claimed ``key``."""
-        with Session(self.engine) as session, session.begin():
-            record = session.get(IdempotencyRecord, (scope, key))
-            if record is not None:
-                record.state = _DONE
-                record.response_status = status
-                record.response_body = body
+        self._set(scope, key, state=_DONE, owner=None, response_status=status, response_body=body)
 
     def abandon(self, scope: str, key: str) -> None:
         """Release ``key`` after a failure that wrote nothing, so the client may retry it."""
@@ -108,6 +132,38 @@ class IdempotencyStore:
                 delete(IdempotencyRecord).where(IdempotencyRecord.expires_at <= moment)
             )
             return int(getattr(result, "rowcount", 0) or 0)
+
+    def _take_over(self, scope: str, key: str, owner: str | None, now: datetime) -> bool:
+        """Claim a key whose request ended unanswered: marked unknown, or running (for longer
+        than an instance takes to be missed) on an instance taken for dead. One statement, so
+        of two retries only one takes it."""
+        stale = now - DEAD_AFTER
+        unanswered = (IdempotencyRecord.state == _UNKNOWN) | (
+            (IdempotencyRecord.state == _RUNNING)
+            & (IdempotencyRecord.created_at <= stale)
+            & (IdempotencyRecord.owner.is_(None) | IdempotencyRecord.owner.not_in(alive(now)))
+        )
+        with Session(self.engine) as session, session.begin():
+            taken = session.execute(
+                update(IdempotencyRecord)
+                .where(
+                    IdempotencyRecord.scope == scope,
+                    IdempotencyRecord.key == key,
+                    unanswered,
+                )
+                .values(state=_RUNNING, owner=owner, created_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        return getattr(taken, "rowcount", 0) == 1
+
+    def _set(self, scope: str, key: str, **values: object) -> None:
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.scope == scope, IdempotencyRecord.key == key)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
 
     def _existing(self, scope: str, key: str) -> IdempotencyRecord | None:
         with Session(self.engine) as session:

@@ -73,6 +73,9 @@ class Change:
 
 _log = logging.getLogger(__name__)
 
+# A transaction that lost a race over a shared record is sent again this often, at most.
+_CONFLICT_ATTEMPTS = 3
+
 _EDITABLE = frozenset({ContractStatus.DRAFT, ContractStatus.REVISED})
 
 MAX_SEARCH_COUNT = 50
@@ -302,12 +305,22 @@ class ContractStore:
         bundle = contract_to_bundle(contract, self.language, new=True)
         if author is not None:
             bundle["entry"].append(_change(bundle, contract, author, "create", created=True))
-        try:
-            response = await self.hapi.transaction(bundle, idempotent=True)
-        except ConflictError:
-            # Lost a race on HAPI's unique match URL: the winner's contract is there now.
-            current = await self.read(contract.id)
-            raise ContractExistsError(contract.id, _version(current)) from None
+        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+            try:
+                response = await self.hapi.transaction(bundle, idempotent=True)
+                break
+            except ConflictError as conflict:
+                # Lost a race on HAPI's unique match URL: to a creator of this contract, whose
+                # contract is there now, or of another sharing a new record (a professional, a
+                # unit) with it, and then the transaction, now matching that record, is tried
+                # again: nothing of the lost one was written.
+                try:
+                    current = await self.read(contract.id)
+                except ContractNotFoundError:
+                    if attempt == _CONFLICT_ATTEMPTS:
+                        raise conflict from None
+                    continue
+                raise ContractExistsError(contract.id, _version(current)) from None
         status, version = _careplan_outcome(response)
         if not status.startswith("201"):
             raise ContractExistsError(contract.id, version)
@@ -434,6 +447,12 @@ class ContractStore:
         if current.version != expected_version:
             raise StaleVersionError(current.id, expected_version, _version(current))
 
+    async def wrote(self, write_key: str) -> bool:
+        """Whether a change tagged with ``write_key`` (see ``Author.write_key``) was stored."""
+        params = [("_tag", f"{urls.TAG_WRITE_KEY}|{write_key}"), ("_count", "1")]
+        found = await self.hapi.search("Provenance", [*params, ("_elements", "id")], max_pages=1)
+        return bool(found.matches())
+
     async def stored_records(self, contract_id: str) -> dict[str, Any]:
         """The search Bundle of the contract's records as HAPI holds them, whether or not they
         still read as a contract: for those who must act on a contract that does not (the change
@@ -475,11 +494,16 @@ class ContractStore:
         if by is not None:
             bundle["entry"].append(_change(bundle, new, by.author, activity, created=False))
         bundle["entry"] += _removals(current, new)
-        try:
-            response = await self.hapi.transaction(bundle, idempotent=True)
-        except ConflictError:
-            latest = await self.read(new.id)
-            raise StaleVersionError(new.id, current.version, _version(latest)) from None
+        for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
+            try:
+                response = await self.hapi.transaction(bundle, idempotent=True)
+                break
+            except ConflictError:
+                latest = await self.read(new.id)
+                if latest.version != current.version or attempt == _CONFLICT_ATTEMPTS:
+                    raise StaleVersionError(new.id, current.version, _version(latest)) from None
+                # Still at the version read: the race was over a record shared with another
+                # contract (see create); nothing was written, so the same write goes again.
         _, version = _careplan_outcome(response)
         return new.model_copy(update={"version": version})
 

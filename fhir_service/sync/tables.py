@@ -18,6 +18,7 @@ __all__ = [
     "Base",
     "Delivery",
     "IdempotencyRecord",
+    "Instance",
     "SeenChange",
     "SyncState",
     "Webhook",
@@ -41,6 +42,8 @@ class IdempotencyRecord(Base):
     response_body: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    owner: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    """The instance running the request while it runs: a dead owner's key is taken over."""
 
 
 class Webhook(Base):
@@ -114,7 +117,9 @@ class SyncState(Base):
 class AuditRecord(Base):
     """One AuditEvent on its way into HAPI: the audit outbox.
 
-    A row is written when the request it audits is answered and is due at once; a writer claims it
+    A read's row is written when the request it audits is answered and is due at once. A write's
+    is opened before the request may reach HAPI, saying its outcome is unknown and owned by the
+    instance running it, and completed with the outcome when the answer is known. A writer claims it
     like a delivery (``next_attempt_at`` a lease ahead) and PUTs it under its own id, so a retry
     after a lost answer stores it once. ``written_at`` says HAPI took it.
     """
@@ -130,3 +135,21 @@ class AuditRecord(Base):
         DateTime(timezone=True), nullable=True, index=True
     )
     last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    owner: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    """Set while the request it audits runs (its outcome is not known yet): the instance
+    running it. A dead owner's record goes to HAPI as it is, saying the outcome is unknown."""
+
+
+class Instance(Base):
+    """One running instance of the service, alive while its heartbeat is fresh.
+
+    Work in flight (a running idempotency key, an audit record awaiting its outcome) names the
+    instance doing it; when that instance stops beating (killed, or cut off from this database),
+    others take its work over instead of waiting for it forever.
+    """
+
+    __tablename__ = "instances"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

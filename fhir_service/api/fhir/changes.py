@@ -17,7 +17,12 @@ from fhir_service.api.audit_trail import AuditTrail
 from fhir_service.api.fhir.outcomes import fhir_response, outcome
 from fhir_service.contract import Contract, ContractStatus
 from fhir_service.contract.lifecycle import IllegalTransitionError
-from fhir_service.fhir import HapiClient, HapiRequestError, HapiUnavailableError
+from fhir_service.fhir import (
+    HapiClient,
+    HapiOutcomeUnknownError,
+    HapiRequestError,
+    HapiUnavailableError,
+)
 from fhir_service.security.access import AccessDeniedError, Denial
 from fhir_service.sync.store import (
     BookedTimeChangedError,
@@ -104,6 +109,12 @@ async def stored_or_refused(
         BookedTimeChangedError,
     ) as exc:
         return outcome(409, "business-rule", str(exc))
+    except HapiOutcomeUnknownError:
+        unknown = (
+            "the FHIR store did not answer in time: whether the write was made is unknown; "
+            "read the contract before writing again"
+        )
+        return outcome(504, "timeout", unknown, {"Retry-After": "5"})
     except HapiUnavailableError:
         unavailable = "the FHIR store is unavailable; nothing was written"
         return outcome(503, "transient", unavailable, {"Retry-After": "5"})

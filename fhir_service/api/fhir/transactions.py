@@ -30,7 +30,7 @@ from fhir_service.api.fhir.changes import (
     stored_or_refused,
 )
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
-from fhir_service.contract import Contract
+from fhir_service.contract import Contract, model
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.security.access import Access, AccessDeniedError, Denial, Requirement, decide
@@ -85,6 +85,11 @@ async def transaction(
     refused = _not_a_contract_bundle(bundle) or _other_patient(bundle)
     if refused is not None:
         return outcome(422, "processing", refused)
+    too_large = _beyond_limits(bundle)
+    if too_large:
+        # Before HAPI's $validate, whose work grows with the Bundle: a contract too large to
+        # store is refused at once, not after minutes of validation.
+        return fhir_response({"resourceType": "OperationOutcome", "issue": too_large}, 422)
 
     async def write() -> Response:
         problems = await profile_errors(hapi, bundle)
@@ -166,6 +171,45 @@ def _not_a_contract_bundle(bundle: Resource) -> str | None:
                 "one contract's records only"
             )
     return None
+
+
+_LIMITS = {
+    "Goal": ("goals", model.MAX_GOALS),
+    "Appointment": ("agreed times", model.MAX_AGREED_TIMES),
+    "RelatedPerson": ("relatives", model.MAX_RELATIVES),
+    # The care team of everyone taking part, and one per care contact.
+    "CareTeam": ("care teams", model.MAX_CARE_CONTACTS + 1),
+}
+
+
+def _beyond_limits(bundle: Resource) -> list[Resource]:
+    """An issue for each part of the contract larger than a contract may hold (see
+    ``contract.model.MAX_GOALS`` and its neighbours); [] when it fits."""
+    resources = [e["resource"] for e in bundle["entry"]]
+    issues = []
+    for kind, (what, most) in _LIMITS.items():
+        count = sum(1 for r in resources if r.get("resourceType") == kind)
+        if count > most:
+            issues.append(_too_many(f"Bundle.entry.resource.ofType({kind})", count, what, most))
+    careplan = next(r for r in resources if r.get("resourceType") == "CarePlan")
+    for element, what, most in (
+        ("activity", "activities", model.MAX_ACTIVITIES),
+        ("note", "resources and wishes", 2 * model.MAX_NOTES),
+    ):
+        count = len(careplan.get(element) or [])
+        if count > most:
+            expression = f"Bundle.entry.resource.ofType(CarePlan).{element}"
+            issues.append(_too_many(expression, count, what, most))
+    return issues
+
+
+def _too_many(expression: str, count: int, what: str, most: int) -> Resource:
+    return {
+        "severity": "error",
+        "code": "too-costly",
+        "diagnostics": f"the contract holds {count} {what}; a contract holds at most {most}",
+        "expression": [expression],
+    }
 
 
 def _other_patient(bundle: Resource) -> str | None:

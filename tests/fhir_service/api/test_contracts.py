@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_service.api import create_app
+from fhir_service.contract.model import MAX_AGREED_TIMES, MAX_GOALS
 from fhir_service.mapping import urls
 from fhir_service.settings import Settings
 from tests.auth import TestIssuer
@@ -32,11 +33,13 @@ PROBLEM_JSON = "application/problem+json"
 CARE_UNIT = "hsa-id|SE2321000065-1254"
 
 
-def _client(hapi_url: str, tmp_path: Path, issuer: TestIssuer) -> TestClient:
+def _client(
+    hapi_url: str, tmp_path: Path, issuer: TestIssuer, hapi_timeout_seconds: float = 10
+) -> TestClient:
     settings = Settings(
         hapi_url=hapi_url,
         database_url=f"sqlite:///{tmp_path / 'service.db'}",
-        hapi_timeout_seconds=10,
+        hapi_timeout_seconds=hapi_timeout_seconds,
         **issuer.settings(),
     )
     return TestClient(
@@ -218,6 +221,58 @@ def test_while_hapi_is_away_writes_get_503_with_retry_after_and_a_retry_succeeds
     assert read_during.status_code == 503, read_during.text
     assert after.status_code == 201, after.text
     assert _careplans(conformance_loaded, contract["id"]) == 1
+
+
+def test_a_write_hapi_never_answers_is_504_outcome_unknown_and_a_keyed_retry_finds_it_made(
+    conformance_loaded: str, tmp_path: Path, issuer: TestIssuer
+) -> None:
+    hapi = urlsplit(conformance_loaded)
+    keyed, unkeyed = _contract(), _contract()
+    key = {"Idempotency-Key": str(uuid.uuid4())}
+    with running_proxy((hapi.hostname or "127.0.0.1", hapi.port or 80)) as proxy:
+        via_proxy = conformance_loaded.replace(f":{hapi.port}", f":{proxy.port}", 1)
+        with _client(via_proxy, tmp_path, issuer, hapi_timeout_seconds=3) as service:
+            _wait_until_ready(service)
+
+            # HAPI gets the writes and makes them; its answers are lost on the way back.
+            proxy.swallowing = True
+            lost = service.post("/contracts", json=keyed, headers=key)
+            lost_without_key = service.post("/contracts", json=unkeyed)
+            proxy.swallowing = False
+            retried = service.post("/contracts", json=keyed, headers=key)
+            again = service.post("/contracts", json=keyed, headers=key)
+
+    for unknown in (lost, lost_without_key):
+        assert unknown.status_code == 504, unknown.text
+        assert "outcome of this write is unknown" in unknown.json()["detail"]
+        assert "nothing was written" not in unknown.text
+    assert _careplans(conformance_loaded, unkeyed["id"]) == 1
+    assert retried.status_code == 201, retried.text
+    assert retried.headers["Idempotency-Replayed"] == "true"
+    assert retried.json()["id"] == keyed["id"]
+    assert (again.status_code, again.json()) == (201, retried.json())
+    assert _careplans(conformance_loaded, keyed["id"]) == 1
+    provenances = httpx.get(
+        f"{conformance_loaded}/Provenance",
+        params={"target-identifier": f"{urls.ID_CONTRACT}|{keyed['id']}", "_summary": "count"},
+    )
+    assert provenances.json()["total"] == 1
+
+
+def test_a_contract_larger_than_a_contract_may_be_is_refused_before_hapi_naming_each_list(
+    service: TestClient, conformance_loaded: str
+) -> None:
+    contract = _contract()
+    goal, time_ = contract["goals"][0], contract["agreed_times"][0]
+    contract["goals"] = [{**goal, "key": f"g{i}"} for i in range(MAX_GOALS + 1)]
+    contract["agreed_times"] = [{**time_, "key": f"t{i}"} for i in range(MAX_AGREED_TIMES + 1)]
+
+    refused = service.post("/contracts", json=contract)
+
+    assert refused.status_code == 422, refused.text
+    locations = {e["location"] for e in refused.json()["errors"]}
+    assert {"body.goals", "body.agreed_times"} <= locations
+    assert _careplans(conformance_loaded, contract["id"]) == 0
 
 
 def test_contracts_are_found_by_patient_and_status_a_page_at_a_time(service: TestClient) -> None:

@@ -298,7 +298,8 @@ def test_another_care_unit_can_neither_see_nor_change_a_units_contract(
     created_for_other_unit = service.post("/contracts", json=_contract(), headers=stranger)
 
     assert read.status_code == 404
-    assert searched.json() == {"contracts": [], "next": None, "withheld": False, "labels": {}}
+    assert searched.json()["contracts"] == []
+    assert searched.json()["withheld"] is False
     assert by_unit.status_code == 403
     assert changed.status_code == 404
     assert created_for_other_unit.status_code == 403

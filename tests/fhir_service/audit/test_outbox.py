@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,10 +19,18 @@ from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
 from fhir_service.audit.events import audit_event
-from fhir_service.audit.outbox import AuditClaim, AuditOutbox, AuditWriter, record
+from fhir_service.audit.outbox import (
+    AuditClaim,
+    AuditOutbox,
+    AuditWriter,
+    complete,
+    open_record,
+    record,
+)
 from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome, Touched
 from fhir_service.fhir import HapiClient, RetryPolicy
 from fhir_service.metrics import Metrics
+from fhir_service.sync.instances import DEAD_AFTER, ThisInstance
 from fhir_service.sync.tables import AuditRecord
 from tests.tcp_proxy import running_proxy
 
@@ -82,6 +91,44 @@ def test_a_recorded_access_is_its_audit_event_due_at_once(engine: Engine) -> Non
     assert json.loads(row.resource) == audit_event(access)
     assert (row.attempts, row.written_at, row.last_error) == (0, None, None)
     assert [c.id for c in AuditOutbox(engine).claim(10)] == [access.id]
+
+
+def test_an_opened_record_waits_for_its_outcome_and_goes_out_with_it(engine: Engine) -> None:
+    outbox = AuditOutbox(engine)
+    running = ThisInstance(engine)
+    running.beat()
+    opened = _access(outcome=None, description="create contract: outcome unknown")
+
+    open_record(engine, opened, running.id)
+    while_running = outbox.claim(10)
+    recovered_while_alive = outbox.recover(now=datetime.now(UTC) + timedelta(seconds=1))
+    answered = replace(opened, outcome=Outcome.SUCCESS, description="create contract: 201")
+    complete(engine, answered)
+    claimed = outbox.claim(10)
+
+    assert (while_running, recovered_while_alive) == ([], 0)
+    assert [json.loads(c.resource) for c in claimed] == [audit_event(answered)]
+    assert audit_event(answered)["outcome"] == "0"
+
+
+async def test_the_opened_record_of_a_dead_instance_reaches_hapi_saying_the_outcome_is_unknown(
+    engine: Engine, hapi: HapiClient
+) -> None:
+    killed = ThisInstance(engine)
+    killed.beat(datetime.now(UTC) - DEAD_AFTER - timedelta(seconds=1))
+    opened = _access(outcome=None, description="create contract: outcome unknown")
+    open_record(engine, opened, killed.id)
+    with Session(engine) as session, session.begin():
+        row = session.get(AuditRecord, opened.id)
+        assert row is not None
+        row.created_at = datetime.now(UTC) - DEAD_AFTER - timedelta(seconds=1)
+    writer = AuditWriter(AuditOutbox(engine), hapi)
+
+    await _write_all(writer)
+
+    [stored] = await _found(hapi, [opened.id])
+    assert "outcome" not in stored
+    assert stored["outcomeDesc"] == "create contract: outcome unknown"
 
 
 def test_a_claimed_record_is_not_claimed_again_until_its_lease_runs_out(engine: Engine) -> None:

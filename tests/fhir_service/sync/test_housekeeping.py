@@ -14,8 +14,15 @@ from fhir_service.audit.outbox import record as record_access
 from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome
 from fhir_service.sync.housekeeping import KEEP, tidy
 from fhir_service.sync.idempotency import IdempotencyStore
+from fhir_service.sync.instances import ThisInstance
 from fhir_service.sync.outbox import Outbox, enqueue
-from fhir_service.sync.tables import AuditRecord, Delivery, IdempotencyRecord, SeenChange
+from fhir_service.sync.tables import (
+    AuditRecord,
+    Delivery,
+    IdempotencyRecord,
+    Instance,
+    SeenChange,
+)
 from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
 
 
@@ -33,7 +40,7 @@ def _access(record_id: str) -> AccessRecord:
     )
 
 
-def test_old_deliveries_audit_events_changes_and_expired_keys_go_and_the_rest_stays(
+def test_what_is_long_done_goes_and_the_rest_stays(
     engine: Engine,
 ) -> None:
     now = datetime.now(UTC)
@@ -69,6 +76,9 @@ def test_old_deliveries_audit_events_changes_and_expired_keys_go_and_the_rest_st
     keys = IdempotencyStore(engine, ttl=timedelta(seconds=-1))
     keys.begin("scope", "expired", b"{}")
     IdempotencyStore(engine).begin("scope", "fresh", b"{}")
+    stopped, running = ThisInstance(engine, "stopped"), ThisInstance(engine, "running")
+    stopped.beat(old)
+    running.beat(now)
 
     forgotten = tidy(engine, now)
 
@@ -77,13 +87,16 @@ def test_old_deliveries_audit_events_changes_and_expired_keys_go_and_the_rest_st
         "written audit events": 1,
         "seen changes": 1,
         "expired idempotency keys": 1,
+        "stopped instances": 1,
     }
     with Session(engine) as session:
         left = set(session.scalars(select(Delivery.event_id)))
         versions = set(session.scalars(select(SeenChange.version)))
         keys_left = set(session.scalars(select(IdempotencyRecord.key)))
         audited = set(session.scalars(select(AuditRecord.id)))
+        instances = set(session.scalars(select(Instance.id)))
     assert left == {"delivered-today", "never-delivered"}
     assert versions == {"2"}
     assert keys_left == {"fresh"}
     assert audited == {"written-today", "never-written"}
+    assert instances == {"running"}

@@ -7,14 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, inspect
+from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
 from fhir_service.sync.idempotency import (
     IdempotencyKeyReusedError,
     IdempotencyStore,
+    Reclaimed,
     RequestInProgressError,
     StoredResponse,
 )
+from fhir_service.sync.instances import DEAD_AFTER, ThisInstance
+from fhir_service.sync.tables import IdempotencyRecord
 
 SCOPE = "POST /contracts"
 
@@ -92,3 +96,59 @@ def test_expired_keys_are_forgotten(engine: Engine) -> None:
     assert short.begin(SCOPE, "k7", b"new") is None
     later = datetime.now(UTC) + timedelta(days=2)
     assert IdempotencyStore(engine).purge_expired(later) >= 1
+
+
+def _age(engine: Engine, key: str, by: timedelta) -> None:
+    """Make ``key``'s claim older: as if its request had been running for ``by``."""
+    with Session(engine) as session, session.begin():
+        record = session.get(IdempotencyRecord, (SCOPE, key))
+        assert record is not None
+        record.created_at = datetime.now(UTC) - by
+
+
+def test_a_key_whose_instance_died_is_taken_over_by_one_retry(engine: Engine) -> None:
+    keys = IdempotencyStore(engine)
+    killed, restarted = ThisInstance(engine), ThisInstance(engine)
+    killed.beat(datetime.now(UTC) - DEAD_AFTER - timedelta(seconds=1))
+    restarted.beat()
+    assert keys.begin(SCOPE, "k-dead", b"body", killed.id) is None
+    _age(engine, "k-dead", DEAD_AFTER)
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        outcomes = list(pool.map(lambda _: _begin(keys, "k-dead", restarted.id), range(5)))
+
+    assert sorted(outcomes) == ["in progress"] * 4 + ["reclaimed"]
+
+
+def test_a_key_of_a_live_instance_or_a_fresh_claim_is_not_taken_over(engine: Engine) -> None:
+    keys = IdempotencyStore(engine)
+    alive, silent = ThisInstance(engine), ThisInstance(engine)
+    alive.beat()
+    keys.begin(SCOPE, "k-alive", b"body", alive.id)
+    _age(engine, "k-alive", timedelta(hours=1))
+    # An instance that has not beaten yet, with a claim made a moment ago.
+    keys.begin(SCOPE, "k-fresh", b"body", silent.id)
+
+    assert _begin(keys, "k-alive", "another") == "in progress"
+    assert _begin(keys, "k-fresh", "another") == "in progress"
+
+
+def test_a_key_whose_outcome_is_unknown_is_taken_over_by_the_next_retry(
+    keys: IdempotencyStore,
+) -> None:
+    keys.begin(SCOPE, "k-unknown", b"body", "instance")
+    keys.unknown(SCOPE, "k-unknown")
+
+    first, second = _begin(keys, "k-unknown", "a"), _begin(keys, "k-unknown", "b")
+    keys.complete(SCOPE, "k-unknown", 201, "{}")
+
+    assert (first, second) == ("reclaimed", "in progress")
+    assert keys.begin(SCOPE, "k-unknown", b"body") == StoredResponse(201, "{}")
+
+
+def _begin(keys: IdempotencyStore, key: str, owner: str) -> str:
+    try:
+        claimed = keys.begin(SCOPE, key, b"body", owner)
+    except RequestInProgressError:
+        return "in progress"
+    return "reclaimed" if isinstance(claimed, Reclaimed) else repr(claimed)

@@ -23,6 +23,7 @@ from fhir_service import servicedb
 from fhir_service.contract import Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.to_fhir import contract_to_bundle
+from fhir_service.sync.changes import WATCHED_TYPES
 from fhir_service.sync.subscriptions import TAG_SUBSCRIPTION
 from fhir_service.sync.tables import SyncState
 from tests.auth import TestIssuer
@@ -220,7 +221,9 @@ def _cursor_set(tmp_path: Path) -> bool:
     engine = servicedb.make_engine(f"sqlite:///{tmp_path / 'service.db'}")
     try:
         with Session(engine) as session:
-            return session.get(SyncState, "history_cursor") is not None
+            # Each watched type keeps its own cursor; the first start sets every one.
+            names = [f"history_cursor:{t}" for t in WATCHED_TYPES]
+            return all(session.get(SyncState, name) is not None for name in names)
     except OperationalError:
         return False  # not migrated yet
     finally:

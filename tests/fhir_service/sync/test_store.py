@@ -26,6 +26,7 @@ from fhir_service.sync.store import (
     ContractStore,
     StaleVersionError,
 )
+from tests.support import unique_hsa_id
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 CONCURRENT = 20
@@ -111,6 +112,32 @@ async def test_concurrent_creates_of_one_contract_make_one_careplan(
     found = await hapi.search("CarePlan", {"identifier": f"{urls.ID_CONTRACT}|{contract.id}"})
     assert len(found.matches()) == 1
     assert await store.read(contract.id) == created[0]
+
+
+async def test_concurrent_creates_of_contracts_sharing_a_new_professional_all_succeed(
+    store: ContractStore, hapi: HapiClient
+) -> None:
+    # A professional HAPI has not seen yet: every transaction creates it conditionally, and all
+    # but one lose the race over it.
+    base = _draft()
+    newcomer = base.responsible_clinician.model_copy(
+        update={
+            "identifier": base.responsible_clinician.identifier.model_copy(
+                update={"value": unique_hsa_id()}
+            )
+        }
+    )
+    contracts = [
+        _draft().model_copy(update={"responsible_clinician": newcomer}) for _ in range(CONCURRENT)
+    ]
+
+    results = await asyncio.gather(*(store.create(c) for c in contracts), return_exceptions=True)
+
+    assert [type(r).__name__ for r in results] == ["Contract"] * CONCURRENT
+    roles = await hapi.search(
+        "Practitioner", {"identifier": f"urn:oid:1.2.752.29.4.19|{newcomer.identifier.value}"}
+    )
+    assert len(roles.matches()) == 1
 
 
 async def test_a_confidentiality_label_taken_off_is_gone_from_every_resource(

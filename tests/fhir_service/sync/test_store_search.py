@@ -36,6 +36,7 @@ from fhir_service.contract import (
     Professional,
 )
 from fhir_service.contract.identifiers import is_valid
+from fhir_service.contract.model import MAX_GOALS
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping.from_fhir import (
     READ_PARAMS,
@@ -497,8 +498,9 @@ async def test_a_page_over_hapis_include_cap_still_gives_whole_contracts(
     store: ContractStore, hapi: HapiClient
 ) -> None:
     patient = _personnummer()
-    goals = tuple(Goal(key=f"goal-{n}", description=f"Mål {n}") for n in range(360))
-    created = [await store.create(_contract(patient, goals=goals)) for _ in range(3)]
+    # As many goals as a contract may hold, in enough contracts to pass the cap together.
+    goals = tuple(Goal(key=f"goal-{n}", description=f"Mål {n}") for n in range(MAX_GOALS))
+    created = [await store.create(_contract(patient, goals=goals)) for _ in range(11)]
     by_patient = ("patient.identifier", f"{system_for(patient.kind)}|{patient.value}")
 
     plain = await hapi.search("CarePlan", [by_patient, *READ_PARAMS], max_pages=1)

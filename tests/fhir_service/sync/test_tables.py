@@ -25,4 +25,4 @@ def test_migrating_again_changes_nothing(engine: Engine) -> None:
 
     after = {t: inspect(engine).get_columns(t) for t in Base.metadata.tables}
     assert [c["name"] for c in after["deliveries"]] == [c["name"] for c in before["deliveries"]]
-    assert len(after) == len(before) == 6
+    assert len(after) == len(before) == 7

@@ -5,6 +5,7 @@ malformed Bundle refused with an OperationOutcome and nothing written.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,6 +197,41 @@ def test_deep_nesting_huge_narratives_and_xml_are_refused(
     assert too_big.json()["resourceType"] == "OperationOutcome"
     assert xml.status_code == 415
     assert "application/fhir+json" in xml.json()["issue"][0]["diagnostics"]
+    assert service.get(f"/contracts/{draft.id}", headers=ehr).status_code == 404
+
+
+def test_a_bundle_larger_than_a_contract_may_be_is_refused_before_hapi_validates_it(
+    service: TestClient, ehr: dict[str, str]
+) -> None:
+    draft = _draft()
+    bundle = _bundle(draft)
+    goal_entry = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Goal")
+    careplan = _careplan_of(bundle)
+    # Thousands of small goals: inside the body limit, far beyond what a contract holds.
+    for index in range(2000):
+        url = f"urn:uuid:{index:08d}-0000-4000-8000-000000000000"
+        resource = {
+            "resourceType": "Goal",
+            "lifecycleStatus": "proposed",
+            "description": {"text": "g"},
+            "subject": goal_entry["resource"]["subject"],
+        }
+        request = {"method": "POST", "url": "Goal"}
+        bundle["entry"].append({"fullUrl": url, "resource": resource, "request": request})
+        careplan.setdefault("goal", []).append({"reference": url})
+    assert len(json.dumps(bundle)) < 1_000_000
+
+    started = time.monotonic()
+    refused = _post(service, ehr, bundle)
+    took = time.monotonic() - started
+
+    assert refused.status_code == 422, refused.text[:500]
+    issues = refused.json()["issue"]
+    assert [(i["code"], i["expression"]) for i in issues] == [
+        ("too-costly", ["Bundle.entry.resource.ofType(Goal)"])
+    ]
+    assert "at most 100" in issues[0]["diagnostics"]
+    assert took < 30, "refused before HAPI's $validate, not after it"
     assert service.get(f"/contracts/{draft.id}", headers=ehr).status_code == 404
 
 
