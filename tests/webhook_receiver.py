@@ -20,6 +20,10 @@ __all__ = ["Receiver", "running_receiver"]
 class Receiver(ThreadingHTTPServer):
     """Records every delivery; answers 503 while ``down``; accepts each event id once."""
 
+    # socketserver's default backlog is 5: twenty deliveries at once overflowed it and were
+    # reset, which a real receiver behind a web server would not do.
+    request_queue_size = 128
+
     def __init__(self, secret: str) -> None:
         super().__init__(("127.0.0.1", free_port()), _Handler)
         self.secret = secret
