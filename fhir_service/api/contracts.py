@@ -545,8 +545,9 @@ async def _idempotent(
 
 
 async def _settle(step: Callable[..., None], *args: object) -> None:
-    # The answer goes out either way: a key that cannot be settled stays with this instance
-    # until its heartbeat stops, then a retry takes it over and finds out.
+    # The answer goes out either way: a key that cannot be settled is taken over by a retry
+    # once this instance is missed or the key has run longer than any request (LONGEST_REQUEST),
+    # and the retry finds out what was written.
     try:
         await asyncio.to_thread(step, *args)
     except SQLAlchemyError:

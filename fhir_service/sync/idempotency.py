@@ -9,8 +9,8 @@ A request that ended without an answer leaves its key to be taken over by the ne
 it (:class:`Reclaimed`), which must find out what the first one wrote: the key's request ran
 into a write whose outcome is unknown (:meth:`IdempotencyStore.unknown`), or the instance running
 it died (killed mid-request: it names itself as the key's ``owner`` and stopped beating, see
-``fhir_service.sync.instances``). A key never stays locked for its 24 hours by a request nobody
-runs.
+``fhir_service.sync.instances``), or it could not be settled and has been running for longer
+than any request runs. A key never stays locked for its 24 hours by a request nobody runs.
 """
 
 from __future__ import annotations
@@ -27,12 +27,16 @@ from fhir_service.sync.instances import DEAD_AFTER, alive
 from fhir_service.sync.tables import IdempotencyRecord
 
 __all__ = [
+    "LONGEST_REQUEST",
     "IdempotencyKeyReusedError",
     "IdempotencyStore",
     "Reclaimed",
     "RequestInProgressError",
     "StoredResponse",
 ]
+
+LONGEST_REQUEST = timedelta(minutes=10)
+"""Far longer than any request runs (each HAPI call times out in seconds)."""
 
 _RUNNING = "running"
 _DONE = "done"
@@ -134,14 +138,20 @@ class IdempotencyStore:
             return int(getattr(result, "rowcount", 0) or 0)
 
     def _take_over(self, scope: str, key: str, owner: str | None, now: datetime) -> bool:
-        """Claim a key whose request ended unanswered: marked unknown, or running (for longer
-        than an instance takes to be missed) on an instance taken for dead. One statement, so
-        of two retries only one takes it."""
-        stale = now - DEAD_AFTER
-        unanswered = (IdempotencyRecord.state == _UNKNOWN) | (
-            (IdempotencyRecord.state == _RUNNING)
-            & (IdempotencyRecord.created_at <= stale)
-            & (IdempotencyRecord.owner.is_(None) | IdempotencyRecord.owner.not_in(alive(now)))
+        """Claim a key whose request ended unanswered: marked unknown, running (for longer
+        than an instance takes to be missed) on an instance taken for dead, or running for
+        longer than any request runs. One statement, so of two retries only one takes it."""
+        running = IdempotencyRecord.state == _RUNNING
+        unanswered = (
+            (IdempotencyRecord.state == _UNKNOWN)
+            | (
+                running
+                & (IdempotencyRecord.created_at <= now - DEAD_AFTER)
+                & (IdempotencyRecord.owner.is_(None) | IdempotencyRecord.owner.not_in(alive(now)))
+            )
+            # No request runs this long: its instance lives but lost track of the key (its
+            # database failed as it would settle it), so the key must not wait for it.
+            | (running & (IdempotencyRecord.created_at <= now - LONGEST_REQUEST))
         )
         with Session(self.engine) as session, session.begin():
             taken = session.execute(

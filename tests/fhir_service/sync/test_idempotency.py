@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
 from fhir_service.sync.idempotency import (
+    LONGEST_REQUEST,
     IdempotencyKeyReusedError,
     IdempotencyStore,
     Reclaimed,
@@ -125,12 +126,25 @@ def test_a_key_of_a_live_instance_or_a_fresh_claim_is_not_taken_over(engine: Eng
     alive, silent = ThisInstance(engine), ThisInstance(engine)
     alive.beat()
     keys.begin(SCOPE, "k-alive", b"body", alive.id)
-    _age(engine, "k-alive", timedelta(hours=1))
+    _age(engine, "k-alive", LONGEST_REQUEST - timedelta(minutes=1))
     # An instance that has not beaten yet, with a claim made a moment ago.
     keys.begin(SCOPE, "k-fresh", b"body", silent.id)
 
     assert _begin(keys, "k-alive", "another") == "in progress"
     assert _begin(keys, "k-fresh", "another") == "in progress"
+
+
+def test_a_key_running_longer_than_any_request_is_taken_over_though_its_instance_lives(
+    engine: Engine,
+) -> None:
+    # Its instance could not settle it (the database failed just then) and goes on beating.
+    keys = IdempotencyStore(engine)
+    alive = ThisInstance(engine)
+    alive.beat()
+    keys.begin(SCOPE, "k-lost", b"body", alive.id)
+    _age(engine, "k-lost", LONGEST_REQUEST + timedelta(seconds=1))
+
+    assert _begin(keys, "k-lost", "another") == "reclaimed"
 
 
 def test_a_key_whose_outcome_is_unknown_is_taken_over_by_the_next_retry(
