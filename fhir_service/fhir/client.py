@@ -155,7 +155,8 @@ class HapiClient:
         """
         path = f"/{resource.get('resourceType')}/$validate"
         try:
-            return _json(await self._send("POST", path, safe=True, json=resource))
+            # A POST that writes nothing: a lost answer leaves nothing unsure.
+            return _json(await self._send("POST", path, safe=True, writes=False, json=resource))
         except HapiRequestError as exc:
             # HAPI may answer an invalid resource with 412 and the same OperationOutcome.
             if exc.status == 412 and exc.outcome is not None:
@@ -248,12 +249,13 @@ class HapiClient:
         url: str,
         *,
         safe: bool,
+        writes: bool | None = None,
         attempts: int | None = None,
         timeout: float | None = None,
         **kwargs: Any,
     ) -> httpx.Response:
         # Only what may change HAPI has an outcome to be unsure of after a lost answer.
-        writes = method != "GET" and not url.endswith("/$validate")
+        writes = method != "GET" if writes is None else writes
         unavailable = HapiOutcomeUnknownError if writes else HapiUnavailableError
         if "json" in kwargs:
             kwargs["headers"] = {"Content-Type": FHIR_JSON, **kwargs.get("headers", {})}

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from fhir_service.contract import Contract, Identifier
 from fhir_service.fhir import GoneError, HapiClient, NotFoundError
-from fhir_service.mapping.from_fhir import UnreadableContractError
+from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.sync.outbox import enqueue
@@ -239,36 +239,15 @@ class ChangeFeed:
             return routes[contract_id]
         if contract_id is not None:
             try:
-                contract = await self.store.read(contract_id)
+                # The records as stored, read once: they route the change whether or not they
+                # still read as a contract.
+                records = await self.store.stored_records(contract_id)
             except ContractNotFoundError:
                 pass
-            except UnreadableContractError as exc:
-                routes[contract_id] = await self._routing_of_unreadable(change, contract_id, exc)
-                return routes[contract_id]
             else:
-                routes[contract_id] = _routing_of(contract)
+                routes[contract_id] = _routing_from(change, contract_id, records)
                 return routes[contract_id]
         return Routing(contract_id, await self._patient_of(resource), frozenset())
-
-    async def _routing_of_unreadable(
-        self, change: Change, contract_id: str, exc: UnreadableContractError
-    ) -> Routing:
-        # Reads of it fail until somebody mends it: say so where an operator looks, and route the
-        # news by the records as stored, so the units holding the contract hear of it.
-        _log.warning(
-            "a change left its contract unreadable; it is announced by its stored records",
-            extra={
-                "contract_id": contract_id,
-                "resource": f"{change.resource_type}/{change.resource_id}",
-                "version": change.version,
-                "reason": str(exc),
-            },
-        )
-        try:
-            records = await self.store.stored_records(contract_id)
-        except ContractNotFoundError:
-            return Routing(contract_id, frozenset(), frozenset(), readable=False)
-        return _routing_of_records(records, contract_id)
 
     async def _patient_of(self, resource: Resource) -> frozenset[str]:
         references = [resource.get("subject", {}).get("reference")]
@@ -392,7 +371,26 @@ def _routing_of(contract: Contract) -> Routing:
     )
 
 
-def _routing_of_records(records: Resource, contract_id: str) -> Routing:
+def _routing_from(change: Change, contract_id: str, records: Resource) -> Routing:
+    """Who a change concerns, from its contract's stored records, readable or not."""
+    try:
+        return _routing_of(contract_from_bundle(records, contract_id))
+    except UnreadableContractError as exc:
+        # Reads of it fail until somebody mends it: say so where an operator looks, and
+        # route the news by the records as stored, so the units holding it hear of it.
+        _log.warning(
+            "a change left its contract unreadable; it is announced by its stored records",
+            extra={
+                "contract_id": contract_id,
+                "resource": f"{change.resource_type}/{change.resource_id}",
+                "version": change.version,
+                "reason": str(exc),
+            },
+        )
+        return _routing_by_structure(records, contract_id)
+
+
+def _routing_by_structure(records: Resource, contract_id: str) -> Routing:
     """Who a change of an unreadable contract concerns, from its stored records (a search
     Bundle with the includes the store reads): the CarePlan's subject, the organization of its
     author (the responsible unit), and every organization among the records.

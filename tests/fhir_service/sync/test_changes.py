@@ -188,12 +188,12 @@ class _RacingStore(ContractStore):
         self.pause = pause
         self.created: list[Contract] = []
 
-    async def read(self, contract_id: str) -> Contract:
+    async def stored_records(self, contract_id: str) -> dict[str, Any]:
         if not self.created:
             self.created.append(await self.create(_contract(unique_personnummer(), self.unit)))
             await asyncio.sleep(self.pause)
             self.created.append(await self.create(_contract(unique_personnummer(), self.unit)))
-        return await super().read(contract_id)
+        return await super().stored_records(contract_id)
 
 
 async def test_changes_committed_while_a_round_looks_up_its_contracts_are_all_announced_once(
