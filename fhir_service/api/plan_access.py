@@ -49,7 +49,8 @@ async def readable_plan(
     if walls.patient is not None and walls.patient != patient:
         trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
         raise PlanRefusedError(403, Denial.OUTSIDE_COMPARTMENT.value)
-    contracts = await store.all_of(patient, _READ_STATUSES)
+    stored = await store.all_of(patient, _READ_STATUSES)
+    contracts = stored.contracts
     unit = walls.organization
     if unit is not None and not any(_takes_part(unit, c) for c in contracts):
         trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
@@ -58,7 +59,9 @@ async def readable_plan(
     shown = tuple(d.contract for d in disclosed if d.contract is not None)
     for contract in shown:
         trail.saw_contract(contract)
-    return ReadablePlan(shown, withheld=any(d.withheld for d in disclosed))
+    # A contract that no longer reads is left out like a withheld one, and said to be.
+    withheld = any(d.withheld for d in disclosed) or bool(stored.unreadable)
+    return ReadablePlan(shown, withheld=withheld)
 
 
 def _takes_part(unit: Identifier, contract: Contract) -> bool:

@@ -105,7 +105,8 @@ class ShownContracts:
 
     async def of_patient(self, patient: Identifier, status: tuple[str, ...]) -> list[Contract]:
         """``patient``'s contracts in these statuses as shown, leaving out those not shown."""
-        found = (shown(c, self.walls) for c in await self.store.all_of(patient, status))
+        stored = await self.store.all_of(patient, status)
+        found = (shown(c, self.walls) for c in stored.contracts)
         return [c for c in found if c is not None]
 
     async def of_unit(self, unit: Identifier, status: tuple[str, ...]) -> AsyncIterator[Contract]:

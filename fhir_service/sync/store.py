@@ -277,22 +277,25 @@ class ContractStore:
 
     async def all_of(
         self, patient: IdentifierQuery, status: Iterable[str], *, limit: int = 500
-    ) -> tuple[Contract, ...]:
-        """Every contract of ``patient`` in one of these statuses, oldest first.
+    ) -> ContractPage:
+        """Every contract of ``patient`` in one of these statuses, oldest first, as one page
+        (which names the unreadable ones too).
 
         One HAPI request per :data:`MAX_SEARCH_COUNT` contracts; a patient has a handful. More
         than ``limit`` is taken for a fault (or an attack) and raises
         :class:`TooManyContractsError` rather than reading on.
         """
         contracts: list[Contract] = []
+        unreadable: list[str] = []
         cursor = None
         while True:
             page = await self.search(
                 patient=patient, status=status, count=MAX_SEARCH_COUNT, cursor=cursor
             )
             contracts += page.contracts
+            unreadable += page.unreadable
             if page.next_cursor is None:
-                return tuple(contracts)
+                return ContractPage(tuple(contracts), unreadable=tuple(unreadable))
             if len(contracts) >= limit:
                 raise TooManyContractsError(limit)
             cursor = page.next_cursor

@@ -352,6 +352,10 @@ def test_a_contract_made_unreadable_in_hapi_is_left_out_of_a_search_and_named_no
     assert search({}) == ([ids[0], ids[2]], [broken], False)
     # The patient is not told which: it might have been one they may not see.
     assert search(patient_token) == ([ids[0], ids[2]], [], True)
+    plan = service.get(f"/patients/personnummer|{personnummer}/plan", headers=patient_token)
+    assert plan.status_code == 200, plan.text
+    assert [c["id"] for c in plan.json()["contracts"]] == [ids[0], ids[2]]
+    assert plan.json()["withheld"] is True
 
 
 def test_a_search_names_its_page_s_codes_in_the_language_accept_language_prefers(
