@@ -1,6 +1,7 @@
 """``fhir-service map``: a contract's JSON to its FHIR Bundle and back, for integrators.
 
-Bad input prints every error found, each with the JSON path it concerns, and exits 1.
+Bad input prints every error found, each with the place it concerns (a JSON path into a
+contract, a FHIRPath into a Bundle), and exits 1.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, TextIO
 from pydantic import ValidationError
 
 from fhir_service.contract import Contract
+from fhir_service.contract.problems import problems_of
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.tables import Language
@@ -29,7 +31,7 @@ def to_fhir(path: Path, language: Language, out: TextIO = sys.stdout) -> int:
     try:
         contract = Contract.model_validate(document)
     except ValidationError as exc:
-        return _Errors(_pydantic_errors(exc)).report()
+        return _Errors([(p.path, p.message) for p in problems_of(exc)]).report()
     problems = unknown_codes(contract)
     if problems:
         return _Errors(problems).report()
@@ -43,15 +45,10 @@ def from_fhir(path: Path, out: TextIO = sys.stdout) -> int:
     if isinstance(document, _Errors):
         return document.report()
     try:
-        contract = contract_from_bundle(document)
+        contract = contract_from_bundle(document, codes=True)
     except UnreadableContractError as exc:
-        return _Errors([("$", str(exc))]).report()
-    except ValidationError as exc:
-        return _Errors(_pydantic_errors(exc, prefix="contract")).report()
-    except (KeyError, TypeError, ValueError) as exc:
-        return _Errors(
-            [("$", f"not a Bundle this service wrote: {type(exc).__name__} {exc}")]
-        ).report()
+        # FHIRPaths into the Bundle, as POST /fhir names them.
+        return _Errors([(i.expression, i.message) for i in exc.issues]).report()
     _print(contract.model_dump(mode="json", exclude_none=True), out)
     return 0
 
@@ -78,16 +75,6 @@ def _read_json(path: Path) -> Any:
         return _Errors(
             [("$", f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]
         )
-
-
-def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[tuple[str, str]]:
-    errors = []
-    for error in exc.errors():
-        path = "$" + (f".{prefix}" if prefix else "")
-        for part in error["loc"]:
-            path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        errors.append((path, error["msg"]))
-    return errors
 
 
 def _print(document: Any, out: TextIO) -> None:

@@ -105,6 +105,8 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
 RULES["fhir_capabilities"] = Public.CAPABILITIES
 # A contract's transaction changes it; creating one needs CarePlan.c as well, checked inside.
 RULES["fhir_transaction"] = Protected(Requirement("CarePlan", "u"), Interaction.TRANSACTION)
+# Checking a contract's Bundle is for whoever may send it; nothing stored is read.
+RULES["fhir_validate_bundle"] = _contract("u", Interaction.OPERATION, "validate")
 RULES.update(
     {
         fhir_route(interaction, kind): Protected(

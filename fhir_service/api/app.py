@@ -29,6 +29,7 @@ from fhir_service.api.openapi import install as install_openapi
 from fhir_service.api.problems import problem_response
 from fhir_service.api.security import SecurityMiddleware
 from fhir_service.audit.outbox import AuditOutbox, AuditWriter
+from fhir_service.contract.problems import described, json_path
 from fhir_service.fhir import (
     ConflictError,
     HapiClient,
@@ -192,12 +193,20 @@ async def _http_problem(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_problem(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"location": ".".join(str(part) for part in error["loc"]), "message": error["msg"]}
-        for error in exc.errors()
+        {"location": _location(error["loc"]), "message": described(error)} for error in exc.errors()
     ]
     return problem_response(
         422, "Invalid request", "The request does not match the API.", errors=errors
     )
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """Where in the request: ``$.goals[0].description`` in the body (as the README and the
+    command line say it), ``query.count`` or ``header.if-match`` elsewhere."""
+    where, *rest = loc or ("body",)
+    if where == "body":
+        return json_path(rest)
+    return ".".join(str(part) for part in loc)
 
 
 async def _hapi_unavailable(request: Request, exc: Exception) -> JSONResponse:

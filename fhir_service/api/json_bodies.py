@@ -37,6 +37,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_service.api.problems import problem_response
+from fhir_service.contract.problems import json_path
 
 __all__ = [
     "LISTED_AT_MOST",
@@ -124,9 +125,10 @@ async def parsed_body(request: Request) -> Any:
 class StrictJsonMiddleware:
     """Refuses JSON bodies that repeat a key or hold ``NaN``/``Infinity``, before any route.
 
-    The answer is a 422 problem naming each place as ``body.goals.0.description``, as FastAPI's
-    validation errors do. ``facades`` maps path prefixes (``/fhir``) whose routes read their
-    bodies with `parsed_body` to their own answer; only their bodies' values are kept for them.
+    The answer is a 422 problem naming each place as ``$.goals[0].description``, as the
+    facade's validation errors do. ``facades`` maps path prefixes (``/fhir``) whose routes read
+    their bodies with `parsed_body` to their own answer; only their bodies' values are kept for
+    them.
     """
 
     def __init__(self, app: ASGIApp, facades: Mapping[str, Refusal] | None = None) -> None:
@@ -188,7 +190,12 @@ def _problem(error: StrictJsonError) -> Response:
             f"the first {len(listed)} are in errors."
         )
     errors = [
-        {"location": ".".join(["body", *map(shown_key, problem.path)]), "message": problem.message}
+        {
+            "location": json_path(
+                step if isinstance(step, int) else shown_key(step) for step in problem.path
+            ),
+            "message": problem.message,
+        }
         for problem in listed
     ]
     return problem_response(422, "Invalid request", detail, errors=errors)

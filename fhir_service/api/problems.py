@@ -42,7 +42,8 @@ class InvalidInput(BaseModel):
     """One place where a request does not match the API."""
 
     location: str = Field(
-        description="Where, as a dotted path: body.patient.identifier.value, query.count."
+        description="Where: a JSON path into the body ($.patient.identifier.value, "
+        "$.goals[0].description), else query.count or header.if-match."
     )
     message: str = Field(description="What is wrong there.")
 

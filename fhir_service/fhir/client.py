@@ -158,8 +158,9 @@ class HapiClient:
             # A POST that writes nothing: a lost answer leaves nothing unsure.
             return _json(await self._send("POST", path, safe=True, writes=False, json=resource))
         except HapiRequestError as exc:
-            # HAPI may answer an invalid resource with 412 and the same OperationOutcome.
-            if exc.status == 412 and exc.outcome is not None:
+            # HAPI may answer an invalid resource with 412 and the same OperationOutcome, and
+            # one it cannot parse (an unknown resourceType) with 400 and why.
+            if exc.status in (400, 412) and exc.outcome is not None:
                 return exc.outcome
             raise
 

@@ -124,10 +124,12 @@ def confidentiality_of(resource: Resource) -> Confidentiality:
     Whoever labelled it (we, or another system writing to HAPI), very restricted wins over
     restricted, and content without a label is normal.
     """
+    meta = resource.get("meta")
+    labels = meta.get("security") if isinstance(meta, dict) else None
     codes = {
         label.get("code")
-        for label in resource.get("meta", {}).get("security", [])
-        if label.get("system") == CONFIDENTIALITY_SYSTEM
+        for label in (labels if isinstance(labels, list) else [])
+        if isinstance(label, dict) and label.get("system") == CONFIDENTIALITY_SYSTEM
     }
     if "V" in codes:
         return Confidentiality.VERY_RESTRICTED
@@ -185,7 +187,14 @@ def guarantee_verdict_of(appointment: Resource) -> GuaranteeVerdict | None:
 
 
 def _parts(resource: Resource, url: str) -> dict[str, Resource] | None:
-    for extension in resource.get("extension", []):
-        if extension.get("url") == url:
-            return {part["url"]: part for part in extension.get("extension", [])}
+    # A malformed extension (another writer's) has no parts: reading it fails as incomplete.
+    extensions = resource.get("extension")
+    for extension in extensions if isinstance(extensions, list) else []:
+        if isinstance(extension, dict) and extension.get("url") == url:
+            parts = extension.get("extension")
+            return {
+                str(part.get("url")): part
+                for part in (parts if isinstance(parts, list) else [])
+                if isinstance(part, dict)
+            }
     return None

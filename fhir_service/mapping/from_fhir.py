@@ -1,42 +1,35 @@
-"""FHIR resources read back from HAPI → the contract they hold.
+"""FHIR resources → the contract they hold.
 
 The inverse of ``to_fhir``: given the CarePlan of a contract and everything it points at (one
-search with the includes in :data:`READ_PARAMS`), rebuild the contract, with the CarePlan's
-server version as the contract's version. Resources that do not fit (a missing include, a code
-we do not know) raise :class:`UnreadableContractError` naming what is wrong.
+search with the includes in :data:`READ_PARAMS`, or a transaction Bundle a client sent), rebuild
+the contract, with the CarePlan's server version as the contract's version.
+
+Reading never stops at the first problem. Every place that does not hold what a contract needs
+is collected, each with its FHIRPath in the Bundle (``Bundle.entry[3].resource.participant[0]
+.role``) and a sentence saying what to change, and :class:`UnreadableContractError` carries them
+all. The contract's own checks (identifiers, dates, lists, consistency) run once on the whole
+contract; their places, JSON paths of the contract, are translated back to the FHIR elements
+they were read from.
 """
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
 
-from fhir_service.contract import (
-    Activity,
-    AgreedTime,
-    Agreement,
-    AgreementParty,
-    CareContact,
-    Contact,
-    Contract,
-    Goal,
-    GoalStatus,
-    Identifier,
-    Name,
-    Organization,
-    Period,
-    Professional,
-    Relative,
-    Schedule,
-)
+from fhir_service.contract import AgreementParty, Contract, GoalStatus
+from fhir_service.contract.problems import problems_of
 from fhir_service.mapping import elements as element
 from fhir_service.mapping import urls
+from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.identifier_systems import kind_for
 from fhir_service.mapping.tables import code_table
 
-__all__ = ["READ_PARAMS", "UnreadableContractError", "contract_from_bundle"]
+__all__ = ["READ_PARAMS", "Issue", "UnreadableContractError", "contract_from_bundle"]
 
 Resource = dict[str, Any]
 
@@ -58,370 +51,675 @@ READ_PARAMS: list[tuple[str, str]] = [
 ]
 """Search parameters that bring a contract's CarePlan and all it refers to in one request."""
 
-_GOAL_STATUS: dict[tuple[str, str | None], GoalStatus] = {
+_GOAL_STATUS: dict[tuple[str | None, str | None], GoalStatus] = {
     ("proposed", None): GoalStatus.PROPOSED,
     ("active", None): GoalStatus.ACTIVE,
     ("completed", "achieved"): GoalStatus.ACHIEVED,
     ("completed", "not-achieved"): GoalStatus.NOT_ACHIEVED,
     ("cancelled", None): GoalStatus.CANCELLED,
 }
+_PARENT = re.compile(r"(\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\]|\['(?:[^'\\]|\\.)*'\])$")
+_SHOWN_ISSUES = 3
+
+
+@dataclass(frozen=True)
+class Issue:
+    """One place in the FHIR resources that does not hold what a contract needs."""
+
+    expression: str
+    """FHIRPath of the element, from the Bundle: ``Bundle.entry[2].resource.title``."""
+    message: str
+    """What is wrong there and what to change, in FHIR's terms."""
 
 
 class UnreadableContractError(ValueError):
-    """The resources do not hold a contract this service wrote, or one is missing."""
+    """The resources do not hold a contract we can read; ``issues`` names every place."""
+
+    def __init__(self, issues: Sequence[Issue]) -> None:
+        self.issues = tuple(issues)
+        shown = "; ".join(f"{i.expression}: {i.message}" for i in self.issues[:_SHOWN_ISSUES])
+        if len(self.issues) > _SHOWN_ISSUES:
+            shown += f"; {len(self.issues) - _SHOWN_ISSUES} more"
+        super().__init__(shown)
 
 
-def contract_from_bundle(bundle: Resource, contract_id: str | None = None) -> Contract:
-    """The contract held by ``bundle``: a search result read from HAPI, or our own transaction.
+def contract_from_bundle(
+    bundle: Resource, contract_id: str | None = None, *, codes: bool = False
+) -> Contract:
+    """The contract held by ``bundle``: a search result read from HAPI, or a transaction.
 
     ``contract_id`` picks one contract when the Bundle holds several; without it the Bundle
-    must hold exactly one.
+    must hold exactly one. ``codes``: a code our tables do not hold is a problem too (on
+    input; a stored contract stays readable when a table drops a code).
     """
-    entries = bundle.get("entry") or []
-    if bundle.get("resourceType") != "Bundle" or not isinstance(entries, list):
-        raise UnreadableContractError("not a FHIR Bundle with entries")
-    reader = _Reader(entries)
-    if contract_id is None:
-        ids = [
-            i["value"]
-            for r in reader.resources
-            if r.get("resourceType") == "CarePlan"
-            for i in r.get("identifier", [])
-            if i.get("system") == urls.ID_CONTRACT
-        ]
-        if len(ids) != 1:
-            raise UnreadableContractError(f"the Bundle holds {len(ids)} contracts, not one")
-        contract_id = ids[0]
+    entries = bundle.get("entry") if isinstance(bundle, dict) else None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        raise UnreadableContractError([Issue("Bundle", "must be a FHIR Bundle")])
+    if not isinstance(entries, list):
+        raise UnreadableContractError([Issue("Bundle.entry", "must list the contract's records")])
+    reader = _Reader(entries, codes=codes)
+    careplan = reader.careplan(contract_id)
+    data = reader.contract(careplan, contract_id)
     try:
-        return reader.contract(contract_id)
+        contract = Contract.model_validate(_present(data))
     except ValidationError as exc:
-        # The messages only: the error's own text quotes the stored data, patient included.
-        reasons = "; ".join(str(error["msg"]) for error in exc.errors()[:3])
-        raise UnreadableContractError(f"contract {contract_id!r}: {reasons}") from exc
-    except (KeyError, IndexError, TypeError, AttributeError) as exc:
-        raise UnreadableContractError(
-            f"contract {contract_id!r}: a resource lacks an element the mapping needs ({exc!r})"
-        ) from exc
+        for problem in problems_of(exc):
+            reader.model_problem(problem.path, problem.message)
+        raise UnreadableContractError(reader.issues) from None
+    if codes:
+        for path, message in unknown_codes(contract):
+            reader.model_problem(path, message)
+    if reader.issues:
+        raise UnreadableContractError(reader.issues)
+    return contract
+
+
+def _present(value: Any) -> Any:
+    """``value`` without the members the resources did not have: an absent element is
+    "required" to the contract's checks, not a wrong value."""
+    if isinstance(value, dict):
+        return {k: _present(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_present(v) for v in value]
+    return value
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _obj(value: Any) -> Resource:
+    return value if isinstance(value, dict) else {}
+
+
+def _items(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _first(value: Any) -> Resource:
+    items = _items(value)
+    return _obj(items[0]) if items else {}
 
 
 class _Reader:
-    def __init__(self, entries: list[Resource]) -> None:
-        self.resources = [e["resource"] for e in entries if isinstance(e.get("resource"), dict)]
+    """Reads one contract's resources, collecting problems instead of stopping at the first."""
+
+    def __init__(self, entries: list[Any], *, codes: bool) -> None:
+        self.codes = codes
+        self.issues: list[Issue] = []
+        self.sources: dict[str, str] = {}
+        self.resources: list[Resource] = []
         self.by_ref: dict[str, Resource] = {}
         self.full_urls: dict[int, str] = {}
-        for entry in entries:
-            resource = entry.get("resource")
+        self.paths: dict[int, str] = {}
+        for index, entry in enumerate(entries):
+            resource = _obj(entry).get("resource")
             if not isinstance(resource, dict):
+                self.issue(f"Bundle.entry[{index}]", "holds no resource")
                 continue
-            if "id" in resource:
-                self.by_ref[f"{resource['resourceType']}/{resource['id']}"] = resource
-            if "fullUrl" in entry and str(entry["fullUrl"]).startswith("urn:"):
-                # Our own transaction Bundle refers by fullUrl, before the server gave ids.
-                self.by_ref[entry["fullUrl"]] = resource
-                self.full_urls[id(resource)] = entry["fullUrl"]
+            self.resources.append(resource)
+            self.paths[id(resource)] = f"Bundle.entry[{index}].resource"
+            kind = resource.get("resourceType")
+            if isinstance(resource.get("id"), str) and isinstance(kind, str):
+                self.by_ref[f"{kind}/{resource['id']}"] = resource
+            full_url = _obj(entry).get("fullUrl")
+            if isinstance(full_url, str) and full_url.startswith("urn:"):
+                # A transaction Bundle refers by fullUrl, before the server gave ids.
+                self.by_ref[full_url] = resource
+                self.full_urls[id(resource)] = full_url
 
-    def resolve(self, reference: Resource | None) -> Resource:
+    # Problems and where they are
+
+    def issue(self, expression: str, message: str) -> None:
+        if Issue(expression, message) not in self.issues:
+            self.issues.append(Issue(expression, message))
+
+    def source(self, path: str, expression: str) -> None:
+        """Record that the contract's ``path`` (JSON path) was read from ``expression``; the
+        last record of a path is the most precise."""
+        self.sources[path] = expression
+
+    def model_problem(self, path: str, message: str) -> None:
+        """A problem the contract's own checks found at ``path``, said at its FHIR element."""
+        place = path
+        while place not in self.sources and place != "$":
+            place = _PARENT.sub("", place) or "$"
+        expression = self.sources.get(place, "Bundle")
+        # What the reader said already (a missing record, a code it could not find) is not
+        # said twice, nor again for the elements inside it.
+        if any(expression.startswith(i.expression) for i in self.issues):
+            return
+        self.issue(expression, message)
+
+    def path(self, resource: Resource) -> str:
+        return self.paths.get(id(resource), "Bundle")
+
+    # References
+
+    def resolve(self, reference: Any) -> Resource:
         """The resource ``reference`` points at (by id, versioned or not, or by fullUrl); {}."""
-        ref = str((reference or {}).get("reference", ""))
+        ref = _obj(reference).get("reference")
+        if not isinstance(ref, str):
+            return {}
         return self.by_ref.get(ref.split("/_history/")[0], {})
 
-    def get(self, reference: Resource | None, expected: str) -> Resource:
-        ref = (reference or {}).get("reference", "")
+    def get(self, reference: Any, expected: str, at: str) -> Resource | None:
+        """The ``expected`` resource the reference at ``at`` names; None after saying why."""
         target = self.resolve(reference)
-        if target.get("resourceType") != expected:
-            raise UnreadableContractError(f"{expected} {ref!r} is missing from the resources")
-        return target
+        if target.get("resourceType") == expected:
+            return target
+        ref = _obj(reference).get("reference")
+        wanted = f"{'an' if expected[0] in 'AEIOU' else 'a'} {expected}"
+        if not isinstance(ref, str):
+            self.issue(at, f"must refer to {wanted}")
+        elif target:
+            self.issue(
+                at,
+                f"refers to a resource of type {target.get('resourceType')}; {wanted} belongs here",
+            )
+        else:
+            self.issue(at, f"refers to {wanted} the Bundle does not hold; add it as an entry")
+        return None
 
-    def contract(self, contract_id: str) -> Contract:
-        careplan = next(
-            (
-                r
-                for r in self.resources
-                if r["resourceType"] == "CarePlan" and _has_id(r, urls.ID_CONTRACT, contract_id)
-            ),
-            None,
-        )
-        if careplan is None:
-            raise UnreadableContractError(f"no CarePlan for contract {contract_id!r}")
-        version_id = careplan.get("meta", {}).get("versionId")
-        version = int(version_id) if version_id is not None else None
-        patient = self.get(careplan.get("subject"), "Patient")
-        teams = [self.get(t, "CareTeam") for t in careplan.get("careTeam", [])]
-        if not teams:
-            raise UnreadableContractError("the CarePlan has no care team")
-        team, contact_teams = teams[0], teams[1:]
-        professionals, relatives = self._team(team, contract_id)
-        activities = [a for a in careplan.get("activity", []) if "detail" in a]
-        appointments = [
-            self.get(a["reference"], "Appointment")
-            for a in careplan.get("activity", [])
-            if "reference" in a
+    # The contract
+
+    def careplan(self, contract_id: str | None) -> Resource:
+        careplans = [r for r in self.resources if r.get("resourceType") == "CarePlan"]
+        if contract_id is not None:
+            careplans = [r for r in careplans if _has_id(r, urls.ID_CONTRACT, contract_id)]
+            if len(careplans) != 1:
+                self.issue("Bundle", f"holds no CarePlan of contract {contract_id}")
+                raise UnreadableContractError(self.issues)
+            return careplans[0]
+        if len(careplans) != 1:
+            self.issue("Bundle", f"holds {len(careplans)} CarePlans; a contract is one CarePlan")
+            raise UnreadableContractError(self.issues)
+        careplan = careplans[0]
+        ids = [
+            i.get("value")
+            for i in _items(careplan.get("identifier"))
+            if _obj(i).get("system") == urls.ID_CONTRACT
         ]
-        notes = careplan.get("note", [])
-        status = _extension(careplan, urls.EXT_CONTRACT_STATUS)["valueCoding"]["code"]
-        agreements = self.agreements(careplan, version)
+        if len(ids) != 1 or not isinstance(ids[0], str):
+            self.issue(
+                f"{self.path(careplan)}.identifier",
+                f"must hold one identifier of system {urls.ID_CONTRACT}: the contract's id",
+            )
+        return careplan
+
+    def contract(self, careplan: Resource, contract_id: str | None) -> Resource:
+        cp = self.path(careplan)
+        if contract_id is None:
+            contract_id = next(
+                (
+                    str(_obj(i).get("value"))
+                    for i in _items(careplan.get("identifier"))
+                    if _obj(i).get("system") == urls.ID_CONTRACT
+                ),
+                "",
+            )
+        self.source("$", cp)
+        self.source("$.id", f"{cp}.identifier")
+        data: Resource = {"id": contract_id, "title": careplan.get("title")}
+        self.source("$.title", f"{cp}.title")
+        version_id = _obj(careplan.get("meta")).get("versionId")
+        if isinstance(version_id, str) and version_id.isdigit():
+            data["version"] = int(version_id)
+        status = self.extension_code(careplan, urls.EXT_CONTRACT_STATUS, cp, "contract-status")
+        data["status"] = status
+        self.source("$.status", f"{cp}.extension")
+        self.period(data, "period", careplan.get("period"), "$.period", f"{cp}.period")
+        self.source("$.patient", f"{cp}.subject")
+        patient = self.get(careplan.get("subject"), "Patient", f"{cp}.subject")
+        if patient is not None:
+            data["patient"] = self.patient(patient)
+        self.source("$.responsible_clinician", f"{cp}.author")
+        author = self.get(careplan.get("author"), "PractitionerRole", f"{cp}.author")
+        if author is not None:
+            data["responsible_clinician"] = self.professional(author, "$.responsible_clinician")
+        self.teams(careplan, data, contract_id)
+        self.activities(careplan, data, contract_id)
+        self.goals(careplan, data, contract_id)
+        self.notes(careplan, data)
+        agreements = self.agreements(careplan, data.get("version"))
         if status == "agreed" and not agreements:
             # Only a writer that changed an agreed contract without revising it gets here.
-            raise UnreadableContractError(
-                f"CarePlan version {version} is marked agreed, but no agreement targets it"
+            self.issue(cp, "is marked agreed, but no agreement Provenance targets this version")
+        data["agreements"] = agreements
+        self.source("$.agreements", cp)
+        data["confidentiality"] = element.confidentiality_of(careplan)
+        try:
+            data["care_guarantee"] = element.care_guarantee_of(careplan)
+        except (KeyError, TypeError, ValueError):
+            self.issue(
+                f"{cp}.extension",
+                f"the care-guarantee extension ({urls.EXT_CARE_GUARANTEE}) needs its "
+                "jurisdiction, step and since",
             )
-        return Contract(
-            id=contract_id,
-            version=version,
-            status=status,
-            title=careplan["title"],
-            period=_period(careplan.get("period")),
-            patient={"identifier": _identifier(patient), "name": _name(patient["name"][0])},
-            responsible_clinician=self.professional(
-                self.get(careplan.get("author"), "PractitionerRole")
-            ),
-            professionals=tuple(professionals),
-            relatives=tuple(relatives),
-            care_contacts=tuple(self.care_contact(t) for t in contact_teams),
-            activities=tuple(self.activity(a, contract_id) for a in activities),
-            goals=tuple(
-                self.goal(self.get(g, "Goal"), contract_id) for g in careplan.get("goal", [])
-            ),
-            patient_resources=tuple(
-                n["text"] for n in notes if _note_kind(n) == "patient-resource"
-            ),
-            wishes=tuple(n["text"] for n in notes if _note_kind(n) == "wish"),
-            agreed_times=tuple(self.agreed_time(a, contract_id) for a in appointments),
-            agreements=tuple(agreements),
-            confidentiality=element.confidentiality_of(careplan),
-            care_guarantee=element.care_guarantee_of(careplan),
-        )
+        self.source("$.care_guarantee", f"{cp}.extension")
+        return data
 
-    def _team(self, team: Resource, contract_id: str) -> tuple[list[Professional], list[Relative]]:
-        professionals: list[Professional] = []
-        relatives: list[Relative] = []
-        for participant in team.get("participant", []):
-            role = _code(participant["role"][0], code_table("care-team-role").system)
-            member = participant["member"]
+    def teams(self, careplan: Resource, data: Resource, contract_id: str) -> None:
+        cp = self.path(careplan)
+        self.source("$.professionals", f"{cp}.careTeam[0]")
+        self.source("$.relatives", f"{cp}.careTeam[0]")
+        references = _items(careplan.get("careTeam"))
+        if not references:
+            self.issue(f"{cp}.careTeam", "must name the care team of everyone taking part")
+            return
+        teams = [
+            self.get(ref, "CareTeam", f"{cp}.careTeam[{i}]") for i, ref in enumerate(references)
+        ]
+        main, contact_teams = teams[0], teams[1:]
+        professionals: list[Resource] = []
+        relatives: list[Resource] = []
+        for index, participant in enumerate(_items(_obj(main).get("participant"))):
+            at = f"{self.path(_obj(main))}.participant[{index}]"
+            role = self.code(_first(_obj(participant).get("role")), "care-team-role", f"{at}.role")
+            member = _obj(participant).get("member")
             if role == "responsible-clinician":
                 continue
             if role == "relative":
-                relatives.append(self.relative(self.get(member, "RelatedPerson"), contract_id))
+                person = self.get(member, "RelatedPerson", f"{at}.member")
+                if person is not None:
+                    path = f"$.relatives[{len(relatives)}]"
+                    relatives.append(self.relative(person, contract_id, path))
+            elif role is not None:
+                practitioner_role = self.get(member, "PractitionerRole", f"{at}.member")
+                if practitioner_role is not None:
+                    path = f"$.professionals[{len(professionals)}]"
+                    professionals.append(self.professional(practitioner_role, path))
+        data["professionals"] = professionals
+        data["relatives"] = relatives
+        contacts: list[Resource] = []
+        for team in contact_teams:
+            if team is not None:
+                contacts.append(self.care_contact(team, f"$.care_contacts[{len(contacts)}]"))
+        data["care_contacts"] = contacts
+
+    def activities(self, careplan: Resource, data: Resource, contract_id: str) -> None:
+        cp = self.path(careplan)
+        activities: list[Resource] = []
+        times: list[Resource] = []
+        for index, activity in enumerate(_items(careplan.get("activity"))):
+            at = f"{cp}.activity[{index}]"
+            if "detail" in _obj(activity):
+                path = f"$.activities[{len(activities)}]"
+                activities.append(self.activity(_obj(activity), contract_id, at, path))
+            elif "reference" in _obj(activity):
+                appointment = self.get(activity["reference"], "Appointment", f"{at}.reference")
+                if appointment is not None:
+                    path = f"$.agreed_times[{len(times)}]"
+                    times.append(self.agreed_time(appointment, contract_id, path))
             else:
-                professionals.append(self.professional(self.get(member, "PractitionerRole")))
-        return professionals, relatives
+                self.issue(at, "must hold a detail, or a reference to an Appointment")
+        data["activities"] = activities
+        data["agreed_times"] = times
 
-    def organization(self, organization: Resource) -> Organization:
-        kind = _code(organization["type"][0], code_table("organization-kind").system)
-        return Organization(
-            identifier=_identifier(organization), name=organization["name"], kind=kind
-        )
+    def goals(self, careplan: Resource, data: Resource, contract_id: str) -> None:
+        cp = self.path(careplan)
+        goals: list[Resource] = []
+        for index, reference in enumerate(_items(careplan.get("goal"))):
+            goal = self.get(reference, "Goal", f"{cp}.goal[{index}]")
+            if goal is not None:
+                goals.append(self.goal(goal, contract_id, f"$.goals[{len(goals)}]"))
+        data["goals"] = goals
 
-    def professional(self, role: Resource) -> Professional:
-        practitioner = self.get(role.get("practitioner"), "Practitioner")
-        return Professional(
-            identifier=_identifier(practitioner),
-            name=_name(practitioner["name"][0]),
-            role=_code(role["code"][0], code_table("care-team-role").system),
-            organization=self.organization(self.get(role.get("organization"), "Organization")),
-            contacts=tuple(_contact(c) for c in role.get("telecom", [])),
-        )
+    def notes(self, careplan: Resource, data: Resource) -> None:
+        cp = self.path(careplan)
+        kinds: dict[str, list[Any]] = {"patient-resource": [], "wish": []}
+        fields = {"patient-resource": "patient_resources", "wish": "wishes"}
+        for index, note in enumerate(_items(careplan.get("note"))):
+            at = f"{cp}.note[{index}]"
+            kind = self.extension_code(_obj(note), urls.EXT_NOTE_KIND, at, "note-kind")
+            if kind in kinds:
+                self.source(f"$.{fields[kind]}[{len(kinds[kind])}]", f"{at}.text")
+                kinds[kind].append(_obj(note).get("text"))
+            elif kind is not None:
+                self.issue(f"{at}.extension", f"note kind {kind} is not one of ours")
+        data["patient_resources"] = kinds["patient-resource"]
+        data["wishes"] = kinds["wish"]
 
-    def relative(self, person: Resource, contract_id: str) -> Relative:
-        return Relative(
-            key=_local_key(person, urls.ID_RELATED_PERSON, contract_id),
-            name=_name(person["name"][0]),
-            relationship=person["relationship"][0]["coding"][0]["code"],
-            contacts=tuple(_contact(c) for c in person.get("telecom", [])),
-        )
+    # The parts
 
-    def care_contact(self, team: Resource) -> CareContact:
-        participant = team["participant"][0]
-        requested = _extension(participant, urls.EXT_REQUESTED_BY_PATIENT)["valueBoolean"]
-        notes = team.get("note", [])
-        return CareContact(
-            kind=_code(participant["role"][0], code_table("care-team-role").system),
-            professional=self.professional(self.get(participant["member"], "PractitionerRole")),
-            how_to_reach=notes[0]["text"] if notes else None,
-            period=_period(participant.get("period")),
-            requested_by_patient=requested,
-        )
+    def patient(self, patient: Resource) -> Resource:
+        at = self.path(patient)
+        self.source("$.patient", at)
+        return {
+            "identifier": self.identifier(patient, "$.patient.identifier"),
+            "name": self.name(patient, "$.patient.name"),
+        }
 
-    def activity(self, activity: Resource, contract_id: str) -> Activity:
-        detail = activity["detail"]
-        owner = _extension(detail, urls.EXT_ACTIVITY_OWNER)["valueCoding"]["code"]
-        timing = detail.get("scheduledTiming", {}).get("repeat")
-        performer = detail["performer"][0]
-        organization = relative = None
+    def organization(self, organization: Resource, path: str) -> Resource:
+        at = self.path(organization)
+        self.source(path, at)
+        self.source(f"{path}.name", f"{at}.name")
+        self.source(f"{path}.kind", f"{at}.type[0]")
+        return {
+            "identifier": self.identifier(organization, f"{path}.identifier"),
+            "name": organization.get("name"),
+            "kind": self.code(
+                _first(organization.get("type")), "organization-kind", f"{at}.type[0]"
+            ),
+        }
+
+    def professional(self, role: Resource, path: str) -> Resource:
+        at = self.path(role)
+        self.source(path, at)
+        data: Resource = {
+            "role": self.code(_first(role.get("code")), "care-team-role", f"{at}.code[0]"),
+        }
+        self.source(f"{path}.role", f"{at}.code[0]")
+        practitioner = self.get(role.get("practitioner"), "Practitioner", f"{at}.practitioner")
+        if practitioner is not None:
+            data["identifier"] = self.identifier(practitioner, f"{path}.identifier")
+            data["name"] = self.name(practitioner, f"{path}.name")
+        self.source(f"{path}.identifier", f"{at}.practitioner")
+        self.source(f"{path}.name", f"{at}.practitioner")
+        self.source(f"{path}.organization", f"{at}.organization")
+        organization = self.get(role.get("organization"), "Organization", f"{at}.organization")
+        if organization is not None:
+            data["organization"] = self.organization(organization, f"{path}.organization")
+        data["contacts"] = self.contacts(role, path)
+        return data
+
+    def relative(self, person: Resource, contract_id: str, path: str) -> Resource:
+        at = self.path(person)
+        self.source(path, at)
+        self.source(f"{path}.relationship", f"{at}.relationship[0]")
+        codings = _items(_first(person.get("relationship")).get("coding"))
+        return {
+            "key": self.local_key(person, urls.ID_RELATED_PERSON, contract_id, f"{path}.key"),
+            "name": self.name(person, f"{path}.name"),
+            "relationship": _first(codings).get("code"),
+            "contacts": self.contacts(person, path),
+        }
+
+    def care_contact(self, team: Resource, path: str) -> Resource:
+        at = self.path(team)
+        self.source(path, at)
+        participants = _items(team.get("participant"))
+        if len(participants) != 1:
+            self.issue(f"{at}.participant", "a care contact's team names the care contact only")
+            return {}
+        participant = _obj(participants[0])
+        pat = f"{at}.participant[0]"
+        data: Resource = {
+            "kind": self.code(_first(participant.get("role")), "care-team-role", f"{pat}.role"),
+            "requested_by_patient": self.extension_value(
+                participant, urls.EXT_REQUESTED_BY_PATIENT, "valueBoolean", pat
+            ),
+        }
+        self.source(f"{path}.kind", f"{pat}.role")
+        self.source(f"{path}.professional", f"{pat}.member")
+        role = self.get(participant.get("member"), "PractitionerRole", f"{pat}.member")
+        if role is not None:
+            data["professional"] = self.professional(role, f"{path}.professional")
+        notes = _items(team.get("note"))
+        if notes:
+            data["how_to_reach"] = _obj(notes[0]).get("text")
+            self.source(f"{path}.how_to_reach", f"{at}.note[0].text")
+        self.period(data, "period", participant.get("period"), f"{path}.period", f"{pat}.period")
+        return data
+
+    def activity(self, activity: Resource, contract_id: str, at: str, path: str) -> Resource:
+        self.source(path, at)
+        detail = _obj(activity.get("detail"))
+        dat = f"{at}.detail"
+        owner = self.extension_code(detail, urls.EXT_ACTIVITY_OWNER, dat, "activity-owner")
+        data: Resource = {
+            "key": activity.get("id"),
+            "owner": owner,
+            "category": self.code(_obj(detail.get("code")), "activity-category", f"{dat}.code"),
+            "description": detail.get("description"),
+            "status": detail.get("status"),
+        }
+        for field, element_path in (
+            ("key", f"{at}.id"),
+            ("owner", f"{dat}.extension"),
+            ("category", f"{dat}.code"),
+            ("description", f"{dat}.description"),
+            ("status", f"{dat}.status"),
+            ("organization", f"{dat}.performer[0]"),
+            ("relative", f"{dat}.performer[0]"),
+        ):
+            self.source(f"{path}.{field}", element_path)
+        repeat = _obj(_obj(detail.get("scheduledTiming")).get("repeat"))
+        if repeat:
+            data["schedule"] = {
+                "frequency": repeat.get("frequency"),
+                "period": repeat.get("period"),
+                "unit": repeat.get("periodUnit"),
+            }
+            self.source(f"{path}.schedule", f"{dat}.scheduledTiming.repeat")
+            bounds, bounds_at = repeat.get("boundsPeriod"), f"{dat}.scheduledTiming.repeat"
+            self.period(data, "period", bounds, f"{path}.period", f"{bounds_at}.boundsPeriod")
+        else:
+            period_at = f"{dat}.scheduledPeriod"
+            self.period(data, "period", detail.get("scheduledPeriod"), f"{path}.period", period_at)
+        performer = _first(detail.get("performer"))
         if owner in ("care-unit", "municipality"):
-            organization = self.organization(self.get(performer, "Organization"))
+            organization = self.get(performer, "Organization", f"{dat}.performer[0]")
+            if organization is not None:
+                data["organization"] = self.organization(organization, f"{path}.organization")
         elif owner == "relative":
-            relative = _local_key(
-                self.get(performer, "RelatedPerson"), urls.ID_RELATED_PERSON, contract_id
-            )
-        return Activity(
-            key=activity["id"],
-            owner=owner,
-            category=_code(detail["code"], code_table("activity-category").system),
-            description=detail["description"],
-            status=detail["status"],
-            period=_period(timing.get("boundsPeriod") if timing else detail.get("scheduledPeriod")),
-            schedule=Schedule(
-                frequency=timing["frequency"], period=timing["period"], unit=timing["periodUnit"]
-            )
-            if timing
-            else None,
-            organization=organization,
-            relative=relative,
-        )
+            person = self.get(performer, "RelatedPerson", f"{dat}.performer[0]")
+            if person is not None:
+                data["relative"] = self.local_key(
+                    person, urls.ID_RELATED_PERSON, contract_id, f"{path}.relative"
+                )
+        self.source(f"{path}.organization", f"{dat}.performer[0]")
+        return data
 
-    def goal(self, goal: Resource, contract_id: str) -> Goal:
-        achievement = goal.get("achievementStatus")
-        status = (
-            goal["lifecycleStatus"],
-            achievement["coding"][0]["code"] if achievement else None,
-        )
-        if status not in _GOAL_STATUS:
-            raise UnreadableContractError(
-                f"Goal {goal.get('id', '')}: status {status} is not one of ours"
+    def goal(self, goal: Resource, contract_id: str, path: str) -> Resource:
+        at = self.path(goal)
+        self.source(path, at)
+        achievement = _text(_first(_obj(goal.get("achievementStatus")).get("coding")).get("code"))
+        lifecycle = _text(goal.get("lifecycleStatus"))
+        status = _GOAL_STATUS.get((lifecycle, achievement))
+        if status is None:
+            self.issue(
+                f"{at}.lifecycleStatus",
+                f"lifecycleStatus {lifecycle} with achievementStatus {achievement} is not a "
+                "goal status we know: proposed, active, completed (achieved or not-achieved) "
+                "or cancelled",
             )
-        targets = goal.get("target", [])
-        due = targets[0].get("dueDate") if targets else None
-        return Goal(
-            key=_local_key(goal, urls.ID_GOAL, contract_id),
-            description=goal["description"]["text"],
-            status=_GOAL_STATUS[status],
-            due=date.fromisoformat(due) if due else None,
-            confidentiality=element.confidentiality_of(goal),
-        )
+        due = _first(goal.get("target")).get("dueDate")
+        self.source(f"{path}.description", f"{at}.description.text")
+        self.source(f"{path}.due", f"{at}.target[0].dueDate")
+        data: Resource = {
+            "key": self.local_key(goal, urls.ID_GOAL, contract_id, f"{path}.key"),
+            "description": _obj(goal.get("description")).get("text"),
+            "status": status or GoalStatus.ACTIVE,
+            "confidentiality": element.confidentiality_of(goal),
+        }
+        if due is not None:
+            data["due"] = due
+        return data
 
-    def agreed_time(self, appointment: Resource, contract_id: str) -> AgreedTime:
-        organization = professional = None
-        for participant in appointment["participant"]:
-            actor = self.resolve(participant["actor"])
+    def agreed_time(self, appointment: Resource, contract_id: str, path: str) -> Resource:
+        at = self.path(appointment)
+        self.source(path, at)
+        data: Resource = {}
+        for participant in _items(appointment.get("participant")):
+            actor = self.resolve(_obj(participant).get("actor"))
             if actor.get("resourceType") == "HealthcareService":
-                organization = self.organization(self.get(actor.get("providedBy"), "Organization"))
+                organization = self.get(
+                    actor.get("providedBy"), "Organization", f"{self.path(actor)}.providedBy"
+                )
+                if organization is not None:
+                    data["organization"] = self.organization(organization, f"{path}.organization")
             elif actor.get("resourceType") == "PractitionerRole":
-                professional = self.professional(actor)
-        if organization is None:
-            raise UnreadableContractError(
-                f"Appointment {appointment.get('id', '')} names no care unit"
-            )
+                data["professional"] = self.professional(actor, f"{path}.professional")
+        if "organization" not in data:
+            self.source(f"{path}.organization", f"{at}.participant")
+            self.issue(f"{at}.participant", "must name the care unit: its HealthcareService")
         time_types = [
-            c.get("code")
-            for concept in appointment.get("serviceType", [])
-            for c in concept.get("coding", [])
-            if c.get("system") == urls.CS_TIME_TYPE
+            _obj(c).get("code")
+            for concept in _items(appointment.get("serviceType"))
+            for c in _items(_obj(concept).get("coding"))
+            if _obj(c).get("system") == urls.CS_TIME_TYPE
         ]
         slots = [
-            str(s.get("reference", "")).removeprefix("Slot/").split("/_history/")[0]
-            for s in appointment.get("slot", [])
+            str(_obj(s).get("reference", "")).removeprefix("Slot/").split("/_history/")[0]
+            for s in _items(appointment.get("slot"))
         ]
-        return AgreedTime(
-            key=_local_key(appointment, urls.ID_AGREED_TIME, contract_id),
-            description=appointment["description"],
-            status=appointment["status"],
-            start=_instant(appointment.get("start")),
-            end=_instant(appointment.get("end")),
-            organization=organization,
-            professional=professional,
+        for field, element_path in (
+            ("description", f"{at}.description"),
+            ("status", f"{at}.status"),
+            ("start", f"{at}.start"),
+            ("end", f"{at}.end"),
+            ("time_type", f"{at}.serviceType"),
+            ("slot", f"{at}.slot"),
+            ("cancellation_reason", f"{at}.cancelationReason.text"),
+        ):
+            self.source(f"{path}.{field}", element_path)
+        data.update(
+            key=self.local_key(appointment, urls.ID_AGREED_TIME, contract_id, f"{path}.key"),
+            description=appointment.get("description"),
+            status=appointment.get("status"),
+            start=appointment.get("start"),
+            end=appointment.get("end"),
             confidentiality=element.confidentiality_of(appointment),
             time_type=time_types[0] if time_types else None,
             slot=slots[0] if slots else None,
-            cancellation_reason=appointment.get("cancelationReason", {}).get("text"),
-            care_guarantee=element.guarantee_verdict_of(appointment),
+            cancellation_reason=_obj(appointment.get("cancelationReason")).get("text"),
         )
+        try:
+            data["care_guarantee"] = element.guarantee_verdict_of(appointment)
+        except (KeyError, TypeError, ValueError):
+            self.issue(f"{at}.extension", "the care-guarantee verdict extension is incomplete")
+        return data
 
-    def agreements(self, careplan: Resource, version: int | None) -> list[Agreement]:
+    def agreements(self, careplan: Resource, version: int | None) -> list[Resource]:
         # Stored: the Provenance names this CarePlan version. Unsent: it names the fullUrl.
         this_version = {
             f"CarePlan/{careplan.get('id')}/_history/{version}",
             self.full_urls.get(id(careplan), ""),
         } - {""}
-        provenances = [
-            r
-            for r in self.resources
-            if r["resourceType"] == "Provenance"
-            and _is_agreement(r)
-            and any(t.get("reference") in this_version for t in r.get("target", []))
-        ]
-        agreements = []
-        for provenance in provenances:
-            for signature in provenance.get("signature", []):
-                who = self.resolve(signature["who"])
+        agreements: list[Resource] = []
+        for provenance in self.resources:
+            if provenance.get("resourceType") != "Provenance" or not _is_agreement(provenance):
+                continue
+            targets = [_obj(t).get("reference") for t in _items(provenance.get("target"))]
+            if not this_version.intersection(t for t in targets if isinstance(t, str)):
+                continue
+            at = self.path(provenance)
+            for index, signature in enumerate(_items(provenance.get("signature"))):
+                who = self.resolve(_obj(signature).get("who"))
                 party = (
                     AgreementParty.PATIENT
                     if who.get("resourceType") == "Patient"
                     else AgreementParty.RESPONSIBLE_CLINICIAN
                 )
-                agreements.append(
-                    Agreement(party=party, agreed_at=datetime.fromisoformat(signature["when"]))
-                )
+                self.source(f"$.agreements[{len(agreements)}]", f"{at}.signature[{index}]")
+                agreements.append({"party": party, "agreed_at": _obj(signature).get("when")})
         return agreements
+
+    # Elements
+
+    def identifier(self, resource: Resource, path: str) -> Resource | None:
+        at = self.path(resource)
+        self.source(path, f"{at}.identifier")
+        for index, identifier in enumerate(_items(resource.get("identifier"))):
+            kind = kind_for(str(_obj(identifier).get("system", "")))
+            if kind is not None:
+                self.source(path, f"{at}.identifier[{index}]")
+                self.source(f"{path}.value", f"{at}.identifier[{index}].value")
+                return {"kind": kind, "value": _obj(identifier).get("value")}
+        self.issue(
+            f"{at}.identifier",
+            "must hold a national identifier (personnummer, samordningsnummer, HSA-id, "
+            "fødselsnummer, D-nummer, HPR-nummer or organisasjonsnummer)",
+        )
+        return None
+
+    def name(self, resource: Resource, path: str) -> Resource | None:
+        at = f"{self.path(resource)}.name[0]"
+        self.source(path, at)
+        self.source(f"{path}.family", f"{at}.family")
+        name = _first(resource.get("name"))
+        if not name:
+            return None
+        return {"family": name.get("family"), "given": _items(name.get("given"))}
+
+    def contacts(self, resource: Resource, path: str) -> list[Resource]:
+        at = self.path(resource)
+        contacts: list[Resource] = []
+        for index, contact in enumerate(_items(resource.get("telecom"))):
+            self.source(f"{path}.contacts[{index}]", f"{at}.telecom[{index}]")
+            contacts.append(
+                {"system": _obj(contact).get("system"), "value": _obj(contact).get("value")}
+            )
+        return contacts
+
+    def period(self, data: Resource, field: str, period: Any, path: str, at: str) -> None:
+        if period:
+            self.source(path, at)
+            self.source(f"{path}.start", f"{at}.start")
+            self.source(f"{path}.end", f"{at}.end")
+            data[field] = {k: v for k, v in _obj(period).items() if k in ("start", "end")}
+
+    def code(self, concept: Resource, table: str, at: str) -> str | None:
+        codes = code_table(table)
+        for coding in _items(concept.get("coding")):
+            code = _obj(coding).get("code")
+            if _obj(coding).get("system") == codes.system and isinstance(code, str):
+                if self.codes and code not in codes.names:
+                    # Said as `unknown_codes` says it, so that it is said once.
+                    self.issue(at, f"unknown {table} code {code!r}")
+                return code
+        self.issue(at, f"must hold a coding of {codes.system}")
+        return None
+
+    def extension_code(self, element_: Resource, url: str, at: str, table: str) -> str | None:
+        value = self.extension_value(element_, url, "valueCoding", at)
+        if value is None:
+            return None
+        code = _obj(value).get("code")
+        if _obj(value).get("system") != code_table(table).system or not isinstance(code, str):
+            self.issue(f"{at}.extension", f"extension {url} must hold a coding of {table}")
+            return None
+        return code
+
+    def extension_value(self, element_: Resource, url: str, kind: str, at: str) -> Any:
+        for extension in _items(element_.get("extension")):
+            if _obj(extension).get("url") == url and kind in extension:
+                return extension[kind]
+        self.issue(f"{at}.extension", f"needs the extension {url} ({kind})")
+        return None
+
+    def local_key(self, resource: Resource, system: str, contract_id: str, path: str) -> Any:
+        """The record's key in the contract (``path`` is the key's JSON path); None after
+        saying why."""
+        at = self.path(resource)
+        self.source(path, f"{at}.identifier")
+        for index, identifier in enumerate(_items(resource.get("identifier"))):
+            value = _obj(identifier).get("value")
+            if (
+                _obj(identifier).get("system") == system
+                and isinstance(value, str)
+                and value.startswith(f"{contract_id}/")
+            ):
+                self.source(path, f"{at}.identifier[{index}].value")
+                return value[len(contract_id) + 1 :]
+        self.issue(
+            f"{at}.identifier",
+            f"must hold an identifier of system {system} whose value is "
+            f"{contract_id}/<key>, the key of this record in the contract",
+        )
+        return None
 
 
 def _is_agreement(provenance: Resource) -> bool:
     # A change's Provenance carries the signatures too when it is the agreement; counting
     # both would agree twice.
-    tags = provenance.get("meta", {}).get("tag", [])
-    return any(tag.get("system") == urls.TAG_AGREEMENT for tag in tags)
+    tags = _items(_obj(provenance.get("meta")).get("tag"))
+    return any(_obj(tag).get("system") == urls.TAG_AGREEMENT for tag in tags)
 
 
 def _has_id(resource: Resource, system: str, value: str) -> bool:
     return any(
-        i.get("system") == system and i.get("value") == value
-        for i in resource.get("identifier", [])
+        _obj(i).get("system") == system and _obj(i).get("value") == value
+        for i in _items(resource.get("identifier"))
     )
-
-
-def _local_key(resource: Resource, system: str, contract_id: str) -> str:
-    for identifier in resource.get("identifier", []):
-        if identifier.get("system") == system and identifier["value"].startswith(f"{contract_id}/"):
-            return str(identifier["value"][len(contract_id) + 1 :])
-    raise UnreadableContractError(
-        f"{resource['resourceType']} {resource.get('id', '')} has no key of {contract_id!r}"
-    )
-
-
-def _identifier(resource: Resource) -> Identifier:
-    for identifier in resource.get("identifier", []):
-        kind = kind_for(identifier.get("system", ""))
-        if kind is not None:
-            return Identifier(kind=kind, value=identifier["value"])
-    raise UnreadableContractError(
-        f"{resource['resourceType']} {resource.get('id', '')} has no national identifier"
-    )
-
-
-def _name(name: Resource) -> Name:
-    return Name(family=name["family"], given=tuple(name.get("given", [])))
-
-
-def _contact(contact: Resource) -> Contact:
-    return Contact(system=contact["system"], value=contact["value"])
-
-
-def _code(concept: Resource, system: str) -> str:
-    for coding in concept.get("coding", []):
-        if coding.get("system") == system:
-            return str(coding["code"])
-    raise UnreadableContractError(f"no code of {system} in {concept}")
-
-
-def _extension(element: Resource, url: str) -> Resource:
-    for extension in element.get("extension", []):
-        if extension.get("url") == url:
-            return dict(extension)
-    raise UnreadableContractError(f"extension {url} is missing")
-
-
-def _note_kind(note: Resource) -> str:
-    return str(_extension(note, urls.EXT_NOTE_KIND)["valueCoding"]["code"])
-
-
-def _period(period: Resource | None) -> Period | None:
-    if not period:
-        return None
-    return Period(
-        start=date.fromisoformat(period["start"]) if "start" in period else None,
-        end=date.fromisoformat(period["end"]) if "end" in period else None,
-    )
-
-
-def _instant(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None

@@ -38,6 +38,7 @@ _OPERATIONS = {
     "find": f"{urls.BASE}/OperationDefinition/appointment-find",
     "book": f"{urls.BASE}/OperationDefinition/appointment-book",
 }
+_VALIDATE = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 _SMART = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 
 
@@ -96,6 +97,13 @@ def capability_statement(hapi_statement: Resource, base: str) -> Resource:
         if operations:
             entry["operation"] = operations
         resources.append(entry)
+    # A contract's transaction Bundle checked as POST / would check it, writing nothing.
+    resources.append(
+        {
+            "type": "Bundle",
+            "operation": [{"name": "validate", "definition": _VALIDATE}],
+        }
+    )
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",

@@ -8,13 +8,14 @@ or under revision, or its status moves by one lifecycle step, never both at once
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Response
 
 from fhir_service.api.audit_trail import AuditTrail
-from fhir_service.api.fhir.outcomes import fhir_response, outcome
+from fhir_service.api.fhir.outcomes import outcome
 from fhir_service.contract import Contract, ContractStatus
 from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.fhir import (
@@ -38,15 +39,16 @@ from fhir_service.sync.store import (
 __all__ = [
     "MixedChangeError",
     "etag_version",
-    "invalid",
     "profile_errors",
+    "profile_issues",
     "step_to",
     "stored_or_refused",
 ]
 
 Resource = dict[str, Any]
 
-_MOST_ISSUES = 20
+_UNKNOWN_PROFILE = "has not been checked because it could not be found"
+_HAPI_COMMENT = re.compile(r"/\*.*?\*/")
 
 
 class MixedChangeError(Exception):
@@ -122,28 +124,36 @@ async def stored_or_refused(
         return outcome(502, "exception", "the FHIR store refused the write; nothing was written")
 
 
-async def profile_errors(hapi: HapiClient, resource: Resource) -> list[str]:
-    """What HAPI's ``$validate`` against our profiles finds wrong with ``resource``; [] if all
-    is well."""
+async def profile_issues(hapi: HapiClient, resource: Resource) -> list[Resource]:
+    """The error issues of HAPI's ``$validate`` of ``resource``, each with its ``expression``
+    (HAPI's own, else its ``location``): the places base R4 and our profiles find wrong."""
     answer = await hapi.validate(resource)
-    return [
-        f"{issue.get('location', [''])[0] if issue.get('location') else ''}: "
-        f"{issue.get('diagnostics', '')}".strip(": ")
-        for issue in answer.get("issue", [])
-        if issue.get("severity") in ("error", "fatal")
-    ]
+    issues = []
+    for issue in answer.get("issue", []):
+        if issue.get("severity") not in ("error", "fatal"):
+            continue
+        if _UNKNOWN_PROFILE in str(issue.get("diagnostics", "")):
+            # A profile of the sender's we do not hold: its resources are checked against base
+            # R4 and ours, not refused for naming it.
+            continue
+        where = issue.get("expression") or issue.get("location") or [resource["resourceType"]]
+        # HAPI writes the type into its paths as a comment: entry[0].resource/*CarePlan/null*/.
+        where = [_HAPI_COMMENT.sub("", str(w)) for w in where]
+        issues.append(
+            {
+                "severity": "error",
+                "code": issue.get("code", "invalid"),
+                "diagnostics": issue.get("diagnostics", "does not conform to its profile"),
+                "expression": where[:1],
+            }
+        )
+    return issues
 
 
-def invalid(problems: list[str]) -> Response:
-    """A 422 OperationOutcome of one issue per problem (the first few)."""
-    body = {
-        "resourceType": "OperationOutcome",
-        "issue": [
-            {"severity": "error", "code": "invariant", "diagnostics": problem}
-            for problem in problems[:_MOST_ISSUES]
-        ],
-    }
-    return fhir_response(body, 422)
+async def profile_errors(hapi: HapiClient, resource: Resource) -> list[str]:
+    """`profile_issues` as ``expression: diagnostics`` lines; [] if all is well."""
+    issues = await profile_issues(hapi, resource)
+    return [f"{i['expression'][0]}: {i['diagnostics']}" for i in issues]
 
 
 def etag_version(etag: str) -> int | None:

@@ -24,14 +24,14 @@ from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, Store
 from fhir_service.api.fhir.bodies import BodyError, fhir_body
 from fhir_service.api.fhir.changes import (
     etag_version,
-    invalid,
-    profile_errors,
+    profile_issues,
     step_to,
     stored_or_refused,
 )
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
+from fhir_service.api.json_bodies import LISTED_AT_MOST
 from fhir_service.contract import Contract, model
-from fhir_service.mapping.codes import unknown_codes
+from fhir_service.fhir import HapiClient
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.security.access import Access, AccessDeniedError, Denial, Requirement, decide
 from fhir_service.sync.store import (
@@ -81,34 +81,116 @@ async def transaction(
     try:
         bundle = await fhir_body(request)
     except BodyError as exc:
-        return outcome(exc.status, exc.code, str(exc))
-    refused = _not_a_contract_bundle(bundle) or _other_patient(bundle)
-    if refused is not None:
-        return outcome(422, "processing", refused)
-    too_large = _beyond_limits(bundle)
-    if too_large:
-        # Before HAPI's $validate, whose work grows with the Bundle: a contract too large to
-        # store is refused at once, not after minutes of validation.
-        return fhir_response({"resourceType": "OperationOutcome", "issue": too_large}, 422)
+        return exc.outcome()
 
     async def write() -> Response:
-        problems = await profile_errors(hapi, bundle)
-        if problems:
-            return invalid(problems)
-        try:
-            contract = contract_from_bundle(bundle)
-        except UnreadableContractError as exc:
-            return outcome(422, "processing", f"not a contract we can read: {exc}")
-        codes = unknown_codes(contract)
-        if codes:
-            return invalid([f"{path}: {message}" for path, message in codes])
-        trail.saw_contract(contract)
+        contract = await _contract_in(bundle, hapi, trail)
+        if isinstance(contract, Response):
+            return contract
         if not access.compartment.allows(contract):
             trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
             return outcome(403, "forbidden", Denial.OUTSIDE_COMPARTMENT.value)
         return await _store(request, bundle, contract, store, access, trail)
 
     return await stored_or_refused(trail, write)
+
+
+@router.post(
+    "/Bundle/$validate",
+    name="fhir_validate_bundle",
+    response_class=Response,
+    responses={200: {"content": {FHIR_JSON: {}}}, 422: {"content": {FHIR_JSON: {}}}},
+)
+async def validate_bundle(request: Request, hapi: HapiClientDep, trail: AuditTrailDep) -> Response:
+    """Check a contract's transaction Bundle as ``POST /fhir`` would, and write nothing.
+
+    The answer to a Bundle ``POST /fhir`` would refuse for its content is the same
+    OperationOutcome; one it would take gets 200 and an information issue. Whether the caller
+    may write that contract, and whether the version it names is still current, are decided
+    when it is sent.
+    """
+    try:
+        body = await fhir_body(request)
+    except BodyError as exc:
+        return exc.outcome()
+    bundle = _resource_parameter(body)
+    contract = await _contract_in(bundle, hapi, trail)
+    if isinstance(contract, Response):
+        return contract
+    accepted = {
+        "severity": "information",
+        "code": "informational",
+        "diagnostics": f"the Bundle holds contract {contract.id}, which POST /fhir takes as it "
+        "is; nothing was written",
+    }
+    return fhir_response({"resourceType": "OperationOutcome", "issue": [accepted]}, 200)
+
+
+def _resource_parameter(body: Resource) -> Resource:
+    """The resource to check: the body, or its ``resource`` parameter (FHIR's form of
+    ``$validate``)."""
+    if body.get("resourceType") != "Parameters":
+        return body
+    for parameter in body.get("parameter") or []:
+        if isinstance(parameter, dict) and parameter.get("name") == "resource":
+            resource = parameter.get("resource")
+            return resource if isinstance(resource, dict) else {}
+    return {}
+
+
+async def _contract_in(
+    bundle: Resource, hapi: HapiClient, trail: AuditTrail
+) -> Contract | Response:
+    """The contract ``bundle`` holds, or the answer naming every problem with it at once."""
+    if not _is_transaction(bundle):
+        return _refused(_not_a_transaction(bundle))
+    # Records of other types are named, and the rest is still read, so that the answer names
+    # every problem at once.
+    problems = _not_a_contracts_record(bundle)
+    problems += _other_patient(bundle)
+    too_large = _beyond_limits(bundle)
+    if too_large:
+        # Before HAPI's $validate, whose work grows with the Bundle: a contract too large to
+        # store is refused at once, not after minutes of validation.
+        return _refused(problems + too_large)
+    problems += await profile_issues(hapi, bundle)
+    try:
+        contract = contract_from_bundle(bundle, codes=True)
+    except UnreadableContractError as exc:
+        problems += [_issue(i.expression, i.message, _code_of(i.message)) for i in exc.issues]
+        return _refused(problems)
+    trail.saw_contract(contract)
+    if problems:
+        return _refused(problems)
+    return contract
+
+
+def _refused(issues: list[Resource]) -> Response:
+    """422: one OperationOutcome issue per problem, each said once, the first `LISTED_AT_MOST`
+    of them (an answer is no amplifier of a body made of mistakes)."""
+    unique = list({(i["expression"][0], i["diagnostics"]): i for i in issues}.values())
+    listed = unique[:LISTED_AT_MOST]
+    if len(unique) > len(listed):
+        more = f"{len(unique) - len(listed)} more places are not listed"
+        listed.append(_issue("Bundle", more, "too-costly"))
+    return fhir_response({"resourceType": "OperationOutcome", "issue": listed}, 422)
+
+
+def _issue(expression: str, diagnostics: str, code: str = "invalid") -> Resource:
+    return {
+        "severity": "error",
+        "code": code,
+        "diagnostics": diagnostics,
+        "expression": [expression],
+    }
+
+
+def _code_of(message: str) -> str:
+    if message == "is required":
+        return "required"
+    if message.startswith("unknown "):
+        return "code-invalid"
+    return "invalid"
 
 
 async def _store(
@@ -155,22 +237,49 @@ def _expected_version(request: Request, bundle: Resource) -> int | None:
     return None if header is None else etag_version(header)
 
 
-def _not_a_contract_bundle(bundle: Resource) -> str | None:
-    if bundle.get("resourceType") != "Bundle" or bundle.get("type") != "transaction":
-        return "POST /fhir takes a transaction Bundle"
+def _is_transaction(bundle: Resource) -> bool:
+    entries = bundle.get("entry")
+    return (
+        bundle.get("resourceType") == "Bundle"
+        and bundle.get("type") == "transaction"
+        and isinstance(entries, list)
+        and bool(entries)
+        and all(isinstance(e, dict) and isinstance(e.get("resource"), dict) for e in entries)
+    )
+
+
+def _not_a_transaction(bundle: Resource) -> list[Resource]:
+    """Why ``bundle`` is no transaction of resources at all."""
+    if bundle.get("resourceType") != "Bundle":
+        return [_issue("Bundle", "POST /fhir takes a transaction Bundle", "structure")]
+    if bundle.get("type") != "transaction":
+        return [_issue("Bundle.type", "POST /fhir takes a transaction Bundle", "structure")]
     entries = bundle.get("entry")
     if not isinstance(entries, list) or not entries:
-        return "the transaction has no entries"
-    for index, entry in enumerate(entries):
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict):
-            return f"entry {index} holds no resource"
-        if resource.get("resourceType") not in TRANSACTION_TYPES:
-            return (
-                f"entry {index} is a {resource.get('resourceType')!r}: a transaction here holds "
-                "one contract's records only"
+        return [_issue("Bundle.entry", "the transaction has no entries", "required")]
+    return [
+        _issue(f"Bundle.entry[{index}]", "holds no resource", "required")
+        for index, entry in enumerate(entries)
+        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict)
+    ]
+
+
+def _not_a_contracts_record(bundle: Resource) -> list[Resource]:
+    """An issue per entry of a type no contract's record has."""
+    issues = []
+    for index, entry in enumerate(bundle["entry"]):
+        kind = entry["resource"].get("resourceType")
+        if kind not in TRANSACTION_TYPES:
+            shown = kind if isinstance(kind, str) and kind.isalpha() else "resource"
+            issues.append(
+                _issue(
+                    f"Bundle.entry[{index}].resource",
+                    f"a {shown} is not one of a contract's records; the transaction holds only "
+                    f"{', '.join(sorted(TRANSACTION_TYPES))}",
+                    "not-supported",
+                )
             )
-    return None
+    return issues
 
 
 _LIMITS = {
@@ -186,17 +295,18 @@ def _beyond_limits(bundle: Resource) -> list[Resource]:
     """An issue for each part of the contract larger than a contract may hold (see
     ``contract.model.MAX_GOALS`` and its neighbours); [] when it fits."""
     resources = [e["resource"] for e in bundle["entry"]]
-    issues = []
+    issues: list[Resource] = []
     for kind, (what, most) in _LIMITS.items():
         count = sum(1 for r in resources if r.get("resourceType") == kind)
         if count > most:
             issues.append(_too_many(f"Bundle.entry.resource.ofType({kind})", count, what, most))
-    careplan = next(r for r in resources if r.get("resourceType") == "CarePlan")
+    careplan: Resource = next((r for r in resources if r.get("resourceType") == "CarePlan"), {})
     for element, what, most in (
         ("activity", "activities", model.MAX_ACTIVITIES),
         ("note", "resources and wishes", 2 * model.MAX_NOTES),
     ):
-        count = len(careplan.get(element) or [])
+        items = careplan.get(element)
+        count = len(items) if isinstance(items, list) else 0
         if count > most:
             expression = f"Bundle.entry.resource.ofType(CarePlan).{element}"
             issues.append(_too_many(expression, count, what, most))
@@ -212,27 +322,43 @@ def _too_many(expression: str, count: int, what: str, most: int) -> Resource:
     }
 
 
-def _other_patient(bundle: Resource) -> str | None:
-    """Why a record names a patient other than the CarePlan's, or None when all agree."""
-    by_url = {e.get("fullUrl"): e["resource"] for e in bundle["entry"]}
-    careplans = [r for r in by_url.values() if r.get("resourceType") == "CarePlan"]
+def _other_patient(bundle: Resource) -> list[Resource]:
+    """An issue per record that names a patient other than the CarePlan's."""
+    entries = bundle["entry"]
+    by_url = {e.get("fullUrl"): e["resource"] for e in entries if isinstance(e.get("fullUrl"), str)}
+    careplans = [e["resource"] for e in entries if e["resource"].get("resourceType") == "CarePlan"]
     if len(careplans) != 1:
-        return f"the transaction holds {len(careplans)} CarePlans: a contract has one"
-    subject = careplans[0].get("subject", {}).get("reference")
-    for url, resource in by_url.items():
-        references = [resource.get("subject", {}).get("reference")]
-        references.append(resource.get("patient", {}).get("reference"))
-        references += [p.get("actor", {}).get("reference") for p in resource.get("participant", [])]
-        for reference in references:
+        return []  # said by the reading, which needs one CarePlan
+    subject = _reference(careplans[0].get("subject"))
+    issues = []
+    for index, entry in enumerate(entries):
+        resource = entry["resource"]
+        places = [("subject", resource.get("subject")), ("patient", resource.get("patient"))]
+        participants = resource.get("participant")
+        for n, participant in enumerate(participants if isinstance(participants, list) else []):
+            actor = participant.get("actor") if isinstance(participant, dict) else None
+            places.append((f"participant[{n}].actor", actor))
+        for element, value in places:
+            reference = _reference(value)
             named = by_url.get(reference)
             if (
                 named is not None
                 and named.get("resourceType") == "Patient"
                 and reference != subject
             ):
-                kind = resource.get("resourceType")
-                return f"{kind} {url} names a patient other than the CarePlan's subject"
-    return None
+                issues.append(
+                    _issue(
+                        f"Bundle.entry[{index}].resource.{element}",
+                        "names a patient other than the CarePlan's subject",
+                        "business-rule",
+                    )
+                )
+    return issues
+
+
+def _reference(value: Any) -> str | None:
+    reference = value.get("reference") if isinstance(value, dict) else None
+    return reference if isinstance(reference, str) else None
 
 
 def _answer(bundle: Resource, contract: Contract, status: int) -> Response:

@@ -21,7 +21,11 @@ from fhir_service.contract import Contract
 from fhir_service.fhir import HapiClient, HapiError
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import instant
-from fhir_service.mapping.from_fhir import READ_PARAMS, contract_from_bundle
+from fhir_service.mapping.from_fhir import (
+    READ_PARAMS,
+    UnreadableContractError,
+    contract_from_bundle,
+)
 
 __all__ = ["ExportReport", "Unreadable", "contract_ids", "contract_line", "export_contracts"]
 
@@ -115,16 +119,14 @@ async def export_contracts(
 async def _read(hapi: HapiClient, page: Resource, contract_id: str) -> Contract | Unreadable:
     try:
         return contract_from_bundle(page, contract_id)
-    except (KeyError, TypeError, ValueError):
+    except UnreadableContractError:
         pass
     params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
     alone = await hapi.search("CarePlan", params)
     try:
         return contract_from_bundle(alone.as_bundle(), contract_id)
-    except (KeyError, TypeError, ValueError) as exc:
-        # ValidationError and UnreadableContractError are ValueErrors; a stored resource that
-        # lacks an element our mapping always writes is a KeyError or a TypeError.
-        return Unreadable(contract_id, f"{type(exc).__name__}: {exc}")
+    except UnreadableContractError as exc:
+        return Unreadable(contract_id, str(exc))
 
 
 def contract_ids(careplans: list[Resource]) -> list[str]:

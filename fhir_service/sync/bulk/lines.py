@@ -7,6 +7,7 @@ import json
 from pydantic import ValidationError
 
 from fhir_service.contract import Contract
+from fhir_service.contract.problems import problems_of
 from fhir_service.mapping.codes import unknown_codes
 
 __all__ = ["read_line"]
@@ -27,12 +28,8 @@ def read_line(raw: bytes) -> Contract | str:
     try:
         contract = Contract.model_validate(document)
     except ValidationError as exc:
-        return "; ".join(f"{_json_path(e['loc'])}: {e['msg']}" for e in exc.errors())
+        return "; ".join(f"{p.path}: {p.message}" for p in problems_of(exc))
     problems = unknown_codes(contract)
     if problems:
         return "; ".join(f"{path}: {message}" for path, message in problems)
     return contract
-
-
-def _json_path(location: tuple[int | str, ...]) -> str:
-    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in location)

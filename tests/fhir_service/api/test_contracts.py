@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -271,7 +272,41 @@ def test_a_contract_larger_than_a_contract_may_be_is_refused_before_hapi_naming_
 
     assert refused.status_code == 422, refused.text
     locations = {e["location"] for e in refused.json()["errors"]}
-    assert {"body.goals", "body.agreed_times"} <= locations
+    assert {"$.goals", "$.agreed_times"} <= locations
+    assert _careplans(conformance_loaded, contract["id"]) == 0
+
+
+_PYTHON_WORDS = re.compile(
+    r"[A-Za-z]Error\b|[A-Za-z]Exception\b|Traceback|NoneType|\bdict\b|\blist\b|"
+    r"instance of|Value error|Input should|\bstr\b|\bint\b|<class|object at|model_|__"
+)
+
+
+def test_every_problem_of_a_contract_is_named_at_its_json_path_in_the_callers_terms(
+    service: TestClient, conformance_loaded: str
+) -> None:
+    contract = _contract()
+    contract["title"] = 7
+    contract["patient"]["identifier"]["value"] = "191212121213"
+    contract["goals"][0]["due"] = "soon"
+    contract["goals"][0]["status"] = "dreaming"
+    contract["activities"] = "walk"
+    contract["relatives"] = [[]]
+    contract["colour"] = "blue"
+
+    refused = service.post("/contracts", json=contract)
+
+    assert refused.status_code == 422, refused.text
+    said = {e["location"]: e["message"] for e in refused.json()["errors"]}
+    assert said["$.title"] == "must be a string"
+    assert said["$.patient.identifier.value"].endswith("check digit is 3, expected 2")
+    assert said["$.goals[0].due"] == "must be a date, YYYY-MM-DD"
+    assert said["$.goals[0].status"].startswith("must be one of")
+    assert said["$.activities"] == "must be a JSON array"
+    assert said["$.relatives[0]"] == "must be a JSON object"
+    assert said["$.colour"].startswith("is not a field here")
+    for message in said.values():
+        assert not _PYTHON_WORDS.search(message), message
     assert _careplans(conformance_loaded, contract["id"]) == 0
 
 

@@ -186,8 +186,8 @@ async def test_a_body_repeating_keys_is_refused_with_every_place_before_the_rout
     assert response.status_code == 422
     assert response.headers["content-type"] == PROBLEM_JSON
     assert response.json()["errors"] == [
-        {"location": "body.text", "message": "duplicate key 'text'"},
-        {"location": "body.more.x", "message": "NaN is not a JSON value"},
+        {"location": "$.text", "message": "duplicate key 'text'"},
+        {"location": "$.more.x", "message": "NaN is not a JSON value"},
     ]
     assert seen == []
 
@@ -301,7 +301,7 @@ def test_a_contract_naming_its_patient_twice_is_refused_and_not_stored(
     assert response.status_code == 422, response.text
     assert response.headers["content-type"] == PROBLEM_JSON
     assert response.json()["errors"] == [
-        {"location": "body.patient", "message": "duplicate key 'patient'"}
+        {"location": "$.patient", "message": "duplicate key 'patient'"}
     ]
     assert _careplans(conformance_loaded, contract["id"]) == 0
     assert service.get(f"/contracts/{contract['id']}").status_code == 404
@@ -319,9 +319,9 @@ def test_every_repeated_key_and_nan_of_a_contract_is_named_at_once(
 
     assert response.status_code == 422, response.text
     assert response.json()["errors"] == [
-        {"location": "body.id", "message": "duplicate key 'id'"},
-        {"location": "body.goals.0.description", "message": "duplicate key 'description'"},
-        {"location": "body.goals.0.status", "message": "NaN is not a JSON value"},
+        {"location": "$.id", "message": "duplicate key 'id'"},
+        {"location": "$.goals[0].description", "message": "duplicate key 'description'"},
+        {"location": "$.goals[0].status", "message": "NaN is not a JSON value"},
     ]
     assert "Python" not in response.text
     assert _careplans(conformance_loaded, contract["id"]) == 0
@@ -344,7 +344,7 @@ def test_a_change_repeating_a_key_is_refused_and_the_contract_stays_as_it_was(
     assert created.status_code == 201, created.text
     assert response.status_code == 422, response.text
     assert response.json()["errors"] == [
-        {"location": "body.title", "message": "duplicate key 'title'"}
+        {"location": "$.title", "message": "duplicate key 'title'"}
     ]
     assert read.headers["ETag"] == created.headers["ETag"]
     assert read.json()["title"] == contract["title"]
@@ -360,7 +360,7 @@ def test_a_webhook_naming_two_urls_is_refused_and_not_registered(service: TestCl
     )
 
     assert response.status_code == 422, response.text
-    assert response.json()["errors"][0]["location"] == "body.url"
+    assert response.json()["errors"][0]["location"] == "$.url"
     assert all(w["url"] != "https://b.example/hook" for w in service.get("/webhooks").json())
 
 

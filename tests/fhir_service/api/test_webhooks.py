@@ -127,7 +127,7 @@ def test_a_webhook_is_registered_listed_read_and_deleted_without_showing_its_sec
             },
             "careUnit",
         ),
-        ({"url": "https://ehr.example/x", "secret": SECRET, "extra": 1}, "Extra inputs"),
+        ({"url": "https://ehr.example/x", "secret": SECRET, "extra": 1}, "not a field here"),
     ],
 )
 def test_bad_registrations_get_a_problem_saying_why(

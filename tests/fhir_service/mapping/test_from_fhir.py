@@ -1,14 +1,17 @@
-"""Stored data the mapping cannot read is an UnreadableContractError, never a crash."""
+"""Resources the mapping cannot read are an UnreadableContractError naming every place, never a
+crash, and never in Python's words."""
 
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fhir_service.contract import Contract
-from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
+from fhir_service.mapping.from_fhir import Issue, UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.to_fhir import contract_to_bundle
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
@@ -30,8 +33,13 @@ def test_a_careplan_without_an_element_the_mapping_needs_is_unreadable() -> None
     contract, bundle = _bundle("elderly-psychiatry")
     del _careplan(bundle)["title"]
 
-    with pytest.raises(UnreadableContractError, match="lacks an element"):
+    with pytest.raises(UnreadableContractError) as caught:
         contract_from_bundle(bundle, contract.id)
+
+    index = next(
+        i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "CarePlan"
+    )
+    assert caught.value.issues == (Issue(f"Bundle.entry[{index}].resource.title", "is required"),)
 
 
 def test_content_the_contract_model_refuses_is_unreadable_without_quoting_the_data() -> None:
@@ -48,3 +56,87 @@ def test_content_the_contract_model_refuses_is_unreadable_without_quoting_the_da
     assert "duplicate" in str(caught.value)
     assert contract.patient.identifier.value not in str(caught.value)
     assert contract.patient.name.family not in str(caught.value)
+
+
+def _entry(bundle: dict[str, Any], kind: str, nth: int = 0) -> tuple[int, dict[str, Any]]:
+    found = [
+        (i, e["resource"])
+        for i, e in enumerate(bundle["entry"])
+        if e["resource"]["resourceType"] == kind
+    ]
+    return found[nth]
+
+
+def test_every_problem_of_a_bundle_is_named_at_its_element_in_one_error() -> None:
+    _, bundle = _bundle("knee-replacement")
+    plan_at, careplan = _entry(bundle, "CarePlan")
+    goal_at, goal = _entry(bundle, "Goal")
+    patient_at, patient = _entry(bundle, "Patient")
+    del careplan["title"]
+    careplan["activity"][0]["detail"]["code"]["coding"][0]["code"] = "juggling"
+    del goal["description"]
+    patient["identifier"][0]["value"] = "191212121213"
+    careplan["goal"].append({"reference": "urn:uuid:00000000-0000-0000-0000-00000000dead"})
+
+    with pytest.raises(UnreadableContractError) as caught:
+        contract_from_bundle(bundle, codes=True)
+
+    issues = {i.expression: i.message for i in caught.value.issues}
+    plan = f"Bundle.entry[{plan_at}].resource"
+    assert issues == {
+        f"{plan}.title": "is required",
+        f"{plan}.goal[{len(careplan['goal']) - 1}]": (
+            "refers to a Goal the Bundle does not hold; add it as an entry"
+        ),
+        f"Bundle.entry[{goal_at}].resource.description.text": "is required",
+        f"Bundle.entry[{patient_at}].resource.identifier[0].value": (
+            "invalid personnummer '191212121213': check digit is 3, expected 2"
+        ),
+        f"{plan}.activity[0].detail.code": "unknown activity-category code 'juggling'",
+    }
+
+
+_PYTHON_WORDS = re.compile(
+    r"[A-Za-z]Error\b|[A-Za-z]Exception\b|Traceback|NoneType|\bdict\b|\blist\b|"
+    r"instance of|Value error|\bstr\b|\bint\b|<class|object at|\bKey\b|model_|__"
+)
+_WRONG_VALUES: list[Any] = [None, 7, "x", [], {}, [{}], {"reference": "Goal/none"}]
+
+
+def _places(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    places = [path] if path else []
+    children = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, child in children:
+        if isinstance(child, dict | list):
+            places += _places(child, (*path, key))
+        else:
+            places.append((*path, key))
+    return places
+
+
+@pytest.mark.parametrize("name", ["elderly-psychiatry", "knee-replacement"])
+def test_any_element_of_any_type_is_read_or_refused_in_the_callers_terms(name: str) -> None:
+    # Every element of a contract's Bundle, one at a time, replaced by a value of another
+    # shape: the reader either reads a contract or names the places, in words a FHIR
+    # integrator knows; nothing else escapes it. knee-replacement is agreed (a Provenance).
+    _, bundle = _bundle(name)
+    refusals: list[tuple[Any, Any, UnreadableContractError]] = []
+    for place in _places(bundle):
+        if len(place) < 3 or place[2] != "resource":
+            continue
+        for wrong in _WRONG_VALUES:
+            broken = copy.deepcopy(bundle)
+            parent = broken
+            for step in place[:-1]:
+                parent = parent[step]
+            parent[place[-1]] = wrong
+            try:
+                contract_from_bundle(broken, codes=True)
+            except UnreadableContractError as exc:
+                refusals.append((place, wrong, exc))
+    assert len(refusals) > 1000
+    for place, wrong, refusal in refusals:
+        assert refusal.issues, place
+        for issue in refusal.issues:
+            assert issue.expression.startswith("Bundle"), (place, issue)
+            assert not _PYTHON_WORDS.search(issue.message), (place, wrong, issue)

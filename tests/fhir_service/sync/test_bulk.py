@@ -170,7 +170,7 @@ async def test_bad_lines_are_rejected_with_reasons_and_the_rest_goes_in(
     assert "check digit" in reasons[4]
     assert reasons[6] == "$.activities[0].category: unknown activity-category code 'yoga'"
     assert reasons[8] == f"contract '{run}-walk' appears again (first on line 1)"
-    assert reasons[9] == "$: Input should be a valid dictionary or instance of Contract"
+    assert reasons[9] == "$: must be a JSON object"
     stored = [f"{urls.ID_CONTRACT}|{run}-{name}" for name in ("walk", "stairs", "plain")]
     assert await _count(hapi, "CarePlan", stored) == 3
     refused = [f"{urls.ID_CONTRACT}|{run}-{name}" for name in ("broken", "bad-number", "yoga")]
@@ -378,7 +378,10 @@ async def test_a_stored_contract_that_does_not_read_back_is_reported_and_the_res
     report: ExportReport = await export_contracts(hapi, out, since=since)
 
     assert [u.contract_id for u in report.unreadable] == [broken]
-    assert "no care team" in report.unreadable[0].reason
+    # Said at the element, as POST /fhir would say it.
+    assert "Bundle.entry[0].resource.author: must refer to a PractitionerRole" in (
+        report.unreadable[0].reason
+    )
     exported = {json.loads(line)["id"] for line in out.getvalue().splitlines()}
     assert {c.id for c in contracts} <= exported
     assert broken not in exported

@@ -269,7 +269,9 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
         "Appointment",
         "Provenance",
         "AuditEvent",
+        "Bundle",
     }
+    assert "interaction" not in resources["Bundle"]  # only $validate: nothing is stored
     assert {i["code"] for i in resources["CarePlan"]["interaction"]} == {
         "read",
         "vread",

@@ -5,6 +5,7 @@ malformed Bundle refused with an OperationOutcome and nothing written.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -251,3 +252,135 @@ def test_a_patient_cannot_write_and_a_unit_cannot_write_another_units_contract(
     assert by_patient.status_code == 403
     assert by_stranger.status_code == 403
     assert by_patient.json()["resourceType"] == "OperationOutcome"
+
+
+def _with_several_problems(bundle: dict[str, Any]) -> dict[str, Any]:
+    """A Bundle wrong in four places at once: its profile, a check digit, a goal, a code."""
+    careplan = _careplan_of(bundle)
+    careplan["extension"] = []
+    careplan["activity"][0]["detail"]["code"]["coding"][0]["code"] = "juggling"
+    del _resource(bundle, "Goal")["description"]["text"]
+    return _with_bad_personnummer(bundle)
+
+
+def _index(bundle: dict[str, Any], kind: str) -> int:
+    return next(i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == kind)
+
+
+def test_a_bundle_with_several_problems_is_refused_once_naming_each_at_its_element(
+    service: TestClient, ehr: dict[str, str]
+) -> None:
+    draft = _draft()
+    bundle = _with_several_problems(_bundle(draft))
+    plan = f"Bundle.entry[{_index(bundle, 'CarePlan')}].resource"
+
+    refused = _post(service, ehr, bundle)
+    checked = service.post("/fhir/Bundle/$validate", content=json.dumps(bundle), headers=ehr)
+
+    assert refused.status_code == 422, refused.text
+    issues = refused.json()["issue"]
+    assert all(i["severity"] == "error" and len(i["expression"]) == 1 for i in issues)
+    said = {i["expression"][0]: i["diagnostics"] for i in issues}
+    patient = f"Bundle.entry[{_index(bundle, 'Patient')}].resource"
+    goal = f"Bundle.entry[{_index(bundle, 'Goal')}].resource"
+    assert said[f"{patient}.identifier[0].value"].endswith("check digit is 3, expected 2")
+    assert said[f"{goal}.description.text"] == "is required"
+    assert said[f"{plan}.activity[0].detail.code"] == "unknown activity-category code 'juggling'"
+    assert said[f"{plan}.extension"].startswith("needs the extension")
+    # HAPI's $validate finds the missing extension against our profile, in its own words.
+    assert any("contractStatus" in i["diagnostics"] for i in issues), issues
+    # Bundle/$validate answers exactly as POST /fhir does, and neither wrote anything.
+    assert (checked.status_code, checked.json()) == (422, refused.json())
+    assert service.get(f"/contracts/{draft.id}", headers=ehr).status_code == 404
+
+
+def test_bundle_validate_takes_a_good_bundle_without_writing_it(
+    service: TestClient, ehr: dict[str, str]
+) -> None:
+    draft = _draft()
+    bundle = _bundle(draft)
+    as_parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "resource", "resource": bundle}],
+    }
+
+    direct = service.post("/fhir/Bundle/$validate", content=json.dumps(bundle), headers=ehr)
+    wrapped = service.post("/fhir/Bundle/$validate", content=json.dumps(as_parameters), headers=ehr)
+
+    assert direct.status_code == 200, direct.text
+    assert [i["severity"] for i in direct.json()["issue"]] == ["information"]
+    assert draft.id in direct.json()["issue"][0]["diagnostics"]
+    assert wrapped.json() == direct.json()
+    assert service.get(f"/contracts/{draft.id}", headers=ehr).status_code == 404
+    written = _post(service, ehr, bundle)
+    assert written.status_code == 201, written.text
+
+
+def test_the_capability_statement_offers_bundle_validate(service: TestClient) -> None:
+    statement = service.get("/fhir/metadata").json()
+
+    bundle = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Bundle")
+    assert [o["name"] for o in bundle["operation"]] == ["validate"]
+
+
+_PYTHON_WORDS = re.compile(
+    r"[A-Za-z]Error\b|[A-Za-z]Exception\b|Traceback|NoneType|\bdict\b|\blist\b|"
+    r"instance of|Value error|\bstr\b|\bint\b|<class|object at|\bKey\b|model_|__|\bself\b|\(\)"
+)
+
+
+def _broken_bundles(draft: Contract) -> list[Any]:
+    """Bundles broken the ways an integrator's first tries are: shapes, types, references."""
+
+    def spoiled(change: Any) -> Any:
+        bundle = _bundle(draft)
+        change(bundle)
+        return bundle
+
+    return [
+        spoiled(lambda b: _careplan_of(b).update(subject="Patient/1")),
+        spoiled(lambda b: _careplan_of(b).update(careTeam=[{"reference": 7}])),
+        spoiled(lambda b: _careplan_of(b).update(activity=[{}, {"detail": []}, "x"])),
+        spoiled(lambda b: _careplan_of(b).update(author={"reference": "urn:uuid:nowhere"})),
+        spoiled(lambda b: _careplan_of(b).update(goal=[{"reference": _careplan_url(b)}])),
+        spoiled(lambda b: _careplan_of(b).pop("identifier")),
+        spoiled(lambda b: _resource(b, "Goal").update(lifecycleStatus=["active"])),
+        spoiled(lambda b: _resource(b, "Patient").update(identifier=[{"value": 1}], name=None)),
+        spoiled(lambda b: _resource(b, "CareTeam").update(participant=[{"role": "x"}])),
+        spoiled(lambda b: b["entry"].append({"resource": None})),
+        spoiled(lambda b: b["entry"].append({"resource": {"resourceType": "<script>"}})),
+        spoiled(lambda b: b["entry"].append({"fullUrl": 1, "resource": {"resourceType": 1}})),
+        spoiled(lambda b: b.update(entry=[])),
+        spoiled(lambda b: b.update(entry={"0": 1})),
+        spoiled(lambda b: _with_several_problems(b)),
+        {"resourceType": "Parameters", "parameter": "x"},
+        {"resourceType": 12},
+        {},
+    ]
+
+
+def _careplan_url(bundle: dict[str, Any]) -> str:
+    return str(bundle["entry"][_index(bundle, "CarePlan")]["fullUrl"])
+
+
+def test_no_answer_to_a_broken_bundle_speaks_python_and_none_writes(
+    service: TestClient, ehr: dict[str, str]
+) -> None:
+    draft = _draft()
+    answers = []
+    for broken in _broken_bundles(draft):
+        answers.append(_post(service, ehr, broken))
+        answers.append(
+            service.post("/fhir/Bundle/$validate", content=json.dumps(broken), headers=ehr)
+        )
+
+    for answer in answers:
+        assert 400 <= answer.status_code < 500, answer.text
+        outcome = answer.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        for issue in outcome["issue"]:
+            assert issue["severity"] == "error"
+            # Each place in a resource is named; a body that is no resource has no places.
+            assert issue.get("expression") or answer.status_code == 400, issue
+            assert not _PYTHON_WORDS.search(issue["diagnostics"]), issue
+    assert service.get(f"/contracts/{draft.id}", headers=ehr).status_code == 404
