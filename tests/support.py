@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import socket
 import uuid
 from pathlib import Path
@@ -65,3 +66,12 @@ def unique_fodselsnummer() -> str:
 def unique_hsa_id() -> str:
     """A valid HSA-id of a care unit no other test uses."""
     return f"SE2321000065-T{uuid.uuid4().hex[:12].upper()}"
+
+
+PYTHON_WORDS = re.compile(
+    r"[A-Za-z]Error\b|[A-Za-z]Exception\b|Traceback|NoneType|\bdict\b|\blist\b|"
+    r"instance of|Value error|Input should|\bstr\b|\bint\b|<class|object at|\bKey\b|"
+    r"model_|__|\bself\b|\(\)"
+)
+"""What gives an answer away as Python's rather than the caller's: exception and type names,
+reprs, pydantic's phrasing. No message to a caller matches it."""

@@ -4,7 +4,6 @@ crash, and never in Python's words."""
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ import pytest
 from fhir_service.contract import Contract
 from fhir_service.mapping.from_fhir import Issue, UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.to_fhir import contract_to_bundle
+from tests.support import PYTHON_WORDS
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 
@@ -96,10 +96,6 @@ def test_every_problem_of_a_bundle_is_named_at_its_element_in_one_error() -> Non
     }
 
 
-_PYTHON_WORDS = re.compile(
-    r"[A-Za-z]Error\b|[A-Za-z]Exception\b|Traceback|NoneType|\bdict\b|\blist\b|"
-    r"instance of|Value error|\bstr\b|\bint\b|<class|object at|\bKey\b|model_|__"
-)
 _WRONG_VALUES: list[Any] = [None, 7, "x", [], {}, [{}], {"reference": "Goal/none"}]
 
 
@@ -139,4 +135,4 @@ def test_any_element_of_any_type_is_read_or_refused_in_the_callers_terms(name: s
         assert refusal.issues, place
         for issue in refusal.issues:
             assert issue.expression.startswith("Bundle"), (place, issue)
-            assert not _PYTHON_WORDS.search(issue.message), (place, wrong, issue)
+            assert not PYTHON_WORDS.search(issue.message), (place, wrong, issue)

@@ -5,7 +5,6 @@ malformed Bundle refused with an OperationOutcome and nothing written.
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -18,7 +17,7 @@ from fastapi.testclient import TestClient
 from fhir_service.contract import Agreement, AgreementParty, Contract, ContractStatus
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from tests.auth import TestIssuer
-from tests.support import unique_personnummer
+from tests.support import PYTHON_WORDS, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
 UNIT = "hsa-id|SE2321000065-1254"
@@ -323,12 +322,6 @@ def test_the_capability_statement_offers_bundle_validate(service: TestClient) ->
     assert [o["name"] for o in bundle["operation"]] == ["validate"]
 
 
-_PYTHON_WORDS = re.compile(
-    r"[A-Za-z]Error\b|[A-Za-z]Exception\b|Traceback|NoneType|\bdict\b|\blist\b|"
-    r"instance of|Value error|\bstr\b|\bint\b|<class|object at|\bKey\b|model_|__|\bself\b|\(\)"
-)
-
-
 def _broken_bundles(draft: Contract) -> list[Any]:
     """Bundles broken the ways an integrator's first tries are: shapes, types, references."""
 
@@ -382,5 +375,5 @@ def test_no_answer_to_a_broken_bundle_speaks_python_and_none_writes(
             assert issue["severity"] == "error"
             # Each place in a resource is named; a body that is no resource has no places.
             assert issue.get("expression") or answer.status_code == 400, issue
-            assert not _PYTHON_WORDS.search(issue["diagnostics"]), issue
+            assert not PYTHON_WORDS.search(issue["diagnostics"]), issue
     assert service.get(f"/contracts/{draft.id}", headers=ehr).status_code == 404
