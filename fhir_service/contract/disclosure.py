@@ -3,8 +3,8 @@
 The unit responsible for a contract sees all of it. Everyone else (the patient in their own
 view, "Journalen på nätet", and other care units reading the coherent plan) sees only agreed
 content: a draft is withheld whole, and so is content labelled restricted or very restricted,
-whether the whole contract or one goal or agreed time. A reader is told *that* something was
-withheld, never what.
+whether the whole contract or one activity, goal or agreed time. A reader is told *that*
+something was withheld, never what.
 """
 
 from __future__ import annotations
@@ -37,12 +37,16 @@ def disclose(contract: Contract, unit: Identifier | None) -> Disclosed:
         return Disclosed(contract, withheld=False)
     if contract.status is ContractStatus.DRAFT or _restricted(contract.confidentiality):
         return Disclosed(None, withheld=True)
-    goals = tuple(g for g in contract.goals if not _restricted(g.confidentiality))
-    times = tuple(t for t in contract.agreed_times if not _restricted(t.confidentiality))
-    withheld = len(goals) < len(contract.goals) or len(times) < len(contract.agreed_times)
-    if not withheld:
+    shown = {
+        "activities": tuple(a for a in contract.activities if not _restricted(a.confidentiality)),
+        "goals": tuple(g for g in contract.goals if not _restricted(g.confidentiality)),
+        "agreed_times": tuple(
+            t for t in contract.agreed_times if not _restricted(t.confidentiality)
+        ),
+    }
+    if all(len(parts) == len(getattr(contract, name)) for name, parts in shown.items()):
         return Disclosed(contract, withheld=False)
-    return Disclosed(contract.model_copy(update={"goals": goals, "agreed_times": times}), True)
+    return Disclosed(contract.model_copy(update=shown), True)
 
 
 def _restricted(confidentiality: Confidentiality) -> bool:

@@ -218,6 +218,11 @@ class Activity(_Model):
     schedule: Schedule | None = None
     organization: Organization | None = None
     relative: Key | None = None
+    confidentiality: Confidentiality = Field(
+        default=Confidentiality.NORMAL,
+        description="Of this activity alone (a suicide-risk assessment, ...): a restricted "
+        "activity is withheld from the patient and other units, as a restricted goal is.",
+    )
 
     @model_validator(mode="after")
     def _performer_fits_owner(self) -> Self:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Any
 
@@ -22,6 +23,8 @@ from fhir_service.mapping.tables import code_table, snomed_for_role
 __all__ = [
     "CONFIDENTIALITY_SYSTEM",
     "SNOMED",
+    "activity_confidentiality_of",
+    "activity_labels",
     "care_guarantee",
     "care_guarantee_of",
     "confidentiality_of",
@@ -126,9 +129,32 @@ def confidentiality_of(resource: Resource) -> Confidentiality:
     """
     meta = resource.get("meta")
     labels = meta.get("security") if isinstance(meta, dict) else None
+    return _strictest(labels if isinstance(labels, list) else [])
+
+
+def activity_labels(confidentiality: Confidentiality) -> list[Resource]:
+    """The activity-confidentiality extension of an activity's ``detail``: an activity is part
+    of its CarePlan, with no ``meta.security`` of its own. Empty for normal content."""
+    return [
+        {"url": urls.EXT_ACTIVITY_CONFIDENTIALITY, "valueCoding": label}
+        for label in security_labels(confidentiality)
+    ]
+
+
+def activity_confidentiality_of(detail: Resource) -> Confidentiality:
+    """The strictest label of an activity's ``detail`` (`activity_labels`); normal without."""
+    extensions = detail.get("extension")
+    return _strictest(
+        extension.get("valueCoding")
+        for extension in (extensions if isinstance(extensions, list) else [])
+        if isinstance(extension, dict) and extension.get("url") == urls.EXT_ACTIVITY_CONFIDENTIALITY
+    )
+
+
+def _strictest(labels: Iterable[object]) -> Confidentiality:
     codes = {
         label.get("code")
-        for label in (labels if isinstance(labels, list) else [])
+        for label in labels
         if isinstance(label, dict) and label.get("system") == CONFIDENTIALITY_SYSTEM
     }
     if "V" in codes:

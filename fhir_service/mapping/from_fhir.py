@@ -473,6 +473,7 @@ class _Reader:
             "category": self.code(_obj(detail.get("code")), "activity-category", f"{dat}.code"),
             "description": detail.get("description"),
             "status": detail.get("status"),
+            "confidentiality": element.activity_confidentiality_of(detail),
         }
         for field, element_path in (
             ("key", f"{at}.id"),

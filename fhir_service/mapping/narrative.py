@@ -58,11 +58,10 @@ def narrative(contract: Contract, language: Language = "sv") -> str:
     if contract.period:
         parts.append(f"<br/><b>{_t(labels['period'])}</b>: {_t(_period(contract.period))}")
     parts.append("</p>")
-    parts += _section(
-        labels["agreement"], [_activity(a, contract, language) for a in contract.activities]
-    )
-    # Restricted goals and times stay in their own resources: the narrative goes wherever the
+    # Restricted activities, goals and times are left out: the narrative goes wherever the
     # CarePlan goes, to readers who may not see them.
+    activities = [a for a in contract.activities if a.confidentiality is Confidentiality.NORMAL]
+    parts += _section(labels["agreement"], [_activity(a, contract, language) for a in activities])
     goals = [g for g in contract.goals if g.confidentiality is Confidentiality.NORMAL]
     times = [t for t in contract.agreed_times if t.confidentiality is Confidentiality.NORMAL]
     parts += _section(labels["goals"], [_t(g.description) for g in goals])

@@ -360,7 +360,10 @@ class _Builder(_SharedRecords):
     ) -> Resource:
         owner = code_table("activity-owner").coding(activity.owner)
         detail: Resource = {
-            "extension": [{"url": urls.EXT_ACTIVITY_OWNER, "valueCoding": owner}],
+            "extension": [
+                {"url": urls.EXT_ACTIVITY_OWNER, "valueCoding": owner},
+                *element.activity_labels(activity.confidentiality),
+            ],
             "code": {"coding": [code_table("activity-category").coding(activity.category)]},
             "status": activity.status.value,
             "description": activity.description,

@@ -6,6 +6,7 @@ __all__ = [
     "BASE",
     "CS_CARE_GUARANTEE_STEP",
     "CS_TIME_TYPE",
+    "EXT_ACTIVITY_CONFIDENTIALITY",
     "EXT_ACTIVITY_OWNER",
     "EXT_CARE_GUARANTEE",
     "EXT_CONTRACT_STATUS",
@@ -54,6 +55,7 @@ TAG_WRITE_KEY = f"{BASE}/tag/write-key"
 
 EXT_CONTRACT_STATUS = f"{BASE}/StructureDefinition/contract-status"
 EXT_ACTIVITY_OWNER = f"{BASE}/StructureDefinition/activity-owner"
+EXT_ACTIVITY_CONFIDENTIALITY = f"{BASE}/StructureDefinition/activity-confidentiality"
 EXT_NOTE_KIND = f"{BASE}/StructureDefinition/note-kind"
 EXT_REQUESTED_BY_PATIENT = f"{BASE}/StructureDefinition/requested-by-patient"
 EXT_CARE_GUARANTEE = f"{BASE}/StructureDefinition/care-guarantee"

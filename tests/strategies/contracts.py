@@ -255,6 +255,7 @@ def _activities(
                 schedule=schedule,
                 organization=organization,
                 relative=relative,
+                confidentiality=draw(_confidentiality),
             )
         )
     return activities

@@ -32,7 +32,7 @@ from fhir_service.contract import (
 )
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
-from fhir_service.mapping.elements import confidentiality_of
+from fhir_service.mapping.elements import activity_confidentiality_of, confidentiality_of
 from fhir_service.mapping.identifier_systems import kind_for, system_for
 from fhir_service.mapping.ownership import CONTRACT_SYSTEMS, contract_of, patient_references
 from fhir_service.security.access import (
@@ -236,15 +236,21 @@ def _facts(resources: list[Resource]) -> Iterator[tuple[str, _Contract]]:
         )
 
 
-def subset_naming(careplan: Resource, shown: Container[str]) -> Resource:
+def subset_naming(
+    careplan: Resource, shown: Container[str], activities: Container[str] | None = None
+) -> Resource:
     """``careplan`` naming, of its goals, referenced activities and care teams, only those in
-    ``shown`` (``Type/id``): a copy marked `SUBSETTED`, or ``careplan`` itself when it names
-    nothing else. Any other resource is returned as it is.
+    ``shown`` (``Type/id``), and holding none of its restricted activities: a copy marked
+    `SUBSETTED`, or ``careplan`` itself when nothing is left out. Any other resource is
+    returned as it is.
 
     What is not known to be shown is taken out, so an older version naming a record deleted
     since names it no more. The copy keeps ``meta.versionId`` (and so its ETag): it is that
     version, less what the reader is not shown. The narrative stays, since it never lists
-    restricted goals or times (`fhir_service.mapping.narrative`).
+    restricted activities, goals or times (`fhir_service.mapping.narrative`).
+
+    ``activities``: the keys of the activities written in the CarePlan that are shown, when
+    the caller knows them (the contract as disclosed); None: those not labelled restricted.
     """
     if careplan.get("resourceType") != "CarePlan":
         return careplan
@@ -254,7 +260,9 @@ def subset_naming(careplan: Resource, shown: Container[str]) -> Resource:
         "activity": [
             a
             for a in careplan.get("activity", [])
-            if isinstance(a, dict) and ("reference" not in a or _names(a["reference"], shown))
+            if isinstance(a, dict)
+            and ("reference" not in a or _names(a["reference"], shown))
+            and ("detail" not in a or _shows_activity(a, activities))
         ],
     }
     if all(len(found) == len(careplan.get(key, [])) for key, found in kept.items()):
@@ -289,6 +297,13 @@ def _identifiers(resource: Resource) -> list[Identifier]:
 
 def _open(resource: Resource) -> bool:
     return _open_label(confidentiality_of(resource))
+
+
+def _shows_activity(activity: Resource, shown: Container[str] | None) -> bool:
+    if shown is not None:
+        return activity.get("id") in shown
+    detail = activity["detail"]
+    return isinstance(detail, dict) and _open_label(activity_confidentiality_of(detail))
 
 
 def _open_label(confidentiality: Confidentiality) -> bool:

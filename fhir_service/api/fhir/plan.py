@@ -81,7 +81,7 @@ async def coherent_plan_bundle(
 
 async def _records(hapi: HapiClient, contracts: list[Contract]) -> list[Resource]:
     """The stored records of ``contracts``, less the goals and times disclosure left out, and
-    their CarePlans less the references to those."""
+    their CarePlans less the references to those and the activities it left out."""
     if not contracts:
         return []
     shown = {c.id: c for c in contracts}
@@ -101,7 +101,13 @@ async def _records(hapi: HapiClient, contracts: list[Contract]) -> list[Resource
     )
     kept = [r for r in found.resources if _kept(r, shown)]
     held = frozenset(f"{r.get('resourceType')}/{r.get('id')}" for r in kept)
-    return [subset_naming(r, held) for r in kept]
+    return [subset_naming(r, held, _activities(r, shown)) for r in kept]
+
+
+def _activities(resource: Resource, shown: dict[str, Contract]) -> frozenset[str]:
+    """The keys of the activities the disclosed contract of ``resource`` (a CarePlan) holds."""
+    contract = shown.get(contract_of(resource) or "")
+    return frozenset() if contract is None else frozenset(a.key for a in contract.activities)
 
 
 def _kept(resource: Resource, shown: dict[str, Contract]) -> bool:

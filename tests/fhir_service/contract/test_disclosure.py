@@ -75,3 +75,16 @@ def test_an_agreed_contract_without_labels_is_shown_whole_and_nothing_is_said_wi
 
     assert seen.contract == contract
     assert not seen.withheld
+
+
+def test_a_restricted_activity_is_left_out_for_the_patient_and_other_units() -> None:
+    contract = _example()
+    hidden = contract.activities[0].model_copy(update={"confidentiality": RESTRICTED})
+    labelled = contract.model_copy(update={"activities": (hidden, *contract.activities[1:])})
+
+    for reader in (None, MUNICIPALITY):
+        seen = disclose(labelled, reader)
+        assert seen.withheld
+        assert seen.contract is not None
+        assert seen.contract.activities == contract.activities[1:]
+    assert disclose(labelled, _unit(labelled)).contract == labelled

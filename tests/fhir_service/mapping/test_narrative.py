@@ -303,14 +303,17 @@ def test_a_bare_draft_has_no_sections_and_no_agreements(language: Language) -> N
     ]
 
 
-def test_restricted_goals_and_times_stay_out_of_the_narrative() -> None:
+def test_restricted_activities_goals_and_times_stay_out_of_the_narrative() -> None:
     data = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    data["activities"][0]["confidentiality"] = "restricted"
     data["goals"][0]["confidentiality"] = "restricted"
     data["agreed_times"][0]["confidentiality"] = "very-restricted"
     contract = Contract.model_validate(data)
 
     div = narrative(contract, "sv")
 
+    assert data["activities"][0]["description"] not in div
     assert data["goals"][0]["description"] not in div
     assert data["agreed_times"][0]["description"] not in div
     assert data["goals"][1]["description"] in div
+    assert data["activities"][1]["description"] in div

@@ -35,15 +35,16 @@ def _unit(contract: dict[str, Any]) -> str:
 
 @pytest.fixture(scope="module")
 def world(service: TestClient, issuer: TestIssuer) -> dict[str, Any]:
-    """An agreed stroke contract (the municipality takes part) with a very-restricted goal and a
-    very-restricted agreed time, and the FHIR references of what the patient may and may not see.
+    """An agreed stroke contract (the municipality takes part) with a very-restricted goal,
+    agreed time and activity (written in the CarePlan itself), and the FHIR references of what
+    the patient may and may not see.
     """
     personnummer = unique_personnummer()
     marker = f"walled-{uuid.uuid4().hex}"
     contract: dict[str, Any] = json.loads(EXAMPLE.read_text("utf-8"))
     contract["id"] = f"guard-{uuid.uuid4().hex[:16]}"
     contract["patient"]["identifier"]["value"] = personnummer
-    for part in (contract["goals"][1], contract["agreed_times"][2]):
+    for part in (contract["goals"][1], contract["agreed_times"][2], contract["activities"][1]):
         part["confidentiality"] = "very-restricted"
         part["description"] = f"{marker} {part['description']}"
     unit = issuer.headers("ehr", organization=_unit(contract))
@@ -132,7 +133,10 @@ def test_a_patient_is_shown_a_careplan_naming_nothing_withheld_from_them(
     assert _names(careplans[0]) == set(world["open"])
     assert _subsetted(careplans[0])
     assert [r for r in world["withheld"] if _carries(answer.text, r)] == []
+    # The restricted activity is neither in the CarePlan's activities nor in its narrative.
     assert world["marker"] not in answer.text
+    shown = [a["detail"]["description"] for a in careplans[0]["activity"] if "detail" in a]
+    assert len(shown) == len(world["contract"]["activities"]) - 1
 
 
 def test_the_subset_keeps_the_version_it_was_cut_from(
@@ -240,3 +244,22 @@ def test_subset_naming_returns_what_names_only_shown_records_as_it_is() -> None:
 
     assert subset_naming(CAREPLAN, everything) is CAREPLAN
     assert subset_naming(goal, set()) is goal
+
+
+@pytest.mark.parametrize("code", ["R", "V"])
+def test_subset_naming_leaves_out_an_activity_labelled_restricted(code: str) -> None:
+    label = {
+        "url": "http://fhir.patient-contracts.org/StructureDefinition/activity-confidentiality",
+        "valueCoding": {
+            "system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality",
+            "code": code,
+        },
+    }
+    hidden = {"id": "risk", "detail": {"extension": [label], "status": "scheduled"}}
+    careplan = {**CAREPLAN, "activity": [*CAREPLAN["activity"], hidden]}
+    everything = {"Goal/1", "Goal/2", "CareTeam/1", "Appointment/1", "Appointment/2"}
+
+    subset = subset_naming(careplan, everything)
+
+    assert subset["activity"] == CAREPLAN["activity"]
+    assert SUBSETTED in subset["meta"]["tag"]
