@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     embedded_hapi_start_timeout_seconds: float = Field(default=240.0, gt=0)
 
     narrative_language: Literal["sv", "nb", "en"] = Field(
-        default="sv", description="Language of the contract's narrative (CarePlan.text)."
+        default="sv",
+        description="Language of the narrative (CarePlan.text) of a contract written in a "
+        "language we write no narrative in; every other contract's narrative is in its own.",
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Header, Query
 
-from fhir_service.mapping.tables import Language
+from fhir_service.mapping.tables import Language, language_of
 
 __all__ = [
     "LANGUAGE_HEADERS",
@@ -27,8 +27,6 @@ __all__ = [
 ]
 
 _DEFAULT: Language = "sv"
-# Norwegian comes as nb, nn or no; Nynorsk readers get Bokmål rather than Swedish.
-_TAGS: dict[str, Language] = {"sv": "sv", "nb": "nb", "nn": "nb", "no": "nb", "en": "en"}
 # RFC 9110 §12.4.2: a weight is 0 to 1 with at most three decimals.
 _WEIGHT = re.compile(r"q=(0(\.\d{0,3})?|1(\.0{0,3})?)", re.IGNORECASE)
 
@@ -69,7 +67,7 @@ def negotiated_language(asked: Language | None, accept_language: str | None) -> 
     choices: list[tuple[float, int, Language]] = []
     for position, part in enumerate((accept_language or "").split(",")):
         tag, *parameters = (piece.strip() for piece in part.split(";"))
-        language = _TAGS.get(tag.lower().split("-")[0])
+        language = language_of(tag)
         weight = _weight(parameters)
         if language is not None and weight is not None and weight > 0:
             choices.append((-weight, position, language))

@@ -77,6 +77,9 @@ Text = Annotated[
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$")]
 """A local id inside one contract (activity, goal, time, relative): letters, digits, - and ."""
 
+LanguageTag = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}$")]
+"""A BCP 47 language tag, as FHIR's ``language`` takes it: sv, nb, sv-SE."""
+
 ContractId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$")]
 """The contract's business id, unique across all contracts."""
 
@@ -348,6 +351,13 @@ class Contract(_Model):
     period: Period | None = None
     patient: Patient
     responsible_clinician: Professional
+    language: LanguageTag | None = Field(
+        default=None,
+        validate_default=True,
+        description="The language the contract is written in, a BCP 47 tag (sv, nb, sv-SE, ...):"
+        " its narrative is written in it. Not given, the responsible unit's country's: sv for an"
+        " HSA-id, nb for an organisasjonsnummer.",
+    )
     professionals: tuple[Professional, ...] = Field(default=(), max_length=MAX_PROFESSIONALS)
     relatives: tuple[Relative, ...] = Field(default=(), max_length=MAX_RELATIVES)
     care_contacts: tuple[CareContact, ...] = Field(default=(), max_length=MAX_CARE_CONTACTS)
@@ -358,6 +368,15 @@ class Contract(_Model):
     agreed_times: tuple[AgreedTime, ...] = Field(default=(), max_length=MAX_AGREED_TIMES)
     care_guarantee: CareGuaranteeCase | None = None
     agreements: tuple[Agreement, ...] = ()
+
+    @field_validator("language")
+    @classmethod
+    def _unit_language(cls, value: str | None, info: ValidationInfo) -> str | None:
+        clinician = info.data.get("responsible_clinician")
+        if value is not None or clinician is None:
+            return value  # said, or the clinician's own error is reported
+        norwegian = clinician.organization.identifier.kind is IdentifierKind.ORGANISASJONSNUMMER
+        return "nb" if norwegian else "sv"
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -260,8 +260,13 @@ class _Reader:
             )
         self.source("$", cp)
         self.source("$.id", f"{cp}.identifier")
-        data: Resource = {"id": contract_id, "title": careplan.get("title")}
+        data: Resource = {
+            "id": contract_id,
+            "title": careplan.get("title"),
+            "language": careplan.get("language"),
+        }
         self.source("$.title", f"{cp}.title")
+        self.source("$.language", f"{cp}.language")
         version_id = _obj(careplan.get("meta")).get("versionId")
         if isinstance(version_id, str) and version_id.isdigit():
             data["version"] = int(version_id)

@@ -24,6 +24,7 @@ __all__ = [
     "care_guarantee_steps",
     "code_table",
     "code_table_names",
+    "language_of",
     "relationships",
     "schedule_units",
     "snomed_for_role",
@@ -32,6 +33,15 @@ __all__ = [
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
 
 Language = Literal["sv", "nb", "en"]
+
+# Norwegian comes as nb, nn or no; Nynorsk readers get Bokmål rather than Swedish.
+_TAGS: dict[str, Language] = {"sv": "sv", "nb": "nb", "nn": "nb", "no": "nb", "en": "en"}
+
+
+def language_of(tag: str) -> Language | None:
+    """The language we write in for the BCP 47 ``tag`` (``sv-SE`` is sv, ``nn`` is nb); None
+    when we write in none of its kind."""
+    return _TAGS.get(tag.lower().split("-")[0])
 
 
 class MappingData(BaseModel):

@@ -34,7 +34,7 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.elements import identity_url
 from fhir_service.mapping.narrative import narrative
 from fhir_service.mapping.provenance import agreement_entry
-from fhir_service.mapping.tables import Language, code_table, relationships
+from fhir_service.mapping.tables import Language, code_table, language_of, relationships
 
 __all__ = ["CAREPLAN_STATUS", "agreed_time_bundle", "care_unit_entries", "contract_to_bundle"]
 
@@ -81,7 +81,8 @@ def contract_to_bundle(
     new: bool = False,
     if_version: tuple[str, int] | None = None,
 ) -> Resource:
-    """The transaction Bundle that writes ``contract``; the narrative is in ``language``.
+    """The transaction Bundle that writes ``contract``; the narrative is in the contract's
+    language, or in ``language`` when that is one we write no narrative in (German, ...).
 
     ``new``: the contract's own records are conditional creates too, so that a contract that
     exists already is left as it is (the CarePlan's entry then answers ``200 OK``).
@@ -396,6 +397,8 @@ class _Builder(_SharedRecords):
 
     def bundle(self, language: Language) -> Resource:
         contract = self.contract
+        # The contract's own language when we write narratives in it, else ``language``.
+        written_in = language_of(contract.language or "") or language
         patient_url = self.patient()
         author = self.practitioner_role(contract.responsible_clinician)
         relative_urls = {r.key: self.related_person(r, patient_url) for r in contract.relatives}
@@ -420,7 +423,8 @@ class _Builder(_SharedRecords):
                     "valueCoding": code_table("contract-status").coding(contract.status),
                 }
             ],
-            "text": {"status": "generated", "div": narrative(contract, language)},
+            "language": contract.language,
+            "text": {"status": "generated", "div": narrative(contract, written_in)},
             "status": CAREPLAN_STATUS[contract.status],
             "intent": "plan",
             "title": contract.title,

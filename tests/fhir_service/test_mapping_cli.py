@@ -152,21 +152,35 @@ def test_from_fhir_names_a_missing_resource(tmp_path: Path) -> None:
     assert "2 error(s)" in result.stderr
 
 
-def test_narrative_language_comes_from_the_setting(tmp_path: Path) -> None:
-    env = {**os.environ, "FHIR_SERVICE_NARRATIVE_LANGUAGE": "nb"}
+def _careplan_mapped(path: Path, language_setting: str) -> dict[str, Any]:
+    env = {**os.environ, "FHIR_SERVICE_NARRATIVE_LANGUAGE": language_setting}
     result = subprocess.run(
-        [sys.executable, "-m", "fhir_service", "map", "to-fhir", str(KNEE)],
+        [sys.executable, "-m", "fhir_service", "map", "to-fhir", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
         env=env,
         check=False,
     )
-
     assert result.returncode == 0, result.stderr
-    careplan = next(
+    careplan: dict[str, Any] = next(
         e["resource"]
         for e in json.loads(result.stdout)["entry"]
         if e["resource"]["resourceType"] == "CarePlan"
     )
-    assert 'lang="nb"' in careplan["text"]["div"]
+    return careplan
+
+
+def test_the_narrative_speaks_the_contracts_language_and_the_setting_only_defaults(
+    tmp_path: Path,
+) -> None:
+    german = json.loads(KNEE.read_text(encoding="utf-8"))
+    german["language"] = "de"
+
+    swedish = _careplan_mapped(KNEE, "nb")
+    in_german = _careplan_mapped(_write(tmp_path, german), "nb")
+
+    # A Swedish unit's contract is Swedish, whatever the setting says.
+    assert (swedish["language"], 'lang="sv"' in swedish["text"]["div"]) == ("sv", True)
+    # No narrative is written in German: the setting's language stands in, and says so.
+    assert (in_german["language"], 'lang="nb"' in in_german["text"]["div"]) == ("de", True)

@@ -177,6 +177,7 @@ def contracts(draw: st.DrawFn) -> Contract:
         confidentiality=draw(_confidentiality),
         care_guarantee=draw(st.none() | _guarantee_cases()),
         title=draw(texts(80)),
+        language=draw(st.none() | st.sampled_from(["sv", "nb", "en", "sv-SE", "nn", "de"])),
         period=draw(st.none() | _periods()),
         patient=Patient(
             identifier=Identifier(kind=patient_kind, value=patient_value),

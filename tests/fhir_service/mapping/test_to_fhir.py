@@ -9,7 +9,7 @@ import pytest
 
 from fhir_service.contract import Contract, ContractStatus
 from fhir_service.contract.lifecycle import revise
-from fhir_service.mapping import urls
+from fhir_service.mapping import from_fhir, urls
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.tables import UnknownCodeError
 from fhir_service.mapping.to_fhir import CAREPLAN_STATUS, contract_to_bundle
@@ -185,3 +185,31 @@ def test_an_agreement_to_other_contents_is_another_provenance() -> None:
 
     assert tag(contract) == tag(contract)
     assert tag(contract) != tag(changed)
+
+
+@pytest.mark.parametrize(
+    ("name", "language", "said", "narrative"),
+    [
+        ("knee-replacement", None, "sv", "sv"),
+        ("norwegian-individual-plan", None, "nb", "nb"),
+        ("norwegian-individual-plan", "nn", "nn", "nb"),
+        ("knee-replacement", "en-GB", "en-GB", "en"),
+        ("norwegian-individual-plan", "de", "de", "sv"),
+    ],
+)
+def test_the_careplan_says_the_contracts_language_and_its_narrative_speaks_it(
+    name: str, language: str | None, said: str, narrative: str
+) -> None:
+    data = _contract(name).model_dump(mode="json", exclude={"language"})
+    if language is not None:
+        data["language"] = language
+    contract = Contract.model_validate(data)
+
+    # The server-wide language (here sv) only stands in where we write no narrative (German).
+    careplan = _of_type(contract_to_bundle(contract, "sv"), "CarePlan")[0]["resource"]
+
+    assert careplan["language"] == said
+    assert careplan["text"]["div"].startswith(
+        f'<div xmlns="http://www.w3.org/1999/xhtml" lang="{narrative}">'
+    )
+    assert from_fhir.contract_from_bundle(contract_to_bundle(contract)).language == said
