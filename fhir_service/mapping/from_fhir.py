@@ -58,6 +58,14 @@ _GOAL_STATUS: dict[tuple[str | None, str | None], GoalStatus] = {
     ("completed", "not-achieved"): GoalStatus.NOT_ACHIEVED,
     ("cancelled", None): GoalStatus.CANCELLED,
 }
+_STATUS_OF_CAREPLAN = {
+    "draft": "draft",
+    "active": "agreed",
+    "completed": "completed",
+    "revoked": "revoked",
+}
+"""A contract's status from the CarePlan's alone, for a sender that has no contract-status
+extension: what ``to_fhir.CAREPLAN_STATUS`` writes back as the same CarePlan status."""
 _PARENT = re.compile(r"(\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\]|\['(?:[^'\\]|\\.)*'\])$")
 _SHOWN_ISSUES = 3
 
@@ -270,9 +278,8 @@ class _Reader:
         version_id = _obj(careplan.get("meta")).get("versionId")
         if isinstance(version_id, str) and version_id.isdigit():
             data["version"] = int(version_id)
-        status = self.extension_code(careplan, urls.EXT_CONTRACT_STATUS, cp, "contract-status")
+        status = self.status(careplan, cp)
         data["status"] = status
-        self.source("$.status", f"{cp}.extension")
         self.period(data, "period", careplan.get("period"), "$.period", f"{cp}.period")
         self.source("$.patient", f"{cp}.subject")
         patient = self.get(careplan.get("subject"), "Patient", f"{cp}.subject")
@@ -303,6 +310,29 @@ class _Reader:
             )
         self.source("$.care_guarantee", f"{cp}.extension")
         return data
+
+    def status(self, careplan: Resource, cp: str) -> str | None:
+        """The contract's status: our extension's, else what ``CarePlan.status`` says of it."""
+        intent = careplan.get("intent")
+        if intent != "plan":
+            shown = intent if isinstance(intent, str) and intent.isalpha() else "another"
+            self.issue(
+                f"{cp}.intent",
+                f"is {shown}: a contract is a CarePlan of intent plan, the plan the patient "
+                "and the care agree on",
+            )
+        if _has_extension(careplan, urls.EXT_CONTRACT_STATUS):
+            self.source("$.status", f"{cp}.extension")
+            return self.extension_code(careplan, urls.EXT_CONTRACT_STATUS, cp, "contract-status")
+        self.source("$.status", f"{cp}.status")
+        status = _STATUS_OF_CAREPLAN.get(str(careplan.get("status")))
+        if status is None:
+            self.issue(
+                f"{cp}.status",
+                "a contract's CarePlan is draft, active (agreed), completed or revoked; or "
+                f"give its status in the extension {urls.EXT_CONTRACT_STATUS}",
+            )
+        return status
 
     def teams(self, careplan: Resource, data: Resource, contract_id: str) -> None:
         cp = self.path(careplan)
@@ -715,6 +745,10 @@ class _Reader:
             f"{contract_id}/<key>, the key of this record in the contract",
         )
         return None
+
+
+def _has_extension(element_: Resource, url: str) -> bool:
+    return any(_obj(e).get("url") == url for e in _items(element_.get("extension")))
 
 
 def _is_agreement(provenance: Resource) -> bool:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from fhir_service.contract import Contract
+from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import Issue, UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from tests.support import PYTHON_WORDS
@@ -136,3 +137,43 @@ def test_any_element_of_any_type_is_read_or_refused_in_the_callers_terms(name: s
         for issue in refusal.issues:
             assert issue.expression.startswith("Bundle"), (place, issue)
             assert not PYTHON_WORDS.search(issue.message), (place, wrong, issue)
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [("elderly-psychiatry", "draft"), ("knee-replacement", "agreed")],
+)
+def test_without_our_status_extension_the_careplans_own_status_says_it(
+    name: str, status: str
+) -> None:
+    contract, bundle = _bundle(name)
+    _, careplan = _entry(bundle, "CarePlan")
+    careplan["extension"] = [
+        e for e in careplan["extension"] if e["url"] != urls.EXT_CONTRACT_STATUS
+    ]
+
+    read = contract_from_bundle(bundle)
+
+    assert read.status == status
+    assert read == contract
+    # Written back, the CarePlan's status is what the sender said.
+    written = contract_to_bundle(read)
+    assert _entry(written, "CarePlan")[1]["status"] == careplan["status"]
+
+
+def test_a_careplan_of_another_intent_or_an_unknown_status_is_not_a_contract() -> None:
+    _, bundle = _bundle("elderly-psychiatry")
+    plan_at, careplan = _entry(bundle, "CarePlan")
+    careplan["intent"] = "order"
+    careplan["status"] = "on-hold"
+    careplan["extension"] = [
+        e for e in careplan["extension"] if e["url"] != urls.EXT_CONTRACT_STATUS
+    ]
+
+    with pytest.raises(UnreadableContractError) as caught:
+        contract_from_bundle(bundle)
+
+    said = {i.expression: i.message for i in caught.value.issues}
+    plan = f"Bundle.entry[{plan_at}].resource"
+    assert said[f"{plan}.intent"].startswith("is order: a contract is a CarePlan of intent plan")
+    assert said[f"{plan}.status"].startswith("a contract's CarePlan is draft, active")
