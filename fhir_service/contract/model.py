@@ -375,8 +375,11 @@ class Contract(_Model):
         clinician = info.data.get("responsible_clinician")
         if value is not None or clinician is None:
             return value  # said, or the clinician's own error is reported
-        norwegian = clinician.organization.identifier.kind is IdentifierKind.ORGANISASJONSNUMMER
-        return "nb" if norwegian else "sv"
+        return _language_of_unit(clinician)
+
+    def unit_language(self) -> str:
+        """The language of the responsible unit's country: a contract's when it says none."""
+        return _language_of_unit(self.responsible_clinician)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -439,6 +442,11 @@ class Contract(_Model):
         orgs += [a.organization for a in self.activities if a.organization]
         orgs += [t.organization for t in self.agreed_times]
         return orgs
+
+
+def _language_of_unit(clinician: Professional) -> str:
+    norwegian = clinician.organization.identifier.kind is IdentifierKind.ORGANISASJONSNUMMER
+    return "nb" if norwegian else "sv"
 
 
 def _article(word: str) -> str:

@@ -16,12 +16,13 @@ who agreed version N with one query.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fhir_service.contract import Agreement, AgreementParty, Contract
+from fhir_service.contract import Agreement, AgreementParty, Confidentiality, Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import identity_url, instant
 
@@ -34,6 +35,22 @@ _SIGNATURE_TYPE = {
 }
 _PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 _AGREEMENT_NAMESPACE = uuid.UUID("b0c7f0a8-4a3b-5d0e-9f55-7e1f0c2a9d31")
+
+
+def _agreed_contents(contract: Contract) -> str:
+    """The contents an agreement is to, as JSON. Unset optional elements are left out, and so
+    are elements added to the model later while they hold what a contract said before them (an
+    activity's normal confidentiality, the unit's language): an agreement recorded before
+    them keeps its id, and re-posting it records no second one."""
+    contents = contract.model_dump(
+        mode="json", exclude={"version", "status", "agreements"}, exclude_none=True
+    )
+    if contract.language == contract.unit_language():
+        del contents["language"]
+    for activity in contents.get("activities", []):
+        if activity["confidentiality"] == Confidentiality.NORMAL:
+            del activity["confidentiality"]
+    return json.dumps(contents, ensure_ascii=False, separators=(",", ":"))
 
 
 def agreement_entry(
@@ -54,12 +71,7 @@ def agreement_entry(
     }
     agreements = _agreements(contract)
     # What was agreed, by whom and when: a new agreement to other contents is another record.
-    # Unset optional elements are left out, so a new one in the model names no agreement anew.
-    contents = hashlib.sha256(
-        contract.model_dump_json(
-            exclude={"version", "status", "agreements"}, exclude_none=True
-        ).encode()
-    ).hexdigest()
+    contents = hashlib.sha256(_agreed_contents(contract).encode()).hexdigest()
     signed = (f"{a.party}@{instant(a.agreed_at)}" for a in agreements)
     seed = "|".join([contract.id, contents, *signed])
     agreement = uuid.uuid5(_AGREEMENT_NAMESPACE, seed).hex
