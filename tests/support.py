@@ -75,3 +75,27 @@ PYTHON_WORDS = re.compile(
 )
 """What gives an answer away as Python's rather than the caller's: exception and type names,
 reprs, pydantic's phrasing. No message to a caller matches it."""
+
+
+def missing(whole: Any, part: Any, path: str = "") -> list[str]:
+    """The places of ``part`` that ``whole`` does not hold with the same value: list items
+    may be anywhere in the list, beside others."""
+    if isinstance(part, dict):
+        if not isinstance(whole, dict):
+            return [path]
+        return [
+            place
+            for key, value in part.items()
+            for place in (
+                [f"{path}.{key}"]
+                if key not in whole
+                else missing(whole[key], value, f"{path}.{key}")
+            )
+        ]
+    if isinstance(part, list):
+        if not isinstance(whole, list):
+            return [path]
+        return [
+            f"{path}[{i}]" for i, item in enumerate(part) if all(missing(w, item) for w in whole)
+        ]
+    return [] if whole == part else [path]

@@ -72,7 +72,9 @@ def _move(contract: Contract, wanted: ContractStatus, **changes: object) -> Cont
         raise IllegalTransitionError(contract.status, wanted)
     # Leaving "agreed" moves the agreements into history: they held for the version now closed.
     update = {"status": wanted, "agreements": (), **changes}
-    return Contract.model_validate(contract.model_dump() | update)
+    moved = Contract.model_validate(contract.model_dump() | update)
+    # What the sender wrote beyond the contract's fields stays with it (it is no JSON field).
+    return moved.model_copy(update={"sent": contract.sent})
 
 
 def agree(contract: Contract, agreements: tuple[Agreement, ...]) -> Contract:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +23,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from fhir_service.contract.identifiers import IdentifierKind, InvalidIdentifierError, normalize
 from fhir_service.contract.vocabulary import (
@@ -368,6 +369,23 @@ class Contract(_Model):
     agreed_times: tuple[AgreedTime, ...] = Field(default=(), max_length=MAX_AGREED_TIMES)
     care_guarantee: CareGuaranteeCase | None = None
     agreements: tuple[Agreement, ...] = ()
+    sent: SkipJsonSchema[dict[str, dict[str, Any]] | None] = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="What the sending system wrote about the contract's records beyond these "
+        "fields, kept to be given back as it was: opaque here, set by the FHIR mapping "
+        "only (never validated from input), and no part of the JSON form. None: nothing said "
+        "(a JSON client's change), and what is stored stays.",
+    )
+
+    @field_validator("sent")
+    @classmethod
+    def _not_given(cls, value: dict[str, dict[str, Any]] | None) -> None:
+        # Set by the FHIR mapping after validation (model_copy); never taken from a caller.
+        if value is not None:
+            raise ValueError("is not a field of the contract")
+        return
 
     @field_validator("language")
     @classmethod

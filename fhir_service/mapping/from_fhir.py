@@ -27,7 +27,9 @@ from fhir_service.mapping import elements as element
 from fhir_service.mapping import urls
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.identifier_systems import kind_for
+from fhir_service.mapping.sent import kept
 from fhir_service.mapping.tables import code_table
+from fhir_service.mapping.to_fhir import contract_records
 
 __all__ = ["READ_PARAMS", "Issue", "UnreadableContractError", "contract_from_bundle"]
 
@@ -92,13 +94,15 @@ class UnreadableContractError(ValueError):
 
 
 def contract_from_bundle(
-    bundle: Resource, contract_id: str | None = None, *, codes: bool = False
+    bundle: Resource, contract_id: str | None = None, *, codes: bool = False, sent: bool = False
 ) -> Contract:
     """The contract held by ``bundle``: a search result read from HAPI, or a transaction.
 
     ``contract_id`` picks one contract when the Bundle holds several; without it the Bundle
     must hold exactly one. ``codes``: a code our tables do not hold is a problem too (on
-    input; a stored contract stays readable when a table drops a code).
+    input; a stored contract stays readable when a table drops a code). ``sent``: keep what
+    the records hold beyond the contract's fields in ``Contract.sent`` (``mapping/sent.py``),
+    for those who write the contract again; readers only need not pay for it.
     """
     entries = bundle.get("entry") if isinstance(bundle, dict) else None
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -119,6 +123,8 @@ def contract_from_bundle(
             reader.model_problem(path, message)
     if reader.issues:
         raise UnreadableContractError(reader.issues)
+    if sent:
+        return contract.model_copy(update={"sent": reader.sent(careplan, contract)})
     return contract
 
 
@@ -175,6 +181,32 @@ class _Reader:
                 # A transaction Bundle refers by fullUrl, before the server gave ids.
                 self.by_ref[full_url] = resource
                 self.full_urls[id(resource)] = full_url
+
+    def sent(self, careplan: Resource, contract: Contract) -> dict[str, Resource]:
+        """What each of the contract's records holds beyond what the contract writes for it."""
+        ours = contract_records(contract)
+        by_identifier: dict[tuple[str, str, str], Resource] = {}
+        for resource in self.resources:
+            for identifier in _items(resource.get("identifier")):
+                system, value = _obj(identifier).get("system"), _obj(identifier).get("value")
+                if isinstance(system, str) and isinstance(value, str):
+                    key = (str(resource.get("resourceType")), system, value)
+                    by_identifier.setdefault(key, resource)
+        origins: list[tuple[str, Resource]] = []
+        for url, mine in ours.items():
+            if mine["resourceType"] == "CarePlan":
+                origins.append((url, careplan))
+                continue
+            first = mine["identifier"][0]
+            origin = by_identifier.get((mine["resourceType"], first["system"], first["value"]))
+            if origin is not None:
+                origins.append((url, origin))
+        identity_of: dict[str, str] = {}
+        for url, origin in origins:
+            for ref, resource in self.by_ref.items():
+                if resource is origin:
+                    identity_of[ref] = url
+        return kept(origins, ours, identity_of)
 
     # Problems and where they are
 

@@ -29,7 +29,7 @@ from fhir_service.mapping.tables import (
     schedule_units,
 )
 
-__all__ = ["narrative"]
+__all__ = ["NARRATIVE_MARK", "narrative"]
 
 _XHTML = "http://www.w3.org/1999/xhtml"
 _DASH = " \u2013 "
@@ -43,12 +43,16 @@ def _labels(language: Language) -> dict[str, Any]:
     return dict(table[language])
 
 
+NARRATIVE_MARK = 'class="patient-contract"'
+"""In the ``div`` of every narrative written here: one without it is a sender's own."""
+
+
 def narrative(contract: Contract, language: Language = "sv") -> str:
     """The whole contract as one XHTML ``div``: who does what, goals, contacts, times."""
     labels = _labels(language)
     status = code_table("contract-status").display(contract.status, language)
     parts = [
-        f'<div xmlns="{_XHTML}" lang="{language}">',
+        f'<div xmlns="{_XHTML}" lang="{language}" {NARRATIVE_MARK}>',
         f"<h1>{_t(labels['contract'])}: {_t(contract.title)}</h1>",
         "<p>",
         f"<b>{_t(labels['patient'])}</b>: {_t(_name(contract.patient.name))}<br/>",

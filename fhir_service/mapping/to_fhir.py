@@ -34,9 +34,16 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.elements import identity_url
 from fhir_service.mapping.narrative import narrative
 from fhir_service.mapping.provenance import agreement_entry
+from fhir_service.mapping.sent import merged
 from fhir_service.mapping.tables import Language, code_table, language_of, relationships
 
-__all__ = ["CAREPLAN_STATUS", "agreed_time_bundle", "care_unit_entries", "contract_to_bundle"]
+__all__ = [
+    "CAREPLAN_STATUS",
+    "agreed_time_bundle",
+    "care_unit_entries",
+    "contract_records",
+    "contract_to_bundle",
+]
 
 Resource = dict[str, Any]
 
@@ -95,6 +102,7 @@ def contract_to_bundle(
     written = 1 if new else None if if_version is None else if_version[1] + 1
     builder = _Builder(contract, new=new, version=written)
     bundle = builder.bundle(language)
+    merged(bundle["entry"], contract.sent or {}, {url: url for url in builder.entries})
     if if_version is not None:
         server_id, version = if_version
         careplan = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan")
@@ -120,6 +128,13 @@ def agreed_time_bundle(contract: Contract, key: str, *, server_id: str, version:
         raise ValueError(f"contract {contract.id!r} has no agreed time {key!r}")
     builder = _Builder(contract, version=None)
     url = builder.appointment(time, builder.patient())
+    # The time's kept elements may name any record of the contract: those not written here
+    # are named by identifier, for the server to resolve.
+    known = {
+        other: other if other in builder.entries else _conditional(resource)
+        for other, resource in contract_records(contract).items()
+    }
+    merged(list(builder.entries.values()), contract.sent or {}, known)
     entry = builder.entries[url]
     entry["resource"]["id"] = server_id
     entry["request"] = {
@@ -132,6 +147,18 @@ def agreed_time_bundle(contract: Contract, key: str, *, server_id: str, version:
         "type": "transaction",
         "entry": list(builder.entries.values()),
     }
+
+
+def contract_records(contract: Contract) -> dict[str, Resource]:
+    """Every record ``contract`` is written as (narrative and agreement aside), by fullUrl."""
+    builder = _Builder(contract, version=None)
+    bundle = builder.bundle("sv", records_only=True)
+    return {entry["fullUrl"]: entry["resource"] for entry in bundle["entry"]}
+
+
+def _conditional(resource: Resource) -> str:
+    identifier = resource["identifier"][0]
+    return f"{resource['resourceType']}?identifier={identifier['system']}|{identifier['value']}"
 
 
 def care_unit_entries(organization: Organization) -> tuple[list[Resource], str]:
@@ -395,7 +422,9 @@ class _Builder(_SharedRecords):
         assert activity.organization is not None
         return self.organization(activity.organization)
 
-    def bundle(self, language: Language) -> Resource:
+    def bundle(self, language: Language, *, records_only: bool = False) -> Resource:
+        """The transaction; ``records_only``: without the narrative and the agreement, for
+        those who compare records, not write them."""
         contract = self.contract
         # The contract's own language when we write narratives in it, else ``language``.
         written_in = language_of(contract.language or "") or language
@@ -424,7 +453,11 @@ class _Builder(_SharedRecords):
                 }
             ],
             "language": contract.language,
-            "text": {"status": "generated", "div": narrative(contract, written_in)},
+            **(
+                {}
+                if records_only
+                else {"text": {"status": "generated", "div": narrative(contract, written_in)}}
+            ),
             "status": CAREPLAN_STATUS[contract.status],
             "intent": "plan",
             "title": contract.title,
@@ -447,7 +480,7 @@ class _Builder(_SharedRecords):
             careplan["note"] = [element.note(kind, text, patient_url) for kind, text in notes]
         _label(careplan, contract.confidentiality)
         careplan_url = self._owned("CarePlan", urls.ID_CONTRACT, contract.id, careplan)
-        if contract.status is ContractStatus.AGREED:
+        if contract.status is ContractStatus.AGREED and not records_only:
             clinician = self.practitioner_role(contract.responsible_clinician)
             entry = agreement_entry(contract, careplan_url, patient_url, clinician, self.version)
             self.entries[entry["fullUrl"]] = entry

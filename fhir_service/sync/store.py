@@ -34,6 +34,7 @@ from fhir_service.mapping.from_fhir import (
     contract_from_bundle,
 )
 from fhir_service.mapping.provenance import Author, change_entry
+from fhir_service.mapping.sent import carried_over
 from fhir_service.mapping.tables import Language
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.security.access import AccessDeniedError, Compartment, Denial
@@ -197,7 +198,7 @@ class ContractStore:
 
     async def read(self, contract_id: str) -> Contract:
         """The contract as stored, with its current version."""
-        return (await self._search_one(contract_id, None)).contract
+        return (await self._search_one(contract_id, None, sent=False)).contract
 
     async def records(self, contract_id: str, by: Change | None = None) -> StoredContract:
         """The contract with the FHIR records it is stored as, read in one search.
@@ -327,7 +328,7 @@ class ContractStore:
         status, version = _careplan_outcome(response)
         if not status.startswith("201"):
             raise ContractExistsError(contract.id, version)
-        return contract.model_copy(update={"version": version})
+        return _written(contract, version)
 
     async def update(
         self,
@@ -357,6 +358,9 @@ class ContractStore:
         booked = changed_bookings(current, contract)
         if booked:
             raise BookedTimeChangedError(contract.id, booked)
+        if contract.sent is None:
+            # Changed through the JSON facade: what the sender wrote beyond it stays.
+            contract = contract.model_copy(update={"sent": carried_over(current.sent or {})})
         return await self._write(contract, current, careplan_id, by, "update")
 
     async def revise(
@@ -471,9 +475,11 @@ class ContractStore:
             raise ContractNotFoundError(contract_id)
         return result.as_bundle(), str(careplans[0]["id"])
 
-    async def _search_one(self, contract_id: str, by: Change | None) -> StoredContract:
+    async def _search_one(
+        self, contract_id: str, by: Change | None, *, sent: bool = True
+    ) -> StoredContract:
         bundle, careplan_id = await self._records_of(contract_id)
-        contract = contract_from_bundle(bundle, contract_id)
+        contract = contract_from_bundle(bundle, contract_id, sent=sent)
         if by is not None and not by.compartment.allows(contract):
             raise OutsideCompartmentError(contract)
         return StoredContract(contract, bundle, careplan_id)
@@ -508,7 +514,12 @@ class ContractStore:
                 # Still at the version read: the race was over a record shared with another
                 # contract (see create); nothing was written, so the same write goes again.
         _, version = _careplan_outcome(response)
-        return new.model_copy(update={"version": version})
+        return _written(new, version)
+
+
+def _written(contract: Contract, version: int) -> Contract:
+    # As a read gives it: what was kept of the sender's is in the records, read by writers.
+    return contract.model_copy(update={"version": version, "sent": None})
 
 
 def _change(

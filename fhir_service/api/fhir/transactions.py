@@ -155,7 +155,7 @@ async def _contract_in(
         return _refused(problems + too_large)
     problems += await profile_issues(hapi, bundle)
     try:
-        contract = contract_from_bundle(bundle, codes=True)
+        contract = contract_from_bundle(bundle, codes=True, sent=True)
     except UnreadableContractError as exc:
         problems += [_issue(i.expression, i.message, _code_of(i.message)) for i in exc.issues]
         return _refused(problems)

@@ -177,7 +177,7 @@ async def _store(
 ) -> None:
     """Store the contract ``bundle``'s records make, in place of ``stored``."""
     try:
-        wanted = contract_from_bundle(bundle, stored.contract.id)
+        wanted = contract_from_bundle(bundle, stored.contract.id, sent=True)
     except UnreadableContractError as exc:
         raise _RefusedError(422, "processing", f"the contract cannot take it: {exc}") from None
     codes = unknown_codes(wanted)

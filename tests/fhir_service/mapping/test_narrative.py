@@ -141,7 +141,7 @@ def test_the_narrative_is_xhtml_with_the_languages_headings(language: Language) 
     root = render(contract_of(example_data()), language)
 
     assert root.tag == f"{XHTML}div"
-    assert root.attrib == {"lang": language}
+    assert root.attrib == {"lang": language, "class": "patient-contract"}
     assert [text(h1) for h1 in find_all(root, "h1")] == [
         f"{labels['contract']}: Knäprotesoperation och rehabilitering"
     ]
@@ -261,9 +261,11 @@ def test_only_fhir_narrative_elements_and_attributes_appear(
     for element in all_elements(root):
         assert element.tag.startswith(XHTML), element.tag
         assert local(element) in FHIR_ELEMENTS, element.tag
-        assert set(element.attrib) <= ({"lang"} if element is root else set()), element.attrib
+        assert set(element.attrib) <= ({"lang", "class"} if element is root else set()), (
+            element.attrib
+        )
     # ElementTree folds xmlns into the tags, so the attributes are also read off the text.
-    assert set(re.findall(r"<[^>]*?\s([\w:.-]+)\s*=", output)) <= {"xmlns", "lang"}
+    assert set(re.findall(r"<[^>]*?\s([\w:.-]+)\s*=", output)) <= {"xmlns", "lang", "class"}
     assert not [e for e in all_elements(root) if local(e) in {"img", "a"}]
 
 

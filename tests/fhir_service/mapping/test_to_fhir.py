@@ -210,6 +210,6 @@ def test_the_careplan_says_the_contracts_language_and_its_narrative_speaks_it(
 
     assert careplan["language"] == said
     assert careplan["text"]["div"].startswith(
-        f'<div xmlns="http://www.w3.org/1999/xhtml" lang="{narrative}">'
+        f'<div xmlns="http://www.w3.org/1999/xhtml" lang="{narrative}" class="patient-contract">'
     )
     assert from_fhir.contract_from_bundle(contract_to_bundle(contract)).language == said

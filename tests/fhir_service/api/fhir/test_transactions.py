@@ -11,13 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from fhir_service.api.fhir.types import CONTRACT_TYPES
 from fhir_service.contract import Agreement, AgreementParty, Contract, ContractStatus
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from tests.auth import TestIssuer
-from tests.support import PYTHON_WORDS, unique_personnummer
+from tests.support import PYTHON_WORDS, load_data, missing, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
 UNIT = "hsa-id|SE2321000065-1254"
@@ -379,3 +381,142 @@ def test_no_answer_to_a_broken_bundle_speaks_python_and_none_writes(
             assert issue.get("expression") or answer.status_code == 400, issue
             assert not PYTHON_WORDS.search(issue["diagnostics"]), issue
     assert service.get(f"/contracts/{draft.id}", headers=ehr).status_code == 404
+
+
+# What an EHR writes beyond the contract's fields (tests/data/sent/) is read back, and kept
+# through changes made elsewhere.
+
+FROM_AN_EHR = "sent/elderly-psychiatry-from-an-ehr.bundle.json"
+
+
+def _from_an_ehr() -> tuple[str, dict[str, Any]]:
+    contract_id = f"tx-{uuid.uuid4().hex[:16]}"
+    return contract_id, load_data(FROM_AN_EHR, contract=contract_id, patient=unique_personnummer())
+
+
+class _ReadBack:
+    """Records as a client reads them back: contract records through the FHIR endpoint, the
+    shared ones from HAPI; references as the identity of what they name."""
+
+    def __init__(self, service: TestClient, headers: dict[str, str], hapi: str) -> None:
+        self.service, self.headers, self.hapi = service, headers, hapi
+        self.identities: dict[str, str] = {}
+
+    def record(self, sent: dict[str, Any]) -> dict[str, Any]:
+        kind, first = sent["resourceType"], sent["identifier"][0]
+        token = f"{first['system']}|{first['value']}"
+        found = httpx.get(f"{self.hapi}/{kind}", params={"identifier": token}).json()
+        assert found["total"] == 1, (kind, token)
+        server_id = found["entry"][0]["resource"]["id"]
+        if kind in CONTRACT_TYPES:
+            read = self.service.get(f"/fhir/{kind}/{server_id}", headers=self.headers)
+            assert read.status_code == 200, read.text
+            return self.named(read.json())
+        return self.named(found["entry"][0]["resource"])
+
+    def named(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.named(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out = {k: self.named(v) for k, v in value.items()}
+        reference = value.get("reference")
+        if isinstance(reference, str) and "/" in reference and reference.count("/") == 1:
+            if reference not in self.identities:
+                target = httpx.get(f"{self.hapi}/{reference}").json()
+                self.identities[reference] = _identity(target)
+            out["reference"] = self.identities[reference]
+        return out
+
+
+def _identity(resource: dict[str, Any]) -> str:
+    first = resource["identifier"][0]
+    return f"{resource['resourceType']}|{first['system']}|{first['value']}"
+
+
+def _as_sent(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each record of ``bundle`` by identity, its references as identities, ids and meta aside."""
+    names = {e["fullUrl"]: _identity(e["resource"]) for e in bundle["entry"]}
+
+    def named(value: Any) -> Any:
+        if isinstance(value, list):
+            return [named(v) for v in value]
+        if not isinstance(value, dict):
+            return value
+        out = {k: named(v) for k, v in value.items()}
+        if isinstance(value.get("reference"), str):
+            out["reference"] = names.get(value["reference"], value["reference"])
+        return out
+
+    return {
+        _identity(e["resource"]): {
+            k: named(v) for k, v in e["resource"].items() if k not in ("id", "meta")
+        }
+        for e in bundle["entry"]
+    }
+
+
+def test_every_element_an_ehr_sent_is_read_back(
+    service: TestClient, ehr: dict[str, str], conformance_loaded: str
+) -> None:
+    _, bundle = _from_an_ehr()
+
+    created = _post(service, ehr, bundle)
+
+    assert created.status_code == 201, created.text
+    read = _ReadBack(service, ehr, conformance_loaded)
+    losses = {
+        identity: lost
+        for identity, sent in _as_sent(bundle).items()
+        if (lost := missing(read.record(sent), sent))
+    }
+    assert losses == {}
+
+
+def test_a_change_through_the_json_facade_keeps_what_the_ehr_sent(
+    service: TestClient, ehr: dict[str, str], conformance_loaded: str
+) -> None:
+    contract_id, bundle = _from_an_ehr()
+    assert _post(service, ehr, bundle).status_code == 201
+    json_headers = {**ehr, "Content-Type": "application/json"}
+    current = service.get(f"/contracts/{contract_id}", headers=json_headers)
+    changed = current.json()
+    linked_goal = changed["goals"][0]["key"]
+    changed["title"] = "Changed in the JSON facade"
+    changed["goals"] = changed["goals"][1:]
+
+    put = service.put(
+        f"/contracts/{contract_id}",
+        json=changed,
+        headers={**json_headers, "If-Match": current.headers["ETag"]},
+    )
+
+    assert put.status_code == 200, put.text
+    sent_careplan = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan"
+    )
+    careplan = _ReadBack(service, ehr, conformance_loaded).record(sent_careplan)
+    assert careplan["title"] == "Changed in the JSON facade"
+    for element in ("description", "category", "created"):
+        assert careplan[element] == sent_careplan[element]
+    assert missing(careplan["identifier"], sent_careplan["identifier"]) == []
+    assert 'class="patient-contract"' in careplan["text"]["div"], "the narrative is ours again"
+    detail = careplan["activity"][0]
+    assert detail["progress"] == [{"text": "Went well"}]
+    assert "goal" not in detail["detail"], f"the link to the removed goal {linked_goal} went too"
+
+
+def test_no_json_client_writes_fhir_elements_of_its_own(
+    service: TestClient, ehr: dict[str, str]
+) -> None:
+    draft = _draft().model_dump(mode="json")
+    draft["sent"] = {"urn:uuid:0": {"comment": "not through the JSON facade"}}
+
+    response = service.post(
+        "/contracts", json=draft, headers={**ehr, "Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422, response.text
+    assert "$.sent" in response.text
+    assert not PYTHON_WORDS.search(response.text)
+    assert service.get(f"/contracts/{draft['id']}", headers=ehr).status_code == 404

@@ -260,10 +260,12 @@ def _count_contract_searches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     searched: list[str] = []
     search_one = ContractStore._search_one
 
-    async def counted(store: ContractStore, contract_id: str, by: Change | None) -> Any:
+    async def counted(
+        store: ContractStore, contract_id: str, by: Change | None, **options: Any
+    ) -> Any:
         if current_request_id() is not None:
             searched.append(contract_id)
-        return await search_one(store, contract_id, by)
+        return await search_one(store, contract_id, by, **options)
 
     monkeypatch.setattr(ContractStore, "_search_one", counted)
     return searched

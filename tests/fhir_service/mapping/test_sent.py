@@ -1,0 +1,197 @@
+"""What a sender wrote beyond the contract's fields is kept when the contract is read and given
+back when it is written (``tests/data/sent/``: an EHR's additions to one of our examples)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from fhir_service.contract import Contract, lifecycle
+from fhir_service.mapping.from_fhir import contract_from_bundle
+from fhir_service.mapping.sent import carried_over
+from fhir_service.mapping.to_fhir import agreed_time_bundle, contract_to_bundle
+from tests.support import load_data, missing
+
+Resource = dict[str, Any]
+CONTRACT = "ehr-sent-1"
+PATIENT = "194103142388"
+
+
+def _sent() -> Resource:
+    return load_data(
+        "sent/elderly-psychiatry-from-an-ehr.bundle.json", contract=CONTRACT, patient=PATIENT
+    )
+
+
+def _identity(resource: Resource) -> tuple[str, str, str]:
+    first = resource["identifier"][0]
+    return resource["resourceType"], first["system"], first["value"]
+
+
+def _by_identity(bundle: Resource) -> dict[tuple[str, str, str], Resource]:
+    return {_identity(e["resource"]): e["resource"] for e in bundle["entry"]}
+
+
+def _dereferenced(value: Any, names: dict[str, str]) -> Any:
+    """``value`` with every reference replaced by the identity of what it names."""
+    if isinstance(value, list):
+        return [_dereferenced(v, names) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: _dereferenced(v, names) for k, v in value.items()}
+    if isinstance(value.get("reference"), str):
+        out["reference"] = names.get(value["reference"], value["reference"])
+    return out
+
+
+def _names(bundle: Resource) -> dict[str, str]:
+    return {
+        e["fullUrl"]: "|".join(_identity(e["resource"]))
+        for e in bundle["entry"]
+        if e["resource"].get("identifier")
+    }
+
+
+def _losses(sent: Resource, written: Resource) -> dict[str, list[str]]:
+    """Per record sent, the elements the written Bundle does not hold (server ids, meta and
+    the fullUrls references use aside)."""
+    mine = _by_identity(written)
+    losses = {}
+    for entry in sent["entry"]:
+        resource = _dereferenced(entry["resource"], _names(sent))
+        stored = _dereferenced(mine[_identity(resource)], _names(written))
+        shown = {k: v for k, v in resource.items() if k not in ("id", "meta")}
+        lost = missing(stored, shown)
+        if lost:
+            losses["|".join(_identity(resource))] = lost
+    return losses
+
+
+def test_every_element_an_ehr_sent_is_written_back() -> None:
+    sent = _sent()
+
+    contract = contract_from_bundle(sent, sent=True)
+    written = contract_to_bundle(contract)
+
+    assert _losses(sent, written) == {}
+    careplan = next(r for r in _by_identity(written).values() if r["resourceType"] == "CarePlan")
+    assert careplan["text"]["status"] == "additional", "the sender's own narrative is shown"
+    activity = careplan["activity"][0]["detail"]
+    assert activity["code"]["coding"][0]["system"].endswith("activity-category"), "ours first"
+    assert activity["goal"][0]["reference"] in {e["fullUrl"] for e in written["entry"]}
+
+
+def test_reading_what_was_written_keeps_the_same_and_writes_the_same() -> None:
+    contract = contract_from_bundle(_sent(), sent=True)
+    written = contract_to_bundle(contract)
+
+    again = contract_from_bundle(written, sent=True)
+
+    assert again == contract
+    assert again.sent == contract.sent
+    assert contract_to_bundle(again) == written
+
+
+def test_an_element_the_contract_holds_is_written_as_the_contract_says() -> None:
+    contract = contract_from_bundle(_sent(), sent=True)
+    goal = contract.goals[0].model_copy(update={"description": "Sova hela natten"})
+    changed = contract.model_copy(update={"goals": (goal, *contract.goals[1:])})
+
+    written = _by_identity(contract_to_bundle(changed))
+
+    stored = next(r for r in written.values() if r["resourceType"] == "Goal")
+    assert stored["description"]["text"] == "Sova hela natten"
+    assert stored["description"]["coding"][0]["code"] == "1234", "the sender's coding stays"
+
+
+def test_a_link_to_a_record_the_contract_no_longer_holds_is_dropped() -> None:
+    contract = contract_from_bundle(_sent(), sent=True)
+    without_goal = contract.model_copy(update={"goals": contract.goals[1:]})
+
+    written = contract_to_bundle(without_goal)
+
+    urls = {e["fullUrl"] for e in written["entry"]}
+    careplan = next(e["resource"] for e in written["entry"] if e["fullUrl"].startswith("urn"))
+    text = json.dumps(written)
+    references = {r for r in _references(written) if r.startswith("urn:uuid:")}
+    assert references <= urls, "no reference names a record the Bundle does not write"
+    assert '"goal": [' not in json.dumps(careplan.get("activity", [{}])[0])
+    assert "Went well" in text, "the rest of the activity's elements stay"
+
+
+def _references(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [r for v in value for r in _references(v)]
+    if isinstance(value, dict):
+        found = [r for v in value.values() for r in _references(v)]
+        if isinstance(value.get("reference"), str):
+            found.append(value["reference"])
+        return found
+    return []
+
+
+def test_a_lifecycle_step_keeps_what_was_sent() -> None:
+    contract = contract_from_bundle(_sent(), sent=True)
+
+    revoked = lifecycle.revoke(contract)
+
+    assert revoked.sent == contract.sent
+    assert revoked.sent
+
+
+def test_a_change_made_elsewhere_keeps_all_but_the_senders_narrative() -> None:
+    contract = contract_from_bundle(_sent(), sent=True)
+    assert contract.sent is not None
+
+    kept = carried_over(contract.sent)
+
+    assert all("text" not in elements for elements in kept.values())
+    assert sum(len(e) for e in kept.values()) == sum(len(e) for e in contract.sent.values()) - 1
+
+
+def test_booking_one_time_keeps_its_elements_and_names_the_others_by_identifier() -> None:
+    contract = contract_from_bundle(_sent(), sent=True)
+    time = contract.agreed_times[0]
+
+    bundle = agreed_time_bundle(contract, time.key, server_id="71", version="3")
+
+    appointment = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Appointment"
+    )
+    assert appointment["comment"] == "Bring the list of medicines"
+    assert {"system": "urn:oid:1.2.752.999.3", "value": "A-1"} in appointment["identifier"]
+    entries = {e["fullUrl"] for e in bundle["entry"]}
+    for reference in _references(bundle):
+        assert reference in entries or "?identifier=" in reference or "/" in reference
+
+
+def test_no_caller_sets_what_was_sent_nor_reads_it_in_the_json_form() -> None:
+    contract = contract_from_bundle(_sent(), sent=True)
+    document = contract.model_dump(mode="json")
+
+    with pytest.raises(ValidationError) as refused:
+        Contract.model_validate({**document, "sent": {"urn:uuid:x": {"comment": "sneaked"}}})
+
+    assert "sent" not in document
+    assert "sent" not in Contract.model_json_schema()["properties"]
+    assert refused.value.errors()[0]["loc"] == ("sent",)
+
+
+def test_a_stale_element_of_ours_sent_back_is_replaced_not_kept_beside() -> None:
+    sent = _sent()
+    careplan = next(
+        e["resource"] for e in sent["entry"] if e["resource"]["resourceType"] == "CarePlan"
+    )
+    for extension in careplan["extension"]:
+        if extension["url"].endswith("/contract-status"):
+            extension["valueCoding"]["display"] = "Something a client left behind"
+
+    written = contract_to_bundle(contract_from_bundle(sent, sent=True))
+
+    stored = next(r for r in _by_identity(written).values() if r["resourceType"] == "CarePlan")
+    statuses = [e for e in stored["extension"] if e["url"].endswith("/contract-status")]
+    assert len(statuses) == 1
+    assert statuses[0]["valueCoding"]["display"] != "Something a client left behind"
