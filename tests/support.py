@@ -99,3 +99,56 @@ def missing(whole: Any, part: Any, path: str = "") -> list[str]:
             f"{path}[{i}]" for i, item in enumerate(part) if all(missing(w, item) for w in whole)
         ]
     return [] if whole == part else [path]
+
+
+RECORD_KEY = "http://fhir.patient-contracts.org/identifier/record"
+
+
+def record_name(resource: dict[str, Any]) -> str:
+    """How a test names a record on either side of a write: its type and first identifier
+    (not the key we add to a sender's record), or its type alone when it has none."""
+    for identifier in resource.get("identifier", []):
+        if identifier.get("system") != RECORD_KEY:
+            system, value = identifier.get("system", ""), identifier.get("value")
+            return f"{resource['resourceType']}|{system}|{value}"
+    return str(resource["resourceType"])
+
+
+def named(value: Any, names: dict[str, str]) -> Any:
+    """``value`` with each reference replaced by the name of the record it refers to."""
+    if isinstance(value, list):
+        return [named(v, names) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: named(v, names) for k, v in value.items()}
+    reference = value.get("reference")
+    if isinstance(reference, str):
+        out["reference"] = names.get(reference.split("/_history/")[0], reference)
+    return out
+
+
+def bundle_names(bundle: dict[str, Any]) -> dict[str, str]:
+    """The name of each record of ``bundle`` by the ways its entries refer to it."""
+    names = {}
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        name = record_name(resource)
+        if "fullUrl" in entry:
+            names[entry["fullUrl"]] = name
+        if "id" in resource:
+            names[f"{resource['resourceType']}/{resource['id']}"] = name
+    return names
+
+
+def losses(sent: list[dict[str, Any]], stored: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """For each record sent, the elements that no stored record of its name holds (server ids
+    and meta aside); both sides' references already ``named``. Empty: nothing was lost."""
+    lost = {}
+    for resource in sent:
+        name = record_name(resource)
+        shown = {k: v for k, v in resource.items() if k not in ("id", "meta")}
+        found = [missing(s, shown) for s in stored if record_name(s) == name]
+        fewest = min(found, key=len, default=["(no such record)"])
+        if fewest:
+            lost[name] = fewest
+    return lost

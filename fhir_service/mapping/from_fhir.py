@@ -26,8 +26,9 @@ from fhir_service.contract.problems import problems_of
 from fhir_service.mapping import elements as element
 from fhir_service.mapping import urls
 from fhir_service.mapping.codes import unknown_codes
+from fhir_service.mapping.elements import identity_url
 from fhir_service.mapping.identifier_systems import kind_for
-from fhir_service.mapping.sent import kept
+from fhir_service.mapping.sent import RECORD_TYPES, kept, record
 from fhir_service.mapping.tables import code_table
 from fhir_service.mapping.to_fhir import contract_records
 
@@ -41,6 +42,8 @@ READ_PARAMS: list[tuple[str, str]] = [
     ("_include", "CarePlan:goal"),
     ("_include", "CarePlan:activity-reference"),
     ("_include", "CarePlan:performer"),
+    # Records the sender's plan held that are none of the contract's parts (mapping/sent.py).
+    ("_include", "CarePlan:contract-record"),
     ("_include:iterate", "CareTeam:participant"),
     ("_include:iterate", "Appointment:actor"),
     ("_include:iterate", "PractitionerRole:practitioner"),
@@ -70,6 +73,7 @@ _STATUS_OF_CAREPLAN = {
 extension: what ``to_fhir.CAREPLAN_STATUS`` writes back as the same CarePlan status."""
 _PARENT = re.compile(r"(\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\]|\['(?:[^'\\]|\\.)*'\])$")
 _SHOWN_ISSUES = 3
+_KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-.]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -201,12 +205,43 @@ class _Reader:
             origin = by_identifier.get((mine["resourceType"], first["system"], first["value"]))
             if origin is not None:
                 origins.append((url, origin))
+        taken = {id(origin) for _, origin in origins}
+        records: list[tuple[str, Resource, Resource]] = []
+        keys: set[str] = set()
+        for resource in self.resources:
+            kind = str(resource.get("resourceType"))
+            if id(resource) in taken or kind not in RECORD_TYPES:
+                continue
+            value = f"{contract.id}/{self.record_key(resource, contract.id, keys)}"
+            identifier = {"system": urls.ID_RECORD, "value": value}
+            records.append((identity_url(kind, urls.ID_RECORD, value), resource, identifier))
         identity_of: dict[str, str] = {}
-        for url, origin in origins:
+        for url, origin in [*origins, *((url, r) for url, r, _ in records)]:
             for ref, resource in self.by_ref.items():
                 if resource is origin:
                     identity_of[ref] = url
-        return kept(origins, ours, identity_of)
+        found = kept(origins, ours, identity_of)
+        for url, resource, identifier in records:
+            found[url] = record(resource, identifier, identity_of)
+        return found
+
+    def record_key(self, resource: Resource, contract_id: str, taken: set[str]) -> str:
+        """The key of a record that is none of the contract's parts: the one it was stored
+        under, else one the same Bundle sent again gives it again (its fullUrl's or id)."""
+        kind = str(resource.get("resourceType"))
+        prefix = f"{contract_id}/"
+        for identifier in _items(resource.get("identifier")):
+            value = _obj(identifier).get("value")
+            ours = _obj(identifier).get("system") == urls.ID_RECORD
+            if ours and isinstance(value, str) and value.startswith(prefix):
+                taken.add(value.removeprefix(prefix))
+                return value.removeprefix(prefix)
+        sent_as = self.full_urls.get(id(resource), "").rsplit(":", 1)[-1] or resource.get("id")
+        key = f"{kind}-{sent_as}"
+        if not isinstance(sent_as, str) or not _KEY.fullmatch(key) or key in taken:
+            key = f"{kind}-{len(taken) + 1}"
+        taken.add(key)
+        return key
 
     # Problems and where they are
 

@@ -31,11 +31,51 @@ from typing import Any
 from fhir_service.mapping import urls
 from fhir_service.mapping.narrative import NARRATIVE_MARK
 
-__all__ = ["Sent", "carried_over", "kept", "merged"]
+__all__ = ["RECORD_TYPES", "Sent", "carried_over", "is_record", "kept", "merged", "record"]
 
 Resource = dict[str, Any]
 Sent = dict[str, Resource]
-"""Kept elements by the identity fullUrl of the record they belong to."""
+"""Kept elements by the identity fullUrl of the record they belong to; for a record that is none
+of the contract's parts (see :func:`record`), the whole record."""
+
+RECORD_TYPES = frozenset(
+    {
+        "AllergyIntolerance",
+        "CareTeam",
+        "ClinicalImpression",
+        "Communication",
+        "CommunicationRequest",
+        "Condition",
+        "DeviceRequest",
+        "DiagnosticReport",
+        "DocumentReference",
+        "Encounter",
+        "FamilyMemberHistory",
+        "Goal",
+        "Immunization",
+        "ImmunizationRecommendation",
+        "Location",
+        "Medication",
+        "MedicationRequest",
+        "MedicationStatement",
+        "NutritionOrder",
+        "Observation",
+        "Organization",
+        "Practitioner",
+        "PractitionerRole",
+        "Procedure",
+        "Questionnaire",
+        "QuestionnaireResponse",
+        "RelatedPerson",
+        "RiskAssessment",
+        "ServiceRequest",
+        "Substance",
+        "Task",
+    }
+)
+"""What a care plan refers to that may come with it as a record of the contract: the patient's
+clinical records and the parties and places named, never another patient, a Provenance, an
+AuditEvent or a server's own resources (Subscription, SearchParameter, ...)."""
 
 _SERVER_OWNED = frozenset({"resourceType", "id", "meta"})
 _MATCHED_BY: tuple[tuple[str, ...], ...] = (
@@ -104,6 +144,19 @@ def merged(entries: list[Resource], sent: Mapping[str, Resource], known: Mapping
                 resource[key] = resolved
             else:
                 resource[key] = _merge(resource[key], resolved)
+
+
+def record(resource: Resource, identifier: Resource, identity_of: Mapping[str, str]) -> Resource:
+    """A sent record that is none of the contract's parts, kept whole under our ``identifier``
+    (first, the sender's after it); its references to the contract's records canonical."""
+    body = {k: v for k, v in _canonical(resource, identity_of).items() if k not in ("id", "meta")}
+    theirs = [i for i in body.get("identifier", []) if not _ours(i)]
+    return {**body, "identifier": [identifier, *theirs]}
+
+
+def is_record(elements: Resource) -> bool:
+    """Whether these kept elements are a whole record rather than what a part adds."""
+    return "resourceType" in elements
 
 
 def carried_over(sent: Mapping[str, Resource]) -> Sent:

@@ -34,7 +34,7 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.elements import identity_url
 from fhir_service.mapping.narrative import narrative
 from fhir_service.mapping.provenance import agreement_entry
-from fhir_service.mapping.sent import merged
+from fhir_service.mapping.sent import is_record, merged
 from fhir_service.mapping.tables import Language, code_table, language_of, relationships
 
 __all__ = [
@@ -422,6 +422,12 @@ class _Builder(_SharedRecords):
         assert activity.organization is not None
         return self.organization(activity.organization)
 
+    def record(self, elements: Resource) -> str:
+        """A record the sender's plan held that is none of the contract's parts: its entry,
+        filled from what was kept when the kept elements are merged."""
+        ours = elements["identifier"][0]
+        return self._owned(elements["resourceType"], ours["system"], ours["value"], {})
+
     def bundle(self, language: Language, *, records_only: bool = False) -> Resource:
         """The transaction; ``records_only``: without the narrative and the agreement, for
         those who compare records, not write them."""
@@ -441,6 +447,7 @@ class _Builder(_SharedRecords):
             {"reference": {"reference": self.appointment(t, patient_url)}}
             for t in contract.agreed_times
         ]
+        records = [self.record(e) for e in (contract.sent or {}).values() if is_record(e)]
         contributors = [patient_url, author]
         contributors += [self.practitioner_role(p) for p in contract.professionals]
         contributors += list(relative_urls.values())
@@ -470,6 +477,10 @@ class _Builder(_SharedRecords):
             careplan["period"] = element.period(contract.period)
         if contract.care_guarantee is not None:
             careplan["extension"].append(element.care_guarantee(contract.care_guarantee))
+        careplan["extension"] += [
+            {"url": urls.EXT_CONTRACT_RECORD, "valueReference": {"reference": url}}
+            for url in records
+        ]
         if goal_urls:
             careplan["goal"] = [{"reference": url} for url in goal_urls]
         if activities:

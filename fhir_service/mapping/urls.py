@@ -9,6 +9,7 @@ __all__ = [
     "EXT_ACTIVITY_CONFIDENTIALITY",
     "EXT_ACTIVITY_OWNER",
     "EXT_CARE_GUARANTEE",
+    "EXT_CONTRACT_RECORD",
     "EXT_CONTRACT_STATUS",
     "EXT_GUARANTEE_VERDICT",
     "EXT_NOTE_KIND",
@@ -20,6 +21,7 @@ __all__ = [
     "ID_GOAL",
     "ID_HEALTHCARE_SERVICE",
     "ID_PRACTITIONER_ROLE",
+    "ID_RECORD",
     "ID_RELATED_PERSON",
     "ID_SCHEDULE",
     "ID_SLOT",
@@ -43,6 +45,9 @@ ID_PRACTITIONER_ROLE = f"{BASE}/identifier/practitioner-role"
 ID_HEALTHCARE_SERVICE = f"{BASE}/identifier/healthcare-service"
 ID_SCHEDULE = f"{BASE}/identifier/schedule"
 ID_SLOT = f"{BASE}/identifier/slot"
+ID_RECORD = f"{BASE}/identifier/record"
+"""A record a sender's plan holds that is none of a contract's parts (a Condition, an
+Encounter, ...): ``<contract id>/<key>``."""
 
 CS_TIME_TYPE = f"{BASE}/CodeSystem/time-type"
 CS_CARE_GUARANTEE_STEP = f"{BASE}/CodeSystem/care-guarantee-step"
@@ -60,6 +65,7 @@ EXT_NOTE_KIND = f"{BASE}/StructureDefinition/note-kind"
 EXT_REQUESTED_BY_PATIENT = f"{BASE}/StructureDefinition/requested-by-patient"
 EXT_CARE_GUARANTEE = f"{BASE}/StructureDefinition/care-guarantee"
 EXT_GUARANTEE_VERDICT = f"{BASE}/StructureDefinition/care-guarantee-verdict"
+EXT_CONTRACT_RECORD = f"{BASE}/StructureDefinition/contract-record"
 
 PROFILE_CAREPLAN = f"{BASE}/StructureDefinition/patient-contract-careplan"
 PROFILE_CARETEAM = f"{BASE}/StructureDefinition/care-contact-careteam"

@@ -34,7 +34,7 @@ from fhir_service.mapping.from_fhir import (
     contract_from_bundle,
 )
 from fhir_service.mapping.provenance import Author, change_entry
-from fhir_service.mapping.sent import carried_over
+from fhir_service.mapping.sent import carried_over, is_record
 from fhir_service.mapping.tables import Language
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.security.access import AccessDeniedError, Compartment, Denial
@@ -554,6 +554,12 @@ def _removals(current: Contract, new: Contract) -> list[dict[str, Any]]:
     gone += [
         ("CareTeam", urls.ID_CARE_TEAM, f"{current.id}/care-contact/{i}")
         for i in range(len(new.care_contacts), len(current.care_contacts))
+    ]
+    # Records the sender's plan held beside the contract's parts, no longer sent.
+    gone += [
+        (elements["resourceType"], urls.ID_RECORD, elements["identifier"][0]["value"])
+        for url, elements in (current.sent or {}).items()
+        if is_record(elements) and url not in (new.sent or {})
     ]
     return [
         {"request": {"method": "DELETE", "url": f"{kind}?identifier={system}|{value}"}}

@@ -33,6 +33,7 @@ from fhir_service.api.json_bodies import LISTED_AT_MOST
 from fhir_service.contract import Contract, model
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
+from fhir_service.mapping.sent import RECORD_TYPES
 from fhir_service.security.access import Access, AccessDeniedError, Denial, Requirement, decide
 from fhir_service.sync.store import (
     ContractNotFoundError,
@@ -61,7 +62,8 @@ TRANSACTION_TYPES = frozenset(
         "Provenance",
     }
 )
-"""What one contract's Bundle may hold; anything else is not a contract's record."""
+"""What one contract's Bundle may hold beside the clinical records its plan refers to
+(``RECORD_TYPES``, kept with it); anything else is not a contract's record."""
 
 
 @router.post(
@@ -269,13 +271,14 @@ def _not_a_contracts_record(bundle: Resource) -> list[Resource]:
     issues = []
     for index, entry in enumerate(bundle["entry"]):
         kind = entry["resource"].get("resourceType")
-        if kind not in TRANSACTION_TYPES:
+        if kind not in TRANSACTION_TYPES and kind not in RECORD_TYPES:
             shown = kind if isinstance(kind, str) and kind.isalpha() else "resource"
             issues.append(
                 _issue(
                     f"Bundle.entry[{index}].resource",
-                    f"a {shown} is not one of a contract's records; the transaction holds only "
-                    f"{', '.join(sorted(TRANSACTION_TYPES))}",
+                    f"a {shown} is not a record a contract holds: the transaction holds "
+                    f"{', '.join(sorted(TRANSACTION_TYPES))}, and the patient's clinical "
+                    f"records the plan refers to ({', '.join(sorted(RECORD_TYPES))})",
                     "not-supported",
                 )
             )
@@ -341,11 +344,10 @@ def _other_patient(bundle: Resource) -> list[Resource]:
         for element, value in places:
             reference = _reference(value)
             named = by_url.get(reference)
+            elsewhere = isinstance(reference, str) and reference.startswith("Patient/")
             if (
-                named is not None
-                and named.get("resourceType") == "Patient"
-                and reference != subject
-            ):
+                elsewhere or (named is not None and named.get("resourceType") == "Patient")
+            ) and reference != subject:
                 issues.append(
                     _issue(
                         f"Bundle.entry[{index}].resource.{element}",

@@ -13,7 +13,7 @@ from fhir_service.contract import Contract, lifecycle
 from fhir_service.mapping.from_fhir import contract_from_bundle
 from fhir_service.mapping.sent import carried_over
 from fhir_service.mapping.to_fhir import agreed_time_bundle, contract_to_bundle
-from tests.support import load_data, missing
+from tests.support import bundle_names, load_data, losses, named
 
 Resource = dict[str, Any]
 CONTRACT = "ehr-sent-1"
@@ -35,39 +35,11 @@ def _by_identity(bundle: Resource) -> dict[tuple[str, str, str], Resource]:
     return {_identity(e["resource"]): e["resource"] for e in bundle["entry"]}
 
 
-def _dereferenced(value: Any, names: dict[str, str]) -> Any:
-    """``value`` with every reference replaced by the identity of what it names."""
-    if isinstance(value, list):
-        return [_dereferenced(v, names) for v in value]
-    if not isinstance(value, dict):
-        return value
-    out = {k: _dereferenced(v, names) for k, v in value.items()}
-    if isinstance(value.get("reference"), str):
-        out["reference"] = names.get(value["reference"], value["reference"])
-    return out
-
-
-def _names(bundle: Resource) -> dict[str, str]:
-    return {
-        e["fullUrl"]: "|".join(_identity(e["resource"]))
-        for e in bundle["entry"]
-        if e["resource"].get("identifier")
-    }
-
-
 def _losses(sent: Resource, written: Resource) -> dict[str, list[str]]:
-    """Per record sent, the elements the written Bundle does not hold (server ids, meta and
-    the fullUrls references use aside)."""
-    mine = _by_identity(written)
-    losses = {}
-    for entry in sent["entry"]:
-        resource = _dereferenced(entry["resource"], _names(sent))
-        stored = _dereferenced(mine[_identity(resource)], _names(written))
-        shown = {k: v for k, v in resource.items() if k not in ("id", "meta")}
-        lost = missing(stored, shown)
-        if lost:
-            losses["|".join(_identity(resource))] = lost
-    return losses
+    return losses(
+        [named(e["resource"], bundle_names(sent)) for e in sent["entry"]],
+        [named(e["resource"], bundle_names(written)) for e in written["entry"]],
+    )
 
 
 def test_every_element_an_ehr_sent_is_written_back() -> None:

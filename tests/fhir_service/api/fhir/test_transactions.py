@@ -17,9 +17,20 @@ from fastapi.testclient import TestClient
 
 from fhir_service.api.fhir.types import CONTRACT_TYPES
 from fhir_service.contract import Agreement, AgreementParty, Contract, ContractStatus
+from fhir_service.mapping import urls
+from fhir_service.mapping.from_fhir import READ_PARAMS
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from tests.auth import TestIssuer
-from tests.support import PYTHON_WORDS, load_data, missing, unique_personnummer
+from tests.support import (
+    PYTHON_WORDS,
+    bundle_names,
+    load_data,
+    losses,
+    missing,
+    named,
+    record_name,
+    unique_personnummer,
+)
 
 EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
 UNIT = "hsa-id|SE2321000065-1254"
@@ -129,9 +140,11 @@ def _with_foreign_goal(bundle: dict[str, Any]) -> dict[str, Any]:
     return bundle
 
 
-def _with_observation(bundle: dict[str, Any]) -> dict[str, Any]:
+def _with_subscription(bundle: dict[str, Any]) -> dict[str, Any]:
+    # Not a clinical record a care plan refers to: a contract does not carry it.
+    subscription = {"resourceType": "Subscription", "status": "requested", "reason": "x"}
     bundle["entry"].append(
-        {"resource": {"resourceType": "Observation", "status": "final", "code": {"text": "x"}}}
+        {"resource": subscription, "request": {"method": "POST", "url": "Subscription"}}
     )
     return bundle
 
@@ -149,7 +162,7 @@ def _with_bad_personnummer(bundle: dict[str, Any]) -> dict[str, Any]:
     [
         (_without_contract_status, 422, "contractStatus"),
         (_with_foreign_goal, 422, "patient other than the CarePlan's"),
-        (_with_observation, 422, "Observation"),
+        (_with_subscription, 422, "Subscription"),
         (_with_bad_personnummer, 422, "personnummer"),
         (lambda b: {**b, "type": "batch"}, 422, "transaction Bundle"),
         (lambda b: b["entry"][0]["resource"], 422, "transaction Bundle"),
@@ -394,83 +407,45 @@ def _from_an_ehr() -> tuple[str, dict[str, Any]]:
     return contract_id, load_data(FROM_AN_EHR, contract=contract_id, patient=unique_personnummer())
 
 
-class _ReadBack:
-    """Records as a client reads them back: contract records through the FHIR endpoint, the
-    shared ones from HAPI; references as the identity of what they name."""
-
-    def __init__(self, service: TestClient, headers: dict[str, str], hapi: str) -> None:
-        self.service, self.headers, self.hapi = service, headers, hapi
-        self.identities: dict[str, str] = {}
-
-    def record(self, sent: dict[str, Any]) -> dict[str, Any]:
-        kind, first = sent["resourceType"], sent["identifier"][0]
-        token = f"{first['system']}|{first['value']}"
-        found = httpx.get(f"{self.hapi}/{kind}", params={"identifier": token}).json()
-        assert found["total"] == 1, (kind, token)
-        server_id = found["entry"][0]["resource"]["id"]
-        if kind in CONTRACT_TYPES:
-            read = self.service.get(f"/fhir/{kind}/{server_id}", headers=self.headers)
+def _read_back(
+    service: TestClient, headers: dict[str, str], hapi: str, contract_id: str
+) -> list[dict[str, Any]]:
+    """The contract's records as a client reads them back: those of the contract's own types
+    through the FHIR endpoint, the rest (patient, parties, records of other types) as HAPI
+    holds them; references named as ``tests.support.named`` names them."""
+    params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
+    found = httpx.get(f"{hapi}/CarePlan", params=params).json()
+    stored = [
+        e["resource"] for e in found["entry"] if e["resource"]["resourceType"] != "Provenance"
+    ]
+    names = {f"{r['resourceType']}/{r['id']}": record_name(r) for r in stored}
+    records = []
+    for resource in stored:
+        if resource["resourceType"] in CONTRACT_TYPES:
+            read = service.get(
+                f"/fhir/{resource['resourceType']}/{resource['id']}", headers=headers
+            )
             assert read.status_code == 200, read.text
-            return self.named(read.json())
-        return self.named(found["entry"][0]["resource"])
-
-    def named(self, value: Any) -> Any:
-        if isinstance(value, list):
-            return [self.named(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        out = {k: self.named(v) for k, v in value.items()}
-        reference = value.get("reference")
-        if isinstance(reference, str) and "/" in reference and reference.count("/") == 1:
-            if reference not in self.identities:
-                target = httpx.get(f"{self.hapi}/{reference}").json()
-                self.identities[reference] = _identity(target)
-            out["reference"] = self.identities[reference]
-        return out
+            resource = read.json()
+        records.append(named(resource, names))
+    return records
 
 
-def _identity(resource: dict[str, Any]) -> str:
-    first = resource["identifier"][0]
-    return f"{resource['resourceType']}|{first['system']}|{first['value']}"
-
-
-def _as_sent(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Each record of ``bundle`` by identity, its references as identities, ids and meta aside."""
-    names = {e["fullUrl"]: _identity(e["resource"]) for e in bundle["entry"]}
-
-    def named(value: Any) -> Any:
-        if isinstance(value, list):
-            return [named(v) for v in value]
-        if not isinstance(value, dict):
-            return value
-        out = {k: named(v) for k, v in value.items()}
-        if isinstance(value.get("reference"), str):
-            out["reference"] = names.get(value["reference"], value["reference"])
-        return out
-
-    return {
-        _identity(e["resource"]): {
-            k: named(v) for k, v in e["resource"].items() if k not in ("id", "meta")
-        }
-        for e in bundle["entry"]
-    }
+def _sent_records(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [named(e["resource"], bundle_names(bundle)) for e in bundle["entry"]]
 
 
 def test_every_element_an_ehr_sent_is_read_back(
     service: TestClient, ehr: dict[str, str], conformance_loaded: str
 ) -> None:
-    _, bundle = _from_an_ehr()
+    contract_id, bundle = _from_an_ehr()
 
     created = _post(service, ehr, bundle)
 
     assert created.status_code == 201, created.text
-    read = _ReadBack(service, ehr, conformance_loaded)
-    losses = {
-        identity: lost
-        for identity, sent in _as_sent(bundle).items()
-        if (lost := missing(read.record(sent), sent))
-    }
-    assert losses == {}
+    stored = _read_back(service, ehr, conformance_loaded, contract_id)
+    assert losses(_sent_records(bundle), stored) == {}
+    assert {"Condition", "Encounter"} <= {r["resourceType"] for r in stored}
 
 
 def test_a_change_through_the_json_facade_keeps_what_the_ehr_sent(
@@ -492,12 +467,11 @@ def test_a_change_through_the_json_facade_keeps_what_the_ehr_sent(
     )
 
     assert put.status_code == 200, put.text
-    sent_careplan = next(
-        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan"
-    )
-    careplan = _ReadBack(service, ehr, conformance_loaded).record(sent_careplan)
+    sent_careplan = next(r for r in _sent_records(bundle) if r["resourceType"] == "CarePlan")
+    stored = _read_back(service, ehr, conformance_loaded, contract_id)
+    careplan = next(r for r in stored if r["resourceType"] == "CarePlan")
     assert careplan["title"] == "Changed in the JSON facade"
-    for element in ("description", "category", "created"):
+    for element in ("description", "category", "created", "addresses", "encounter"):
         assert careplan[element] == sent_careplan[element]
     assert missing(careplan["identifier"], sent_careplan["identifier"]) == []
     assert 'class="patient-contract"' in careplan["text"]["div"], "the narrative is ours again"
@@ -520,3 +494,64 @@ def test_no_json_client_writes_fhir_elements_of_its_own(
     assert "$.sent" in response.text
     assert not PYTHON_WORDS.search(response.text)
     assert service.get(f"/contracts/{draft['id']}", headers=ehr).status_code == 404
+
+
+def _count(hapi: str, kind: str, identifier: str) -> int:
+    found = httpx.get(f"{hapi}/{kind}", params={"identifier": identifier, "_summary": "count"})
+    return int(found.json()["total"])
+
+
+def test_a_record_the_next_version_no_longer_holds_is_deleted_with_its_links(
+    service: TestClient, ehr: dict[str, str], conformance_loaded: str
+) -> None:
+    contract_id, bundle = _from_an_ehr()
+    assert _post(service, ehr, bundle).status_code == 201
+    condition = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "Condition")
+    bundle["entry"].remove(condition)
+    text = json.dumps(bundle).replace(condition["fullUrl"], "urn:uuid:gone")
+    without = json.loads(text)
+    for entry in without["entry"]:
+        resource = entry["resource"]
+        resource.pop("addresses", None)
+        for activity in resource.get("activity", []):
+            activity.get("detail", {}).pop("reasonReference", None)
+        if resource["resourceType"] == "CarePlan":
+            entry["request"]["ifMatch"] = 'W/"1"'
+
+    updated = _post(service, ehr, without)
+
+    assert updated.status_code == 200, updated.text
+    assert _count(conformance_loaded, "Condition", f"urn:oid:1.2.752.999.4|DIAG-{contract_id}") == 0
+    stored = _read_back(service, ehr, conformance_loaded, contract_id)
+    assert [r["resourceType"] for r in stored].count("Encounter") == 1
+    assert losses(_sent_records(without), stored) == {}
+
+
+def test_a_record_of_another_patient_or_of_no_clinical_kind_is_refused(
+    service: TestClient, ehr: dict[str, str], conformance_loaded: str
+) -> None:
+    contract_id, bundle = _from_an_ehr()
+    index = next(
+        i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "Condition"
+    )
+    bundle["entry"][index]["resource"]["subject"] = {"reference": "Patient/someone-else"}
+    bundle["entry"].append(
+        {
+            "resource": {
+                "resourceType": "Subscription",
+                "status": "requested",
+                "reason": "watch everything",
+                "criteria": "Patient?",
+                "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:1/"},
+            },
+            "request": {"method": "POST", "url": "Subscription"},
+        }
+    )
+
+    refused = _post(service, ehr, bundle)
+
+    assert refused.status_code == 422, refused.text
+    places = {i["expression"][0] for i in refused.json()["issue"]}
+    assert f"Bundle.entry[{index}].resource.subject" in places
+    assert f"Bundle.entry[{len(bundle['entry']) - 1}].resource" in places
+    assert _count(conformance_loaded, "Condition", f"urn:oid:1.2.752.999.4|DIAG-{contract_id}") == 0
