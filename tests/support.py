@@ -101,14 +101,14 @@ def missing(whole: Any, part: Any, path: str = "") -> list[str]:
     return [] if whole == part else [path]
 
 
-RECORD_KEY = "http://fhir.patient-contracts.org/identifier/record"
+OUR_NAMESPACE = "http://fhir.patient-contracts.org/"
 
 
 def record_name(resource: dict[str, Any]) -> str:
     """How a test names a record on either side of a write: its type and first identifier
-    (not the key we add to a sender's record), or its type alone when it has none."""
+    that is not one of ours (which the service adds), or its type alone when it has none."""
     for identifier in resource.get("identifier", []):
-        if identifier.get("system") != RECORD_KEY:
+        if not str(identifier.get("system", "")).startswith(OUR_NAMESPACE):
             system, value = identifier.get("system", ""), identifier.get("value")
             return f"{resource['resourceType']}|{system}|{value}"
     return str(resource["resourceType"])

@@ -15,13 +15,20 @@ they were read from.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from fhir_service.contract import AgreementParty, Contract, GoalStatus
+from fhir_service.contract import (
+    Activity,
+    AgreementParty,
+    Contract,
+    Goal,
+    GoalStatus,
+    Identifier,
+)
 from fhir_service.contract.problems import problems_of
 from fhir_service.mapping import elements as element
 from fhir_service.mapping import urls
@@ -98,7 +105,12 @@ class UnreadableContractError(ValueError):
 
 
 def contract_from_bundle(
-    bundle: Resource, contract_id: str | None = None, *, codes: bool = False, sent: bool = False
+    bundle: Resource,
+    contract_id: str | None = None,
+    *,
+    codes: bool = False,
+    sent: bool = False,
+    new_id: str | None = None,
 ) -> Contract:
     """The contract held by ``bundle``: a search result read from HAPI, or a transaction.
 
@@ -107,6 +119,13 @@ def contract_from_bundle(
     input; a stored contract stays readable when a table drops a code). ``sent``: keep what
     the records hold beyond the contract's fields in ``Contract.sent`` (``mapping/sent.py``),
     for those who write the contract again; readers only need not pay for it.
+
+    ``new_id``: the contract a CarePlan that carries no contract id of ours (another EHR's
+    plan) is, in a client's Bundle.
+
+    Records the contract cannot take as its parts (a care team or goal of the sender's own, a
+    contained one, an activity whose owner cannot be told, a note of no kind of ours) are not
+    refused: they are the sender's, and with ``sent`` kept and written back as they came.
     """
     entries = bundle.get("entry") if isinstance(bundle, dict) else None
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
@@ -114,7 +133,7 @@ def contract_from_bundle(
     if not isinstance(entries, list):
         raise UnreadableContractError([Issue("Bundle.entry", "must list the contract's records")])
     reader = _Reader(entries, codes=codes)
-    careplan = reader.careplan(contract_id)
+    careplan = reader.careplan(contract_id, new_id)
     data = reader.contract(careplan, contract_id)
     try:
         contract = Contract.model_validate(_present(data))
@@ -164,6 +183,14 @@ class _Reader:
 
     def __init__(self, entries: list[Any], *, codes: bool) -> None:
         self.codes = codes
+        self.new_id: str | None = None
+        self.origins: dict[tuple[str, str, str], Resource] = {}
+        """The resource each of the contract's own records was read from, by identity."""
+        self.keys: dict[int, str] = {}
+        self.activity_keys: dict[int, str] = {}
+        self.roles: list[tuple[Resource, Resource]] = []
+        """Each PractitionerRole read as a professional, with what was read from it."""
+        """Keys given to a client's activities without an id, by place in CarePlan.activity."""
         self.issues: list[Issue] = []
         self.sources: dict[str, str] = {}
         self.resources: list[Resource] = []
@@ -189,6 +216,7 @@ class _Reader:
     def sent(self, careplan: Resource, contract: Contract) -> dict[str, Resource]:
         """What each of the contract's records holds beyond what the contract writes for it."""
         ours = contract_records(contract)
+        self.role_origins()
         by_identifier: dict[tuple[str, str, str], Resource] = {}
         for resource in self.resources:
             for identifier in _items(resource.get("identifier")):
@@ -202,10 +230,11 @@ class _Reader:
                 origins.append((url, careplan))
                 continue
             first = mine["identifier"][0]
-            origin = by_identifier.get((mine["resourceType"], first["system"], first["value"]))
+            identity = (mine["resourceType"], first["system"], first["value"])
+            origin = self.origins.get(identity) or by_identifier.get(identity)
             if origin is not None:
                 origins.append((url, origin))
-        taken = {id(origin) for _, origin in origins}
+        taken = {id(origin) for _, origin in origins} | {id(careplan)}
         records: list[tuple[str, Resource, Resource]] = []
         keys: set[str] = set()
         for resource in self.resources:
@@ -220,10 +249,33 @@ class _Reader:
             for ref, resource in self.by_ref.items():
                 if resource is origin:
                     identity_of[ref] = url
-        found = kept(origins, ours, identity_of)
+        compared = [(url, self.with_keys(r) if r is careplan else r) for url, r in origins]
+        found = kept(compared, ours, identity_of)
         for url, resource, identifier in records:
             found[url] = record(resource, identifier, identity_of)
         return found
+
+    def role_origins(self) -> None:
+        """A client's PractitionerRoles read as professionals are where ours come from: they
+        carry no identifier of ours, which is made of the person's and the unit's."""
+        for role, data in self.roles:
+            try:
+                person = Identifier.model_validate(data.get("identifier"))
+                unit = Identifier.model_validate(_obj(data.get("organization")).get("identifier"))
+            except ValueError:
+                continue
+            value = f"{element.key_of(person)}@{element.key_of(unit)}"
+            self.origins.setdefault(("PractitionerRole", urls.ID_PRACTITIONER_ROLE, value), role)
+
+    def with_keys(self, careplan: Resource) -> Resource:
+        """``careplan`` with the keys given to a client's activities that had no id, so that
+        each is compared with the activity the contract made of it."""
+        if not self.activity_keys:
+            return careplan
+        activities = list(_items(careplan.get("activity")))
+        for index, key in self.activity_keys.items():
+            activities[index] = {**_obj(activities[index]), "id": key}
+        return {**careplan, "activity": activities}
 
     def record_key(self, resource: Resource, contract_id: str, taken: set[str]) -> str:
         """The key of a record that is none of the contract's parts: the one it was stored
@@ -298,7 +350,7 @@ class _Reader:
 
     # The contract
 
-    def careplan(self, contract_id: str | None) -> Resource:
+    def careplan(self, contract_id: str | None, new_id: str | None) -> Resource:
         careplans = [r for r in self.resources if r.get("resourceType") == "CarePlan"]
         if contract_id is not None:
             careplans = [r for r in careplans if _has_id(r, urls.ID_CONTRACT, contract_id)]
@@ -315,7 +367,9 @@ class _Reader:
             for i in _items(careplan.get("identifier"))
             if _obj(i).get("system") == urls.ID_CONTRACT
         ]
-        if len(ids) != 1 or not isinstance(ids[0], str):
+        if not ids and new_id is not None:
+            self.new_id = new_id
+        elif len(ids) != 1 or not isinstance(ids[0], str):
             self.issue(
                 f"{self.path(careplan)}.identifier",
                 f"must hold one identifier of system {urls.ID_CONTRACT}: the contract's id",
@@ -325,7 +379,7 @@ class _Reader:
     def contract(self, careplan: Resource, contract_id: str | None) -> Resource:
         cp = self.path(careplan)
         if contract_id is None:
-            contract_id = next(
+            contract_id = self.new_id or next(
                 (
                     str(_obj(i).get("value"))
                     for i in _items(careplan.get("identifier"))
@@ -405,14 +459,16 @@ class _Reader:
         cp = self.path(careplan)
         self.source("$.professionals", f"{cp}.careTeam[0]")
         self.source("$.relatives", f"{cp}.careTeam[0]")
-        references = _items(careplan.get("careTeam"))
-        if not references:
-            self.issue(f"{cp}.careTeam", "must name the care team of everyone taking part")
-            return
         teams = [
-            self.get(ref, "CareTeam", f"{cp}.careTeam[{i}]") for i, ref in enumerate(references)
+            self.get(ref, "CareTeam", f"{cp}.careTeam[{i}]")
+            for i, ref in enumerate(_items(careplan.get("careTeam")))
+            if not _contained(ref)
         ]
-        main, contact_teams = teams[0], teams[1:]
+        # A client's own care teams are kept as sent; the contract reads those of ours.
+        main = next((t for t in teams if t and _has_id(t, urls.ID_CARE_TEAM, contract_id)), None)
+        contact_teams = [
+            t for t in teams if t and _has_id_under(t, urls.ID_CARE_TEAM, f"{contract_id}/")
+        ]
         professionals: list[Resource] = []
         relatives: list[Resource] = []
         for index, participant in enumerate(_items(_obj(main).get("participant"))):
@@ -445,16 +501,26 @@ class _Reader:
         times: list[Resource] = []
         for index, activity in enumerate(_items(careplan.get("activity"))):
             at = f"{cp}.activity[{index}]"
-            if "detail" in _obj(activity):
+            detail = _obj(_obj(activity).get("detail"))
+            if detail and not _has_extension(detail, urls.EXT_ACTIVITY_OWNER):
+                path = f"$.activities[{len(activities)}]"
+                read = self.attempt(
+                    Activity, self.client_activity, _obj(activity), index, contract_id, at, path
+                )
+                if read is not None:
+                    activities.append(read)
+            elif detail:
                 path = f"$.activities[{len(activities)}]"
                 activities.append(self.activity(_obj(activity), contract_id, at, path))
             elif "reference" in _obj(activity):
+                target = self.resolve(activity["reference"])
+                if target and not _has_id_under(target, urls.ID_AGREED_TIME, ""):
+                    continue  # a client's own request (a ServiceRequest, ...): kept as sent
                 appointment = self.get(activity["reference"], "Appointment", f"{at}.reference")
                 if appointment is not None:
                     path = f"$.agreed_times[{len(times)}]"
                     times.append(self.agreed_time(appointment, contract_id, path))
-            else:
-                self.issue(at, "must hold a detail, or a reference to an Appointment")
+            # Else only what came of it (outcome, progress): the sender's, kept as sent.
         data["activities"] = activities
         data["agreed_times"] = times
 
@@ -462,9 +528,16 @@ class _Reader:
         cp = self.path(careplan)
         goals: list[Resource] = []
         for index, reference in enumerate(_items(careplan.get("goal"))):
+            if _contained(reference):
+                continue  # the client's goal inside its CarePlan: kept as sent
             goal = self.get(reference, "Goal", f"{cp}.goal[{index}]")
-            if goal is not None:
-                goals.append(self.goal(goal, contract_id, f"$.goals[{len(goals)}]"))
+            path = f"$.goals[{len(goals)}]"
+            if goal is not None and not _has_id_under(goal, urls.ID_GOAL, ""):
+                read = self.attempt(Goal, self.goal, goal, contract_id, path)
+                if read is not None:
+                    goals.append(read)
+            elif goal is not None:
+                goals.append(self.goal(goal, contract_id, path))
         data["goals"] = goals
 
     def notes(self, careplan: Resource, data: Resource) -> None:
@@ -473,6 +546,8 @@ class _Reader:
         fields = {"patient-resource": "patient_resources", "wish": "wishes"}
         for index, note in enumerate(_items(careplan.get("note"))):
             at = f"{cp}.note[{index}]"
+            if not _has_extension(_obj(note), urls.EXT_NOTE_KIND):
+                continue  # a note of the client's: kept as sent
             kind = self.extension_code(_obj(note), urls.EXT_NOTE_KIND, at, "note-kind")
             if kind in kinds:
                 self.source(f"$.{fields[kind]}[{len(kinds[kind])}]", f"{at}.text")
@@ -523,6 +598,7 @@ class _Reader:
         if organization is not None:
             data["organization"] = self.organization(organization, f"{path}.organization")
         data["contacts"] = self.contacts(role, path)
+        self.roles.append((role, data))
         return data
 
     def relative(self, person: Resource, contract_id: str, path: str) -> Resource:
@@ -613,6 +689,52 @@ class _Reader:
                 )
         self.source(f"{path}.organization", f"{dat}.performer[0]")
         return data
+
+    def client_activity(
+        self, activity: Resource, index: int, contract_id: str, at: str, path: str
+    ) -> Resource | None:
+        """An activity of a client's plan without our owner extension, if who owns it can be
+        told from its performer: the patient, or one of the contract's relatives."""
+        detail = _obj(activity.get("detail"))
+        performers = [self.resolve(p) for p in _items(detail.get("performer"))]
+        kinds = {p.get("resourceType") for p in performers}
+        relatives = {id(r) for (kind, _, _), r in self.origins.items() if kind == "RelatedPerson"}
+        if kinds == {"Patient"}:
+            owner = "patient"
+        elif kinds == {"RelatedPerson"} and len(performers) == 1 and id(performers[0]) in relatives:
+            owner = "relative"
+        else:
+            return None
+        code = _obj(detail.get("code"))
+        categories = code_table("activity-category")
+        ours = [c for c in _items(code.get("coding")) if _obj(c).get("system") == categories.system]
+        description = (
+            detail.get("description")
+            or code.get("text")
+            or next(
+                (c.get("display") for c in _items(code.get("coding")) if _obj(c).get("display")),
+                None,
+            )
+        )
+        key = activity.get("id")
+        if not (isinstance(key, str) and _KEY.fullmatch(key)):
+            key = f"activity-{index + 1}"
+            self.activity_keys[index] = key
+        owned = {
+            "url": urls.EXT_ACTIVITY_OWNER,
+            "valueCoding": code_table("activity-owner").coding(owner),
+        }
+        read_as = {
+            **activity,
+            "id": key,
+            "detail": {
+                **detail,
+                "extension": [*_items(detail.get("extension")), owned],
+                "code": {"coding": ours or [categories.coding("other")]},
+                "description": description,
+            },
+        }
+        return self.activity(read_as, contract_id, at, path)
 
     def goal(self, goal: Resource, contract_id: str, path: str) -> Resource:
         at = self.path(goal)
@@ -792,10 +914,11 @@ class _Reader:
         self.issue(f"{at}.extension", f"needs the extension {url} ({kind})")
         return None
 
-    def local_key(self, resource: Resource, system: str, contract_id: str, path: str) -> Any:
-        """The record's key in the contract (``path`` is the key's JSON path); None after
-        saying why."""
+    def local_key(self, resource: Resource, system: str, contract_id: str, path: str) -> str:
+        """The record's key in the contract (``path`` is the key's JSON path). A client's
+        record without one of ours gets one (see ``sender_key``)."""
         at = self.path(resource)
+        kind = str(resource.get("resourceType"))
         self.source(path, f"{at}.identifier")
         for index, identifier in enumerate(_items(resource.get("identifier"))):
             value = _obj(identifier).get("value")
@@ -805,13 +928,51 @@ class _Reader:
                 and value.startswith(f"{contract_id}/")
             ):
                 self.source(path, f"{at}.identifier[{index}].value")
+                self.origins[(kind, system, value)] = resource
                 return value[len(contract_id) + 1 :]
-        self.issue(
-            f"{at}.identifier",
-            f"must hold an identifier of system {system} whose value is "
-            f"{contract_id}/<key>, the key of this record in the contract",
-        )
-        return None
+        key = self.sender_key(resource)
+        self.origins[(kind, system, f"{contract_id}/{key}")] = resource
+        return key
+
+    def sender_key(self, resource: Resource) -> str:
+        """A key for a client's record that has none of ours: from its fullUrl or id, so that
+        the same Bundle sent again gives the same keys; else from its place in the Bundle."""
+        if id(resource) not in self.keys:
+            sent_as = self.full_urls.get(id(resource), "").rsplit(":", 1)[-1] or resource.get("id")
+            index = self.path(resource).removeprefix("Bundle.entry[").split("]")[0]
+            key = sent_as if isinstance(sent_as, str) and _KEY.fullmatch(sent_as) else index
+            self.keys[id(resource)] = f"{str(resource.get('resourceType')).lower()}-{key}"
+        return self.keys[id(resource)]
+
+    def attempt(
+        self, model: type[BaseModel], read: Callable[..., Resource | None], *args: Any
+    ) -> Any:
+        """What ``read(*args)`` reads, if it reads as a ``model`` without a problem; else None,
+        and nothing said: a client's record the contract cannot take is kept as sent."""
+        before = (list(self.issues), dict(self.sources), dict(self.origins))
+        keys = dict(self.activity_keys)
+        data = read(*args)
+        try:
+            if data is None or len(self.issues) > len(before[0]):
+                raise ValueError("not one of the contract's")
+            model.model_validate(_present(data))
+        except ValueError:  # pydantic's ValidationError is one
+            self.issues, self.sources, self.origins = before
+            self.activity_keys = keys
+            return None
+        return data
+
+
+def _contained(reference: Any) -> bool:
+    return str(_obj(reference).get("reference", "")).startswith("#")
+
+
+def _has_id_under(resource: Resource, system: str, prefix: str) -> bool:
+    """Whether ``resource`` has an identifier of ``system`` whose value starts with ``prefix``."""
+    return any(
+        _obj(i).get("system") == system and str(_obj(i).get("value", "")).startswith(prefix)
+        for i in _items(resource.get("identifier"))
+    )
 
 
 def _has_extension(element_: Resource, url: str) -> bool:

@@ -2,6 +2,8 @@
 
 Records a contract owns carry an identifier of our system for their type whose value is
 ``<contract id>/<key>`` (the CarePlan's is the contract id itself); contract ids hold no ``/``.
+A record a sender's plan held beside the contract's parts (``mapping/sent.py``), of any type,
+carries one of ``urls.ID_RECORD`` in the same form.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ CONTRACT_SYSTEMS = {
 
 def contract_of(resource: Resource) -> str | None:
     """The id of the contract ``resource`` belongs to, or None if it belongs to none."""
-    system = CONTRACT_SYSTEMS.get(str(resource.get("resourceType")))
+    systems = {CONTRACT_SYSTEMS.get(str(resource.get("resourceType"))), urls.ID_RECORD}
     for identifier in resource.get("identifier", []):
         value = identifier.get("value")
-        if identifier.get("system") == system and isinstance(value, str):
+        if identifier.get("system") in systems and isinstance(value, str):
             return value.split("/")[0]
     return None
 

@@ -454,6 +454,17 @@ class ContractStore:
         if current.version != expected_version:
             raise StaleVersionError(current.id, expected_version, _version(current))
 
+    async def known_as(self, identifiers: Iterable[tuple[str, str]]) -> str | None:
+        """The id of the contract whose CarePlan carries one of ``identifiers`` (system,
+        value): a sender's own identifiers of its plan find the contract it became."""
+        for system, value in identifiers:
+            params = [("identifier", f"{system}|{value}"), ("_elements", "identifier")]
+            found = await self.hapi.search("CarePlan", [*params, ("_count", "1")], max_pages=1)
+            for careplan in found.matches():
+                if any(i.get("system") == urls.ID_CONTRACT for i in careplan.get("identifier", [])):
+                    return search_criteria.contract_id_of(careplan)
+        return None
+
     async def wrote(self, write_key: str) -> bool:
         """Whether a change tagged with ``write_key`` (see ``Author.write_key``) was stored."""
         params = [("_tag", f"{urls.TAG_WRITE_KEY}|{write_key}"), ("_count", "1")]

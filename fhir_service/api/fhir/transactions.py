@@ -15,6 +15,7 @@ request's ``If-Match``) names the version the change is based on.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -32,6 +33,7 @@ from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
 from fhir_service.api.json_bodies import LISTED_AT_MOST
 from fhir_service.contract import Contract, model
 from fhir_service.fhir import HapiClient
+from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.sent import RECORD_TYPES
 from fhir_service.security.access import Access, AccessDeniedError, Denial, Requirement, decide
@@ -86,7 +88,7 @@ async def transaction(
         return exc.outcome()
 
     async def write() -> Response:
-        contract = await _contract_in(bundle, hapi, trail)
+        contract = await _contract_in(bundle, hapi, store, trail)
         if isinstance(contract, Response):
             return contract
         if not access.compartment.allows(contract):
@@ -103,7 +105,9 @@ async def transaction(
     response_class=Response,
     responses={200: {"content": {FHIR_JSON: {}}}, 422: {"content": {FHIR_JSON: {}}}},
 )
-async def validate_bundle(request: Request, hapi: HapiClientDep, trail: AuditTrailDep) -> Response:
+async def validate_bundle(
+    request: Request, hapi: HapiClientDep, store: StoreDep, trail: AuditTrailDep
+) -> Response:
     """Check a contract's transaction Bundle as ``POST /fhir`` would, and write nothing.
 
     The answer to a Bundle ``POST /fhir`` would refuse for its content is the same
@@ -116,7 +120,7 @@ async def validate_bundle(request: Request, hapi: HapiClientDep, trail: AuditTra
     except BodyError as exc:
         return exc.outcome()
     bundle = _resource_parameter(body)
-    contract = await _contract_in(bundle, hapi, trail)
+    contract = await _contract_in(bundle, hapi, store, trail)
     if isinstance(contract, Response):
         return contract
     accepted = {
@@ -141,7 +145,7 @@ def _resource_parameter(body: Resource) -> Resource:
 
 
 async def _contract_in(
-    bundle: Resource, hapi: HapiClient, trail: AuditTrail
+    bundle: Resource, hapi: HapiClient, store: ContractStore, trail: AuditTrail
 ) -> Contract | Response:
     """The contract ``bundle`` holds, or the answer naming every problem with it at once."""
     if not _is_transaction(bundle):
@@ -150,6 +154,7 @@ async def _contract_in(
     # every problem at once.
     problems = _not_a_contracts_record(bundle)
     problems += _other_patient(bundle)
+    problems += _dangling(bundle)
     too_large = _beyond_limits(bundle)
     if too_large:
         # Before HAPI's $validate, whose work grows with the Bundle: a contract too large to
@@ -157,7 +162,8 @@ async def _contract_in(
         return _refused(problems + too_large)
     problems += await profile_issues(hapi, bundle)
     try:
-        contract = contract_from_bundle(bundle, codes=True, sent=True)
+        new_id = await _id_for(bundle, store)
+        contract = contract_from_bundle(bundle, codes=True, sent=True, new_id=new_id)
     except UnreadableContractError as exc:
         problems += [_issue(i.expression, i.message, _code_of(i.message)) for i in exc.issues]
         return _refused(problems)
@@ -165,6 +171,34 @@ async def _contract_in(
     if problems:
         return _refused(problems)
     return contract
+
+
+_LOOKED_UP = 5
+"""How many of a CarePlan's own identifiers are looked up to find its contract."""
+
+
+async def _id_for(bundle: Resource, store: ContractStore) -> str:
+    """The contract a CarePlan without a contract id of ours is: the one its sender's own
+    identifiers already found, else a new one, named after the first of them so that the same
+    plan sent twice at once is one contract (a plan without any gets a random id)."""
+    careplans = [
+        e["resource"] for e in bundle["entry"] if e["resource"].get("resourceType") == "CarePlan"
+    ]
+    theirs = [
+        (i["system"], i["value"])
+        for careplan in careplans[:1]
+        for i in careplan.get("identifier") or []
+        if isinstance(i, dict)
+        and isinstance(i.get("system"), str)
+        and isinstance(i.get("value"), str)
+        and i["system"] != urls.ID_CONTRACT
+    ]
+    # A plan has one or two; a Bundle listing thousands makes no thousand searches.
+    found = await store.known_as(theirs[:_LOOKED_UP])
+    if found is not None:
+        return found
+    seed = f"{theirs[0][0]}|{theirs[0][1]}" if theirs else uuid.uuid4().hex
+    return f"plan-{uuid.uuid5(uuid.NAMESPACE_URL, seed).hex}"
 
 
 def _refused(issues: list[Resource]) -> Response:
@@ -355,6 +389,29 @@ def _other_patient(bundle: Resource) -> list[Resource]:
                         "business-rule",
                     )
                 )
+    return issues
+
+
+def _dangling(bundle: Resource) -> list[Resource]:
+    """An issue per reference to a ``urn:`` fullUrl no entry has: nothing could resolve it."""
+    full_urls = {e.get("fullUrl") for e in bundle["entry"]}
+    issues = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+        elif isinstance(value, dict):
+            reference = value.get("reference")
+            unresolved = isinstance(reference, str) and reference not in full_urls
+            if unresolved and str(reference).startswith("urn:"):
+                message = "refers to a fullUrl no entry of the Bundle has"
+                issues.append(_issue(f"{path}.reference", message, "not-found"))
+            for key, item in value.items():
+                walk(item, f"{path}.{key}")
+
+    for index, entry in enumerate(bundle["entry"]):
+        walk(entry["resource"], f"Bundle.entry[{index}].resource")
     return issues
 
 

@@ -167,3 +167,36 @@ def test_a_stale_element_of_ours_sent_back_is_replaced_not_kept_beside() -> None
     statuses = [e for e in stored["extension"] if e["url"].endswith("/contract-status")]
     assert len(statuses) == 1
     assert statuses[0]["valueCoding"]["display"] != "Something a client left behind"
+
+
+def test_a_plain_r4_plan_is_read_as_far_as_it_is_a_contract_and_written_back_whole() -> None:
+    # Another EHR's plan: its own identifier, care team and roles, a contained goal, an
+    # activity without our owner extension, one the contract cannot tell the owner of, a
+    # ServiceRequest activity and a note of no kind of ours (tests/data/sent/README.md).
+    sent = load_data(
+        "sent/plain-r4-plan.bundle.json",
+        plan="7",
+        patient=PATIENT,
+        description="Efter operation",
+        clinician="SE2321000065-7802",
+    )
+
+    contract = contract_from_bundle(sent, codes=True, sent=True, new_id="plan-7")
+    written = contract_to_bundle(contract)
+
+    assert contract.id == "plan-7"
+    activity = contract.activities[0]
+    assert len(contract.activities) == 1
+    assert (activity.owner, activity.category, activity.description) == (
+        "patient",
+        "other",
+        "Daglig promenad",
+    )
+    assert [g.description for g in contract.goals] == ["Gå 30 minuter varje dag"]
+    assert (contract.professionals, contract.patient_resources, contract.wishes) == ((), (), ())
+    assert _losses(sent, written) == {}
+    kinds = [e["resource"]["resourceType"] for e in written["entry"]]
+    assert kinds.count("PractitionerRole") == 1, "the sender's role is ours, not a second one"
+    assert kinds.count("Goal") == 1, "the contained goal stays contained"
+    assert {"ServiceRequest", "CareTeam"} <= set(kinds)
+    assert contract_from_bundle(written, sent=True) == contract

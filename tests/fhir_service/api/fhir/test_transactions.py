@@ -555,3 +555,57 @@ def test_a_record_of_another_patient_or_of_no_clinical_kind_is_refused(
     assert f"Bundle.entry[{index}].resource.subject" in places
     assert f"Bundle.entry[{len(bundle['entry']) - 1}].resource" in places
     assert _count(conformance_loaded, "Condition", f"urn:oid:1.2.752.999.4|DIAG-{contract_id}") == 0
+
+
+def _plain_plan(plan: str, patient: str, description: str) -> dict[str, Any]:
+    # A clinician of its own: what a sender adds to a shared record (a PractitionerRole's own
+    # identifier) is written when the record is first created, not over an existing one.
+    return load_data(
+        "sent/plain-r4-plan.bundle.json",
+        plan=plan,
+        patient=patient,
+        description=description,
+        clinician=f"SE2321000065-P{plan[:10].upper()}",
+    )
+
+
+def test_another_ehrs_plan_is_taken_and_its_own_identifier_finds_it_again(
+    service: TestClient, ehr: dict[str, str], conformance_loaded: str
+) -> None:
+    plan, patient = uuid.uuid4().hex[:12], unique_personnummer()
+    first = _plain_plan(plan, patient, "Efter operationen")
+
+    created = _post(service, ehr, first)
+    sender_id = f"urn:oid:1.2.752.999.9|PLAN-{plan}"
+    found = httpx.get(f"{conformance_loaded}/CarePlan", params={"identifier": sender_id}).json()
+    contract_id = next(
+        i["value"]
+        for i in found["entry"][0]["resource"]["identifier"]
+        if i["system"] == urls.ID_CONTRACT
+    )
+    second = _plain_plan(plan, patient, "Efter operationen, med hemtjänst")
+    careplan = next(e for e in second["entry"] if e["resource"]["resourceType"] == "CarePlan")
+    careplan["request"]["ifMatch"] = 'W/"1"'
+    updated = _post(service, ehr, second)
+
+    assert created.status_code == 201, created.text
+    assert updated.status_code == 200, updated.text
+    assert _count(conformance_loaded, "CarePlan", sender_id) == 1, "the same plan, not a second"
+    stored = _read_back(service, ehr, conformance_loaded, contract_id)
+    assert losses(_sent_records(second), stored) == {}
+    read = service.get(f"/contracts/{contract_id}", headers=ehr).json()
+    assert [a["description"] for a in read["activities"]] == ["Daglig promenad"]
+
+
+def test_a_reference_no_entry_answers_is_refused_at_its_place(
+    service: TestClient, ehr: dict[str, str]
+) -> None:
+    bundle = _plain_plan(uuid.uuid4().hex[:12], unique_personnummer(), "x")
+    careplan = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan")
+    careplan["resource"]["activity"][2]["reference"]["reference"] = "urn:uuid:nowhere"
+
+    refused = _post(service, ehr, bundle)
+
+    assert refused.status_code == 422, refused.text
+    places = [i["expression"][0] for i in refused.json()["issue"]]
+    assert "Bundle.entry[0].resource.activity[2].reference.reference" in places
