@@ -80,6 +80,13 @@ _STATUS_OF_CAREPLAN = {
 extension: what ``to_fhir.CAREPLAN_STATUS`` writes back as the same CarePlan status."""
 _PARENT = re.compile(r"(\.[A-Za-z_][A-Za-z0-9_]*|\[\d+\]|\['(?:[^'\\]|\\.)*'\])$")
 _SHOWN_ISSUES = 3
+_RESPONSIBLE = (
+    "must name the responsible clinician as a PractitionerRole: a Practitioner with an HSA-id "
+    "or HPR-nummer at the unit responsible for the contract, an Organization with an HSA-id "
+    "or organisasjonsnummer"
+)
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:\d{2})")
+_TITLE_LENGTH = 200
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-.]{0,63}")
 
 
@@ -391,7 +398,7 @@ class _Reader:
         self.source("$.id", f"{cp}.identifier")
         data: Resource = {
             "id": contract_id,
-            "title": careplan.get("title"),
+            "title": _title_of(careplan),
             "language": careplan.get("language"),
         }
         self.source("$.title", f"{cp}.title")
@@ -407,7 +414,12 @@ class _Reader:
         if patient is not None:
             data["patient"] = self.patient(patient)
         self.source("$.responsible_clinician", f"{cp}.author")
-        author = self.get(careplan.get("author"), "PractitionerRole", f"{cp}.author")
+        named = self.resolve(careplan.get("author")).get("resourceType")
+        if careplan.get("author") is None or named in ("Practitioner", "Organization"):
+            self.issue(f"{cp}.author", _RESPONSIBLE)
+            author = None
+        else:
+            author = self.get(careplan.get("author"), "PractitionerRole", f"{cp}.author")
         if author is not None:
             data["responsible_clinician"] = self.professional(author, "$.responsible_clinician")
         self.teams(careplan, data, contract_id)
@@ -416,8 +428,14 @@ class _Reader:
         self.notes(careplan, data)
         agreements = self.agreements(careplan, data.get("version"))
         if status == "agreed" and not agreements:
-            # Only a writer that changed an agreed contract without revising it gets here.
-            self.issue(cp, "is marked agreed, but no agreement Provenance targets this version")
+            # A plan in force elsewhere, or a writer that changed an agreed contract without
+            # revising it: who agreed, and when, is what makes a contract agreed.
+            self.issue(
+                cp,
+                "is agreed (active), but no agreement Provenance with the patient's and the "
+                "responsible clinician's signatures targets this version: add it, or send the "
+                "plan as draft",
+            )
         data["agreements"] = agreements
         self.source("$.agreements", cp)
         data["confidentiality"] = element.confidentiality_of(careplan)
@@ -512,7 +530,7 @@ class _Reader:
             elif detail:
                 path = f"$.activities[{len(activities)}]"
                 activities.append(self.activity(_obj(activity), contract_id, at, path))
-            elif "reference" in _obj(activity):
+            elif isinstance(_obj(_obj(activity).get("reference")).get("reference"), str):
                 target = self.resolve(activity["reference"])
                 if target and not _has_id_under(target, urls.ID_AGREED_TIME, ""):
                     continue  # a client's own request (a ServiceRequest, ...): kept as sent
@@ -883,7 +901,12 @@ class _Reader:
             self.source(path, at)
             self.source(f"{path}.start", f"{at}.start")
             self.source(f"{path}.end", f"{at}.end")
-            data[field] = {k: v for k, v in _obj(period).items() if k in ("start", "end")}
+            # FHIR's dateTimes; the contract holds the day (the time is kept as sent).
+            data[field] = {
+                k: v[:10] if isinstance(v, str) and _DATE_TIME.fullmatch(v) else v
+                for k, v in _obj(period).items()
+                if k in ("start", "end")
+            }
 
     def code(self, concept: Resource, table: str, at: str) -> str | None:
         codes = code_table(table)
@@ -961,6 +984,17 @@ class _Reader:
             self.activity_keys = keys
             return None
         return data
+
+
+def _title_of(careplan: Resource) -> Any:
+    """The plan's title; a plan without one is called by its description or category."""
+    title = careplan.get("title")
+    if title is not None:
+        return title
+    category = _first(careplan.get("category"))
+    named = [careplan.get("description"), category.get("text")]
+    named += [_obj(c).get("display") for c in _items(category.get("coding"))]
+    return next((n[:_TITLE_LENGTH] for n in named if isinstance(n, str) and n.strip()), None)
 
 
 def _contained(reference: Any) -> bool:

@@ -18,6 +18,7 @@ each record is its mapping with the kept elements merged back in.
   fullUrl), so that they follow the record whatever id a server gave it, and are dropped when the
   contract no longer holds the record (a link to a goal that was removed).
 - Extensions, identifiers and codings in our namespace are the contract's, never kept.
+- Where the contract holds a date and the sender wrote a time on that day, the time stays.
 - ``id`` and ``meta`` are the server's and the profile's, and are not kept; a narrative the sender
   wrote (``text`` without our mark) is kept whole and shown instead of ours.
 """
@@ -25,6 +26,7 @@ each record is its mapping with the kept elements merged back in.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -77,6 +79,7 @@ RECORD_TYPES = frozenset(
 clinical records and the parties and places named, never another patient, a Provenance, an
 AuditEvent or a server's own resources (Subscription, SearchParameter, ...)."""
 
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SERVER_OWNED = frozenset({"resourceType", "id", "meta"})
 _MATCHED_BY: tuple[tuple[str, ...], ...] = (
     ("id",),
@@ -222,8 +225,16 @@ def _split(sent: Any, ours: Any) -> Any:
                 named = {k: item[k] for k in identity[0].split(",")}
                 items.append({**named, **part})
         return items or None
+    if isinstance(sent, str) and isinstance(ours, str) and _refines(sent, ours):
+        return sent
     # The same value, or one the contract holds otherwise: the contract's says it.
     return None
+
+
+def _refines(sent: str, ours: str) -> bool:
+    """Whether ``sent`` is a time on the day ``ours`` is: the contract holds dates where FHIR
+    has dateTimes, and the sender's time stays while the day is the contract's."""
+    return bool(_DATE.fullmatch(ours)) and sent.startswith(f"{ours}T")
 
 
 def _ours(item: Any) -> bool:
@@ -263,6 +274,8 @@ def _merge(ours: Any, kept_: Any) -> Any:
             elif item not in out_items:
                 out_items.append(item)
         return out_items
+    if isinstance(ours, str) and isinstance(kept_, str) and _refines(kept_, ours):
+        return kept_
     return ours
 
 

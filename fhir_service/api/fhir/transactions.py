@@ -430,5 +430,8 @@ def _answer(bundle: Resource, contract: Contract, status: int) -> Response:
             response["etag"] = f'W/"{contract.version}"'
         entries.append({"response": response})
     headers = {"ETag": f'W/"{contract.version}"'}
+    if status == 201:
+        # A plan sent without a contract id of ours learns here which contract it became.
+        headers["Location"] = f"/contracts/{contract.id}"
     body = {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
     return fhir_response(body, status, headers)

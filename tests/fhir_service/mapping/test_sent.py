@@ -4,6 +4,7 @@ back when it is written (``tests/data/sent/``: an EHR's additions to one of our 
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import Any
 
 import pytest
@@ -200,3 +201,56 @@ def test_a_plain_r4_plan_is_read_as_far_as_it_is_a_contract_and_written_back_who
     assert kinds.count("Goal") == 1, "the contained goal stays contained"
     assert {"ServiceRequest", "CareTeam"} <= set(kinds)
     assert contract_from_bundle(written, sent=True) == contract
+
+
+def _plain(**changes: Any) -> Resource:
+    sent = load_data(
+        "sent/plain-r4-plan.bundle.json",
+        plan="8",
+        patient=PATIENT,
+        description="Efter operation",
+        clinician="SE2321000065-7802",
+    )
+    careplan = next(
+        e["resource"] for e in sent["entry"] if e["resource"]["resourceType"] == "CarePlan"
+    )
+    careplan.update(changes)
+    return sent
+
+
+def test_a_plan_without_a_title_is_called_by_its_description() -> None:
+    sent = _plain()
+    careplan = next(
+        e["resource"] for e in sent["entry"] if e["resource"]["resourceType"] == "CarePlan"
+    )
+    del careplan["title"]
+
+    contract = contract_from_bundle(sent, sent=True, new_id="plan-8")
+
+    assert contract.title == "Efter operation"
+    assert _losses(sent, contract_to_bundle(contract)) == {}
+
+
+def test_a_time_the_sender_wrote_stays_while_the_day_is_the_contracts() -> None:
+    sent = _plain(period={"start": "2026-10-01T08:30:00+02:00", "end": "2027-01-31"})
+
+    contract = contract_from_bundle(sent, sent=True, new_id="plan-8")
+    written = contract_to_bundle(contract)
+    assert contract.period is not None
+    moved = contract.model_copy(
+        update={"period": contract.period.model_copy(update={"start": date(2026, 11, 2)})}
+    )
+    rewritten = contract_to_bundle(moved)
+
+    assert str(contract.period.start) == "2026-10-01"
+    assert _careplan(written)["period"] == {
+        "start": "2026-10-01T08:30:00+02:00",
+        "end": "2027-01-31",
+    }
+    assert _careplan(rewritten)["period"]["start"] == "2026-11-02", "a new day is the contract's"
+
+
+def _careplan(bundle: Resource) -> Resource:
+    return next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan"
+    )

@@ -379,7 +379,7 @@ async def test_a_stored_contract_that_does_not_read_back_is_reported_and_the_res
 
     assert [u.contract_id for u in report.unreadable] == [broken]
     # Said at the element, as POST /fhir would say it.
-    assert "Bundle.entry[0].resource.author: must refer to a PractitionerRole" in (
+    assert "Bundle.entry[0].resource.author: must name the responsible clinician" in (
         report.unreadable[0].reason
     )
     exported = {json.loads(line)["id"] for line in out.getvalue().splitlines()}

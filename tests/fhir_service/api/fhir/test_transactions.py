@@ -577,12 +577,7 @@ def test_another_ehrs_plan_is_taken_and_its_own_identifier_finds_it_again(
 
     created = _post(service, ehr, first)
     sender_id = f"urn:oid:1.2.752.999.9|PLAN-{plan}"
-    found = httpx.get(f"{conformance_loaded}/CarePlan", params={"identifier": sender_id}).json()
-    contract_id = next(
-        i["value"]
-        for i in found["entry"][0]["resource"]["identifier"]
-        if i["system"] == urls.ID_CONTRACT
-    )
+    contract_id = created.headers["location"].removeprefix("/contracts/")
     second = _plain_plan(plan, patient, "Efter operationen, med hemtjänst")
     careplan = next(e for e in second["entry"] if e["resource"]["resourceType"] == "CarePlan")
     careplan["request"]["ifMatch"] = 'W/"1"'
