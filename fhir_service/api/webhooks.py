@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from fhir_service.api.deps import AccessDep, AuditTrailDep, NotificationsDep
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract import Identifier, IdentifierKind
-from fhir_service.mapping.identifier_systems import kind_for, system_for
+from fhir_service.mapping.identifier_systems import kind_for, system_of
 from fhir_service.security.access import Compartment, Denial
 from fhir_service.sync.webhooks import InvalidWebhookError, Reach, Registration
 
@@ -169,7 +169,7 @@ async def delete_webhook(
 
 
 def _token(identifier: Identifier | None) -> str | None:
-    return None if identifier is None else f"{system_for(identifier.kind)}|{identifier.value}"
+    return None if identifier is None else f"{system_of(identifier)}|{identifier.value}"
 
 
 def _reach(compartment: Compartment) -> Reach:

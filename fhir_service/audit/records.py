@@ -14,7 +14,7 @@ from enum import IntEnum, StrEnum
 
 from fhir_service.contract import Contract
 from fhir_service.mapping import urls
-from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.identifier_systems import system_of
 
 __all__ = [
     "AccessRecord",
@@ -117,6 +117,6 @@ def contract_entities(contract: Contract) -> tuple[FhirIdentifier, Touched]:
     """The patient a contract is about and the contract itself, as an audit record names them."""
     patient = contract.patient.identifier
     return (
-        (system_for(patient.kind), patient.value),
+        (system_of(patient), patient.value),
         Touched("CarePlan", identifier=(urls.ID_CONTRACT, contract.id)),
     )

@@ -34,6 +34,9 @@ class IdentifierKind(StrEnum):
     D_NUMMER = "d-nummer"
     HPR_NUMMER = "hpr-nummer"
     ORGANISASJONSNUMMER = "organisasjonsnummer"
+    OTHER = "other"
+    """Another issuer's (a hospital's record number, another country's national number): kept
+    with the system that issued it, never checked, never taken for a national identifier."""
 
 
 class InvalidIdentifierError(ValueError):
@@ -247,6 +250,14 @@ def _hpr_nummer(text: str) -> str:
     return text
 
 
+def _other(text: str) -> str:
+    if len(text) > _OTHER_LENGTH or any(c.isspace() and c != " " for c in text):
+        raise _RejectedError(f"expected at most {_OTHER_LENGTH} characters on one line")
+    return text
+
+
+_OTHER_LENGTH = 200
+
 _VALIDATORS: dict[IdentifierKind, Callable[[str], str]] = {
     IdentifierKind.PERSONNUMMER: _personnummer,
     IdentifierKind.SAMORDNINGSNUMMER: _samordningsnummer,
@@ -255,4 +266,5 @@ _VALIDATORS: dict[IdentifierKind, Callable[[str], str]] = {
     IdentifierKind.D_NUMMER: _d_nummer,
     IdentifierKind.HPR_NUMMER: _hpr_nummer,
     IdentifierKind.ORGANISASJONSNUMMER: _organisasjonsnummer,
+    IdentifierKind.OTHER: _other,
 }

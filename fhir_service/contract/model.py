@@ -95,17 +95,36 @@ _PATIENT_KINDS = frozenset(
         IdentifierKind.SAMORDNINGSNUMMER,
         IdentifierKind.FODSELSNUMMER,
         IdentifierKind.D_NUMMER,
+        # A patient another country's plan names: never inside a patient's walls, which
+        # tokens draw by national identifier.
+        IdentifierKind.OTHER,
     }
 )
 _PROFESSIONAL_KINDS = frozenset({IdentifierKind.HSA_ID, IdentifierKind.HPR_NUMMER})
 _ORGANIZATION_KINDS = frozenset({IdentifierKind.HSA_ID, IdentifierKind.ORGANISASJONSNUMMER})
 
 
+SystemUri = Annotated[str, StringConstraints(pattern=r"^(urn:[a-z0-9-]+:|https?://)\S{1,250}$")]
+"""The issuer of an identifier of kind ``other``: a URI, as FHIR's ``Identifier.system``."""
+
+
 class Identifier(_Model):
-    """A national identifier; the value is checked (check digits, format) and normalized."""
+    """A national identifier; the value is checked (check digits, format) and normalized.
+    An identifier of kind ``other`` names its issuer in ``system`` instead."""
 
     kind: IdentifierKind
+    system: SystemUri | None = Field(
+        default=None, validate_default=True, exclude_if=lambda system: system is None
+    )
     value: str
+
+    @field_validator("system")
+    @classmethod
+    def _system_of_other_only(cls, system: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if (kind is IdentifierKind.OTHER) != (system is not None) and kind is not None:
+            raise ValueError("is given for an identifier of kind other, and only then")
+        return system
 
     @field_validator("value")
     @classmethod

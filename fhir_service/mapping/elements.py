@@ -17,7 +17,7 @@ from fhir_service.contract import (
     Period,
 )
 from fhir_service.mapping import urls
-from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.mapping.tables import code_table, snomed_for_role
 
 __all__ = [
@@ -55,7 +55,7 @@ def identity_url(resource_type: str, system: str, value: str) -> str:
 
 def identifier(value: Identifier) -> Resource:
     """A national identifier with the system we emit for its kind."""
-    return {"system": system_for(value.kind), "value": value.value}
+    return {"system": system_of(value), "value": value.value}
 
 
 def key_of(identifier: Identifier) -> str:

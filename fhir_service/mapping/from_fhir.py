@@ -581,7 +581,7 @@ class _Reader:
         at = self.path(patient)
         self.source("$.patient", at)
         return {
-            "identifier": self.identifier(patient, "$.patient.identifier"),
+            "identifier": self.identifier(patient, "$.patient.identifier", other=True),
             "name": self.name(patient, "$.patient.name"),
         }
 
@@ -861,19 +861,30 @@ class _Reader:
 
     # Elements
 
-    def identifier(self, resource: Resource, path: str) -> Resource | None:
+    def identifier(self, resource: Resource, path: str, *, other: bool = False) -> Resource | None:
+        """The national identifier ``resource`` carries; with ``other``, else the first one of
+        another issuer's (a patient from another country's plan)."""
         at = self.path(resource)
         self.source(path, f"{at}.identifier")
-        for index, identifier in enumerate(_items(resource.get("identifier"))):
-            kind = kind_for(str(_obj(identifier).get("system", "")))
+        identifiers = [_obj(i) for i in _items(resource.get("identifier"))]
+        for index, identifier in enumerate(identifiers):
+            kind = kind_for(str(identifier.get("system", "")))
             if kind is not None:
                 self.source(path, f"{at}.identifier[{index}]")
                 self.source(f"{path}.value", f"{at}.identifier[{index}].value")
-                return {"kind": kind, "value": _obj(identifier).get("value")}
+                return {"kind": kind, "value": identifier.get("value")}
+        for index, identifier in enumerate(identifiers):
+            system, value = identifier.get("system"), identifier.get("value")
+            if other and isinstance(system, str) and isinstance(value, str):
+                self.source(path, f"{at}.identifier[{index}]")
+                self.source(f"{path}.system", f"{at}.identifier[{index}].system")
+                self.source(f"{path}.value", f"{at}.identifier[{index}].value")
+                return {"kind": "other", "system": system, "value": value}
         self.issue(
             f"{at}.identifier",
             "must hold a national identifier (personnummer, samordningsnummer, HSA-id, "
-            "fødselsnummer, D-nummer, HPR-nummer or organisasjonsnummer)",
+            "fødselsnummer, D-nummer, HPR-nummer or organisasjonsnummer)"
+            + (", or another issuer's with its system" if other else ""),
         )
         return None
 

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from fhir_service.contract import Identifier
 from fhir_service.contract.identifiers import IdentifierKind
 from fhir_service.mapping.tables import MAPPINGS_DIR
 
-__all__ = ["kind_for", "system_for"]
+__all__ = ["kind_for", "system_for", "system_of"]
 
 _TABLE_PATH = MAPPINGS_DIR / "identifier-systems.json"
 
@@ -23,6 +24,14 @@ _TABLE_PATH = MAPPINGS_DIR / "identifier-systems.json"
 def system_for(kind: IdentifierKind) -> str:
     """Return the identifier system URI the service writes for ``kind``."""
     return _tables().emit[kind]
+
+
+def system_of(identifier: Identifier) -> str:
+    """The system of ``identifier``: its kind's, or the one an identifier of kind ``other``
+    carries."""
+    if identifier.kind is IdentifierKind.OTHER:
+        return str(identifier.system)
+    return system_for(identifier.kind)
 
 
 def kind_for(system: str) -> IdentifierKind | None:
@@ -50,7 +59,7 @@ def _load(path: Path) -> _Tables:
     raw: object = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object keyed by identifier kind")
-    known = {str(kind) for kind in IdentifierKind}
+    known = {str(kind) for kind in IdentifierKind if kind is not IdentifierKind.OTHER}
     if raw.keys() != known:
         missing = ", ".join(sorted(known - raw.keys())) or "none"
         unknown = ", ".join(sorted(str(key) for key in raw.keys() - known)) or "none"

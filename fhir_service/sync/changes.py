@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from fhir_service.contract import Contract, Identifier
 from fhir_service.fhir import GoneError, HapiClient, NotFoundError
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
-from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.sync.outbox import enqueue
 from fhir_service.sync.store import ContractNotFoundError, ContractStore
@@ -444,7 +444,7 @@ def _tokens_of(resource: Resource) -> frozenset[str]:
 
 
 def _token(identifier: Identifier) -> str:
-    return f"{system_for(identifier.kind)}|{identifier.value}"
+    return f"{system_of(identifier)}|{identifier.value}"
 
 
 def _server_now(meta: Resource) -> datetime:

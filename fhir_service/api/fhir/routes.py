@@ -30,7 +30,7 @@ from fhir_service.fhir import (
     NotFoundError,
 )
 from fhir_service.mapping import urls
-from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.identifier_systems import system_for, system_of
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.security.access import Access, Denial
 
@@ -109,7 +109,7 @@ def _note(trail: AuditTrail, guard: FhirGuard, resources: list[Resource]) -> Non
         kind, rid = str(resource.get("resourceType")), resource.get("id")
         version = resource.get("meta", {}).get("versionId")
         reference = f"{kind}/{rid}" + (f"/_history/{version}" if version else "")
-        patients = ((system_for(p.kind), p.value) for p in guard.patients_of(resource))
+        patients = ((system_of(p), p.value) for p in guard.patients_of(resource))
         # Named by its contract, so that "who read contract X" finds reads through FHIR too.
         contract_id = contract_of(resource)
         contract = None if contract_id is None else (urls.ID_CONTRACT, contract_id)

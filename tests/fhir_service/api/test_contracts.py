@@ -471,3 +471,24 @@ async def test_twenty_concurrent_creates_through_the_service_store_one_careplan(
     assert replay.headers["Idempotency-Replayed"] == "true"
     assert _careplans(conformance_loaded, racing["id"]) == 1
     assert _careplans(conformance_loaded, keyed["id"]) == 1
+
+
+def test_a_patient_of_another_issuer_is_stored_under_that_issuers_system(
+    service: TestClient, conformance_loaded: str
+) -> None:
+    contract = _contract()
+    mrn = {"kind": "other", "system": "urn:oid:1.2.36.146.595.217.0.1", "value": uuid.uuid4().hex}
+    contract["patient"]["identifier"] = mrn
+
+    created = service.post("/contracts", json=contract)
+    read = service.get(f"/contracts/{contract['id']}")
+    searched = service.get("/contracts", params={"patient": f"other|{mrn['value']}"})
+
+    assert created.status_code == 201, created.text
+    assert read.json()["patient"]["identifier"] == mrn
+    stored = httpx.get(
+        f"{conformance_loaded}/Patient", params={"identifier": f"{mrn['system']}|{mrn['value']}"}
+    )
+    assert stored.json()["total"] == 1
+    assert searched.status_code == 422, "searched by national identifiers only"
+    assert not PYTHON_WORDS.search(searched.text)

@@ -115,7 +115,7 @@ def mutated(mutation: Mutation) -> Data:
 INVALID: list[tuple[str, Mutation, Loc, str]] = [
     ("personnummer check digit", put("patient.identifier.value", "19121212-1213"), ("patient", "identifier", "value"), "invalid personnummer '19121212-1213': check digit is 3, expected 2"),
     ("personnummer short form", put("patient.identifier.value", "121212-1212"), ("patient", "identifier", "value"), "use the 12-digit form YYYYMMDDNNNN"),
-    ("hsa-id for a patient", put("patient.identifier", {"kind": "hsa-id", "value": CLINICIAN_HSA}), ("patient", "identifier"), "hsa-id does not identify a patient; use one of d-nummer, fodselsnummer, personnummer, samordningsnummer"),
+    ("hsa-id for a patient", put("patient.identifier", {"kind": "hsa-id", "value": CLINICIAN_HSA}), ("patient", "identifier"), "hsa-id does not identify a patient; use one of d-nummer, fodselsnummer, other, personnummer, samordningsnummer"),
     ("hpr-nummer for an organization", put("responsible_clinician.organization.identifier", {"kind": "hpr-nummer", "value": "1234"}), ("responsible_clinician", "organization", "identifier"), "hpr-nummer does not identify an? organization; use one of hsa-id, organisasjonsnummer"),
     ("personnummer for a professional", put("professionals.0.identifier", {"kind": "personnummer", "value": "191212121212"}), ("professionals", 0, "identifier"), "personnummer does not identify a professional; use one of hpr-nummer, hsa-id"),
     ("unknown identifier kind", put("patient.identifier.kind", "passport"), ("patient", "identifier", "kind"), "Input should be 'personnummer', 'samordningsnummer', 'hsa-id'"),
@@ -325,3 +325,25 @@ def test_collections_in_a_contract_are_tuples() -> None:
     for collection in (contract.activities, contract.goals, contract.wishes, contract.agreements):
         assert isinstance(collection, tuple)
     assert isinstance(contract.patient.name.given, tuple)
+
+
+def test_a_patient_of_another_issuer_names_the_issuer_and_only_a_patient_may() -> None:
+    data = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    mrn = {"kind": "other", "system": "urn:oid:1.2.36.146.595.217.0.1", "value": "12345"}
+    data["patient"]["identifier"] = mrn
+
+    contract = Contract.model_validate(data)
+
+    assert contract.patient.identifier.system == mrn["system"]
+    for broken in (
+        {"kind": "other", "value": "12345"},
+        {"kind": "personnummer", "system": "urn:oid:1.2.3", "value": "191212121212"},
+        {"kind": "other", "system": "not a uri", "value": "12345"},
+    ):
+        data["patient"]["identifier"] = broken
+        with pytest.raises(ValidationError):
+            Contract.model_validate(data)
+    data["patient"]["identifier"] = mrn
+    data["responsible_clinician"]["identifier"] = mrn
+    with pytest.raises(ValidationError, match="does not identify a professional"):
+        Contract.model_validate(data)

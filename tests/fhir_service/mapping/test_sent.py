@@ -254,3 +254,23 @@ def _careplan(bundle: Resource) -> Resource:
     return next(
         e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan"
     )
+
+
+def test_a_patient_known_only_by_another_issuers_number_is_that_number() -> None:
+    sent = _plain()
+    patient = next(
+        e["resource"] for e in sent["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    mrn = {"system": "urn:oid:1.2.36.146.595.217.0.1", "value": "12345"}
+    patient["identifier"] = [{"use": "usual", **mrn}]
+
+    contract = contract_from_bundle(sent, sent=True, new_id="plan-8")
+    written = contract_to_bundle(contract)
+
+    assert contract.patient.identifier.model_dump() == {"kind": "other", **mrn}
+    stored = next(
+        e["resource"] for e in written["entry"] if e["resource"]["resourceType"] == "Patient"
+    )
+    assert stored["identifier"] == [{**mrn, "use": "usual"}]
+    assert _losses(sent, written) == {}
+    assert contract_from_bundle(written, sent=True) == contract

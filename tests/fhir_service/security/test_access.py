@@ -392,3 +392,24 @@ def test_the_example_contract_involves_the_municipality_it_is_not_responsible_fo
 
 def test_a_requirement_reads_as_type_and_permission() -> None:
     assert str(Requirement("CarePlan", "u")) == "CarePlan.u"
+
+
+def test_a_patient_named_by_another_issuer_is_inside_no_patients_walls(
+    contract: Contract,
+) -> None:
+    # The same digits as the patient's personnummer, issued by a hospital: not that person.
+    mrn = Identifier(
+        kind=IdentifierKind.OTHER, system="urn:oid:1.2.36.146.595.217.0.1", value="193902114689"
+    )
+    foreign = contract.model_copy(
+        update={"patient": contract.patient.model_copy(update={"identifier": mrn})}
+    )
+    patient = decide(
+        principal(["patient/CarePlan.rs"], patient="x"), Requirement("CarePlan", "r"), PATIENT
+    )
+    unit = decide(of_role("ehr", organization=UNIT_CLAIM), Requirement("CarePlan", "r"), None)
+
+    assert not patient.compartment.allows(foreign)
+    assert unit.compartment.allows(foreign), "its unit keeps it"
+    with pytest.raises(AccessDeniedError):
+        claimed_identifier(f"other|{mrn.value}", patient=True)

@@ -27,7 +27,6 @@ STILL_REFUSED_FOR = (
     # corpus may be refused for these, and for nothing else.
     "must name the responsible clinician as a PractitionerRole",
     "is agreed (active), but no agreement Provenance",
-    "must hold a national identifier",
     # Not a plan but an order or a proposal: no contract (item 1 of the issue).
     "is order: a contract is a CarePlan of intent plan",
     "is proposal: a contract is a CarePlan of intent plan",
