@@ -24,10 +24,13 @@ from pydantic import BaseModel, ValidationError
 from fhir_service.contract import (
     Activity,
     AgreementParty,
+    CareContact,
     Contract,
     Goal,
     GoalStatus,
     Identifier,
+    Professional,
+    Relative,
 )
 from fhir_service.contract.problems import problems_of
 from fhir_service.mapping import elements as element
@@ -36,7 +39,7 @@ from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.elements import identity_url
 from fhir_service.mapping.identifier_systems import kind_for
 from fhir_service.mapping.sent import RECORD_TYPES, kept, record
-from fhir_service.mapping.tables import code_table
+from fhir_service.mapping.tables import care_team_role_of, code_table
 from fhir_service.mapping.to_fhir import contract_records
 
 __all__ = ["READ_PARAMS", "Issue", "UnreadableContractError", "contract_from_bundle"]
@@ -505,13 +508,61 @@ class _Reader:
                 if practitioner_role is not None:
                     path = f"$.professionals[{len(professionals)}]"
                     professionals.append(self.professional(practitioner_role, path))
-        data["professionals"] = professionals
-        data["relatives"] = relatives
         contacts: list[Resource] = []
         for team in contact_teams:
             if team is not None:
                 contacts.append(self.care_contact(team, f"$.care_contacts[{len(contacts)}]"))
+        if main is None and not contact_teams:
+            # Only a sender's own teams: who takes part, and who is the patient's fixed care
+            # contact, read from their members' roles (the teams themselves are kept as sent).
+            for team in (t for t in teams if t):
+                self.client_team(team, careplan, professionals, relatives, contacts, contract_id)
+        data["professionals"] = professionals
+        data["relatives"] = relatives
         data["care_contacts"] = contacts
+
+    def client_team(
+        self,
+        team: Resource,
+        careplan: Resource,
+        professionals: list[Resource],
+        relatives: list[Resource],
+        contacts: list[Resource],
+        contract_id: str,
+    ) -> None:
+        """The members of a sender's care team the contract can take, by their roles."""
+        author = self.resolve(careplan.get("author"))
+        for index, participant in enumerate(_items(team.get("participant"))):
+            at = f"{self.path(team)}.participant[{index}]"
+            role = care_team_role_of(_first(_obj(participant).get("role")))
+            member = self.resolve(_obj(participant).get("member"))
+            kind = member.get("resourceType")
+            if role in ("fast-vardkontakt", "personlig-koordinator") and kind == "PractitionerRole":
+                path = f"$.care_contacts[{len(contacts)}]"
+                read = self.attempt(
+                    CareContact, self.client_care_contact, participant, role, at, path
+                )
+                if read is not None:
+                    contacts.append(read)
+            elif role == "relative" and kind == "RelatedPerson":
+                path = f"$.relatives[{len(relatives)}]"
+                read = self.attempt(Relative, self.relative, member, contract_id, path)
+                if read is not None:
+                    relatives.append(read)
+            elif role is not None and kind == "PractitionerRole" and member is not author:
+                path = f"$.professionals[{len(professionals)}]"
+                read = self.attempt(Professional, self.professional, member, path)
+                if read is not None:
+                    professionals.append(read)
+
+    def client_care_contact(self, participant: Resource, role: str, at: str, path: str) -> Resource:
+        """A fixed care contact a sender's team names by its member's role."""
+        self.source(path, at)
+        data: Resource = {"kind": role, "requested_by_patient": False}
+        member = self.resolve(participant.get("member"))
+        data["professional"] = self.professional(member, f"{path}.professional")
+        self.period(data, "period", participant.get("period"), f"{path}.period", f"{at}.period")
+        return data
 
     def activities(self, careplan: Resource, data: Resource, contract_id: str) -> None:
         cp = self.path(careplan)
@@ -601,8 +652,11 @@ class _Reader:
     def professional(self, role: Resource, path: str) -> Resource:
         at = self.path(role)
         self.source(path, at)
+        concept = _first(role.get("code"))
+        # A sender's own coding of the role (SNOMED CT, ...) when it has none of ours.
+        mapped = None if _has_coding_of(concept, "care-team-role") else care_team_role_of(concept)
         data: Resource = {
-            "role": self.code(_first(role.get("code")), "care-team-role", f"{at}.code[0]"),
+            "role": mapped or self.code(concept, "care-team-role", f"{at}.code[0]"),
         }
         self.source(f"{path}.role", f"{at}.code[0]")
         practitioner = self.get(role.get("practitioner"), "Practitioner", f"{at}.practitioner")
@@ -1006,6 +1060,11 @@ def _title_of(careplan: Resource) -> Any:
     named = [careplan.get("description"), category.get("text")]
     named += [_obj(c).get("display") for c in _items(category.get("coding"))]
     return next((n[:_TITLE_LENGTH] for n in named if isinstance(n, str) and n.strip()), None)
+
+
+def _has_coding_of(concept: Resource, table: str) -> bool:
+    system = code_table(table).system
+    return any(_obj(c).get("system") == system for c in _items(concept.get("coding")))
 
 
 def _contained(reference: Any) -> bool:

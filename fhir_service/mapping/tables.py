@@ -22,6 +22,7 @@ __all__ = [
     "MappingData",
     "UnknownCodeError",
     "care_guarantee_steps",
+    "care_team_role_of",
     "code_table",
     "code_table_names",
     "language_of",
@@ -109,6 +110,42 @@ def snomed_for_role(role: str) -> tuple[str, str] | None:
             target = element["target"][0]
             return target["code"], target["display"]
     return None
+
+
+def care_team_role_of(concept: Any) -> str | None:
+    """Our care team role a CodeableConcept from any sender says: a coding of ours, one the
+    ConceptMap ``care-team-role-from-other-systems`` maps (SNOMED CT, a sender's own system),
+    else its text or a coding's display naming one of our roles in any of our languages."""
+    roles = code_table("care-team-role")
+    concept = concept if isinstance(concept, dict) else {}
+    listed = concept.get("coding")
+    codings = [c for c in listed if isinstance(c, dict)] if isinstance(listed, list) else []
+    for coding in codings:
+        if coding.get("system") == roles.system and coding.get("code") in roles.names:
+            return str(coding["code"])
+    mapped = _roles_from_other_systems()
+    for coding in codings:
+        found = mapped.get((str(coding.get("system")), str(coding.get("code"))))
+        if found is not None:
+            return found
+    said = [concept.get("text"), *(c.get("display") for c in codings)]
+    named = {
+        name.casefold(): code for code, names in roles.names.items() for name in names.values()
+    }
+    for text in said:
+        if isinstance(text, str) and text.strip().casefold() in named:
+            return named[text.strip().casefold()]
+    return None
+
+
+@cache
+def _roles_from_other_systems() -> dict[tuple[str, str], str]:
+    concept_map = _load(Path("conceptmaps") / "care-team-role-from-other-systems.json")
+    return {
+        (group["source"], element["code"]): element["target"][0]["code"]
+        for group in concept_map["group"]
+        for element in group["element"]
+    }
 
 
 @cache

@@ -194,10 +194,17 @@ def test_a_plain_r4_plan_is_read_as_far_as_it_is_a_contract_and_written_back_who
         "Daglig promenad",
     )
     assert [g.description for g in contract.goals] == ["Gå 30 minuter varje dag"]
-    assert (contract.professionals, contract.patient_resources, contract.wishes) == ((), (), ())
+    assert (contract.patient_resources, contract.wishes) == ((), ())
+    contact = contract.care_contacts[0]
+    assert (contact.kind, contact.professional.role, str(contact.period)) == (
+        "fast-vardkontakt",
+        "nurse",
+        "start=datetime.date(2026, 10, 1) end=None",
+    )
+    assert contract.professionals == (), "the author is the responsible clinician, not twice"
     assert _losses(sent, written) == {}
     kinds = [e["resource"]["resourceType"] for e in written["entry"]]
-    assert kinds.count("PractitionerRole") == 1, "the sender's role is ours, not a second one"
+    assert kinds.count("PractitionerRole") == 2, "the sender's roles are ours, not more"
     assert kinds.count("Goal") == 1, "the contained goal stays contained"
     assert {"ServiceRequest", "CareTeam"} <= set(kinds)
     assert contract_from_bundle(written, sent=True) == contract

@@ -590,6 +590,7 @@ def test_another_ehrs_plan_is_taken_and_its_own_identifier_finds_it_again(
     assert losses(_sent_records(second), stored) == {}
     read = service.get(f"/contracts/{contract_id}", headers=ehr).json()
     assert [a["description"] for a in read["activities"]] == ["Daglig promenad"]
+    assert [c["kind"] for c in read["care_contacts"]] == ["fast-vardkontakt"]
 
 
 def test_a_reference_no_entry_answers_is_refused_at_its_place(
