@@ -88,6 +88,8 @@ _RESPONSIBLE = (
     "or HPR-nummer at the unit responsible for the contract, an Organization with an HSA-id "
     "or organisasjonsnummer"
 )
+_NOT_ROLES = ("Practitioner", "Organization")
+"""Authors a sender may name that are not yet a responsible clinician to us."""
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:\d{2})")
 _TITLE_LENGTH = 200
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-.]{0,63}")
@@ -198,9 +200,9 @@ class _Reader:
         """The resource each of the contract's own records was read from, by identity."""
         self.keys: dict[int, str] = {}
         self.activity_keys: dict[int, str] = {}
+        """Keys given to a client's activities without an id, by place in CarePlan.activity."""
         self.roles: list[tuple[Resource, Resource]] = []
         """Each PractitionerRole read as a professional, with what was read from it."""
-        """Keys given to a client's activities without an id, by place in CarePlan.activity."""
         self.issues: list[Issue] = []
         self.sources: dict[str, str] = {}
         self.resources: list[Resource] = []
@@ -417,12 +419,15 @@ class _Reader:
         if patient is not None:
             data["patient"] = self.patient(patient)
         self.source("$.responsible_clinician", f"{cp}.author")
-        named = self.resolve(careplan.get("author")).get("resourceType")
-        if careplan.get("author") is None or named in ("Practitioner", "Organization"):
+        named = self.resolve(careplan.get("author"))
+        if named.get("resourceType") == "Practitioner":
+            # A sender naming the person: their role at a unit, if the Bundle holds one.
+            named = self.role_of(named)
+        author = named if named.get("resourceType") == "PractitionerRole" else None
+        if careplan.get("author") is None or named.get("resourceType") in _NOT_ROLES:
             self.issue(f"{cp}.author", _RESPONSIBLE)
-            author = None
-        else:
-            author = self.get(careplan.get("author"), "PractitionerRole", f"{cp}.author")
+        elif author is None:
+            self.get(careplan.get("author"), "PractitionerRole", f"{cp}.author")
         if author is not None:
             data["responsible_clinician"] = self.professional(author, "$.responsible_clinician")
         self.teams(careplan, data, contract_id)
@@ -520,6 +525,14 @@ class _Reader:
         data["professionals"] = professionals
         data["relatives"] = relatives
         data["care_contacts"] = contacts
+
+    def role_of(self, practitioner: Resource) -> Resource:
+        """The PractitionerRole the Bundle holds for ``practitioner``, else the practitioner."""
+        for resource in self.resources:
+            person = self.resolve(resource.get("practitioner"))
+            if resource.get("resourceType") == "PractitionerRole" and person is practitioner:
+                return resource
+        return practitioner
 
     def client_team(
         self,

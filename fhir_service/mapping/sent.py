@@ -43,6 +43,7 @@ of the contract's parts (see :func:`record`), the whole record."""
 RECORD_TYPES = frozenset(
     {
         "AllergyIntolerance",
+        "Appointment",
         "CareTeam",
         "ClinicalImpression",
         "Communication",
@@ -54,6 +55,7 @@ RECORD_TYPES = frozenset(
         "Encounter",
         "FamilyMemberHistory",
         "Goal",
+        "HealthcareService",
         "Immunization",
         "ImmunizationRecommendation",
         "Location",

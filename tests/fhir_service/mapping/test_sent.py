@@ -281,3 +281,34 @@ def test_a_patient_known_only_by_another_issuers_number_is_that_number() -> None
     assert stored["identifier"] == [{**mrn, "use": "usual"}]
     assert _losses(sent, written) == {}
     assert contract_from_bundle(written, sent=True) == contract
+
+
+def test_an_author_named_as_a_person_is_responsible_in_the_role_the_bundle_gives_them() -> None:
+    sent = _plain()
+    careplan = _careplan(sent)
+    role = next(
+        e["resource"] for e in sent["entry"] if e["fullUrl"] == careplan["author"]["reference"]
+    )
+    careplan["author"] = {"reference": role["practitioner"]["reference"], "display": "Erik"}
+
+    contract = contract_from_bundle(sent, sent=True, new_id="plan-8")
+    written = contract_to_bundle(contract)
+
+    assert contract.responsible_clinician.identifier.value == "SE2321000065-7802"
+    assert contract.responsible_clinician.organization.identifier.value == "SE2321000065-1254"
+    # The one change: the author is named in their role, the same person more precisely.
+    assert _losses(sent, written) == {
+        "CarePlan|urn:oid:1.2.752.999.9|PLAN-8": [".author.reference"]
+    }
+    author = next(
+        e["resource"]
+        for e in written["entry"]
+        if e["fullUrl"] == _careplan(written)["author"]["reference"]
+    )
+    person = next(
+        e["resource"]
+        for e in written["entry"]
+        if e["fullUrl"] == author["practitioner"]["reference"]
+    )
+    assert person["identifier"][0]["value"] == "SE2321000065-7802"
+    assert _careplan(written)["author"]["display"] == "Erik"
