@@ -23,6 +23,7 @@ from fhir_service.contract import (
     Agreement,
     Contract,
     ContractStatus,
+    Identifier,
     lifecycle,
 )
 from fhir_service.contract.bookings import changed_bookings
@@ -33,6 +34,7 @@ from fhir_service.mapping.from_fhir import (
     UnreadableContractError,
     contract_from_bundle,
 )
+from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.mapping.provenance import Author, change_entry
 from fhir_service.mapping.sent import carried_over, is_record
 from fhir_service.mapping.tables import Language
@@ -454,11 +456,18 @@ class ContractStore:
         if current.version != expected_version:
             raise StaleVersionError(current.id, expected_version, _version(current))
 
-    async def known_as(self, identifiers: Iterable[tuple[str, str]]) -> str | None:
+    async def known_as(
+        self, identifiers: Iterable[tuple[str, str]], unit: Identifier | None
+    ) -> str | None:
         """The id of the contract whose CarePlan carries one of ``identifiers`` (system,
-        value): a sender's own identifiers of its plan find the contract it became."""
+        value): a sender's own identifiers of its plan find the contract it became. With
+        ``unit``, only among that care unit's contracts: another unit's plan that happens to
+        carry the same identifier is not this one."""
+        within = [] if unit is None else [_UNIT_OF_CONTRACT, f"{system_of(unit)}|{unit.value}"]
         for system, value in identifiers:
             params = [("identifier", f"{system}|{value}"), ("_elements", "identifier")]
+            if within:
+                params.append((within[0], within[1]))
             found = await self.hapi.search("CarePlan", [*params, ("_count", "1")], max_pages=1)
             for careplan in found.matches():
                 if any(i.get("system") == urls.ID_CONTRACT for i in careplan.get("identifier", [])):
@@ -526,6 +535,10 @@ class ContractStore:
                 # contract (see create); nothing was written, so the same write goes again.
         _, version = _careplan_outcome(response)
         return _written(new, version)
+
+
+_UNIT_OF_CONTRACT = "responsible-clinician.organization.identifier"
+"""profiles/searchparameters/careplan-responsible-clinician.json: the unit a contract is of."""
 
 
 def _written(contract: Contract, version: int) -> Contract:

@@ -31,7 +31,7 @@ from fhir_service.api.fhir.changes import (
 )
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
 from fhir_service.api.json_bodies import LISTED_AT_MOST
-from fhir_service.contract import Contract, model
+from fhir_service.contract import Contract, Identifier, model
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
@@ -88,7 +88,7 @@ async def transaction(
         return exc.outcome()
 
     async def write() -> Response:
-        contract = await _contract_in(bundle, hapi, store, trail)
+        contract = await _contract_in(bundle, hapi, store, trail, access.compartment.organization)
         if isinstance(contract, Response):
             return contract
         if not access.compartment.allows(contract):
@@ -106,7 +106,11 @@ async def transaction(
     responses={200: {"content": {FHIR_JSON: {}}}, 422: {"content": {FHIR_JSON: {}}}},
 )
 async def validate_bundle(
-    request: Request, hapi: HapiClientDep, store: StoreDep, trail: AuditTrailDep
+    request: Request,
+    hapi: HapiClientDep,
+    store: StoreDep,
+    access: AccessDep,
+    trail: AuditTrailDep,
 ) -> Response:
     """Check a contract's transaction Bundle as ``POST /fhir`` would, and write nothing.
 
@@ -120,7 +124,7 @@ async def validate_bundle(
     except BodyError as exc:
         return exc.outcome()
     bundle = _resource_parameter(body)
-    contract = await _contract_in(bundle, hapi, store, trail)
+    contract = await _contract_in(bundle, hapi, store, trail, access.compartment.organization)
     if isinstance(contract, Response):
         return contract
     accepted = {
@@ -145,7 +149,11 @@ def _resource_parameter(body: Resource) -> Resource:
 
 
 async def _contract_in(
-    bundle: Resource, hapi: HapiClient, store: ContractStore, trail: AuditTrail
+    bundle: Resource,
+    hapi: HapiClient,
+    store: ContractStore,
+    trail: AuditTrail,
+    unit: Identifier | None,
 ) -> Contract | Response:
     """The contract ``bundle`` holds, or the answer naming every problem with it at once."""
     if not _is_transaction(bundle):
@@ -162,7 +170,7 @@ async def _contract_in(
         return _refused(problems + too_large)
     problems += await profile_issues(hapi, bundle)
     try:
-        new_id = await _id_for(bundle, store)
+        new_id = await _id_for(bundle, store, unit)
         contract = contract_from_bundle(bundle, codes=True, sent=True, new_id=new_id)
     except UnreadableContractError as exc:
         problems += [_issue(i.expression, i.message, _code_of(i.message)) for i in exc.issues]
@@ -177,27 +185,30 @@ _LOOKED_UP = 5
 """How many of a CarePlan's own identifiers are looked up to find its contract."""
 
 
-async def _id_for(bundle: Resource, store: ContractStore) -> str:
+async def _id_for(bundle: Resource, store: ContractStore, unit: Identifier | None) -> str | None:
     """The contract a CarePlan without a contract id of ours is: the one its sender's own
-    identifiers already found, else a new one, named after the first of them so that the same
-    plan sent twice at once is one contract (a plan without any gets a random id)."""
+    identifiers already found among the caller's unit's, else a new one, named after the unit
+    and the first of them so that the same plan sent twice at once is one contract (a plan
+    without any gets a random id)."""
     careplans = [
         e["resource"] for e in bundle["entry"] if e["resource"].get("resourceType") == "CarePlan"
     ]
+    identifiers = [
+        i for c in careplans[:1] for i in c.get("identifier") or [] if isinstance(i, dict)
+    ]
+    if any(i.get("system") == urls.ID_CONTRACT for i in identifiers):
+        return None  # ours names it
     theirs = [
         (i["system"], i["value"])
-        for careplan in careplans[:1]
-        for i in careplan.get("identifier") or []
-        if isinstance(i, dict)
-        and isinstance(i.get("system"), str)
-        and isinstance(i.get("value"), str)
-        and i["system"] != urls.ID_CONTRACT
+        for i in identifiers
+        if isinstance(i.get("system"), str) and isinstance(i.get("value"), str)
     ]
     # A plan has one or two; a Bundle listing thousands makes no thousand searches.
-    found = await store.known_as(theirs[:_LOOKED_UP])
+    found = await store.known_as(theirs[:_LOOKED_UP], unit)
     if found is not None:
         return found
-    seed = f"{theirs[0][0]}|{theirs[0][1]}" if theirs else uuid.uuid4().hex
+    issuer = "" if unit is None else f"{unit.kind}|{unit.value}|"
+    seed = f"{issuer}{theirs[0][0]}|{theirs[0][1]}" if theirs else uuid.uuid4().hex
     return f"plan-{uuid.uuid5(uuid.NAMESPACE_URL, seed).hex}"
 
 

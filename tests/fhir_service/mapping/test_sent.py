@@ -180,6 +180,7 @@ def test_a_plain_r4_plan_is_read_as_far_as_it_is_a_contract_and_written_back_who
         patient=PATIENT,
         description="Efter operation",
         clinician="SE2321000065-7802",
+        unit="SE2321000065-1254",
     )
 
     contract = contract_from_bundle(sent, codes=True, sent=True, new_id="plan-7")
@@ -217,6 +218,7 @@ def _plain(**changes: Any) -> Resource:
         patient=PATIENT,
         description="Efter operation",
         clinician="SE2321000065-7802",
+        unit="SE2321000065-1254",
     )
     careplan = next(
         e["resource"] for e in sent["entry"] if e["resource"]["resourceType"] == "CarePlan"

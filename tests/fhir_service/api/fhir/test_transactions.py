@@ -29,6 +29,7 @@ from tests.support import (
     missing,
     named,
     record_name,
+    unique_hsa_id,
     unique_personnummer,
 )
 
@@ -557,7 +558,9 @@ def test_a_record_of_another_patient_or_of_no_clinical_kind_is_refused(
     assert _count(conformance_loaded, "Condition", f"urn:oid:1.2.752.999.4|DIAG-{contract_id}") == 0
 
 
-def _plain_plan(plan: str, patient: str, description: str) -> dict[str, Any]:
+def _plain_plan(
+    plan: str, patient: str, description: str, unit: str = UNIT.split("|")[1]
+) -> dict[str, Any]:
     # A clinician of its own: what a sender adds to a shared record (a PractitionerRole's own
     # identifier) is written when the record is first created, not over an existing one.
     return load_data(
@@ -566,6 +569,7 @@ def _plain_plan(plan: str, patient: str, description: str) -> dict[str, Any]:
         patient=patient,
         description=description,
         clinician=f"SE2321000065-P{plan[:10].upper()}",
+        unit=unit,
     )
 
 
@@ -605,3 +609,18 @@ def test_a_reference_no_entry_answers_is_refused_at_its_place(
     assert refused.status_code == 422, refused.text
     places = [i["expression"][0] for i in refused.json()["issue"]]
     assert "Bundle.entry[0].resource.activity[2].reference.reference" in places
+
+
+def test_two_units_plans_with_one_identifier_are_two_contracts(
+    service: TestClient, ehr: dict[str, str], issuer: TestIssuer, conformance_loaded: str
+) -> None:
+    # An EHR vendor numbering every customer's plans in one system: each unit's is its own.
+    plan, patient, other_unit = uuid.uuid4().hex[:12], unique_personnummer(), unique_hsa_id()
+    theirs = {**issuer.headers("ehr", organization=f"hsa-id|{other_unit}"), **FHIR_JSON}
+
+    mine = _post(service, ehr, _plain_plan(plan, patient, "Vår plan"))
+    other = _post(service, theirs, _plain_plan(plan, patient, "Deras plan", unit=other_unit))
+
+    assert (mine.status_code, other.status_code) == (201, 201), (mine.text, other.text)
+    assert mine.headers["location"] != other.headers["location"]
+    assert _count(conformance_loaded, "CarePlan", f"urn:oid:1.2.752.999.9|PLAN-{plan}") == 2
