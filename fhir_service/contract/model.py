@@ -214,6 +214,9 @@ class Relative(_Model):
     """A relative (närstående, pårørende) taking part, as the patient wishes."""
 
     key: Key
+    identifier: Annotated[Identifier, _identifier_of(_PATIENT_KINDS, "a relative")] | None = Field(
+        default=None, description="The relative's own personnummer, fødselsnummer, ..., if known."
+    )
     name: Name
     relationship: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,10}$")]
     contacts: tuple[Contact, ...] = ()
@@ -241,6 +244,9 @@ class Activity(_Model):
     schedule: Schedule | None = None
     organization: Organization | None = None
     relative: Key | None = None
+    goals: tuple[Key, ...] = Field(
+        default=(), description="The keys of the contract's goals this activity serves."
+    )
     confidentiality: Confidentiality = Field(
         default=Confidentiality.NORMAL,
         description="Of this activity alone (a suicide-risk assessment, ...): a restricted "
@@ -368,6 +374,9 @@ class Contract(_Model):
         description="Of the whole contract; goals and agreed times may be labelled on their own.",
     )
     title: Text
+    description: Text | None = Field(
+        default=None, description="What the plan is for, in the words of whoever wrote it."
+    )
     period: Period | None = None
     patient: Patient
     responsible_clinician: Professional
@@ -426,11 +435,15 @@ class Contract(_Model):
         _unique("relatives", [r.key for r in self.relatives])
         _unique("agreements", [a.party for a in self.agreements])
         relatives = {r.key for r in self.relatives}
+        goals = {g.key for g in self.goals}
         for activity in self.activities:
             if activity.relative is not None and activity.relative not in relatives:
                 raise ValueError(
                     f"activity {activity.key}: no relative with key {activity.relative}"
                 )
+            for goal in activity.goals:
+                if goal not in goals:
+                    raise ValueError(f"activity {activity.key}: no goal with key {goal}")
         self._same_details_for_same_identifier()
         self._agreements_fit_status()
         return self

@@ -404,9 +404,11 @@ class _Reader:
         data: Resource = {
             "id": contract_id,
             "title": _title_of(careplan),
+            "description": careplan.get("description"),
             "language": careplan.get("language"),
         }
         self.source("$.title", f"{cp}.title")
+        self.source("$.description", f"{cp}.description")
         self.source("$.language", f"{cp}.language")
         version_id = _obj(careplan.get("meta")).get("versionId")
         if isinstance(version_id, str) and version_id.isdigit():
@@ -431,8 +433,9 @@ class _Reader:
         if author is not None:
             data["responsible_clinician"] = self.professional(author, "$.responsible_clinician")
         self.teams(careplan, data, contract_id)
-        self.activities(careplan, data, contract_id)
+        # Goals before activities: an activity names the goals it serves.
         self.goals(careplan, data, contract_id)
+        self.activities(careplan, data, contract_id)
         self.notes(careplan, data)
         agreements = self.agreements(careplan, data.get("version"))
         if status == "agreed" and not agreements:
@@ -693,6 +696,7 @@ class _Reader:
         codings = _items(_first(person.get("relationship")).get("coding"))
         return {
             "key": self.local_key(person, urls.ID_RELATED_PERSON, contract_id, f"{path}.key"),
+            "identifier": self.identifier(person, f"{path}.identifier", other=True, required=False),
             "name": self.name(person, f"{path}.name"),
             "relationship": _first(codings).get("code"),
             "contacts": self.contacts(person, path),
@@ -738,8 +742,13 @@ class _Reader:
             "status": detail.get("status"),
             "confidentiality": element.activity_confidentiality_of(detail),
         }
+        goals = {id(r): v.split("/", 1)[1] for (k, _, v), r in self.origins.items() if k == "Goal"}
+        served = [self.resolve(g) for g in _items(detail.get("goal"))]
+        # Links to the sender's own goals (contained ones, records) are kept as sent.
+        data["goals"] = [goals[id(g)] for g in served if id(g) in goals]
         for field, element_path in (
             ("key", f"{at}.id"),
+            ("goals", f"{dat}.goal"),
             ("owner", f"{dat}.extension"),
             ("category", f"{dat}.code"),
             ("description", f"{dat}.description"),
@@ -928,9 +937,12 @@ class _Reader:
 
     # Elements
 
-    def identifier(self, resource: Resource, path: str, *, other: bool = False) -> Resource | None:
+    def identifier(
+        self, resource: Resource, path: str, *, other: bool = False, required: bool = True
+    ) -> Resource | None:
         """The national identifier ``resource`` carries; with ``other``, else the first one of
-        another issuer's (a patient from another country's plan)."""
+        another issuer's (a patient from another country's plan). Not ``required``: None when
+        it has neither (our own keys aside)."""
         at = self.path(resource)
         self.source(path, f"{at}.identifier")
         identifiers = [_obj(i) for i in _items(resource.get("identifier"))]
@@ -942,11 +954,14 @@ class _Reader:
                 return {"kind": kind, "value": identifier.get("value")}
         for index, identifier in enumerate(identifiers):
             system, value = identifier.get("system"), identifier.get("value")
-            if other and isinstance(system, str) and isinstance(value, str):
+            ours = str(system).startswith(urls.BASE)
+            if other and not ours and isinstance(system, str) and isinstance(value, str):
                 self.source(path, f"{at}.identifier[{index}]")
                 self.source(f"{path}.system", f"{at}.identifier[{index}].system")
                 self.source(f"{path}.value", f"{at}.identifier[{index}].value")
                 return {"kind": "other", "system": system, "value": value}
+        if not required:
+            return None
         self.issue(
             f"{at}.identifier",
             "must hold a national identifier (personnummer, samordningsnummer, HSA-id, "

@@ -40,8 +40,8 @@ _AGREEMENT_NAMESPACE = uuid.UUID("b0c7f0a8-4a3b-5d0e-9f55-7e1f0c2a9d31")
 def _agreed_contents(contract: Contract) -> str:
     """The contents an agreement is to, as JSON. Unset optional elements are left out, and so
     are elements added to the model later while they hold what a contract said before them (an
-    activity's normal confidentiality, the unit's language): an agreement recorded before
-    them keeps its id, and re-posting it records no second one."""
+    activity's normal confidentiality and no goals, the unit's language): an agreement
+    recorded before them keeps its id, and re-posting it records no second one."""
     contents = contract.model_dump(
         mode="json", exclude={"version", "status", "agreements"}, exclude_none=True
     )
@@ -50,6 +50,8 @@ def _agreed_contents(contract: Contract) -> str:
     for activity in contents.get("activities", []):
         if activity["confidentiality"] == Confidentiality.NORMAL:
             del activity["confidentiality"]
+        if not activity["goals"]:
+            del activity["goals"]
     return json.dumps(contents, ensure_ascii=False, separators=(",", ":"))
 
 

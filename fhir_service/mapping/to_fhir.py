@@ -271,9 +271,13 @@ class _Builder(_SharedRecords):
         }
         if relative.contacts:
             resource["telecom"] = [element.contact_point(c) for c in relative.contacts]
-        return self._owned(
-            "RelatedPerson", urls.ID_RELATED_PERSON, f"{self.contract.id}/{relative.key}", resource
-        )
+        key = f"{self.contract.id}/{relative.key}"
+        url = self._owned("RelatedPerson", urls.ID_RELATED_PERSON, key, resource)
+        if relative.identifier is not None:
+            # The person's own, beside the key that makes the record this contract's.
+            identifiers = self.entries[url]["resource"]["identifier"]
+            identifiers.append(element.identifier(relative.identifier))
+        return url
 
     def goal(self, goal: Goal, patient_url: str) -> str:
         lifecycle, achievement = _GOAL_STATUS[goal.status]
@@ -384,7 +388,11 @@ class _Builder(_SharedRecords):
         )
 
     def activity(
-        self, activity: Activity, patient_url: str, relative_urls: dict[str, str]
+        self,
+        activity: Activity,
+        patient_url: str,
+        relative_urls: dict[str, str],
+        goal_urls: dict[str, str],
     ) -> Resource:
         owner = code_table("activity-owner").coding(activity.owner)
         detail: Resource = {
@@ -407,6 +415,8 @@ class _Builder(_SharedRecords):
             detail["scheduledTiming"] = {"repeat": repeat}
         elif activity.period:
             detail["scheduledPeriod"] = element.period(activity.period)
+        if activity.goals:
+            detail["goal"] = [{"reference": goal_urls[key]} for key in activity.goals]
         performer = self._performer(activity, patient_url, relative_urls)
         detail["performer"] = [{"reference": performer}]
         return {"id": activity.key, "detail": detail}
@@ -441,8 +451,10 @@ class _Builder(_SharedRecords):
         team_urls += [
             self.care_contact_team(i, c, patient_url) for i, c in enumerate(contract.care_contacts)
         ]
-        goal_urls = [self.goal(g, patient_url) for g in contract.goals]
-        activities = [self.activity(a, patient_url, relative_urls) for a in contract.activities]
+        goal_urls = {g.key: self.goal(g, patient_url) for g in contract.goals}
+        activities = [
+            self.activity(a, patient_url, relative_urls, goal_urls) for a in contract.activities
+        ]
         activities += [
             {"reference": {"reference": self.appointment(t, patient_url)}}
             for t in contract.agreed_times
@@ -468,6 +480,7 @@ class _Builder(_SharedRecords):
             "status": CAREPLAN_STATUS[contract.status],
             "intent": "plan",
             "title": contract.title,
+            **({"description": contract.description} if contract.description else {}),
             "subject": {"reference": patient_url},
             "author": {"reference": author},
             "contributor": [{"reference": url} for url in dict.fromkeys(contributors)],
@@ -482,7 +495,7 @@ class _Builder(_SharedRecords):
             for url in records
         ]
         if goal_urls:
-            careplan["goal"] = [{"reference": url} for url in goal_urls]
+            careplan["goal"] = [{"reference": url} for url in goal_urls.values()]
         if activities:
             careplan["activity"] = activities
         notes = [("patient-resource", text) for text in contract.patient_resources]

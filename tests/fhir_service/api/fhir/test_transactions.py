@@ -458,8 +458,11 @@ def test_a_change_through_the_json_facade_keeps_what_the_ehr_sent(
     current = service.get(f"/contracts/{contract_id}", headers=json_headers)
     changed = current.json()
     linked_goal = changed["goals"][0]["key"]
+    assert changed["activities"][0]["goals"] == [linked_goal], "the link is a field"
+    assert changed["description"] == "Sender's own description of the plan"
     changed["title"] = "Changed in the JSON facade"
     changed["goals"] = changed["goals"][1:]
+    changed["activities"][0]["goals"] = []
 
     put = service.put(
         f"/contracts/{contract_id}",
