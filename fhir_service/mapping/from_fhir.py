@@ -38,8 +38,9 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.elements import identity_url
 from fhir_service.mapping.identifier_systems import kind_for
+from fhir_service.mapping.narrative import untitled
 from fhir_service.mapping.sent import RECORD_TYPES, kept, record
-from fhir_service.mapping.tables import care_team_role_of, code_table
+from fhir_service.mapping.tables import Language, care_team_role_of, code_table, language_of
 from fhir_service.mapping.to_fhir import contract_records
 
 __all__ = ["READ_PARAMS", "Issue", "UnreadableContractError", "contract_from_bundle"]
@@ -449,6 +450,8 @@ class _Reader:
             )
         data["agreements"] = agreements
         self.source("$.agreements", cp)
+        if data["title"] is None:
+            data["title"] = untitled(_language_for(careplan, data))
         data["confidentiality"] = element.confidentiality_of(careplan)
         try:
             data["care_guarantee"] = element.care_guarantee_of(careplan)
@@ -1080,14 +1083,25 @@ class _Reader:
 
 
 def _title_of(careplan: Resource) -> Any:
-    """The plan's title; a plan without one is called by its description or category."""
+    """The plan's title; a plan without one is called by its description, its category or
+    what it addresses (None: by no name of its own, see ``untitled``)."""
     title = careplan.get("title")
     if title is not None:
         return title
     category = _first(careplan.get("category"))
     named = [careplan.get("description"), category.get("text")]
     named += [_obj(c).get("display") for c in _items(category.get("coding"))]
+    named.append(_first(careplan.get("addresses")).get("display"))
     return next((n[:_TITLE_LENGTH] for n in named if isinstance(n, str) and n.strip()), None)
+
+
+def _language_for(careplan: Resource, data: Resource) -> Language:
+    """The language to name an untitled plan in: its own, else its unit's country's."""
+    said = careplan.get("language")
+    if isinstance(said, str) and language_of(said):
+        return language_of(said) or "sv"
+    unit = _obj(_obj(_obj(data.get("responsible_clinician")).get("organization")).get("identifier"))
+    return "nb" if unit.get("kind") == "organisasjonsnummer" else "sv"
 
 
 def _has_coding_of(concept: Resource, table: str) -> bool:

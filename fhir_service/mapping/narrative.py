@@ -29,7 +29,7 @@ from fhir_service.mapping.tables import (
     schedule_units,
 )
 
-__all__ = ["NARRATIVE_MARK", "narrative"]
+__all__ = ["NARRATIVE_MARK", "narrative", "untitled"]
 
 _XHTML = "http://www.w3.org/1999/xhtml"
 _DASH = " \u2013 "
@@ -45,6 +45,11 @@ def _labels(language: Language) -> dict[str, Any]:
 
 NARRATIVE_MARK = 'class="patient-contract"'
 """In the ``div`` of every narrative written here: one without it is a sender's own."""
+
+
+def untitled(language: Language) -> str:
+    """What a plan its sender gave no title, description or category is called."""
+    return str(_labels(language)["untitled"])
 
 
 def narrative(contract: Contract, language: Language = "sv") -> str:

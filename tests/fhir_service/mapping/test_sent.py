@@ -250,6 +250,25 @@ def test_a_plan_without_a_title_is_called_by_its_description() -> None:
     assert _losses(sent, contract_to_bundle(contract)) == {}
 
 
+@pytest.mark.parametrize(
+    ("language", "called"), [(None, "Vårdplan"), ("nb", "Plan"), ("en", "Care plan")]
+)
+def test_a_plan_with_no_name_of_its_own_is_called_a_care_plan_in_its_language(
+    language: str | None, called: str
+) -> None:
+    sent = _plain()
+    careplan = _careplan(sent)
+    for element in ("title", "description"):
+        del careplan[element]
+    if language:
+        careplan["language"] = language
+
+    contract = contract_from_bundle(sent, sent=True, new_id="plan-8")
+
+    assert contract.title == called
+    assert _losses(sent, contract_to_bundle(contract)) == {}
+
+
 def test_a_time_the_sender_wrote_stays_while_the_day_is_the_contracts() -> None:
     sent = _plain(period={"start": "2026-10-01T08:30:00+02:00", "end": "2027-01-31"})
 

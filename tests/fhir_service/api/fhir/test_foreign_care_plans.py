@@ -30,7 +30,6 @@ STILL_REFUSED_FOR = (
     # Not a plan but an order or a proposal: no contract (item 1 of the issue).
     "is order: a contract is a CarePlan of intent plan",
     "is proposal: a contract is a CarePlan of intent plan",
-    "is required",  # f201 has no title, description or category to call it by
     # GPVisit's Encounter is another patient's, as in the specification (see the README).
     "names a patient other than the CarePlan's subject",
 )
