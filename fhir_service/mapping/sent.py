@@ -21,6 +21,10 @@ each record is its mapping with the kept elements merged back in.
 - Where the contract holds a date and the sender wrote a time on that day, the time stays.
 - ``id`` and ``meta`` are the server's and the profile's, and are not kept; a narrative the sender
   wrote (``text`` without our mark) is kept whole and shown instead of ours.
+
+A sent record that is none of the contract's parts (a Condition the plan addresses, the sender's
+own care team, a goal the contract could not read) is kept whole (:func:`record`) under an
+identifier of ours, and written and deleted with the contract like its parts.
 """
 
 from __future__ import annotations
