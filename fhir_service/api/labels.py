@@ -72,7 +72,7 @@ def labels(language: Language, tables: Iterable[str] | None = None) -> dict[str,
     """The name in ``language`` of every code of ``tables`` (all of them when None)."""
     chosen = label_tables() if tables is None else {name: label_tables()[name] for name in tables}
     return {
-        name: {code: names[language] for code, names in table.names.items()}
+        name: {code: table.display(code, language) for code in table.names}
         for name, table in chosen.items()
     }
 
@@ -91,7 +91,7 @@ def labels_used_by(models: Iterable[BaseModel], language: Language) -> dict[str,
         table = label_tables()[name]
         known = sorted(code for code in codes if code in table.names)
         if known:
-            named[name] = {code: table.names[code][language] for code in known}
+            named[name] = {code: table.display(code, language) for code in known}
     return named
 
 

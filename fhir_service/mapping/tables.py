@@ -75,8 +75,10 @@ class CodeTable:
         return code
 
     def display(self, code: str, language: Language = "en") -> str:
-        """The name of ``code`` in ``language``."""
-        return self.names[self.check(code)][language]
+        """The name of ``code`` in ``language``; its English one where the table has no other
+        (the less common relationships of HL7's list)."""
+        names = self.names[self.check(code)]
+        return names.get(language) or names["en"]
 
     def coding(self, code: str) -> dict[str, str]:
         """A FHIR Coding of ``code`` with its English display."""
@@ -162,7 +164,7 @@ def care_guarantee_steps() -> dict[str, dict[str, bool]]:
 
 @cache
 def relationships() -> CodeTable:
-    """The relationships a relative may have to the patient (v3 RoleCode subset)."""
+    """The relationships a relative may have to the patient: v3 RoleCode's personal ones."""
     table = _load(Path("relationships.json"))
     return CodeTable(name="relationship", system=table["system"], names=table["codes"])
 

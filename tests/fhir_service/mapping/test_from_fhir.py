@@ -32,7 +32,7 @@ def _careplan(bundle: dict[str, Any]) -> dict[str, Any]:
 
 def test_a_careplan_without_an_element_the_mapping_needs_is_unreadable() -> None:
     contract, bundle = _bundle("elderly-psychiatry")
-    del _careplan(bundle)["title"]
+    del _careplan(bundle)["subject"]
 
     with pytest.raises(UnreadableContractError) as caught:
         contract_from_bundle(bundle, contract.id)
@@ -40,7 +40,8 @@ def test_a_careplan_without_an_element_the_mapping_needs_is_unreadable() -> None
     index = next(
         i for i, e in enumerate(bundle["entry"]) if e["resource"]["resourceType"] == "CarePlan"
     )
-    assert caught.value.issues == (Issue(f"Bundle.entry[{index}].resource.title", "is required"),)
+    subject = f"Bundle.entry[{index}].resource.subject"
+    assert caught.value.issues == (Issue(subject, "must refer to a Patient"),)
 
 
 def test_content_the_contract_model_refuses_is_unreadable_without_quoting_the_data() -> None:
@@ -73,7 +74,7 @@ def test_every_problem_of_a_bundle_is_named_at_its_element_in_one_error() -> Non
     plan_at, careplan = _entry(bundle, "CarePlan")
     goal_at, goal = _entry(bundle, "Goal")
     patient_at, patient = _entry(bundle, "Patient")
-    del careplan["title"]
+    careplan["title"] = " "
     careplan["activity"][0]["detail"]["code"]["coding"][0]["code"] = "juggling"
     del goal["description"]
     patient["identifier"][0]["value"] = "191212121213"
@@ -85,7 +86,7 @@ def test_every_problem_of_a_bundle_is_named_at_its_element_in_one_error() -> Non
     issues = {i.expression: i.message for i in caught.value.issues}
     plan = f"Bundle.entry[{plan_at}].resource"
     assert issues == {
-        f"{plan}.title": "is required",
+        f"{plan}.title": "must not be empty",
         f"{plan}.goal[{len(careplan['goal']) - 1}]": (
             "refers to a Goal the Bundle does not hold; add it as an entry"
         ),

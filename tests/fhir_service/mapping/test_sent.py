@@ -343,3 +343,25 @@ def test_an_author_named_as_a_person_is_responsible_in_the_role_the_bundle_gives
     )
     assert person["identifier"][0]["value"] == "SE2321000065-7802"
     assert _careplan(written)["author"]["display"] == "Erik"
+
+
+def test_a_relative_of_any_personal_relationship_fhir_names_is_taken() -> None:
+    sent = _sent()
+    relative = next(
+        e["resource"] for e in sent["entry"] if e["resource"]["resourceType"] == "RelatedPerson"
+    )
+    wife = {"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "WIFE"}
+    relative["relationship"] = [{"coding": [wife]}]
+
+    contract = contract_from_bundle(sent, codes=True, sent=True)
+    written = contract_to_bundle(contract, "sv")
+
+    assert contract.relatives[0].relationship == "WIFE"
+    stored = next(
+        e["resource"] for e in written["entry"] if e["resource"]["resourceType"] == "RelatedPerson"
+    )
+    assert stored["relationship"] == [{"coding": [{**wife, "display": "wife"}]}]
+    assert (
+        "(wife)"
+        in _careplan(contract_to_bundle(contract.model_copy(update={"sent": None})))["text"]["div"]
+    ), "named in English where the table has no Swedish name"
