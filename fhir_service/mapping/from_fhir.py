@@ -257,11 +257,12 @@ class _Reader:
             value = f"{contract.id}/{self.record_key(resource, contract.id, keys)}"
             identifier = {"system": urls.ID_RECORD, "value": value}
             records.append((identity_url(kind, urls.ID_RECORD, value), resource, identifier))
-        identity_of: dict[str, str] = {}
-        for url, origin in [*origins, *((url, r) for url, r, _ in records)]:
-            for ref, resource in self.by_ref.items():
-                if resource is origin:
-                    identity_of[ref] = url
+        url_of = {id(r): url for url, r in [*origins, *((url, r) for url, r, _ in records)]}
+        identity_of = {
+            ref: url_of[id(resource)]
+            for ref, resource in self.by_ref.items()
+            if id(resource) in url_of
+        }
         compared = [(url, self.with_keys(r) if r is careplan else r) for url, r in origins]
         found = kept(compared, ours, identity_of)
         for url, resource, identifier in records:

@@ -128,13 +128,15 @@ def agreed_time_bundle(contract: Contract, key: str, *, server_id: str, version:
         raise ValueError(f"contract {contract.id!r} has no agreed time {key!r}")
     builder = _Builder(contract, version=None)
     url = builder.appointment(time, builder.patient())
-    # The time's kept elements may name any record of the contract: those not written here
-    # are named by identifier, for the server to resolve.
-    known = {
-        other: other if other in builder.entries else _conditional(resource)
-        for other, resource in contract_records(contract).items()
-    }
-    merged(list(builder.entries.values()), contract.sent or {}, known)
+    if contract.sent:
+        # The time's kept elements may name any record of the contract: those not written
+        # here are named by identifier, for the server to resolve. (Only then is the whole
+        # contract mapped: a booking of a contract with nothing kept does not pay for it.)
+        known = {
+            other: other if other in builder.entries else _conditional(resource)
+            for other, resource in contract_records(contract).items()
+        }
+        merged(list(builder.entries.values()), contract.sent, known)
     entry = builder.entries[url]
     entry["resource"]["id"] = server_id
     entry["request"] = {
