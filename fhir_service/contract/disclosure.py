@@ -33,7 +33,7 @@ def disclose(contract: Contract, unit: Identifier | None) -> Disclosed:
 
     ``unit`` is None for a reader acting for no unit: the patient, or a relative.
     """
-    if unit is not None and unit == contract.responsible_clinician.organization.identifier:
+    if unit is not None and unit == contract.responsible_unit.identifier:
         return Disclosed(contract, withheld=False)
     if contract.status is ContractStatus.DRAFT or _restricted(contract.confidentiality):
         return Disclosed(None, withheld=True)

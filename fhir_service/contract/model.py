@@ -18,9 +18,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    SerializerFunctionWrapHandler,
     StringConstraints,
+    ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
@@ -345,6 +349,11 @@ class Agreement(_Model):
 
     party: AgreementParty
     agreed_at: AwareDatetime
+    attested: bool = Field(
+        default=False,
+        description="Given elsewhere (on paper, in the sending EHR) and attested by the "
+        "responsible unit's system, not signed through this service: the Provenance says so.",
+    )
 
 
 MAX_PROFESSIONALS = 50
@@ -379,7 +388,15 @@ class Contract(_Model):
     )
     period: Period | None = None
     patient: Patient
-    responsible_clinician: Professional
+    responsible_clinician: Professional | None = Field(
+        default=None,
+        description="The clinician responsible for the contract, when the plan names one: a "
+        "plan from another EHR may name only the unit.",
+    )
+    responsible_unit: Organization = Field(
+        description="The unit responsible for the contract, whose walls it lies within. Not "
+        "given, the responsible clinician's organization."
+    )
     language: LanguageTag | None = Field(
         default=None,
         validate_default=True,
@@ -407,6 +424,37 @@ class Contract(_Model):
         "(a JSON client's change), and what is stored stays.",
     )
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _unit_of_clinician(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # Most contracts name their clinician, and the clinician's unit is the responsible one.
+        unit = None
+        if isinstance(data, dict) and data.get("responsible_unit") is None:
+            clinician = data.get("responsible_clinician")
+            if isinstance(clinician, Professional):
+                unit = clinician.organization
+            elif isinstance(clinician, dict):
+                unit = clinician.get("organization")
+        if unit is None:
+            return handler(data)
+        try:
+            return handler({**data, "responsible_unit": unit})
+        except ValidationError as exc:
+            # What is wrong with the unit is said once, where the caller wrote it.
+            errors = [e for e in exc.errors() if e["loc"][:1] != ("responsible_unit",)]
+            raise ValidationError.from_exception_data(exc.title, errors) from None  # type: ignore[arg-type]
+
+    @model_serializer(mode="wrap")
+    def _unit_said_once(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # A unit that is its clinician's is said by the clinician, as a client writes it; a
+        # client changing the clinician need not change the unit too. (Not annotated: the
+        # schema stays the model's.)
+        data = handler(self)
+        clinician = self.responsible_clinician
+        if clinician is not None and clinician.organization == self.responsible_unit:
+            data.pop("responsible_unit", None)
+        return data
+
     @field_validator("sent")
     @classmethod
     def _not_given(cls, value: dict[str, dict[str, Any]] | None) -> None:
@@ -418,14 +466,14 @@ class Contract(_Model):
     @field_validator("language")
     @classmethod
     def _unit_language(cls, value: str | None, info: ValidationInfo) -> str | None:
-        clinician = info.data.get("responsible_clinician")
-        if value is not None or clinician is None:
-            return value  # said, or the clinician's own error is reported
-        return _language_of_unit(clinician)
+        unit = info.data.get("responsible_unit")
+        if value is not None or unit is None:
+            return value  # said, or the unit's own error is reported
+        return _language_of_unit(unit)
 
     def unit_language(self) -> str:
         """The language of the responsible unit's country: a contract's when it says none."""
-        return _language_of_unit(self.responsible_clinician)
+        return _language_of_unit(self.responsible_unit)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -444,6 +492,9 @@ class Contract(_Model):
             for goal in activity.goals:
                 if goal not in goals:
                     raise ValueError(f"activity {activity.key}: no goal with key {goal}")
+        clinician = self.responsible_clinician
+        if clinician is not None and clinician.organization != self.responsible_unit:
+            raise ValueError("responsible_unit: is not the responsible clinician's organization")
         self._same_details_for_same_identifier()
         self._agreements_fit_status()
         return self
@@ -469,7 +520,8 @@ class Contract(_Model):
 
     def all_professionals(self) -> tuple[Professional, ...]:
         """The responsible clinician, the other professionals, care contacts and times' staff."""
-        professionals = [self.responsible_clinician, *self.professionals]
+        professionals = [self.responsible_clinician] if self.responsible_clinician else []
+        professionals += self.professionals
         professionals += [c.professional for c in self.care_contacts]
         professionals += [t.professional for t in self.agreed_times if t.professional]
         return tuple(professionals)
@@ -488,14 +540,14 @@ class Contract(_Model):
             _same(seen, ("organization", organization.identifier), details, "organization")
 
     def _all_organizations(self) -> list[Organization]:
-        orgs = [p.organization for p in self.all_professionals()]
+        orgs = [self.responsible_unit, *(p.organization for p in self.all_professionals())]
         orgs += [a.organization for a in self.activities if a.organization]
         orgs += [t.organization for t in self.agreed_times]
         return orgs
 
 
-def _language_of_unit(clinician: Professional) -> str:
-    norwegian = clinician.organization.identifier.kind is IdentifierKind.ORGANISASJONSNUMMER
+def _language_of_unit(unit: Organization) -> str:
+    norwegian = unit.identifier.kind is IdentifierKind.ORGANISASJONSNUMMER
     return "nb" if norwegian else "sv"
 
 

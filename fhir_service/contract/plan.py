@@ -22,6 +22,7 @@ from fhir_service.contract.model import (
     Goal,
     Identifier,
     Name,
+    Organization,
     Period,
     Professional,
 )
@@ -57,14 +58,15 @@ class _Model(BaseModel):
 
 
 class ContractSummary(_Model):
-    """One contract the plan draws on, and the clinician responsible for it."""
+    """One contract the plan draws on, and the unit (and clinician) responsible for it."""
 
     id: ContractId
     version: int | None
     status: ContractStatus
     title: str
     period: Period | None
-    responsible_clinician: Professional
+    responsible_clinician: Professional | None
+    responsible_unit: Organization
 
 
 class PlannedActivity(Activity):
@@ -180,6 +182,7 @@ def _summary(contract: Contract) -> ContractSummary:
         title=contract.title,
         period=contract.period,
         responsible_clinician=contract.responsible_clinician,
+        responsible_unit=contract.responsible_unit,
     )
 
 

@@ -23,7 +23,8 @@ def unknown_codes(contract: Contract) -> list[tuple[str, str]]:
         if professional.role not in roles:
             problems.append((f"{path}.role", f"unknown care-team-role code {professional.role!r}"))
 
-    role("$.responsible_clinician", contract.responsible_clinician)
+    if contract.responsible_clinician is not None:
+        role("$.responsible_clinician", contract.responsible_clinician)
     for i, professional in enumerate(contract.professionals):
         role(f"$.professionals[{i}]", professional)
     for i, contact in enumerate(contract.care_contacts):

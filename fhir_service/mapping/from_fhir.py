@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -29,6 +30,7 @@ from fhir_service.contract import (
     Goal,
     GoalStatus,
     Identifier,
+    Organization,
     Professional,
     Relative,
 )
@@ -39,11 +41,12 @@ from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.elements import identity_url
 from fhir_service.mapping.identifier_systems import kind_for
 from fhir_service.mapping.narrative import untitled
+from fhir_service.mapping.provenance import ATTESTED_SIGNATURE
 from fhir_service.mapping.sent import RECORD_TYPES, kept, record
 from fhir_service.mapping.tables import Language, care_team_role_of, code_table, language_of
 from fhir_service.mapping.to_fhir import contract_records
 
-__all__ = ["READ_PARAMS", "Issue", "UnreadableContractError", "contract_from_bundle"]
+__all__ = ["READ_PARAMS", "Issue", "Sender", "UnreadableContractError", "contract_from_bundle"]
 
 Resource = dict[str, Any]
 
@@ -55,6 +58,7 @@ READ_PARAMS: list[tuple[str, str]] = [
     ("_include", "CarePlan:performer"),
     # Records the sender's plan held that are none of the contract's parts (mapping/sent.py).
     ("_include", "CarePlan:contract-record"),
+    ("_include", "CarePlan:responsible-unit"),
     ("_include:iterate", "CareTeam:participant"),
     ("_include:iterate", "Appointment:actor"),
     ("_include:iterate", "PractitionerRole:practitioner"),
@@ -87,13 +91,22 @@ _SHOWN_ISSUES = 3
 _RESPONSIBLE = (
     "must name the responsible clinician as a PractitionerRole: a Practitioner with an HSA-id "
     "or HPR-nummer at the unit responsible for the contract, an Organization with an HSA-id "
-    "or organisasjonsnummer"
+    "or organisasjonsnummer; or be sent with a care unit's token, whose unit is then "
+    "responsible"
 )
 _NOT_ROLES = ("Practitioner", "Organization")
 """Authors a sender may name that are not yet a responsible clinician to us."""
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:\d{2})")
 _TITLE_LENGTH = 200
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-.]{0,63}")
+
+
+@dataclass(frozen=True)
+class Sender:
+    """The care unit whose system sends a client's Bundle, and when it arrived."""
+
+    unit: Organization
+    received: datetime
 
 
 @dataclass(frozen=True)
@@ -124,6 +137,7 @@ def contract_from_bundle(
     codes: bool = False,
     sent: bool = False,
     new_id: str | None = None,
+    sender: Sender | None = None,
 ) -> Contract:
     """The contract held by ``bundle``: a search result read from HAPI, or a transaction.
 
@@ -134,7 +148,8 @@ def contract_from_bundle(
     for those who write the contract again; readers only need not pay for it.
 
     ``new_id``: the contract a CarePlan that carries no contract id of ours (another EHR's
-    plan) is, in a client's Bundle.
+    plan) is, in a client's Bundle. ``sender``: the unit whose system sends it, responsible
+    for a plan that names no clinician of ours, and attesting the agreement to one in force.
 
     Records the contract cannot take as its parts (a care team or goal of the sender's own, a
     contained one, an activity whose owner cannot be told, a note of no kind of ours) are not
@@ -145,7 +160,7 @@ def contract_from_bundle(
         raise UnreadableContractError([Issue("Bundle", "must be a FHIR Bundle")])
     if not isinstance(entries, list):
         raise UnreadableContractError([Issue("Bundle.entry", "must list the contract's records")])
-    reader = _Reader(entries, codes=codes)
+    reader = _Reader(entries, codes=codes, sender=sender)
     careplan = reader.careplan(contract_id, new_id)
     data = reader.contract(careplan, contract_id)
     try:
@@ -194,8 +209,9 @@ def _first(value: Any) -> Resource:
 class _Reader:
     """Reads one contract's resources, collecting problems instead of stopping at the first."""
 
-    def __init__(self, entries: list[Any], *, codes: bool) -> None:
+    def __init__(self, entries: list[Any], *, codes: bool, sender: Sender | None) -> None:
         self.codes = codes
+        self.sender = sender
         self.new_id: str | None = None
         self.origins: dict[tuple[str, str, str], Resource] = {}
         """The resource each of the contract's own records was read from, by identity."""
@@ -422,24 +438,16 @@ class _Reader:
         patient = self.get(careplan.get("subject"), "Patient", f"{cp}.subject")
         if patient is not None:
             data["patient"] = self.patient(patient)
-        self.source("$.responsible_clinician", f"{cp}.author")
-        named = self.resolve(careplan.get("author"))
-        if named.get("resourceType") == "Practitioner":
-            # A sender naming the person: their role at a unit, if the Bundle holds one.
-            named = self.role_of(named)
-        author = named if named.get("resourceType") == "PractitionerRole" else None
-        if careplan.get("author") is None or named.get("resourceType") in _NOT_ROLES:
-            self.issue(f"{cp}.author", _RESPONSIBLE)
-        elif author is None:
-            self.get(careplan.get("author"), "PractitionerRole", f"{cp}.author")
-        if author is not None:
-            data["responsible_clinician"] = self.professional(author, "$.responsible_clinician")
+        self.responsible(careplan, data)
         self.teams(careplan, data, contract_id)
         # Goals before activities: an activity names the goals it serves.
         self.goals(careplan, data, contract_id)
         self.activities(careplan, data, contract_id)
         self.notes(careplan, data)
         agreements = self.agreements(careplan, data.get("version"))
+        if status == "agreed" and not agreements and self.sender is not None:
+            # A plan in force in the sending EHR: agreed there, as its unit's system attests.
+            agreements = self.attested(careplan, self.sender)
         if status == "agreed" and not agreements:
             # A plan in force elsewhere, or a writer that changed an agreed contract without
             # revising it: who agreed, and when, is what makes a contract agreed.
@@ -465,15 +473,67 @@ class _Reader:
         self.source("$.care_guarantee", f"{cp}.extension")
         return data
 
+    def responsible(self, careplan: Resource, data: Resource) -> None:
+        """The responsible clinician (``CarePlan.author``) and unit: ours name both; a sender's
+        plan may name only a person of its own, or no one, and its unit is the sender's."""
+        cp = self.path(careplan)
+        self.source("$.responsible_clinician", f"{cp}.author")
+        self.source("$.responsible_unit", f"{cp}.extension")
+        unit = next(
+            (
+                _obj(e).get("valueReference")
+                for e in _items(careplan.get("extension"))
+                if _obj(e).get("url") == urls.EXT_RESPONSIBLE_UNIT
+            ),
+            None,
+        )
+        organization = self.get(unit, "Organization", f"{cp}.extension") if unit else None
+        if organization is not None:
+            data["responsible_unit"] = self.organization(organization, "$.responsible_unit")
+        elif self.sender is not None:
+            data["responsible_unit"] = self.sender.unit.model_dump(mode="json")
+        named = self.resolve(careplan.get("author"))
+        if named.get("resourceType") == "Practitioner":
+            # A sender naming the person: their role at a unit, if the Bundle holds one.
+            named = self.role_of(named)
+        author = named if named.get("resourceType") == "PractitionerRole" else None
+        if "responsible_unit" in data:
+            # The unit is known: an author who is no clinician of ours is the sender's, kept.
+            if author is not None:
+                clinician = self.attempt(
+                    Professional, self.professional, author, "$.responsible_clinician"
+                )
+                if clinician is not None:
+                    data["responsible_clinician"] = clinician
+                    if organization is None:
+                        # A clinician of ours: their unit is responsible, not the sender's.
+                        del data["responsible_unit"]
+            return
+        if careplan.get("author") is None or named.get("resourceType") in _NOT_ROLES:
+            self.issue(f"{cp}.author", _RESPONSIBLE)
+        elif author is None:
+            self.get(careplan.get("author"), "PractitionerRole", f"{cp}.author")
+        if author is not None:
+            data["responsible_clinician"] = self.professional(author, "$.responsible_clinician")
+
+    def attested(self, careplan: Resource, sender: Sender) -> list[Resource]:
+        """Both parties' agreement to a plan in force in the sending EHR, as its system
+        attests it: given when the plan was created there, else when it arrived."""
+        created = careplan.get("created")
+        dated = isinstance(created, str) and _DATE_TIME.fullmatch(created)
+        at = created if dated else sender.received.isoformat()
+        return [{"party": party, "agreed_at": at, "attested": True} for party in AgreementParty]
+
     def status(self, careplan: Resource, cp: str) -> str | None:
         """The contract's status: our extension's, else what ``CarePlan.status`` says of it."""
         intent = careplan.get("intent")
-        if intent != "plan":
+        # An order is a plan authorised for action (as Synthea writes them): the same plan.
+        if intent not in ("plan", "order"):
             shown = intent if isinstance(intent, str) and intent.isalpha() else "another"
             self.issue(
                 f"{cp}.intent",
-                f"is {shown}: a contract is a CarePlan of intent plan, the plan the patient "
-                "and the care agree on",
+                f"is {shown}: a contract is a CarePlan of intent plan or order, the plan the "
+                "patient and the care agree on; send a proposal as a draft plan",
             )
         if _has_extension(careplan, urls.EXT_CONTRACT_STATUS):
             self.source("$.status", f"{cp}.extension")
@@ -929,14 +989,22 @@ class _Reader:
                 continue
             at = self.path(provenance)
             for index, signature in enumerate(_items(provenance.get("signature"))):
-                who = self.resolve(_obj(signature).get("who"))
+                # An attested agreement is signed by the unit on the party's behalf.
+                signed = _obj(signature)
+                who = self.resolve(signed.get("onBehalfOf") or signed.get("who"))
                 party = (
                     AgreementParty.PATIENT
                     if who.get("resourceType") == "Patient"
                     else AgreementParty.RESPONSIBLE_CLINICIAN
                 )
+                attested = any(
+                    _obj(t).get("code") == ATTESTED_SIGNATURE["code"]
+                    for t in _items(signed.get("type"))
+                )
                 self.source(f"$.agreements[{len(agreements)}]", f"{at}.signature[{index}]")
-                agreements.append({"party": party, "agreed_at": _obj(signature).get("when")})
+                agreements.append(
+                    {"party": party, "agreed_at": signed.get("when"), "attested": attested}
+                )
         return agreements
 
     # Elements
@@ -1070,7 +1138,7 @@ class _Reader:
         """What ``read(*args)`` reads, if it reads as a ``model`` without a problem; else None,
         and nothing said: a client's record the contract cannot take is kept as sent."""
         before = (list(self.issues), dict(self.sources), dict(self.origins))
-        keys = dict(self.activity_keys)
+        keys, roles = dict(self.activity_keys), list(self.roles)
         data = read(*args)
         try:
             if data is None or len(self.issues) > len(before[0]):
@@ -1078,7 +1146,7 @@ class _Reader:
             model.model_validate(_present(data))
         except ValueError:  # pydantic's ValidationError is one
             self.issues, self.sources, self.origins = before
-            self.activity_keys = keys
+            self.activity_keys, self.roles = keys, roles
             return None
         return data
 
@@ -1101,7 +1169,7 @@ def _language_for(careplan: Resource, data: Resource) -> Language:
     said = careplan.get("language")
     if isinstance(said, str) and language_of(said):
         return language_of(said) or "sv"
-    unit = _obj(_obj(_obj(data.get("responsible_clinician")).get("organization")).get("identifier"))
+    unit = _obj(_obj(data.get("responsible_unit")).get("identifier"))
     return "nb" if unit.get("kind") == "organisasjonsnummer" else "sv"
 
 

@@ -61,7 +61,7 @@ def narrative(contract: Contract, language: Language = "sv") -> str:
         f"<h1>{_t(labels['contract'])}: {_t(contract.title)}</h1>",
         "<p>",
         f"<b>{_t(labels['patient'])}</b>: {_t(_name(contract.patient.name))}<br/>",
-        f"<b>{_t(labels['responsible'])}</b>: {_professional(contract.responsible_clinician)}<br/>",
+        f"<b>{_t(labels['responsible'])}</b>: {_responsible(contract)}<br/>",
         f"<b>{_t(labels['status'])}</b>: {_t(status)}",
     ]
     if contract.period:
@@ -136,6 +136,12 @@ def _time(time: AgreedTime) -> str:
     )
     text = f"{_t(time.description)}, {_t(time.organization.name)}"
     return f"{_t(when)}: {text}" if when else text
+
+
+def _responsible(contract: Contract) -> str:
+    if contract.responsible_clinician is None:
+        return _t(contract.responsible_unit.name)
+    return _professional(contract.responsible_clinician)
 
 
 def _professional(professional: Professional) -> str:

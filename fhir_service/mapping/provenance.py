@@ -24,15 +24,23 @@ from typing import Any
 
 from fhir_service.contract import Agreement, AgreementParty, Confidentiality, Contract
 from fhir_service.mapping import urls
-from fhir_service.mapping.elements import identity_url, instant
+from fhir_service.mapping.elements import identifier, identity_url, instant
 
-__all__ = ["Author", "agreement_entry", "change_entry"]
+__all__ = ["ATTESTED_SIGNATURE", "Author", "agreement_entry", "change_entry"]
 
+_SIGNATURE_SYSTEM = "urn:iso-astm:E1762-95:2013"
 _SIGNATURE_TYPE = {
-    "system": "urn:iso-astm:E1762-95:2013",
+    "system": _SIGNATURE_SYSTEM,
     "code": "1.2.840.10065.1.12.1.7",
     "display": "Consent Signature",
 }
+ATTESTED_SIGNATURE = {
+    "system": _SIGNATURE_SYSTEM,
+    "code": "1.2.840.10065.1.12.1.5",
+    "display": "Verification Signature",
+}
+"""The type of a signature by which the responsible unit attests a party's agreement given
+elsewhere: a verification, not the party's own consent signature."""
 _PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 _AGREEMENT_NAMESPACE = uuid.UUID("b0c7f0a8-4a3b-5d0e-9f55-7e1f0c2a9d31")
 
@@ -59,22 +67,23 @@ def agreement_entry(
     contract: Contract,
     careplan_url: str,
     patient_url: str,
-    clinician_url: str,
+    responsible_url: str,
     version: int | None = None,
 ) -> dict[str, Any]:
     """The transaction entry of an agreed contract's Provenance, signed by both parties.
 
-    HAPI stores ``target`` with the CarePlan version written in the same transaction;
-    ``version`` is that version's number, when the writer knows it.
+    ``responsible_url`` names the responsible clinician's PractitionerRole, or the unit's
+    Organization when the contract names no clinician. HAPI stores ``target`` with the CarePlan
+    version written in the same transaction; ``version`` is that version's number, when the
+    writer knows it.
     """
-    signers = {
-        AgreementParty.PATIENT: patient_url,
-        AgreementParty.RESPONSIBLE_CLINICIAN: clinician_url,
-    }
+    signers = _signers(contract, patient_url, responsible_url)
     agreements = _agreements(contract)
     # What was agreed, by whom and when: a new agreement to other contents is another record.
     contents = hashlib.sha256(_agreed_contents(contract).encode()).hexdigest()
-    signed = (f"{a.party}@{instant(a.agreed_at)}" for a in agreements)
+    signed = (
+        f"{a.party}@{instant(a.agreed_at)}{'/attested' if a.attested else ''}" for a in agreements
+    )
     seed = "|".join([contract.id, contents, *signed])
     agreement = uuid.uuid5(_AGREEMENT_NAMESPACE, seed).hex
     resource = {
@@ -90,8 +99,10 @@ def agreement_entry(
             }
             for a in agreements
         ],
-        "signature": _signatures(contract, patient_url, clinician_url),
+        "signature": _signatures(contract, patient_url, responsible_url),
     }
+    if any(a.attested for a in agreements):
+        resource["policy"] = [urls.POLICY_AGREEMENT_ATTESTED]
     # Provenance has no identifier. The agreement's tag makes it a conditional create all the
     # same: a PUT by id would store a new version on every re-post (HAPI 8.8 compares the
     # stored, auto-versioned target with the unversioned one sent).
@@ -173,8 +184,8 @@ def change_entry(
         "agent": agents,
     }
     if activity == "agree" and contract.agreements:
-        patient_url, clinician_url = _signer_urls(bundle)
-        resource["signature"] = _signatures(contract, patient_url, clinician_url)
+        patient_url, responsible_url = _signer_urls(bundle, contract)
+        resource["signature"] = _signatures(contract, patient_url, responsible_url)
     tags = []
     if author.write_key is not None:
         tags.append({"system": urls.TAG_WRITE_KEY, "code": author.write_key})
@@ -215,25 +226,50 @@ def _agreements(contract: Contract) -> list[Agreement]:
     return sorted(contract.agreements, key=lambda a: a.party)
 
 
-def _signatures(contract: Contract, patient_url: str, clinician_url: str) -> list[dict[str, Any]]:
-    signers = {
+def _signers(
+    contract: Contract, patient_url: str, responsible_url: str
+) -> dict[AgreementParty, str]:
+    return {
         AgreementParty.PATIENT: patient_url,
-        AgreementParty.RESPONSIBLE_CLINICIAN: clinician_url,
+        AgreementParty.RESPONSIBLE_CLINICIAN: responsible_url,
     }
-    return [
-        {
+
+
+def _signatures(contract: Contract, patient_url: str, responsible_url: str) -> list[dict[str, Any]]:
+    signers = _signers(contract, patient_url, responsible_url)
+    unit_url = _unit_url(contract)
+    signatures = []
+    for agreement in _agreements(contract):
+        party = {"reference": signers[agreement.party]}
+        signature: dict[str, Any] = {
             "type": [_SIGNATURE_TYPE],
-            "when": instant(a.agreed_at),
-            "who": {"reference": signers[a.party]},
+            "when": instant(agreement.agreed_at),
         }
-        for a in _agreements(contract)
-    ]
+        if agreement.attested:
+            # The unit's system signs that the party agreed elsewhere, on the party's behalf.
+            signature |= {
+                "type": [ATTESTED_SIGNATURE],
+                "who": {"reference": unit_url},
+                "onBehalfOf": party,
+            }
+        else:
+            signature["who"] = party
+        signatures.append(signature)
+    return signatures
 
 
-def _signer_urls(bundle: dict[str, Any]) -> tuple[str, str]:
+def _unit_url(contract: Contract) -> str:
+    """The responsible unit's Organization as the contract's transaction names it."""
+    unit = identifier(contract.responsible_unit.identifier)
+    return identity_url("Organization", unit["system"], unit["value"])
+
+
+def _signer_urls(bundle: dict[str, Any], contract: Contract) -> tuple[str, str]:
     careplan = next(
         e["resource"]
         for e in bundle["entry"]
         if e.get("resource", {}).get("resourceType") == "CarePlan"
     )
-    return careplan["subject"]["reference"], careplan["author"]["reference"]
+    if contract.responsible_clinician is not None:
+        return careplan["subject"]["reference"], careplan["author"]["reference"]
+    return careplan["subject"]["reference"], _unit_url(contract)

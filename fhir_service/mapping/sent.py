@@ -57,6 +57,7 @@ RECORD_TYPES = frozenset(
         "DiagnosticReport",
         "DocumentReference",
         "Encounter",
+        "Endpoint",
         "FamilyMemberHistory",
         "Goal",
         "HealthcareService",
@@ -82,8 +83,8 @@ RECORD_TYPES = frozenset(
     }
 )
 """What a care plan refers to that may come with it as a record of the contract: the patient's
-clinical records and the parties and places named, never another patient, a Provenance, an
-AuditEvent or a server's own resources (Subscription, SearchParameter, ...)."""
+clinical records and the parties, places and endpoints named, never another patient, a
+Provenance, an AuditEvent or a server's own resources (Subscription, SearchParameter, ...)."""
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SERVER_OWNED = frozenset({"resourceType", "id", "meta"})
@@ -95,6 +96,9 @@ _MATCHED_BY: tuple[tuple[str, ...], ...] = (
     ("actor",),
     ("reference",),
 )
+_SENDERS_WORD = frozenset({"intent"})
+"""Elements where the sender's value stays, though the contract writes one: a plan sent as an
+``order`` (authorised for action, as Synthea's are) is the contract's plan all the same."""
 _REFERRERS = frozenset({"member", "actor"})
 """Keys whose reference is what an item is about: the item goes when its record does."""
 
@@ -125,6 +129,10 @@ def kept(
                 if NARRATIVE_MARK not in str(_obj(value).get("div", "")):
                     difference[key] = value
                 continue
+            if key in _SENDERS_WORD:
+                if value != mine.get(key):
+                    difference[key] = value
+                continue
             rest = _split(value, mine[key]) if key in mine else value
             if rest is not None:
                 difference[key] = rest
@@ -149,7 +157,7 @@ def merged(entries: list[Resource], sent: Mapping[str, Resource], known: Mapping
             resolved = _resolved(value, known)
             if resolved is None:
                 continue
-            if key == "text" or key not in resource:
+            if key == "text" or key in _SENDERS_WORD or key not in resource:
                 resource[key] = resolved
             else:
                 resource[key] = _merge(resource[key], resolved)

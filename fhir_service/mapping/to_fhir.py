@@ -103,6 +103,15 @@ def contract_to_bundle(
     builder = _Builder(contract, new=new, version=written)
     bundle = builder.bundle(language)
     merged(bundle["entry"], contract.sent or {}, {url: url for url in builder.entries})
+    for url in builder.shared.intersection(contract.sent or {}):
+        # A shared record the sender told more of than the contract holds is written as they
+        # sent it, not only created when absent: a patient's record another plan created
+        # first is brought up to this sender's (the latest) word, links included.
+        request = builder.entries[url]["request"]
+        builder.entries[url]["request"] = {
+            "method": "PUT",
+            "url": f"{request['url']}?{request['ifNoneExist']}",
+        }
     if if_version is not None:
         server_id, version = if_version
         careplan = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan")
@@ -176,9 +185,12 @@ class _SharedRecords:
 
     def __init__(self) -> None:
         self.entries: dict[str, Resource] = {}
+        self.shared: set[str] = set()
+        """The entries of shared records, by fullUrl."""
 
     def _shared(self, resource_type: str, identifier: Resource, resource: Resource) -> str:
         url = identity_url(resource_type, identifier["system"], identifier["value"])
+        self.shared.add(url)
         if url not in self.entries:
             query = f"identifier={identifier['system']}|{identifier['value']}"
             self.entries[url] = {
@@ -335,16 +347,16 @@ class _Builder(_SharedRecords):
             "Appointment", urls.ID_AGREED_TIME, f"{self.contract.id}/{time.key}", resource
         )
 
-    def team(self, patient_url: str, relative_urls: dict[str, str]) -> str:
+    def team(self, patient_url: str, relative_urls: dict[str, str]) -> str | None:
+        """The contract's care team; None when no one is named (a plan naming only its
+        unit)."""
         roles = code_table("care-team-role")
-        participants = [
-            {
-                "role": [{"coding": [roles.coding("responsible-clinician")]}],
-                "member": {
-                    "reference": self.practitioner_role(self.contract.responsible_clinician)
-                },
-            }
-        ]
+        clinician = self.contract.responsible_clinician
+        participants: list[Resource] = []
+        if clinician is not None:
+            role = [{"coding": [roles.coding("responsible-clinician")]}]
+            member = {"reference": self.practitioner_role(clinician)}
+            participants.append({"role": role, "member": member})
         participants += [
             {
                 "role": [{"coding": element.role_codings(p.role)}],
@@ -356,6 +368,8 @@ class _Builder(_SharedRecords):
             {"role": [{"coding": [roles.coding("relative")]}], "member": {"reference": url}}
             for url in relative_urls.values()
         ]
+        if not participants:
+            return None
         resource: Resource = {
             "status": "active",
             "name": self.contract.title,
@@ -447,9 +461,11 @@ class _Builder(_SharedRecords):
         # The contract's own language when we write narratives in it, else ``language``.
         written_in = language_of(contract.language or "") or language
         patient_url = self.patient()
-        author = self.practitioner_role(contract.responsible_clinician)
+        unit_url = self.organization(contract.responsible_unit)
+        clinician = contract.responsible_clinician
+        author = None if clinician is None else self.practitioner_role(clinician)
         relative_urls = {r.key: self.related_person(r, patient_url) for r in contract.relatives}
-        team_urls = [self.team(patient_url, relative_urls)]
+        team_urls = list(filter(None, [self.team(patient_url, relative_urls)]))
         team_urls += [
             self.care_contact_team(i, c, patient_url) for i, c in enumerate(contract.care_contacts)
         ]
@@ -462,7 +478,7 @@ class _Builder(_SharedRecords):
             for t in contract.agreed_times
         ]
         records = [self.record(e) for e in (contract.sent or {}).values() if is_record(e)]
-        contributors = [patient_url, author]
+        contributors = [patient_url, *filter(None, [author])]
         contributors += [self.practitioner_role(p) for p in contract.professionals]
         contributors += list(relative_urls.values())
         careplan: Resource = {
@@ -471,7 +487,8 @@ class _Builder(_SharedRecords):
                 {
                     "url": urls.EXT_CONTRACT_STATUS,
                     "valueCoding": code_table("contract-status").coding(contract.status),
-                }
+                },
+                {"url": urls.EXT_RESPONSIBLE_UNIT, "valueReference": {"reference": unit_url}},
             ],
             "language": contract.language,
             **(
@@ -484,9 +501,9 @@ class _Builder(_SharedRecords):
             "title": contract.title,
             **({"description": contract.description} if contract.description else {}),
             "subject": {"reference": patient_url},
-            "author": {"reference": author},
+            **({} if author is None else {"author": {"reference": author}}),
             "contributor": [{"reference": url} for url in dict.fromkeys(contributors)],
-            "careTeam": [{"reference": url} for url in team_urls],
+            **({"careTeam": [{"reference": url} for url in team_urls]} if team_urls else {}),
         }
         if contract.period:
             careplan["period"] = element.period(contract.period)
@@ -507,8 +524,9 @@ class _Builder(_SharedRecords):
         _label(careplan, contract.confidentiality)
         careplan_url = self._owned("CarePlan", urls.ID_CONTRACT, contract.id, careplan)
         if contract.status is ContractStatus.AGREED and not records_only:
-            clinician = self.practitioner_role(contract.responsible_clinician)
-            entry = agreement_entry(contract, careplan_url, patient_url, clinician, self.version)
+            entry = agreement_entry(
+                contract, careplan_url, patient_url, author or unit_url, self.version
+            )
             self.entries[entry["fullUrl"]] = entry
         return {
             "resourceType": "Bundle",

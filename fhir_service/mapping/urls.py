@@ -14,6 +14,7 @@ __all__ = [
     "EXT_GUARANTEE_VERDICT",
     "EXT_NOTE_KIND",
     "EXT_REQUESTED_BY_PATIENT",
+    "EXT_RESPONSIBLE_UNIT",
     "ID_AGREED_TIME",
     "ID_CARE_TEAM",
     "ID_CONTRACT",
@@ -25,6 +26,7 @@ __all__ = [
     "ID_RELATED_PERSON",
     "ID_SCHEDULE",
     "ID_SLOT",
+    "POLICY_AGREEMENT_ATTESTED",
     "PROFILE_APPOINTMENT",
     "PROFILE_CAREPLAN",
     "PROFILE_CARETEAM",
@@ -66,6 +68,11 @@ EXT_REQUESTED_BY_PATIENT = f"{BASE}/StructureDefinition/requested-by-patient"
 EXT_CARE_GUARANTEE = f"{BASE}/StructureDefinition/care-guarantee"
 EXT_GUARANTEE_VERDICT = f"{BASE}/StructureDefinition/care-guarantee-verdict"
 EXT_CONTRACT_RECORD = f"{BASE}/StructureDefinition/contract-record"
+EXT_RESPONSIBLE_UNIT = f"{BASE}/StructureDefinition/responsible-unit"
+
+POLICY_AGREEMENT_ATTESTED = f"{BASE}/policy/agreement-attested"
+"""Provenance.policy of an agreement given elsewhere (on paper, in the sending EHR) and attested
+by the responsible unit's system: its signatures are the unit's, on the parties' behalf."""
 
 PROFILE_CAREPLAN = f"{BASE}/StructureDefinition/patient-contract-careplan"
 PROFILE_CARETEAM = f"{BASE}/StructureDefinition/care-contact-careteam"

@@ -90,12 +90,12 @@ class Compartment:
     def allows(self, contract: Contract) -> bool:
         """Whether ``contract`` lies inside these walls.
 
-        A care unit's contracts are those it is responsible for (its clinician is the
-        contract's responsible clinician): each unit keeps its own contract with the patient.
+        A care unit's contracts are those it is responsible for (it is the contract's
+        responsible unit): each unit keeps its own contract with the patient.
         """
         if self.patient is not None and contract.patient.identifier != self.patient:
             return False
-        unit = contract.responsible_clinician.organization.identifier
+        unit = contract.responsible_unit.identifier
         return self.organization is None or unit == self.organization
 
 

@@ -358,7 +358,7 @@ def _contract_of(routing: Routing) -> dict[str, Any] | None:
 
 
 def _routing_of(contract: Contract) -> Routing:
-    organizations = [contract.responsible_clinician.organization]
+    organizations = [contract.responsible_unit]
     organizations += [p.organization for p in contract.professionals]
     organizations += [c.professional.organization for c in contract.care_contacts]
     organizations += [a.organization for a in contract.activities if a.organization is not None]
@@ -367,7 +367,7 @@ def _routing_of(contract: Contract) -> Routing:
         contract.id,
         frozenset({_token(contract.patient.identifier)}),
         frozenset(_token(o.identifier) for o in organizations),
-        _token(contract.responsible_clinician.organization.identifier),
+        _token(contract.responsible_unit.identifier),
     )
 
 

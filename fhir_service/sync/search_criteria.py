@@ -20,6 +20,7 @@ from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.tables import code_table
 
 __all__ = [
+    "UNIT_OF_CONTRACT",
     "IdentifierQuery",
     "InvalidSearchError",
     "contract_id_of",
@@ -27,6 +28,10 @@ __all__ = [
     "cursor_for",
     "offset_of",
 ]
+
+UNIT_OF_CONTRACT = "responsible-unit.identifier"
+"""profiles/searchparameters/careplan-responsible-unit.json: the unit a contract is of, named
+on every contract, also one that names no responsible clinician."""
 
 IdentifierQuery = Identifier | tuple[str, str]
 """A national identifier to search by: an :class:`Identifier`, or ``(kind, value)`` to check."""
@@ -75,9 +80,7 @@ def criteria(
     if status is not None:
         params.append(("contract-status", _statuses(status)))
     if care_unit is not None:
-        # profiles/searchparameters/careplan-responsible-clinician.json
-        unit = _identifier("care_unit", care_unit)
-        params.append(("responsible-clinician.organization.identifier", unit))
+        params.append((UNIT_OF_CONTRACT, _identifier("care_unit", care_unit)))
     if care_contact is not None:
         # profiles/searchparameters/careteam-care-contact.json: only the care-contact member.
         person = _identifier("care_contact", care_contact)

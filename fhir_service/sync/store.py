@@ -24,10 +24,12 @@ from fhir_service.contract import (
     Contract,
     ContractStatus,
     Identifier,
+    Organization,
+    OrganizationKind,
     lifecycle,
 )
 from fhir_service.contract.bookings import changed_bookings
-from fhir_service.fhir import ConflictError, HapiClient
+from fhir_service.fhir import ConflictError, HapiClient, InvalidRequestError, NotFoundError
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import (
     READ_PARAMS,
@@ -37,7 +39,7 @@ from fhir_service.mapping.from_fhir import (
 from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.mapping.provenance import Author, change_entry
 from fhir_service.mapping.sent import carried_over, is_record
-from fhir_service.mapping.tables import Language
+from fhir_service.mapping.tables import Language, code_table
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.security.access import AccessDeniedError, Compartment, Denial
 from fhir_service.sync import search_criteria
@@ -78,6 +80,8 @@ _log = logging.getLogger(__name__)
 
 # A transaction that lost a race over a shared record is sent again this often, at most.
 _CONFLICT_ATTEMPTS = 3
+_IDS_AT_ONCE = 50
+"""How many ids one ``_id`` search asks HAPI about."""
 
 _EDITABLE = frozenset({ContractStatus.DRAFT, ContractStatus.REVISED})
 
@@ -463,7 +467,8 @@ class ContractStore:
         value): a sender's own identifiers of its plan find the contract it became. With
         ``unit``, only among that care unit's contracts: another unit's plan that happens to
         carry the same identifier is not this one."""
-        within = [] if unit is None else [_UNIT_OF_CONTRACT, f"{system_of(unit)}|{unit.value}"]
+        unit_of = search_criteria.UNIT_OF_CONTRACT
+        within = [] if unit is None else [unit_of, f"{system_of(unit)}|{unit.value}"]
         for system, value in identifiers:
             params = [("identifier", f"{system}|{value}"), ("_elements", "identifier")]
             if within:
@@ -473,6 +478,52 @@ class ContractStore:
                 if any(i.get("system") == urls.ID_CONTRACT for i in careplan.get("identifier", [])):
                     return search_criteria.contract_id_of(careplan)
         return None
+
+    async def unheld(self, references: Iterable[str]) -> set[str]:
+        """Which of ``references`` (``Type/id``) name no record HAPI holds: a client's Bundle
+        referring to them could not be written."""
+        by_type: dict[str, set[str]] = {}
+        for reference in references:
+            kind, _, record_id = reference.partition("/")
+            by_type.setdefault(kind, set()).add(record_id)
+        unheld = set()
+        for kind, ids in sorted(by_type.items()):
+            ordered = sorted(ids)
+            for start in range(0, len(ordered), _IDS_AT_ONCE):
+                wanted = ordered[start : start + _IDS_AT_ONCE]
+                params = [("_id", ",".join(wanted)), ("_elements", "id")]
+                try:
+                    found = await self.hapi.search(
+                        kind, [*params, ("_count", str(len(wanted)))], max_pages=1
+                    )
+                except (InvalidRequestError, NotFoundError):
+                    held: set[str] = set()  # not a type HAPI knows
+                else:
+                    held = {str(r.get("id")) for r in found.matches()}
+                unheld |= {f"{kind}/{i}" for i in set(wanted) - held}
+        return unheld
+
+    async def unit(self, identifier: Identifier) -> Organization:
+        """The care unit ``identifier`` names, as the contracts it took part in wrote it; a
+        unit no contract named yet is called by its identifier."""
+        token = f"{system_of(identifier)}|{identifier.value}"
+        found = await self.hapi.search(
+            "Organization", [("identifier", token), ("_count", "1")], max_pages=1
+        )
+        kinds = code_table("organization-kind")
+        for organization in found.matches():
+            codes = [
+                c.get("code")
+                for t in organization.get("type", [])
+                for c in t.get("coding", [])
+                if c.get("system") == kinds.system and c.get("code") in kinds.names
+            ]
+            name = organization.get("name")
+            if codes and isinstance(name, str) and name.strip():
+                return Organization(identifier=identifier, name=name, kind=codes[0])
+        return Organization(
+            identifier=identifier, name=identifier.value, kind=OrganizationKind.CARE_UNIT
+        )
 
     async def wrote(self, write_key: str) -> bool:
         """Whether a change tagged with ``write_key`` (see ``Author.write_key``) was stored."""
@@ -535,10 +586,6 @@ class ContractStore:
                 # contract (see create); nothing was written, so the same write goes again.
         _, version = _careplan_outcome(response)
         return _written(new, version)
-
-
-_UNIT_OF_CONTRACT = "responsible-clinician.organization.identifier"
-"""profiles/searchparameters/careplan-responsible-clinician.json: the unit a contract is of."""
 
 
 def _written(contract: Contract, version: int) -> Contract:

@@ -196,8 +196,7 @@ class FhirGuard:
                 [
                     ("identifier", tokens),
                     ("_include", "CarePlan:subject"),
-                    ("_include", "CarePlan:responsible-clinician"),
-                    ("_include:iterate", "PractitionerRole:organization"),
+                    ("_include", "CarePlan:responsible-unit"),
                     # What the CarePlan names, for the labels: shown to a walled reader, it
                     # names only the open records.
                     ("_include", "CarePlan:goal"),
@@ -217,8 +216,7 @@ def _facts(resources: list[Resource]) -> Iterator[tuple[str, _Contract]]:
         if contract_id is None:
             continue
         patient = by_reference.get(str(careplan.get("subject", {}).get("reference")), {})
-        role = by_reference.get(str(careplan.get("author", {}).get("reference")), {})
-        unit = by_reference.get(str(role.get("organization", {}).get("reference")), {})
+        unit = by_reference.get(_unit_reference(careplan), {})
         units = _identifiers(unit)
         yield (
             contract_id,
@@ -234,6 +232,18 @@ def _facts(resources: list[Resource]) -> Iterator[tuple[str, _Contract]]:
                 ),
             ),
         )
+
+
+def _unit_reference(careplan: Resource) -> str:
+    """The responsible unit the CarePlan names (extension responsible-unit)."""
+    return next(
+        (
+            str(e.get("valueReference", {}).get("reference"))
+            for e in careplan.get("extension", [])
+            if e.get("url") == urls.EXT_RESPONSIBLE_UNIT
+        ),
+        "",
+    )
 
 
 def subset_naming(

@@ -95,6 +95,7 @@ async def _records(hapi: HapiClient, contracts: list[Contract]) -> list[Resource
             ("_include", "CarePlan:activity-reference"),
             ("_include", "CarePlan:subject"),
             ("_include", "CarePlan:responsible-clinician"),
+            ("_include", "CarePlan:responsible-unit"),
             ("_count", str(len(contracts))),
         ],
         max_pages=10,

@@ -33,6 +33,7 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for, system_of
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.security.access import Access, Denial
+from fhir_service.sync.search_criteria import UNIT_OF_CONTRACT
 
 __all__ = ["answer", "base_url", "guarded_resource", "outside", "rebased", "router"]
 
@@ -163,7 +164,7 @@ def _narrowed(
         return [*params, (name, ",".join(f"Patient/{i}" for i in sorted(ids)))]
     if walls.organization is not None and kind == "CarePlan":
         unit = f"{system_for(walls.organization.kind)}|{walls.organization.value}"
-        return [*params, ("responsible-clinician.organization.identifier", unit)]
+        return [*params, (UNIT_OF_CONTRACT, unit)]
     return params
 
 

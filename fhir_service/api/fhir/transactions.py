@@ -15,7 +15,9 @@ request's ``If-Match``) names the version the change is based on.
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -34,7 +36,11 @@ from fhir_service.api.json_bodies import LISTED_AT_MOST
 from fhir_service.contract import Contract, Identifier, model
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
-from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
+from fhir_service.mapping.from_fhir import (
+    Sender,
+    UnreadableContractError,
+    contract_from_bundle,
+)
 from fhir_service.mapping.sent import RECORD_TYPES
 from fhir_service.security.access import Access, AccessDeniedError, Denial, Requirement, decide
 from fhir_service.sync.store import (
@@ -168,10 +174,16 @@ async def _contract_in(
         # Before HAPI's $validate, whose work grows with the Bundle: a contract too large to
         # store is refused at once, not after minutes of validation.
         return _refused(problems + too_large)
+    problems += await _unheld(bundle, store)
     problems += await profile_issues(hapi, bundle)
     try:
         new_id = await _id_for(bundle, store, unit)
-        contract = contract_from_bundle(bundle, codes=True, sent=True, new_id=new_id)
+        # Another EHR's plan: the calling unit is responsible for it when it names no clinician
+        # of ours, and attests the agreement to one in force there.
+        sender = None
+        if new_id is not None and unit is not None:
+            sender = Sender(await store.unit(unit), datetime.now(UTC))
+        contract = contract_from_bundle(bundle, codes=True, sent=True, new_id=new_id, sender=sender)
     except UnreadableContractError as exc:
         problems += [_issue(i.expression, i.message, _code_of(i.message)) for i in exc.issues]
         return _refused(problems)
@@ -424,6 +436,49 @@ def _dangling(bundle: Resource) -> list[Resource]:
     for index, entry in enumerate(bundle["entry"]):
         walk(entry["resource"], f"Bundle.entry[{index}].resource")
     return issues
+
+
+_RELATIVE = re.compile(r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(/_history/[0-9]+)?")
+
+
+async def _unheld(bundle: Resource, store: ContractStore) -> list[Resource]:
+    """An issue per reference to a record (``Type/id``) neither the Bundle nor the server
+    holds: a sender's link to a record of its own system, which the server cannot keep."""
+    # An entry answers to its fullUrl, and an update to the id its request names.
+    full_urls = {str(e.get("fullUrl")) for e in bundle["entry"]}
+    requests = (e.get("request") for e in bundle["entry"])
+    full_urls |= {f"/{r.get('url')}" for r in requests if isinstance(r, dict)}
+    places: list[tuple[str, str]] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{path}[{index}]")
+        elif isinstance(value, dict):
+            matched = _RELATIVE.fullmatch(str(value.get("reference")))
+            named = None if matched is None else f"{matched[1]}/{matched[2]}"
+            if named is not None and not any(u.endswith(f"/{named}") for u in full_urls):
+                places.append((f"{path}.reference", named))
+            for key, item in value.items():
+                # HAPI keeps a contained resource's references as they are, unresolved.
+                if key != "contained":
+                    walk(item, f"{path}.{key}")
+
+    for index, entry in enumerate(bundle["entry"]):
+        walk(entry["resource"], f"Bundle.entry[{index}].resource")
+    if not places:
+        return []
+    unheld = await store.unheld(named for _, named in places)
+    return [
+        _issue(
+            path,
+            f"refers to {named}, which neither the Bundle nor this server holds: send that "
+            "record in the Bundle, or name it by identifier or display instead",
+            "not-found",
+        )
+        for path, named in places
+        if named in unheld
+    ]
 
 
 def _reference(value: Any) -> str | None:

@@ -492,3 +492,36 @@ def test_a_patient_of_another_issuer_is_stored_under_that_issuers_system(
     assert stored.json()["total"] == 1
     assert searched.status_code == 422, "searched by national identifiers only"
     assert not PYTHON_WORDS.search(searched.text)
+
+
+def test_a_contract_naming_only_its_unit_is_that_units_and_found_by_it(
+    service: TestClient, conformance_loaded: str
+) -> None:
+    contract = _contract()
+    clinician = contract.pop("responsible_clinician")
+    contract["responsible_unit"] = clinician["organization"]
+    contract["patient"]["identifier"]["value"] = unique_personnummer()
+    unit = clinician["organization"]["identifier"]
+
+    created = service.post("/contracts", json=contract)
+    read = service.get(f"/contracts/{contract['id']}")
+    found = service.get(
+        "/contracts",
+        params={
+            "careUnit": f"{unit['kind']}|{unit['value']}",
+            "patient": f"personnummer|{contract['patient']['identifier']['value']}",
+        },
+    )
+
+    assert created.status_code == 201, created.text
+    assert read.json()["responsible_clinician"] is None
+    assert read.json()["responsible_unit"] == clinician["organization"]
+    assert contract["id"] in {c["id"] for c in found.json()["contracts"]}
+    stored = httpx.get(
+        f"{conformance_loaded}/CarePlan",
+        params={"identifier": f"{urls.ID_CONTRACT}|{contract['id']}"},
+    ).json()["entry"][0]["resource"]
+    assert "author" not in stored
+    [unit_extension] = [e for e in stored["extension"] if e["url"] == urls.EXT_RESPONSIBLE_UNIT]
+    assert unit_extension["valueReference"]["reference"].startswith("Organization/")
+    assert clinician["organization"]["name"] in stored["text"]["div"]

@@ -152,6 +152,8 @@ INVALID: list[tuple[str, Mutation, Loc, str]] = [
     ("one professional, two roles at a unit", put("agreed_times.0.professional.role", "surgeon"), (), f"professional at one organization hsa-id {CLINICIAN_HSA} appears with different details"),
     ("one organization, two names", put("activities.2.organization.name", "Ljungby lasarett"), (), f"^Value error, organization hsa-id {UNIT_HSA} appears with different details$"),
     ("one organization, two kinds", put("agreed_times.1.organization.kind", "region"), (), f"organization hsa-id {UNIT_HSA} appears with different details"),
+    ("a unit other than the clinician's", put("responsible_unit", {**UNIT, "identifier": {"kind": "hsa-id", "value": "SE2321000065-9999"}}), (), "^Value error, responsible_unit: is not the responsible clinician's organization$"),
+    ("neither clinician nor unit", drop("responsible_clinician"), ("responsible_unit",), "^Field required$"),
     ("unknown field", put("colour", "red"), ("colour",), "^Extra inputs are not permitted$"),
     ("unknown nested field", put("patient.name.nickname", "Tolle"), ("patient", "name", "nickname"), "^Extra inputs are not permitted$"),
     ("unknown status", put("status", "active"), ("status",), "Input should be 'draft', 'agreed', 'revised'"),
@@ -347,3 +349,17 @@ def test_a_patient_of_another_issuer_names_the_issuer_and_only_a_patient_may() -
     data["responsible_clinician"]["identifier"] = mrn
     with pytest.raises(ValidationError, match="does not identify a professional"):
         Contract.model_validate(data)
+
+
+def test_a_contract_may_name_only_its_unit_and_its_unit_is_its_clinicians_otherwise() -> None:
+    data = example_data()
+    clinician = data.pop("responsible_clinician")
+
+    unit_only = Contract.model_validate({**data, "responsible_unit": clinician["organization"]})
+    named = Contract.model_validate({**data, "responsible_clinician": clinician})
+
+    assert unit_only.responsible_clinician is None
+    assert unit_only.responsible_unit == named.responsible_unit == named.organizations()[0]
+    assert unit_only.responsible_unit.identifier.value == UNIT_HSA
+    assert unit_only.unit_language() == "sv"
+    assert len(named.all_professionals()) == len(unit_only.all_professionals()) + 1

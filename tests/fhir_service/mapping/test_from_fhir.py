@@ -4,6 +4,7 @@ crash, and never in Python's words."""
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,12 @@ import pytest
 
 from fhir_service.contract import Contract
 from fhir_service.mapping import urls
-from fhir_service.mapping.from_fhir import Issue, UnreadableContractError, contract_from_bundle
+from fhir_service.mapping.from_fhir import (
+    Issue,
+    Sender,
+    UnreadableContractError,
+    contract_from_bundle,
+)
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from tests.support import PYTHON_WORDS
 
@@ -165,7 +171,7 @@ def test_without_our_status_extension_the_careplans_own_status_says_it(
 def test_a_careplan_of_another_intent_or_an_unknown_status_is_not_a_contract() -> None:
     _, bundle = _bundle("elderly-psychiatry")
     plan_at, careplan = _entry(bundle, "CarePlan")
-    careplan["intent"] = "order"
+    careplan["intent"] = "option"
     careplan["status"] = "on-hold"
     careplan["extension"] = [
         e for e in careplan["extension"] if e["url"] != urls.EXT_CONTRACT_STATUS
@@ -176,5 +182,37 @@ def test_a_careplan_of_another_intent_or_an_unknown_status_is_not_a_contract() -
 
     said = {i.expression: i.message for i in caught.value.issues}
     plan = f"Bundle.entry[{plan_at}].resource"
-    assert said[f"{plan}.intent"].startswith("is order: a contract is a CarePlan of intent plan")
+    assert said[f"{plan}.intent"].startswith(
+        "is option: a contract is a CarePlan of intent plan or order"
+    )
     assert said[f"{plan}.status"].startswith("a contract's CarePlan is draft, active")
+
+
+def test_a_contract_naming_only_its_unit_with_an_attested_agreement_reads_back_the_same() -> None:
+    contract, _ = _bundle("knee-replacement")
+    attested = tuple(a.model_copy(update={"attested": True}) for a in contract.agreements)
+    unit_only = Contract.model_validate(
+        {**contract.model_dump(), "responsible_clinician": None, "agreements": attested}
+    )
+
+    read = contract_from_bundle(contract_to_bundle(unit_only))
+
+    assert read == unit_only.model_copy(update={"version": read.version})
+
+
+def test_an_active_plan_without_agreement_is_attested_by_the_unit_that_sends_it() -> None:
+    contract, bundle = _bundle("knee-replacement")
+    bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["resourceType"] != "Provenance"]
+    careplan = _careplan(bundle)
+    careplan["created"] = "2026-03-01T09:30:00+01:00"
+    received = datetime(2026, 12, 5, tzinfo=UTC)
+
+    with pytest.raises(UnreadableContractError):
+        contract_from_bundle(bundle)  # from no unit: who agreed is not known
+    read = contract_from_bundle(bundle, sender=Sender(contract.responsible_unit, received))
+
+    assert read.status == "agreed"
+    assert {(a.party, a.attested, a.agreed_at.isoformat()) for a in read.agreements} == {
+        ("patient", True, "2026-03-01T09:30:00+01:00"),
+        ("responsible-clinician", True, "2026-03-01T09:30:00+01:00"),
+    }

@@ -120,6 +120,53 @@ def test_agreed_contract_carries_a_provenance_signed_by_both() -> None:
     )
 
 
+def test_a_contract_naming_only_its_unit_has_no_author_and_the_unit_signs_its_agreement() -> None:
+    contract = _contract().model_copy(update={"responsible_clinician": None})
+    contract = Contract.model_validate(contract.model_dump())
+
+    bundle = contract_to_bundle(contract)
+
+    careplan = _of_type(bundle, "CarePlan")[0]["resource"]
+    unit_url = next(
+        e["valueReference"]["reference"]
+        for e in careplan["extension"]
+        if e["url"] == urls.EXT_RESPONSIBLE_UNIT
+    )
+    assert "author" not in careplan
+    assert unit_url in {e["fullUrl"] for e in _of_type(bundle, "Organization")}
+    (entry,) = _of_type(bundle, "Provenance")
+    signers = {s["who"]["reference"] for s in entry["resource"]["signature"]}
+    assert signers == {_of_type(bundle, "Patient")[0]["fullUrl"], unit_url}
+    assert "policy" not in entry["resource"]
+
+
+def test_an_attested_agreement_is_signed_by_the_unit_on_each_partys_behalf() -> None:
+    contract = _contract()
+    attested = tuple(a.model_copy(update={"attested": True}) for a in contract.agreements)
+
+    signed = _of_type(contract_to_bundle(contract), "Provenance")[0]
+    bundle = contract_to_bundle(contract.model_copy(update={"agreements": attested}))
+
+    (entry,) = _of_type(bundle, "Provenance")
+    provenance = entry["resource"]
+    role_url = _of_type(bundle, "CarePlan")[0]["resource"]["author"]["reference"]
+    unit = contract.responsible_unit.identifier
+    unit_url = next(
+        e["fullUrl"]
+        for e in _of_type(bundle, "Organization")
+        if e["resource"]["identifier"][0]["value"] == unit.value
+    )
+    assert provenance["policy"] == [urls.POLICY_AGREEMENT_ATTESTED]
+    assert {s["type"][0]["code"] for s in provenance["signature"]} == {"1.2.840.10065.1.12.1.5"}
+    assert {s["who"]["reference"] for s in provenance["signature"]} == {unit_url}
+    assert {s["onBehalfOf"]["reference"] for s in provenance["signature"]} == {
+        _of_type(bundle, "Patient")[0]["fullUrl"],
+        role_url,
+    }
+    # Attested or signed here, the same agreement is another record.
+    assert entry["fullUrl"] != signed["fullUrl"]
+
+
 def test_a_contract_under_revision_carries_no_provenance() -> None:
     bundle = contract_to_bundle(revise(_contract()))
 

@@ -274,7 +274,7 @@ def _with_several_problems(bundle: dict[str, Any]) -> dict[str, Any]:
     a code."""
     careplan = _careplan_of(bundle)
     careplan["extension"] = []
-    careplan["intent"] = "order"
+    careplan["intent"] = "option"
     careplan["activity"][0]["detail"]["code"]["coding"][0]["code"] = "juggling"
     del _resource(bundle, "Goal")["description"]["text"]
     return _with_bad_personnummer(bundle)
@@ -303,7 +303,9 @@ def test_a_bundle_with_several_problems_is_refused_once_naming_each_at_its_eleme
     assert said[f"{patient}.identifier[0].value"].endswith("check digit is 3, expected 2")
     assert said[f"{goal}.description.text"] == "is required"
     assert said[f"{plan}.activity[0].detail.code"] == "unknown activity-category code 'juggling'"
-    assert said[f"{plan}.intent"].startswith("is order: a contract is a CarePlan of intent plan")
+    assert said[f"{plan}.intent"].startswith(
+        "is option: a contract is a CarePlan of intent plan or order"
+    )
     # HAPI's $validate finds the missing extension against our profile, in its own words.
     assert any("contractStatus" in i["diagnostics"] for i in issues), issues
     # Bundle/$validate answers exactly as POST /fhir does, and neither wrote anything.
