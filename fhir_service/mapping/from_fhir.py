@@ -14,6 +14,7 @@ they were read from.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -99,6 +100,8 @@ _NOT_ROLES = ("Practitioner", "Organization")
 _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T[0-9:.]+(Z|[+-]\d{2}:\d{2})")
 _TITLE_LENGTH = 200
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-.]{0,63}")
+_MUNICIPALITY = re.compile(r"kommun|municipality")
+"""How a municipality (kommun, kommune) names itself, where it has no kind of ours."""
 
 
 @dataclass(frozen=True)
@@ -359,6 +362,14 @@ class _Reader:
         if not isinstance(ref, str):
             return {}
         return self.by_ref.get(ref.split("/_history/")[0], {})
+
+    def named_as(self, resource: Resource) -> str | None:
+        """How this Bundle refers to ``resource``: its fullUrl, else ``Type/id``."""
+        if not resource:
+            return None
+        if id(resource) in self.full_urls:
+            return self.full_urls[id(resource)]
+        return f"{resource.get('resourceType')}/{resource.get('id')}"
 
     def get(self, reference: Any, expected: str, at: str) -> Resource | None:
         """The ``expected`` resource the reference at ``at`` names; None after saying why."""
@@ -721,12 +732,14 @@ class _Reader:
         self.source(path, at)
         self.source(f"{path}.name", f"{at}.name")
         self.source(f"{path}.kind", f"{at}.type[0]")
+        kind = _kind_of(organization)
+        if kind is None:
+            concept = _first(organization.get("type"))
+            kind = self.code(concept, "organization-kind", f"{at}.type[0]")
         return {
             "identifier": self.identifier(organization, f"{path}.identifier"),
             "name": organization.get("name"),
-            "kind": self.code(
-                _first(organization.get("type")), "organization-kind", f"{at}.type[0]"
-            ),
+            "kind": kind,
         }
 
     def professional(self, role: Resource, path: str) -> Resource:
@@ -852,15 +865,30 @@ class _Reader:
         self, activity: Resource, index: int, contract_id: str, at: str, path: str
     ) -> Resource | None:
         """An activity of a client's plan without our owner extension, if who owns it can be
-        told from its performer: the patient, or one of the contract's relatives."""
+        told from its performer: the patient, one of the contract's relatives, or a unit with
+        a national identifier (named, or a person's at it)."""
         detail = _obj(activity.get("detail"))
         performers = [self.resolve(p) for p in _items(detail.get("performer"))]
         kinds = {p.get("resourceType") for p in performers}
         relatives = {id(r) for (kind, _, _), r in self.origins.items() if kind == "RelatedPerson"}
+        performer = None
         if kinds == {"Patient"}:
             owner = "patient"
         elif kinds == {"RelatedPerson"} and len(performers) == 1 and id(performers[0]) in relatives:
             owner = "relative"
+        elif len(performers) == 1 and kinds <= {"Organization", "PractitionerRole", "Practitioner"}:
+            # A unit's activity, or a person's at a unit: the unit's, or the municipality's
+            # when the unit is one (the person stays named, kept as sent).
+            unit = performers[0]
+            if unit.get("resourceType") == "Practitioner":
+                unit = self.role_of(unit)
+            if unit.get("resourceType") == "PractitionerRole":
+                unit = self.resolve(unit.get("organization"))
+            named = self.named_as(unit)
+            if named is None:
+                return None
+            owner = "municipality" if _kind_of(unit) == "municipality" else "care-unit"
+            performer = [{"reference": named}]
         else:
             return None
         code = _obj(detail.get("code"))
@@ -890,6 +918,7 @@ class _Reader:
                 "extension": [*_items(detail.get("extension")), owned],
                 "code": {"coding": ours or [categories.coding("other")]},
                 "description": description,
+                "performer": performer or detail.get("performer"),
             },
         }
         return self.activity(read_as, contract_id, at, path)
@@ -1171,6 +1200,15 @@ def _language_for(careplan: Resource, data: Resource) -> Language:
         return language_of(said) or "sv"
     unit = _obj(_obj(data.get("responsible_unit")).get("identifier"))
     return "nb" if unit.get("kind") == "organisasjonsnummer" else "sv"
+
+
+def _kind_of(organization: Resource) -> str | None:
+    """A sender's organization's kind, where it has none of ours (None: ours says it): a
+    municipality (kommun, kommune) says so in its name or type, and any other is a care unit."""
+    if any(_has_coding_of(_obj(t), "organization-kind") for t in _items(organization.get("type"))):
+        return None
+    said = json.dumps([organization.get("name"), organization.get("type")], ensure_ascii=False)
+    return "municipality" if _MUNICIPALITY.search(said.lower()) else "care-unit"
 
 
 def _has_coding_of(concept: Resource, table: str) -> bool:

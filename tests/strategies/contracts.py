@@ -168,9 +168,15 @@ def contracts(draw: st.DrawFn) -> Contract:
     status = draw(st.sampled_from(list(ContractStatus)))
     agreements: tuple[Agreement, ...] = ()
     if status is ContractStatus.AGREED:
+        # Signed here, or given elsewhere and attested by the unit's system.
+        attested = draw(st.booleans())
         agreements = tuple(
-            Agreement(party=party, agreed_at=draw(_instants())) for party in AgreementParty
+            Agreement(party=party, agreed_at=draw(_instants()), attested=attested)
+            for party in AgreementParty
         )
+    # A plan from another EHR may name only the unit responsible for it.
+    clinician = draw(st.none() | st.sampled_from(pool))
+    unit = clinician.organization if clinician else draw(st.sampled_from(organizations))
     return Contract(
         id=draw(st.uuids()).hex,
         status=status,
@@ -183,7 +189,8 @@ def contracts(draw: st.DrawFn) -> Contract:
             identifier=Identifier(kind=patient_kind, value=patient_value),
             name=_name_for(patient_value),
         ),
-        responsible_clinician=draw(st.sampled_from(pool)),
+        responsible_clinician=clinician,
+        responsible_unit=unit,
         professionals=tuple(draw(st.lists(st.sampled_from(pool), max_size=3, unique=True))),
         relatives=tuple(relatives),
         care_contacts=tuple(draw(st.lists(_care_contacts(pool), max_size=2))),

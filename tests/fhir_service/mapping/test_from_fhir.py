@@ -192,7 +192,12 @@ def test_a_contract_naming_only_its_unit_with_an_attested_agreement_reads_back_t
     contract, _ = _bundle("knee-replacement")
     attested = tuple(a.model_copy(update={"attested": True}) for a in contract.agreements)
     unit_only = Contract.model_validate(
-        {**contract.model_dump(), "responsible_clinician": None, "agreements": attested}
+        {
+            **contract.model_dump(),
+            "responsible_clinician": None,
+            "responsible_unit": contract.responsible_unit,
+            "agreements": attested,
+        }
     )
 
     read = contract_from_bundle(contract_to_bundle(unit_only))

@@ -566,8 +566,7 @@ def test_a_record_of_another_patient_or_of_no_clinical_kind_is_refused(
 def _plain_plan(
     plan: str, patient: str, description: str, unit: str = UNIT.split("|")[1]
 ) -> dict[str, Any]:
-    # A clinician of its own: what a sender adds to a shared record (a PractitionerRole's own
-    # identifier) is written when the record is first created, not over an existing one.
+    # A clinician of its own: each test's plan writes its own shared records.
     return load_data(
         "sent/plain-r4-plan.bundle.json",
         plan=plan,
@@ -598,8 +597,42 @@ def test_another_ehrs_plan_is_taken_and_its_own_identifier_finds_it_again(
     stored = _read_back(service, ehr, conformance_loaded, contract_id)
     assert losses(_sent_records(second), stored) == {}
     read = service.get(f"/contracts/{contract_id}", headers=ehr).json()
-    assert [a["description"] for a in read["activities"]] == ["Daglig promenad"]
+    # The patient's walk, and the medication review its performer's unit owns.
+    owned = [(a["description"], a["owner"]) for a in read["activities"]]
+    assert owned == [("Daglig promenad", "patient"), ("Läkemedelsgenomgång", "care-unit")]
+    unit = _unit_of(second)
+    assert read["activities"][1]["organization"]["identifier"]["value"] == unit
     assert [c["kind"] for c in read["care_contacts"]] == ["fast-vardkontakt"]
+
+
+def test_an_activity_of_a_municipality_is_the_municipalitys(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    unit = unique_hsa_id()
+    bundle = _plain_plan(uuid.uuid4().hex[:12], unique_personnummer(), "Hemma", unit=unit)
+    organization = next(
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Organization"
+    )
+    # Named as a municipality, with no kind of ours.
+    organization["name"] = "Växjö kommun, hemsjukvården"
+    del organization["type"]
+    headers = {**issuer.headers("ehr", organization=f"hsa-id|{unit}"), **FHIR_JSON}
+
+    created = _post(service, headers, bundle)
+
+    assert created.status_code == 201, created.text
+    read = service.get(created.headers["location"], headers=headers).json()
+    assert [a["owner"] for a in read["activities"]] == ["patient", "municipality"]
+    assert read["responsible_clinician"]["organization"]["kind"] == "municipality"
+
+
+def _unit_of(bundle: dict[str, Any]) -> str:
+    """The HSA-id of the unit the plain plan's Organization is."""
+    return next(
+        str(e["resource"]["identifier"][0]["value"])
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Organization"
+    )
 
 
 def test_a_reference_no_entry_answers_is_refused_at_its_place(
