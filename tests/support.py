@@ -11,8 +11,14 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+import httpx
+from fastapi.testclient import TestClient
+
+from fhir_service.api.fhir.types import CONTRACT_TYPES
 from fhir_service.contract import IdentifierKind
 from fhir_service.contract.identifiers import is_valid
+from fhir_service.mapping import urls
+from fhir_service.mapping.from_fhir import READ_PARAMS
 
 __all__ = [
     "DATA_DIR",
@@ -152,3 +158,27 @@ def losses(sent: list[dict[str, Any]], stored: list[dict[str, Any]]) -> dict[str
         if fewest:
             lost[name] = fewest
     return lost
+
+
+def read_back(
+    service: TestClient, headers: dict[str, str], hapi: str, contract_id: str
+) -> list[dict[str, Any]]:
+    """The contract's records as a client reads them back: those of the contract's own types
+    through the FHIR endpoint, the rest (patient, parties, records of other types) as HAPI
+    holds them; references named as ``tests.support.named`` names them."""
+    params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
+    found = httpx.get(f"{hapi}/CarePlan", params=params).json()
+    stored = [
+        e["resource"] for e in found["entry"] if e["resource"]["resourceType"] != "Provenance"
+    ]
+    names = {f"{r['resourceType']}/{r['id']}": record_name(r) for r in stored}
+    records = []
+    for resource in stored:
+        if resource["resourceType"] in CONTRACT_TYPES:
+            read = service.get(
+                f"/fhir/{resource['resourceType']}/{resource['id']}", headers=headers
+            )
+            assert read.status_code == 200, read.text
+            resource = read.json()
+        records.append(named(resource, names))
+    return records

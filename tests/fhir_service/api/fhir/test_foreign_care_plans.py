@@ -19,9 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_service.mapping import urls
-from fhir_service.mapping.from_fhir import READ_PARAMS
 from tests.auth import TestIssuer
-from tests.support import PYTHON_WORDS, bundle_names, losses, named, record_name
+from tests.support import PYTHON_WORDS, bundle_names, losses, named, read_back
 
 FOREIGN = Path(__file__).parents[3] / "data" / "foreign"
 MANIFEST: list[dict[str, Any]] = json.loads((FOREIGN / "manifest.json").read_text("utf-8"))
@@ -49,15 +48,6 @@ def _patients_stored(hapi: str, bundle: dict[str, Any]) -> dict[str, int]:
 
 def _sent_records(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return [named(e["resource"], bundle_names(bundle)) for e in bundle["entry"]]
-
-
-def _read_back(hapi: str, contract_id: str) -> list[dict[str, Any]]:
-    """The contract's records as the service reads them from HAPI, references named."""
-    params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
-    found = httpx.get(f"{hapi}/CarePlan", params=params).json()
-    stored = [e["resource"] for e in found["entry"]]
-    names = {f"{r['resourceType']}/{r['id']}": record_name(r) for r in stored}
-    return [named(r, names) for r in stored]
 
 
 def test_the_corpus_holds_a_dozen_one_plan_bundles_from_three_sources() -> None:
@@ -88,7 +78,7 @@ def test_a_foreign_care_plan_is_taken_or_refused_precisely_with_nothing_half_wri
     if not reasons:
         assert (sent.status_code, checked.status_code) == (201, 200), sent.text
         contract_id = sent.headers["location"].removeprefix("/contracts/")
-        stored = _read_back(conformance_loaded, contract_id)
+        stored = read_back(service, ehr, conformance_loaded, contract_id)
         assert losses(_sent_records(bundle), stored) == {}
         return
     assert (sent.status_code, checked.status_code) == (422, 422), sent.text

@@ -15,10 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_service.api.fhir.types import CONTRACT_TYPES
 from fhir_service.contract import Agreement, AgreementParty, Contract, ContractStatus
-from fhir_service.mapping import urls
-from fhir_service.mapping.from_fhir import READ_PARAMS
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from tests.auth import TestIssuer
 from tests.support import (
@@ -28,7 +25,7 @@ from tests.support import (
     losses,
     missing,
     named,
-    record_name,
+    read_back,
     unique_hsa_id,
     unique_personnummer,
 )
@@ -410,35 +407,11 @@ def _from_an_ehr() -> tuple[str, dict[str, Any]]:
     return contract_id, load_data(FROM_AN_EHR, contract=contract_id, patient=unique_personnummer())
 
 
-def _read_back(
-    service: TestClient, headers: dict[str, str], hapi: str, contract_id: str
-) -> list[dict[str, Any]]:
-    """The contract's records as a client reads them back: those of the contract's own types
-    through the FHIR endpoint, the rest (patient, parties, records of other types) as HAPI
-    holds them; references named as ``tests.support.named`` names them."""
-    params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
-    found = httpx.get(f"{hapi}/CarePlan", params=params).json()
-    stored = [
-        e["resource"] for e in found["entry"] if e["resource"]["resourceType"] != "Provenance"
-    ]
-    names = {f"{r['resourceType']}/{r['id']}": record_name(r) for r in stored}
-    records = []
-    for resource in stored:
-        if resource["resourceType"] in CONTRACT_TYPES:
-            read = service.get(
-                f"/fhir/{resource['resourceType']}/{resource['id']}", headers=headers
-            )
-            assert read.status_code == 200, read.text
-            resource = read.json()
-        records.append(named(resource, names))
-    return records
-
-
 def _sent_records(bundle: dict[str, Any]) -> list[dict[str, Any]]:
     return [named(e["resource"], bundle_names(bundle)) for e in bundle["entry"]]
 
 
-def test_every_element_an_ehr_sent_is_read_back(
+def test_every_element_an_ehr_sent_isread_back(
     service: TestClient, ehr: dict[str, str], conformance_loaded: str
 ) -> None:
     contract_id, bundle = _from_an_ehr()
@@ -446,7 +419,7 @@ def test_every_element_an_ehr_sent_is_read_back(
     created = _post(service, ehr, bundle)
 
     assert created.status_code == 201, created.text
-    stored = _read_back(service, ehr, conformance_loaded, contract_id)
+    stored = read_back(service, ehr, conformance_loaded, contract_id)
     assert losses(_sent_records(bundle), stored) == {}
     assert {"Condition", "Encounter"} <= {r["resourceType"] for r in stored}
 
@@ -474,7 +447,7 @@ def test_a_change_through_the_json_facade_keeps_what_the_ehr_sent(
 
     assert put.status_code == 200, put.text
     sent_careplan = next(r for r in _sent_records(bundle) if r["resourceType"] == "CarePlan")
-    stored = _read_back(service, ehr, conformance_loaded, contract_id)
+    stored = read_back(service, ehr, conformance_loaded, contract_id)
     careplan = next(r for r in stored if r["resourceType"] == "CarePlan")
     assert careplan["title"] == "Changed in the JSON facade"
     for element in ("description", "category", "created", "addresses", "encounter"):
@@ -528,7 +501,7 @@ def test_a_record_the_next_version_no_longer_holds_is_deleted_with_its_links(
 
     assert updated.status_code == 200, updated.text
     assert _count(conformance_loaded, "Condition", f"urn:oid:1.2.752.999.4|DIAG-{contract_id}") == 0
-    stored = _read_back(service, ehr, conformance_loaded, contract_id)
+    stored = read_back(service, ehr, conformance_loaded, contract_id)
     assert [r["resourceType"] for r in stored].count("Encounter") == 1
     assert losses(_sent_records(without), stored) == {}
 
@@ -594,7 +567,7 @@ def test_another_ehrs_plan_is_taken_and_its_own_identifier_finds_it_again(
     assert created.status_code == 201, created.text
     assert updated.status_code == 200, updated.text
     assert _count(conformance_loaded, "CarePlan", sender_id) == 1, "the same plan, not a second"
-    stored = _read_back(service, ehr, conformance_loaded, contract_id)
+    stored = read_back(service, ehr, conformance_loaded, contract_id)
     assert losses(_sent_records(second), stored) == {}
     read = service.get(f"/contracts/{contract_id}", headers=ehr).json()
     # The patient's walk, and the medication review its performer's unit owns.
