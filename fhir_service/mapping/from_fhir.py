@@ -537,25 +537,27 @@ class _Reader:
 
     def status(self, careplan: Resource, cp: str) -> str | None:
         """The contract's status: our extension's, else what ``CarePlan.status`` says of it."""
+        if _has_extension(careplan, urls.EXT_CONTRACT_STATUS):
+            self.source("$.status", f"{cp}.extension")
+            status = self.extension_code(careplan, urls.EXT_CONTRACT_STATUS, cp, "contract-status")
+        else:
+            self.source("$.status", f"{cp}.status")
+            status = _STATUS_OF_CAREPLAN.get(str(careplan.get("status")))
+            if status is None:
+                self.issue(
+                    f"{cp}.status",
+                    "a contract's CarePlan is draft, active (agreed), completed or revoked; or "
+                    f"give its status in the extension {urls.EXT_CONTRACT_STATUS}",
+                )
         intent = careplan.get("intent")
-        # An order is a plan authorised for action (as Synthea writes them): the same plan.
-        if intent not in ("plan", "order"):
+        # An order is a plan authorised for action (as Synthea writes them), a proposal a plan
+        # not yet agreed: a draft.
+        if intent not in ("plan", "order") and (intent, status) != ("proposal", "draft"):
             shown = intent if isinstance(intent, str) and intent.isalpha() else "another"
             self.issue(
                 f"{cp}.intent",
-                f"is {shown}: a contract is a CarePlan of intent plan or order, the plan the "
-                "patient and the care agree on; send a proposal as a draft plan",
-            )
-        if _has_extension(careplan, urls.EXT_CONTRACT_STATUS):
-            self.source("$.status", f"{cp}.extension")
-            return self.extension_code(careplan, urls.EXT_CONTRACT_STATUS, cp, "contract-status")
-        self.source("$.status", f"{cp}.status")
-        status = _STATUS_OF_CAREPLAN.get(str(careplan.get("status")))
-        if status is None:
-            self.issue(
-                f"{cp}.status",
-                "a contract's CarePlan is draft, active (agreed), completed or revoked; or "
-                f"give its status in the extension {urls.EXT_CONTRACT_STATUS}",
+                f"is {shown}: a contract is a CarePlan of intent plan or order, or a proposal "
+                "while it is a draft: the plan the patient and the care agree on",
             )
         return status
 

@@ -103,6 +103,10 @@ def contract_to_bundle(
     builder = _Builder(contract, new=new, version=written)
     bundle = builder.bundle(language)
     merged(bundle["entry"], contract.sent or {}, {url: url for url in builder.entries})
+    careplan = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan")
+    if contract.status is not ContractStatus.DRAFT and careplan["resource"]["intent"] == "proposal":
+        # A sender's proposal is a plan once it is more than a draft.
+        careplan["resource"]["intent"] = "plan"
     for url in builder.shared.intersection(contract.sent or {}):
         # A shared record the sender told more of than the contract holds is written as they
         # sent it, not only created when absent: a patient's record another plan created
@@ -114,7 +118,6 @@ def contract_to_bundle(
         }
     if if_version is not None:
         server_id, version = if_version
-        careplan = next(e for e in bundle["entry"] if e["resource"]["resourceType"] == "CarePlan")
         careplan["resource"]["id"] = server_id
         careplan["request"] = {
             "method": "PUT",

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from fhir_service.contract import Contract
+from fhir_service.contract.lifecycle import agree
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import (
     Issue,
@@ -221,3 +222,24 @@ def test_an_active_plan_without_agreement_is_attested_by_the_unit_that_sends_it(
         ("patient", True, "2026-03-01T09:30:00+01:00"),
         ("responsible-clinician", True, "2026-03-01T09:30:00+01:00"),
     }
+
+
+def test_a_draft_proposal_is_a_draft_contract_and_a_plan_once_agreed() -> None:
+    contract, _ = _bundle("knee-replacement")
+    draft = contract.model_copy(update={"status": "draft", "agreements": ()})
+    bundle = contract_to_bundle(draft)
+    _careplan(bundle)["intent"] = "proposal"
+
+    read = contract_from_bundle(bundle, sent=True)
+    agreed = agree(read, contract.agreements)
+
+    assert read.status == "draft"
+    assert _careplan(contract_to_bundle(read))["intent"] == "proposal"
+    assert _careplan(contract_to_bundle(agreed))["intent"] == "plan"
+    _careplan(bundle)["extension"] = [
+        e for e in _careplan(bundle)["extension"] if e["url"] != urls.EXT_CONTRACT_STATUS
+    ]
+    _careplan(bundle)["status"] = "active"
+    with pytest.raises(UnreadableContractError) as caught:
+        contract_from_bundle(bundle)
+    assert any(i.message.startswith("is proposal:") for i in caught.value.issues)
