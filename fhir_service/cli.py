@@ -56,6 +56,18 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     token.add_argument("--lifetime", type=_positive, default=3600, help="seconds (3600)")
     token.set_defaults(handler=_token)
 
+    client = commands.add_parser(
+        "client",
+        help="register a SMART backend-services client of the local development issuer "
+        "(development only): its token endpoint then takes the client's signed assertions",
+    )
+    client.add_argument("--id", required=True, help="the client id (iss and sub of its JWTs)")
+    client.add_argument("--role", required=True, choices=sorted(ROLE_SCOPES))
+    client.add_argument("--jwks", required=True, type=Path, help="a JWKS file of its public keys")
+    client.add_argument("--organization", help="the care unit acted for, e.g. hsa-id|SE...")
+    client.add_argument("--patient", help="the patient, e.g. personnummer|19121212-1212")
+    client.set_defaults(handler=_client)
+
     mapping = commands.add_parser("map", help="map a contract to its FHIR Bundle and back")
     map_commands = mapping.add_subparsers(required=True, metavar="DIRECTION")
     to_fhir = map_commands.add_parser("to-fhir", help="print the transaction Bundle of a contract")
@@ -210,6 +222,19 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
         organization=args.organization,
         patient=args.patient,
         lifetime_seconds=args.lifetime,
+    )
+
+
+def _client(args: argparse.Namespace, settings: Settings) -> int:
+    from fhir_service import token_cli
+
+    return token_cli.register_client(
+        settings,
+        args.id,
+        args.role,
+        jwks=args.jwks,
+        organization=args.organization,
+        patient=args.patient,
     )
 
 

@@ -103,6 +103,15 @@ class Settings(BaseSettings):
     auth_jwks_file: Path | None = Field(
         default=None, description="A JWKS file of signing keys, instead of auth_jwks_url."
     )
+    auth_token_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="The issuer's token endpoint, which SMART discovery names to clients.",
+    )
+    auth_authorize_url: AnyHttpUrl | None = Field(
+        default=None,
+        description="The issuer's authorization endpoint (apps a person signs in to), which "
+        "SMART discovery names to clients.",
+    )
     auth_clock_skew_seconds: float = Field(
         default=60.0,
         ge=0,

@@ -1,4 +1,6 @@
-"""``fhir-service token``: mint a bearer token of the local development issuer, to try the API.
+"""``fhir-service token``: mint a bearer token of the local development issuer, to try the API;
+``fhir-service client``: register a backend-services client that gets its tokens itself, at the
+local issuer's token endpoint (``POST /auth/token``).
 
 Only when ``FHIR_SERVICE_AUTH_LOCAL_ISSUER`` is on, which production settings refuse. The key is
 the one a service with the same data directory accepts tokens of.
@@ -6,8 +8,13 @@ the one a service with the same data directory accepts tokens of.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import TextIO
+
+from jwt import PyJWKSet
+from jwt.exceptions import PyJWKSetError
 
 from fhir_service.security.access import AccessDeniedError, claimed_identifier
 from fhir_service.security.dev_keys import (
@@ -16,10 +23,11 @@ from fhir_service.security.dev_keys import (
     local_issuer_key,
     mint_token,
 )
+from fhir_service.security.local_clients import LocalClient, register
 from fhir_service.security.roles import Role, claims_for
 from fhir_service.settings import Settings
 
-__all__ = ["mint"]
+__all__ = ["mint", "register_client"]
 
 _NEEDS_ORGANIZATION: frozenset[Role] = frozenset({"clinician", "ehr"})
 
@@ -58,6 +66,36 @@ def mint(
         lifetime_seconds=lifetime_seconds,
     )
     print(mint_token(key, claims), file=out)
+    return 0
+
+
+def register_client(
+    settings: Settings,
+    client_id: str,
+    role: Role,
+    *,
+    jwks: Path,
+    organization: str | None,
+    patient: str | None,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Register a client of the local issuer; 0, or 2 after saying what is missing."""
+    if not settings.auth_local_issuer:
+        print("error: set FHIR_SERVICE_AUTH_LOCAL_ISSUER=true (never in production)", file=err)
+        return 2
+    problem = _check(role, organization, patient)
+    try:
+        keys = json.loads(jwks.read_text("utf-8"))
+        PyJWKSet.from_dict(keys)
+    except (OSError, ValueError, PyJWKSetError):
+        problem = problem or f"--jwks {jwks}: not a readable JWKS file"
+    if problem is not None:
+        print(f"error: {problem}", file=err)
+        return 2
+    client = LocalClient(client_id, role, keys, organization=organization, patient=patient)
+    register(settings.local_issuer_dir, client)
+    print(f"registered {client_id} ({role}); token endpoint: POST /auth/token", file=out)
     return 0
 
 

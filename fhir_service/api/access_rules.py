@@ -26,6 +26,8 @@ class Public(Enum):
     DOCS = "the OpenAPI document and its viewers"
     CAPABILITIES = "the FHIR endpoint's CapabilityStatement, which clients read before a token"
     VOCABULARY = "the names of codes, the same for every caller"
+    DISCOVERY = "SMART discovery and the local issuer's keys: where tokens come from"
+    ISSUING = "the local issuer's token endpoint, which checks the client's own signed assertion"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,9 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
     "book": ("u", Interaction.OPERATION),
 }
 RULES["fhir_capabilities"] = Public.CAPABILITIES
+RULES["smart_configuration"] = Public.DISCOVERY
+RULES["local_issuer_keys"] = Public.DISCOVERY
+RULES["local_issuer_token"] = Public.ISSUING
 # A contract's transaction changes it; creating one needs CarePlan.c as well, checked inside.
 RULES["fhir_transaction"] = Protected(Requirement("CarePlan", "u"), Interaction.TRANSACTION)
 # Checking a contract's Bundle is for whoever may send it; nothing stored is read.

@@ -14,7 +14,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_service import __version__, servicedb
-from fhir_service.api import booking, contracts, health, hooks, labels_routes, patients, webhooks
+from fhir_service.api import (
+    booking,
+    contracts,
+    health,
+    hooks,
+    labels_routes,
+    patients,
+    smart,
+    webhooks,
+)
 from fhir_service.api.activity import Activity
 from fhir_service.api.body_limit import BodyLimitMiddleware
 from fhir_service.api.fhir import routes as fhir_routes
@@ -164,7 +173,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(patients.router)
     app.include_router(labels_routes.router)
     app.include_router(booking.router)
-    # Before the read routes, which would take "$find" for an id.
+    # Before the read routes, which would take "$find" or ".well-known" for an id.
+    app.include_router(smart.router)
     app.include_router(fhir_scheduling.router)
     app.include_router(fhir_routes.router)
     app.include_router(fhir_transactions.router)

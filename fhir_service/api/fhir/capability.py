@@ -47,8 +47,11 @@ def _our_search_parameters() -> tuple[Resource, ...]:
     return tuple(r for r in conformance_resources() if r["resourceType"] == "SearchParameter")
 
 
-def capability_statement(hapi_statement: Resource, base: str) -> Resource:
-    """Our statement for the endpoint at ``base``, from HAPI's search parameters."""
+def capability_statement(
+    hapi_statement: Resource, base: str, oauth_uris: Resource | None = None
+) -> Resource:
+    """Our statement for the endpoint at ``base``, from HAPI's search parameters; with
+    ``oauth_uris``, the SMART extension naming where tokens come from."""
     hapi_resources = {
         r.get("type"): r
         for rest in hapi_statement.get("rest", [])
@@ -118,9 +121,11 @@ def capability_statement(hapi_statement: Resource, base: str) -> Resource:
             {
                 "mode": "server",
                 "security": {
+                    **({"extension": [oauth_uris]} if oauth_uris else {}),
                     "service": [{"coding": [{"system": _SMART, "code": "SMART-on-FHIR"}]}],
                     "description": "OAuth2 bearer JWTs with SMART v2 scopes; patients see their "
-                    "own records, care units their own contracts, auditors the audit trail.",
+                    "own records, care units their own contracts, auditors the audit trail. "
+                    "Discovery: .well-known/smart-configuration.",
                 },
                 "resource": resources,
                 # A transaction Bundle of one contract's records creates or changes it.

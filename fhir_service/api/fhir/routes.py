@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import APIRouter, Path, Request, Response
 
 from fhir_service.api.audit_trail import AuditTrail
-from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, StoreDep
+from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, SettingsDep, StoreDep
 from fhir_service.api.fhir.capability import capability_statement
 from fhir_service.api.fhir.guard import FhirGuard
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
@@ -33,6 +33,7 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for, system_of
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.security.access import Access, Denial
+from fhir_service.security.smart import endpoints, oauth_uris
 from fhir_service.sync.search_criteria import UNIT_OF_CONTRACT
 
 __all__ = ["answer", "base_url", "guarded_resource", "outside", "rebased", "router"]
@@ -333,12 +334,15 @@ async def guarded_resource(
     response_class=Response,
     responses={200: {"content": {FHIR_JSON: {}}}},
 )
-async def capabilities(request: Request, hapi: HapiClientDep) -> Response:
-    """Our CapabilityStatement: the types, interactions, search parameters and profiles offered."""
+async def capabilities(request: Request, hapi: HapiClientDep, settings: SettingsDep) -> Response:
+    """Our CapabilityStatement: the types, interactions, search parameters and profiles offered,
+    and where tokens come from (SMART's ``oauth-uris``)."""
 
     async def work() -> Response:
         statement = await hapi.capability_statement()
-        return fhir_response(capability_statement(statement, base_url(request)))
+        service = str(request.base_url).rstrip("/")
+        uris = oauth_uris(endpoints(settings, service))
+        return fhir_response(capability_statement(statement, base_url(request), uris))
 
     return await answer(request, work)
 
