@@ -26,6 +26,7 @@ class Public(Enum):
     DOCS = "the OpenAPI document and its viewers"
     CAPABILITIES = "the FHIR endpoint's CapabilityStatement, which clients read before a token"
     VOCABULARY = "the names of codes, the same for every caller"
+    CONFORMANCE = "our profiles, value sets, code systems and the like, for validators"
     DISCOVERY = "SMART discovery and the local issuer's keys: where tokens come from"
     ISSUING = "the local issuer's token endpoint, which checks the client's own signed assertion"
 
@@ -105,6 +106,8 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
     "book": ("u", Interaction.OPERATION),
 }
 RULES["fhir_capabilities"] = Public.CAPABILITIES
+RULES["conformance_read"] = Public.CONFORMANCE
+RULES["conformance_search"] = Public.CONFORMANCE
 RULES["smart_configuration"] = Public.DISCOVERY
 RULES["local_issuer_keys"] = Public.DISCOVERY
 RULES["local_issuer_token"] = Public.ISSUING

@@ -26,6 +26,7 @@ from fhir_service.api import (
 )
 from fhir_service.api.activity import Activity
 from fhir_service.api.body_limit import BodyLimitMiddleware
+from fhir_service.api.fhir import conformance as fhir_conformance
 from fhir_service.api.fhir import routes as fhir_routes
 from fhir_service.api.fhir import scheduling as fhir_scheduling
 from fhir_service.api.fhir import transactions as fhir_transactions
@@ -175,6 +176,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(booking.router)
     # Before the read routes, which would take "$find" or ".well-known" for an id.
     app.include_router(smart.router)
+    app.include_router(fhir_conformance.router)
     app.include_router(fhir_scheduling.router)
     app.include_router(fhir_routes.router)
     app.include_router(fhir_transactions.router)

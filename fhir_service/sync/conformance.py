@@ -19,6 +19,7 @@ from fhir_service.sync.startup import keep_trying
 
 __all__ = [
     "CONFORMANCE_DIRS",
+    "CONFORMANCE_TYPES",
     "conformance_bundle",
     "conformance_resources",
     "load_until_done",
@@ -33,7 +34,7 @@ CONFORMANCE_DIRS = (
     _PROFILES / "searchparameters",
     _PROFILES / "operationdefinitions",
 )
-_TYPES = frozenset(
+CONFORMANCE_TYPES = frozenset(
     {
         "CodeSystem",
         "ValueSet",
@@ -51,7 +52,7 @@ def conformance_resources() -> list[dict[str, Any]]:
     for directory in CONFORMANCE_DIRS:
         for path in sorted(directory.glob("*.json")):
             resource = json.loads(path.read_text(encoding="utf-8"))
-            if resource.get("resourceType") not in _TYPES or "url" not in resource:
+            if resource.get("resourceType") not in CONFORMANCE_TYPES or "url" not in resource:
                 raise ValueError(f"{path} is not a conformance resource with a canonical url")
             resources.append(resource)
     return resources

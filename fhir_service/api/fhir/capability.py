@@ -14,7 +14,7 @@ from typing import Any
 from fhir_service import __version__
 from fhir_service.api.fhir.types import INTERACTIONS
 from fhir_service.mapping import urls
-from fhir_service.sync.conformance import conformance_resources
+from fhir_service.sync.conformance import CONFORMANCE_TYPES, conformance_resources
 
 __all__ = ["capability_statement"]
 
@@ -100,6 +100,19 @@ def capability_statement(
         if operations:
             entry["operation"] = operations
         resources.append(entry)
+    # Our conformance resources, for validators: read by id, found by canonical url.
+    resources += [
+        {
+            "type": kind,
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {"name": "url", "type": "uri"},
+                {"name": "version", "type": "token"},
+                {"name": "_id", "type": "token"},
+            ],
+        }
+        for kind in sorted(CONFORMANCE_TYPES)
+    ]
     # A contract's transaction Bundle checked as POST / would check it, writing nothing.
     resources.append(
         {

@@ -270,6 +270,17 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
         "Provenance",
         "AuditEvent",
         "Bundle",
+        # Our conformance resources, for validators.
+        "CodeSystem",
+        "ConceptMap",
+        "OperationDefinition",
+        "SearchParameter",
+        "StructureDefinition",
+        "ValueSet",
+    }
+    assert {i["code"] for i in resources["StructureDefinition"]["interaction"]} == {
+        "read",
+        "search-type",
     }
     assert "interaction" not in resources["Bundle"]  # only $validate: nothing is stored
     assert {i["code"] for i in resources["CarePlan"]["interaction"]} == {
