@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from fhir_service.api.deps import SettingsDep
@@ -56,7 +56,7 @@ async def smart_configuration(request: Request, settings: SettingsDep) -> JSONRe
 async def local_issuer_keys(settings: SettingsDep) -> Response:
     """The local development issuer's public keys (404 without the local issuer)."""
     if not settings.auth_local_issuer:
-        return JSONResponse({"error": "not_found"}, status_code=404)
+        raise HTTPException(status_code=404)
     _, jwks = local_issuer_key(settings.local_issuer_dir)
     return Response(jwks.read_bytes(), media_type="application/json")
 
@@ -66,7 +66,7 @@ async def local_issuer_token(request: Request, settings: SettingsDep) -> JSONRes
     """A token for a registered backend-services client (``client_credentials`` with a
     ``private_key_jwt`` assertion), of its role and narrowed to the scopes asked for."""
     if not settings.auth_local_issuer:
-        return JSONResponse({"error": "not_found"}, status_code=404)
+        raise HTTPException(status_code=404)
     form = {k: v[0] for k, v in parse_qs((await request.body()).decode("utf-8", "replace")).items()}
     if form.get("grant_type") != "client_credentials":
         return _refused("unsupported_grant_type", "grant_type must be client_credentials")

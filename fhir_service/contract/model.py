@@ -372,8 +372,15 @@ fewer (the seed scenarios hold under 30). Larger ones are refused with a 422 nam
 """
 
 
+def _unit_not_required(schema: dict[str, Any]) -> None:
+    # Derived from the clinician when not given, and said only when it is not theirs.
+    schema["required"] = [name for name in schema["required"] if name != "responsible_unit"]
+
+
 class Contract(_Model):
     """A patient contract: the four parts and who takes part, in one version."""
+
+    model_config = ConfigDict(**_Model.model_config, json_schema_extra=_unit_not_required)
 
     id: ContractId
     version: int | None = Field(default=None, description="Set by the store; None before saving.")

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
-from fhir_service.api.fhir.routes import base_url
+from fhir_service.api.fhir.routes import ResourceId, base_url
 from fhir_service.sync.conformance import CONFORMANCE_TYPES, conformance_resources
 
 __all__ = ["router"]
@@ -36,7 +36,7 @@ def _by_type() -> dict[str, tuple[Resource, ...]]:
 
 
 def _read(kind: str) -> Any:
-    async def read(resource_id: str) -> Response:
+    async def read(resource_id: ResourceId) -> Response:
         resource = next((r for r in _by_type()[kind] if r.get("id") == resource_id), None)
         if resource is None:
             return outcome(404, "not-found", f"no {kind} {resource_id} here")

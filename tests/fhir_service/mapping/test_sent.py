@@ -182,7 +182,7 @@ def test_a_stale_element_of_ours_sent_back_is_replaced_not_kept_beside() -> None
 
 def test_a_plain_r4_plan_is_read_as_far_as_it_is_a_contract_and_written_back_whole() -> None:
     # Another EHR's plan: its own identifier, care team and roles, a contained goal, an
-    # activity without our owner extension, one the contract cannot tell the owner of, a
+    # activity without our owner extension, one its performer's role makes the unit's, a
     # ServiceRequest activity and a note of no kind of ours (tests/data/sent/README.md).
     sent = load_data(
         "sent/plain-r4-plan.bundle.json",
@@ -197,13 +197,15 @@ def test_a_plain_r4_plan_is_read_as_far_as_it_is_a_contract_and_written_back_who
     written = contract_to_bundle(contract)
 
     assert contract.id == "plan-7"
-    activity = contract.activities[0]
-    assert len(contract.activities) == 1
+    activity, review = contract.activities
     assert (activity.owner, activity.category, activity.description) == (
         "patient",
         "other",
         "Daglig promenad",
     )
+    assert (review.owner, review.description) == ("care-unit", "Läkemedelsgenomgång")
+    assert review.organization is not None
+    assert review.organization.identifier.value == "SE2321000065-1254"
     assert [g.description for g in contract.goals] == ["Gå 30 minuter varje dag"]
     assert (contract.patient_resources, contract.wishes) == ((), ())
     contact = contract.care_contacts[0]
