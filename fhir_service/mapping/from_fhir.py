@@ -1113,6 +1113,16 @@ class _Reader:
                     # Said as `unknown_codes` says it, so that it is said once.
                     self.issue(at, f"unknown {table} code {code!r}")
                 return code
+        theirs = next((_obj(c) for c in _items(concept.get("coding")) if _obj(c).get("code")), {})
+        if table == "care-team-role" and theirs:
+            # What would let the service read it: the sender's code mapped to one of ours.
+            self.issue(
+                at,
+                f"must hold a coding of {codes.system}, or one mapped to it: add "
+                f"{theirs.get('system')}|{theirs.get('code')} to the ConceptMap "
+                "mappings/conceptmaps/care-team-role-from-other-systems.json",
+            )
+            return None
         self.issue(at, f"must hold a coding of {codes.system}")
         return None
 

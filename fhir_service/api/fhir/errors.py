@@ -70,14 +70,33 @@ class OperationOutcomeMiddleware:
             elif message["type"] == "http.response.body" and start is not None:
                 body.extend(message.get("body", b""))
                 if not message.get("more_body", False):
-                    await _send_outcome(send, start, bytes(body))
+                    await _send_outcome(send, start, bytes(body), str(scope.get("method")), path)
             else:
                 await send(message)
 
         await self.app(scope, receive, rewrite)
 
 
-async def _send_outcome(send: Send, start: Message, problem_body: bytes) -> None:
+_INSTEAD = {
+    "DELETE": "a contract's records are not deleted: leave a record out of the contract's next "
+    "version, or end or revoke the contract (a transaction Bundle with its status)",
+    "PATCH": "send the whole record with PUT",
+    "POST": "a contract is created as a transaction Bundle of its records: POST /fhir",
+}
+"""What to use instead of an interaction the FHIR endpoint deliberately does not offer."""
+
+
+def _not_allowed(method: str, path: str, allowed: str) -> str:
+    said = f"{method} {path} is not offered"
+    if allowed:
+        said += f" (this address takes {allowed})"
+    advice = _INSTEAD.get(method)
+    return f"{said}: {advice}" if advice else said
+
+
+async def _send_outcome(
+    send: Send, start: Message, problem_body: bytes, method: str, path: str
+) -> None:
     status = int(start["status"])
     try:
         problem: Any = json.loads(problem_body)
@@ -85,10 +104,13 @@ async def _send_outcome(send: Send, start: Message, problem_body: bytes) -> None
         problem = {}
     detail = problem.get("detail") if isinstance(problem, dict) else None
     title = problem.get("title") if isinstance(problem, dict) else None
+    said = str(detail or title or "the request failed")
+    if status == 405:
+        said = _not_allowed(method, path, MutableHeaders(raw=start["headers"]).get("allow", ""))
     issue: dict[str, Any] = {
         "severity": "error",
         "code": issue_code(status),
-        "diagnostics": str(detail or title or "the request failed"),
+        "diagnostics": said,
     }
     if isinstance(problem, dict) and problem.get("request_id"):
         issue["details"] = {"text": f"request id {problem['request_id']}"}

@@ -309,7 +309,8 @@ async def guarded_resource(
 ) -> Response:
     """``resource`` as the answer, if the guard admits it (else 404), in our addresses.
 
-    A 201 names where the new resource lives in ``Location``.
+    A write's answer (a create's 201, an update's 200) names the version written in
+    ``Location`` and ``Content-Location``, as HAPI does, for clients that take the id from there.
     """
     guard = FhirGuard(access, hapi)
     shown = (await guard.screened([resource]))[0]
@@ -322,9 +323,10 @@ async def guarded_resource(
     if version:
         headers["ETag"] = f'W/"{version}"'
     ours = base_url(request)
-    if status == 201:
+    if request.method in ("POST", "PUT"):
         where = f"{ours}/{resource['resourceType']}/{resource['id']}"
         headers["Location"] = f"{where}/_history/{version}" if version else where
+        headers["Content-Location"] = headers["Location"]
     return fhir_response(rebased(resource, hapi.base_url, ours), status, headers)
 
 

@@ -279,7 +279,11 @@ async def _store(
         return _answer(bundle, created, 201)
     expected = _expected_version(request, bundle)
     if expected is None:
-        needed = 'name the version changed in the CarePlan entry\'s request.ifMatch: W/"3"'
+        at = current.contract.version
+        needed = (
+            "name the version changed in the CarePlan entry's request.ifMatch (or If-Match): "
+            f'the contract is at W/"{at}"'
+        )
         return outcome(428, "required", needed)
     written = await step_to(store, current, contract, expected, change)
     trail.saw_contract(written)

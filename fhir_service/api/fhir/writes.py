@@ -7,10 +7,11 @@ Appointment or care contact's CareTeam), and the contract the records now make i
 change is: one transaction with its Provenance, at the version read. The answer is the record as
 stored, so the writer sees what the contract kept of it.
 
-An update names the record's version it changes in ``If-Match`` (412 when it is not the current
-one, 428 without it). A record's identifier is its key in the contract and does not change. A
-CarePlan is updated, not created: a contract is created as a transaction Bundle of its records
-(``POST /fhir``). Writing a record changes a contract, so it needs the right to change contracts
+An update may name the record's version it changes in ``If-Match`` (412 when it is not the
+current one); without it, as in HAPI, it changes the current one. A record's identifier is its
+key in the contract and does not change. A CarePlan is updated, not created: a contract is
+created as a transaction Bundle of its records (``POST /fhir``). Writing a record changes a
+contract, so it needs the right to change contracts
 (``CarePlan.u``) besides the right to write the record's type.
 """
 
@@ -240,8 +241,6 @@ def _add_routes(kind: str) -> None:
             if resource.get("id") != resource_id:
                 raise _RefusedError(400, "invalid", f"the body's id is not {resource_id!r}")
             asked = request.headers.get("if-match")
-            if asked is None:
-                raise _RefusedError(428, "required", 'name the version changed in If-Match: W/"3"')
             contract_id, key = _contract_key(kind, resource)
             stored = await store.records(contract_id, change_by(access, trail))
             before = _record(stored.bundle, kind, rid=resource_id)
@@ -254,9 +253,12 @@ def _add_routes(kind: str) -> None:
                     422, "processing", "a record's identifier is its key in the contract: it stays"
                 )
             version = before.get("meta", {}).get("versionId")
-            if str(etag_version(asked)) != version:
+            if asked is not None and str(etag_version(asked)) != version:
                 raise _RefusedError(
-                    412, "conflict", f"{kind}/{resource_id} is at version {version}: read it again"
+                    412,
+                    "conflict",
+                    f'{kind}/{resource_id} is at version {version} (If-Match: W/"{version}"), '
+                    f"not {asked}: read it again",
                 )
             _foreign_patient(resource, stored)
             record = _versioned(resource, version)

@@ -243,3 +243,23 @@ def test_a_draft_proposal_is_a_draft_contract_and_a_plan_once_agreed() -> None:
     with pytest.raises(UnreadableContractError) as caught:
         contract_from_bundle(bundle)
     assert any(i.message.startswith("is proposal:") for i in caught.value.issues)
+
+
+def test_a_role_the_service_must_know_names_the_concept_map_entry_that_would_fix_it() -> None:
+    _, bundle = _bundle("knee-replacement")
+    roles = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "PractitionerRole"
+    ]
+    roles[0]["code"] = [{"coding": [{"system": "http://ehr.example/roles", "code": "ortho-7"}]}]
+
+    with pytest.raises(UnreadableContractError) as caught:
+        contract_from_bundle(bundle)
+
+    said = [i.message for i in caught.value.issues]
+    assert any(
+        "add http://ehr.example/roles|ortho-7 to the ConceptMap "
+        "mappings/conceptmaps/care-team-role-from-other-systems.json" in m
+        for m in said
+    ), said

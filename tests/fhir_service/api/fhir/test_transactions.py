@@ -98,6 +98,7 @@ def test_a_stale_or_missing_version_changes_nothing(
 
     assert stale.status_code == 409
     assert missing.status_code == 428
+    assert missing.json()["issue"][0]["diagnostics"].endswith('the contract is at W/"1"')
     assert service.get(f"/contracts/{draft.id}", headers=ehr).json()["title"] == draft.title
 
 

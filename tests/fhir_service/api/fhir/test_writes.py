@@ -85,11 +85,15 @@ def test_an_ehr_changes_and_adds_records_of_a_draft_one_by_one(
 
     careplan = _record(service, ehr, "CarePlan", draft.id)
     careplan["title"] = "Retitled through FHIR"
-    retitled = _put(service, ehr, careplan, careplan["meta"]["versionId"])
+    # As fhirpy's save() and HAPI's update() send it: no If-Match, the current version changes.
+    retitled = _put(service, ehr, careplan, None)
 
     assert changed.status_code == 200, changed.text
     assert changed.json()["description"]["text"] == "Sova sex timmar i sträck"
-    assert changed.headers["etag"] == f'W/"{int(goal["meta"]["versionId"]) + 1}"'
+    written = int(goal["meta"]["versionId"]) + 1
+    assert changed.headers["etag"] == f'W/"{written}"'
+    where = f"http://testserver/fhir/Goal/{goal['id']}/_history/{written}"
+    assert changed.headers["content-location"] == changed.headers["location"] == where
     assert added.status_code == 201, added.text
     assert added.headers["location"].startswith("http://testserver/fhir/Goal/")
     assert added.json()["description"]["text"] == "Promenera varje dag"
@@ -150,7 +154,6 @@ def test_refused_record_writes_leave_the_contract_as_it_was(
 
     answers = {
         "stale": _put(service, ehr, edited, int(version) + 3),
-        "unversioned": _put(service, ehr, edited, None),
         "wrong id": service.put(
             f"/fhir/Goal/{goal['id']}0",
             content=json.dumps(edited),
@@ -175,12 +178,13 @@ def test_refused_record_writes_leave_the_contract_as_it_was(
             content=json.dumps(_record(service, ehr, "CarePlan", draft.id)),
             headers=ehr,
         ),
+        "delete": service.delete(f"/fhir/Goal/{goal['id']}", headers=ehr),
+        "patch": service.patch(f"/fhir/Goal/{goal['id']}", content="[]", headers=ehr),
     }
 
     statuses = {name: answer.status_code for name, answer in answers.items()}
     assert statuses == {
         "stale": 412,
-        "unversioned": 428,
         "wrong id": 400,
         "renamed": 422,
         "foreign patient": 422,
@@ -189,9 +193,19 @@ def test_refused_record_writes_leave_the_contract_as_it_was(
         "not json": 400,
         "duplicate key": 409,
         "careplan create": 405,
+        "delete": 405,
+        "patch": 405,
     }
     for name, answer in answers.items():
         assert answer.json()["resourceType"] == "OperationOutcome", name
+    # What is not offered says what to use instead.
+    said_to = {name: answers[name].json()["issue"][0]["diagnostics"] for name in statuses}
+    assert said_to["careplan create"].endswith("transaction Bundle of its records: POST /fhir")
+    assert "are not deleted: leave a record out" in said_to["delete"]
+    assert said_to["patch"].endswith("send the whole record with PUT")
+    # A stale version is answered with the current one, as an If-Match would name it.
+    said = answers["stale"].json()["issue"][0]["diagnostics"]
+    assert f'is at version {version} (If-Match: W/"{version}")' in said
     contract = _contract(service, ehr, draft.id)
     assert contract["version"] == 1
     assert {g["key"]: g["description"] for g in contract["goals"]}["sleep"] == (
