@@ -77,7 +77,7 @@ def agreement_entry(
     version written in the same transaction; ``version`` is that version's number, when the
     writer knows it.
     """
-    signers = _signers(contract, patient_url, responsible_url)
+    signers = _signers(patient_url, responsible_url)
     agreements = _agreements(contract)
     # What was agreed, by whom and when: a new agreement to other contents is another record.
     contents = hashlib.sha256(_agreed_contents(contract).encode()).hexdigest()
@@ -226,9 +226,7 @@ def _agreements(contract: Contract) -> list[Agreement]:
     return sorted(contract.agreements, key=lambda a: a.party)
 
 
-def _signers(
-    contract: Contract, patient_url: str, responsible_url: str
-) -> dict[AgreementParty, str]:
+def _signers(patient_url: str, responsible_url: str) -> dict[AgreementParty, str]:
     return {
         AgreementParty.PATIENT: patient_url,
         AgreementParty.RESPONSIBLE_CLINICIAN: responsible_url,
@@ -236,7 +234,7 @@ def _signers(
 
 
 def _signatures(contract: Contract, patient_url: str, responsible_url: str) -> list[dict[str, Any]]:
-    signers = _signers(contract, patient_url, responsible_url)
+    signers = _signers(patient_url, responsible_url)
     unit_url = _unit_url(contract)
     signatures = []
     for agreement in _agreements(contract):
