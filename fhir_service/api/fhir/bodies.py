@@ -25,7 +25,7 @@ from fhir_service.api.json_bodies import (
     shown_key,
 )
 
-__all__ = ["MAX_DEPTH", "BodyError", "Issue", "fhir_body", "json_refusal"]
+__all__ = ["MAX_DEPTH", "BodyError", "Issue", "fhir_body", "json_refusal", "parameter"]
 
 MAX_DEPTH = 64
 """Deeper than any FHIR resource needs (a contract Bundle is under 15 levels)."""
@@ -79,6 +79,23 @@ async def fhir_body(request: Request) -> dict[str, Any]:
     if _deeper_than(body, MAX_DEPTH):
         raise BodyError(400, "structure", _TOO_DEEP)
     return body
+
+
+def parameter(body: dict[str, Any], name: str) -> str | None:
+    """The value of the operation parameter ``name`` in a Parameters body: a string, code or
+    uri as it is, an Identifier as ``system|value``; None when not given."""
+    if body.get("resourceType") != "Parameters":
+        return None
+    for given in body.get("parameter") or []:
+        if not isinstance(given, dict) or given.get("name") != name:
+            continue
+        for kind in ("valueString", "valueCode", "valueUri", "valueToken"):
+            if isinstance(given.get(kind), str):
+                return str(given[kind])
+        identifier = given.get("valueIdentifier")
+        if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
+            return f"{identifier.get('system', '')}|{identifier['value']}"
+    return None
 
 
 def json_refusal(error: StrictJsonError) -> JSONResponse:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Response
 
 from fhir_service.api.audit_trail import AuditTrail
 from fhir_service.api.fhir.guard import subset_naming
@@ -43,15 +43,16 @@ _WITHHELD = {
 
 
 async def coherent_plan_bundle(
-    request: Request,
+    asked: str | None,
     hapi: HapiClient,
     store: ContractStore,
     access: Access,
     trail: AuditTrail,
     base: str,
+    self_url: str,
 ) -> Response:
-    """The plan of the ``patient`` parameter's patient, as ``access`` may see it."""
-    asked = request.query_params.get("patient")
+    """The plan of the patient ``asked`` names (the ``patient`` parameter, ``system|value``),
+    as ``access`` may see it; ``self_url`` is how the answer links to itself."""
     if not asked:
         return outcome(400, "required", "name the patient: ?patient=system|value")
     try:
@@ -73,7 +74,7 @@ async def coherent_plan_bundle(
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "link": [{"relation": "self", "url": str(request.url)}],
+        "link": [{"relation": "self", "url": self_url}],
         "entry": entries,
     }
     return fhir_response(bundle)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Path, Request, Response
 
 from fhir_service.api.audit_trail import AuditTrail
 from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, SettingsDep, StoreDep
+from fhir_service.api.fhir.bodies import BodyError, fhir_body, parameter
 from fhir_service.api.fhir.capability import capability_statement
 from fhir_service.api.fhir.guard import FhirGuard
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
@@ -125,8 +126,10 @@ async def _guarded_bundle(
     trail: AuditTrail,
     bundle: Resource,
     page_path: str,
+    self_url: str | None = None,
 ) -> Response:
-    """A Bundle page from HAPI, minus what the caller may not see, in our addresses."""
+    """A Bundle page from HAPI, minus what the caller may not see, in our addresses; its
+    ``self`` link is ``self_url``, else the request's."""
     entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)]
     with_resource = [e for e in entries if isinstance(e.get("resource"), dict)]
     screened = await guard.screened(e["resource"] for e in with_resource)
@@ -147,7 +150,7 @@ async def _guarded_bundle(
     for link in bundle.get("link", []):
         relation, url = link.get("relation"), str(link.get("url", ""))
         if relation == "self":
-            url = str(request.url)
+            url = self_url or str(request.url)
         elif "_getpages=" in url:
             url = f"{ours}/{page_path}?{urlsplit(url).query}"
         links.append({**link, "url": url})
@@ -169,12 +172,12 @@ def _narrowed(
     return params
 
 
-def _empty(request: Request) -> Response:
+def _empty(self_url: str) -> Response:
     return fhir_response(
         {
             "resourceType": "Bundle",
             "type": "searchset",
-            "link": [{"relation": "self", "url": str(request.url)}],
+            "link": [{"relation": "self", "url": self_url}],
             "entry": [],
         }
     )
@@ -186,23 +189,40 @@ def _add_routes(kind: str) -> None:
     async def search(
         request: Request, hapi: HapiClientDep, access: AccessDep, trail: AuditTrailDep
     ) -> Response:
-        async def work() -> Response:
-            guard = FhirGuard(access, hapi)
-            params = list(request.query_params.multi_items())
-            if not guard.unrestricted:
-                for name, value in params:
-                    refused = _UNGUARDED.get(name.split(":")[0], set())
-                    if name.split(":")[0] in _UNGUARDED and (refused is None or value in refused):
-                        return outcome(
-                            400, "not-supported", f"{name}={value} is not offered to this caller"
-                        )
-            ids = await guard.patient_ids()
-            if guard.access.compartment.patient is not None and not ids:
-                return _empty(request)
-            bundle = await hapi.page(f"/{kind}", _narrowed(kind, guard, params, ids))
-            return await _guarded_bundle(request, hapi, guard, trail, bundle, f"{kind}/_page")
+        params = list(request.query_params.multi_items())
+        return await answer(request, lambda: searched(request, hapi, access, trail, params))
 
-        return await answer(request, work)
+    async def search_posted(
+        request: Request, hapi: HapiClientDep, access: AccessDep, trail: AuditTrailDep
+    ) -> Response:
+        # FHIR's POST [type]/_search: the parameters in a form body, as well as in the URL.
+        form = parse_qsl((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
+        params = [*request.query_params.multi_items(), *form]
+        return await answer(request, lambda: searched(request, hapi, access, trail, params))
+
+    async def searched(
+        request: Request,
+        hapi: HapiClient,
+        access: Access,
+        trail: AuditTrail,
+        params: list[tuple[str, str]],
+    ) -> Response:
+        guard = FhirGuard(access, hapi)
+        if not guard.unrestricted:
+            for name, value in params:
+                refused = _UNGUARDED.get(name.split(":")[0], set())
+                if name.split(":")[0] in _UNGUARDED and (refused is None or value in refused):
+                    return outcome(
+                        400, "not-supported", f"{name}={value} is not offered to this caller"
+                    )
+        # A search posted is linked to as the same search by GET.
+        posted = f"{base_url(request)}/{kind}?{urlencode(params)}"
+        self_url = str(request.url) if request.method == "GET" else posted
+        ids = await guard.patient_ids()
+        if guard.access.compartment.patient is not None and not ids:
+            return _empty(self_url)
+        bundle = await hapi.page(f"/{kind}", _narrowed(kind, guard, params, ids))
+        return await _guarded_bundle(request, hapi, guard, trail, bundle, f"{kind}/_page", self_url)
 
     async def page(
         request: Request, hapi: HapiClientDep, access: AccessDep, trail: AuditTrailDep
@@ -271,9 +291,32 @@ def _add_routes(kind: str) -> None:
         trail: AuditTrailDep,
     ) -> Response:
         async def work() -> Response:
+            asked = request.query_params.get("patient")
+            base = base_url(request)
             return await coherent_plan_bundle(
-                request, hapi, store, access, trail, base_url(request)
+                asked, hapi, store, access, trail, base, str(request.url)
             )
+
+        return await answer(request, work)
+
+    async def plan_posted(
+        request: Request,
+        hapi: HapiClientDep,
+        store: StoreDep,
+        access: AccessDep,
+        trail: AuditTrailDep,
+    ) -> Response:
+        # An operation by POST, as FHIR clients call it by default: its parameters in a
+        # Parameters resource.
+        async def work() -> Response:
+            try:
+                body = await fhir_body(request)
+            except BodyError as exc:
+                return exc.outcome()
+            asked = parameter(body, "patient")
+            base = base_url(request)
+            self_url = f"{base}/{kind}/$coherent-plan?{urlencode({'patient': asked or ''})}"
+            return await coherent_plan_bundle(asked, hapi, store, access, trail, base, self_url)
 
         return await answer(request, work)
 
@@ -297,6 +340,26 @@ def _add_routes(kind: str) -> None:
                 response_class=Response,
                 responses={200: {"content": {FHIR_JSON: {}}}},
             )
+    if "coherent-plan" in offered:
+        router.add_api_route(
+            f"/{kind}/$coherent-plan",
+            plan_posted,
+            methods=["POST"],
+            name=route_name("coherent-plan", kind),
+            summary=f"coherent-plan {kind} (a Parameters body)",
+            response_class=Response,
+            responses={200: {"content": {FHIR_JSON: {}}}},
+        )
+    if "search" in offered:
+        router.add_api_route(
+            f"/{kind}/_search",
+            search_posted,
+            methods=["POST"],
+            name=route_name("search", kind),
+            summary=f"search {kind} (parameters in a form body)",
+            response_class=Response,
+            responses={200: {"content": {FHIR_JSON: {}}}},
+        )
 
 
 async def guarded_resource(

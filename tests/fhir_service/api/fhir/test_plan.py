@@ -135,3 +135,36 @@ def test_another_patient_or_no_patient_is_refused(
 
     assert response.status_code == status
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_plan_is_the_same_asked_by_post_with_parameters(
+    service: TestClient, issuer: TestIssuer, contracts: dict[str, dict[str, Any]]
+) -> None:
+    # As FHIR clients call an operation by default: POST with a Parameters body.
+    personnummer = contracts["stroke"]["patient"]["identifier"]["value"]
+    patient = issuer.headers("patient", patient=f"personnummer|{personnummer}")
+    system = "http://electronichealth.se/identifier/personnummer"
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "patient", "valueIdentifier": {"system": system, "value": personnummer}}
+        ],
+    }
+
+    posted = service.post(
+        "/fhir/CarePlan/$coherent-plan",
+        json=parameters,
+        headers={**patient, "Content-Type": "application/fhir+json"},
+    )
+    unnamed = service.post(
+        "/fhir/CarePlan/$coherent-plan",
+        json={"resourceType": "Parameters"},
+        headers={**patient, "Content-Type": "application/fhir+json"},
+    )
+
+    assert posted.status_code == 200, posted.text
+    assert _keys(posted.json(), "CarePlan") == _keys(
+        _plan(service, contracts, patient).json(), "CarePlan"
+    )
+    assert unnamed.status_code == 400
+    assert "name the patient" in unnamed.json()["issue"][0]["diagnostics"]

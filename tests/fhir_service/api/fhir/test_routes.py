@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
+from fhir_service.mapping import urls
 from tests.auth import TestIssuer
 from tests.support import unique_personnummer
 
@@ -117,6 +118,28 @@ def test_a_patient_searches_only_their_own_records_of_every_type(
     # The restricted goal stays behind, the other one comes.
     goals = {r["identifier"][0]["value"].split("/")[1] for r in found["Goal"]}
     assert goals == {world["contracts"]["a"]["goals"][0]["key"]}
+
+
+def test_a_search_posted_as_a_form_finds_what_the_same_get_finds(
+    service: TestClient, world: dict[str, Any]
+) -> None:
+    # FHIR's POST [type]/_search, as HAPI's generic client and fhirpy can send it.
+    form = {"identifier": f"{urls.ID_CONTRACT}|{world['contracts']['a']['id']}"}
+
+    posted = service.post(
+        "/fhir/CarePlan/_search?_count=5",
+        data=form,
+        headers={**world["unit"], "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    got = service.get("/fhir/CarePlan", params={**form, "_count": "5"}, headers=world["unit"])
+    theirs = service.post("/fhir/CarePlan/_search", data=form, headers=world["b"])
+
+    assert [r["id"] for r in _entries(posted)] == [r["id"] for r in _entries(got)]
+    assert [r["id"] for r in _entries(posted)] == [world["careplans"]["a"]]
+    [self_link] = [link["url"] for link in posted.json()["link"] if link["relation"] == "self"]
+    assert self_link.startswith("http://testserver/fhir/CarePlan?_count=5&identifier=")
+    # The walls hold for a posted search as for any other.
+    assert _entries(theirs) == []
 
 
 def test_another_patients_records_are_absent_however_they_are_asked_for(
