@@ -9,6 +9,8 @@ asking for XML gets 406.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -373,7 +375,10 @@ async def guarded_resource(
     """``resource`` as the answer, if the guard admits it (else 404), in our addresses.
 
     A write's answer (a create's 201, an update's 200) names the version written in
-    ``Location`` and ``Content-Location``, as HAPI does, for clients that take the id from there.
+    ``Location`` and ``Content-Location``, as HAPI does, for clients that take the id from there,
+    and is what ``Prefer: return=`` asks for. A read says ``Last-Modified`` and answers a
+    conditional read (``If-None-Match``, ``If-Modified-Since``) of an unchanged resource with
+    304.
     """
     guard = FhirGuard(access, hapi)
     shown = (await guard.screened([resource]))[0]
@@ -385,12 +390,59 @@ async def guarded_resource(
     version = resource.get("meta", {}).get("versionId")
     if version:
         headers["ETag"] = f'W/"{version}"'
+    modified = _modified(resource)
+    if modified is not None:
+        headers["Last-Modified"] = format_datetime(modified, usegmt=True)
     ours = base_url(request)
     if request.method in ("POST", "PUT"):
         where = f"{ours}/{resource['resourceType']}/{resource['id']}"
         headers["Location"] = f"{where}/_history/{version}" if version else where
         headers["Content-Location"] = headers["Location"]
+        wanted = _preferred(request)
+        if wanted == "minimal":
+            return Response(status_code=status, headers=headers)
+        if wanted == "OperationOutcome":
+            done = {"severity": "information", "code": "informational", "diagnostics": "written"}
+            body = {"resourceType": "OperationOutcome", "issue": [done]}
+            return fhir_response(body, status, headers)
+    elif _unchanged(request, headers.get("ETag"), modified):
+        return Response(status_code=304, headers=headers)
     return fhir_response(rebased(resource, hapi.base_url, ours), status, headers)
+
+
+def _modified(resource: Resource) -> datetime | None:
+    """When ``resource`` last changed, to the second (HTTP dates have no fractions)."""
+    updated = resource.get("meta", {}).get("lastUpdated")
+    try:
+        return datetime.fromisoformat(str(updated)).astimezone(UTC).replace(microsecond=0)
+    except ValueError:
+        return None
+
+
+def _preferred(request: Request) -> str | None:
+    """What ``Prefer: return=...`` asks a write's answer to be: minimal, representation or
+    OperationOutcome."""
+    for preference in request.headers.get("prefer", "").split(";"):
+        name, _, value = preference.strip().partition("=")
+        if name == "return":
+            return value.strip().strip('"')
+    return None
+
+
+def _unchanged(request: Request, etag: str | None, modified: datetime | None) -> bool:
+    """Whether a conditional read asks about the version it would get."""
+    matched = request.headers.get("if-none-match")
+    if matched is not None:
+        # Weak or strong, as a client copied it: the version is what is compared.
+        asked = {m.strip().removeprefix("W/") for m in matched.split(",")}
+        return etag is not None and (etag.removeprefix("W/") in asked or "*" in asked)
+    since = request.headers.get("if-modified-since")
+    if since is None or modified is None:
+        return False
+    try:
+        return modified <= parsedate_to_datetime(since)
+    except (TypeError, ValueError):
+        return False
 
 
 @router.get(

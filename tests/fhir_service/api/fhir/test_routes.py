@@ -101,6 +101,43 @@ def test_a_unit_reads_its_careplan_its_versions_and_history_in_our_addresses(
     assert hapi not in read.text + vread.text + history.text
 
 
+def test_a_conditional_read_of_an_unchanged_record_is_304_and_of_a_changed_one_200(
+    service: TestClient, world: dict[str, Any]
+) -> None:
+    careplan = world["careplans"]["a"]
+    read = service.get(f"/fhir/CarePlan/{careplan}", headers=world["unit"])
+    modified = read.headers["last-modified"]
+
+    same = service.get(
+        f"/fhir/CarePlan/{careplan}", headers={**world["unit"], "If-None-Match": 'W/"1"'}
+    )
+    strong = service.get(
+        f"/fhir/CarePlan/{careplan}", headers={**world["unit"], "If-None-Match": '"1"'}
+    )
+    older = service.get(
+        f"/fhir/CarePlan/{careplan}", headers={**world["unit"], "If-None-Match": 'W/"0"'}
+    )
+    since = service.get(
+        f"/fhir/CarePlan/{careplan}", headers={**world["unit"], "If-Modified-Since": modified}
+    )
+    before = service.get(
+        f"/fhir/CarePlan/{careplan}",
+        headers={**world["unit"], "If-Modified-Since": "Mon, 01 Jan 2001 00:00:00 GMT"},
+    )
+    theirs = service.get(
+        f"/fhir/CarePlan/{careplan}", headers={**world["b"], "If-None-Match": 'W/"1"'}
+    )
+
+    assert modified.endswith(" GMT")
+    assert (same.status_code, same.content) == (304, b"")
+    assert strong.status_code == 304
+    assert older.status_code == 200
+    assert since.status_code == 304
+    assert before.status_code == 200
+    # Outside the walls a conditional read tells nothing either.
+    assert theirs.status_code == 404
+
+
 def test_a_patient_searches_only_their_own_records_of_every_type(
     service: TestClient, world: dict[str, Any]
 ) -> None:

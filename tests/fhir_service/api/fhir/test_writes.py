@@ -293,3 +293,28 @@ def _with_status(careplan: dict[str, Any], status: str) -> dict[str, Any]:
         for e in careplan["extension"]
     ]
     return {**careplan, "extension": extensions}
+
+
+def test_a_write_answers_as_prefer_return_asks(
+    service: TestClient, ehr: dict[str, str], draft: Contract
+) -> None:
+    goal = _record(service, ehr, "Goal", f"{draft.id}/sleep")
+    minimal = service.put(
+        f"/fhir/Goal/{goal['id']}",
+        content=json.dumps({**goal, "description": {"text": "Sova gott"}}),
+        headers={**ehr, "Prefer": "return=minimal"},
+    )
+    told = service.put(
+        f"/fhir/Goal/{goal['id']}",
+        content=json.dumps({**goal, "description": {"text": "Sova gott, och länge"}}),
+        headers={**ehr, "Prefer": "return=OperationOutcome"},
+    )
+
+    assert (minimal.status_code, minimal.content) == (200, b"")
+    written = int(goal["meta"]["versionId"]) + 1
+    assert minimal.headers["location"].endswith(f"/fhir/Goal/{goal['id']}/_history/{written}")
+    assert minimal.headers["etag"] == f'W/"{written}"'
+    assert told.status_code == 200
+    assert told.json()["resourceType"] == "OperationOutcome"
+    stored = {g["key"]: g["description"] for g in _contract(service, ehr, draft.id)["goals"]}
+    assert stored["sleep"] == "Sova gott, och länge"
