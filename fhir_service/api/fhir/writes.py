@@ -8,10 +8,11 @@ change is: one transaction with its Provenance, at the version read. The answer 
 stored, so the writer sees what the contract kept of it.
 
 An update may name the record's version it changes in ``If-Match`` (412 when it is not the
-current one); without it, as in HAPI, it changes the current one. A record's identifier is its
-key in the contract and does not change. A CarePlan is updated, not created: a contract is
-created as a transaction Bundle of its records (``POST /fhir``). Writing a record changes a
-contract, so it needs the right to change contracts
+current one); without it, as in HAPI, it changes the current one. A create with
+``If-None-Exist`` answers the one record its condition finds (200) instead of adding one. A
+record's identifier is its key in the contract and does not change. A CarePlan is updated, not
+created: a contract is created as a transaction Bundle of its records (``POST /fhir``).
+Writing a record changes a contract, so it needs the right to change contracts
 (``CarePlan.u``) besides the right to write the record's type.
 """
 
@@ -21,6 +22,7 @@ import copy
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Path, Request, Response
 
@@ -280,6 +282,17 @@ def _add_routes(kind: str) -> None:
     ) -> Response:
         async def work() -> Response:
             resource = await _checked(kind, request, hapi, access, trail)
+            condition = request.headers.get("if-none-exist")
+            if condition is not None:
+                # A conditional create: the record the condition finds is the answer (200).
+                asked = parse_qsl(condition.removeprefix("?"), keep_blank_values=True)
+                matches = (await hapi.search(kind, asked, max_pages=1)).matches()
+                if len(matches) > 1:
+                    raise _RefusedError(
+                        412, "multiple-matches", f"If-None-Exist finds {len(matches)} records"
+                    )
+                if matches:
+                    return await guarded_resource(request, hapi, access, trail, matches[0])
             # A create's id and version are the server's to give.
             meta = {
                 k: v

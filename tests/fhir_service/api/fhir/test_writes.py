@@ -318,3 +318,31 @@ def test_a_write_answers_as_prefer_return_asks(
     assert told.json()["resourceType"] == "OperationOutcome"
     stored = {g["key"]: g["description"] for g in _contract(service, ehr, draft.id)["goals"]}
     assert stored["sleep"] == "Sova gott, och länge"
+
+
+def test_a_conditional_create_answers_the_record_it_finds(
+    service: TestClient, ehr: dict[str, str], draft: Contract
+) -> None:
+    goal = _record(service, ehr, "Goal", f"{draft.id}/sleep")
+    again = {k: v for k, v in goal.items() if k not in ("id", "meta")}
+    condition = f"identifier={urls.ID_GOAL}|{draft.id}/sleep"
+    new = {
+        **again,
+        "identifier": [{"system": urls.ID_GOAL, "value": f"{draft.id}/swim"}],
+        "description": {"text": "Simma en gång i veckan"},
+    }
+
+    found = service.post(
+        "/fhir/Goal", content=json.dumps(again), headers={**ehr, "If-None-Exist": condition}
+    )
+    created = service.post(
+        "/fhir/Goal",
+        content=json.dumps(new),
+        headers={**ehr, "If-None-Exist": f"identifier={urls.ID_GOAL}|{draft.id}/swim"},
+    )
+
+    # As HAPI answers it: the match with 200, not a conflict; no match, a create.
+    assert found.status_code == 200, found.text
+    assert found.json()["id"] == goal["id"]
+    assert created.status_code == 201, created.text
+    assert "swim" in {g["key"] for g in _contract(service, ehr, draft.id)["goals"]}
