@@ -23,6 +23,7 @@ from fhir_service.api.fhir.capability import capability_statement
 from fhir_service.api.fhir.guard import FhirGuard
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
 from fhir_service.api.fhir.plan import coherent_plan_bundle
+from fhir_service.api.fhir.subsetting import Subset, SubsetError, subset_of, subsetted
 from fhir_service.api.fhir.types import INTERACTIONS, route_name
 from fhir_service.audit.records import Touched
 from fhir_service.fhir import (
@@ -129,9 +130,10 @@ async def _guarded_bundle(
     bundle: Resource,
     page_path: str,
     self_url: str | None = None,
+    subset: Subset | None = None,
 ) -> Response:
     """A Bundle page from HAPI, minus what the caller may not see, in our addresses; its
-    ``self`` link is ``self_url``, else the request's."""
+    ``self`` link is ``self_url``, else the request's. Its matches are cut to ``subset``."""
     entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)]
     with_resource = [e for e in entries if isinstance(e.get("resource"), dict)]
     screened = await guard.screened(e["resource"] for e in with_resource)
@@ -146,6 +148,14 @@ async def _guarded_bundle(
         # A total would count what was left out.
         bundle.pop("total", None)
     _note(trail, guard, [e["resource"] for e in kept if "resource" in e])
+    if subset is not None and not subset.whole:
+        # Matches are cut as asked; what was included comes whole, as HAPI gives it.
+        kept = [
+            {**e, "resource": subsetted(e["resource"], subset)}
+            if "resource" in e and e.get("search", {}).get("mode", "match") == "match"
+            else e
+            for e in kept
+        ]
     bundle["entry"] = kept
     ours = base_url(request)
     links = []
@@ -154,7 +164,9 @@ async def _guarded_bundle(
         if relation == "self":
             url = self_url or str(request.url)
         elif "_getpages=" in url:
-            url = f"{ours}/{page_path}?{urlsplit(url).query}"
+            # The cut asked for is ours to make on every page: the link carries it on.
+            asked = "" if subset is None else urlencode(subset.params())
+            url = f"{ours}/{page_path}?{'&'.join(filter(None, [urlsplit(url).query, asked]))}"
         links.append({**link, "url": url})
     bundle["link"] = links
     return fhir_response(rebased(bundle, hapi.base_url, ours))
@@ -209,6 +221,10 @@ def _add_routes(kind: str) -> None:
         trail: AuditTrail,
         params: list[tuple[str, str]],
     ) -> Response:
+        try:
+            subset, params = subset_of(params)
+        except SubsetError as exc:
+            return outcome(400, "invalid", str(exc))
         guard = FhirGuard(access, hapi)
         if not guard.unrestricted:
             for name, value in params:
@@ -224,7 +240,9 @@ def _add_routes(kind: str) -> None:
         if guard.access.compartment.patient is not None and not ids:
             return _empty(self_url)
         bundle = await hapi.page(f"/{kind}", _narrowed(kind, guard, params, ids))
-        return await _guarded_bundle(request, hapi, guard, trail, bundle, f"{kind}/_page", self_url)
+        return await _guarded_bundle(
+            request, hapi, guard, trail, bundle, f"{kind}/_page", self_url, subset
+        )
 
     async def page(
         request: Request, hapi: HapiClientDep, access: AccessDep, trail: AuditTrailDep
@@ -233,9 +251,15 @@ def _add_routes(kind: str) -> None:
             query = parse_qsl(request.url.query, keep_blank_values=True)
             if not any(name == "_getpages" for name, _ in query):
                 return outcome(400, "required", "a paging link needs its _getpages parameter")
+            try:
+                subset, query = subset_of(query)
+            except SubsetError as exc:
+                return outcome(400, "invalid", str(exc))
             bundle = await hapi.page("", query)
             guard = FhirGuard(access, hapi)
-            return await _guarded_bundle(request, hapi, guard, trail, bundle, f"{kind}/_page")
+            return await _guarded_bundle(
+                request, hapi, guard, trail, bundle, f"{kind}/_page", subset=subset
+            )
 
         return await answer(request, work)
 
@@ -278,10 +302,13 @@ def _add_routes(kind: str) -> None:
             current = await hapi.read(kind, resource_id)
             if (await guard.screened([current]))[0] is None:
                 return outside(trail)
-            params = list(request.query_params.multi_items())
+            try:
+                subset, params = subset_of(list(request.query_params.multi_items()))
+            except SubsetError as exc:
+                return outcome(400, "invalid", str(exc))
             bundle = await hapi.page(f"/{kind}/{resource_id}/_history", params)
             path = f"{kind}/{resource_id}/_history"
-            return await _guarded_bundle(request, hapi, guard, trail, bundle, path)
+            return await _guarded_bundle(request, hapi, guard, trail, bundle, path, subset=subset)
 
         return await answer(request, work)
 
@@ -407,6 +434,12 @@ async def guarded_resource(
             return fhir_response(body, status, headers)
     elif _unchanged(request, headers.get("ETag"), modified):
         return Response(status_code=304, headers=headers)
+    else:
+        try:
+            subset, _ = subset_of(list(request.query_params.multi_items()))
+        except SubsetError as exc:
+            return outcome(400, "invalid", str(exc))
+        resource = subsetted(resource, subset)
     return fhir_response(rebased(resource, hapi.base_url, ours), status, headers)
 
 

@@ -101,6 +101,31 @@ def test_a_unit_reads_its_careplan_its_versions_and_history_in_our_addresses(
     assert hapi not in read.text + vread.text + history.text
 
 
+def test_elements_and_summary_cut_what_the_walls_let_through_and_say_so(
+    service: TestClient, world: dict[str, Any]
+) -> None:
+    careplan = world["careplans"]["a"]
+
+    searched = service.get(
+        "/fhir/CarePlan",
+        params={"_elements": "title,identifier", "_count": "1"},
+        headers=world["a"],
+    )
+    read = service.get(f"/fhir/CarePlan/{careplan}?_summary=text", headers=world["unit"])
+    theirs = service.get(f"/fhir/CarePlan/{careplan}?_elements=title", headers=world["b"])
+    unknown = service.get(f"/fhir/CarePlan/{careplan}?_summary=everything", headers=world["unit"])
+
+    # Patient A's own plans, cut to what was named: no longer an empty page.
+    found = _entries(searched, "CarePlan")
+    assert found
+    assert {_contract_of(r) for r in found} <= {world["contracts"]["a"]["id"]}
+    assert all("activity" not in r and "title" in r for r in found)
+    assert all(any(t["code"] == "SUBSETTED" for t in r["meta"]["tag"]) for r in found)
+    assert set(read.json()) == {"resourceType", "id", "meta", "text", "status", "intent", "subject"}
+    assert theirs.status_code == 404
+    assert unknown.status_code == 400
+
+
 def test_a_conditional_read_of_an_unchanged_record_is_304_and_of_a_changed_one_200(
     service: TestClient, world: dict[str, Any]
 ) -> None:
