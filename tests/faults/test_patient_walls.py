@@ -68,6 +68,8 @@ class Call:
     body: Any = None
     headers: dict[str, str] = field(default_factory=dict)
     status: int | None = None
+    form: dict[str, str] = field(default_factory=dict)
+    """Parameters sent as a form body (a search by POST), instead of ``body``."""
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,16 @@ def _fhir_search(kind: str) -> Calls:
     return calls
 
 
+def _fhir_search_posted(kind: str) -> Calls:
+    """The same searches as a form body to ``_search``."""
+
+    def calls(w: World) -> list[Call]:
+        searches = _fhir_search(kind)(w)
+        return [Call("POST", f"/fhir/{kind}/_search", form=c.params) for c in searches]
+
+    return calls
+
+
 def _fhir_reads(kind: str, suffix: str) -> Calls:
     def calls(w: World) -> list[Call]:
         return [Call("GET", f"/fhir/{kind}/{i}{suffix}", status=200) for i in w.shown[kind][:1]] + [
@@ -244,6 +256,19 @@ def _fhir_page(kind: str) -> Calls:
 def _coherent_plan(w: World) -> list[Call]:
     patient = f"{system_for(IdentifierKind.PERSONNUMMER)}|{w.patient.split('|')[1]}"
     return [Call("GET", "/fhir/CarePlan/$coherent-plan", {"patient": patient}, status=200)]
+
+
+def _coherent_plan_posted(w: World) -> list[Call]:
+    patient = f"{system_for(IdentifierKind.PERSONNUMMER)}|{w.patient.split('|')[1]}"
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "patient", "valueString": patient}],
+    }
+    return [
+        Call(
+            "POST", "/fhir/CarePlan/$coherent-plan", body=parameters, headers=FHIR_JSON, status=200
+        )
+    ]
 
 
 def _fhir_create(w: World) -> list[Call]:
@@ -290,11 +315,13 @@ CALLS: dict[Route, Calls] = {
     ("GET", "/fhir/Appointment/$find"): _find,
     ("POST", "/fhir/Appointment/$book"): _book,
     ("GET", "/fhir/CarePlan/$coherent-plan"): _coherent_plan,
+    ("POST", "/fhir/CarePlan/$coherent-plan"): _coherent_plan_posted,
     **{
         route: calls
         for kind in FHIR_KINDS
         for route, calls in {
             ("GET", f"/fhir/{kind}"): _fhir_search(kind),
+            ("POST", f"/fhir/{kind}/_search"): _fhir_search_posted(kind),
             ("GET", f"/fhir/{kind}/_page"): _fhir_page(kind),
             ("GET", f"/fhir/{kind}/{{resource_id}}"): _fhir_reads(kind, ""),
             ("GET", f"/fhir/{kind}/{{resource_id}}/_history"): _fhir_reads(kind, "/_history"),
@@ -505,7 +532,9 @@ def _references(world: World) -> list[str]:
 
 def _said(call: Call) -> str:
     """Everything the request itself says: what it names, its answer may repeat."""
-    return " ".join([call.path, json.dumps(call.params), json.dumps(call.body)])
+    return " ".join(
+        [call.path, json.dumps(call.params), json.dumps(call.body), json.dumps(call.form)]
+    )
 
 
 def _carries(text: str, secret: str) -> bool:
@@ -538,7 +567,7 @@ def _leaks(service: TestClient, world: World, calls: list[Call], secrets: list[s
             call.method,
             url.path,
             params={**dict(parse_qsl(url.query)), **call.params},
-            json=call.body,
+            **({"data": call.form} if call.form else {"json": call.body}),
             headers={"Authorization": f"Bearer {world.patient_token}", **call.headers},
         )
         said = f"{call.method} {call.path} {call.params}"

@@ -107,14 +107,20 @@ async def _send_outcome(
     said = str(detail or title or "the request failed")
     if status == 405:
         said = _not_allowed(method, path, MutableHeaders(raw=start["headers"]).get("allow", ""))
-    issue: dict[str, Any] = {
-        "severity": "error",
-        "code": issue_code(status),
-        "diagnostics": said,
-    }
+    places = problem.get("errors") if isinstance(problem, dict) else None
+    # Each place the request does not match the API is its own issue, saying where.
+    said_at = [
+        f"{place.get('location')}: {place.get('message')}"
+        for place in places or []
+        if isinstance(place, dict)
+    ] or [said]
+    issues: list[dict[str, Any]] = [
+        {"severity": "error", "code": issue_code(status), "diagnostics": text} for text in said_at
+    ]
     if isinstance(problem, dict) and problem.get("request_id"):
-        issue["details"] = {"text": f"request id {problem['request_id']}"}
-    outcome = json.dumps({"resourceType": "OperationOutcome", "issue": [issue]}).encode()
+        for issue in issues:
+            issue["details"] = {"text": f"request id {problem['request_id']}"}
+    outcome = json.dumps({"resourceType": "OperationOutcome", "issue": issues}).encode()
     headers = MutableHeaders(raw=list(start["headers"]))
     headers["content-type"] = FHIR_JSON
     headers["content-length"] = str(len(outcome))

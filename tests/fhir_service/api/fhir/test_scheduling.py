@@ -146,3 +146,14 @@ def test_a_time_withheld_from_a_patient_is_neither_judged_nor_booked_through_fhi
     after = service.portal.call(hapi.search, "Appointment", identifier).matches()  # type: ignore[union-attr]
     assert [a["meta"]["versionId"] for a in after] == [b["meta"]["versionId"] for b in before]
     assert after[0]["status"] == "proposed"
+
+
+def test_find_without_its_parameters_names_each_one_missing(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    booking = service.get("/fhir/Appointment/$find", headers=issuer.headers("booking"))
+
+    said = [i["diagnostics"] for i in booking.json()["issue"]]
+    assert booking.status_code == 422
+    for parameter in ("start", "end", "organization", "visit-type"):
+        assert any(d.startswith(f"query.{parameter}:") for d in said), said
