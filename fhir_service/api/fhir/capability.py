@@ -90,6 +90,15 @@ def capability_statement(
             "readHistory": "history" in offered,
             "searchParam": [search_params[name] for name in sorted(search_params)],
         }
+        # What _include follows: HAPI's, and ours that name a record.
+        includes = list(hapi_resources.get(kind, {}).get("searchInclude", []))
+        includes += [
+            f"{kind}:{p['code']}"
+            for p in ours
+            if kind in p.get("base", []) and p.get("type") == "reference"
+        ]
+        if includes and "search" in offered:
+            entry["searchInclude"] = list(dict.fromkeys(includes))
         if kind in _PROFILES:
             entry["supportedProfile"] = _PROFILES[kind]
         operations = [

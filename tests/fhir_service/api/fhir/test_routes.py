@@ -387,6 +387,10 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
     assert {i["code"] for i in resources["AuditEvent"]["interaction"]} == {"read", "search-type"}
     assert resources["AuditEvent"]["versioning"] == "versioned"
     assert "responsible-clinician" in {p["name"] for p in resources["CarePlan"]["searchParam"]}
+    # What _include follows is declared, ours too.
+    assert {"CarePlan:goal", "CarePlan:responsible-unit", "CarePlan:contract-record"} <= set(
+        resources["CarePlan"]["searchInclude"]
+    )
     assert resources["CarePlan"]["supportedProfile"] == [
         "http://fhir.patient-contracts.org/StructureDefinition/patient-contract-careplan"
     ]
