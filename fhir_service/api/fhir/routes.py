@@ -233,9 +233,11 @@ def _add_routes(kind: str) -> None:
                     return outcome(
                         400, "not-supported", f"{name}={value} is not offered to this caller"
                     )
-        # A search posted is linked to as the same search by GET.
+        # A search posted is linked to, and on record, as the same search by GET.
         posted = f"{base_url(request)}/{kind}?{urlencode(params)}"
         self_url = str(request.url) if request.method == "GET" else posted
+        if request.method != "GET":
+            trail.query = urlencode(params)
         ids = await guard.patient_ids()
         if guard.access.compartment.patient is not None and not ids:
             return _empty(self_url)

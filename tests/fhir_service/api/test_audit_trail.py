@@ -6,6 +6,7 @@ against the FHIR server that keeps the trail.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import uuid
@@ -245,3 +246,36 @@ def test_every_change_has_a_provenance_naming_its_author_and_versions(story: Sto
         assert all("/_history/" in t["reference"] for t in provenance["target"])
     agree = next(p for p in changes if p["activity"]["text"] == "agree")
     assert len(agree["signature"]) == 2
+
+
+def test_a_search_posted_as_a_form_is_on_record_with_its_query(
+    conformance_loaded: str, tmp_path: Path, issuer: TestIssuer
+) -> None:
+    # The parameters of POST _search travel in the body: the record still says what was asked.
+    settings = Settings(
+        hapi_url=conformance_loaded,
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        data_dir=tmp_path,
+        **issuer.settings(),
+    )
+    reader = f"ehr-posting-{uuid.uuid4().hex[:8]}"
+    asked = f"{urls.ID_CONTRACT}|posted-{reader}"
+    with TestClient(create_app(settings), raise_server_exceptions=False) as service:
+        while service.get("/ready").status_code != 200:
+            time.sleep(0.2)
+        posted = service.post(
+            "/fhir/CarePlan/_search",
+            data={"identifier": asked},
+            headers=issuer.headers("ehr", organization=UNIT, subject=reader),
+        )
+        assert posted.status_code == 200, posted.text
+        _wait_for(conformance_loaded, f"agent-identifier={ISSUER}|{reader}", 1)
+
+    [event] = _search(conformance_loaded, f"AuditEvent?agent-identifier={ISSUER}|{reader}")
+    queries = [
+        base64.b64decode(entity["query"]).decode("utf-8")
+        for entity in event["entity"]
+        if "query" in entity
+    ]
+    assert queries, event["entity"]
+    assert any("identifier=" in q and f"posted-{reader}" in q for q in queries), queries
