@@ -131,9 +131,12 @@ async def _guarded_bundle(
     page_path: str,
     self_url: str | None = None,
     subset: Subset | None = None,
+    walled_search: bool = False,
 ) -> Response:
     """A Bundle page from HAPI, minus what the caller may not see, in our addresses; its
-    ``self`` link is ``self_url``, else the request's. Its matches are cut to ``subset``."""
+    ``self`` link is ``self_url``, else the request's. Its matches are cut to ``subset``.
+    ``walled_search``: HAPI was asked for the caller's records only, so its ``total`` counts
+    nothing the caller may not see, as long as the walls left every match of the page."""
     entries = [e for e in bundle.get("entry", []) if isinstance(e, dict)]
     with_resource = [e for e in entries if isinstance(e.get("resource"), dict)]
     screened = await guard.screened(e["resource"] for e in with_resource)
@@ -144,7 +147,9 @@ async def _guarded_bundle(
         for e in entries
         if id(e) in shown or (guard.unrestricted and "resource" not in e)
     ]
-    if not guard.unrestricted:
+    matches = [e for e in with_resource if e.get("search", {}).get("mode", "match") == "match"]
+    whole_page = all(id(e) in shown for e in matches)
+    if not guard.unrestricted and not (walled_search and whole_page):
         # A total would count what was left out.
         bundle.pop("total", None)
     _note(trail, guard, [e["resource"] for e in kept if "resource" in e])
@@ -242,8 +247,12 @@ def _add_routes(kind: str) -> None:
         if guard.access.compartment.patient is not None and not ids:
             return _empty(self_url)
         bundle = await hapi.page(f"/{kind}", _narrowed(kind, guard, params, ids))
+        # A unit's CarePlans are asked of HAPI by unit, and the unit sees all of its own; a
+        # patient's are not (their drafts are withheld), nor other types (not asked by unit).
+        walls = guard.access.compartment
+        exact = kind == "CarePlan" and walls.patient is None and walls.organization is not None
         return await _guarded_bundle(
-            request, hapi, guard, trail, bundle, f"{kind}/_page", self_url, subset
+            request, hapi, guard, trail, bundle, f"{kind}/_page", self_url, subset, exact
         )
 
     async def page(

@@ -75,6 +75,8 @@ def test_fhirpy_reads_searches_with_an_include_and_pages_to_the_end(
     goals = client.resources("Goal").search(patient=plan["subject"]["reference"]).limit(1)
 
     assert read["title"] == contract["title"]
+    # count() asks for no entries and reads total: a unit's CarePlans are counted for it.
+    assert client.resources("CarePlan").search(identifier=token).count() == 1
     included = {e["resource"]["resourceType"] for e in found["entry"]}
     assert included == {"CarePlan", "Goal"}
     # One Goal a page: fetch_all follows every next link to the end.
