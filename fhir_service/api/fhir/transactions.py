@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -419,27 +420,34 @@ def _other_patient(bundle: Resource) -> list[Resource]:
     return issues
 
 
+def _references(bundle: Resource) -> Iterator[tuple[str, str, bool]]:
+    """Each reference the Bundle's resources make: where (the ``.reference`` element's
+    FHIRPath), what it says, and whether it is made inside a contained resource."""
+
+    def walk(value: Any, path: str, contained: bool) -> Iterator[tuple[str, str, bool]]:
+        if isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from walk(item, f"{path}[{index}]", contained)
+        elif isinstance(value, dict):
+            reference = value.get("reference")
+            if isinstance(reference, str):
+                yield f"{path}.reference", reference, contained
+            for key, item in value.items():
+                yield from walk(item, f"{path}.{key}", contained or key == "contained")
+
+    for index, entry in enumerate(bundle["entry"]):
+        yield from walk(entry["resource"], f"Bundle.entry[{index}].resource", False)
+
+
 def _dangling(bundle: Resource) -> list[Resource]:
     """An issue per reference to a ``urn:`` fullUrl no entry has: nothing could resolve it."""
     full_urls = {e.get("fullUrl") for e in bundle["entry"]}
-    issues = []
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, f"{path}[{index}]")
-        elif isinstance(value, dict):
-            reference = value.get("reference")
-            unresolved = isinstance(reference, str) and reference not in full_urls
-            if unresolved and str(reference).startswith("urn:"):
-                message = "refers to a fullUrl no entry of the Bundle has"
-                issues.append(_issue(f"{path}.reference", message, "not-found"))
-            for key, item in value.items():
-                walk(item, f"{path}.{key}")
-
-    for index, entry in enumerate(bundle["entry"]):
-        walk(entry["resource"], f"Bundle.entry[{index}].resource")
-    return issues
+    message = "refers to a fullUrl no entry of the Bundle has"
+    return [
+        _issue(path, message, "not-found")
+        for path, reference, _ in _references(bundle)
+        if reference.startswith("urn:") and reference not in full_urls
+    ]
 
 
 _RELATIVE = re.compile(r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(/_history/[0-9]+)?")
@@ -453,23 +461,12 @@ async def _unheld(bundle: Resource, store: ContractStore) -> list[Resource]:
     requests = (e.get("request") for e in bundle["entry"])
     full_urls |= {f"/{r.get('url')}" for r in requests if isinstance(r, dict)}
     places: list[tuple[str, str]] = []
-
-    def walk(value: Any, path: str) -> None:
-        if isinstance(value, list):
-            for index, item in enumerate(value):
-                walk(item, f"{path}[{index}]")
-        elif isinstance(value, dict):
-            matched = _RELATIVE.fullmatch(str(value.get("reference")))
-            named = None if matched is None else f"{matched[1]}/{matched[2]}"
-            if named is not None and not any(u.endswith(f"/{named}") for u in full_urls):
-                places.append((f"{path}.reference", named))
-            for key, item in value.items():
-                # HAPI keeps a contained resource's references as they are, unresolved.
-                if key != "contained":
-                    walk(item, f"{path}.{key}")
-
-    for index, entry in enumerate(bundle["entry"]):
-        walk(entry["resource"], f"Bundle.entry[{index}].resource")
+    # HAPI keeps a contained resource's references as they are, unresolved.
+    for path, reference, contained in _references(bundle):
+        matched = None if contained else _RELATIVE.fullmatch(reference)
+        named = None if matched is None else f"{matched[1]}/{matched[2]}"
+        if named is not None and not any(u.endswith(f"/{named}") for u in full_urls):
+            places.append((path, named))
     if not places:
         return []
     unheld = await store.unheld(named for _, named in places)
