@@ -23,6 +23,8 @@ from fhir_service.mapping.from_fhir import READ_PARAMS
 __all__ = [
     "DATA_DIR",
     "HAPI_START_TIMEOUT",
+    "careplan_response",
+    "contract_written",
     "free_port",
     "load_data",
     "unique_fodselsnummer",
@@ -40,6 +42,20 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def careplan_response(answer: httpx.Response) -> dict[str, Any]:
+    """The entry response a transaction answered for the contract's CarePlan."""
+    responses = [e["response"] for e in answer.json()["entry"]]
+    return next(r for r in responses if str(r.get("location", "")).startswith("CarePlan/"))
+
+
+def contract_written(service: TestClient, headers: dict[str, str], answer: httpx.Response) -> str:
+    """The id of the contract a transaction wrote: the one its answer's CarePlan names, as a
+    client learns it."""
+    location = careplan_response(answer)["location"].split("/_history/")[0]
+    careplan = service.get(f"/fhir/{location}", headers=headers).json()
+    return str(next(i["value"] for i in careplan["identifier"] if i["system"] == urls.ID_CONTRACT))
 
 
 def load_data(name: str, **values: str) -> Any:

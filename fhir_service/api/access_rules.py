@@ -97,6 +97,7 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
     "read": ("r", Interaction.READ),
     "vread": ("r", Interaction.VREAD),
     "history": ("r", Interaction.HISTORY),
+    "history-type": ("r", Interaction.TYPE_HISTORY),
     "search": ("s", Interaction.SEARCH),
     "page": ("s", Interaction.SEARCH),
     "coherent-plan": ("s", Interaction.SEARCH),

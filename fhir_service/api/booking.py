@@ -26,6 +26,7 @@ from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, Store
 from fhir_service.api.languages import AcceptLanguage, language_headers, negotiated_language
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.booking.breaches import breaches, verdict_for
+from fhir_service.booking.callers import offered, patient_side, shown_time, unit_of, unseen
 from fhir_service.booking.resources import PublishedTime
 from fhir_service.booking.service import (
     Booked,
@@ -39,13 +40,10 @@ from fhir_service.booking.template import Opening, TemplateTooLargeError, weekly
 from fhir_service.contract import (
     AgreedTime,
     AgreedTimeStatus,
-    Contract,
     GuaranteeVerdict,
     Identifier,
 )
 from fhir_service.mapping.time_types import (
-    CareUnitTimes,
-    TimeType,
     UnknownTimeTypeError,
     care_unit,
     time_zone,
@@ -53,7 +51,7 @@ from fhir_service.mapping.time_types import (
 from fhir_service.security.access import Access, AccessDeniedError, Denial, claimed_identifier
 from fhir_service.sync.store import ContractNotFoundError
 
-__all__ = ["offered", "patient_side", "router", "shown_time", "unit_of", "unseen"]
+__all__ = ["router"]
 
 router = APIRouter(prefix="/booking", tags=["booking"])
 
@@ -337,30 +335,6 @@ async def find_slots(
     return JSONResponse(body.model_dump(mode="json"), headers=language_headers(language))
 
 
-async def shown_time(
-    booking: BookingService, access: Access, trail: AuditTrail, contract_id: str, key: str
-) -> tuple[Contract, AgreedTime] | None:
-    """The contract and its agreed time ``key`` as the caller sees them; None when the caller
-    is shown no such time (answer 404, whatever the reason: the trail records it)."""
-    try:
-        found = await booking.shown_to(access.compartment).read(contract_id)
-        time = found.time(key)
-    except (NotShownError, AgreedTimeNotFoundError) as exc:
-        unseen(trail, exc)
-        return None
-    except ContractNotFoundError:
-        return None
-    trail.saw_contract(found.contract)
-    return found.contract, time
-
-
-def unseen(trail: AuditTrail, exc: NotShownError | AgreedTimeNotFoundError) -> None:
-    """Record in the audit trail what was asked for and why it was answered as not found."""
-    trail.saw_contract(exc.contract)
-    if exc.reason is not None:
-        trail.refused(exc.reason)
-
-
 @router.post(
     "/contracts/{contract_id}/times/{key}/book",
     response_model=AgreedTime,
@@ -565,24 +539,3 @@ async def _changing(trail: AuditTrail, change: Callable[[], Awaitable[Booked]]) 
         return problem_response(422, "Does not fit", str(exc))
     trail.saw_contract(booked.contract)
     return JSONResponse(booked.time.model_dump(mode="json"))
-
-
-def unit_of(text: str) -> Identifier | None:
-    """The care unit ``text`` names (kind|value or system|value); None if it names none."""
-    try:
-        return claimed_identifier(text, patient=False)
-    except AccessDeniedError:
-        return None
-
-
-def offered(unit: str, code: str) -> tuple[CareUnitTimes, TimeType] | None:
-    """The care unit ``unit`` names and its time type ``code``; None if it publishes none such."""
-    identifier = unit_of(unit)
-    clinic = None if identifier is None else care_unit(identifier)
-    kind = None if clinic is None else clinic.time_type(code)
-    return None if clinic is None or kind is None else (clinic, kind)
-
-
-def patient_side(access: Access) -> bool:
-    """Patients and booking platforms: held to what the clinic lets patients do online."""
-    return access.compartment.organization is None

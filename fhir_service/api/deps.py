@@ -14,10 +14,11 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
-from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.api.audit_trail import AuditTrail, change_by
 from fhir_service.api.security import ACCESS_STATE, TRAIL_STATE
 from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
+from fhir_service.records.repository import CallerRecords
 from fhir_service.security.access import Access
 from fhir_service.settings import Settings
 from fhir_service.sync.instances import ThisInstance
@@ -33,6 +34,7 @@ __all__ = [
     "InstanceDep",
     "MetricsDep",
     "NotificationsDep",
+    "RecordsDep",
     "SchemaReadyDep",
     "SettingsDep",
     "StoreDep",
@@ -81,3 +83,15 @@ def _request_state(name: str, kind: type[T]) -> Callable[[Request], Coroutine[No
 
 AccessDep = Annotated[Access, Depends(_request_state(ACCESS_STATE, Access))]
 AuditTrailDep = Annotated[AuditTrail, Depends(_request_state(TRAIL_STATE, AuditTrail))]
+
+
+async def _caller_records(
+    request: Request, access: AccessDep, trail: AuditTrailDep
+) -> CallerRecords:
+    """The FHIR records as this request's caller may see and change them: their walls and
+    audit record bound once, for every route of the FHIR endpoint."""
+    state = request.app.state
+    return CallerRecords(access, trail, change_by(access, trail), state.hapi, state.store)
+
+
+RecordsDep = Annotated[CallerRecords, Depends(_caller_records)]

@@ -1,5 +1,5 @@
 """The patient's coherent plan: every contract in force, across care units, as one response,
-or as a page for the patient. Who may read it and what they see: `fhir_service.api.plan_access`.
+or as a page for the patient. Who may read it and what they see: `fhir_service.records.plan_access`.
 
 Both forms are in the reader's language: the page throughout, the JSON answer in the names of
 the codes it uses (``labels``), beside the codes themselves.
@@ -23,11 +23,11 @@ from fhir_service.api.languages import (
     language_headers,
     negotiated_language,
 )
-from fhir_service.api.plan_access import PlanRefusedError, readable_plan
 from fhir_service.api.plan_page import PAGE_HEADERS, render_plan
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract.plan import CoherentPlan, coherent_plan
 from fhir_service.mapping.tables import Language
+from fhir_service.records.plan_access import PlanRefusedError, readable_plan
 from fhir_service.security.access import AccessDeniedError, claimed_identifier
 from fhir_service.sync.store import TooManyContractsError
 

@@ -64,6 +64,7 @@ _KIND: dict[Interaction, tuple[str, str]] = {
     Interaction.READ: ("Read", "R"),
     Interaction.VREAD: ("Read", "R"),
     Interaction.HISTORY: ("Read", "R"),
+    Interaction.TYPE_HISTORY: ("Query", "E"),
     Interaction.SEARCH: ("Query", "E"),
     Interaction.CREATE: ("Create", "C"),
     Interaction.UPDATE: ("Update", "U"),

@@ -37,6 +37,7 @@ class Interaction(StrEnum):
     VREAD = "vread"
     SEARCH = "search-type"
     HISTORY = "history-instance"
+    TYPE_HISTORY = "history-type"
     CREATE = "create"
     UPDATE = "update"
     DELETE = "delete"

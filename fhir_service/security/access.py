@@ -9,7 +9,9 @@ grant reaches:
   the care unit the token names in ``organization``; without one they reach no clinical data;
 - ``system/`` scopes on booking types (Slot, Schedule, Appointment) without an organization are
   a booking platform's, which serves every clinic;
-- AuditEvent and Provenance are an auditor's: never limited to a compartment, and never written.
+- AuditEvent and Provenance are an auditor's: never limited to a compartment, and never written;
+- the directory (practitioners, their roles, organizations, services) is no patient data:
+  ``system/`` scopes on it without an organization read it whole.
 
 When a token holds several contexts for the type, the widest wins (system, then user, then
 patient): scopes add up, they never narrow each other.
@@ -38,6 +40,9 @@ __all__ = [
 
 AUDIT_TYPES = frozenset({"AuditEvent", "Provenance"})
 _BOOKING_TYPES = frozenset({"Slot", "Schedule", "Appointment"})
+_DIRECTORY_TYPES = frozenset(
+    {"Practitioner", "PractitionerRole", "Organization", "HealthcareService"}
+)
 _WIDEST_FIRST: tuple[Context, ...] = ("system", "user", "patient")
 _PATIENT_KINDS = frozenset(
     {
@@ -142,8 +147,8 @@ def _grant(
     organization = _organization(principal)
     if organization is not None and kind not in AUDIT_TYPES:
         return Access(principal, requirement, context, Compartment(organization=organization))
-    booking_platform = context == "system" and kind in _BOOKING_TYPES
-    if kind in AUDIT_TYPES or booking_platform:
+    unwalled = context == "system" and kind in _BOOKING_TYPES | _DIRECTORY_TYPES
+    if kind in AUDIT_TYPES or unwalled:
         return Access(principal, requirement, context, Compartment())
     raise AccessDeniedError(Denial.NO_ORGANIZATION)
 

@@ -17,14 +17,29 @@ Role = Literal["clinician", "ehr", "booking", "patient", "auditor"]
 _CONTRACT_TYPES = ("CarePlan", "CareTeam", "Goal", "Appointment", "Subscription")
 # A care unit's staff and EHR publish the unit's bookable times.
 _CLINIC_TYPES = (*_CONTRACT_TYPES, "Slot", "Schedule")
+# What a contract's records name, read to follow their references: the patient and their
+# relatives (within the caller's walls), and the directory of professionals and units.
+_DIRECTORY = ("Practitioner", "PractitionerRole", "Organization", "HealthcareService")
+_NAMED = ("Patient", "RelatedPerson", *_DIRECTORY)
 
 ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
     # A clinician in an EHR, acting for their care unit (the ``organization`` claim).
-    "clinician": tuple(f"user/{t}.cruds" for t in _CLINIC_TYPES),
+    "clinician": (
+        *(f"user/{t}.cruds" for t in _CLINIC_TYPES),
+        *(f"user/{t}.rs" for t in _NAMED),
+    ),
     # An EHR system integrating on its own account, for one care unit.
-    "ehr": tuple(f"system/{t}.cruds" for t in _CLINIC_TYPES),
+    "ehr": (
+        *(f"system/{t}.cruds" for t in _CLINIC_TYPES),
+        *(f"system/{t}.rs" for t in _NAMED),
+    ),
     # A booking platform: bookable times and appointments, never care plans.
-    "booking": ("system/Slot.rs", "system/Schedule.rs", "system/Appointment.cruds"),
+    "booking": (
+        "system/Slot.rs",
+        "system/Schedule.rs",
+        "system/Appointment.cruds",
+        *(f"system/{t}.rs" for t in _DIRECTORY),
+    ),
     # A patient, reading their own contracts and booking their own times.
     "patient": (
         "patient/CarePlan.rs",
@@ -33,6 +48,10 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
         "patient/Appointment.cruds",
         "patient/Slot.rs",
         "patient/Subscription.cruds",
+        "patient/Patient.rs",
+        "patient/RelatedPerson.rs",
+        "patient/Schedule.rs",
+        *(f"patient/{t}.rs" for t in _DIRECTORY),
     ),
     # An auditor: the audit trail and the provenance of changes, read only.
     "auditor": ("user/AuditEvent.rs", "user/Provenance.rs"),

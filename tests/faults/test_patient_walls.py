@@ -54,6 +54,17 @@ EXAMPLE = (
 )
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
 FHIR_KINDS = ("CarePlan", "CareTeam", "Goal", "Appointment")
+# What the records name; the patient and their relatives are walled, the rest is not theirs.
+NAMED_KINDS = (
+    "Patient",
+    "RelatedPerson",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "HealthcareService",
+    "Schedule",
+    "Slot",
+)
 Route = tuple[str, str]
 
 
@@ -248,6 +259,59 @@ def _fhir_reads(kind: str, suffix: str) -> Calls:
     return calls
 
 
+def _fhir_type_history(kind: str) -> Calls:
+    def calls(w: World) -> list[Call]:
+        since = (w.start - timedelta(days=1000)).isoformat()
+        return [
+            Call("GET", f"/fhir/{kind}/_history", status=200),
+            Call("GET", f"/fhir/{kind}/_history", {"_count": "100", "_since": since}, status=200),
+        ]
+
+    return calls
+
+
+def _named_search(kind: str) -> Calls:
+    def calls(w: World) -> list[Call]:
+        every: list[dict[str, str]] = [{}, {"_revinclude": "*"}, {"_count": "1"}]
+        every += [{"_id": i} for i in w.withheld.get(kind, [])]
+        return [Call("GET", f"/fhir/{kind}", p, status=200) for p in every]
+
+    return calls
+
+
+def _named_search_posted(kind: str) -> Calls:
+    def calls(w: World) -> list[Call]:
+        searches = _named_search(kind)(w)
+        return [Call("POST", f"/fhir/{kind}/_search", form=c.params) for c in searches]
+
+    return calls
+
+
+def _named_page(kind: str) -> Calls:
+    # Any paging link is followed through any type's _page: the unit's CarePlan pages hold
+    # the patient's withheld records, and must not leak through another type's route.
+    return lambda w: [
+        Call("GET", page.replace("/fhir/CarePlan/_page", f"/fhir/{kind}/_page"))
+        for page in w.pages["CarePlan"]
+    ]
+
+
+def _find_posted(w: World) -> list[Call]:
+    return [
+        Call(
+            "POST",
+            c.path,
+            body={
+                "resourceType": "Parameters",
+                "parameter": [{"name": n, "valueString": v} for n, v in c.params.items()],
+            },
+            headers=FHIR_JSON,
+            status=c.status,
+        )
+        for c in _find(w)
+    ]
+
+
 def _fhir_page(kind: str) -> Calls:
     # The care unit's paging link, followed by the patient: its pages hold withheld records.
     return lambda w: [Call("GET", page) for page in w.pages[kind]]
@@ -313,6 +377,7 @@ CALLS: dict[Route, Calls] = {
     ("GET", "/booking/patients/{patient}/times"): _times,
     ("GET", "/booking/care-guarantee/breaches"): _breaches,
     ("GET", "/fhir/Appointment/$find"): _find,
+    ("POST", "/fhir/Appointment/$find"): _find_posted,
     ("POST", "/fhir/Appointment/$book"): _book,
     ("GET", "/fhir/CarePlan/$coherent-plan"): _coherent_plan,
     ("POST", "/fhir/CarePlan/$coherent-plan"): _coherent_plan_posted,
@@ -328,6 +393,22 @@ CALLS: dict[Route, Calls] = {
             ("GET", f"/fhir/{kind}/{{resource_id}}/_history/{{version_id}}"): _fhir_reads(
                 kind, "/_history/1"
             ),
+            ("GET", f"/fhir/{kind}/_history"): _fhir_type_history(kind),
+        }.items()
+    },
+    **{
+        route: calls
+        for kind in NAMED_KINDS
+        for route, calls in {
+            ("GET", f"/fhir/{kind}"): _named_search(kind),
+            ("POST", f"/fhir/{kind}/_search"): _named_search_posted(kind),
+            ("GET", f"/fhir/{kind}/_page"): _named_page(kind),
+            ("GET", f"/fhir/{kind}/{{resource_id}}"): _fhir_reads(kind, ""),
+            ("GET", f"/fhir/{kind}/{{resource_id}}/_history"): _fhir_reads(kind, "/_history"),
+            ("GET", f"/fhir/{kind}/{{resource_id}}/_history/{{version_id}}"): _fhir_reads(
+                kind, "/_history/1"
+            ),
+            ("GET", f"/fhir/{kind}/_history"): _fhir_type_history(kind),
         }.items()
     },
     ("POST", "/fhir/Appointment"): _fhir_create,
@@ -409,16 +490,21 @@ def _fhir_ids(
     """The FHIR ids of the contracts' records by type: those the patient may see (of the agreed
     contract, unlabelled), and those withheld from them (all the rest)."""
     store = service.app.state.store  # type: ignore[attr-defined]
-    shown: dict[str, list[str]] = {kind: [] for kind in FHIR_KINDS}
-    withheld: dict[str, list[str]] = {kind: [] for kind in FHIR_KINDS}
+    shown: dict[str, list[str]] = {kind: [] for kind in FHIR_KINDS + NAMED_KINDS}
+    withheld: dict[str, list[str]] = {kind: [] for kind in FHIR_KINDS + NAMED_KINDS}
     for name, contract_id in contracts.items():
         stored = service.portal.call(store.records, contract_id)  # type: ignore[union-attr]
         for resource in (e["resource"] for e in stored.bundle["entry"]):
-            kind = resource["resourceType"]
-            if kind not in FHIR_KINDS:
-                continue
-            hidden = name != "agreed" or confidentiality_of(resource) is not Confidentiality.NORMAL
-            (withheld if hidden else shown)[kind].append(str(resource["id"]))
+            kind, rid = resource["resourceType"], str(resource["id"])
+            if kind in FHIR_KINDS:
+                hidden = (
+                    name != "agreed" or confidentiality_of(resource) is not Confidentiality.NORMAL
+                )
+                (withheld if hidden else shown)[kind].append(rid)
+            elif kind in ("Patient", "RelatedPerson") and name == "other":
+                withheld[kind].append(rid)  # the other patient, and theirs
+            elif kind in NAMED_KINDS and name == "agreed" and rid not in shown[kind]:
+                shown[kind].append(rid)
     return shown, withheld
 
 
@@ -488,6 +574,10 @@ def world(service: TestClient, issuer: TestIssuer) -> World:
         )
         assert booked.status_code == 200, booked.text
     shown, withheld = _fhir_ids(service, ids)
+    shown["Slot"] = slots[:1]
+    slot = service.get(f"/fhir/Slot/{slots[0]}", headers=clinic)
+    assert slot.status_code == 200, slot.text
+    shown["Schedule"] = [slot.json()["schedule"]["reference"].split("/")[-1]]
     patient = f"personnummer|{mine}"
     token = issuer.token("patient", patient=patient)
     webhook = {**data["webhook"], "patient": {"kind": "personnummer", "value": mine}}

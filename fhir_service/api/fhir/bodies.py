@@ -83,15 +83,26 @@ async def fhir_body(request: Request) -> dict[str, Any]:
 
 def parameter(body: dict[str, Any], name: str) -> str | None:
     """The value of the operation parameter ``name`` in a Parameters body: a string, code or
-    uri as it is, an Identifier as ``system|value``; None when not given."""
+    uri, a dateTime or instant as it is, an integer in figures, an Identifier as
+    ``system|value``; None when not given."""
     if body.get("resourceType") != "Parameters":
         return None
     for given in body.get("parameter") or []:
         if not isinstance(given, dict) or given.get("name") != name:
             continue
-        for kind in ("valueString", "valueCode", "valueUri", "valueToken"):
+        for kind in (
+            "valueString",
+            "valueCode",
+            "valueUri",
+            "valueToken",
+            "valueDateTime",
+            "valueInstant",
+        ):
             if isinstance(given.get(kind), str):
                 return str(given[kind])
+        number = given.get("valueInteger", given.get("valuePositiveInt"))
+        if isinstance(number, int) and not isinstance(number, bool):
+            return str(number)
         identifier = given.get("valueIdentifier")
         if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
             return f"{identifier.get('system', '')}|{identifier['value']}"

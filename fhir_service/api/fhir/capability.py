@@ -12,11 +12,12 @@ from functools import cache
 from typing import Any
 
 from fhir_service import __version__
-from fhir_service.api.fhir.types import INTERACTIONS
+from fhir_service.api.fhir.types import CONTRACT_TYPES, INTERACTIONS
+from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
 from fhir_service.sync.conformance import CONFORMANCE_TYPES, conformance_resources
 
-__all__ = ["capability_statement"]
+__all__ = ["capability_statement", "statement_from"]
 
 Resource = dict[str, Any]
 
@@ -29,6 +30,7 @@ _FHIR_INTERACTIONS = {
     "read": "read",
     "vread": "vread",
     "history": "history-instance",
+    "history-type": "history-type",
     "search": "search-type",
     "create": "create",
     "update": "update",
@@ -47,11 +49,18 @@ def _our_search_parameters() -> tuple[Resource, ...]:
     return tuple(r for r in conformance_resources() if r["resourceType"] == "SearchParameter")
 
 
-def capability_statement(
-    hapi_statement: Resource, base: str, oauth_uris: Resource | None = None
+async def capability_statement(
+    hapi: HapiClient, base: str, oauth_uris: Resource | None = None
 ) -> Resource:
     """Our statement for the endpoint at ``base``, from HAPI's search parameters; with
     ``oauth_uris``, the SMART extension naming where tokens come from."""
+    return statement_from(await hapi.capability_statement(), base, oauth_uris)
+
+
+def statement_from(
+    hapi_statement: Resource, base: str, oauth_uris: Resource | None = None
+) -> Resource:
+    """Our statement for the endpoint at ``base``, from HAPI's ``hapi_statement``."""
     hapi_resources = {
         r.get("type"): r
         for rest in hapi_statement.get("rest", [])
@@ -85,7 +94,8 @@ def capability_statement(
             "interaction": [
                 {"code": _FHIR_INTERACTIONS[i]} for i in offered if i in _FHIR_INTERACTIONS
             ],
-            # An update names the version it changes (If-Match), or is refused.
+            # An update may name the version it changes (If-Match), and is refused if that is
+            # not the current one.
             "versioning": "versioned-update" if "update" in offered else "versioned",
             "readHistory": "history" in offered,
             "searchParam": [search_params[name] for name in sorted(search_params)],
@@ -99,6 +109,10 @@ def capability_statement(
         ]
         if includes and "search" in offered:
             entry["searchInclude"] = list(dict.fromkeys(includes))
+        if kind in CONTRACT_TYPES:
+            # Who changed a contract's record, and who agreed: for callers who may read
+            # Provenance (others are refused the parameter, not given less).
+            entry["searchRevInclude"] = ["Provenance:target"]
         if kind in _PROFILES:
             entry["supportedProfile"] = _PROFILES[kind]
         operations = [

@@ -14,8 +14,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from fhir_service.api.fhir.answers import base_url
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
-from fhir_service.api.fhir.routes import ResourceId, base_url
+from fhir_service.api.fhir.routes import ResourceId
 from fhir_service.sync.conformance import CONFORMANCE_TYPES, conformance_resources
 
 __all__ = ["router"]

@@ -1,109 +1,41 @@
-"""``POST /fhir``: a transaction Bundle holding one whole contract, created or changed.
-
-A FHIR-capable EHR writes contracts as it reads them: the Bundle of one contract's records
-(CarePlan, CareTeams, Goals, Appointments and the people and places they name, plus the
-agreement's Provenance). Before anything reaches HAPI the Bundle is validated against our
-profiles (HAPI's ``Bundle/$validate``) and read as a contract, which checks what profiles
-cannot: identifiers and their check digits, known codes, a coherent lifecycle. The contract is
-then stored as the JSON facade stores it: one transaction with its change's Provenance.
-
-A Bundle whose contract is new creates it. One whose contract exists changes it: its contents
-while it is a draft or under revision, or its status by one lifecycle step (agree, revise,
-complete, end, revoke), never both at once. The CarePlan entry's ``request.ifMatch`` (or the
-request's ``If-Match``) names the version the change is based on.
+"""``POST /fhir``: a transaction Bundle holding one whole contract, created or changed, and
+``Bundle/$validate``, which checks one as that would and writes nothing
+(`fhir_service.records.transactions` says how).
 """
 
 from __future__ import annotations
 
-import re
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from fhir_service.api.audit_trail import AuditTrail, change_by
-from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, StoreDep
-from fhir_service.api.fhir.bodies import BodyError, fhir_body
-from fhir_service.api.fhir.changes import (
-    etag_version,
-    profile_issues,
-    step_to,
-    stored_or_refused,
-)
-from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
-from fhir_service.api.json_bodies import LISTED_AT_MOST
-from fhir_service.contract import Contract, Identifier, model
-from fhir_service.fhir import HapiClient
-from fhir_service.mapping import urls
-from fhir_service.mapping.from_fhir import (
-    Sender,
-    UnreadableContractError,
-    contract_from_bundle,
-)
-from fhir_service.mapping.sent import RECORD_TYPES
-from fhir_service.security.access import Access, AccessDeniedError, Denial, Requirement, decide
-from fhir_service.sync.store import (
-    ContractNotFoundError,
-    ContractStore,
-    OutsideCompartmentError,
-)
+from fhir_service.api.deps import RecordsDep
+from fhir_service.api.fhir.answers import answer, base_url, rebased
+from fhir_service.api.fhir.bodies import fhir_body
+from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response
 
-__all__ = ["TRANSACTION_TYPES", "router"]
+__all__ = ["router"]
 
 Resource = dict[str, Any]
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
-
-TRANSACTION_TYPES = frozenset(
-    {
-        "CarePlan",
-        "CareTeam",
-        "Goal",
-        "Appointment",
-        "Patient",
-        "Practitioner",
-        "PractitionerRole",
-        "Organization",
-        "HealthcareService",
-        "RelatedPerson",
-        "Provenance",
-    }
-)
-"""What one contract's Bundle may hold beside the clinical records its plan refers to
-(``RECORD_TYPES``, kept with it); anything else is not a contract's record."""
 
 
 @router.post(
     "",
     name="fhir_transaction",
     response_class=Response,
-    responses={200: {"content": {FHIR_JSON: {}}}, 201: {"content": {FHIR_JSON: {}}}},
+    responses={200: {"content": {FHIR_JSON: {}}}},
 )
-async def transaction(
-    request: Request,
-    hapi: HapiClientDep,
-    store: StoreDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
-) -> Response:
+async def transaction(request: Request, records: RecordsDep) -> Response:
     """Create or change one contract from a transaction Bundle of its records."""
-    try:
+
+    async def work() -> Response:
         bundle = await fhir_body(request)
-    except BodyError as exc:
-        return exc.outcome()
+        answered = await records.transaction(bundle, request.headers.get("if-match"))
+        return fhir_response(rebased(answered, records.hapi_base, base_url(request)))
 
-    async def write() -> Response:
-        contract = await _contract_in(bundle, hapi, store, trail, access.compartment.organization)
-        if isinstance(contract, Response):
-            return contract
-        if not access.compartment.allows(contract):
-            trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-            return outcome(403, "forbidden", Denial.OUTSIDE_COMPARTMENT.value)
-        return await _store(request, bundle, contract, store, access, trail)
-
-    return await stored_or_refused(trail, write)
+    return await answer(request, work)
 
 
 @router.post(
@@ -112,13 +44,7 @@ async def transaction(
     response_class=Response,
     responses={200: {"content": {FHIR_JSON: {}}}, 422: {"content": {FHIR_JSON: {}}}},
 )
-async def validate_bundle(
-    request: Request,
-    hapi: HapiClientDep,
-    store: StoreDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
-) -> Response:
+async def validate_bundle(request: Request, records: RecordsDep) -> Response:
     """Check a contract's transaction Bundle as ``POST /fhir`` would, and write nothing.
 
     The answer to a Bundle ``POST /fhir`` would refuse for its content is the same
@@ -126,21 +52,19 @@ async def validate_bundle(
     may write that contract, and whether the version it names is still current, are decided
     when it is sent.
     """
-    try:
-        body = await fhir_body(request)
-    except BodyError as exc:
-        return exc.outcome()
-    bundle = _resource_parameter(body)
-    contract = await _contract_in(bundle, hapi, store, trail, access.compartment.organization)
-    if isinstance(contract, Response):
-        return contract
-    accepted = {
-        "severity": "information",
-        "code": "informational",
-        "diagnostics": f"the Bundle holds contract {contract.id}, which POST /fhir takes as it "
-        "is; nothing was written",
-    }
-    return fhir_response({"resourceType": "OperationOutcome", "issue": [accepted]}, 200)
+
+    async def work() -> Response:
+        bundle = _resource_parameter(await fhir_body(request))
+        contract = await records.checked_transaction(bundle)
+        accepted = {
+            "severity": "information",
+            "code": "informational",
+            "diagnostics": f"the Bundle holds contract {contract.id}, which POST /fhir takes as "
+            "it is; nothing was written",
+        }
+        return fhir_response({"resourceType": "OperationOutcome", "issue": [accepted]}, 200)
+
+    return await answer(request, work)
 
 
 def _resource_parameter(body: Resource) -> Resource:
@@ -153,352 +77,3 @@ def _resource_parameter(body: Resource) -> Resource:
             resource = parameter.get("resource")
             return resource if isinstance(resource, dict) else {}
     return {}
-
-
-async def _contract_in(
-    bundle: Resource,
-    hapi: HapiClient,
-    store: ContractStore,
-    trail: AuditTrail,
-    unit: Identifier | None,
-) -> Contract | Response:
-    """The contract ``bundle`` holds, or the answer naming every problem with it at once."""
-    if not _is_transaction(bundle):
-        return _refused(_not_a_transaction(bundle))
-    # Records of other types are named, and the rest is still read, so that the answer names
-    # every problem at once.
-    problems = _not_a_contracts_record(bundle)
-    problems += _other_patient(bundle)
-    problems += _dangling(bundle)
-    too_large = _beyond_limits(bundle)
-    if too_large:
-        # Before HAPI's $validate, whose work grows with the Bundle: a contract too large to
-        # store is refused at once, not after minutes of validation.
-        return _refused(problems + too_large)
-    problems += await _unheld(bundle, store)
-    problems += await profile_issues(hapi, bundle)
-    try:
-        new_id = await _id_for(bundle, store, unit)
-        # Another EHR's plan: the calling unit is responsible for it when it names no clinician
-        # of ours, and attests the agreement to one in force there.
-        sender = None
-        if new_id is not None and unit is not None:
-            sender = Sender(await store.unit(unit), datetime.now(UTC))
-        contract = contract_from_bundle(bundle, codes=True, sent=True, new_id=new_id, sender=sender)
-    except UnreadableContractError as exc:
-        problems += [_issue(i.expression, i.message, _code_of(i.message)) for i in exc.issues]
-        return _refused(problems)
-    trail.saw_contract(contract)
-    if problems:
-        return _refused(problems)
-    return contract
-
-
-_LOOKED_UP = 5
-"""How many of a CarePlan's own identifiers are looked up to find its contract."""
-
-
-async def _id_for(bundle: Resource, store: ContractStore, unit: Identifier | None) -> str | None:
-    """The contract a CarePlan without a contract id of ours is: the one its sender's own
-    identifiers already found among the caller's unit's, else a new one, named after the unit
-    and the first of them so that the same plan sent twice at once is one contract (a plan
-    without any gets a random id)."""
-    careplans = [
-        e["resource"] for e in bundle["entry"] if e["resource"].get("resourceType") == "CarePlan"
-    ]
-    identifiers = [
-        i for c in careplans[:1] for i in c.get("identifier") or [] if isinstance(i, dict)
-    ]
-    if any(i.get("system") == urls.ID_CONTRACT for i in identifiers):
-        return None  # ours names it
-    theirs = [
-        (i["system"], i["value"])
-        for i in identifiers
-        if isinstance(i.get("system"), str) and isinstance(i.get("value"), str)
-    ]
-    # A plan has one or two; a Bundle listing thousands makes no thousand searches.
-    found = await store.known_as(theirs[:_LOOKED_UP], unit)
-    if found is not None:
-        return found
-    issuer = "" if unit is None else f"{unit.kind}|{unit.value}|"
-    seed = f"{issuer}{theirs[0][0]}|{theirs[0][1]}" if theirs else uuid.uuid4().hex
-    return f"plan-{uuid.uuid5(uuid.NAMESPACE_URL, seed).hex}"
-
-
-def _refused(issues: list[Resource]) -> Response:
-    """422: one OperationOutcome issue per problem, each said once, the first `LISTED_AT_MOST`
-    of them (an answer is no amplifier of a body made of mistakes)."""
-    unique = list({(i["expression"][0], i["diagnostics"]): i for i in issues}.values())
-    listed = unique[:LISTED_AT_MOST]
-    if len(unique) > len(listed):
-        more = f"{len(unique) - len(listed)} more places are not listed"
-        listed.append(_issue("Bundle", more, "too-costly"))
-    return fhir_response({"resourceType": "OperationOutcome", "issue": listed}, 422)
-
-
-def _issue(expression: str, diagnostics: str, code: str = "invalid") -> Resource:
-    return {
-        "severity": "error",
-        "code": code,
-        "diagnostics": diagnostics,
-        "expression": [expression],
-    }
-
-
-def _code_of(message: str) -> str:
-    if message == "is required":
-        return "required"
-    if message.startswith("unknown "):
-        return "code-invalid"
-    return "invalid"
-
-
-async def _store(
-    request: Request,
-    bundle: Resource,
-    contract: Contract,
-    store: ContractStore,
-    access: Access,
-    trail: AuditTrail,
-) -> Response:
-    change = change_by(access, trail)
-    try:
-        current = await store.records(contract.id, change)
-    except OutsideCompartmentError:
-        raise
-    except ContractNotFoundError:
-        current = None
-    if current is None:
-        try:
-            decide(access.principal, Requirement("CarePlan", "c"), access.compartment.patient)
-        except AccessDeniedError as exc:
-            trail.refused(exc.denial.value)
-            return outcome(403, "forbidden", exc.denial.value)
-        created = await store.create(
-            contract.model_copy(update={"version": None}), author=change.author
-        )
-        return _answer(bundle, created, 201)
-    expected = _expected_version(request, bundle)
-    if expected is None:
-        at = current.contract.version
-        needed = (
-            "name the version changed in the CarePlan entry's request.ifMatch (or If-Match): "
-            f'the contract is at W/"{at}"'
-        )
-        return outcome(428, "required", needed)
-    written = await step_to(store, current, contract, expected, change)
-    trail.saw_contract(written)
-    return _answer(bundle, written, 200)
-
-
-def _expected_version(request: Request, bundle: Resource) -> int | None:
-    for entry in bundle.get("entry", []):
-        if entry.get("resource", {}).get("resourceType") == "CarePlan":
-            asked = entry.get("request", {}).get("ifMatch")
-            if isinstance(asked, str):
-                return etag_version(asked)
-    header = request.headers.get("if-match")
-    return None if header is None else etag_version(header)
-
-
-def _is_transaction(bundle: Resource) -> bool:
-    entries = bundle.get("entry")
-    return (
-        bundle.get("resourceType") == "Bundle"
-        and bundle.get("type") == "transaction"
-        and isinstance(entries, list)
-        and bool(entries)
-        and all(isinstance(e, dict) and isinstance(e.get("resource"), dict) for e in entries)
-    )
-
-
-def _not_a_transaction(bundle: Resource) -> list[Resource]:
-    """Why ``bundle`` is no transaction of resources at all."""
-    if bundle.get("resourceType") != "Bundle":
-        return [_issue("Bundle", "POST /fhir takes a transaction Bundle", "structure")]
-    if bundle.get("type") != "transaction":
-        return [_issue("Bundle.type", "POST /fhir takes a transaction Bundle", "structure")]
-    entries = bundle.get("entry")
-    if not isinstance(entries, list) or not entries:
-        return [_issue("Bundle.entry", "the transaction has no entries", "required")]
-    return [
-        _issue(f"Bundle.entry[{index}]", "holds no resource", "required")
-        for index, entry in enumerate(entries)
-        if not isinstance(entry, dict) or not isinstance(entry.get("resource"), dict)
-    ]
-
-
-def _not_a_contracts_record(bundle: Resource) -> list[Resource]:
-    """An issue per entry of a type no contract's record has."""
-    issues = []
-    for index, entry in enumerate(bundle["entry"]):
-        kind = entry["resource"].get("resourceType")
-        if kind not in TRANSACTION_TYPES and kind not in RECORD_TYPES:
-            shown = kind if isinstance(kind, str) and kind.isalpha() else "resource"
-            issues.append(
-                _issue(
-                    f"Bundle.entry[{index}].resource",
-                    f"a {shown} is not a record a contract holds: the transaction holds "
-                    f"{', '.join(sorted(TRANSACTION_TYPES))}, and the patient's clinical "
-                    f"records the plan refers to ({', '.join(sorted(RECORD_TYPES))})",
-                    "not-supported",
-                )
-            )
-    return issues
-
-
-_LIMITS = {
-    "Goal": ("goals", model.MAX_GOALS),
-    "Appointment": ("agreed times", model.MAX_AGREED_TIMES),
-    "RelatedPerson": ("relatives", model.MAX_RELATIVES),
-    # The care team of everyone taking part, and one per care contact.
-    "CareTeam": ("care teams", model.MAX_CARE_CONTACTS + 1),
-}
-
-
-def _beyond_limits(bundle: Resource) -> list[Resource]:
-    """An issue for each part of the contract larger than a contract may hold (see
-    ``contract.model.MAX_GOALS`` and its neighbours); [] when it fits."""
-    resources = [e["resource"] for e in bundle["entry"]]
-    issues: list[Resource] = []
-    for kind, (what, most) in _LIMITS.items():
-        count = sum(1 for r in resources if r.get("resourceType") == kind)
-        if count > most:
-            issues.append(_too_many(f"Bundle.entry.resource.ofType({kind})", count, what, most))
-    careplan: Resource = next((r for r in resources if r.get("resourceType") == "CarePlan"), {})
-    for element, what, most in (
-        ("activity", "activities", model.MAX_ACTIVITIES),
-        ("note", "resources and wishes", 2 * model.MAX_NOTES),
-    ):
-        items = careplan.get(element)
-        count = len(items) if isinstance(items, list) else 0
-        if count > most:
-            expression = f"Bundle.entry.resource.ofType(CarePlan).{element}"
-            issues.append(_too_many(expression, count, what, most))
-    return issues
-
-
-def _too_many(expression: str, count: int, what: str, most: int) -> Resource:
-    return {
-        "severity": "error",
-        "code": "too-costly",
-        "diagnostics": f"the contract holds {count} {what}; a contract holds at most {most}",
-        "expression": [expression],
-    }
-
-
-def _other_patient(bundle: Resource) -> list[Resource]:
-    """An issue per record that names a patient other than the CarePlan's."""
-    entries = bundle["entry"]
-    by_url = {e.get("fullUrl"): e["resource"] for e in entries if isinstance(e.get("fullUrl"), str)}
-    careplans = [e["resource"] for e in entries if e["resource"].get("resourceType") == "CarePlan"]
-    if len(careplans) != 1:
-        return []  # said by the reading, which needs one CarePlan
-    subject = _reference(careplans[0].get("subject"))
-    issues = []
-    for index, entry in enumerate(entries):
-        resource = entry["resource"]
-        places = [("subject", resource.get("subject")), ("patient", resource.get("patient"))]
-        participants = resource.get("participant")
-        for n, participant in enumerate(participants if isinstance(participants, list) else []):
-            actor = participant.get("actor") if isinstance(participant, dict) else None
-            places.append((f"participant[{n}].actor", actor))
-        for element, value in places:
-            reference = _reference(value)
-            named = by_url.get(reference)
-            elsewhere = isinstance(reference, str) and reference.startswith("Patient/")
-            if (
-                elsewhere or (named is not None and named.get("resourceType") == "Patient")
-            ) and reference != subject:
-                issues.append(
-                    _issue(
-                        f"Bundle.entry[{index}].resource.{element}",
-                        "names a patient other than the CarePlan's subject",
-                        "business-rule",
-                    )
-                )
-    return issues
-
-
-def _references(bundle: Resource) -> Iterator[tuple[str, str, bool]]:
-    """Each reference the Bundle's resources make: where (the ``.reference`` element's
-    FHIRPath), what it says, and whether it is made inside a contained resource."""
-
-    def walk(value: Any, path: str, contained: bool) -> Iterator[tuple[str, str, bool]]:
-        if isinstance(value, list):
-            for index, item in enumerate(value):
-                yield from walk(item, f"{path}[{index}]", contained)
-        elif isinstance(value, dict):
-            reference = value.get("reference")
-            if isinstance(reference, str):
-                yield f"{path}.reference", reference, contained
-            for key, item in value.items():
-                yield from walk(item, f"{path}.{key}", contained or key == "contained")
-
-    for index, entry in enumerate(bundle["entry"]):
-        yield from walk(entry["resource"], f"Bundle.entry[{index}].resource", False)
-
-
-def _dangling(bundle: Resource) -> list[Resource]:
-    """An issue per reference to a ``urn:`` fullUrl no entry has: nothing could resolve it."""
-    full_urls = {e.get("fullUrl") for e in bundle["entry"]}
-    message = "refers to a fullUrl no entry of the Bundle has"
-    return [
-        _issue(path, message, "not-found")
-        for path, reference, _ in _references(bundle)
-        if reference.startswith("urn:") and reference not in full_urls
-    ]
-
-
-_RELATIVE = re.compile(r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(/_history/[0-9]+)?")
-
-
-async def _unheld(bundle: Resource, store: ContractStore) -> list[Resource]:
-    """An issue per reference to a record (``Type/id``) neither the Bundle nor the server
-    holds: a sender's link to a record of its own system, which the server cannot keep."""
-    # An entry answers to its fullUrl, and an update to the id its request names.
-    full_urls = {str(e.get("fullUrl")) for e in bundle["entry"]}
-    requests = (e.get("request") for e in bundle["entry"])
-    full_urls |= {f"/{r.get('url')}" for r in requests if isinstance(r, dict)}
-    places: list[tuple[str, str]] = []
-    # HAPI keeps a contained resource's references as they are, unresolved.
-    for path, reference, contained in _references(bundle):
-        matched = None if contained else _RELATIVE.fullmatch(reference)
-        named = None if matched is None else f"{matched[1]}/{matched[2]}"
-        if named is not None and not any(u.endswith(f"/{named}") for u in full_urls):
-            places.append((path, named))
-    if not places:
-        return []
-    unheld = await store.unheld(named for _, named in places)
-    return [
-        _issue(
-            path,
-            f"refers to {named}, which neither the Bundle nor this server holds: send that "
-            "record in the Bundle, or name it by identifier or display instead",
-            "not-found",
-        )
-        for path, named in places
-        if named in unheld
-    ]
-
-
-def _reference(value: Any) -> str | None:
-    reference = value.get("reference") if isinstance(value, dict) else None
-    return reference if isinstance(reference, str) else None
-
-
-def _answer(bundle: Resource, contract: Contract, status: int) -> Response:
-    """A transaction-response: one entry per request entry, the contract's version on the plan."""
-    entries = []
-    for entry in bundle.get("entry", []):
-        kind = entry.get("resource", {}).get("resourceType")
-        response: Resource = {"status": "201 Created" if status == 201 else "200 OK"}
-        if kind == "CarePlan":
-            response["etag"] = f'W/"{contract.version}"'
-        entries.append({"response": response})
-    headers = {"ETag": f'W/"{contract.version}"'}
-    if status == 201:
-        # A plan sent without a contract id of ours learns here which contract it became.
-        headers["Location"] = f"/contracts/{contract.id}"
-    body = {"resourceType": "Bundle", "type": "transaction-response", "entry": entries}
-    return fhir_response(body, status, headers)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["AUDIT_TYPES", "CONTRACT_TYPES", "INTERACTIONS", "route_name"]
+__all__ = ["AUDIT_TYPES", "CONTRACT_TYPES", "INTERACTIONS", "REFERENCED_TYPES", "route_name"]
 
 CONTRACT_TYPES = ("CarePlan", "CareTeam", "Goal", "Appointment")
 """A contract's records: read, searched and followed through their history."""
@@ -10,7 +10,21 @@ CONTRACT_TYPES = ("CarePlan", "CareTeam", "Goal", "Appointment")
 AUDIT_TYPES = ("Provenance", "AuditEvent")
 """The audit trail: read and searched by auditors."""
 
-_RECORD = ("read", "vread", "history", "search", "page", "create", "update")
+REFERENCED_TYPES = (
+    "Patient",
+    "RelatedPerson",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "HealthcareService",
+    "Schedule",
+    "Slot",
+)
+"""What a contract's records and the booking operations name: read and searched, within the
+caller's walls, so that every reference we give can be followed."""
+
+_READ = ("read", "vread", "history", "history-type", "search", "page")
+_RECORD = (*_READ, "create", "update")
 
 INTERACTIONS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(CONTRACT_TYPES, _RECORD),
@@ -19,9 +33,11 @@ INTERACTIONS: dict[str, tuple[str, ...]] = {
     "CarePlan": ("coherent-plan", *(i for i in _RECORD if i != "create")),
     # Booking platforms that speak FHIR find free times and book agreed times (IHE Scheduling).
     "Appointment": ("find", "book", *_RECORD),
-    **dict.fromkeys(AUDIT_TYPES, ("read", "search", "page")),
+    **dict.fromkeys(REFERENCED_TYPES, _READ),
+    **dict.fromkeys(AUDIT_TYPES, _READ),
 }
-"""Per type, the routes it has; ``page`` follows a search's paging links, ``coherent-plan``
+"""Per type, the routes it has; ``history`` is a record's, ``history-type`` every record's of
+the type; ``page`` follows a search's paging links, ``coherent-plan``
 is the ``$coherent-plan`` operation, ``create`` and ``update`` write one record of a contract,
 ``find`` and ``book`` are ``Appointment/$find`` and ``$book``."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_service.api.fhir.capability import capability_statement
+from fhir_service.api.fhir.capability import statement_from as capability_statement
 
 BASE = "https://contracts.example/fhir"
 # What a freshly started HAPI says: its own parameters, not yet ours, and types we do not offer.

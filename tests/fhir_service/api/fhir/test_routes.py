@@ -357,6 +357,15 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
         "Provenance",
         "AuditEvent",
         "Bundle",
+        # What a contract's records and the booking operations name.
+        "Patient",
+        "RelatedPerson",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "HealthcareService",
+        "Schedule",
+        "Slot",
         # Our conformance resources, for validators.
         "CodeSystem",
         "ConceptMap",
@@ -374,6 +383,7 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
         "read",
         "vread",
         "history-instance",
+        "history-type",
         "search-type",
         "update",
     }
@@ -381,12 +391,27 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
         "read",
         "vread",
         "history-instance",
+        "history-type",
         "search-type",
         "create",
         "update",
     }
     assert resources["Goal"]["versioning"] == "versioned-update"
-    assert {i["code"] for i in resources["AuditEvent"]["interaction"]} == {"read", "search-type"}
+    assert {i["code"] for i in resources["AuditEvent"]["interaction"]} == {
+        "read",
+        "vread",
+        "history-instance",
+        "history-type",
+        "search-type",
+    }
+    assert {i["code"] for i in resources["Patient"]["interaction"]} == {
+        "read",
+        "vread",
+        "history-instance",
+        "history-type",
+        "search-type",
+    }
+    assert resources["CarePlan"]["searchRevInclude"] == ["Provenance:target"]
     assert resources["AuditEvent"]["versioning"] == "versioned"
     assert "responsible-clinician" in {p["name"] for p in resources["CarePlan"]["searchParam"]}
     # What _include follows is declared, ours too.
@@ -406,3 +431,68 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
     assert statement["implementation"]["url"] == OUR_BASE
     assert urlsplit(conformance_loaded).netloc not in response.text
     assert "HAPI" not in json.dumps(statement["software"])
+
+
+def test_what_a_careplan_names_can_be_followed_within_the_walls(
+    service: TestClient, world: dict[str, Any], issuer: TestIssuer
+) -> None:
+    careplan = service.get(f"/fhir/CarePlan/{world['careplans']['a']}", headers=world["unit"])
+    plan = careplan.json()
+    patient = plan["subject"]["reference"]
+    author = plan["author"]["reference"]
+    other = service.get(f"/fhir/CarePlan/{world['careplans']['b']}", headers=world["unit"])
+    elsewhere = issuer.headers("ehr", organization="hsa-id|SE2321000065-9999")
+
+    for reference in (patient, author):
+        followed = service.get(f"/fhir/{reference}", headers=world["unit"])
+        assert followed.status_code == 200, (reference, followed.text)
+        assert followed.json()["resourceType"] == reference.split("/")[0]
+        assert followed.headers["etag"].startswith('W/"')
+    # The patient reads their own record; the directory is open to every party.
+    assert service.get(f"/fhir/{patient}", headers=world["a"]).status_code == 200
+    assert service.get(f"/fhir/{author}", headers=world["a"]).status_code == 200
+    # Another patient's record, and a unit with no contract of theirs, find nothing.
+    assert service.get(f"/fhir/{patient}", headers=world["b"]).status_code == 404
+    assert service.get(f"/fhir/{patient}", headers=elsewhere).status_code == 404
+    assert other.json()["subject"]["reference"] != patient
+    # A search of patients holds only the caller's.
+    mine = service.get("/fhir/Patient", headers=world["a"])
+    assert [p["id"] for p in _entries(mine, "Patient")] == [patient.split("/")[1]]
+    theirs = service.get("/fhir/Patient", params={"_id": patient.split("/")[1]}, headers=elsewhere)
+    assert _entries(theirs, "Patient") == []
+
+
+def test_type_history_shows_only_what_the_caller_may_see(
+    service: TestClient, world: dict[str, Any]
+) -> None:
+    first = service.get(f"/fhir/CarePlan/{world['careplans']['a']}", headers=world["unit"])
+    since = first.json()["meta"]["lastUpdated"]
+    asked = {"_since": since, "_count": "100"}
+
+    mine = service.get("/fhir/CarePlan/_history", params=asked, headers=world["a"])
+    unit = service.get("/fhir/CarePlan/_history", params=asked, headers=world["unit"])
+
+    contracts = {_contract_of(r) for r in _entries(mine, "CarePlan")}
+    assert world["contracts"]["a"]["id"] in contracts
+    # Not B's, and not A's draft, which is the unit's alone.
+    assert world["contracts"]["b"]["id"] not in contracts
+    assert world["contracts"]["a-draft"]["id"] not in contracts
+    assert "total" not in mine.json()
+    theirs = {_contract_of(r) for r in _entries(unit, "CarePlan")}
+    assert {world["contracts"]["a"]["id"], world["contracts"]["b"]["id"]} <= theirs
+    assert world["contracts"]["a-draft"]["id"] not in theirs  # another unit's
+
+
+def test_a_revinclude_the_caller_may_not_read_is_refused_not_dropped(
+    service: TestClient, world: dict[str, Any]
+) -> None:
+    asked = service.get(
+        "/fhir/CarePlan",
+        params={"_id": world["careplans"]["a"], "_revinclude": "Provenance:target"},
+        headers=world["unit"],
+    )
+
+    assert asked.status_code == 403, asked.text
+    [issue] = asked.json()["issue"]
+    assert issue["expression"] == ["_revinclude"]
+    assert "Provenance" in issue["diagnostics"]

@@ -157,3 +157,43 @@ def test_find_without_its_parameters_names_each_one_missing(
     assert booking.status_code == 422
     for parameter in ("start", "end", "organization", "visit-type"):
         assert any(d.startswith(f"query.{parameter}:") for d in said), said
+
+
+def test_find_by_post_takes_parameters_and_follows_to_the_slot(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    clinic = issuer.headers("ehr", organization=UNIT)
+    platform = issuer.headers("booking")
+    hours = far_hours()
+    start = next(hours)
+    [slot] = publish(service, clinic, [start])
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "start", "valueDateTime": start.isoformat()},
+            {"name": "end", "valueDateTime": (start + timedelta(minutes=1)).isoformat()},
+            {"name": "organization", "valueString": HSA},
+            {"name": "visit-type", "valueString": f"{urls.CS_TIME_TYPE}|nurse-visit"},
+            {"name": "_count", "valueInteger": 5},
+        ],
+    }
+
+    found = service.post(
+        "/fhir/Appointment/$find", json=parameters, headers={**platform, **FHIR_JSON}
+    )
+    incomplete = service.post(
+        "/fhir/Appointment/$find",
+        json={"resourceType": "Parameters", "parameter": [{"name": "start", "valueString": "x"}]},
+        headers={**platform, **FHIR_JSON},
+    )
+
+    assert found.status_code == 200, found.text
+    [proposed] = [e["resource"] for e in found.json()["entry"]]
+    reference = proposed["slot"][0]["reference"]
+    assert reference == f"http://testserver/fhir/Slot/{slot}"
+    followed = service.get(reference.removeprefix("http://testserver"), headers=platform)
+    assert followed.status_code == 200, followed.text
+    assert followed.json()["resourceType"] == "Slot"
+    assert incomplete.status_code == 400
+    places = {i["expression"][0] for i in incomplete.json()["issue"]}
+    assert places == {"start", "end", "organization", "visit-type"}

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_service.api.fhir.guard import SUBSETTED, subset_naming
+from fhir_service.records.guard import SUBSETTED, subset_naming
 from tests.auth import TestIssuer
 from tests.support import unique_personnummer
 
 EXAMPLE = (
-    Path(__file__).parents[4] / "profiles" / "examples" / "contracts" / "stroke-rehabilitation.json"
+    Path(__file__).parents[3] / "profiles" / "examples" / "contracts" / "stroke-rehabilitation.json"
 )
 CONTRACT_SYSTEM = "http://fhir.patient-contracts.org/identifier/contract"
 PERSONNUMMER_SYSTEM = "http://electronichealth.se/identifier/personnummer"

@@ -1,5 +1,5 @@
-"""What every FHIR write shares: validation against our profiles, the step from the stored
-contract to the wanted one, and the answers to a store's refusals.
+"""What every FHIR write shares: validation against our profiles, and the step from the stored
+contract to the wanted one.
 
 A write arrives as FHIR records, is read as the contract they make, and is stored as the JSON
 facade stores it. The contract moves one way per write: its contents change while it is a draft
@@ -9,32 +9,13 @@ or under revision, or its status moves by one lifecycle step, never both at once
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import Response
-
-from fhir_service.api.audit_trail import AuditTrail
-from fhir_service.api.fhir.outcomes import outcome
 from fhir_service.contract import Contract, ContractStatus
 from fhir_service.contract.lifecycle import IllegalTransitionError
-from fhir_service.fhir import (
-    HapiClient,
-    HapiOutcomeUnknownError,
-    HapiRequestError,
-    HapiUnavailableError,
-)
-from fhir_service.security.access import AccessDeniedError, Denial
-from fhir_service.sync.store import (
-    BookedTimeChangedError,
-    Change,
-    ContractExistsError,
-    ContractNotEditableError,
-    ContractStore,
-    OutsideCompartmentError,
-    StaleVersionError,
-    StoredContract,
-)
+from fhir_service.fhir import HapiClient
+from fhir_service.records.errors import RecordConflictError
+from fhir_service.sync.store import Change, ContractStore, StoredContract
 
 __all__ = [
     "MixedChangeError",
@@ -42,7 +23,6 @@ __all__ = [
     "profile_errors",
     "profile_issues",
     "step_to",
-    "stored_or_refused",
 ]
 
 Resource = dict[str, Any]
@@ -51,8 +31,10 @@ _UNKNOWN_PROFILE = "has not been checked because it could not be found"
 _HAPI_COMMENT = re.compile(r"/\*.*?\*/")
 
 
-class MixedChangeError(Exception):
+class MixedChangeError(RecordConflictError):
     """Contents and status changed at once."""
+
+    code = "business-rule"
 
 
 async def step_to(
@@ -86,42 +68,6 @@ async def step_to(
 def _contents(contract: Contract) -> Contract:
     neutral = {"status": ContractStatus.DRAFT, "agreements": (), "version": None}
     return contract.model_copy(update=neutral)
-
-
-async def stored_or_refused(
-    trail: AuditTrail, write: Callable[[], Awaitable[Response]]
-) -> Response:
-    """``write``'s answer, or the OperationOutcome of the store's refusal; nothing half-written."""
-    try:
-        return await write()
-    except ContractExistsError as exc:
-        return outcome(409, "duplicate", str(exc))
-    except OutsideCompartmentError:
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        return outcome(404, "not-found", "no such contract")
-    except AccessDeniedError as exc:
-        trail.refused(exc.denial.value)
-        return outcome(403, "forbidden", exc.denial.value)
-    except StaleVersionError as exc:
-        return outcome(409, "conflict", str(exc))
-    except (
-        ContractNotEditableError,
-        IllegalTransitionError,
-        MixedChangeError,
-        BookedTimeChangedError,
-    ) as exc:
-        return outcome(409, "business-rule", str(exc))
-    except HapiOutcomeUnknownError:
-        unknown = (
-            "the FHIR store did not answer in time: whether the write was made is unknown; "
-            "read the contract before writing again"
-        )
-        return outcome(504, "timeout", unknown, {"Retry-After": "5"})
-    except HapiUnavailableError:
-        unavailable = "the FHIR store is unavailable; nothing was written"
-        return outcome(503, "transient", unavailable, {"Retry-After": "5"})
-    except HapiRequestError:
-        return outcome(502, "exception", "the FHIR store refused the write; nothing was written")
 
 
 async def profile_issues(hapi: HapiClient, resource: Resource) -> list[Resource]:

@@ -1,7 +1,7 @@
-"""``GET /fhir/CarePlan/$coherent-plan?patient=...``: the coherent plan as a FHIR Bundle.
+"""``CarePlan/$coherent-plan``: the coherent plan as a FHIR Bundle.
 
 The same plan as ``GET /patients/{patient}/plan`` (who may read it and what they see come from
-`fhir_service.api.plan_access`), as the stored FHIR records: the CarePlans in force as matches,
+`fhir_service.records.plan_access`), as the stored FHIR records: the CarePlans in force as matches,
 their Goals, CareTeams and Appointments, the Patient and the directory records they name as
 includes. A CarePlan names only records the answer holds: the goals and times withheld from the
 reader are taken out of it (`subset_naming`), ids and all. Two HAPI requests: the contracts,
@@ -10,23 +10,29 @@ then their records.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Response
-
-from fhir_service.api.audit_trail import AuditTrail
-from fhir_service.api.fhir.guard import subset_naming
-from fhir_service.api.fhir.outcomes import fhir_response, outcome
-from fhir_service.api.plan_access import PlanRefusedError, readable_plan
 from fhir_service.contract import Contract
 from fhir_service.contract.plan import PLAN_STATUSES
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
 from fhir_service.mapping.ownership import CONTRACT_SYSTEMS, contract_of
-from fhir_service.security.access import Access, AccessDeniedError, claimed_identifier
-from fhir_service.sync.store import ContractStore, TooManyContractsError
+from fhir_service.records.errors import (
+    ForbiddenError,
+    InvalidRequestError,
+    RecordNotFoundError,
+    UnprocessableError,
+    issue,
+)
+from fhir_service.records.guard import subset_naming
+from fhir_service.records.plan_access import PlanRefusedError, readable_plan
+from fhir_service.security.access import AccessDeniedError, claimed_identifier
+from fhir_service.sync.store import TooManyContractsError
 
-__all__ = ["coherent_plan_bundle"]
+if TYPE_CHECKING:
+    from fhir_service.records.repository import CallerRecords
+
+__all__ = ["coherent_plan"]
 
 Resource = dict[str, Any]
 
@@ -42,42 +48,37 @@ _WITHHELD = {
 }
 
 
-async def coherent_plan_bundle(
-    asked: str | None,
-    hapi: HapiClient,
-    store: ContractStore,
-    access: Access,
-    trail: AuditTrail,
-    base: str,
-    self_url: str,
-) -> Response:
+async def coherent_plan(records: CallerRecords, asked: str | None) -> Resource:
     """The plan of the patient ``asked`` names (the ``patient`` parameter, ``system|value``),
-    as ``access`` may see it; ``self_url`` is how the answer links to itself."""
+    as the caller may see it: a searchset Bundle without its links."""
     if not asked:
-        return outcome(400, "required", "name the patient: ?patient=system|value")
+        raise InvalidRequestError(
+            "name the patient: ?patient=system|value",
+            [issue("name the patient: system|value", "required", "patient")],
+        )
     try:
         patient = claimed_identifier(asked, patient=True)
     except AccessDeniedError:
         patient = None
     if patient is None:
-        return outcome(400, "invalid", f"patient={asked}: not a patient's identifier")
+        raise InvalidRequestError(
+            f"patient={asked}: not a patient's identifier",
+            [issue(f"{asked} is not a patient's identifier", "invalid", "patient")],
+        )
+    walls = records.access.compartment
     try:
-        readable = await readable_plan(store, patient, access.compartment, trail)
+        readable = await readable_plan(records.store, patient, walls, records.witness)
     except PlanRefusedError as exc:
-        return outcome(exc.status, "forbidden" if exc.status == 403 else "not-found", str(exc))
+        if exc.status == 403:
+            raise ForbiddenError(str(exc)) from exc
+        raise RecordNotFoundError(str(exc)) from exc
     except TooManyContractsError as exc:
-        return outcome(422, "too-costly", str(exc))
+        raise UnprocessableError(str(exc), [issue(str(exc), "too-costly")]) from exc
     in_force = [c for c in readable.contracts if c.status in PLAN_STATUSES]
-    entries = [_entry(r, base) for r in await _records(hapi, in_force)]
+    entries = [_entry(r) for r in await _records(records.hapi, in_force)]
     if readable.withheld:
         entries.append({"resource": _WITHHELD, "search": {"mode": "outcome"}})
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "link": [{"relation": "self", "url": self_url}],
-        "entry": entries,
-    }
-    return fhir_response(bundle)
+    return {"resourceType": "Bundle", "type": "searchset", "entry": entries}
 
 
 async def _records(hapi: HapiClient, contracts: list[Contract]) -> list[Resource]:
@@ -136,10 +137,6 @@ def _kept(resource: Resource, shown: dict[str, Contract]) -> bool:
     return True
 
 
-def _entry(resource: Resource, base: str) -> Resource:
+def _entry(resource: Resource) -> Resource:
     mode = "match" if resource.get("resourceType") == "CarePlan" else "include"
-    return {
-        "fullUrl": f"{base}/{resource.get('resourceType')}/{resource.get('id')}",
-        "resource": resource,
-        "search": {"mode": mode},
-    }
+    return {"resource": resource, "search": {"mode": mode}}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.audit.witness import Witness
 from fhir_service.contract import Contract, ContractStatus, Identifier
 from fhir_service.contract.disclosure import disclose
 from fhir_service.contract.plan import PLAN_STATUSES
@@ -41,7 +41,7 @@ class ReadablePlan:
 
 
 async def readable_plan(
-    store: ContractStore, patient: Identifier, walls: Compartment, trail: AuditTrail
+    store: ContractStore, patient: Identifier, walls: Compartment, trail: Witness
 ) -> ReadablePlan:
     """What of ``patient``'s plan a caller within ``walls`` may read; one HAPI request per 50
     contracts. Raises :class:`PlanRefusedError`, or the store's ``TooManyContractsError``.

@@ -13,8 +13,12 @@ paging link can carry another patient's data out:
   records show;
 - records of no contract are the patient's own only when they name the patient;
 - AuditEvent and Provenance need their own right (an auditor's);
-- a Patient or RelatedPerson comes along only when an admitted record refers to it;
-- the directory (practitioners, their roles, organizations, services) is not patient data;
+- a Patient or RelatedPerson comes along when an admitted record refers to it; read on its own,
+  a Patient is the caller's when it is the patient the caller acts for or, for a care unit, a
+  patient of one of the unit's contracts, and a RelatedPerson when a care team the caller is
+  shown names them;
+- the directory (practitioners, their roles, organizations, services, locations) and the
+  bookable times (schedules, slots, which name no patient) are not patient data;
 - anything else stays behind.
 """
 
@@ -42,6 +46,7 @@ from fhir_service.security.access import (
     Requirement,
     decide,
 )
+from fhir_service.sync.search_criteria import UNIT_OF_CONTRACT
 
 __all__ = ["DIRECTORY_TYPES", "SUBSETTED", "FhirGuard", "subset_naming"]
 
@@ -50,6 +55,7 @@ Resource = dict[str, Any]
 DIRECTORY_TYPES = frozenset(
     {"Practitioner", "PractitionerRole", "Organization", "HealthcareService", "Location"}
 )
+_TIMES = frozenset({"Schedule", "Slot"})
 _PEOPLE = frozenset({"Patient", "RelatedPerson"})
 
 SUBSETTED = {
@@ -81,12 +87,17 @@ class FhirGuard:
         self._rights: dict[str, Compartment | None] = {}
         self._contracts: dict[str, _Contract | None] = {}
         self._patient_ids: frozenset[str] | None = None
+        self._unit_patients: dict[str, bool] = {}
 
     @property
     def unrestricted(self) -> bool:
         """Whether the caller's grant reaches everything of the route's type."""
         walls = self.access.compartment
         return walls.patient is None and walls.organization is None
+
+    def may_read(self, kind: str) -> bool:
+        """Whether the caller may be shown any ``kind`` record at all."""
+        return kind in DIRECTORY_TYPES or self._right(kind) is not None
 
     async def patient_ids(self) -> frozenset[str]:
         """The ids of the HAPI Patient resources of the caller's patient (none for others)."""
@@ -112,10 +123,19 @@ class FhirGuard:
         pointed = {
             ref for resource in shown if resource is not None for ref in _references(resource)
         }
+        people = [
+            (index, r)
+            for index, r in enumerate(resources)
+            if r.get("resourceType") in _PEOPLE
+            and f"{r['resourceType']}/{r.get('id')}" not in pointed
+        ]
+        await self._learn_unit_patients(
+            [_patient_of(r) for _, r in people if r.get("resourceType") == "Patient"]
+        )
         for index, resource in enumerate(resources):
             if resource.get("resourceType") in _PEOPLE:
                 brought = f"{resource['resourceType']}/{resource.get('id')}" in pointed
-                if brought or await self._is_the_patient(resource):
+                if brought or await self._is_callers(resource):
                     shown[index] = resource
         return shown
 
@@ -133,6 +153,8 @@ class FhirGuard:
         kind = str(resource.get("resourceType"))
         if kind in DIRECTORY_TYPES:
             return resource
+        if kind in _TIMES:
+            return resource if self._right(kind) is not None else None
         if kind in _PEOPLE:
             return None  # decided once the records are known
         walls = self._right(kind)
@@ -161,10 +183,52 @@ class FhirGuard:
             return None
         return subset_naming(resource, contract.open_records)
 
-    async def _is_the_patient(self, resource: Resource) -> bool:
-        if resource.get("resourceType") != "Patient":
+    async def _is_callers(self, resource: Resource) -> bool:
+        """Whether a Patient or RelatedPerson read on its own is the caller's to see: the
+        patient, to themselves or a unit with a contract of theirs; a relative, when a care team
+        the caller is shown names them (one named only in a draft is as absent as the draft)."""
+        if self._right(str(resource.get("resourceType"))) is None:
             return False
-        return str(resource.get("id")) in await self.patient_ids()
+        if resource.get("resourceType") == "RelatedPerson":
+            return await self._in_a_shown_team(str(resource.get("id")))
+        patient = _patient_of(resource)
+        if self.access.compartment.patient is not None:
+            return patient in await self.patient_ids()
+        if self.access.compartment.organization is not None:
+            return self._unit_patients.get(patient, False)
+        return True
+
+    async def _in_a_shown_team(self, relative: str) -> bool:
+        found = await self.hapi.search(
+            "CareTeam", [("participant", f"RelatedPerson/{relative}"), ("_count", "50")]
+        )
+        teams = found.matches()
+        await self._learn_contracts(teams)
+        return any([await self._admits(team) is not None for team in teams])
+
+    async def _learn_unit_patients(self, patients: list[str]) -> None:
+        """Which of ``patients`` (ids) have a contract the caller's unit is responsible for."""
+        unit = self.access.compartment.organization
+        wanted = sorted({p for p in patients if p} - set(self._unit_patients))
+        if unit is None or not wanted:
+            return
+        token = f"{system_for(unit.kind)}|{unit.value}"
+        for chunk in _chunks(wanted, 50):
+            found = await self.hapi.search(
+                "CarePlan",
+                [
+                    ("subject", ",".join(f"Patient/{p}" for p in chunk)),
+                    (UNIT_OF_CONTRACT, token),
+                    ("_elements", "subject"),
+                    ("_count", "100"),
+                ],
+                max_pages=5,
+            )
+            theirs = {
+                str(r.get("subject", {}).get("reference", "")).removeprefix("Patient/")
+                for r in found.matches()
+            }
+            self._unit_patients.update({p: p in theirs for p in chunk})
 
     def _right(self, kind: str) -> Compartment | None:
         """The caller's walls for reading ``kind``, or None when it may not read it at all."""
@@ -232,6 +296,14 @@ def _facts(resources: list[Resource]) -> Iterator[tuple[str, _Contract]]:
                 ),
             ),
         )
+
+
+def _patient_of(resource: Resource) -> str:
+    """The id of the patient a Patient is, or a RelatedPerson is related to."""
+    if resource.get("resourceType") == "Patient":
+        return str(resource.get("id", ""))
+    reference = str(resource.get("patient", {}).get("reference", ""))
+    return reference.removeprefix("Patient/") if reference.startswith("Patient/") else ""
 
 
 def _unit_reference(careplan: Resource) -> str:

@@ -1,0 +1,205 @@
+"""``Appointment/$find`` and ``Appointment/$book``: the booking facade for platforms that speak
+FHIR, in the shapes of IHE Scheduling (ITI-115, ITI-117) and on the same booking logic.
+
+``$find`` answers free Slots as proposed Appointments that name their Slot; ``$book`` takes the
+one chosen, with the identifier of the contract's agreed time it books, and answers the booked
+Appointment as stored. Both read contracts as the booking facade does
+(`fhir_service.booking.shown`): an agreed time the caller may not see is not found.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from fhir_service.booking.breaches import verdict_for
+from fhir_service.booking.callers import offered, patient_side, shown_time, unseen
+from fhir_service.booking.service import (
+    BookingRefusedError,
+    BookingService,
+    SlotNotFoundError,
+    SlotTakenError,
+)
+from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
+from fhir_service.mapping import urls
+from fhir_service.mapping.elements import guarantee_verdict, instant
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.time_types import UnknownTimeTypeError
+from fhir_service.records.errors import (
+    ForbiddenError,
+    InvalidRequestError,
+    RecordConflictError,
+    RecordNotFoundError,
+    UnprocessableError,
+    issue,
+)
+from fhir_service.sync.store import ContractNotFoundError
+
+if TYPE_CHECKING:
+    from fhir_service.records.repository import CallerRecords
+
+__all__ = ["Find", "book", "find"]
+
+Resource = dict[str, Any]
+
+_LONGEST = timedelta(days=92)
+
+
+class Find:
+    """What ``$find`` asks: a unit's free times of one type in a period, perhaps for one of a
+    contract's agreed times (``<contract>/<key>``), whose care guarantee judges each."""
+
+    def __init__(
+        self,
+        organization: str,
+        visit_type: str,
+        start: datetime,
+        end: datetime,
+        agreed_time: str | None,
+        count: int,
+    ) -> None:
+        self.organization = organization
+        self.code = visit_type.removeprefix(f"{urls.CS_TIME_TYPE}|")
+        self.start = start
+        self.end = end
+        self.agreed_time = agreed_time
+        self.count = count
+
+
+async def find(records: CallerRecords, asked: Find) -> Resource:
+    """Free times as proposed Appointments naming their Slot: a searchset without links."""
+    found = offered(asked.organization, asked.code)
+    if found is None or (patient_side(records.access) and not found[1].patient.book):
+        raise RecordNotFoundError(f"{asked.organization} offers no {asked.code!r} times to book")
+    clinic, kind = found
+    start, end = asked.start, asked.end
+    if start.tzinfo is None or end.tzinfo is None or end <= start:
+        raise InvalidRequestError(
+            "start and end need time zones, and end after start",
+            [issue("needs a time zone, and to be after start", "invalid", "end")],
+        )
+    if end - start > _LONGEST:
+        raise InvalidRequestError(
+            "search at most 92 days at a time",
+            [issue("is more than 92 days after start", "too-costly", "end")],
+        )
+    booking = BookingService(records.hapi, records.store)
+    judged = None
+    if asked.agreed_time is not None:
+        contract_id, _, key = asked.agreed_time.partition("/")
+        judged = await shown_time(booking, records.access, records.witness, contract_id, key)
+        if judged is None:
+            raise RecordNotFoundError("no such contract or agreed time")
+    slots = await booking.free_slots(clinic.organization, asked.code, start, end, count=asked.count)
+    identifier = clinic.care_unit
+    actor = {
+        "identifier": {"system": system_for(identifier.kind), "value": identifier.value},
+        "display": clinic.name,
+    }
+    entries = []
+    for slot in slots:
+        appointment: Resource = {
+            "resourceType": "Appointment",
+            "status": "proposed",
+            "start": instant(slot.start),
+            "end": instant(slot.end),
+            "minutesDuration": kind.minutes,
+            "slot": [{"reference": f"{records.hapi_base}/Slot/{slot.id}"}],
+            "serviceType": [
+                {
+                    "coding": [
+                        {
+                            "system": urls.CS_TIME_TYPE,
+                            "code": asked.code,
+                            "display": kind.name("sv"),
+                        }
+                    ]
+                }
+            ],
+            "participant": [{"actor": actor, "status": "needs-action"}],
+        }
+        if judged is not None:
+            verdict = verdict_for(*judged, slot.start)
+            if verdict is not None:
+                appointment["extension"] = [guarantee_verdict(verdict)]
+        entries.append({"resource": appointment, "search": {"mode": "match"}})
+    return {"resourceType": "Bundle", "type": "searchset", "entry": entries}
+
+
+async def book(records: CallerRecords, body: Resource) -> Resource:
+    """Book the agreed time the Appointment in ``body`` names in the Slot it names; a
+    collection Bundle holding the booked Appointment as stored."""
+    appointment = _appointment_of(body)
+    if appointment is None:
+        raise InvalidRequestError("send an Appointment, or Parameters with appointment")
+    slot = _slot_of(appointment)
+    agreed = _agreed_time_of(appointment)
+    if slot is None or agreed is None:
+        raise UnprocessableError(
+            "the Appointment names one slot and one identifier of system "
+            f"{urls.ID_AGREED_TIME} whose value is <contract id>/<key>"
+        )
+    contract_id, key = agreed
+    booking = BookingService(records.hapi, records.store)
+    witness = records.witness
+    try:
+        booked = await booking.book(
+            contract_id, key, slot, records.change, patient=patient_side(records.access)
+        )
+    except NotShownError as exc:
+        unseen(witness, exc)
+        raise RecordNotFoundError("no such contract or slot") from exc
+    except (ContractNotFoundError, SlotNotFoundError) as exc:
+        raise RecordNotFoundError("no such contract or slot") from exc
+    except AgreedTimeNotFoundError as exc:
+        unseen(witness, exc)
+        raise RecordNotFoundError(str(exc)) from exc
+    except SlotTakenError as exc:
+        raise RecordConflictError(str(exc)) from exc
+    except BookingRefusedError as exc:
+        refusals: dict[int, type[ForbiddenError | RecordConflictError | UnprocessableError]] = {
+            403: ForbiddenError,
+            409: RecordConflictError,
+        }
+        raise refusals.get(exc.status, UnprocessableError)(str(exc)) from exc
+    except UnknownTimeTypeError as exc:
+        raise UnprocessableError(str(exc)) from exc
+    records.saw_contract(booked.contract)
+    value = f"{urls.ID_AGREED_TIME}|{contract_id}/{key}"
+    found = await records.search("Appointment", [("identifier", value)])
+    shown = [e["resource"] for e in found["entry"]]
+    if not shown:
+        raise RecordNotFoundError("no such contract or slot")
+    stored = shown[0]
+    entry = {"fullUrl": f"{records.hapi_base}/Appointment/{stored['id']}", "resource": stored}
+    return {"resourceType": "Bundle", "type": "collection", "entry": [entry]}
+
+
+def _appointment_of(body: Resource) -> Resource | None:
+    if body.get("resourceType") == "Appointment":
+        return body
+    if body.get("resourceType") == "Parameters":
+        for parameter in body.get("parameter", []):
+            resource = parameter.get("resource") if isinstance(parameter, dict) else None
+            if parameter.get("name") == "appointment" and isinstance(resource, dict):
+                return resource if resource.get("resourceType") == "Appointment" else None
+    return None
+
+
+def _slot_of(appointment: Resource) -> str | None:
+    slots = [s.get("reference") for s in appointment.get("slot", []) if isinstance(s, dict)]
+    if len(slots) != 1 or not isinstance(slots[0], str) or "Slot/" not in slots[0]:
+        return None
+    return slots[0].rsplit("Slot/", 1)[1].split("/")[0] or None
+
+
+def _agreed_time_of(appointment: Resource) -> tuple[str, str] | None:
+    values = [
+        i.get("value")
+        for i in appointment.get("identifier", [])
+        if isinstance(i, dict) and i.get("system") == urls.ID_AGREED_TIME
+    ]
+    if len(values) != 1 or not isinstance(values[0], str) or "/" not in values[0]:
+        return None
+    contract_id, _, key = values[0].partition("/")
+    return contract_id, key
