@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from fastapi.testclient import TestClient
 
 from fhir_service.contract import Contract
@@ -29,7 +30,7 @@ def far_hours() -> Iterator[datetime]:
 
 
 def publish(
-    service: TestClient,
+    service: httpx.Client,
     clinic: dict[str, str],
     starts: list[datetime],
     time_type: str = "nurse-visit",

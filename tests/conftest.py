@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import settings
 
 from fhir_service.local_hapi import LocalHapi
 from fhir_service.sync.conformance import conformance_bundle
+from tests import hapi_clients
 from tests.auth import TestIssuer
 from tests.support import HAPI_START_TIMEOUT, free_port
 
@@ -67,6 +69,12 @@ def fhir(conformance_loaded: str) -> Iterator[httpx.Client]:
         timeout=60.0,
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def hapi_clients_jar() -> Path:
+    """HAPI FHIR's own Java clients (``tests/clients/hapi``) as one runnable jar, built once."""
+    return hapi_clients.jar()
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,12 @@ The shape follows BALP's RESTful profiles (Read, Query, Create, Update, Delete) 
   is named by identifier and type, its ``Type/id`` only as ``what.display``: HAPI checks literal
   references on every write, and an event about a deleted or missing record must still be stored.
 
-``meta.profile`` names the BALP profile of the interaction, even for a denial, as a label for
-auditors. HAPI holds no BALP definitions: it stores the event without looking at them, and its
-``$validate`` reports the profile as unknown (an error) but checks everything else against core R4.
-The ``Patient*`` variants are not used because they require a Patient reference, and the service
-knows patients by identifier.
+A ``meta.tag`` names the BALP pattern of the interaction (``IHE.BasicAudit.Read`` ...), even for
+a denial, as a label auditors can search by (``_tag``). It is a tag, not a ``meta.profile``
+claim: BALP's definitions are not published where this service can load them, so a validator
+resolving profiles from our FHIR base could not check the claim and would report it as an error;
+everything else is checked against core R4. The ``Patient*`` variants are not followed because
+they require a Patient reference, and the service knows patients by identifier.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from fhir_service.audit.records import (
 from fhir_service.mapping.tables import code_table
 
 __all__ = [
-    "BALP_PROFILE",
+    "BALP_PATTERN",
     "CLIENT_ID_SYSTEM",
     "CONTRACT_OPERATION_SYSTEM",
     "SERVICE_NAME",
@@ -49,7 +50,8 @@ SERVICE_NAME = "patient-contracts-fhir-service"
 CLIENT_ID_SYSTEM = "urn:ietf:params:oauth:client-id"
 _OPERATIONS = code_table("contract-operation")
 CONTRACT_OPERATION_SYSTEM = _OPERATIONS.system
-BALP_PROFILE = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.{}"
+BALP_PATTERN = "https://profiles.ihe.net/ITI/BALP/StructureDefinition"
+"""The system of the tag naming an event's BALP pattern; its code is the profile's id."""
 """A BALP profile's URL, to fill with ``Read``, ``Query``, ``Create``, ``Update`` or ``Delete``."""
 
 _DCM = "http://dicom.nema.org/resources/ontology/DCM"
@@ -97,7 +99,7 @@ def audit_event(record: AccessRecord) -> dict[str, Any]:
     return {
         "resourceType": "AuditEvent",
         "id": record.id,
-        "meta": {"profile": [BALP_PROFILE.format(profile)]},
+        "meta": {"tag": [{"system": BALP_PATTERN, "code": f"IHE.BasicAudit.{profile}"}]},
         "type": {
             "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
             "code": "rest",

@@ -48,7 +48,7 @@ from fhir_service.security.access import (
 )
 from fhir_service.sync.search_criteria import UNIT_OF_CONTRACT
 
-__all__ = ["DIRECTORY_TYPES", "SUBSETTED", "FhirGuard", "subset_naming"]
+__all__ = ["DIRECTORY_TYPES", "NOT_PATIENT_DATA", "SUBSETTED", "FhirGuard", "subset_naming"]
 
 Resource = dict[str, Any]
 
@@ -56,6 +56,8 @@ DIRECTORY_TYPES = frozenset(
     {"Practitioner", "PractitionerRole", "Organization", "HealthcareService", "Location"}
 )
 _TIMES = frozenset({"Schedule", "Slot"})
+NOT_PATIENT_DATA = DIRECTORY_TYPES | _TIMES
+"""What every caller with the right to read the type is shown whole."""
 _PEOPLE = frozenset({"Patient", "RelatedPerson"})
 
 SUBSETTED = {

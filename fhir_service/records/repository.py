@@ -14,6 +14,7 @@ What it gives back is in HAPI's addresses; the web layer says them in its own. R
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,7 +31,7 @@ from fhir_service.records.errors import (
     RecordNotFoundError,
     issue,
 )
-from fhir_service.records.guard import FhirGuard
+from fhir_service.records.guard import NOT_PATIENT_DATA, FhirGuard
 from fhir_service.records.plan import coherent_plan
 from fhir_service.records.scheduling import Find, book, find
 from fhir_service.records.transactions import contract_in, stored_transaction
@@ -45,8 +46,10 @@ Resource = dict[str, Any]
 Params = list[tuple[str, str]]
 
 # Answers that would count what the caller may not see, or carry it inside another resource.
-_UNGUARDED = {"_summary": {"count"}, "_total": None, "_contained": None, "_containedType": None}
+_COUNTING = {"_summary": {"count"}, "_total": None}
+_CONTAINING = {"_contained": None, "_containedType": None}
 _MOST_AUDITED = 50
+_HAPI_CODE = re.compile(r"HAPI-[0-9]+: ")
 # How a search of each type names the patient whose records it finds (the directory and the
 # bookable times name none, and are not narrowed).
 _BY_PATIENT = {
@@ -120,12 +123,23 @@ class CallerRecords:
         ``posted``: the parameters came in a form body; the audit record takes them down, as
         a search by GET has them in its URL.
         """
+        counted = self._counted(kind)
+        unguarded = {**_CONTAINING, **({} if counted else _COUNTING)}
         if not self.guard.unrestricted:
             for name, value in params:
                 bare = name.split(":")[0]
-                refused = _UNGUARDED.get(bare, set())
-                if bare in _UNGUARDED and (refused is None or value in refused):
-                    raise InvalidRequestError(f"{name}={value} is not offered to this caller")
+                refused = unguarded.get(bare, set())
+                if bare in unguarded and (refused is None or value in refused):
+                    raise InvalidRequestError(
+                        f"{name}={value} is not offered to this caller",
+                        [
+                            issue(
+                                "would count or carry what this caller may not see",
+                                "forbidden",
+                                name,
+                            )
+                        ],
+                    )
         for name, value in params:
             source = value.split(":")[0]
             revinclude = name.split(":")[0] == "_revinclude" and source != "*"
@@ -142,10 +156,7 @@ class CallerRecords:
         if walls.patient is not None and not ids:
             return {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []}
         bundle = await self._hapi_page(f"/{kind}", self._narrowed(kind, params, ids))
-        # A unit's CarePlans are asked of HAPI by unit, and the unit sees all of its own; a
-        # patient's are not (their drafts are withheld), nor other types (not asked by unit).
-        exact = kind == "CarePlan" and walls.patient is None and walls.organization is not None
-        return await self._guarded(bundle, walled_search=exact)
+        return await self._guarded(bundle, walled_search=counted)
 
     async def page(self, query: Params) -> Resource:
         """The page a search's paging link names, less what the caller may not see."""
@@ -188,6 +199,16 @@ class CallerRecords:
 
     # What the reads share ----------------------------------------------------------------
 
+    def _counted(self, kind: str) -> bool:
+        """Whether HAPI's search of ``kind``, narrowed to the caller, finds only what they may
+        see, so that its count reveals nothing else: a unit's CarePlans (asked of HAPI by unit,
+        and the unit sees all of its own) and the records that are no patient's. A patient's
+        are not (their drafts are withheld), nor other types (not asked by unit)."""
+        if kind in NOT_PATIENT_DATA:
+            return self.guard.may_read(kind)
+        walls = self.access.compartment
+        return kind == "CarePlan" and walls.patient is None and walls.organization is not None
+
     async def _hapi_page(self, path: str, params: Params) -> Resource:
         try:
             return await self.hapi.page(path, params)
@@ -196,7 +217,7 @@ class CallerRecords:
                 raise
             # HAPI's own words on a bad search (an unknown parameter, a bad value); its address
             # is not in them.
-            words = exc.diagnostics.replace(self.hapi.base_url, "")
+            words = _HAPI_CODE.sub("", exc.diagnostics.replace(self.hapi.base_url, ""))
             raise InvalidRequestError(words) from exc
 
     def _narrowed(self, kind: str, params: Params, ids: frozenset[str]) -> Params:

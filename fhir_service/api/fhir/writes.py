@@ -48,7 +48,10 @@ def _add_routes(kind: str) -> None:
             exists = request.headers.get("if-none-exist")
             condition = None
             if exists is not None:
-                condition = parse_qsl(exists.removeprefix("?"), keep_blank_values=True)
+                # As a query, or as a whole search URL (HAPI's client sends one), as HAPI takes it.
+                query = exists.split("?", 1)[-1]
+                asked = parse_qsl(query, keep_blank_values=True)
+                condition = [(n, v) for n, v in asked if n != "_format"]
             written = await records.create(kind, resource, condition)
             status = 201 if written.created else 200
             return resource_answer(request, records.hapi_base, written.resource, status)

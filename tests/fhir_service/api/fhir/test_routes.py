@@ -269,6 +269,26 @@ def test_answers_that_would_count_or_carry_hidden_records_are_refused(
 
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
+    assert response.json()["issue"][0]["expression"] == [query.split("=")[0]]
+
+
+def test_counts_are_given_where_hapi_is_asked_for_only_what_the_caller_sees(
+    service: TestClient, world: dict[str, Any]
+) -> None:
+    token = f"{urls.ID_CONTRACT}|{world['contracts']['a']['id']}"
+
+    plans = service.get(
+        "/fhir/CarePlan", params={"identifier": token, "_summary": "count"}, headers=world["unit"]
+    )
+    goals = service.get("/fhir/Goal", params={"_summary": "count"}, headers=world["unit"])
+    directory = service.get(
+        "/fhir/PractitionerRole", params={"_count": "1", "_total": "accurate"}, headers=world["a"]
+    )
+
+    assert (plans.status_code, plans.json()["total"]) == (200, 1), plans.text
+    # The unit's Goals are not asked of HAPI by unit: a count would count other units'.
+    assert goals.status_code == 400
+    assert directory.json()["total"] >= 1
 
 
 def test_another_unit_sees_none_of_a_units_records(
