@@ -184,9 +184,12 @@ class CallerRecords:
         """Put ``resource`` in place of ``kind/rid``, at the version ``if_match`` names."""
         return await update_record(self, kind, rid, resource, if_match)
 
-    async def transaction(self, bundle: Resource, if_match: str | None) -> Resource:
-        """Create or change the contract a transaction Bundle holds; its transaction-response."""
-        return await stored_transaction(self, bundle, if_match)
+    async def transaction(
+        self, bundle: Resource, if_match: str | None, *, represented: bool = False
+    ) -> Resource:
+        """Create or change the contract a transaction Bundle holds; its transaction-response,
+        with each record as stored when ``represented``."""
+        return await stored_transaction(self, bundle, if_match, represented=represented)
 
     async def checked_transaction(self, bundle: Resource) -> Contract:
         """The contract a transaction Bundle holds, checked as :meth:`transaction` checks it,

@@ -153,9 +153,10 @@ def _code_of(message: str) -> str:
 
 
 async def stored_transaction(
-    records: CallerRecords, bundle: Resource, if_match: str | None
+    records: CallerRecords, bundle: Resource, if_match: str | None, *, represented: bool = False
 ) -> Resource:
-    """Store the contract ``bundle`` holds; the transaction-response."""
+    """Store the contract ``bundle`` holds; the transaction-response, its entries holding the
+    records as stored when ``represented`` (``Prefer: return=representation``)."""
     contract = await contract_in(records, bundle)
     access = records.access
     if not access.compartment.allows(contract):
@@ -181,15 +182,20 @@ async def stored_transaction(
         expected = _expected_version(bundle, if_match)
         if expected is None:
             at = current.contract.version
-            raise VersionRequiredError(
+            needed = (
                 "name the version changed in the CarePlan entry's request.ifMatch (or "
                 f'If-Match): the contract is at W/"{at}"'
             )
+            where = f"Bundle.entry[{_careplan_at(bundle)}].request.ifMatch"
+            raise VersionRequiredError(needed, [issue(needed, "required", where)])
         written = await step_to(store, current, contract, expected, change)
     records.saw_contract(written)
     after = await store.records(written.id, change)
     before = set() if current is None else _ids(current.bundle)
-    return _response(bundle, after.bundle, before)
+    answer = _response(bundle, after.bundle, before)
+    if represented:
+        await _represented(records, answer, after.bundle)
+    return answer
 
 
 def _expected_version(bundle: Resource, if_match: str | None) -> int | None:
@@ -199,6 +205,12 @@ def _expected_version(bundle: Resource, if_match: str | None) -> int | None:
             if isinstance(asked, str):
                 return etag_version(asked)
     return None if if_match is None else etag_version(if_match)
+
+
+def _careplan_at(bundle: Resource) -> int:
+    """The index of the CarePlan's entry."""
+    entries = bundle["entry"]
+    return next(i for i, e in enumerate(entries) if e["resource"].get("resourceType") == "CarePlan")
 
 
 def _refused(issues: list[Resource]) -> UnprocessableError:
@@ -398,6 +410,21 @@ def _ids(bundle: Resource) -> set[str]:
         for e in bundle.get("entry", [])
         if isinstance(e.get("resource"), dict)
     }
+
+
+async def _represented(records: CallerRecords, answer: Resource, stored: Resource) -> None:
+    """Put into each entry of ``answer`` the record its location names, as the caller may
+    see it."""
+    by_location = {
+        f"{r['resourceType']}/{r['id']}/_history/{r.get('meta', {}).get('versionId')}": r
+        for r in (e["resource"] for e in stored.get("entry", []) if "resource" in e)
+    }
+    entries = [e for e in answer["entry"] if e["response"].get("location") in by_location]
+    found = [by_location[e["response"]["location"]] for e in entries]
+    # The write is done whatever this shows: a record the caller may not see is left out.
+    for entry, shown in zip(entries, await records.guard.screened(found), strict=True):
+        if shown is not None:
+            entry["resource"] = shown
 
 
 def _response(sent: Resource, stored: Resource, before: set[str]) -> Resource:

@@ -85,10 +85,11 @@ async def update_record(
         )
     version = before.get("meta", {}).get("versionId")
     if if_match is not None and str(etag_version(if_match)) != version:
-        raise PreconditionFailedError(
+        stale = (
             f'{kind}/{rid} is at version {version} (If-Match: W/"{version}"), not {if_match}: '
             "read it again"
         )
+        raise PreconditionFailedError(stale, [issue(stale, "conflict", "If-Match")])
     _foreign_patient(resource, stored)
     record = _versioned(resource, version)
     await _store(records, stored, _replaced(stored.bundle, kind, rid, record))
@@ -107,7 +108,7 @@ async def create_record(
         if len(found) > 1:
             raise PreconditionFailedError(
                 "If-None-Exist finds more than one record: make the condition narrower",
-                [issue("If-None-Exist finds more than one record", "multiple-matches")],
+                [issue("finds more than one record", "multiple-matches", "If-None-Exist")],
             )
         if found:
             return Written(found[0], created=False)

@@ -40,7 +40,7 @@ from fhir_service.sync.store import (
     StaleVersionError,
 )
 
-__all__ = ["answer", "base_url", "bundle_answer", "rebased", "resource_answer"]
+__all__ = ["answer", "base_url", "bundle_answer", "preferred", "rebased", "resource_answer"]
 
 Resource = dict[str, Any]
 
@@ -167,7 +167,7 @@ def resource_answer(
         where = f"{ours}/{resource['resourceType']}/{resource['id']}"
         headers["Location"] = f"{where}/_history/{version}" if version else where
         headers["Content-Location"] = headers["Location"]
-        wanted = _preferred(request)
+        wanted = preferred(request)
         if wanted == "minimal":
             return Response(status_code=status, headers=headers)
         if wanted == "OperationOutcome":
@@ -226,7 +226,7 @@ def _modified(resource: Resource) -> datetime | None:
         return None
 
 
-def _preferred(request: Request) -> str | None:
+def preferred(request: Request) -> str | None:
     """What ``Prefer: return=...`` asks a write's answer to be: minimal, representation or
     OperationOutcome."""
     for preference in request.headers.get("prefer", "").split(";"):

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from fhir_service.api.deps import RecordsDep
-from fhir_service.api.fhir.answers import answer, base_url, rebased
+from fhir_service.api.fhir.answers import answer, base_url, preferred, rebased
 from fhir_service.api.fhir.bodies import fhir_body
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response
 
@@ -32,7 +32,17 @@ async def transaction(request: Request, records: RecordsDep) -> Response:
 
     async def work() -> Response:
         bundle = await fhir_body(request)
-        answered = await records.transaction(bundle, request.headers.get("if-match"))
+        wanted = preferred(request)
+        if_match = request.headers.get("if-match")
+        answered = await records.transaction(
+            bundle, if_match, represented=wanted == "representation"
+        )
+        if wanted == "OperationOutcome":
+            # Each entry's outcome instead of the record, as R4 has it for this preference.
+            for entry in answered["entry"]:
+                status = entry["response"]["status"]
+                said = {"severity": "information", "code": "informational", "diagnostics": status}
+                entry["response"]["outcome"] = {"resourceType": "OperationOutcome", "issue": [said]}
         return fhir_response(rebased(answered, records.hapi_base, base_url(request)))
 
     return await answer(request, work)

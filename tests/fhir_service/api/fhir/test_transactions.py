@@ -688,3 +688,27 @@ def test_the_answer_is_a_transaction_response_as_r4_has_it(
         for e, r in zip(sent["entry"], responses, strict=True)
         if e["resource"]["resourceType"] == "Patient"
     )
+
+
+@pytest.mark.parametrize("preference", ["representation", "OperationOutcome"])
+def test_prefer_puts_each_record_or_its_outcome_in_the_answer(
+    service: TestClient, ehr: dict[str, str], preference: str
+) -> None:
+    sent = _bundle(_draft())
+
+    answer = _post(service, {**ehr, "Prefer": f"return={preference}"}, sent)
+
+    assert answer.status_code == 200, answer.text
+    entries = answer.json()["entry"]
+    assert len(entries) == len(sent["entry"])
+    if preference == "representation":
+        for entry in entries:
+            location = entry["response"]["location"]
+            assert (
+                f"{entry['resource']['resourceType']}/{entry['resource']['id']}"
+                == (location.split("/_history/")[0])
+            )
+    else:
+        said = [e["response"]["outcome"]["issue"][0]["diagnostics"] for e in entries]
+        assert said == [e["response"]["status"] for e in entries]
+        assert all("resource" not in e for e in entries)
