@@ -109,10 +109,25 @@ def statement_from(
         ]
         if includes and "search" in offered:
             entry["searchInclude"] = list(dict.fromkeys(includes))
+        # What _revinclude brings: HAPI's from the types served here, and ours that point at
+        # the type. Provenance:target
+        # (who changed a contract's record, who agreed) is for callers who may read Provenance;
+        # others are refused the parameter, not given less.
+        revincludes = [
+            r
+            for r in hapi_resources.get(kind, {}).get("searchRevInclude", [])
+            if str(r).split(":")[0] in INTERACTIONS
+        ]
+        revincludes += [
+            f"{base_type}:{p['code']}"
+            for p in ours
+            if p.get("type") == "reference" and kind in p.get("target", [])
+            for base_type in p.get("base", [])
+        ]
         if kind in CONTRACT_TYPES:
-            # Who changed a contract's record, and who agreed: for callers who may read
-            # Provenance (others are refused the parameter, not given less).
-            entry["searchRevInclude"] = ["Provenance:target"]
+            revincludes.append("Provenance:target")
+        if revincludes and "search" in offered:
+            entry["searchRevInclude"] = sorted(set(revincludes))
         if kind in _PROFILES:
             entry["supportedProfile"] = _PROFILES[kind]
         operations = [
