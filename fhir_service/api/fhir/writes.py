@@ -2,8 +2,9 @@
 (`fhir_service.records.writes` says how).
 
 An update may name the version it changes in ``If-Match`` (412 when it is not the current one);
-without it, as in HAPI, it changes the current one. A create with ``If-None-Exist`` answers the
-one record its condition finds (200) instead of adding one. A CarePlan is updated, not created:
+without it, as in HAPI, it changes the current one. A create with ``If-None-Exist`` (or, as
+fhirpy sends it, a search in its own query) answers the one record its condition finds (200)
+instead of adding one. A CarePlan is updated, not created:
 a contract is created as a transaction Bundle of its records (``POST /fhir``).
 """
 
@@ -30,6 +31,16 @@ ResourceId = Annotated[
 ]
 
 
+def _condition(request: Request) -> list[tuple[str, str]] | None:
+    """A conditional create's search: ``If-None-Exist`` as a query or as a whole search URL
+    (HAPI's client sends one), as HAPI takes it, else the create's own query, as fhirpy's
+    ``get_or_create()`` sends it (Aidbox's form); None for a plain create."""
+    exists = request.headers.get("if-none-exist")
+    query = request.url.query if exists is None else exists.split("?", 1)[-1]
+    asked = [(n, v) for n, v in parse_qsl(query, keep_blank_values=True) if n != "_format"]
+    return asked if exists is not None or asked else None
+
+
 def _add_routes(kind: str) -> None:
     offered = INTERACTIONS[kind]
 
@@ -45,13 +56,7 @@ def _add_routes(kind: str) -> None:
     async def create(request: Request, records: RecordsDep) -> Response:
         async def work() -> Response:
             resource = await fhir_body(request)
-            exists = request.headers.get("if-none-exist")
-            condition = None
-            if exists is not None:
-                # As a query, or as a whole search URL (HAPI's client sends one), as HAPI takes it.
-                query = exists.split("?", 1)[-1]
-                asked = parse_qsl(query, keep_blank_values=True)
-                condition = [(n, v) for n, v in asked if n != "_format"]
+            condition = _condition(request)
             written = await records.create(kind, resource, condition)
             status = 201 if written.created else 200
             return resource_answer(request, records.hapi_base, written.resource, status)

@@ -1,8 +1,10 @@
 """The FHIR endpoint driven by ``fhirpy`` (sync and async), a client nobody here wrote.
 
-The service runs as a process against the real HAPI; a care unit's EHR token reads, searches
-with an include, pages to the end, updates the way ``save()`` does (no If-Match), creates, and
-calls the coherent plan by POST, as fhirpy calls an operation.
+The service runs as a process against the real HAPI; a care unit's EHR token reads, vreads and
+follows a history, searches with an include and with ``_elements``/``_summary``, pages to the
+end, counts, updates the way ``save()`` does (no If-Match), creates, creates conditionally the
+way ``get_or_create()`` does (the condition in the query), sends a contract as a transaction,
+and calls the operations by GET and by POST, as fhirpy calls them.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,13 @@ import httpx
 import pytest
 from fhirpy import AsyncFHIRClient, SyncFHIRClient
 
-from fhir_service.contract import IdentifierKind
+from fhir_service.contract import Contract, IdentifierKind
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.to_fhir import contract_to_bundle
 from tests.auth import TestIssuer
+from tests.booking import UNIT as BOOKING_UNIT
+from tests.booking import far_hours, publish
 from tests.service_process import running_service
 from tests.support import unique_personnummer
 
@@ -156,3 +162,80 @@ async def test_async_fhirpy_reads_and_searches_the_same(
 
     assert read["title"] == contract["title"]
     assert read["id"] == plan["id"]
+
+
+def test_fhirpy_reads_versions_and_history_cuts_and_creates_conditionally(
+    base_url: str, issuer: TestIssuer, contract: dict[str, Any]
+) -> None:
+    client = _client(base_url, issuer, contract)
+    token = f"{urls.ID_CONTRACT}|{contract['id']}"
+    plan = client.resources("CarePlan").search(identifier=token).first()
+    assert plan is not None
+    key = f"{contract['id']}/fhirpy-conditional"
+    goal = {
+        "resourceType": "Goal",
+        "identifier": [{"system": urls.ID_GOAL, "value": key}],
+        "lifecycleStatus": "proposed",
+        "description": {"text": "Gå på bowling med vännerna"},
+        "subject": plan["subject"],
+    }
+
+    version = plan["meta"]["versionId"]
+    vread = client.execute(f"CarePlan/{plan['id']}/_history/{version}", method="get")
+    history = client.execute(f"CarePlan/{plan['id']}/_history", method="get")
+    cut = client.resources("CarePlan").search(identifier=token).elements("title").fetch_raw()
+    summary = client.resources("CarePlan").search(identifier=token, _summary="true").fetch_raw()
+    asked = client.resources("Goal").search(identifier=f"{urls.ID_GOAL}|{key}")
+    first, created = asked.get_or_create(client.resource("Goal", **goal))
+    again, created_again = asked.get_or_create(client.resource("Goal", **goal))
+
+    assert (vread["id"], vread["meta"]["versionId"]) == (plan["id"], version)
+    assert history["type"] == "history"
+    assert history["entry"][0]["resource"]["meta"]["versionId"] == version
+    [titled] = [e["resource"] for e in cut["entry"]]
+    # What was asked for, and what R4 makes mandatory, nothing else.
+    assert set(titled) - {"resourceType", "id", "meta"} == {"title", "status", "intent", "subject"}
+    assert "SUBSETTED" in {t["code"] for t in titled["meta"]["tag"]}
+    [summarized] = [e["resource"] for e in summary["entry"]]
+    assert "activity" not in summarized
+    # fhirpy's conditional create puts the condition in the query, as Aidbox takes it.
+    assert (created, created_again) == (True, False)
+    assert first["id"] == again["id"]
+
+
+def test_fhirpy_sends_a_contract_as_a_transaction_and_finds_times_both_ways(
+    base_url: str, issuer: TestIssuer, contract: dict[str, Any]
+) -> None:
+    client = _client(base_url, issuer, contract)
+    draft: dict[str, Any] = json.loads((EXAMPLES / "stroke-rehabilitation.json").read_text("utf-8"))
+    draft["id"] = f"fhirpy-tx-{uuid.uuid4().hex[:8]}"
+    draft["patient"]["identifier"]["value"] = unique_personnummer()
+    draft["status"], draft["agreements"] = "draft", []
+    bundle = contract_to_bundle(Contract.model_validate(draft), new=True)
+    start = next(far_hours())
+    with httpx.Client(base_url=base_url) as http:
+        [slot] = publish(http, issuer.headers("ehr", organization=BOOKING_UNIT), [start])
+    find = {
+        "start": start.isoformat(),
+        "end": (start + timedelta(minutes=1)).isoformat(),
+        # A unit that publishes nurse visits (mappings/booking/time-types.json).
+        "organization": f"{system_for(IdentifierKind.HSA_ID)}|{BOOKING_UNIT.split('|')[1]}",
+        "visit-type": f"{urls.CS_TIME_TYPE}|nurse-visit",
+    }
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": n, "valueString": v} for n, v in find.items()],
+    }
+
+    answer = client.execute(f"{base_url}/fhir", method="post", data=bundle)
+    by_get = client.execute("Appointment/$find", method="get", params=find)
+    by_post = client.execute("Appointment/$find", method="post", data=parameters)
+
+    assert answer["type"] == "transaction-response"
+    statuses = {e["response"]["status"] for e in answer["entry"]}
+    assert "201 Created" in statuses
+    assert all(e["response"].get("location") for e in answer["entry"])
+    assert by_get["type"] == by_post["type"] == "searchset"
+    assert by_get["entry"] == by_post["entry"]
+    [proposed] = [e["resource"] for e in by_get["entry"]]
+    assert proposed["slot"] == [{"reference": f"{base_url}/fhir/Slot/{slot}"}]
