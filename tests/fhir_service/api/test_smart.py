@@ -2,7 +2,9 @@
 
 The service runs as a process with the local development issuer; a backend-services client is
 registered with ``fhir-service client``'s function and gets its own token by discovery
-(CapabilityStatement ``oauth-uris``), then reads its unit's contract through ``/fhir``.
+(CapabilityStatement ``oauth-uris``), then searches and reads its unit's contract through
+``/fhir``, follows its subject and author, and creates and updates a Goal with fhirclient's
+models.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ import httpx
 import pytest
 from fhirclient import client as smart_client
 from fhirclient.models.careplan import CarePlan
+from fhirclient.models.goal import Goal
+from fhirclient.models.patient import Patient
+from fhirclient.models.practitionerrole import PractitionerRole
 
 from fhir_service.mapping import urls
 from fhir_service.security.dev_keys import DevKey, generate_key, mint_token, write_jwks
@@ -172,3 +177,48 @@ def test_the_token_endpoint_grants_only_the_roles_scopes_and_refuses_strangers(
     assert (beyond.status_code, beyond.json()["error"]) == (400, "invalid_scope")
     assert (stranger.status_code, stranger.json()["error"]) == (401, "invalid_client")
     assert (secret.status_code, secret.json()["error"]) == (400, "unsupported_grant_type")
+
+
+def test_fhirclient_follows_the_plan_and_writes_a_goal_with_its_own_token(
+    service: tuple[str, Path], key: DevKey, contract: dict[str, Any]
+) -> None:
+    base_url, _ = service
+    smart = smart_client.FHIRClient(
+        settings={
+            "app_id": CLIENT_ID,
+            "api_base": f"{base_url}/fhir",
+            "jwt_token": _assertion(key, base_url),
+            "scope": "system/CarePlan.cruds system/Goal.cruds system/Patient.rs "
+            "system/PractitionerRole.rs",
+        },
+        save_func=lambda state: None,
+    )
+    smart.wants_patient = False
+    smart.prepare()
+    smart.authorize()
+    token = f"{urls.ID_CONTRACT}|{contract['id']}"
+    [found] = CarePlan.where({"identifier": token}).perform_resources(smart.server)
+    goal = Goal(
+        {
+            "resourceType": "Goal",
+            "identifier": [{"system": urls.ID_GOAL, "value": f"{contract['id']}/fhirclient"}],
+            "lifecycleStatus": "proposed",
+            "description": {"text": "Promenera varje dag"},
+            "subject": {"reference": found.subject.reference},
+        }
+    )
+
+    plan = CarePlan.read(found.id, smart.server)
+    patient = Patient.read(plan.subject.reference.split("/")[1], smart.server)
+    author = PractitionerRole.read(plan.author.reference.split("/")[1], smart.server)
+    created = goal.create(smart.server)
+    stored = Goal.read(created["id"], smart.server)
+    stored.description.text = "Promenera varje dag, en halvtimme"
+    updated = stored.update(smart.server)
+
+    assert plan.title == contract["title"]
+    assert patient.identifier[0].value == contract["patient"]["identifier"]["value"]
+    assert author.organization is not None
+    assert created["meta"]["versionId"] == "1"
+    assert updated is not None
+    assert updated["description"]["text"] == "Promenera varje dag, en halvtimme"
