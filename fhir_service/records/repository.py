@@ -23,6 +23,7 @@ from fhir_service.audit.witness import Witness
 from fhir_service.contract import Contract
 from fhir_service.fhir import HapiClient, HapiRequestError
 from fhir_service.mapping import urls
+from fhir_service.mapping.elements import CONFIDENTIALITY_SYSTEM
 from fhir_service.mapping.identifier_systems import system_for, system_of
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.records.errors import (
@@ -52,6 +53,11 @@ _MOST_AUDITED = 50
 _HAPI_CODE = re.compile(r"HAPI-[0-9]+: ")
 # How a search of each type names the patient whose records it finds (the directory and the
 # bookable times name none, and are not narrowed).
+_SHOWN_TO_PATIENTS = [
+    ("status:not", "draft"),
+    ("_security:not", f"{CONFIDENTIALITY_SYSTEM}|R"),
+    ("_security:not", f"{CONFIDENTIALITY_SYSTEM}|V"),
+]
 _BY_PATIENT = {
     "CarePlan": "subject",
     "CareTeam": "subject",
@@ -205,12 +211,13 @@ class CallerRecords:
     def _counted(self, kind: str) -> bool:
         """Whether HAPI's search of ``kind``, narrowed to the caller, finds only what they may
         see, so that its count reveals nothing else: a unit's CarePlans (asked of HAPI by unit,
-        and the unit sees all of its own) and the records that are no patient's. A patient's
-        are not (their drafts are withheld), nor other types (not asked by unit)."""
+        and the unit sees all of its own), a patient's (asked without the drafts and restricted
+        contracts withheld from them) and the records that are no patient's. Not the other
+        records of a contract, whose drafts HAPI cannot tell."""
         if kind in NOT_PATIENT_DATA:
             return self.guard.may_read(kind)
         walls = self.access.compartment
-        return kind == "CarePlan" and walls.patient is None and walls.organization is not None
+        return kind == "CarePlan" and (walls.patient is not None or walls.organization is not None)
 
     async def _hapi_page(self, path: str, params: Params) -> Resource:
         try:
@@ -228,6 +235,11 @@ class CallerRecords:
         walls = self.access.compartment
         if walls.patient is not None and kind == "Patient":
             return [*params, ("_id", ",".join(sorted(ids)))]
+        if walls.patient is not None and kind == "CarePlan":
+            # Not the drafts nor the restricted contracts the patient is not shown, so that
+            # HAPI finds (and counts) exactly what they see.
+            mine = ",".join(f"Patient/{i}" for i in sorted(ids))
+            return [*params, ("subject", mine), *_SHOWN_TO_PATIENTS]
         if walls.patient is not None and kind in _BY_PATIENT:
             return [*params, (_BY_PATIENT[kind], ",".join(f"Patient/{i}" for i in sorted(ids)))]
         if walls.organization is not None and kind == "CarePlan":

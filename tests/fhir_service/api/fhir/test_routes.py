@@ -115,8 +115,8 @@ def test_elements_and_summary_cut_what_the_walls_let_through_and_say_so(
     theirs = service.get(f"/fhir/CarePlan/{careplan}?_elements=title", headers=world["b"])
     unknown = service.get(f"/fhir/CarePlan/{careplan}?_summary=everything", headers=world["unit"])
 
-    # A patient's search has no total: it would count the drafts withheld from them.
-    assert "total" not in searched.json()
+    # A patient's CarePlans are asked of HAPI without the draft withheld from them: counted.
+    assert searched.json()["total"] == 1
     # Patient A's own plans, cut to what was named: no longer an empty page.
     found = _entries(searched, "CarePlan")
     assert found
@@ -265,7 +265,8 @@ def test_a_paging_link_followed_by_someone_else_shows_them_only_their_own(
 def test_answers_that_would_count_or_carry_hidden_records_are_refused(
     service: TestClient, world: dict[str, Any], query: str
 ) -> None:
-    response = service.get(f"/fhir/CarePlan?{query}", headers=world["a"])
+    # A patient's Goals: HAPI cannot tell those of the draft withheld from them.
+    response = service.get(f"/fhir/Goal?{query}", headers=world["a"])
 
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
@@ -285,7 +286,11 @@ def test_counts_are_given_where_hapi_is_asked_for_only_what_the_caller_sees(
         "/fhir/PractitionerRole", params={"_count": "1", "_total": "accurate"}, headers=world["a"]
     )
 
+    mine = service.get("/fhir/CarePlan", params={"_summary": "count"}, headers=world["a"])
+
     assert (plans.status_code, plans.json()["total"]) == (200, 1), plans.text
+    # Patient A has an agreed contract and a draft, which is the unit's alone.
+    assert (mine.status_code, mine.json()["total"]) == (200, 1), mine.text
     # The unit's Goals are not asked of HAPI by unit: a count would count other units'.
     assert goals.status_code == 400
     assert directory.json()["total"] >= 1
