@@ -17,11 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlencode
 
 from fhir_service.audit.records import Touched
 from fhir_service.audit.witness import Witness
 from fhir_service.contract import Contract
-from fhir_service.fhir import HapiClient, HapiRequestError
+from fhir_service.fhir import GoneError, HapiClient, HapiRequestError, NotFoundError
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import CONFIDENTIALITY_SYSTEM
 from fhir_service.mapping.identifier_systems import system_for, system_of
@@ -51,15 +52,15 @@ _COUNTING = {"_summary": {"count"}, "_total": None}
 _CONTAINING = {"_contained": None, "_containedType": None}
 _MOST_AUDITED = 50
 _HAPI_CODE = re.compile(r"HAPI-[0-9]+: ")
-# How a search of each type names the patient whose records it finds (the directory and the
-# bookable times name none, and are not narrowed).
+# What a patient is not shown of their CarePlans: drafts, and contracts labelled restricted.
 _SHOWN_TO_PATIENTS = [
     ("status:not", "draft"),
     ("_security:not", f"{CONFIDENTIALITY_SYSTEM}|R"),
     ("_security:not", f"{CONFIDENTIALITY_SYSTEM}|V"),
 ]
+# How a search of each other type names the patient whose records it finds (the directory and
+# the bookable times name none, and are not narrowed).
 _BY_PATIENT = {
-    "CarePlan": "subject",
     "CareTeam": "subject",
     "Goal": "subject",
     "Appointment": "patient",
@@ -156,7 +157,7 @@ class CallerRecords:
                     [issue(f"this token may not read {source}", "forbidden", name)],
                 )
         if posted:
-            self.witness.query = "&".join(f"{n}={v}" for n, v in params)
+            self.witness.query = urlencode(params)
         ids = await self.guard.patient_ids()
         walls = self.access.compartment
         if walls.patient is not None and not ids:
@@ -223,8 +224,8 @@ class CallerRecords:
         try:
             return await self.hapi.page(path, params)
         except HapiRequestError as exc:
-            if exc.status >= 500:
-                raise
+            if exc.status >= 500 or isinstance(exc, (NotFoundError, GoneError)):
+                raise  # not the search's fault: an expired page is gone, HAPI failed
             # HAPI's own words on a bad search (an unknown parameter, a bad value); its address
             # is not in them.
             words = _HAPI_CODE.sub("", exc.diagnostics.replace(self.hapi.base_url, ""))
