@@ -10,7 +10,7 @@ then their records.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fhir_service.contract import Contract
 from fhir_service.contract.plan import PLAN_STATUSES
@@ -26,11 +26,9 @@ from fhir_service.records.errors import (
 )
 from fhir_service.records.guard import subset_naming
 from fhir_service.records.plan_access import PlanRefusedError, readable_plan
+from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, claimed_identifier
 from fhir_service.sync.store import TooManyContractsError
-
-if TYPE_CHECKING:
-    from fhir_service.records.repository import CallerRecords
 
 __all__ = ["coherent_plan"]
 
@@ -48,7 +46,7 @@ _WITHHELD = {
 }
 
 
-async def coherent_plan(records: CallerRecords, asked: str | None) -> Resource:
+async def coherent_plan(records: CallerReads, asked: str | None) -> Resource:
     """The plan of the patient ``asked`` names (the ``patient`` parameter, ``system|value``),
     as the caller may see it: a searchset Bundle without its links."""
     if not asked:

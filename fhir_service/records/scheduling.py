@@ -10,7 +10,7 @@ Appointment as stored. Both read contracts as the booking facade does
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fhir_service.booking.breaches import verdict_for
 from fhir_service.booking.callers import offered, patient_side, shown_time, unseen
@@ -33,10 +33,8 @@ from fhir_service.records.errors import (
     UnprocessableError,
     issue,
 )
+from fhir_service.records.reads import CallerReads
 from fhir_service.sync.store import ContractNotFoundError
-
-if TYPE_CHECKING:
-    from fhir_service.records.repository import CallerRecords
 
 __all__ = ["Find", "book", "find"]
 
@@ -66,7 +64,7 @@ class Find:
         self.count = count
 
 
-async def find(records: CallerRecords, asked: Find) -> Resource:
+async def find(records: CallerReads, asked: Find) -> Resource:
     """Free times as proposed Appointments naming their Slot: a searchset without links."""
     found = offered(asked.organization, asked.code)
     if found is None or (patient_side(records.access) and not found[1].patient.book):
@@ -126,7 +124,7 @@ async def find(records: CallerRecords, asked: Find) -> Resource:
     return {"resourceType": "Bundle", "type": "searchset", "entry": entries}
 
 
-async def book(records: CallerRecords, body: Resource) -> Resource:
+async def book(records: CallerReads, body: Resource) -> Resource:
     """Book the agreed time the Appointment in ``body`` names in the Slot it names; a
     collection Bundle holding the booked Appointment as stored."""
     appointment = _appointment_of(body)

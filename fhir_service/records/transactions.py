@@ -25,7 +25,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fhir_service.contract import Contract, Identifier, model
 from fhir_service.mapping import urls
@@ -42,15 +42,13 @@ from fhir_service.records.errors import (
     VersionRequiredError,
     issue,
 )
+from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, Denial, Requirement, decide
 from fhir_service.sync.store import (
     ContractNotFoundError,
     ContractStore,
     OutsideCompartmentError,
 )
-
-if TYPE_CHECKING:
-    from fhir_service.records.repository import CallerRecords
 
 __all__ = ["TRANSACTION_TYPES", "contract_in", "stored_transaction"]
 
@@ -75,7 +73,7 @@ TRANSACTION_TYPES = frozenset(
 (``RECORD_TYPES``, kept with it); anything else is not a contract's record."""
 
 
-async def contract_in(records: CallerRecords, bundle: Resource) -> Contract:
+async def contract_in(records: CallerReads, bundle: Resource) -> Contract:
     """The contract ``bundle`` holds; `UnprocessableError` naming every problem at once."""
     store, unit = records.store, records.access.compartment.organization
     if not _is_transaction(bundle):
@@ -153,7 +151,7 @@ def _code_of(message: str) -> str:
 
 
 async def stored_transaction(
-    records: CallerRecords, bundle: Resource, if_match: str | None, *, represented: bool = False
+    records: CallerReads, bundle: Resource, if_match: str | None, *, represented: bool = False
 ) -> Resource:
     """Store the contract ``bundle`` holds; the transaction-response, its entries holding the
     records as stored when ``represented`` (``Prefer: return=representation``)."""
@@ -412,7 +410,7 @@ def _ids(bundle: Resource) -> set[str]:
     }
 
 
-async def _represented(records: CallerRecords, answer: Resource, stored: Resource) -> None:
+async def _represented(records: CallerReads, answer: Resource, stored: Resource) -> None:
     """Put into each entry of ``answer`` the record its location names, as the caller may
     see it."""
     by_location = {

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fhir_service.contract import ContractStatus
 from fhir_service.mapping import urls
@@ -37,11 +37,9 @@ from fhir_service.records.errors import (
     UnprocessableError,
     issue,
 )
+from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, Requirement, decide
 from fhir_service.sync.store import StoredContract
-
-if TYPE_CHECKING:
-    from fhir_service.records.repository import CallerRecords
 
 __all__ = ["Written", "create_record", "update_record"]
 
@@ -64,7 +62,7 @@ def _at(expression: str, diagnostics: str, code: str = "processing") -> Resource
 
 
 async def update_record(
-    records: CallerRecords, kind: str, rid: str, resource: Resource, if_match: str | None
+    records: CallerReads, kind: str, rid: str, resource: Resource, if_match: str | None
 ) -> Written:
     """Put ``resource`` in place of ``kind/rid``, at the version ``if_match`` names if it
     names one; the record as stored afterwards."""
@@ -97,7 +95,7 @@ async def update_record(
 
 
 async def create_record(
-    records: CallerRecords, kind: str, resource: Resource, condition: Params | None
+    records: CallerReads, kind: str, resource: Resource, condition: Params | None
 ) -> Written:
     """Add ``resource`` to its contract; with a ``condition`` (``If-None-Exist``), the one
     record it finds is the answer instead."""
@@ -141,7 +139,7 @@ async def create_record(
     return Written(page["entry"][0]["resource"], created=True)
 
 
-async def _checked(records: CallerRecords, kind: str, resource: Resource) -> None:
+async def _checked(records: CallerReads, kind: str, resource: Resource) -> None:
     """Refuse ``resource`` unless the caller may change contracts, it is a ``kind`` and our
     profiles take it."""
     access = records.access
@@ -261,7 +259,7 @@ def _added(bundle: Resource, resource: Resource) -> Resource:
     return {**bundle, "entry": [*entries, {"fullUrl": url, "resource": resource}]}
 
 
-async def _store(records: CallerRecords, stored: StoredContract, bundle: Resource) -> None:
+async def _store(records: CallerReads, stored: StoredContract, bundle: Resource) -> None:
     """Store the contract ``bundle``'s records make, in place of ``stored``."""
     try:
         wanted = contract_from_bundle(bundle, stored.contract.id, sent=True)
