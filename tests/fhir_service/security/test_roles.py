@@ -105,8 +105,10 @@ def test_every_scope_of_every_role_is_a_resource_scope_as_spelt(role: Role) -> N
 def test_a_booking_platform_has_no_care_plan_scope() -> None:
     types = {s.resource_type for s in parse_scopes(ROLE_SCOPES["booking"])}
 
-    assert types <= {"Slot", "Schedule", "Appointment"}
-    assert "CarePlan" not in types
+    # Bookable times, appointments, and the directory they name: no patient's record.
+    directory = {"Practitioner", "PractitionerRole", "Organization", "HealthcareService"}
+    assert types <= {"Slot", "Schedule", "Appointment"} | directory
+    assert not types & {"CarePlan", "Patient", "RelatedPerson", "Goal", "CareTeam"}
 
 
 def test_an_auditor_only_reads_and_searches_the_audit_trail() -> None:
