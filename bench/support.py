@@ -11,7 +11,7 @@ from typing import Literal
 
 from sqlalchemy import make_url
 
-from fhir_service.local_hapi import LocalHapi
+from fhir_service.cli.local_hapi import LocalHapi
 from tests.postgres import fresh_database
 from tests.support import free_port
 

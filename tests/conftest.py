@@ -16,7 +16,7 @@ import httpx
 import pytest
 from hypothesis import settings
 
-from fhir_service.local_hapi import LocalHapi
+from fhir_service.cli.local_hapi import LocalHapi
 from fhir_service.sync.conformance import conformance_bundle
 from tests import hapi_clients
 from tests.auth import TestIssuer

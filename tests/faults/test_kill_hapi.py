@@ -25,7 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import make_url
 
-from fhir_service.local_hapi import LocalHapi
+from fhir_service.cli.local_hapi import LocalHapi
 from tests.auth import TestIssuer
 from tests.faults.support import (
     UNIT,

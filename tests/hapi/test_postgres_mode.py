@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from sqlalchemy import URL, make_url
 
-from fhir_service.local_hapi import HapiStartError, LocalHapi
+from fhir_service.cli.local_hapi import HapiStartError, LocalHapi
 from tests.postgres import fresh_database
 from tests.support import HAPI_START_TIMEOUT, free_port
 

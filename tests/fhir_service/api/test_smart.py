@@ -25,10 +25,10 @@ from fhirclient.models.goal import Goal
 from fhirclient.models.patient import Patient
 from fhirclient.models.practitionerrole import PractitionerRole
 
+from fhir_service.cli.tokens import register_client
 from fhir_service.mapping import urls
 from fhir_service.security.dev_keys import DevKey, generate_key, mint_token, write_jwks
 from fhir_service.settings import Settings
-from fhir_service.token_cli import register_client
 from tests.service_process import running_service
 from tests.support import unique_personnummer
 

@@ -13,10 +13,10 @@ import jwt
 import pytest
 from pydantic import ValidationError
 
+from fhir_service.cli.tokens import mint
 from fhir_service.security.roles import ROLE_SCOPES, Role
 from fhir_service.security.tokens import TokenValidator
 from fhir_service.settings import Settings
-from fhir_service.token_cli import mint
 
 HAPI_URL = "http://hapi.invalid/fhir"
 UNIT = "hsa-id|SE2321000065-1254"

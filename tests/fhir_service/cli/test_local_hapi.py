@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fhir_service.local_hapi import HAPI_PROJECT_DIR, LocalHapi, needs_build
+from fhir_service.cli.local_hapi import HAPI_PROJECT_DIR, LocalHapi, needs_build
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_database_credentials_stay_off_the_command_line() -> None:
 
 def test_attached_server_does_not_outlive_a_killed_parent() -> None:
     parent_code = (
-        "from fhir_service.local_hapi import LocalHapi\n"
+        "from fhir_service.cli.local_hapi import LocalHapi\n"
         "from tests.support import free_port\n"
         "h = LocalHapi(port=free_port()); h.start(); print(h._process.pid, flush=True)\n"
         "import time; time.sleep(600)\n"

@@ -14,7 +14,7 @@ import pytest
 from fhir_service.contract import Contract
 from fhir_service.mapping.to_fhir import contract_to_bundle
 
-EXAMPLES = Path(__file__).parents[2] / "profiles" / "examples"
+EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples"
 KNEE = EXAMPLES / "contracts" / "knee-replacement.json"
 
 

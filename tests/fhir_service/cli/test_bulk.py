@@ -34,12 +34,12 @@ def _mixed(tmp_path: Path) -> tuple[Path, str]:
 
 
 def test_import_lists_rejected_lines_then_export_and_reimport_round_trip(
-    hapi_base_url: str, tmp_path: Path
+    conformance_loaded: str, tmp_path: Path
 ) -> None:
     path, run = _mixed(tmp_path)
     since = (datetime.now(UTC)).isoformat()
 
-    imported = _cli("import", str(path), "--hapi-url", hapi_base_url, "--batch-size", "2")
+    imported = _cli("import", str(path), "--hapi-url", conformance_loaded, "--batch-size", "2")
 
     assert imported.returncode == 1, imported.stderr
     lines = imported.stdout.splitlines()
@@ -52,7 +52,7 @@ def test_import_lists_rejected_lines_then_export_and_reimport_round_trip(
     assert imported.stderr == ""  # no progress bar when stderr is not a terminal
 
     output = tmp_path / "exported.ndjson"
-    env = {**os.environ, "FHIR_SERVICE_HAPI_URL": hapi_base_url}
+    env = {**os.environ, "FHIR_SERVICE_HAPI_URL": conformance_loaded}
     exported = _cli("export", "--output", str(output), "--since", since, env=env)
 
     assert exported.returncode == 0, exported.stderr
@@ -70,16 +70,16 @@ def test_import_lists_rejected_lines_then_export_and_reimport_round_trip(
     again_path = tmp_path / "ours.ndjson"
     again_path.write_text("".join(f"{line}\n" for line in ours), encoding="utf-8")
 
-    again = _cli("import", str(again_path), "--hapi-url", hapi_base_url)
+    again = _cli("import", str(again_path), "--hapi-url", conformance_loaded)
 
     assert again.returncode == 0, again.stderr
     assert "imported 0, already present 3, rejected 0" in again.stdout
 
 
-def test_export_to_stdout_writes_one_contract_per_line(hapi_base_url: str) -> None:
+def test_export_to_stdout_writes_one_contract_per_line(conformance_loaded: str) -> None:
     since = (datetime.now(UTC) + timedelta(days=1)).isoformat()
 
-    result = _cli("export", "--hapi-url", hapi_base_url, "--since", since)
+    result = _cli("export", "--hapi-url", conformance_loaded, "--since", since)
 
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from types import FrameType
 
-from fhir_service.local_hapi import HapiBuildError, HapiStartError, LocalHapi, build
+from fhir_service.cli.local_hapi import HapiBuildError, HapiStartError, LocalHapi, build
 from fhir_service.logs import configure_logging
 from fhir_service.security.roles import ROLE_SCOPES
 from fhir_service.settings import Settings, get_settings
@@ -213,9 +213,9 @@ def _start_embedded(hapi: LocalHapi, settings: Settings) -> None:
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
-    from fhir_service import token_cli
+    from fhir_service.cli import tokens
 
-    return token_cli.mint(
+    return tokens.mint(
         settings,
         args.role,
         subject=args.subject,
@@ -226,9 +226,9 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _client(args: argparse.Namespace, settings: Settings) -> int:
-    from fhir_service import token_cli
+    from fhir_service.cli import tokens
 
-    return token_cli.register_client(
+    return tokens.register_client(
         settings,
         args.id,
         args.role,
@@ -239,21 +239,21 @@ def _client(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _map_to_fhir(args: argparse.Namespace, settings: Settings) -> int:
-    from fhir_service import mapping_cli
+    from fhir_service.cli import mapping
 
-    return mapping_cli.to_fhir(args.contract, args.language)
+    return mapping.to_fhir(args.contract, args.language)
 
 
 def _map_from_fhir(args: argparse.Namespace, settings: Settings) -> int:
-    from fhir_service import mapping_cli
+    from fhir_service.cli import mapping
 
-    return mapping_cli.from_fhir(args.bundle)
+    return mapping.from_fhir(args.bundle)
 
 
 def _bulk_import(args: argparse.Namespace, settings: Settings) -> int:
-    from fhir_service import bulk_cli
+    from fhir_service.cli import bulk
 
-    return bulk_cli.import_file(
+    return bulk.import_file(
         args.input,
         hapi_url=args.hapi_url,
         timeout=settings.hapi_timeout_seconds,
@@ -265,9 +265,9 @@ def _bulk_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _bulk_export(args: argparse.Namespace, settings: Settings) -> int:
-    from fhir_service import bulk_cli
+    from fhir_service.cli import bulk
 
-    return bulk_cli.export_file(
+    return bulk.export_file(
         args.output,
         hapi_url=args.hapi_url,
         timeout=settings.hapi_timeout_seconds,

@@ -33,7 +33,7 @@ __all__ = [
     "needs_build",
 ]
 
-HAPI_PROJECT_DIR = Path(__file__).resolve().parent.parent / "hapi"
+HAPI_PROJECT_DIR = Path(__file__).resolve().parents[2] / "hapi"
 _BUILT_JAR = Path("target") / "hapi-launcher.jar"
 # Servers run from a copy that a rebuild replaces atomically: Maven rewrites its jar in place,
 # which would corrupt the classes and resources a running server still loads from it.
