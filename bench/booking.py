@@ -91,7 +91,7 @@ from fhir_service.security.dev_keys import (
 )
 from fhir_service.security.roles import claims_for
 from fhir_service.settings import Settings
-from fhir_service.sync.store import (
+from fhir_service.store.contracts import (
     Change,
     ContractNotFoundError,
     ContractStore,

@@ -25,7 +25,7 @@ from fhir_service.audit.records import (
 from fhir_service.contract import Contract
 from fhir_service.mapping.provenance import Author
 from fhir_service.security.access import Access
-from fhir_service.sync.store import Change
+from fhir_service.store import Change
 
 __all__ = ["AuditTrail", "change_by"]
 

@@ -49,7 +49,7 @@ from fhir_service.mapping.time_types import (
     time_zone,
 )
 from fhir_service.security.access import Access, AccessDeniedError, Denial, claimed_identifier
-from fhir_service.sync.store import ContractNotFoundError
+from fhir_service.store import ContractNotFoundError
 
 __all__ = ["router"]
 

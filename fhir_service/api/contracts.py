@@ -45,14 +45,7 @@ from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.fhir import HapiOutcomeUnknownError, HapiRequestError, HapiUnavailableError
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.security.access import AccessDeniedError, Denial
-from fhir_service.sync.idempotency import (
-    IdempotencyKeyReusedError,
-    IdempotencyStore,
-    RequestInProgressError,
-    StoredResponse,
-)
-from fhir_service.sync.instances import ThisInstance
-from fhir_service.sync.store import (
+from fhir_service.store import (
     MAX_SEARCH_COUNT,
     BookedTimeChangedError,
     Change,
@@ -64,6 +57,13 @@ from fhir_service.sync.store import (
     OutsideCompartmentError,
     StaleVersionError,
 )
+from fhir_service.sync.idempotency import (
+    IdempotencyKeyReusedError,
+    IdempotencyStore,
+    RequestInProgressError,
+    StoredResponse,
+)
+from fhir_service.sync.instances import ThisInstance
 
 __all__ = ["router"]
 

@@ -29,7 +29,7 @@ from fhir_service.contract.plan import CoherentPlan, coherent_plan
 from fhir_service.mapping.tables import Language
 from fhir_service.records.plan_access import PlanRefusedError, readable_plan
 from fhir_service.security.access import AccessDeniedError, claimed_identifier
-from fhir_service.sync.store import TooManyContractsError
+from fhir_service.store import TooManyContractsError
 
 __all__ = ["PlanView", "router"]
 

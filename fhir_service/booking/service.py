@@ -46,7 +46,7 @@ from fhir_service.mapping.provenance import change_entry
 from fhir_service.mapping.time_types import TimeType, UnknownTimeTypeError, time_type, time_types
 from fhir_service.mapping.to_fhir import agreed_time_bundle
 from fhir_service.security.access import Compartment
-from fhir_service.sync.store import Change, ContractStore, StoredContract
+from fhir_service.store.contracts import Change, ContractStore, StoredContract
 
 __all__ = [
     "BookableSlot",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from fhir_service.contract import AgreedTime, Contract, Identifier
 from fhir_service.contract.disclosure import WITHHELD, disclose
 from fhir_service.security.access import Compartment, Denial
-from fhir_service.sync.store import (
+from fhir_service.store.contracts import (
     MAX_SEARCH_COUNT,
     ContractNotFoundError,
     ContractStore,

@@ -15,7 +15,7 @@ from fhir_service.contract import Contract, ContractStatus
 from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.fhir import HapiClient
 from fhir_service.records.errors import RecordConflictError
-from fhir_service.sync.store import Change, ContractStore, StoredContract
+from fhir_service.store.contracts import Change, ContractStore, StoredContract
 
 __all__ = [
     "MixedChangeError",

@@ -46,7 +46,7 @@ from fhir_service.security.access import (
     Requirement,
     decide,
 )
-from fhir_service.sync.search_criteria import UNIT_OF_CONTRACT
+from fhir_service.store.search import UNIT_OF_CONTRACT
 
 __all__ = ["DIRECTORY_TYPES", "NOT_PATIENT_DATA", "SUBSETTED", "FhirGuard", "subset_naming"]
 

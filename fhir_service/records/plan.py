@@ -28,7 +28,7 @@ from fhir_service.records.guard import subset_naming
 from fhir_service.records.plan_access import PlanRefusedError, readable_plan
 from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, claimed_identifier
-from fhir_service.sync.store import TooManyContractsError
+from fhir_service.store.contracts import TooManyContractsError
 
 __all__ = ["coherent_plan"]
 

@@ -16,7 +16,7 @@ from fhir_service.contract import Contract, ContractStatus, Identifier
 from fhir_service.contract.disclosure import disclose
 from fhir_service.contract.plan import PLAN_STATUSES
 from fhir_service.security.access import Compartment, Denial
-from fhir_service.sync.store import ContractStore
+from fhir_service.store.contracts import ContractStore
 
 __all__ = ["PlanRefusedError", "ReadablePlan", "readable_plan"]
 

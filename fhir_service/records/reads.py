@@ -33,8 +33,8 @@ from fhir_service.records.errors import (
 )
 from fhir_service.records.guard import NOT_PATIENT_DATA, FhirGuard
 from fhir_service.security.access import Access, Denial
-from fhir_service.sync.search_criteria import UNIT_OF_CONTRACT
-from fhir_service.sync.store import Change, ContractStore
+from fhir_service.store.contracts import Change, ContractStore
+from fhir_service.store.search import UNIT_OF_CONTRACT
 
 __all__ = ["CallerReads"]
 

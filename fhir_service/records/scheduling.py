@@ -34,7 +34,7 @@ from fhir_service.records.errors import (
     issue,
 )
 from fhir_service.records.reads import CallerReads
-from fhir_service.sync.store import ContractNotFoundError
+from fhir_service.store.contracts import ContractNotFoundError
 
 __all__ = ["Find", "book", "find"]
 

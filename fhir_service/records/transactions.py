@@ -44,7 +44,7 @@ from fhir_service.records.errors import (
 )
 from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, Denial, Requirement, decide
-from fhir_service.sync.store import (
+from fhir_service.store.contracts import (
     ContractNotFoundError,
     ContractStore,
     OutsideCompartmentError,

@@ -39,7 +39,7 @@ from fhir_service.records.errors import (
 )
 from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, Requirement, decide
-from fhir_service.sync.store import StoredContract
+from fhir_service.store.contracts import StoredContract
 
 __all__ = ["Written", "create_record", "update_record"]
 

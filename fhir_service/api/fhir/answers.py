@@ -32,7 +32,7 @@ from fhir_service.fhir import (
 )
 from fhir_service.records import errors
 from fhir_service.security.access import AccessDeniedError, Denial
-from fhir_service.sync.store import (
+from fhir_service.store import (
     BookedTimeChangedError,
     ContractExistsError,
     ContractNotEditableError,

@@ -42,8 +42,8 @@ from fhir_service.mapping.sent import carried_over, is_record
 from fhir_service.mapping.tables import Language, code_table
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.security.access import AccessDeniedError, Compartment, Denial
-from fhir_service.sync import search_criteria
-from fhir_service.sync.search_criteria import IdentifierQuery, InvalidSearchError
+from fhir_service.store import search as search_criteria
+from fhir_service.store.search import IdentifierQuery, InvalidSearchError
 
 __all__ = [
     "MAX_SEARCH_COUNT",
