@@ -45,6 +45,12 @@ from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.fhir import HapiOutcomeUnknownError, HapiRequestError, HapiUnavailableError
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.security.access import AccessDeniedError, Denial
+from fhir_service.servicedb.idempotency import (
+    IdempotencyKeyReusedError,
+    IdempotencyStore,
+    RequestInProgressError,
+    StoredResponse,
+)
 from fhir_service.store import (
     MAX_SEARCH_COUNT,
     BookedTimeChangedError,
@@ -56,12 +62,6 @@ from fhir_service.store import (
     InvalidSearchError,
     OutsideCompartmentError,
     StaleVersionError,
-)
-from fhir_service.sync.idempotency import (
-    IdempotencyKeyReusedError,
-    IdempotencyStore,
-    RequestInProgressError,
-    StoredResponse,
 )
 from fhir_service.sync.instances import ThisInstance
 

@@ -16,8 +16,8 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from fhir_service.sync.idempotency import IdempotencyStore
-from fhir_service.sync.tables import AuditRecord, Delivery, Instance, SeenChange
+from fhir_service.servicedb.idempotency import IdempotencyStore
+from fhir_service.servicedb.tables import AuditRecord, Delivery, Instance, SeenChange
 
 __all__ = ["KEEP", "tidy", "tidy_forever"]
 

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, Select, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from fhir_service.sync.tables import Instance
+from fhir_service.servicedb.tables import Instance
 
 __all__ = ["DEAD_AFTER", "HEARTBEAT", "ThisInstance", "alive"]
 

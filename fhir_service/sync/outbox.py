@@ -39,8 +39,8 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from fhir_service import __version__
+from fhir_service.servicedb.tables import Delivery, Webhook
 from fhir_service.sync.backoff import jittered_backoff
-from fhir_service.sync.tables import Delivery, Webhook
 from fhir_service.sync.webhook_targets import RefusedTargetError, canonical_host
 
 __all__ = ["Claim", "DeliveryWorker", "Outbox", "enqueue", "sign"]

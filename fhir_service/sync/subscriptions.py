@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from fhir_service.fhir import ConflictError, HapiClient
 from fhir_service.mapping import urls
+from fhir_service.servicedb.tables import SyncState
 from fhir_service.sync.changes import WATCHED_TYPES
-from fhir_service.sync.tables import SyncState
 
 __all__ = ["TAG_SUBSCRIPTION", "ensure_subscriptions", "hook_token"]
 

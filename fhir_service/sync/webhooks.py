@@ -26,7 +26,7 @@ import httpx
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from fhir_service.sync.tables import Delivery, Webhook
+from fhir_service.servicedb.tables import Delivery, Webhook
 from fhir_service.sync.webhook_targets import (
     IPAddress,
     RefusedTargetError,

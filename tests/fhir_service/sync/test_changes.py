@@ -24,9 +24,9 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import READ_PARAMS
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.metrics import Metrics
+from fhir_service.servicedb.tables import Delivery
 from fhir_service.store.contracts import ContractStore
 from fhir_service.sync.changes import WATCHED_TYPES, ChangeFeed, changes_in
-from fhir_service.sync.tables import Delivery
 from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
 from tests.support import load_data, unique_hsa_id, unique_personnummer
 

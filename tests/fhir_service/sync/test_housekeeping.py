@@ -12,17 +12,17 @@ from sqlalchemy.orm import Session
 from fhir_service.audit.outbox import AuditOutbox
 from fhir_service.audit.outbox import record as record_access
 from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome
-from fhir_service.sync.housekeeping import KEEP, tidy
-from fhir_service.sync.idempotency import IdempotencyStore
-from fhir_service.sync.instances import ThisInstance
-from fhir_service.sync.outbox import Outbox, enqueue
-from fhir_service.sync.tables import (
+from fhir_service.servicedb.idempotency import IdempotencyStore
+from fhir_service.servicedb.tables import (
     AuditRecord,
     Delivery,
     IdempotencyRecord,
     Instance,
     SeenChange,
 )
+from fhir_service.sync.housekeeping import KEEP, tidy
+from fhir_service.sync.instances import ThisInstance
+from fhir_service.sync.outbox import Outbox, enqueue
 from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
 
 

@@ -23,9 +23,9 @@ from fhir_service import servicedb
 from fhir_service.contract import Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.to_fhir import contract_to_bundle
+from fhir_service.servicedb.tables import SyncState
 from fhir_service.sync.changes import WATCHED_TYPES
 from fhir_service.sync.subscriptions import TAG_SUBSCRIPTION
-from fhir_service.sync.tables import SyncState
 from tests.auth import TestIssuer
 from tests.booking import far_hours
 from tests.service_process import running_service

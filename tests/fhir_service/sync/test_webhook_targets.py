@@ -24,9 +24,9 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from fhir_service.servicedb.tables import Delivery
 from fhir_service.sync import webhook_targets
 from fhir_service.sync.outbox import DeliveryWorker, Outbox, enqueue
-from fhir_service.sync.tables import Delivery
 from fhir_service.sync.webhook_targets import (
     IPAddress,
     PinnedBackend,

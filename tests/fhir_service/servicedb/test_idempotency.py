@@ -10,7 +10,7 @@ from sqlalchemy import Engine, inspect
 from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
-from fhir_service.sync.idempotency import (
+from fhir_service.servicedb.idempotency import (
     LONGEST_REQUEST,
     IdempotencyKeyReusedError,
     IdempotencyStore,
@@ -18,8 +18,8 @@ from fhir_service.sync.idempotency import (
     RequestInProgressError,
     StoredResponse,
 )
+from fhir_service.servicedb.tables import IdempotencyRecord
 from fhir_service.sync.instances import DEAD_AFTER, ThisInstance
-from fhir_service.sync.tables import IdempotencyRecord
 
 SCOPE = "POST /contracts"
 

@@ -3,7 +3,7 @@
 The audit outbox holds patient identifiers (in the AuditEvents) only until HAPI has the events and
 housekeeping forgets them a week later.
 
-Changes to these go with a migration in ``fhir_service/migrations/versions/``.
+Changes to these go with a migration in ``fhir_service/servicedb/migrations/versions/``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from fhir_service import servicedb
-from fhir_service.sync.tables import Base
+from fhir_service.servicedb.tables import Base
 
 
 def test_the_migrated_schema_matches_the_declared_tables(engine: Engine) -> None:

@@ -23,8 +23,8 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fhir_service.servicedb.tables import IdempotencyRecord
 from fhir_service.sync.instances import DEAD_AFTER, alive
-from fhir_service.sync.tables import IdempotencyRecord
 
 __all__ = [
     "LONGEST_REQUEST",
