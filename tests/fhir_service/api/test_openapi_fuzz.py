@@ -71,6 +71,8 @@ def test_no_generated_request_breaks_the_service(
 
     for result in schema.get_all_operations():
         operation = result.ok()
+        if _same_as_fuzzed(operation.path):
+            continue
         inputs = (operation.path_parameters, operation.query, operation.headers, operation.body)
         if mode is GenerationMode.NEGATIVE and not any(len(i) for i in inputs):
             continue  # nothing to send that breaks the schema
@@ -91,6 +93,26 @@ def test_no_generated_request_breaks_the_service(
 
     # Every route of the API was fuzzed: a schema that lost its paths would pass vacuously.
     assert {"POST /contracts", "PUT /contracts/{contract_id}", "POST /webhooks"} <= set(tried)
+    assert {"GET /fhir/Patient/{resource_id}", "GET /fhir/CarePlan/_history"} <= set(tried)
+
+
+# The FHIR endpoint's routes of each interaction are one function made per type: fuzzing every
+# type would send the same code thousands more requests. These types stand for the rest, one
+# of each kind the guard tells apart: a contract's records (with and without writes and
+# operations), the patient, a relative, the directory, bookable times and the audit trail.
+FUZZED_TYPES = {"CarePlan", "Goal", "Appointment", "Patient", "RelatedPerson", "Practitioner"}
+FUZZED_TYPES |= {"Slot", "AuditEvent", "StructureDefinition", "Bundle"}
+
+
+def _same_as_fuzzed(path: str) -> bool:
+    """Whether ``path`` is a FHIR route of a type another fuzzed type stands for."""
+    parts = path.split("/")
+    return (
+        len(parts) > 2
+        and parts[1] == "fhir"
+        and parts[2][:1].isupper()
+        and (parts[2] not in FUZZED_TYPES)
+    )
 
 
 def _check(case: Case, response: Response, hapi: str) -> None:
