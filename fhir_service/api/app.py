@@ -17,27 +17,27 @@ from fhir_service import __version__, servicedb
 from fhir_service.api import (
     booking,
     contracts,
+    hapi_callback,
     health,
-    hooks,
     labels_routes,
     patients,
     smart,
     webhooks,
 )
 from fhir_service.api.activity import Activity
-from fhir_service.api.body_limit import BodyLimitMiddleware
 from fhir_service.api.fhir import conformance as fhir_conformance
 from fhir_service.api.fhir import routes as fhir_routes
 from fhir_service.api.fhir import scheduling as fhir_scheduling
 from fhir_service.api.fhir import transactions as fhir_transactions
 from fhir_service.api.fhir import writes as fhir_writes
 from fhir_service.api.fhir.bodies import json_refusal as fhir_json_refusal
-from fhir_service.api.fhir.errors import OperationOutcomeMiddleware
 from fhir_service.api.json_bodies import StrictJsonMiddleware
-from fhir_service.api.middleware import RequestContextMiddleware
+from fhir_service.api.middleware.body_limit import BodyLimitMiddleware
+from fhir_service.api.middleware.observability import RequestContextMiddleware
+from fhir_service.api.middleware.operation_outcomes import OperationOutcomeMiddleware
+from fhir_service.api.middleware.security import SecurityMiddleware
 from fhir_service.api.openapi import install as install_openapi
 from fhir_service.api.problems import problem_response
-from fhir_service.api.security import SecurityMiddleware
 from fhir_service.audit.outbox import AuditOutbox, AuditWriter
 from fhir_service.contract.problems import described, json_path
 from fhir_service.fhir import (
@@ -56,8 +56,8 @@ from fhir_service.sync import conformance, housekeeping
 from fhir_service.sync.instances import ThisInstance
 from fhir_service.sync.notifications import Notifications
 from fhir_service.sync.startup import keep_trying
+from fhir_service.sync.webhook_registrations import TargetPolicy
 from fhir_service.sync.webhook_targets import webhook_client
-from fhir_service.sync.webhooks import TargetPolicy
 
 __all__ = ["create_app"]
 
@@ -182,7 +182,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(fhir_transactions.router)
     app.include_router(fhir_writes.router)
     app.include_router(webhooks.router)
-    app.include_router(hooks.router)
+    app.include_router(hapi_callback.router)
     install_openapi(app)
     return app
 

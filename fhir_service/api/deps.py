@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from fhir_service.api.audit_trail import AuditTrail, change_by
-from fhir_service.api.security import ACCESS_STATE, TRAIL_STATE
+from fhir_service.api.middleware.security import ACCESS_STATE, TRAIL_STATE
 from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
 from fhir_service.records.repository import CallerRecords

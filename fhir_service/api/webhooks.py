@@ -22,7 +22,7 @@ from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract import Identifier, IdentifierKind
 from fhir_service.mapping.identifier_systems import kind_for, system_of
 from fhir_service.security.access import Compartment, Denial
-from fhir_service.sync.webhooks import InvalidWebhookError, Reach, Registration
+from fhir_service.sync.webhook_registrations import InvalidWebhookError, Reach, Registration
 
 __all__ = ["router"]
 

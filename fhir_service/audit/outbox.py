@@ -11,7 +11,8 @@ record's, so a batch repeated after a lost answer stores each event once (HAPI m
 of an unchanged resource). Entries HAPI refused, and whole batches it could not take, come back
 after a jittered exponential back-off (a batch HAPI cannot parse is sent again event by event, so
 one bad event does not hold up the rest); rows are claimed with leases as in the webhook outbox
-(``fhir_service.sync.outbox``), so several instances can write without sending a row twice at once.
+(``fhir_service.sync.webhook_deliveries``), so several instances can write without sending a
+row twice at once.
 """
 
 from __future__ import annotations

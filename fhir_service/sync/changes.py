@@ -41,8 +41,8 @@ from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.servicedb.tables import SeenChange, SyncState
 from fhir_service.store.contracts import ContractNotFoundError, ContractStore
-from fhir_service.sync.outbox import enqueue
-from fhir_service.sync.webhooks import Registration, WebhookRegistry
+from fhir_service.sync.webhook_deliveries import enqueue
+from fhir_service.sync.webhook_registrations import Registration, WebhookRegistry
 
 __all__ = ["WATCHED_TYPES", "Change", "ChangeFeed", "Routing", "changes_in"]
 

@@ -18,10 +18,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from fhir_service.fhir import HapiClient, HapiError
 from fhir_service.store.contracts import ContractStore
 from fhir_service.sync.changes import ChangeFeed
-from fhir_service.sync.outbox import DeliveryWorker, Outbox
 from fhir_service.sync.startup import keep_trying
 from fhir_service.sync.subscriptions import ensure_subscriptions, hook_token
-from fhir_service.sync.webhooks import TargetPolicy, WebhookRegistry
+from fhir_service.sync.webhook_deliveries import DeliveryWorker, Outbox
+from fhir_service.sync.webhook_registrations import TargetPolicy, WebhookRegistry
 
 __all__ = ["Notifications"]
 

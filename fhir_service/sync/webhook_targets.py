@@ -5,7 +5,7 @@ A webhook URL is a stranger's: taken as it comes, it aims the service at its own
 where it leads, and IPv4 has many spellings (``2130706433``, ``0x7f000001``, ``0177.0.0.1`` and
 ``127.1`` are all ``127.0.0.1`` to ``getaddrinfo``), so the host is resolved and every address it
 resolves to is checked: when the webhook is registered (``TargetPolicy`` in
-:mod:`fhir_service.sync.webhooks`) and again for every connection a delivery opens
+:mod:`fhir_service.sync.webhook_registrations`) and again for every connection a delivery opens
 (:class:`PinnedBackend`). The connection then goes to an address that was just checked, never to
 a second lookup of the name, so a name that resolves elsewhere by then (DNS rebinding) gains
 nothing; TLS still verifies the certificate for the name in the URL.

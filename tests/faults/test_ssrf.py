@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from fhir_service.servicedb.tables import Delivery, Webhook
 from fhir_service.settings import Settings
-from fhir_service.sync.outbox import DeliveryWorker, Outbox, enqueue
+from fhir_service.sync.webhook_deliveries import DeliveryWorker, Outbox, enqueue
 from fhir_service.sync.webhook_targets import webhook_client
 from tests.fhir_service.conftest import engine  # noqa: F401 - the service DB, both kinds
 

@@ -21,7 +21,7 @@ from fastapi import Request, Response
 from fhir_service.api.fhir.bodies import BodyError
 from fhir_service.api.fhir.outcomes import fhir_response, outcome
 from fhir_service.api.fhir.subsetting import Subset, SubsetError, subset_of, subsetted
-from fhir_service.api.security import TRAIL_STATE
+from fhir_service.api.middleware.security import TRAIL_STATE
 from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.fhir import (
     GoneError,

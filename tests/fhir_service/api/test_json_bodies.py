@@ -21,13 +21,13 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
 from fhir_service.api import json_bodies
-from fhir_service.api.body_limit import BodyLimitMiddleware
 from fhir_service.api.json_bodies import (
     StrictJsonError,
     StrictJsonMiddleware,
     loads_strict,
     parsed_body,
 )
+from fhir_service.api.middleware.body_limit import BodyLimitMiddleware
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.mapping import urls
 from tests.auth import TestIssuer

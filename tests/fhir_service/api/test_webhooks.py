@@ -18,7 +18,7 @@ from fhir_service.api import create_app
 from fhir_service.contract import IdentifierKind
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.settings import Settings
-from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
+from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
 from tests.auth import TestIssuer
 
 SECRET = "a-test-secret-that-is-long-enough"

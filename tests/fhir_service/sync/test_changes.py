@@ -27,7 +27,7 @@ from fhir_service.metrics import Metrics
 from fhir_service.servicedb.tables import Delivery
 from fhir_service.store.contracts import ContractStore
 from fhir_service.sync.changes import WATCHED_TYPES, ChangeFeed, changes_in
-from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
+from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
 from tests.support import load_data, unique_hsa_id, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"

@@ -22,8 +22,8 @@ from fhir_service.servicedb.tables import (
 )
 from fhir_service.sync.housekeeping import KEEP, tidy
 from fhir_service.sync.instances import ThisInstance
-from fhir_service.sync.outbox import Outbox, enqueue
-from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
+from fhir_service.sync.webhook_deliveries import Outbox, enqueue
+from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
 
 
 def _access(record_id: str) -> AccessRecord:

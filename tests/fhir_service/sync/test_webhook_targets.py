@@ -26,7 +26,13 @@ from sqlalchemy.orm import Session
 
 from fhir_service.servicedb.tables import Delivery
 from fhir_service.sync import webhook_targets
-from fhir_service.sync.outbox import DeliveryWorker, Outbox, enqueue
+from fhir_service.sync.webhook_deliveries import DeliveryWorker, Outbox, enqueue
+from fhir_service.sync.webhook_registrations import (
+    InvalidWebhookError,
+    Reach,
+    TargetPolicy,
+    WebhookRegistry,
+)
 from fhir_service.sync.webhook_targets import (
     IPAddress,
     PinnedBackend,
@@ -34,7 +40,6 @@ from fhir_service.sync.webhook_targets import (
     admitted_addresses,
     webhook_client,
 )
-from fhir_service.sync.webhooks import InvalidWebhookError, Reach, TargetPolicy, WebhookRegistry
 from tests.support import free_port
 from tests.webhook_receiver import running_receiver
 

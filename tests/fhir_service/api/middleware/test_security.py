@@ -25,7 +25,7 @@ from fhir_service.settings import Settings
 from tests.auth import TestIssuer
 from tests.support import unique_personnummer
 
-EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
+EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
 PROBLEM_JSON = "application/problem+json"
 FHIR_JSON = "application/fhir+json"
 UNIT = "hsa-id|SE2321000065-1254"

@@ -14,8 +14,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
-from fhir_service.sync.outbox import Claim, DeliveryWorker, Outbox, enqueue, sign
-from fhir_service.sync.webhooks import Reach, TargetPolicy, WebhookRegistry
+from fhir_service.sync.webhook_deliveries import Claim, DeliveryWorker, Outbox, enqueue, sign
+from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
 from tests.support import load_data
 from tests.webhook_receiver import running_receiver
 

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fhir_service.api.body_limit import BodyLimitMiddleware
+from fhir_service.api.middleware.body_limit import BodyLimitMiddleware
 from fhir_service.api.problems import PROBLEM_JSON
 
 LIMIT = 1024

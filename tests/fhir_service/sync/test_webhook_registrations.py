@@ -9,7 +9,7 @@ from ipaddress import ip_address
 import pytest
 from sqlalchemy import Engine
 
-from fhir_service.sync.webhooks import (
+from fhir_service.sync.webhook_registrations import (
     InvalidWebhookError,
     Reach,
     Registration,
