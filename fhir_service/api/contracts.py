@@ -36,6 +36,7 @@ from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract import (
     Agreement,
     Contract,
+    ContractStatus,
     Identifier,
     IdentifierKind,
     InvalidIdentifierError,
@@ -54,7 +55,6 @@ from fhir_service.servicedb.idempotency import (
 from fhir_service.store import (
     MAX_SEARCH_COUNT,
     BookedTimeChangedError,
-    Change,
     ContractExistsError,
     ContractNotEditableError,
     ContractNotFoundError,
@@ -367,11 +367,7 @@ async def update_contract(
     )
 
 
-def _transition_route(
-    action: str,
-    summary: str,
-    step: Callable[[ContractStore, str, int, Change], Awaitable[Contract]],
-) -> None:
+def _transition_route(action: str, summary: str, to: ContractStatus) -> None:
     @router.post(
         f"/{{contract_id}}/{action}",
         response_model=Contract,
@@ -391,7 +387,7 @@ def _transition_route(
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
         async def move(version: int) -> Contract:
-            return await step(store, contract_id, version, change_by(access, trail))
+            return await store.step(contract_id, to, version, change_by(access, trail))
 
         return await _idempotent(
             request,
@@ -405,14 +401,10 @@ def _transition_route(
         )
 
 
-_transition_route(
-    "revise", "Open an agreed contract for revision", lambda s, c, v, b: s.revise(c, v, b)
-)
-_transition_route(
-    "complete", "The contract has done its job", lambda s, c, v, b: s.complete(c, v, b)
-)
-_transition_route("end", "The contract stops before it is done", lambda s, c, v, b: s.end(c, v, b))
-_transition_route("revoke", "The contract is withdrawn", lambda s, c, v, b: s.revoke(c, v, b))
+_transition_route("revise", "Open an agreed contract for revision", ContractStatus.REVISED)
+_transition_route("complete", "The contract has done its job", ContractStatus.COMPLETED)
+_transition_route("end", "The contract stops before it is done", ContractStatus.ENDED)
+_transition_route("revoke", "The contract is withdrawn", ContractStatus.REVOKED)
 
 
 @router.post("/{contract_id}/agree", response_model=Contract, responses=_CHANGE_ERRORS)

@@ -15,7 +15,7 @@ from fhir_service.contract import Contract, ContractStatus
 from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.fhir import HapiClient
 from fhir_service.records.errors import RecordConflictError
-from fhir_service.store.contracts import Change, ContractStore, StoredContract
+from fhir_service.store import STEPS, Change, ContractStore, StoredContract
 
 __all__ = [
     "MixedChangeError",
@@ -54,15 +54,9 @@ async def step_to(
     contract_id = current.id
     if wanted.status is ContractStatus.AGREED:
         return await store.agree(contract_id, expected, wanted.agreements, change, read=stored)
-    steps = {
-        ContractStatus.REVISED: store.revise,
-        ContractStatus.COMPLETED: store.complete,
-        ContractStatus.ENDED: store.end,
-        ContractStatus.REVOKED: store.revoke,
-    }
-    if wanted.status not in steps:
+    if wanted.status not in STEPS:
         raise IllegalTransitionError(current.status, wanted.status)
-    return await steps[wanted.status](contract_id, expected, change, read=stored)
+    return await store.step(contract_id, wanted.status, expected, change, read=stored)
 
 
 def _contents(contract: Contract) -> Contract:

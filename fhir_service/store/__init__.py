@@ -4,6 +4,7 @@ one whole contract at a time (`contracts`), and the search criteria it asks HAPI
 
 from fhir_service.store.contracts import (
     MAX_SEARCH_COUNT,
+    STEPS,
     BookedTimeChangedError,
     Change,
     ContractExistsError,
@@ -22,6 +23,7 @@ from fhir_service.store.search import UNIT_OF_CONTRACT
 
 __all__ = [
     "MAX_SEARCH_COUNT",
+    "STEPS",
     "UNIT_OF_CONTRACT",
     "BookedTimeChangedError",
     "Change",

@@ -5,7 +5,7 @@ creates, so two creators of one contract end with one CarePlan (HAPI refuses the
 or finds the winner's records; either way the loser learns the contract exists). Every later write
 names the version it was based on; a stale one fails whole with :class:`StaleVersionError`.
 Contents change only while a contract is a draft or under revision; status changes go through the
-lifecycle (``revise``, ``agree``, ``complete``, ``end``, ``revoke``).
+lifecycle: `ContractStore.agree` with the agreements, `ContractStore.step` for the other steps.
 
 Reading one contract is one search (with includes), plus one per further page for very large ones.
 Searching is one request per page of whole contracts (see :meth:`ContractStore.search`).
@@ -47,6 +47,7 @@ from fhir_service.store.search import IdentifierQuery, InvalidSearchError
 
 __all__ = [
     "MAX_SEARCH_COUNT",
+    "STEPS",
     "BookedTimeChangedError",
     "Change",
     "ContractExistsError",
@@ -84,6 +85,21 @@ _IDS_AT_ONCE = 50
 """How many ids one ``_id`` search asks HAPI about."""
 
 _EDITABLE = frozenset({ContractStatus.DRAFT, ContractStatus.REVISED})
+_STEPS: dict[ContractStatus, Callable[[Contract], Contract]] = {
+    ContractStatus.REVISED: lifecycle.revise,
+    ContractStatus.COMPLETED: lifecycle.complete,
+    ContractStatus.ENDED: lifecycle.end,
+    ContractStatus.REVOKED: lifecycle.revoke,
+}
+STEPS = frozenset(_STEPS)
+"""The statuses :meth:`ContractStore.step` moves a contract to."""
+_ACTIVITIES = {
+    ContractStatus.REVISED: "revise",
+    ContractStatus.COMPLETED: "complete",
+    ContractStatus.ENDED: "end",
+    ContractStatus.REVOKED: "revoke",
+}
+"""The Provenance activity of each step."""
 
 MAX_SEARCH_COUNT = 50
 """The most contracts on one page of a search.
@@ -369,21 +385,26 @@ class ContractStore:
             contract = contract.model_copy(update={"sent": carried_over(current.sent or {})})
         return await self._write(contract, current, careplan_id, by, "update")
 
-    async def revise(
+    async def step(
         self,
         contract_id: str,
+        to: ContractStatus,
         expected_version: int,
         by: Change | None = None,
         *,
         read: StoredContract | None = None,
     ) -> Contract:
-        """Open an agreed contract for revision.
+        """Move the contract one lifecycle step, to ``to``: revised (open an agreed contract for
+        revision), completed (it has done its job), ended (it stops before it is done) or
+        revoked (it is withdrawn). Agreeing takes the agreements: :meth:`agree`.
 
-        ``read``, here and in the other steps: the contract as :meth:`records` has just given
-        it with the same ``by``, so it is not read again (see :meth:`update`).
+        ``read``, here and in :meth:`agree`: the contract as :meth:`records` has just given it
+        with the same ``by``, so it is not read again (see :meth:`update`).
         """
+        if to not in _STEPS:
+            raise ValueError(f"{to} is no step of its own: agree with agree(), edit with update()")
         return await self._transition(
-            contract_id, expected_version, lifecycle.revise, by, "revise", read
+            contract_id, expected_version, _STEPS[to], by, _ACTIVITIES[to], read
         )
 
     async def agree(
@@ -403,43 +424,6 @@ class ContractStore:
             by,
             "agree",
             read,
-        )
-
-    async def complete(
-        self,
-        contract_id: str,
-        expected_version: int,
-        by: Change | None = None,
-        *,
-        read: StoredContract | None = None,
-    ) -> Contract:
-        """The contract has done its job."""
-        return await self._transition(
-            contract_id, expected_version, lifecycle.complete, by, "complete", read
-        )
-
-    async def end(
-        self,
-        contract_id: str,
-        expected_version: int,
-        by: Change | None = None,
-        *,
-        read: StoredContract | None = None,
-    ) -> Contract:
-        """The contract stops before it is done."""
-        return await self._transition(contract_id, expected_version, lifecycle.end, by, "end", read)
-
-    async def revoke(
-        self,
-        contract_id: str,
-        expected_version: int,
-        by: Change | None = None,
-        *,
-        read: StoredContract | None = None,
-    ) -> Contract:
-        """The contract is withdrawn."""
-        return await self._transition(
-            contract_id, expected_version, lifecycle.revoke, by, "revoke", read
         )
 
     async def _transition(

@@ -216,10 +216,10 @@ async def test_lifecycle_through_the_store(store: ContractStore, hapi: HapiClien
     agreed = await store.agree(draft.id, 1, agreements)
     with pytest.raises(ContractNotEditableError, match="revise it before"):
         await store.update(agreed.model_copy(update={"title": "quiet change"}), 2)
-    revised = await store.revise(draft.id, 2)
+    revised = await store.step(draft.id, ContractStatus.REVISED, 2)
     changed = await store.update(revised.model_copy(update={"title": "after revision"}), 3)
     agreed_again = await store.agree(draft.id, 4, _agreements())
-    ended = await store.end(draft.id, 5)
+    ended = await store.step(draft.id, ContractStatus.ENDED, 5)
 
     assert (agreed.status, agreed.version, agreed.agreements) == (
         ContractStatus.AGREED,
@@ -242,7 +242,7 @@ async def test_illegal_transition_changes_nothing(store: ContractStore) -> None:
     draft = await store.create(_draft())
 
     with pytest.raises(ValueError, match="a draft contract cannot become revised"):
-        await store.revise(draft.id, 1)
+        await store.step(draft.id, ContractStatus.REVISED, 1)
 
     assert await store.read(draft.id) == draft
 

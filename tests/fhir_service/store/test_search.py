@@ -247,7 +247,7 @@ async def test_status_follows_the_lifecycle(store: ContractStore) -> None:
     found_draft = await store.search(patient=patient, status=ContractStatus.DRAFT)
     agreed = await store.agree(draft.id, 1, _agreements())
     after_agreeing = {s: await store.search(patient=patient, status=s) for s in ("draft", "agreed")}
-    revised = await store.revise(draft.id, 2)
+    revised = await store.step(draft.id, ContractStatus.REVISED, 2)
     after_revising = {
         s: await store.search(patient=patient, status=s) for s in ("agreed", "revised")
     }
@@ -263,7 +263,9 @@ async def test_several_statuses_match_any_of_them(store: ContractStore) -> None:
     patient = _personnummer()
     draft = await store.create(_contract(patient))
     agreed = await store.agree((await store.create(_contract(patient))).id, 1, _agreements())
-    revoked = await store.revoke((await store.create(_contract(patient))).id, 1)
+    revoked = await store.step(
+        (await store.create(_contract(patient))).id, ContractStatus.REVOKED, 1
+    )
 
     found = await store.search(patient=patient, status=["draft", ContractStatus.AGREED])
 
@@ -274,8 +276,10 @@ async def test_several_statuses_match_any_of_them(store: ContractStore) -> None:
 async def test_status_alone_gives_only_contracts_in_that_status(store: ContractStore) -> None:
     patient = _personnummer()
     agreed = await store.agree((await store.create(_contract(patient))).id, 1, _agreements())
-    completed = await store.complete(
-        (await store.agree((await store.create(_contract(patient))).id, 1, _agreements())).id, 2
+    completed = await store.step(
+        (await store.agree((await store.create(_contract(patient))).id, 1, _agreements())).id,
+        ContractStatus.COMPLETED,
+        2,
     )
 
     found = await _everything(store, status=ContractStatus.COMPLETED)
