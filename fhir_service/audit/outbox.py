@@ -27,15 +27,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import ColumnElement, Engine, Executable, insert, select, update
 from sqlalchemy.orm import Session
 
 from fhir_service.audit.events import audit_event
 from fhir_service.audit.records import AccessRecord
 from fhir_service.fhir import HapiClient, HapiError, HapiRequestError, HapiUnavailableError
+from fhir_service.servicedb.leases import LeasedOutbox
 from fhir_service.servicedb.tables import AuditRecord
-from fhir_service.sync.backoff import jittered_backoff
 from fhir_service.sync.instances import DEAD_AFTER, alive
 
 __all__ = ["AuditClaim", "AuditOutbox", "AuditWriter", "complete", "open_record", "record"]
@@ -110,93 +109,52 @@ class AuditClaim:
     attempts: int
 
 
-class AuditOutbox:
+class AuditOutbox(LeasedOutbox[AuditClaim]):
     """Claim, complete and reschedule audit records; the calls block (run them in a thread)."""
 
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        lease: timedelta = timedelta(seconds=60),
-        first_retry: timedelta = timedelta(seconds=2),
-        max_retry: timedelta = timedelta(minutes=10),
-    ) -> None:
-        self.engine = engine
-        self.lease = lease
-        self.first_retry = first_retry
-        self.max_retry = max_retry
+    table = AuditRecord
+
+    @property
+    def done_at(self) -> Any:
+        return AuditRecord.written_at
 
     def claim(self, limit: int = 100, now: datetime | None = None) -> list[AuditClaim]:
         """Take up to ``limit`` due records for this writer, oldest due first."""
-        moment = now or datetime.now(UTC)
-        due = (
+        return super().claim(limit, now)
+
+    def written(self, ids: Sequence[str], now: datetime | None = None) -> None:
+        """HAPI has these records."""
+        if ids:
+            self._done((AuditRecord.id.in_(ids),), AuditRecord.attempts + 1, now)
+
+    def failed(self, ids: Sequence[str], error: str, now: datetime | None = None) -> None:
+        """HAPI did not take these records; each tries again after its own back-off."""
+        if not ids:
+            return
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(AuditRecord.id, AuditRecord.attempts).where(
+                    AuditRecord.id.in_(ids), AuditRecord.written_at.is_(None)
+                )
+            ).all()
+        failures = [((AuditRecord.id == rid,), attempts + 1) for rid, attempts in rows]
+        self._due_again(failures, error, now)
+
+    def _due(self, moment: datetime, limit: int) -> Executable:
+        return (
             select(AuditRecord)
             .where(AuditRecord.written_at.is_(None), AuditRecord.next_attempt_at <= moment)
             .order_by(AuditRecord.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        claims: list[AuditClaim] = []
-        try:
-            with Session(self.engine) as session, session.begin():
-                for row in session.scalars(due).all():
-                    # The guard on the old due time makes the claim safe where SKIP LOCKED is
-                    # not there (SQLite): only one claimant's update matches.
-                    taken = session.execute(
-                        update(AuditRecord)
-                        .where(
-                            AuditRecord.id == row.id,
-                            AuditRecord.next_attempt_at == row.next_attempt_at,
-                        )
-                        .values(next_attempt_at=moment + self.lease)
-                        .execution_options(synchronize_session=False)
-                    )
-                    if getattr(taken, "rowcount", 0) == 1:
-                        claims.append(AuditClaim(row.id, row.resource, row.attempts))
-        except OperationalError as exc:
-            # SQLite answers "database is locked" to the second of two concurrent claimants.
-            _log.info("audit claim lost a race; trying later", extra={"reason": str(exc)})
-            return []
-        return claims
 
-    def written(self, ids: Sequence[str], now: datetime | None = None) -> None:
-        """HAPI has these records."""
-        if not ids:
-            return
-        with Session(self.engine) as session, session.begin():
-            session.execute(
-                update(AuditRecord)
-                .where(AuditRecord.id.in_(ids), AuditRecord.written_at.is_(None))
-                .values(written_at=now or datetime.now(UTC), attempts=AuditRecord.attempts + 1)
-                .execution_options(synchronize_session=False)
-            )
+    def _key(self, row: Any) -> Sequence[ColumnElement[bool]]:
+        return (AuditRecord.id == row.id,)
 
-    def failed(self, ids: Sequence[str], error: str, now: datetime | None = None) -> None:
-        """HAPI did not take these records; each tries again after its own back-off."""
-        if not ids:
-            return
-        moment = now or datetime.now(UTC)
-        with Session(self.engine) as session, session.begin():
-            rows = session.execute(
-                select(AuditRecord.id, AuditRecord.attempts).where(
-                    AuditRecord.id.in_(ids), AuditRecord.written_at.is_(None)
-                )
-            ).all()
-            for record_id, attempts in rows:
-                session.execute(
-                    update(AuditRecord)
-                    .where(AuditRecord.id == record_id)
-                    .values(
-                        attempts=attempts + 1,
-                        next_attempt_at=moment + self.backoff(attempts + 1),
-                        last_error=error[:500],
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-
-    def backoff(self, attempts: int) -> timedelta:
-        """The wait after ``attempts`` failed writes: exponential, capped, with jitter."""
-        return jittered_backoff(attempts, self.first_retry, self.max_retry)
+    def _claim_of(self, result: Any) -> AuditClaim:
+        row = result[0]
+        return AuditClaim(row.id, row.resource, row.attempts)
 
     def recover(self, now: datetime | None = None) -> int:
         """Make due the open records of instances taken for dead: they go to HAPI as they were
@@ -220,16 +178,6 @@ class AuditOutbox:
                 extra={"count": recovered},
             )
         return recovered
-
-    def pending(self) -> int:
-        """How many records HAPI does not have yet."""
-        with Session(self.engine) as session:
-            count = session.scalar(
-                select(func.count())
-                .select_from(AuditRecord)
-                .where(AuditRecord.written_at.is_(None))
-            )
-            return int(count or 0)
 
 
 class AuditWriter:

@@ -27,20 +27,19 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import ColumnElement, Engine, Executable, select
 from sqlalchemy.orm import Session
 
 from fhir_service import __version__
+from fhir_service.servicedb.leases import LeasedOutbox
 from fhir_service.servicedb.tables import Delivery, Webhook
-from fhir_service.sync.backoff import jittered_backoff
 from fhir_service.sync.webhook_targets import RefusedTargetError, canonical_host
 
 __all__ = ["Claim", "DeliveryWorker", "Outbox", "enqueue", "sign"]
@@ -98,8 +97,10 @@ class Claim:
     attempts: int
 
 
-class Outbox:
+class Outbox(LeasedOutbox[Claim]):
     """Claim, complete and reschedule deliveries; the calls block (run them in a thread)."""
+
+    table = Delivery
 
     def __init__(
         self,
@@ -109,15 +110,26 @@ class Outbox:
         first_retry: timedelta = timedelta(seconds=2),
         max_retry: timedelta = timedelta(minutes=30),
     ) -> None:
-        self.engine = engine
-        self.lease = lease
-        self.first_retry = first_retry
-        self.max_retry = max_retry
+        super().__init__(engine, lease=lease, first_retry=first_retry, max_retry=max_retry)
+
+    @property
+    def done_at(self) -> Any:
+        return Delivery.delivered_at
 
     def claim(self, limit: int = 20, now: datetime | None = None) -> list[Claim]:
         """Take up to ``limit`` due deliveries for this worker."""
-        moment = now or datetime.now(UTC)
-        due = (
+        return super().claim(limit, now)
+
+    def delivered(self, claim: Claim, now: datetime | None = None) -> None:
+        """The receiver took it."""
+        self._done(self._key_of(claim), claim.attempts + 1, now)
+
+    def failed(self, claim: Claim, error: str, now: datetime | None = None) -> None:
+        """The receiver did not take it; try again after a back-off."""
+        self._due_again([(self._key_of(claim), claim.attempts + 1)], error, now)
+
+    def _due(self, moment: datetime, limit: int) -> Executable:
+        return (
             select(Delivery, Webhook.url, Webhook.secret)
             .join(Webhook, Webhook.id == Delivery.webhook_id)
             .where(Delivery.delivered_at.is_(None), Delivery.next_attempt_at <= moment)
@@ -125,77 +137,18 @@ class Outbox:
             .limit(limit)
             .with_for_update(skip_locked=True, of=Delivery)
         )
-        claims: list[Claim] = []
-        try:
-            with Session(self.engine) as session, session.begin():
-                for delivery, url, secret in session.execute(due).all():
-                    # The guard on the old due time makes the claim safe where SKIP LOCKED is
-                    # not there (SQLite): only one claimant's update matches.
-                    taken = session.execute(
-                        update(Delivery)
-                        .where(
-                            Delivery.event_id == delivery.event_id,
-                            Delivery.webhook_id == delivery.webhook_id,
-                            Delivery.next_attempt_at == delivery.next_attempt_at,
-                        )
-                        .values(next_attempt_at=moment + self.lease)
-                        .execution_options(synchronize_session=False)
-                    )
-                    if getattr(taken, "rowcount", 0) == 1:
-                        claims.append(
-                            Claim(
-                                delivery.event_id,
-                                delivery.webhook_id,
-                                url,
-                                secret,
-                                delivery.payload,
-                                delivery.attempts,
-                            )
-                        )
-        except OperationalError as exc:
-            # SQLite answers "database is locked" to the second of two concurrent claimants.
-            _log.info("outbox claim lost a race; trying later", extra={"reason": str(exc)})
-            return []
-        return claims
 
-    def delivered(self, claim: Claim, now: datetime | None = None) -> None:
-        """The receiver took it."""
-        self._finish(claim, delivered_at=now or datetime.now(UTC), attempts=claim.attempts + 1)
+    def _key(self, row: Any) -> Sequence[ColumnElement[bool]]:
+        return (Delivery.event_id == row.event_id, Delivery.webhook_id == row.webhook_id)
 
-    def failed(self, claim: Claim, error: str, now: datetime | None = None) -> None:
-        """The receiver did not take it; try again after a back-off."""
-        attempts = claim.attempts + 1
-        moment = now or datetime.now(UTC)
-        self._finish(
-            claim,
-            attempts=attempts,
-            next_attempt_at=moment + self.backoff(attempts),
-            last_error=error[:500],
+    def _key_of(self, claim: Claim) -> Sequence[ColumnElement[bool]]:
+        return (Delivery.event_id == claim.event_id, Delivery.webhook_id == claim.webhook_id)
+
+    def _claim_of(self, result: Any) -> Claim:
+        delivery, url, secret = result
+        return Claim(
+            delivery.event_id, delivery.webhook_id, url, secret, delivery.payload, delivery.attempts
         )
-
-    def backoff(self, attempts: int) -> timedelta:
-        """The wait after ``attempts`` failed sends: exponential, capped, with jitter."""
-        return jittered_backoff(attempts, self.first_retry, self.max_retry)
-
-    def pending(self) -> int:
-        """How many deliveries wait for their receiver."""
-        with Session(self.engine) as session:
-            count = session.scalar(
-                select(func.count()).select_from(Delivery).where(Delivery.delivered_at.is_(None))
-            )
-            return int(count or 0)
-
-    def _finish(self, claim: Claim, **values: object) -> None:
-        with Session(self.engine) as session, session.begin():
-            session.execute(
-                update(Delivery)
-                .where(
-                    Delivery.event_id == claim.event_id,
-                    Delivery.webhook_id == claim.webhook_id,
-                )
-                .values(**values)
-                .execution_options(synchronize_session=False)
-            )
 
 
 class DeliveryWorker:
