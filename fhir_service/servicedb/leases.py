@@ -38,6 +38,8 @@ class LeasedOutbox(ABC, Generic[ClaimT]):
 
     table: Any
     """The rows' mapped class; it has ``next_attempt_at``, ``attempts`` and ``last_error``."""
+    longest_wait = timedelta(minutes=10)
+    """The back-off's cap, unless the outbox is made with another (``max_retry``)."""
 
     def __init__(
         self,
@@ -45,12 +47,12 @@ class LeasedOutbox(ABC, Generic[ClaimT]):
         *,
         lease: timedelta = timedelta(seconds=60),
         first_retry: timedelta = timedelta(seconds=2),
-        max_retry: timedelta = timedelta(minutes=10),
+        max_retry: timedelta | None = None,
     ) -> None:
         self.engine = engine
         self.lease = lease
         self.first_retry = first_retry
-        self.max_retry = max_retry
+        self.max_retry = max_retry or self.longest_wait
 
     @property
     @abstractmethod

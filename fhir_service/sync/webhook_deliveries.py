@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import ColumnElement, Engine, Executable, select
+from sqlalchemy import ColumnElement, Executable, select
 from sqlalchemy.orm import Session
 
 from fhir_service import __version__
@@ -101,16 +101,8 @@ class Outbox(LeasedOutbox[Claim]):
     """Claim, complete and reschedule deliveries; the calls block (run them in a thread)."""
 
     table = Delivery
-
-    def __init__(
-        self,
-        engine: Engine,
-        *,
-        lease: timedelta = timedelta(seconds=60),
-        first_retry: timedelta = timedelta(seconds=2),
-        max_retry: timedelta = timedelta(minutes=30),
-    ) -> None:
-        super().__init__(engine, lease=lease, first_retry=first_retry, max_retry=max_retry)
+    # A receiver may be down for a while: retries up to 30 minutes apart, as the README says.
+    longest_wait = timedelta(minutes=30)
 
     @property
     def done_at(self) -> Any:
