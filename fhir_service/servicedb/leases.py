@@ -14,6 +14,7 @@ row due again after a jittered exponential back-off, without limit.
 from __future__ import annotations
 
 import logging
+import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -22,8 +23,6 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import ColumnElement, Engine, Executable, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-
-from fhir_service.sync.backoff import jittered_backoff
 
 __all__ = ["LeasedOutbox"]
 
@@ -100,8 +99,12 @@ class LeasedOutbox(ABC, Generic[ClaimT]):
         return claims
 
     def backoff(self, attempts: int) -> timedelta:
-        """The wait after ``attempts`` failures: exponential, capped, with jitter."""
-        return jittered_backoff(attempts, self.first_retry, self.max_retry)
+        """The wait after ``attempts`` failures: doubling from ``first_retry``, capped at
+        ``max_retry``, and a random half to all of it, so that rows that failed together (an
+        outage) come back spread."""
+        ceiling = min(self.max_retry, self.first_retry * (1 << min(attempts - 1, 30)))
+        jitter: float = random.uniform(0.5, 1.0)  # noqa: S311 - spreads retries, not a secret
+        return ceiling * jitter
 
     def pending(self) -> int:
         """How many rows are not done yet."""
