@@ -50,10 +50,10 @@ from fhir_service.fhir import (
 from fhir_service.mapping.from_fhir import UnreadableContractError
 from fhir_service.metrics import Metrics
 from fhir_service.security.tokens import TokenValidator
+from fhir_service.servicedb.instances import ThisInstance
 from fhir_service.settings import Settings
 from fhir_service.store import ContractStore
 from fhir_service.sync import conformance, housekeeping
-from fhir_service.sync.instances import ThisInstance
 from fhir_service.sync.notifications import Notifications
 from fhir_service.sync.startup import keep_trying
 from fhir_service.sync.webhook_registrations import TargetPolicy

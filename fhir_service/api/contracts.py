@@ -52,6 +52,7 @@ from fhir_service.servicedb.idempotency import (
     RequestInProgressError,
     StoredResponse,
 )
+from fhir_service.servicedb.instances import ThisInstance
 from fhir_service.store import (
     MAX_SEARCH_COUNT,
     BookedTimeChangedError,
@@ -63,7 +64,6 @@ from fhir_service.store import (
     OutsideCompartmentError,
     StaleVersionError,
 )
-from fhir_service.sync.instances import ThisInstance
 
 __all__ = ["router"]
 

@@ -20,9 +20,9 @@ from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
 from fhir_service.records.repository import CallerRecords
 from fhir_service.security.access import Access
+from fhir_service.servicedb.instances import ThisInstance
 from fhir_service.settings import Settings
 from fhir_service.store import ContractStore
-from fhir_service.sync.instances import ThisInstance
 from fhir_service.sync.notifications import Notifications
 
 __all__ = [

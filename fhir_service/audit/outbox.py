@@ -33,9 +33,9 @@ from sqlalchemy.orm import Session
 from fhir_service.audit.events import audit_event
 from fhir_service.audit.records import AccessRecord
 from fhir_service.fhir import HapiClient, HapiError, HapiRequestError, HapiUnavailableError
+from fhir_service.servicedb.instances import DEAD_AFTER, alive
 from fhir_service.servicedb.leases import LeasedOutbox
 from fhir_service.servicedb.tables import AuditRecord
-from fhir_service.sync.instances import DEAD_AFTER, alive
 
 __all__ = ["AuditClaim", "AuditOutbox", "AuditWriter", "complete", "open_record", "record"]
 

@@ -9,7 +9,7 @@ A request that ended without an answer leaves its key to be taken over by the ne
 it (:class:`Reclaimed`), which must find out what the first one wrote: the key's request ran
 into a write whose outcome is unknown (:meth:`IdempotencyStore.unknown`), or the instance running
 it died (killed mid-request: it names itself as the key's ``owner`` and stopped beating, see
-``fhir_service.sync.instances``), or it could not be settled and has been running for longer
+``fhir_service.servicedb.instances``), or it could not be settled and has been running for longer
 than any request runs. A key never stays locked for its 24 hours by a request nobody runs.
 """
 
@@ -23,8 +23,8 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fhir_service.servicedb.instances import DEAD_AFTER, alive
 from fhir_service.servicedb.tables import IdempotencyRecord
-from fhir_service.sync.instances import DEAD_AFTER, alive
 
 __all__ = [
     "LONGEST_REQUEST",

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from fhir_service.sync.instances import DEAD_AFTER
+from fhir_service.servicedb.instances import DEAD_AFTER
 from tests.auth import TestIssuer
 from tests.faults.support import (
     UNIT,

@@ -51,7 +51,7 @@ from fhir_service.security.tokens import (
     SigningKeysUnavailableError,
     TokenValidator,
 )
-from fhir_service.sync.instances import ThisInstance
+from fhir_service.servicedb.instances import ThisInstance
 
 __all__ = ["ACCESS_STATE", "TRAIL_STATE", "SecurityMiddleware"]
 

@@ -30,8 +30,8 @@ from fhir_service.audit.outbox import (
 from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome, Touched
 from fhir_service.fhir import HapiClient, RetryPolicy
 from fhir_service.metrics import Metrics
+from fhir_service.servicedb.instances import DEAD_AFTER, ThisInstance
 from fhir_service.servicedb.tables import AuditRecord
-from fhir_service.sync.instances import DEAD_AFTER, ThisInstance
 from tests.tcp_proxy import running_proxy
 
 

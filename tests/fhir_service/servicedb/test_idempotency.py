@@ -18,8 +18,8 @@ from fhir_service.servicedb.idempotency import (
     RequestInProgressError,
     StoredResponse,
 )
+from fhir_service.servicedb.instances import DEAD_AFTER, ThisInstance
 from fhir_service.servicedb.tables import IdempotencyRecord
-from fhir_service.sync.instances import DEAD_AFTER, ThisInstance
 
 SCOPE = "POST /contracts"
 

@@ -13,6 +13,7 @@ from fhir_service.audit.outbox import AuditOutbox
 from fhir_service.audit.outbox import record as record_access
 from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome
 from fhir_service.servicedb.idempotency import IdempotencyStore
+from fhir_service.servicedb.instances import ThisInstance
 from fhir_service.servicedb.tables import (
     AuditRecord,
     Delivery,
@@ -21,7 +22,6 @@ from fhir_service.servicedb.tables import (
     SeenChange,
 )
 from fhir_service.sync.housekeeping import KEEP, tidy
-from fhir_service.sync.instances import ThisInstance
 from fhir_service.sync.webhook_deliveries import Outbox, enqueue
 from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
 
