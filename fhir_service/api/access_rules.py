@@ -11,9 +11,8 @@ from enum import Enum
 
 from fhir_service.api.fhir.types import INTERACTIONS
 from fhir_service.api.fhir.types import route_name as fhir_route
-from fhir_service.audit.records import Interaction
-from fhir_service.security.access import Requirement
-from fhir_service.security.scopes import Permission
+from fhir_service.audit import Interaction
+from fhir_service.security import Permission, Requirement
 
 __all__ = ["RULES", "Protected", "Public", "rule_for"]
 

@@ -38,8 +38,8 @@ from fhir_service.api.middleware.operation_outcomes import OperationOutcomeMiddl
 from fhir_service.api.middleware.security import SecurityMiddleware
 from fhir_service.api.openapi import install as install_openapi
 from fhir_service.api.problems import problem_response
-from fhir_service.audit.outbox import AuditOutbox, AuditWriter
-from fhir_service.contract.problems import described, json_path
+from fhir_service.audit import AuditOutbox, AuditWriter
+from fhir_service.contract import described, json_path
 from fhir_service.fhir import (
     ConflictError,
     HapiClient,
@@ -47,17 +47,20 @@ from fhir_service.fhir import (
     HapiUnavailableError,
     ServerError,
 )
-from fhir_service.mapping.from_fhir import UnreadableContractError
+from fhir_service.mapping import UnreadableContractError
 from fhir_service.metrics import Metrics
-from fhir_service.security.tokens import TokenValidator
-from fhir_service.servicedb.instances import ThisInstance
+from fhir_service.security import TokenValidator
+from fhir_service.servicedb import ThisInstance
 from fhir_service.settings import Settings
 from fhir_service.store import ContractStore
-from fhir_service.sync import conformance, housekeeping
-from fhir_service.sync.notifications import Notifications
-from fhir_service.sync.startup import keep_trying
-from fhir_service.sync.webhook_registrations import TargetPolicy
-from fhir_service.sync.webhook_targets import webhook_client
+from fhir_service.sync import (
+    Notifications,
+    TargetPolicy,
+    conformance,
+    housekeeping,
+    keep_trying,
+    webhook_client,
+)
 
 __all__ = ["create_app"]
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from http import HTTPStatus
 
 from fhir_service.api.access_rules import Protected
-from fhir_service.audit.records import (
+from fhir_service.audit import (
     AccessRecord,
     Caller,
     FhirIdentifier,
@@ -23,8 +23,8 @@ from fhir_service.audit.records import (
     contract_entities,
 )
 from fhir_service.contract import Contract
-from fhir_service.mapping.provenance import Author
-from fhir_service.security.access import Access
+from fhir_service.mapping import Author
+from fhir_service.security import Access
 from fhir_service.store import Change
 
 __all__ = ["AuditTrail", "change_by"]

@@ -25,30 +25,38 @@ from fhir_service.api.audit_trail import AuditTrail, change_by
 from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, StoreDep
 from fhir_service.api.languages import AcceptLanguage, language_headers, negotiated_language
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
-from fhir_service.booking.breaches import breaches, verdict_for
-from fhir_service.booking.callers import offered, patient_side, shown_time, unit_of, unseen
-from fhir_service.booking.resources import PublishedTime
-from fhir_service.booking.service import (
+from fhir_service.booking import (
+    AgreedTimeNotFoundError,
     Booked,
     BookingRefusedError,
     BookingService,
+    NotShownError,
+    Opening,
+    PublishedTime,
     SlotNotFoundError,
     SlotTakenError,
+    TemplateTooLargeError,
+    breaches,
+    offered,
+    patient_side,
+    shown_time,
+    unit_of,
+    unseen,
+    verdict_for,
+    weekly_times,
 )
-from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
-from fhir_service.booking.template import Opening, TemplateTooLargeError, weekly_times
 from fhir_service.contract import (
     AgreedTime,
     AgreedTimeStatus,
     GuaranteeVerdict,
     Identifier,
 )
-from fhir_service.mapping.time_types import (
+from fhir_service.mapping import (
     UnknownTimeTypeError,
     care_unit,
     time_zone,
 )
-from fhir_service.security.access import Access, AccessDeniedError, Denial, claimed_identifier
+from fhir_service.security import Access, AccessDeniedError, Denial, claimed_identifier
 from fhir_service.store import ContractNotFoundError
 
 __all__ = ["router"]

@@ -39,20 +39,20 @@ from fhir_service.contract import (
     ContractStatus,
     Identifier,
     IdentifierKind,
+    IllegalTransitionError,
     InvalidIdentifierError,
+    disclose,
 )
-from fhir_service.contract.disclosure import disclose
-from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.fhir import HapiOutcomeUnknownError, HapiRequestError, HapiUnavailableError
-from fhir_service.mapping.codes import unknown_codes
-from fhir_service.security.access import AccessDeniedError, Denial
-from fhir_service.servicedb.idempotency import (
+from fhir_service.mapping import unknown_codes
+from fhir_service.security import AccessDeniedError, Denial
+from fhir_service.servicedb import (
     IdempotencyKeyReusedError,
     IdempotencyStore,
     RequestInProgressError,
     StoredResponse,
+    ThisInstance,
 )
-from fhir_service.servicedb.instances import ThisInstance
 from fhir_service.store import (
     MAX_SEARCH_COUNT,
     BookedTimeChangedError,

@@ -18,12 +18,12 @@ from fhir_service.api.audit_trail import AuditTrail, change_by
 from fhir_service.api.middleware.security import ACCESS_STATE, TRAIL_STATE
 from fhir_service.fhir import HapiClient
 from fhir_service.metrics import Metrics
-from fhir_service.records.repository import CallerRecords
-from fhir_service.security.access import Access
-from fhir_service.servicedb.instances import ThisInstance
+from fhir_service.records import CallerRecords
+from fhir_service.security import Access
+from fhir_service.servicedb import ThisInstance
 from fhir_service.settings import Settings
 from fhir_service.store import ContractStore
-from fhir_service.sync.notifications import Notifications
+from fhir_service.sync import Notifications
 
 __all__ = [
     "AccessDep",

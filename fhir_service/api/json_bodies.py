@@ -37,7 +37,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_service.api.problems import problem_response
-from fhir_service.contract.problems import json_path
+from fhir_service.contract import json_path
 
 __all__ = [
     "LISTED_AT_MOST",

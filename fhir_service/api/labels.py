@@ -25,7 +25,7 @@ from fhir_service.contract import (
     Relative,
     Schedule,
 )
-from fhir_service.mapping.tables import (
+from fhir_service.mapping import (
     CodeTable,
     Language,
     code_table,

@@ -21,7 +21,7 @@ from fhir_service.api.languages import (
     language_headers,
     negotiated_language,
 )
-from fhir_service.mapping.tables import Language
+from fhir_service.mapping import Language
 
 __all__ = ["LabelSet", "router"]
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import Header, Query
 
-from fhir_service.mapping.tables import Language, language_of
+from fhir_service.mapping import Language, language_of
 
 __all__ = [
     "LANGUAGE_HEADERS",

@@ -23,7 +23,7 @@ from fastapi.routing import RouteContext, iter_route_contexts
 from fhir_service.api.access_rules import Protected, Public, rule_for
 from fhir_service.api.fhir.outcomes import FHIR_JSON
 from fhir_service.api.problems import PROBLEM_JSON, Problem
-from fhir_service.mapping.tables import MAPPINGS_DIR
+from fhir_service.mapping import MAPPINGS_DIR
 
 __all__ = ["complete", "contract_examples", "install"]
 

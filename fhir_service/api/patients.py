@@ -25,10 +25,10 @@ from fhir_service.api.languages import (
 )
 from fhir_service.api.plan_page import PAGE_HEADERS, render_plan
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
-from fhir_service.contract.plan import CoherentPlan, coherent_plan
-from fhir_service.mapping.tables import Language
-from fhir_service.records.plan_access import PlanRefusedError, readable_plan
-from fhir_service.security.access import AccessDeniedError, claimed_identifier
+from fhir_service.contract import CoherentPlan, coherent_plan
+from fhir_service.mapping import Language
+from fhir_service.records import PlanRefusedError, readable_plan
+from fhir_service.security import AccessDeniedError, claimed_identifier
 from fhir_service.store import TooManyContractsError
 
 __all__ = ["PlanView", "router"]

@@ -18,10 +18,9 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from fhir_service.booking.online import OnlineChanges, online_changes
-from fhir_service.contract import Name, Period, Schedule
-from fhir_service.contract.plan import CoherentPlan, PlannedTime
-from fhir_service.mapping.tables import Language, code_table, schedule_units
+from fhir_service.booking import OnlineChanges, online_changes
+from fhir_service.contract import CoherentPlan, Name, Period, PlannedTime, Schedule
+from fhir_service.mapping import Language, code_table, schedule_units
 
 __all__ = ["LANGUAGES", "PAGE_HEADERS", "render_plan"]
 

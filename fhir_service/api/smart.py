@@ -17,20 +17,20 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from fhir_service.api.deps import SettingsDep
-from fhir_service.security.dev_keys import (
+from fhir_service.security import (
+    ASSERTION_TYPE,
     LOCAL_AUDIENCE,
     LOCAL_ISSUER,
+    LOCAL_JWKS_PATH,
+    LOCAL_TOKEN_PATH,
+    ClientAssertionError,
+    claims_for,
+    endpoints,
+    grantable,
     local_issuer_key,
     mint_token,
-)
-from fhir_service.security.local_clients import (
-    ASSERTION_TYPE,
-    ClientAssertionError,
-    grantable,
     verified_client,
 )
-from fhir_service.security.roles import claims_for
-from fhir_service.security.smart import LOCAL_JWKS_PATH, LOCAL_TOKEN_PATH, endpoints
 
 __all__ = ["router"]
 

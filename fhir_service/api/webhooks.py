@@ -20,9 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from fhir_service.api.deps import AccessDep, AuditTrailDep, NotificationsDep
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.contract import Identifier, IdentifierKind
-from fhir_service.mapping.identifier_systems import kind_for, system_of
-from fhir_service.security.access import Compartment, Denial
-from fhir_service.sync.webhook_registrations import InvalidWebhookError, Reach, Registration
+from fhir_service.mapping import kind_for, system_of
+from fhir_service.security import Compartment, Denial
+from fhir_service.sync import InvalidWebhookError, Reach, Registration
 
 __all__ = ["router"]
 

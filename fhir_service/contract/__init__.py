@@ -3,7 +3,9 @@
 Import what you need from here: ``from fhir_service.contract import Contract, ContractStatus``.
 """
 
+from fhir_service.contract.disclosure import disclose
 from fhir_service.contract.identifiers import IdentifierKind, InvalidIdentifierError
+from fhir_service.contract.lifecycle import IllegalTransitionError
 from fhir_service.contract.model import (
     Activity,
     AgreedTime,
@@ -23,6 +25,8 @@ from fhir_service.contract.model import (
     Relative,
     Schedule,
 )
+from fhir_service.contract.plan import CoherentPlan, PlannedTime, coherent_plan
+from fhir_service.contract.problems import described, json_path
 from fhir_service.contract.vocabulary import (
     ActivityOwner,
     ActivityStatus,
@@ -46,6 +50,7 @@ __all__ = [
     "CareContact",
     "CareContactKind",
     "CareGuaranteeCase",
+    "CoherentPlan",
     "Confidentiality",
     "Contact",
     "Contract",
@@ -55,13 +60,19 @@ __all__ = [
     "GuaranteeVerdict",
     "Identifier",
     "IdentifierKind",
+    "IllegalTransitionError",
     "InvalidIdentifierError",
     "Name",
     "Organization",
     "OrganizationKind",
     "Patient",
     "Period",
+    "PlannedTime",
     "Professional",
     "Relative",
     "Schedule",
+    "coherent_plan",
+    "described",
+    "disclose",
+    "json_path",
 ]

@@ -3,5 +3,21 @@
 (`idempotency`)."""
 
 from fhir_service.servicedb.engine import make_engine, migrate, ping
+from fhir_service.servicedb.idempotency import (
+    IdempotencyKeyReusedError,
+    IdempotencyStore,
+    RequestInProgressError,
+    StoredResponse,
+)
+from fhir_service.servicedb.instances import ThisInstance
 
-__all__ = ["make_engine", "migrate", "ping"]
+__all__ = [
+    "IdempotencyKeyReusedError",
+    "IdempotencyStore",
+    "RequestInProgressError",
+    "StoredResponse",
+    "ThisInstance",
+    "make_engine",
+    "migrate",
+    "ping",
+]

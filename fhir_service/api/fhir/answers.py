@@ -22,7 +22,7 @@ from fhir_service.api.fhir.bodies import BodyError
 from fhir_service.api.fhir.outcomes import fhir_response, outcome
 from fhir_service.api.fhir.subsetting import Subset, SubsetError, subset_of, subsetted
 from fhir_service.api.middleware.security import TRAIL_STATE
-from fhir_service.contract.lifecycle import IllegalTransitionError
+from fhir_service.contract import IllegalTransitionError
 from fhir_service.fhir import (
     GoneError,
     HapiOutcomeUnknownError,
@@ -31,7 +31,7 @@ from fhir_service.fhir import (
     NotFoundError,
 )
 from fhir_service.records import errors
-from fhir_service.security.access import AccessDeniedError, Denial
+from fhir_service.security import AccessDeniedError, Denial
 from fhir_service.store import (
     BookedTimeChangedError,
     ContractExistsError,

@@ -15,7 +15,7 @@ from fhir_service import __version__
 from fhir_service.api.fhir.types import CONTRACT_TYPES, INTERACTIONS
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
-from fhir_service.sync.conformance import CONFORMANCE_TYPES, conformance_resources
+from fhir_service.sync import CONFORMANCE_TYPES, conformance_resources
 
 __all__ = ["capability_statement", "statement_from"]
 

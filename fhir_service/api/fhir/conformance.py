@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request, Response
 from fhir_service.api.fhir.answers import base_url
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
 from fhir_service.api.fhir.routes import ResourceId
-from fhir_service.sync.conformance import CONFORMANCE_TYPES, conformance_resources
+from fhir_service.sync import CONFORMANCE_TYPES, conformance_resources
 
 __all__ = ["router"]
 

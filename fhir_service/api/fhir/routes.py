@@ -23,8 +23,8 @@ from fhir_service.api.fhir.capability import capability_statement
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
 from fhir_service.api.fhir.subsetting import subset_of
 from fhir_service.api.fhir.types import INTERACTIONS, route_name
-from fhir_service.records.repository import CallerRecords
-from fhir_service.security.smart import endpoints, oauth_uris
+from fhir_service.records import CallerRecords
+from fhir_service.security import endpoints, oauth_uris
 
 __all__ = ["router"]
 

@@ -32,26 +32,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fhir_service.api.access_rules import Protected, Public, rule_for
 from fhir_service.api.audit_trail import AuditTrail
 from fhir_service.api.problems import problem_response
-from fhir_service.audit import outbox
-from fhir_service.audit.records import Caller
+from fhir_service.audit import Caller, outbox
 from fhir_service.contract import Identifier
 from fhir_service.fhir import GoneError, HapiClient, HapiError, NotFoundError
 from fhir_service.logs import request_id_var
-from fhir_service.mapping.identifier_systems import system_for
-from fhir_service.security.access import (
+from fhir_service.mapping import system_for
+from fhir_service.security import (
     Access,
     AccessDeniedError,
     Denial,
-    claimed_identifier,
-    decide,
-)
-from fhir_service.security.tokens import (
     InvalidTokenError,
     Principal,
     SigningKeysUnavailableError,
     TokenValidator,
+    claimed_identifier,
+    decide,
 )
-from fhir_service.servicedb.instances import ThisInstance
+from fhir_service.servicedb import ThisInstance
 
 __all__ = ["ACCESS_STATE", "TRAIL_STATE", "SecurityMiddleware"]
 
