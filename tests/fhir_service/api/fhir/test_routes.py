@@ -522,3 +522,16 @@ def test_a_revinclude_the_caller_may_not_read_is_refused_not_dropped(
     [issue] = asked.json()["issue"]
     assert issue["expression"] == ["_revinclude"]
     assert "Provenance" in issue["diagnostics"]
+
+
+def test_a_patient_with_nothing_stored_still_reads_the_directory(
+    service: TestClient, world: dict[str, Any], issuer: TestIssuer
+) -> None:
+    newcomer = issuer.headers("patient", patient=f"personnummer|{unique_personnummer()}")
+
+    directory = service.get("/fhir/PractitionerRole", params={"_count": "1"}, headers=newcomer)
+    plans = service.get("/fhir/CarePlan", headers=newcomer)
+
+    assert world["careplans"]  # the world's contracts name practitioner roles
+    assert len(_entries(directory, "PractitionerRole")) == 1
+    assert _entries(plans) == []
