@@ -67,3 +67,5 @@ def configure_logging(level: str) -> None:
     # Our middleware logs each request with its id; uvicorn's access line would repeat it without.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # Alembic announces each of its plugins at INFO whenever it loads: nothing to act on.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

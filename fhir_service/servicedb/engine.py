@@ -14,8 +14,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url, text
 
 __all__ = ["make_engine", "migrate", "ping"]
@@ -54,6 +52,11 @@ def ping(engine: Engine) -> None:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest migration; a no-op when it is there already."""
+    # Alembic is needed here only, and importing it announces its plugins: commands that never
+    # migrate (bulk import and export, tokens) do not load it.
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(_MIGRATIONS))
     with engine.begin() as connection:
