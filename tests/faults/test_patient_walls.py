@@ -36,6 +36,7 @@ from fastapi.testclient import TestClient
 
 from fhir_service.api import create_app
 from fhir_service.api.access_rules import RULES, Protected
+from fhir_service.api.fhir.types import CONTRACT_TYPES, REFERENCED_TYPES
 from fhir_service.contract import Confidentiality, IdentifierKind
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import confidentiality_of
@@ -53,18 +54,9 @@ EXAMPLE = (
     Path(__file__).parents[2] / "profiles" / "examples" / "contracts" / "elderly-psychiatry.json"
 )
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
-FHIR_KINDS = ("CarePlan", "CareTeam", "Goal", "Appointment")
+FHIR_KINDS = CONTRACT_TYPES
 # What the records name; the patient and their relatives are walled, the rest is not theirs.
-NAMED_KINDS = (
-    "Patient",
-    "RelatedPerson",
-    "Practitioner",
-    "PractitionerRole",
-    "Organization",
-    "HealthcareService",
-    "Schedule",
-    "Slot",
-)
+NAMED_KINDS = REFERENCED_TYPES
 Route = tuple[str, str]
 
 

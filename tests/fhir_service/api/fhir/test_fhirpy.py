@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,24 +26,9 @@ from fhir_service.mapping.to_fhir import contract_to_bundle
 from tests.auth import TestIssuer
 from tests.booking import UNIT as BOOKING_UNIT
 from tests.booking import far_hours, publish
-from tests.service_process import running_service
 from tests.support import unique_personnummer
 
 EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
-
-
-@pytest.fixture(scope="module")
-def base_url(
-    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
-) -> Iterator[str]:
-    directory = tmp_path_factory.mktemp("fhirpy")
-    environment = {
-        **issuer.env(),
-        "HAPI_URL": conformance_loaded,
-        "DATABASE_URL": f"sqlite:///{directory / 'service.db'}",
-    }
-    with running_service(environment, directory / "service.log") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

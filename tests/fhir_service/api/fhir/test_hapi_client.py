@@ -21,7 +21,6 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,6 @@ from fhir_service.mapping.identifier_systems import system_for
 from tests import hapi_clients
 from tests.auth import TestIssuer
 from tests.booking import UNIT, far_hours, publish
-from tests.service_process import running_service
 from tests.support import load_data, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[4] / "profiles" / "examples" / "contracts"
@@ -50,20 +48,6 @@ VALIDATOR_TIMEOUT = 900.0
 CONTRACT_TYPES = ("CarePlan", "CareTeam", "Goal", "Appointment")
 OURS = "http://fhir.patient-contracts.org/"
 AUDIT_WRITTEN_WITHIN = 60.0
-
-
-@pytest.fixture(scope="module")
-def base_url(
-    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
-) -> Iterator[str]:
-    directory = tmp_path_factory.mktemp("hapi-client")
-    environment = {
-        **issuer.env(),
-        "HAPI_URL": conformance_loaded,
-        "DATABASE_URL": f"sqlite:///{directory / 'service.db'}",
-    }
-    with running_service(environment, directory / "service.log") as url:
-        yield url
 
 
 def _ehr(issuer: TestIssuer, contract: dict[str, Any]) -> dict[str, str]:
