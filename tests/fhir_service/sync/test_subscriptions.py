@@ -16,10 +16,17 @@ from tests.support import free_port
 
 @pytest.fixture(autouse=True)
 async def _forget_ours(hapi: HapiClient) -> AsyncIterator[None]:
-    # Left behind, they would point the shared HAPI at ports nothing listens on.
+    # Services tried before leave theirs behind, perhaps still being activated: HAPI writes the
+    # active version a moment after the request, which would bring one deleted meanwhile back.
+    await _forget(hapi, await _active(hapi))
     yield
-    for found in (await _ours(hapi)).values():
-        for subscription in found:
+    # Left behind, they would point the shared HAPI at ports nothing listens on.
+    await _forget(hapi, await _ours(hapi))
+
+
+async def _forget(hapi: HapiClient, found: dict[str, list[dict[str, Any]]]) -> None:
+    for subscriptions in found.values():
+        for subscription in subscriptions:
             await hapi.delete("Subscription", subscription["id"])
 
 
