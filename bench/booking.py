@@ -75,7 +75,7 @@ from bench.facade import (
     tokens,
 )
 from bench.support import hapi_base_url
-from fhir_service.booking.service import BookingService, SlotTakenError
+from fhir_service.booking import BookingService, SlotTakenError
 from fhir_service.contract import AgreedTime, Contract
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
@@ -91,7 +91,7 @@ from fhir_service.security.dev_keys import (
 )
 from fhir_service.security.roles import claims_for
 from fhir_service.settings import Settings
-from fhir_service.store.contracts import (
+from fhir_service.store import (
     Change,
     ContractNotFoundError,
     ContractStore,

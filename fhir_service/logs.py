@@ -9,7 +9,16 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["JsonFormatter", "configure_logging", "current_request_id", "request_id_var"]
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "JsonFormatter",
+    "configure_logging",
+    "current_request_id",
+    "request_id_var",
+]
+
+REQUEST_ID_HEADER = "X-Request-ID"
+"""The header a request's id travels in: from the caller, back to them, and on to HAPI."""
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
 
+from starlette.requests import Request
+
 from fhir_service.api.access_rules import Protected
 from fhir_service.audit import (
     AccessRecord,
@@ -27,7 +29,10 @@ from fhir_service.mapping import Author
 from fhir_service.security import Access
 from fhir_service.store import Change
 
-__all__ = ["AuditTrail", "change_by"]
+__all__ = ["TRAIL_STATE", "AuditTrail", "change_by", "refused_in"]
+
+TRAIL_STATE = "audit_trail"
+"""Where on ``request.state`` the security middleware leaves the request's trail."""
 
 
 @dataclass
@@ -127,3 +132,11 @@ def change_by(access: Access, trail: AuditTrail) -> Change:
     user = (caller.issuer or "", caller.subject or access.principal.subject)
     author = Author(user, caller.client_id, caller.organization, caller.patient, trail.write_key)
     return Change(author, access.compartment)
+
+
+def refused_in(request: Request, reason: str) -> None:
+    """Tell the audit record of ``request`` (if it has one: a protected route) why it was
+    refused; a reason already given stays."""
+    trail = getattr(request.state, TRAIL_STATE, None)
+    if isinstance(trail, AuditTrail) and trail.denial is None:
+        trail.refused(reason)

@@ -13,60 +13,25 @@ is answered as if it did not exist.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from fhir_service.api.audit_trail import AuditTrail, change_by
-from fhir_service.api.deps import AccessDep, AuditTrailDep, HapiClientDep, StoreDep
+from fhir_service.api.deps import BookingDep
 from fhir_service.api.languages import AcceptLanguage, language_headers, negotiated_language
-from fhir_service.api.problems import PROBLEM_JSON, problem_response
-from fhir_service.booking import (
-    AgreedTimeNotFoundError,
-    Booked,
-    BookingRefusedError,
-    BookingService,
-    NotShownError,
-    Opening,
-    PublishedTime,
-    SlotNotFoundError,
-    SlotTakenError,
-    TemplateTooLargeError,
-    breaches,
-    offered,
-    patient_side,
-    shown_time,
-    unit_of,
-    unseen,
-    verdict_for,
-    weekly_times,
-)
-from fhir_service.contract import (
-    AgreedTime,
-    AgreedTimeStatus,
-    GuaranteeVerdict,
-    Identifier,
-)
-from fhir_service.mapping import (
-    UnknownTimeTypeError,
-    care_unit,
-    time_zone,
-)
-from fhir_service.security import Access, AccessDeniedError, Denial, claimed_identifier
-from fhir_service.store import ContractNotFoundError
+from fhir_service.api.problems import PROBLEM_JSON
+from fhir_service.booking import Opening, PublishedTime
+from fhir_service.contract import AgreedTime, GuaranteeVerdict, Identifier
+from fhir_service.records import FreeSlotsAsked, Template
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/booking", tags=["booking"])
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
-# The contracts whose times are booked, listed and judged: drafts too, for their care unit.
-_LIVE_STATUSES = ("draft", "agreed", "revised")
-_MOST_DAYS = 92
 
 ContractIdPath = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$", description="The contract's id.")
@@ -85,14 +50,6 @@ UnitPath = Annotated[
 CodePath = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$", description="A time type's code.")
 ]
-
-
-async def _service(hapi: HapiClientDep, store: StoreDep) -> BookingService:
-    # A coroutine only so that FastAPI does not hop to its thread pool to build it.
-    return BookingService(hapi, store)
-
-
-BookingDep = Annotated[BookingService, Depends(_service)]
 
 
 class _Body(BaseModel):
@@ -212,51 +169,26 @@ _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
     },
 )
 async def publish_slots(
-    unit: UnitPath,
-    code: CodePath,
-    body: PublishRequest,
-    booking: BookingDep,
-    access: AccessDep,
+    unit: UnitPath, code: CodePath, body: PublishRequest, booking: BookingDep
 ) -> Response:
     """Publish bookable times of one time type: listed, or from a weekly template.
 
     Publishing the same times again changes nothing (each time is named by its unit, type and
     start); times already booked stay booked.
     """
-    identifier = unit_of(unit)
-    if identifier is None:
-        return problem_response(422, "Invalid care unit", "expected kind|value of a care unit")
-    walls = access.compartment
-    if walls.patient is not None or (
-        walls.organization is not None and walls.organization != identifier
-    ):
-        return problem_response(403, "Forbidden", "a care unit publishes its own times only")
-    clinic = care_unit(identifier)
-    kind = None if clinic is None else clinic.time_type(code)
-    if clinic is None or kind is None:
-        return problem_response(404, "Unknown time type", f"{unit} has no time type {code!r}")
-    if body.template is not None:
-        template = body.template
-        if template.to < template.from_ or (template.to - template.from_).days > _MOST_DAYS:
-            return problem_response(
-                422, "Invalid template", f"the period must run forwards, at most {_MOST_DAYS} days"
-            )
-        try:
-            times = weekly_times(
-                (Opening(o.weekday, o.start, o.end) for o in template.openings),
-                template.from_,
-                template.to,
-                kind.duration,
-                time_zone(identifier),
-            )
-        except (TemplateTooLargeError, ValueError) as exc:
-            return problem_response(422, "Invalid template", str(exc))
-    else:
-        times = [PublishedTime(t.start, t.end) for t in body.times]
-    try:
-        published = await booking.publish(clinic.organization, code, times)
-    except BookingRefusedError as exc:
-        return problem_response(exc.status, "Invalid times", str(exc))
+    template = body.template
+    published = await booking.publish(
+        unit,
+        code,
+        [PublishedTime(t.start, t.end) for t in body.times],
+        None
+        if template is None
+        else Template(
+            template.from_,
+            template.to,
+            tuple(Opening(o.weekday, o.start, o.end) for o in template.openings),
+        ),
+    )
     return JSONResponse(
         PublishAnswer(created=published.created, existing=published.existing).model_dump()
     )
@@ -272,8 +204,6 @@ async def publish_slots(
 )
 async def find_slots(
     booking: BookingDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
     care_unit_: Annotated[
         str,
         Query(
@@ -303,41 +233,22 @@ async def find_slots(
 
     Patients and booking platforms see only the time types the clinic lets patients book.
     """
-    found = offered(care_unit_, time_type_)
-    if found is None:
-        return problem_response(
-            404, "Unknown time type", f"{care_unit_} has no time type {time_type_!r}"
-        )
-    clinic, kind = found
-    if patient_side(access) and not kind.patient.book:
-        return problem_response(
-            404, "Unknown time type", f"{time_type_!r} times are not booked online"
-        )
-    start = from_ or datetime.now(UTC)
-    end = to or start + timedelta(weeks=4)
-    if end <= start:
-        return problem_response(422, "Invalid period", "to is not after from")
+    judged = await booking.free_slots(
+        FreeSlotsAsked(care_unit_, time_type_, from_, to, count, contract, agreed_time)
+    )
     language = negotiated_language(None, accept_language)
-    judged = None
-    if (contract is None) != (agreed_time is None):
-        return problem_response(422, "Invalid criteria", "give contract and agreedTime together")
-    if contract is not None and agreed_time is not None:
-        judged = await shown_time(booking, access, trail, contract, agreed_time)
-        if judged is None:
-            return problem_response(404, "Not Found", "no such contract or agreed time")
-    slots = await booking.free_slots(clinic.organization, time_type_, start, end, count=count)
     body = FreeSlots(
         slots=tuple(
             FreeSlot(
-                id=s.id,
-                start=s.start,
-                end=s.end,
-                care_unit=s.care_unit,
-                time_type=s.time_type.code,
-                name=s.time_type.name(language),
-                care_guarantee=None if judged is None else verdict_for(*judged, s.start),
+                id=j.slot.id,
+                start=j.slot.start,
+                end=j.slot.end,
+                care_unit=j.slot.care_unit,
+                time_type=j.slot.time_type.code,
+                name=j.slot.time_type.name(language),
+                care_guarantee=j.verdict,
             )
-            for s in slots
+            for j in judged
         )
     )
     return JSONResponse(body.model_dump(mode="json"), headers=language_headers(language))
@@ -353,17 +264,10 @@ async def book_time(
     key: TimeKeyPath,
     body: BookRequest,
     booking: BookingDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
 ) -> Response:
     """Book the contract's agreed time in a free slot: the slot is taken (never twice) and
     the agreed time is booked, in one transaction."""
-    return await _changing(
-        trail,
-        lambda: booking.book(
-            contract_id, key, body.slot, change_by(access, trail), patient=patient_side(access)
-        ),
-    )
+    return _time(await booking.book(contract_id, key, body.slot))
 
 
 @router.post(
@@ -376,20 +280,9 @@ async def cancel_time(
     key: TimeKeyPath,
     body: CancelRequest,
     booking: BookingDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
 ) -> Response:
     """Cancel a booked agreed time, with the reason; its slot is free again."""
-    return await _changing(
-        trail,
-        lambda: booking.cancel(
-            contract_id,
-            key,
-            body.reason,
-            change_by(access, trail),
-            patient=patient_side(access),
-        ),
-    )
+    return _time(await booking.cancel(contract_id, key, body.reason))
 
 
 @router.post(
@@ -402,17 +295,10 @@ async def rebook_time(
     key: TimeKeyPath,
     body: BookRequest,
     booking: BookingDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
 ) -> Response:
     """Move a booked agreed time to another free slot: the new slot is taken and the old one
     freed in one transaction."""
-    return await _changing(
-        trail,
-        lambda: booking.rebook(
-            contract_id, key, body.slot, change_by(access, trail), patient=patient_side(access)
-        ),
-    )
+    return _time(await booking.rebook(contract_id, key, body.slot))
 
 
 @router.get(
@@ -428,22 +314,12 @@ async def booked_times(
         str, Path(pattern=r"^[a-z\-]+\|.+$", description="The patient as kind|value.")
     ],
     booking: BookingDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
 ) -> Response:
     """The patient's booked times still to come, soonest first, across their contracts, as
     far as the caller may see them."""
-    try:
-        identifier = claimed_identifier(patient, patient=True)
-    except AccessDeniedError:
-        identifier = None
-    if identifier is None:
-        return problem_response(422, "Invalid patient", "expected a patient's identifier")
-    walls = access.compartment
-    if walls.patient is not None and walls.patient != identifier:
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        return problem_response(403, "Forbidden", "a patient reads their own times only")
-    return await _times_of(booking, access, trail, identifier)
+    times = await booking.booked_times(patient)
+    body = BookedTimes(times=tuple(BookedTime(contract_id=c, time=t) for c, t in times))
+    return JSONResponse(body.model_dump(mode="json"))
 
 
 class GuaranteeBreach(_Body):
@@ -472,8 +348,6 @@ class GuaranteeBreaches(_Body):
 )
 async def guarantee_breaches(
     booking: BookingDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
     care_unit_: Annotated[
         str,
         Query(alias="careUnit", pattern=r"^[a-z\-]+\|.+$", description="The unit as kind|value."),
@@ -481,20 +355,9 @@ async def guarantee_breaches(
 ) -> Response:
     """The unit's contracts in force whose agreed times break the care guarantee: booked past
     its deadline, or not booked and the deadline passed; as far as the caller may see them."""
-    identifier = unit_of(care_unit_)
-    if identifier is None:
-        return problem_response(422, "Invalid care unit", "expected kind|value of a care unit")
-    walls = access.compartment
-    if walls.organization is not None and walls.organization != identifier:
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        return problem_response(403, "Forbidden", "a care unit reads its own contracts only")
-    now = datetime.now(UTC)
-    found: list[GuaranteeBreach] = []
-    async for contract in booking.shown_to(walls).of_unit(identifier, _LIVE_STATUSES):
-        late = breaches(contract, now)
-        if late:
-            trail.saw_contract(contract)
-        found += [
+    found = await booking.breaches(care_unit_)
+    body = GuaranteeBreaches(
+        breaches=tuple(
             GuaranteeBreach(
                 contract_id=b.contract_id,
                 patient=contract.patient.identifier,
@@ -502,48 +365,11 @@ async def guarantee_breaches(
                 verdict=b.verdict,
                 booked=b.booked,
             )
-            for b in late
-        ]
-    body = GuaranteeBreaches(breaches=tuple(found))
+            for contract, b in found
+        )
+    )
     return JSONResponse(body.model_dump(mode="json"))
 
 
-async def _times_of(
-    booking: BookingService, access: Access, trail: AuditTrail, patient: Identifier
-) -> Response:
-    contracts = await booking.shown_to(access.compartment).of_patient(patient, _LIVE_STATUSES)
-    now = datetime.now(UTC)
-    times = []
-    for contract in contracts:
-        trail.saw_contract(contract)
-        times += [
-            BookedTime(contract_id=contract.id, time=t)
-            for t in contract.agreed_times
-            if t.status is AgreedTimeStatus.BOOKED and t.start is not None and t.start >= now
-        ]
-    times.sort(key=lambda b: b.time.start or now)
-    return JSONResponse(BookedTimes(times=tuple(times)).model_dump(mode="json"))
-
-
-async def _changing(trail: AuditTrail, change: Callable[[], Awaitable[Booked]]) -> Response:
-    try:
-        booked = await change()
-    except NotShownError as exc:
-        unseen(trail, exc)
-        return problem_response(404, "Not Found", "no such contract")
-    except ContractNotFoundError:
-        return problem_response(404, "Not Found", "no such contract")
-    except AgreedTimeNotFoundError as exc:
-        unseen(trail, exc)
-        return problem_response(404, "Not Found", str(exc))
-    except SlotNotFoundError as exc:
-        return problem_response(404, "Not Found", str(exc))
-    except SlotTakenError as exc:
-        return problem_response(409, "Slot taken", str(exc))
-    except BookingRefusedError as exc:
-        titles = {403: "Not allowed online", 409: "Conflict", 422: "Does not fit"}
-        return problem_response(exc.status, titles.get(exc.status, "Refused"), str(exc))
-    except UnknownTimeTypeError as exc:
-        return problem_response(422, "Does not fit", str(exc))
-    trail.saw_contract(booked.contract)
-    return JSONResponse(booked.time.model_dump(mode="json"))
+def _time(changed: AgreedTime) -> Response:
+    return JSONResponse(changed.model_dump(mode="json"))

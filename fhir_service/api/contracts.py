@@ -1,17 +1,13 @@
 """The JSON facade's contract routes: create, read, change and move contracts through their life.
 
-Writes take an optional ``Idempotency-Key``: a retry with the same key and body gets the first
-answer, never a second write; the same key with another body is refused (422). Changes name the
-version they were based on in ``If-Match``; a stale one gets 409 naming the current version.
+Each route parses the request, makes one call to the caller's contracts (`CallerContracts`)
+and says the answer in HTTP; refusals become problems in `fhir_service.api.problems`. Writes
+take an optional ``Idempotency-Key`` (`fhir_service.api.replays`). Changes name the version
+they were based on in ``If-Match``; a stale one gets 409 naming the current version.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import json
-import logging
-from collections.abc import Awaitable, Callable
 from datetime import date
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -19,11 +15,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
-from fhir_service.api.audit_trail import AuditTrail, change_by
-from fhir_service.api.deps import AccessDep, AuditTrailDep, EngineDep, InstanceDep, StoreDep
+from fhir_service.api.deps import ContractsDep
 from fhir_service.api.labels import Labels, labels_used_by
 from fhir_service.api.languages import (
     LANGUAGE_HEADERS,
@@ -33,46 +26,16 @@ from fhir_service.api.languages import (
 )
 from fhir_service.api.openapi import contract_examples
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
-from fhir_service.contract import (
-    Agreement,
-    Contract,
-    ContractStatus,
-    Identifier,
-    IdentifierKind,
-    IllegalTransitionError,
-    InvalidIdentifierError,
-    disclose,
-)
-from fhir_service.fhir import HapiOutcomeUnknownError, HapiRequestError, HapiUnavailableError
-from fhir_service.mapping import unknown_codes
-from fhir_service.security import AccessDeniedError, Denial
-from fhir_service.servicedb import (
-    IdempotencyKeyReusedError,
-    IdempotencyStore,
-    RequestInProgressError,
-    StoredResponse,
-    ThisInstance,
-)
-from fhir_service.store import (
-    MAX_SEARCH_COUNT,
-    BookedTimeChangedError,
-    ContractExistsError,
-    ContractNotEditableError,
-    ContractNotFoundError,
-    ContractStore,
-    InvalidSearchError,
-    OutsideCompartmentError,
-    StaleVersionError,
-)
+from fhir_service.api.replays import REPLAYED, keyed
+from fhir_service.contract import Agreement, Contract, ContractStatus
+from fhir_service.records import ContractCriteria, ContractWritten
+from fhir_service.store import MAX_SEARCH_COUNT
 
 __all__ = ["router"]
-
-_log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/contracts", tags=["contracts"])
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
-_WITHHELD = "withheld from this reader: a draft, or labelled restricted"
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "Invalid contract, or Idempotency-Key reused.", **_PROBLEM},
     503: {"description": "HAPI FHIR is unavailable; retry after Retry-After.", **_PROBLEM},
@@ -129,31 +92,15 @@ class AgreeBody(BaseModel):
 async def create_contract(
     contract: ContractBody,
     request: Request,
-    store: StoreDep,
-    engine: EngineDep,
-    instance: InstanceDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
+    contracts: ContractsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Store a new contract; its id is the client's and must be new."""
-    trail.saw_contract(contract)
-    if not access.compartment.allows(contract):
-        return _outside(trail)
-    unknown = _unknown_codes(contract)
-    if unknown is not None:
-        return unknown
 
     async def create() -> Response:
-        try:
-            created = await store.create(contract, author=change_by(access, trail).author)
-        except ContractExistsError as exc:
-            return _problem(409, "Contract exists", str(exc), currentVersion=exc.version)
-        return _contract_response(created, status.HTTP_201_CREATED)
+        return _written(await contracts.create(contract), status.HTTP_201_CREATED)
 
-    return await _idempotent(
-        request, engine, store, instance, trail, idempotency_key, create, contract.id, created=True
-    )
+    return await keyed(request, contracts.replays, idempotency_key, create, _replayed)
 
 
 class ContractList(BaseModel):
@@ -201,9 +148,7 @@ IdentifierParam = Annotated[
 )
 async def search_contracts(
     request: Request,
-    store: StoreDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
+    contracts: ContractsDep,
     patient: IdentifierParam = None,
     status_: Annotated[
         list[str] | None, Query(alias="status", description="Any of these statuses.")
@@ -241,44 +186,32 @@ async def search_contracts(
     if unknown:
         # A misspelt or unsupported criterion (``_include``, a chain) would otherwise widen the
         # search silently instead of narrowing it.
-        return _problem(422, "Invalid search", f"unknown search parameters: {', '.join(unknown)}")
-    walls = access.compartment
-    try:
-        patient_criterion = _within(_pair(patient), walls.patient)
-        unit_criterion = _within(_pair(care_unit), walls.organization)
-    except AccessDeniedError as exc:
-        return _forbidden(trail, exc)
-    try:
-        page = await store.search(
-            patient=patient_criterion,
+        return problem_response(
+            422, "Invalid search", f"unknown search parameters: {', '.join(unknown)}"
+        )
+    page = await contracts.search(
+        ContractCriteria(
+            patient=_pair(patient),
             status=status_,
-            care_unit=unit_criterion,
+            care_unit=_pair(care_unit),
             care_contact=_pair(care_contact),
             period_from=period_from,
             period_to=period_to,
             count=count,
             cursor=cursor,
         )
-    except InvalidSearchError as exc:
-        return _problem(422, "Invalid search", str(exc))
-    disclosed = [disclose(c, walls.organization) for c in page.contracts]
-    shown = [d.contract for d in disclosed if d.contract is not None]
-    for contract in shown:
-        trail.saw_contract(contract)
+    )
     following = None
     if page.next_cursor is not None:
         query = [(k, v) for k, v in request.query_params.multi_items() if k != "cursor"]
         following = f"/contracts?{urlencode([*query, ('cursor', page.next_cursor)])}"
     language = negotiated_language(None, accept_language)
-    # Whose an unreadable contract is cannot be checked against what a patient may see (it may
-    # be a draft): a patient hears only that something was withheld.
-    named = list(page.unreadable) if walls.patient is None else []
     body = ContractList(
-        contracts=shown,
+        contracts=list(page.contracts),
         next=following,
-        withheld=any(d.withheld for d in disclosed) or len(named) < len(page.unreadable),
-        unreadable=named,
-        labels=labels_used_by(shown, language),
+        withheld=page.withheld,
+        unreadable=list(page.unreadable),
+        labels=labels_used_by(page.contracts, language),
     )
     return JSONResponse(body.model_dump(mode="json"), headers=language_headers(language))
 
@@ -308,26 +241,11 @@ def _unknown_parameters(request: Request) -> list[str]:
         503: _WRITE_ERRORS[503],
     },
 )
-async def read_contract(
-    contract_id: ContractIdPath, store: StoreDep, access: AccessDep, trail: AuditTrailDep
-) -> Response:
+async def read_contract(contract_id: ContractIdPath, contracts: ContractsDep) -> Response:
     """The contract as stored, with its version in the body and the ``ETag``."""
-    try:
-        contract = await store.read(contract_id)
-    except ContractNotFoundError as exc:
-        return _problem(404, "Not Found", str(exc))
-    trail.saw_contract(contract)
-    if not access.compartment.allows(contract):
-        # Answered as absent: whether another patient's contract exists is not the caller's
-        # business. The audit record says what really happened.
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        return _problem(404, "Not Found", str(ContractNotFoundError(contract_id)))
-    disclosed = disclose(contract, access.compartment.organization)
-    if disclosed.contract is None:
-        trail.refused(_WITHHELD)
-        return _problem(404, "Not Found", str(ContractNotFoundError(contract_id)))
-    response = _contract_response(disclosed.contract, status.HTTP_200_OK)
-    if disclosed.withheld:
+    shown = await contracts.read(contract_id)
+    response = _contract_response(shown.contract, status.HTTP_200_OK)
+    if shown.withheld:
         response.headers["Withheld"] = "true"
     return response
 
@@ -337,34 +255,16 @@ async def update_contract(
     contract_id: ContractIdPath,
     contract: ContractBody,
     request: Request,
-    store: StoreDep,
-    engine: EngineDep,
-    instance: InstanceDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
+    contracts: ContractsDep,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Replace the contents of a draft or of a contract under revision."""
-    if contract.id != contract_id:
-        return _problem(422, "Invalid contract", "the body's id differs from the one in the URL")
-    unknown = _unknown_codes(contract)
-    if unknown is not None:
-        return unknown
 
-    async def update(version: int) -> Contract:
-        return await store.update(contract, version, change_by(access, trail))
+    async def update() -> Response:
+        return _written(await contracts.update(contract_id, contract, if_match))
 
-    return await _idempotent(
-        request,
-        engine,
-        store,
-        instance,
-        trail,
-        idempotency_key,
-        lambda: _versioned(contract_id, if_match, trail, update),
-        contract_id,
-    )
+    return await keyed(request, contracts.replays, idempotency_key, update, _replayed)
 
 
 def _transition_route(action: str, summary: str, to: ContractStatus) -> None:
@@ -378,27 +278,14 @@ def _transition_route(action: str, summary: str, to: ContractStatus) -> None:
     async def transition(
         contract_id: ContractIdPath,
         request: Request,
-        store: StoreDep,
-        engine: EngineDep,
-        instance: InstanceDep,
-        access: AccessDep,
-        trail: AuditTrailDep,
+        contracts: ContractsDep,
         if_match: IfMatch = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response:
-        async def move(version: int) -> Contract:
-            return await store.step(contract_id, to, version, change_by(access, trail))
+        async def step() -> Response:
+            return _written(await contracts.step(contract_id, to, if_match))
 
-        return await _idempotent(
-            request,
-            engine,
-            store,
-            instance,
-            trail,
-            idempotency_key,
-            lambda: _versioned(contract_id, if_match, trail, move),
-            contract_id,
-        )
+        return await keyed(request, contracts.replays, idempotency_key, step, _replayed)
 
 
 _transition_route("revise", "Open an agreed contract for revision", ContractStatus.REVISED)
@@ -411,139 +298,24 @@ _transition_route("revoke", "The contract is withdrawn", ContractStatus.REVOKED)
 async def agree_contract(
     contract_id: ContractIdPath,
     request: Request,
-    store: StoreDep,
-    engine: EngineDep,
-    instance: InstanceDep,
     body: Annotated[AgreeBody, Body()],
-    access: AccessDep,
-    trail: AuditTrailDep,
+    contracts: ContractsDep,
     if_match: IfMatch = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Record the patient's and the responsible clinician's agreement to this version."""
 
-    async def agree(version: int) -> Contract:
-        return await store.agree(contract_id, version, body.agreements, change_by(access, trail))
+    async def agree() -> Response:
+        return _written(await contracts.agree(contract_id, body.agreements, if_match))
 
-    return await _idempotent(
-        request,
-        engine,
-        store,
-        instance,
-        trail,
-        idempotency_key,
-        lambda: _versioned(contract_id, if_match, trail, agree),
-        contract_id,
-    )
+    return await keyed(request, contracts.replays, idempotency_key, agree, _replayed)
 
 
-async def _versioned(
-    contract_id: str,
-    if_match: str | None,
-    trail: AuditTrail,
-    write: Callable[[int], Awaitable[Contract]],
-) -> Response:
-    if if_match is None:
-        return _problem(
-            428, "Precondition Required", 'send If-Match with the version you read, e.g. W/"3"'
-        )
-    version = _version_of(if_match)
-    if version is None:
-        return _problem(412, "Precondition Failed", f"If-Match {if_match!r} is not a version")
-    try:
-        written = await write(version)
-    except OutsideCompartmentError as exc:
-        trail.saw_contract(exc.contract)
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        return _problem(404, "Not Found", str(exc))
-    except ContractNotFoundError as exc:
-        return _problem(404, "Not Found", str(exc))
-    except AccessDeniedError as exc:
-        return _forbidden(trail, exc)
-    except StaleVersionError as exc:
-        return _problem(409, "Stale version", str(exc), currentVersion=exc.current)
-    except (ContractNotEditableError, IllegalTransitionError, BookedTimeChangedError) as exc:
-        return _problem(409, "Not allowed now", str(exc))
-    trail.saw_contract(written)
-    return _contract_response(written, status.HTTP_200_OK)
-
-
-async def _idempotent(
-    request: Request,
-    engine: Engine,
-    store: ContractStore,
-    instance: ThisInstance,
-    trail: AuditTrail,
-    key: str | None,
-    handle: Callable[[], Awaitable[Response]],
-    contract_id: str,
-    *,
-    created: bool = False,
-) -> Response:
-    """Run ``handle`` once per ``key``: the first answer is given again to every retry.
-
-    The key is claimed before anything reaches HAPI (a 503 if it cannot be, nothing written).
-    Its writes carry a tag of the key (``trail.write_key``), so that a retry of a request that
-    never got its answer (HAPI did not answer, or the instance running it died), refused as a
-    conflict because that request did write, finds the write and answers as it would have.
-    """
-    if key is None:
-        return await handle()
-    keys = IdempotencyStore(engine)
-    # Keys are the caller's own: another caller's key never replays this caller's answer.
-    scope = f"{trail.caller.key} {request.method} {request.url.path}"
-    body = await request.body()
-    try:
-        stored = await asyncio.to_thread(keys.begin, scope, key, body, instance.id)
-    except IdempotencyKeyReusedError as exc:
-        return _problem(422, "Idempotency-Key reused", str(exc))
-    except RequestInProgressError as exc:
-        return problem_response(409, "Request in progress", str(exc), headers={"Retry-After": "1"})
-    except SQLAlchemyError:
-        _log.exception("an Idempotency-Key could not be claimed")
-        return problem_response(
-            503,
-            "Service Unavailable",
-            "The Idempotency-Key could not be claimed, so the request was not run; nothing "
-            "was written. Retry after the pause.",
-            headers={"Retry-After": "5"},
-        )
-    if isinstance(stored, StoredResponse):
-        replay = _replayed(stored.status, stored.body)
-        replay.headers["Idempotency-Replayed"] = "true"
-        return replay
-    trail.write_key = hashlib.sha256(f"{scope} {key}".encode()).hexdigest()[:40]
-    try:
-        response = await handle()
-    except BaseException as exc:
-        # Only a refusal or an unreachable HAPI says nothing was written; anything else (no
-        # answer in time, a bug, a dropped client) leaves the key for a retry to find out.
-        nothing_written = isinstance(exc, HapiUnavailableError | HapiRequestError) and not (
-            isinstance(exc, HapiOutcomeUnknownError)
-        )
-        await _settle(keys.abandon if nothing_written else keys.unknown, scope, key)
-        raise
-    if response.status_code == status.HTTP_409_CONFLICT and await store.wrote(trail.write_key):
-        # An earlier try with this key made the write; this one ran into it.
-        current = await store.read(contract_id)
-        response = _contract_response(current, 201 if created else 200)
-        response.headers["Idempotency-Replayed"] = "true"
-    if response.status_code >= 500:
-        await _settle(keys.abandon, scope, key)
-    else:
-        answer = bytes(response.body).decode("utf-8")
-        await _settle(keys.complete, scope, key, response.status_code, answer)
+def _written(written: ContractWritten, status_code: int = status.HTTP_200_OK) -> Response:
+    response = _contract_response(written.contract, status_code)
+    if written.replayed:
+        response.headers[REPLAYED] = "true"
     return response
-
-
-async def _settle(step: Callable[..., None], *args: object) -> None:
-    # The answer goes out either way: a key that cannot be settled is taken over by a retry
-    # once this instance is missed or the key has run longer than any request (LONGEST_REQUEST),
-    # and the retry finds out what was written.
-    try:
-        await asyncio.to_thread(step, *args)
-    except SQLAlchemyError:
-        _log.exception("an Idempotency-Key could not be settled")
 
 
 def _contract_response(contract: Contract, status_code: int) -> Response:
@@ -564,41 +336,9 @@ def _contract_headers(contract: Contract, status_code: int) -> dict[str, str]:
     return headers
 
 
-def _replayed(status_code: int, body: str) -> Response:
-    content = json.loads(body)
-    if status_code < 300:
-        contract = Contract.model_validate(content)
-        return JSONResponse(content, status_code, headers=_contract_headers(contract, status_code))
-    return JSONResponse(content, status_code, media_type=PROBLEM_JSON)
-
-
-def _within(asked: tuple[str, str] | None, wall: Identifier | None) -> tuple[str, str] | None:
-    """A search criterion inside the compartment: the wall itself, or what was asked if equal."""
-    if wall is None:
-        return asked
-    if asked is not None and _identifier(asked) not in (None, wall):
-        raise AccessDeniedError(Denial.OUTSIDE_COMPARTMENT)
-    if asked is not None and _identifier(asked) is None:
-        # Not an identifier at all: the store refuses it (422) before HAPI is asked.
-        return asked
-    return wall.kind.value, wall.value
-
-
-def _identifier(pair: tuple[str, str]) -> Identifier | None:
-    # Compared as identifiers, so that 19121212-1212 and 191212121212 are one patient.
-    try:
-        return Identifier(kind=IdentifierKind(pair[0]), value=pair[1])
-    except (ValueError, InvalidIdentifierError):
-        return None
-
-
-def _outside(trail: AuditTrail) -> JSONResponse:
-    return _forbidden(trail, AccessDeniedError(Denial.OUTSIDE_COMPARTMENT))
-
-
-def _forbidden(trail: AuditTrail, exc: AccessDeniedError) -> JSONResponse:
-    trail.refused(exc.denial.value)
-    return _problem(403, "Forbidden", exc.denial.value)
+def _replayed(status_code: int, content: object) -> Response:
+    contract = Contract.model_validate(content)
+    return JSONResponse(content, status_code, headers=_contract_headers(contract, status_code))
 
 
 def _pair(token: str | None) -> tuple[str, str] | None:
@@ -606,21 +346,3 @@ def _pair(token: str | None) -> tuple[str, str] | None:
         return None
     kind, _, value = token.partition("|")
     return kind, value
-
-
-def _version_of(etag: str) -> int | None:
-    value = etag.strip().removeprefix("W/").strip('"')
-    return int(value) if value.isdigit() else None
-
-
-def _unknown_codes(contract: Contract) -> JSONResponse | None:
-    """A 422 naming each code of ``contract`` our tables (or its units) do not hold; None."""
-    unknown = unknown_codes(contract)
-    if not unknown:
-        return None
-    errors = [{"location": path, "message": message} for path, message in unknown]
-    return _problem(422, "Unknown codes", "the contract uses codes we do not know", errors=errors)
-
-
-def _problem(status_code: int, title: str, detail: str, **extensions: Any) -> JSONResponse:
-    return problem_response(status_code, title, detail, **extensions)

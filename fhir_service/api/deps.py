@@ -1,4 +1,10 @@
-"""Dependencies of the routes, named as types (``HapiClientDep``) so signatures read as a spec.
+"""Dependencies of the routes, named as types (``ContractsDep``) so signatures read as a spec.
+
+A route takes one of them, its caller's service: the FHIR records (`RecordsDep`), the contracts
+(`ContractsDep`, with their Idempotency-Keys), booking (`BookingDep`) or webhooks
+(`WebhooksDep`), each bound here, once, to the caller's `Access` and audit record as the
+security middleware left them. The service itself (`fhir_service.service.Service`) is built by
+the app's lifespan.
 
 They are coroutines although none awaits: FastAPI runs a plain function dependency in its thread
 pool, a thread hop per dependency per request, which cost a contract read about half a
@@ -7,37 +13,36 @@ millisecond for nothing.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine
 
-from fhir_service.api.audit_trail import AuditTrail, change_by
-from fhir_service.api.middleware.security import ACCESS_STATE, TRAIL_STATE
-from fhir_service.fhir import HapiClient
+from fhir_service.api.audit_trail import TRAIL_STATE, AuditTrail, change_by
+from fhir_service.api.middleware.security import ACCESS_STATE
 from fhir_service.metrics import Metrics
-from fhir_service.records import CallerRecords
+from fhir_service.records import (
+    CallerBooking,
+    CallerContracts,
+    CallerRecords,
+    CallerWebhooks,
+)
 from fhir_service.security import Access
-from fhir_service.servicedb import ThisInstance
+from fhir_service.service import Service
 from fhir_service.settings import Settings
-from fhir_service.store import ContractStore
 from fhir_service.sync import Notifications
 
 __all__ = [
     "AccessDep",
     "AuditTrailDep",
-    "ConformanceLoadedDep",
-    "EngineDep",
-    "HapiClientDep",
-    "InstanceDep",
+    "BookingDep",
+    "ContractsDep",
     "MetricsDep",
     "NotificationsDep",
     "RecordsDep",
-    "SchemaReadyDep",
+    "ServiceDep",
     "SettingsDep",
-    "StoreDep",
+    "WebhooksDep",
 ]
 
 T = TypeVar("T")
@@ -56,16 +61,25 @@ def _app_state(attribute: str, kind: type[T]) -> Callable[[Request], Coroutine[N
 
 
 SettingsDep = Annotated[Settings, Depends(_app_state("settings", Settings))]
-HapiClientDep = Annotated[HapiClient, Depends(_app_state("hapi", HapiClient))]
 MetricsDep = Annotated[Metrics, Depends(_app_state("metrics", Metrics))]
-EngineDep = Annotated[Engine, Depends(_app_state("engine", Engine))]
-SchemaReadyDep = Annotated[asyncio.Event, Depends(_app_state("schema_ready", asyncio.Event))]
-ConformanceLoadedDep = Annotated[
-    asyncio.Event, Depends(_app_state("conformance_loaded", asyncio.Event))
-]
-NotificationsDep = Annotated[Notifications, Depends(_app_state("notifications", Notifications))]
-StoreDep = Annotated[ContractStore, Depends(_app_state("store", ContractStore))]
-InstanceDep = Annotated[ThisInstance, Depends(_app_state("instance", ThisInstance))]
+
+
+async def _service(request: Request) -> Service:
+    """The running service, which the app's lifespan built."""
+    service = request.app.state.service
+    if not isinstance(service, Service):
+        raise TypeError(f"app.state.service is {type(service).__name__}, not Service")
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(_service)]
+
+
+async def _notifications(service: ServiceDep) -> Notifications:
+    return service.notifications
+
+
+NotificationsDep = Annotated[Notifications, Depends(_notifications)]
 
 
 def _request_state(name: str, kind: type[T]) -> Callable[[Request], Coroutine[None, None, T]]:
@@ -86,12 +100,35 @@ AuditTrailDep = Annotated[AuditTrail, Depends(_request_state(TRAIL_STATE, AuditT
 
 
 async def _caller_records(
-    request: Request, access: AccessDep, trail: AuditTrailDep
+    service: ServiceDep, access: AccessDep, trail: AuditTrailDep
 ) -> CallerRecords:
-    """The FHIR records as this request's caller may see and change them: their walls and
-    audit record bound once, for every route of the FHIR endpoint."""
-    state = request.app.state
-    return CallerRecords(access, trail, change_by(access, trail), state.hapi, state.store)
+    """The FHIR records as this request's caller may see and change them."""
+    return service.records(access, trail, change_by(access, trail))
+
+
+async def _caller_contracts(
+    service: ServiceDep, access: AccessDep, trail: AuditTrailDep
+) -> CallerContracts:
+    """The contracts of the JSON facade as this request's caller may see and change them,
+    with their Idempotency-Keys."""
+    return service.contracts(access, trail, lambda: change_by(access, trail), trail.caller.key)
+
+
+async def _caller_booking(
+    service: ServiceDep, access: AccessDep, trail: AuditTrailDep
+) -> CallerBooking:
+    """The booking facade as this request's caller may use it."""
+    return service.booking(access, trail, lambda: change_by(access, trail))
+
+
+async def _caller_webhooks(
+    service: ServiceDep, access: AccessDep, trail: AuditTrailDep
+) -> CallerWebhooks:
+    """The webhooks this request's caller registered, and may register."""
+    return service.webhooks(access, trail, trail.caller.key)
 
 
 RecordsDep = Annotated[CallerRecords, Depends(_caller_records)]
+ContractsDep = Annotated[CallerContracts, Depends(_caller_contracts)]
+BookingDep = Annotated[CallerBooking, Depends(_caller_booking)]
+WebhooksDep = Annotated[CallerWebhooks, Depends(_caller_webhooks)]

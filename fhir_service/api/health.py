@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from typing import Literal
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
-from sqlalchemy.exc import SQLAlchemyError
 
-from fhir_service import servicedb
-from fhir_service.api.deps import (
-    ConformanceLoadedDep,
-    EngineDep,
-    HapiClientDep,
-    InstanceDep,
-    MetricsDep,
-    SchemaReadyDep,
-    SettingsDep,
-)
+from fhir_service.api.deps import MetricsDep, ServiceDep
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
-from fhir_service.fhir import HapiUnavailableError
 
 __all__ = ["router"]
 
-_log = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 
@@ -72,44 +58,13 @@ async def health() -> Health:
     response_model_exclude_none=True,
     responses=_NOT_READY_RESPONSE,  # type: ignore[arg-type]
 )
-async def ready(
-    hapi: HapiClientDep,
-    engine: EngineDep,
-    settings: SettingsDep,
-    conformance_loaded: ConformanceLoadedDep,
-    schema_ready: SchemaReadyDep,
-    instance: InstanceDep,
-) -> Readiness | JSONResponse:
+async def ready(service: ServiceDep) -> Readiness | JSONResponse:
     """200 when HAPI (serving R4, with our profiles) answers and the service DB takes a write,
     otherwise 503."""
-    timeout = settings.ready_timeout_seconds
-    checks: dict[str, Check] = {}
-    try:
-        await hapi.check_fhir_r4(timeout=timeout)
-        checks["hapi"] = Check(status="up")
-    except HapiUnavailableError as exc:
-        _log.warning("HAPI not ready", extra={"hapi_url": exc.base_url, "reason": exc.reason})
-        checks["hapi"] = Check(status="down", detail=f"HAPI FHIR server: {exc.reason}")
-    try:
-        if schema_ready.is_set():
-            # A write, not a read: a database that answers but cannot be written (a read-only
-            # file, a full disk, a replica) cannot keep the audit record of a single request.
-            await asyncio.wait_for(asyncio.to_thread(instance.beat), timeout)
-            checks["database"] = Check(status="up")
-        else:
-            await asyncio.wait_for(asyncio.to_thread(servicedb.ping, engine), timeout)
-            checks["database"] = Check(
-                status="down", detail="service database: schema not migrated yet"
-            )
-    except (SQLAlchemyError, TimeoutError) as exc:
-        _log.warning("service DB not ready", extra={"reason": type(exc).__name__})
-        checks["database"] = Check(status="down", detail=f"service database: {type(exc).__name__}")
-    if conformance_loaded.is_set():
-        checks["profiles"] = Check(status="up")
-    else:
-        checks["profiles"] = Check(
-            status="down", detail="our profiles are not yet loaded into HAPI"
-        )
+    checks = {
+        name: Check(status="up" if check.up else "down", detail=check.detail)
+        for name, check in (await service.readiness()).items()
+    }
     down = {name: check for name, check in checks.items() if check.status == "down"}
     if not down:
         return Readiness(checks=checks)

@@ -7,14 +7,13 @@ the codes it uses (``labels``), beside the codes themselves.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import Field
 
-from fhir_service.api.deps import AccessDep, AuditTrailDep, StoreDep
+from fhir_service.api.deps import ContractsDep
 from fhir_service.api.labels import Labels, labels_used_by
 from fhir_service.api.languages import (
     LANGUAGE_HEADERS,
@@ -24,12 +23,9 @@ from fhir_service.api.languages import (
     negotiated_language,
 )
 from fhir_service.api.plan_page import PAGE_HEADERS, render_plan
-from fhir_service.api.problems import PROBLEM_JSON, problem_response
-from fhir_service.contract import CoherentPlan, coherent_plan
+from fhir_service.api.problems import PROBLEM_JSON
+from fhir_service.contract import CoherentPlan
 from fhir_service.mapping import Language
-from fhir_service.records import PlanRefusedError, readable_plan
-from fhir_service.security import AccessDeniedError, claimed_identifier
-from fhir_service.store import TooManyContractsError
 
 __all__ = ["PlanView", "router"]
 
@@ -82,9 +78,7 @@ class PlanView(CoherentPlan):
 async def read_plan(
     patient: PatientPath,
     request: Request,
-    store: StoreDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
+    contracts: ContractsDep,
     lang: LanguageQuery = None,
     accept_language: AcceptLanguage = None,
 ) -> Response:
@@ -95,24 +89,7 @@ async def read_plan(
     the patient, in Swedish, Norwegian (``lang=nb``) or English (``lang=en``); a JSON client
     gets the names of the plan's codes in that language in ``labels``.
     """
-    try:
-        identifier = claimed_identifier(patient, patient=True)
-    except AccessDeniedError:
-        identifier = None
-    if identifier is None:
-        return problem_response(
-            422, "Invalid patient", "expected a patient's identifier as kind|value"
-        )
-    try:
-        readable = await readable_plan(store, identifier, access.compartment, trail)
-    except PlanRefusedError as exc:
-        title = "Forbidden" if exc.status == 403 else "Not Found"
-        return problem_response(exc.status, title, str(exc))
-    except TooManyContractsError as exc:
-        return problem_response(422, "Too many contracts", f"{exc}; search /contracts instead")
-    plan = coherent_plan(
-        identifier, readable.contracts, now=datetime.now(UTC), withheld=readable.withheld
-    )
+    plan = await contracts.coherent_plan(patient)
     language = negotiated_language(lang, accept_language)
     headers = language_headers(language, vary=_VARY)
     if _wants_html(request.headers.get("accept", "")):

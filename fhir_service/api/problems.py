@@ -1,16 +1,85 @@
-"""RFC 9457 ``application/problem+json`` responses for the JSON endpoints, and their schema."""
+"""RFC 9457 ``application/problem+json`` responses for the JSON endpoints, and their schema.
+
+`refused` is the JSON facade's one handler of `fhir_service.errors`: every refusal of the
+services below, and every failure of HAPI, becomes its problem here, with its HTTP status, and
+the audit record hears why the caller was refused.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
+from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-__all__ = ["PROBLEM_JSON", "DependencyCheck", "InvalidInput", "Problem", "problem_response"]
+from fhir_service import errors
+from fhir_service.api.audit_trail import refused_in
+
+__all__ = [
+    "PROBLEM_JSON",
+    "DependencyCheck",
+    "InvalidInput",
+    "Problem",
+    "problem_response",
+    "refused",
+]
 
 PROBLEM_JSON = "application/problem+json"
+
+_log = logging.getLogger(__name__)
+_STATUS: dict[type[errors.ServiceError], int] = {
+    errors.RecordNotFoundError: 404,
+    errors.InvalidRequestError: 400,
+    errors.UnprocessableError: 422,
+    errors.ForbiddenError: 403,
+    errors.RecordConflictError: 409,
+    errors.PreconditionFailedError: 412,
+    errors.VersionRequiredError: 428,
+    errors.UnavailableError: 503,
+    errors.OutcomeUnknownError: 504,
+    errors.UpstreamError: 502,
+    errors.BrokenRecordError: 502,
+}
+_OUTCOME_UNKNOWN = (
+    "The FHIR store did not answer in time: the outcome of this write is unknown. Retry with "
+    "the same Idempotency-Key to find out what happened (without one, read the contract before "
+    "writing again)."
+)
+
+
+def status_of(exc: errors.ServiceError, *, invalid: int) -> int:
+    """The HTTP status of the nearest kind of ``exc`` in the tree; a malformed request gets
+    ``invalid`` (FHIR says 400; the JSON facade, like FastAPI, answers 422)."""
+    status = next(_STATUS[kind] for kind in type(exc).__mro__ if kind in _STATUS)
+    return invalid if status == 400 else status
+
+
+def refused(request: Request, exc: errors.ServiceError) -> JSONResponse:
+    """The problem+json answer to ``exc``; the audit record is told why the caller was refused."""
+    if exc.refusal is not None:
+        refused_in(request, exc.refusal)
+    status = status_of(exc, invalid=422)
+    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+    extensions: dict[str, Any] = {}
+    if exc.current_version is not None:
+        extensions["currentVersion"] = exc.current_version
+    located = [i for i in exc.issues if i.get("expression")]
+    if located:
+        extensions["errors"] = [
+            {"location": i["expression"][0], "message": i["diagnostics"]} for i in located
+        ]
+    detail = exc.detail
+    if isinstance(exc, errors.OutcomeUnknownError):
+        detail = _OUTCOME_UNKNOWN
+    elif isinstance(exc, errors.UnavailableError):
+        written = "" if request.method in ("GET", "HEAD") else "; nothing was written"
+        detail = f"{detail[:1].upper()}{detail[1:]}{written}. Retry after the pause."
+    if status >= 500:
+        _log.warning(exc.title, extra={"reason": str(exc), "path": request.url.path})
+    return problem_response(status, exc.title, detail, headers=headers, **extensions)
 
 
 def problem_response(

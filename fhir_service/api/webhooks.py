@@ -1,34 +1,28 @@
 """Webhooks: EHRs register where contract changes are sent, list and remove their registrations.
 
-A webhook belongs to the caller who registered it: others neither see nor remove it. It hears
-only of contracts the registering token could read (its patient's, or those its care unit is
-responsible for); a filter naming another patient or care unit is refused with 403 rather than
-accepted to stay silent.
+Whose they are and what they may hear of: `fhir_service.records.webhooks`. A filter naming
+another patient is refused with 403 rather than accepted to stay silent.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Response, status
 from fastapi.openapi.models import Example
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from fhir_service.api.deps import AccessDep, AuditTrailDep, NotificationsDep
-from fhir_service.api.problems import PROBLEM_JSON, problem_response
-from fhir_service.contract import Identifier, IdentifierKind
-from fhir_service.mapping import kind_for, system_of
-from fhir_service.security import Compartment, Denial
-from fhir_service.sync import InvalidWebhookError, Reach, Registration
+from fhir_service.api.deps import WebhooksDep
+from fhir_service.api.problems import PROBLEM_JSON
+from fhir_service.contract import Identifier
+from fhir_service.mapping import kind_for
+from fhir_service.sync import Registration
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
-_ORGANIZATION_KINDS = frozenset({IdentifierKind.HSA_ID, IdentifierKind.ORGANISASJONSNUMMER})
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 
 WebhookId = Annotated[str, Path(pattern=r"^[0-9a-f\-]{36}$", description="The webhook's id.")]
@@ -95,45 +89,28 @@ class WebhookOut(BaseModel):
 )
 async def register_webhook(
     body: Annotated[WebhookIn, Body(openapi_examples=_REGISTRATION_EXAMPLES)],
-    notifications: NotificationsDep,
-    access: AccessDep,
-    trail: AuditTrailDep,
+    webhooks: WebhooksDep,
     response: Response,
-) -> WebhookOut | JSONResponse:
+) -> WebhookOut:
     """Register a webhook; deliveries are signed with its secret (see the README).
 
     It hears only of contracts the token reaches: its patient's, or its care unit's.
     """
-    if body.patient is not None and body.patient.kind in _ORGANIZATION_KINDS:
-        return _invalid("patient must be a patient's identifier, not an organization's")
-    if body.care_unit is not None and body.care_unit.kind not in _ORGANIZATION_KINDS:
-        return _invalid("careUnit must be an organization's HSA-id or organisasjonsnummer")
-    compartment = access.compartment
-    if compartment.patient is not None and body.patient not in (None, compartment.patient):
-        trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        return problem_response(403, "Forbidden", Denial.OUTSIDE_COMPARTMENT.value)
-    try:
-        registration = await asyncio.to_thread(
-            notifications.registry.register,
-            body.url,
-            body.secret,
-            owner=trail.caller.key,
-            reach=_reach(compartment),
-            patient_identifier=_token(body.patient),
-            care_unit=_token(body.care_unit),
-            description=body.description,
-        )
-    except InvalidWebhookError as exc:
-        return _invalid(str(exc))
+    registration = await webhooks.register(
+        body.url,
+        body.secret,
+        patient=body.patient,
+        care_unit=body.care_unit,
+        description=body.description,
+    )
     response.headers["Location"] = f"/webhooks/{registration.id}"
     return _out(registration)
 
 
 @router.get("", response_model=list[WebhookOut], response_model_by_alias=True)
-async def list_webhooks(notifications: NotificationsDep, trail: AuditTrailDep) -> list[WebhookOut]:
+async def list_webhooks(webhooks: WebhooksDep) -> list[WebhookOut]:
     """Every webhook the caller registered."""
-    registrations = await asyncio.to_thread(notifications.registry.list, trail.caller.key)
-    return [_out(r) for r in registrations]
+    return [_out(r) for r in await webhooks.all()]
 
 
 @router.get(
@@ -142,15 +119,9 @@ async def list_webhooks(notifications: NotificationsDep, trail: AuditTrailDep) -
     response_model_by_alias=True,
     responses={404: {"description": "No such webhook of the caller's.", **_PROBLEM}},
 )
-async def read_webhook(
-    webhook_id: WebhookId, notifications: NotificationsDep, trail: AuditTrailDep
-) -> WebhookOut | JSONResponse:
+async def read_webhook(webhook_id: WebhookId, webhooks: WebhooksDep) -> WebhookOut:
     """One of the caller's webhooks."""
-    registry = notifications.registry
-    registration = await asyncio.to_thread(registry.get, webhook_id, trail.caller.key)
-    if registration is None:
-        return _not_found(webhook_id)
-    return _out(registration)
+    return _out(await webhooks.get(webhook_id))
 
 
 @router.delete(
@@ -158,24 +129,10 @@ async def read_webhook(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={404: {"description": "No such webhook of the caller's.", **_PROBLEM}},
 )
-async def delete_webhook(
-    webhook_id: WebhookId, notifications: NotificationsDep, trail: AuditTrailDep
-) -> Response:
+async def delete_webhook(webhook_id: WebhookId, webhooks: WebhooksDep) -> Response:
     """Remove one of the caller's webhooks; its undelivered events are dropped with it."""
-    registry = notifications.registry
-    if not await asyncio.to_thread(registry.remove, webhook_id, trail.caller.key):
-        return _not_found(webhook_id)
+    await webhooks.remove(webhook_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
-
-
-def _token(identifier: Identifier | None) -> str | None:
-    return None if identifier is None else f"{system_of(identifier)}|{identifier.value}"
-
-
-def _reach(compartment: Compartment) -> Reach:
-    return Reach(
-        patient=_token(compartment.patient), responsible_unit=_token(compartment.organization)
-    )
 
 
 def _identifier(token: str | None) -> Identifier | None:
@@ -195,11 +152,3 @@ def _out(registration: Registration) -> WebhookOut:
         description=registration.description,
         created_at=registration.created_at,
     )
-
-
-def _invalid(detail: str) -> JSONResponse:
-    return problem_response(422, "Invalid webhook", detail)
-
-
-def _not_found(webhook_id: str) -> JSONResponse:
-    return problem_response(404, "Not Found", f"no webhook {webhook_id!r}")

@@ -11,6 +11,7 @@ from fhir_service.audit.records import (
     Touched,
     contract_entities,
 )
+from fhir_service.audit.witness import Witness
 
 __all__ = [
     "AccessRecord",
@@ -21,6 +22,7 @@ __all__ = [
     "Interaction",
     "Outcome",
     "Touched",
+    "Witness",
     "contract_entities",
     "outbox",
 ]

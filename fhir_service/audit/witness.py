@@ -21,6 +21,8 @@ class Witness(Protocol):
 
     query: str | None
     """The search asked, when it did not come in the URL (a search posted as a form)."""
+    write_key: str | None
+    """A tag naming the request's Idempotency-Key, put on the Provenance of what it writes."""
 
     def saw_contract(self, contract: Contract) -> None:
         """The request read, wrote or was refused ``contract``."""

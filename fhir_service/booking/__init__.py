@@ -1,27 +1,34 @@
-"""Slots, book / cancel / rebook, and the care-guarantee rules."""
+"""Slots (`slots`), book / cancel / rebook (`service`), the care-guarantee rules, and what the
+booking facades share about their caller (`callers`)."""
 
 from fhir_service.booking.breaches import breaches, verdict_for
 from fhir_service.booking.callers import offered, patient_side, shown_time, unit_of, unseen
-from fhir_service.booking.online import OnlineChanges, online_changes
-from fhir_service.booking.resources import PublishedTime
-from fhir_service.booking.service import (
-    Booked,
-    BookingRefusedError,
-    BookingService,
+from fhir_service.booking.errors import (
+    DoesNotFitError,
+    NotBookableNowError,
+    NotOnlineError,
     SlotNotFoundError,
     SlotTakenError,
 )
+from fhir_service.booking.online import OnlineChanges, online_changes
+from fhir_service.booking.resources import PublishedTime
+from fhir_service.booking.service import Booked, BookingService
 from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
+from fhir_service.booking.slots import BookableSlot, Published
 from fhir_service.booking.template import Opening, TemplateTooLargeError, weekly_times
 
 __all__ = [
     "AgreedTimeNotFoundError",
+    "BookableSlot",
     "Booked",
-    "BookingRefusedError",
     "BookingService",
+    "DoesNotFitError",
+    "NotBookableNowError",
+    "NotOnlineError",
     "NotShownError",
     "OnlineChanges",
     "Opening",
+    "Published",
     "PublishedTime",
     "SlotNotFoundError",
     "SlotTakenError",

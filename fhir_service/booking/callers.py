@@ -13,7 +13,7 @@ from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
 from fhir_service.contract import AgreedTime, Contract, Identifier
 from fhir_service.mapping.time_types import CareUnitTimes, TimeType, care_unit
 from fhir_service.security.access import Access, AccessDeniedError, claimed_identifier
-from fhir_service.store.contracts import ContractNotFoundError
+from fhir_service.store import ContractNotFoundError
 
 __all__ = ["offered", "patient_side", "shown_time", "unit_of", "unseen"]
 

@@ -28,57 +28,36 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_service.booking.breaches import verdict_for
+from fhir_service.booking.errors import (
+    DoesNotFitError,
+    NotBookableNowError,
+    NotOnlineError,
+    SlotTakenError,
+)
 from fhir_service.booking.online import online_changes
-from fhir_service.booking.resources import PublishedTime, schedule_identifier, slot_entries
 from fhir_service.booking.shown import Shown, ShownContracts
+from fhir_service.booking.slots import SlotRecord, Slots, slot_entry
 from fhir_service.contract import (
     AgreedTime,
     AgreedTimeStatus,
     Contract,
     ContractStatus,
-    Identifier,
-    Organization,
 )
-from fhir_service.fhir import ConflictError, HapiClient, NotFoundError
+from fhir_service.fhir import ConflictError, HapiClient
 from fhir_service.mapping import urls
-from fhir_service.mapping.elements import instant, key_of
+from fhir_service.mapping.elements import key_of
 from fhir_service.mapping.provenance import change_entry
 from fhir_service.mapping.time_types import TimeType, UnknownTimeTypeError, time_type, time_types
 from fhir_service.mapping.to_fhir import agreed_time_bundle
 from fhir_service.security.access import Compartment
-from fhir_service.store.contracts import Change, ContractStore, StoredContract
+from fhir_service.store import Change, ContractStore, StoredContract
 
-__all__ = [
-    "BookableSlot",
-    "Booked",
-    "BookingRefusedError",
-    "BookingService",
-    "Published",
-    "SlotNotFoundError",
-    "SlotTakenError",
-]
+__all__ = ["Booked", "BookingService"]
 
 Resource = dict[str, Any]
 
 _IN_FORCE = frozenset({ContractStatus.DRAFT, ContractStatus.AGREED, ContractStatus.REVISED})
 _BOOKABLE = frozenset({AgreedTimeStatus.PROPOSED, AgreedTimeStatus.CANCELLED})
-
-
-class SlotNotFoundError(LookupError):
-    """No such Slot."""
-
-
-class SlotTakenError(Exception):
-    """The Slot was booked by someone else, or the time changed, since it was read."""
-
-
-class BookingRefusedError(Exception):
-    """The booking breaks a rule; ``status`` says how to answer (403 for a patient's limits,
-    409 for the state of the time or the contract, 422 for a mismatch in the request)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,110 +68,16 @@ class Booked:
     time: AgreedTime
 
 
-@dataclass(frozen=True, slots=True)
-class BookableSlot:
-    """A free Slot as the booking facade shows it."""
-
-    id: str
-    start: datetime
-    end: datetime
-    care_unit: Identifier
-    time_type: TimeType
-
-
-@dataclass(frozen=True, slots=True)
-class Published:
-    """What one publishing request did: times new now, and times that were there already."""
-
-    created: int
-    existing: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Slot:
-    resource: Resource
-    time_type: str | None
-
-    @property
-    def id(self) -> str:
-        return str(self.resource["id"])
-
-    @property
-    def version(self) -> str:
-        return str(self.resource["meta"]["versionId"])
-
-    @property
-    def start(self) -> datetime:
-        return datetime.fromisoformat(self.resource["start"])
-
-    @property
-    def end(self) -> datetime:
-        return datetime.fromisoformat(self.resource["end"])
-
-
-class BookingService:
+class BookingService(Slots):
     """Publishes, finds and books bookable times in HAPI."""
 
     def __init__(self, hapi: HapiClient, store: ContractStore) -> None:
-        self.hapi = hapi
+        super().__init__(hapi)
         self.store = store
 
     def shown_to(self, walls: Compartment) -> ShownContracts:
         """The contracts as a caller within ``walls`` is shown them: how routes read contracts."""
         return ShownContracts(self.store, walls)
-
-    async def publish(self, unit: Organization, code: str, times: list[PublishedTime]) -> Published:
-        """Publish ``times`` of ``unit``'s time type ``code``; those already there stay as
-        they are (booked or not)."""
-        kind = time_type(unit.identifier, code)
-        for time in times:
-            if time.end <= time.start:
-                raise BookingRefusedError(422, f"{instant(time.start)}: ends before it starts")
-        bundle: Resource = {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": slot_entries(unit, kind, times),
-        }
-        answer = await self.hapi.transaction(bundle, idempotent=True)
-        statuses = [
-            str(e.get("response", {}).get("status", ""))
-            for e, sent in zip(answer.get("entry", []), bundle["entry"], strict=True)
-            if sent["resource"]["resourceType"] == "Slot"
-        ]
-        created = sum(1 for s in statuses if s.startswith("201"))
-        return Published(created=created, existing=len(statuses) - created)
-
-    async def free_slots(
-        self,
-        unit: Organization,
-        code: str,
-        start: datetime,
-        end: datetime,
-        *,
-        count: int = 50,
-    ) -> list[BookableSlot]:
-        """Free Slots of ``unit``'s time type ``code`` that start in [start, end), soonest
-        first, at most ``count``."""
-        kind = time_type(unit.identifier, code)
-        params = [
-            ("schedule.identifier", schedule_identifier(unit, kind)),
-            ("status", "free"),
-            ("start", f"ge{instant(start)}"),
-            ("start", f"lt{instant(end)}"),
-            ("_sort", "start"),
-            ("_count", str(count)),
-        ]
-        found = await self.hapi.search("Slot", params, max_pages=1)
-        return [
-            BookableSlot(
-                id=str(slot["id"]),
-                start=datetime.fromisoformat(slot["start"]),
-                end=datetime.fromisoformat(slot["end"]),
-                care_unit=unit.identifier,
-                time_type=kind,
-            )
-            for slot in found.matches()
-        ]
 
     async def book(
         self, contract_id: str, key: str, slot_id: str, by: Change, *, patient: bool
@@ -201,15 +86,13 @@ class BookingService:
         found = await self.shown_to(by.compartment).read(contract_id)
         time = _time(found, key)
         if time.status not in _BOOKABLE:
-            raise BookingRefusedError(
-                409, f"agreed time {key!r} is {time.status}: rebook or cancel it instead"
+            raise NotBookableNowError(
+                f"agreed time {key!r} is {time.status}: rebook or cancel it instead"
             )
-        slot = await self._slot(slot_id)
+        slot = await self.slot(slot_id)
         kind = _slot_type(time, slot)
         if patient and not kind.patient.book:
-            raise BookingRefusedError(
-                403, f"{kind.name('en')} times are booked by the clinic, not online"
-            )
+            raise NotOnlineError(f"{kind.name('en')} times are booked by the clinic, not online")
         _check_future(slot)
         booked = _judged(
             found.stored.contract,
@@ -240,10 +123,10 @@ class BookingService:
         found = await self.shown_to(by.compartment).read(contract_id)
         time = _time(found, key)
         if time.status is not AgreedTimeStatus.BOOKED:
-            raise BookingRefusedError(409, f"agreed time {key!r} is {time.status}, not booked")
+            raise NotBookableNowError(f"agreed time {key!r} is {time.status}, not booked")
         if patient:
             _patient_may(time, "cancel", now or datetime.now(UTC))
-        held = await self._slot(time.slot) if time.slot else None
+        held = await self.slot(time.slot) if time.slot else None
         # Freed only if this time holds it: a Slot freed by other means stays as it is.
         freed = held if held is not None and held.resource.get("status") == "busy" else None
         cancelled = time.model_copy(
@@ -266,15 +149,15 @@ class BookingService:
         found = await self.shown_to(by.compartment).read(contract_id)
         time = _time(found, key)
         if time.status is not AgreedTimeStatus.BOOKED:
-            raise BookingRefusedError(409, f"agreed time {key!r} is {time.status}: book it")
+            raise NotBookableNowError(f"agreed time {key!r} is {time.status}: book it")
         if patient:
             _patient_may(time, "rebook", now or datetime.now(UTC))
-        slot = await self._slot(slot_id)
+        slot = await self.slot(slot_id)
         if slot.id == time.slot:
-            raise BookingRefusedError(409, "the time is booked in that slot already")
+            raise NotBookableNowError("the time is booked in that slot already")
         kind = _slot_type(time, slot)
         _check_future(slot)
-        freed = await self._slot(time.slot) if time.slot else None
+        freed = await self.slot(time.slot) if time.slot else None
         moved = _judged(
             found.stored.contract,
             time.model_copy(
@@ -288,19 +171,6 @@ class BookingService:
         )
         return await self._write(found.stored, moved, "rebook", by, take=slot, free=freed)
 
-    async def _slot(self, slot_id: str) -> _Slot:
-        try:
-            resource = await self.hapi.read("Slot", slot_id)
-        except NotFoundError:
-            raise SlotNotFoundError(f"no slot {slot_id!r}") from None
-        codes = [
-            c.get("code")
-            for concept in resource.get("serviceType", [])
-            for c in concept.get("coding", [])
-            if c.get("system") == urls.CS_TIME_TYPE
-        ]
-        return _Slot(resource, codes[0] if codes else None)
-
     async def _write(
         self,
         stored: StoredContract,
@@ -308,8 +178,8 @@ class BookingService:
         activity: str,
         by: Change,
         *,
-        take: _Slot | None = None,
-        free: _Slot | None = None,
+        take: SlotRecord | None = None,
+        free: SlotRecord | None = None,
     ) -> Booked:
         contract = stored.contract
         times = tuple(time if t.key == time.key else t for t in contract.agreed_times)
@@ -322,9 +192,9 @@ class BookingService:
             version=str(appointment["meta"]["versionId"]),
         )
         if take is not None:
-            bundle["entry"].append(_slot_entry(take, "busy"))
+            bundle["entry"].append(slot_entry(take, "busy"))
         if free is not None:
-            bundle["entry"].append(_slot_entry(free, "free"))
+            bundle["entry"].append(slot_entry(free, "free"))
         provenance = change_entry(
             bundle,
             changed,
@@ -361,11 +231,11 @@ def _time(found: Shown, key: str) -> AgreedTime:
     """The agreed time ``key`` as the caller sees it, of a contract still in force."""
     contract = found.contract
     if contract.status not in _IN_FORCE:
-        raise BookingRefusedError(409, f"contract {contract.id!r} is {contract.status}")
+        raise NotBookableNowError(f"contract {contract.id!r} is {contract.status}")
     return found.time(key)
 
 
-def _slot_type(time: AgreedTime, slot: _Slot) -> TimeType:
+def _slot_type(time: AgreedTime, slot: SlotRecord) -> TimeType:
     """The time type ``slot`` is of, once it is free and fits ``time``."""
     if slot.resource.get("status") != "free":
         raise SlotTakenError(f"slot {slot.id} is not free")
@@ -376,22 +246,22 @@ def _slot_type(time: AgreedTime, slot: _Slot) -> TimeType:
         for i in slot.resource.get("identifier", [])
     )
     if not published_by_unit or slot.time_type is None or slot.time_type not in time_types(unit):
-        raise BookingRefusedError(
-            422, f"slot {slot.id} is not one of {time.organization.name}'s bookable times"
+        raise DoesNotFitError(
+            f"slot {slot.id} is not one of {time.organization.name}'s bookable times"
         )
     if time.time_type is not None and slot.time_type != time.time_type:
-        raise BookingRefusedError(
-            422, f"agreed time {time.key!r} is a {time.time_type!r}, the slot a {slot.time_type!r}"
+        raise DoesNotFitError(
+            f"agreed time {time.key!r} is a {time.time_type!r}, the slot a {slot.time_type!r}"
         )
     try:
         return time_type(unit, slot.time_type)
     except UnknownTimeTypeError as exc:
-        raise BookingRefusedError(422, str(exc)) from None
+        raise DoesNotFitError(str(exc)) from exc
 
 
-def _check_future(slot: _Slot) -> None:
+def _check_future(slot: SlotRecord) -> None:
     if slot.start <= datetime.now(UTC):
-        raise BookingRefusedError(409, f"slot {slot.id} has begun or passed")
+        raise NotBookableNowError(f"slot {slot.id} has begun or passed")
 
 
 def _patient_may(time: AgreedTime, action: str, now: datetime) -> None:
@@ -401,9 +271,8 @@ def _patient_may(time: AgreedTime, action: str, now: datetime) -> None:
         return
     kind = time_types(time.organization.identifier).get(time.time_type or "")
     if kind is None or not (kind.patient.cancel if action == "cancel" else kind.patient.rebook):
-        raise BookingRefusedError(403, f"this time cannot be {action}ed online")
-    raise BookingRefusedError(
-        409,
+        raise NotOnlineError(f"this time cannot be {action}ed online")
+    raise NotBookableNowError(
         f"{kind.name('en')} times can be {action}ed online until "
         f"{kind.cancel_cutoff_hours} hours before; call the clinic",
     )
@@ -419,11 +288,3 @@ def _appointment(stored: StoredContract, contract_id: str, key: str) -> Resource
         ):
             return dict(resource)
     raise ValueError(f"contract {contract_id!r} was read without the Appointment of {key!r}")
-
-
-def _slot_entry(slot: _Slot, status: str) -> Resource:
-    resource = {k: v for k, v in slot.resource.items() if k != "meta"} | {"status": status}
-    return {
-        "resource": resource,
-        "request": {"method": "PUT", "url": f"Slot/{slot.id}", "ifMatch": f'W/"{slot.version}"'},
-    }

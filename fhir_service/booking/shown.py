@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from fhir_service.contract import AgreedTime, Contract, Identifier
 from fhir_service.contract.disclosure import WITHHELD, disclose
+from fhir_service.errors import RecordNotFoundError
 from fhir_service.security.access import Compartment, Denial
-from fhir_service.store.contracts import (
+from fhir_service.store import (
     MAX_SEARCH_COUNT,
     ContractNotFoundError,
     ContractStore,
@@ -44,7 +45,7 @@ class NotShownError(ContractNotFoundError):
         self.reason = reason
 
 
-class AgreedTimeNotFoundError(LookupError):
+class AgreedTimeNotFoundError(RecordNotFoundError, LookupError):
     """The contract shows the caller no agreed time of that key: it has none, or withholds it.
 
     The message is the same either way. ``contract`` (as shown) and ``reason`` (None when there

@@ -10,6 +10,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from fhir_service.booking.resources import PublishedTime
+from fhir_service.errors import UnprocessableError
 
 __all__ = ["MAX_TIMES", "Opening", "TemplateTooLargeError", "weekly_times"]
 
@@ -26,8 +27,10 @@ class Opening:
     end: time
 
 
-class TemplateTooLargeError(ValueError):
+class TemplateTooLargeError(UnprocessableError, ValueError):
     """The template would make more than :data:`MAX_TIMES` times."""
+
+    title = "Invalid template"
 
 
 def weekly_times(

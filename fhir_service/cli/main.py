@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from types import FrameType
 
 from fhir_service.cli.local_hapi import HapiBuildError, HapiStartError, LocalHapi, build
+from fhir_service.cli.serve import serve
 from fhir_service.logs import configure_logging
 from fhir_service.security.roles import ROLE_SCOPES
 from fhir_service.settings import Settings, get_settings
@@ -39,12 +38,12 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fhir-service", description=__doc__)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    serve = commands.add_parser(
+    serving = commands.add_parser(
         "serve", help="run the service (starts the local HAPI when no HAPI URL is configured)"
     )
-    serve.add_argument("--host", default=settings.host)
-    serve.add_argument("--port", type=int, default=settings.port)
-    serve.set_defaults(handler=_serve)
+    serving.add_argument("--host", default=settings.host)
+    serving.add_argument("--port", type=int, default=settings.port)
+    serving.set_defaults(handler=serve)
 
     token = commands.add_parser(
         "token", help="mint a bearer token of the local development issuer (development only)"
@@ -155,61 +154,6 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     run.add_argument("--jdbc-url", help="use this database instead of the H2 file")
     run.set_defaults(handler=_hapi_run)
     return parser
-
-
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
-    from fhir_service.api import create_app
-
-    embedded: LocalHapi | None = None
-    if settings.hapi_url is None:
-        embedded = LocalHapi(port=settings.embedded_hapi_port, data_dir=settings.data_dir / "hapi")
-        if embedded.is_answering():
-            _log.info("using the local HAPI already running", extra={"url": embedded.base_url})
-            embedded = None
-        else:
-            _start_embedded(embedded, settings)
-        settings = settings.model_copy(update={"hapi_url": settings.embedded_hapi_url})
-    # uvicorn shuts down gracefully on SIGTERM, then re-raises it; without a handler of ours the
-    # process would die right there and leave the embedded HAPI running.
-    signal.signal(signal.SIGTERM, _exit_quietly)
-    try:
-        app = create_app(settings)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if embedded is not None:
-            embedded.stop()
-        return 2
-    try:
-        config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None)
-        uvicorn.Server(config).run()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if embedded is not None:
-            _log.info("stopping the embedded HAPI")
-            embedded.stop()
-    return 0
-
-
-def _exit_quietly(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
-
-
-def _start_embedded(hapi: LocalHapi, settings: Settings) -> None:
-    assert hapi.data_dir is not None
-    hapi.data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = hapi.data_dir / "hapi.log"
-    _log.info("starting the embedded HAPI", extra={"url": hapi.base_url, "log": str(log_path)})
-    with log_path.open("ab") as log:
-        hapi.start(log=log)
-    try:
-        hapi.wait_until_ready(settings.embedded_hapi_start_timeout_seconds, log_path)
-    except HapiStartError:
-        hapi.stop()
-        raise
-    _log.info("embedded HAPI ready", extra={"url": hapi.base_url})
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from fhir_service.contract.model import Agreement, Contract
 from fhir_service.contract.vocabulary import AgreementParty, ContractStatus
+from fhir_service.errors import RecordConflictError
 
 __all__ = [
     "IllegalTransitionError",
@@ -50,8 +51,10 @@ _NEXT: dict[ContractStatus, frozenset[ContractStatus]] = {
 _REQUIRED_PARTIES = frozenset({AgreementParty.PATIENT, AgreementParty.RESPONSIBLE_CLINICIAN})
 
 
-class IllegalTransitionError(ValueError):
+class IllegalTransitionError(RecordConflictError, ValueError):
     """A contract was asked to move to a status its current one does not lead to."""
+
+    code = "business-rule"
 
     def __init__(self, current: ContractStatus, wanted: ContractStatus, why: str = "") -> None:
         allowed = ", ".join(sorted(_NEXT[current])) or "nothing: it is final"

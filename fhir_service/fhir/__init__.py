@@ -13,11 +13,10 @@ from fhir_service.fhir.errors import (
     PreconditionFailedError,
     ServerError,
 )
-from fhir_service.fhir.transport import REQUEST_ID_HEADER, InstrumentedTransport
+from fhir_service.fhir.transport import InstrumentedTransport
 
 __all__ = [
     "FHIR_JSON",
-    "REQUEST_ID_HEADER",
     "ConflictError",
     "GoneError",
     "HapiClient",

@@ -6,12 +6,10 @@ import time
 
 import httpx
 
-from fhir_service.logs import current_request_id
+from fhir_service.logs import REQUEST_ID_HEADER, current_request_id
 from fhir_service.metrics import Metrics
 
-__all__ = ["REQUEST_ID_HEADER", "InstrumentedTransport"]
-
-REQUEST_ID_HEADER = "X-Request-ID"
+__all__ = ["InstrumentedTransport"]
 
 
 class InstrumentedTransport(httpx.AsyncBaseTransport):

@@ -11,6 +11,7 @@ from functools import cache
 from zoneinfo import ZoneInfo
 
 from fhir_service.contract import Identifier, Organization, OrganizationKind
+from fhir_service.errors import UnprocessableError
 from fhir_service.mapping.tables import MAPPINGS_DIR, Language, MappingData
 
 __all__ = [
@@ -92,8 +93,10 @@ class ClinicConfiguration(MappingData):
     care_units: tuple[CareUnitTimes, ...]
 
 
-class UnknownTimeTypeError(LookupError):
+class UnknownTimeTypeError(UnprocessableError, LookupError):
     """The care unit has no such time type (or publishes none)."""
+
+    title = "Does not fit"
 
     def __init__(self, unit: Identifier, code: str) -> None:
         known = sorted(time_types(unit))

@@ -1,17 +1,35 @@
-"""The FHIR records as one request's caller may see and change them (`CallerRecords`), the
-guard every resource given back passes, and the refusals they answer with."""
+"""What one request's caller may see and change, bound once per request: the FHIR records
+(`CallerRecords`), the contracts and booking of the JSON facade (`CallerContracts`,
+`CallerBooking`), their Idempotency-Keys (`Replays`), and the guard every FHIR resource given
+back passes."""
 
-from fhir_service.records import errors
-from fhir_service.records.errors import InvalidRequestError, issue
-from fhir_service.records.plan_access import PlanRefusedError, readable_plan
+from fhir_service.records.booking import CallerBooking, FreeSlotsAsked, JudgedSlot, Template
+from fhir_service.records.contracts import (
+    CallerContracts,
+    ContractCriteria,
+    ContractWritten,
+    Found,
+    Shown,
+)
+from fhir_service.records.plan_access import readable_plan
+from fhir_service.records.replays import Replays, StoredResponse
 from fhir_service.records.repository import CallerRecords, Find
+from fhir_service.records.webhooks import CallerWebhooks
 
 __all__ = [
+    "CallerBooking",
+    "CallerContracts",
     "CallerRecords",
+    "CallerWebhooks",
+    "ContractCriteria",
+    "ContractWritten",
     "Find",
-    "InvalidRequestError",
-    "PlanRefusedError",
-    "errors",
-    "issue",
+    "Found",
+    "FreeSlotsAsked",
+    "JudgedSlot",
+    "Replays",
+    "Shown",
+    "StoredResponse",
+    "Template",
     "readable_plan",
 ]

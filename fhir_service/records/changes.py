@@ -13,8 +13,8 @@ from typing import Any
 
 from fhir_service.contract import Contract, ContractStatus
 from fhir_service.contract.lifecycle import IllegalTransitionError
+from fhir_service.errors import RecordConflictError
 from fhir_service.fhir import HapiClient
-from fhir_service.records.errors import RecordConflictError
 from fhir_service.store import STEPS, Change, ContractStore, StoredContract
 
 __all__ = [

@@ -14,21 +14,17 @@ from typing import Any
 
 from fhir_service.contract import Contract
 from fhir_service.contract.plan import PLAN_STATUSES
+from fhir_service.errors import (
+    InvalidRequestError,
+    issue,
+)
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
 from fhir_service.mapping.ownership import CONTRACT_SYSTEMS, contract_of
-from fhir_service.records.errors import (
-    ForbiddenError,
-    InvalidRequestError,
-    RecordNotFoundError,
-    UnprocessableError,
-    issue,
-)
 from fhir_service.records.guard import subset_naming
-from fhir_service.records.plan_access import PlanRefusedError, readable_plan
+from fhir_service.records.plan_access import readable_plan
 from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, claimed_identifier
-from fhir_service.store.contracts import TooManyContractsError
 
 __all__ = ["coherent_plan"]
 
@@ -64,14 +60,7 @@ async def coherent_plan(records: CallerReads, asked: str | None) -> Resource:
             [issue(f"{asked} is not a patient's identifier", "invalid", "patient")],
         )
     walls = records.access.compartment
-    try:
-        readable = await readable_plan(records.store, patient, walls, records.witness)
-    except PlanRefusedError as exc:
-        if exc.status == 403:
-            raise ForbiddenError(str(exc)) from exc
-        raise RecordNotFoundError(str(exc)) from exc
-    except TooManyContractsError as exc:
-        raise UnprocessableError(str(exc), [issue(str(exc), "too-costly")]) from exc
+    readable = await readable_plan(records.store, patient, walls, records.witness)
     in_force = [c for c in readable.contracts if c.status in PLAN_STATUSES]
     entries = [_entry(r) for r in await _records(records.hapi, in_force)]
     if readable.withheld:

@@ -15,21 +15,14 @@ from fhir_service.audit.witness import Witness
 from fhir_service.contract import Contract, ContractStatus, Identifier
 from fhir_service.contract.disclosure import disclose
 from fhir_service.contract.plan import PLAN_STATUSES
+from fhir_service.errors import ForbiddenError, RecordNotFoundError
 from fhir_service.security.access import Compartment, Denial
-from fhir_service.store.contracts import ContractStore
+from fhir_service.store import ContractStore
 
-__all__ = ["PlanRefusedError", "ReadablePlan", "readable_plan"]
+__all__ = ["ReadablePlan", "readable_plan"]
 
 # A unit's care relationship shows in a draft too, though the plan shows only contracts in force.
 _READ_STATUSES = (ContractStatus.DRAFT, *PLAN_STATUSES)
-
-
-class PlanRefusedError(Exception):
-    """The caller may not read this plan: ``status`` 403 (another patient's) or 404 (no part)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -44,17 +37,18 @@ async def readable_plan(
     store: ContractStore, patient: Identifier, walls: Compartment, trail: Witness
 ) -> ReadablePlan:
     """What of ``patient``'s plan a caller within ``walls`` may read; one HAPI request per 50
-    contracts. Raises :class:`PlanRefusedError`, or the store's ``TooManyContractsError``.
+    contracts. Raises `ForbiddenError` for another patient's plan, `RecordNotFoundError` when
+    the caller's unit takes part in none of it, or the store's ``TooManyContractsError``.
     """
     if walls.patient is not None and walls.patient != patient:
         trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        raise PlanRefusedError(403, Denial.OUTSIDE_COMPARTMENT.value)
+        raise ForbiddenError(Denial.OUTSIDE_COMPARTMENT.value)
     stored = await store.all_of(patient, _READ_STATUSES)
     contracts = stored.contracts
     unit = walls.organization
     if unit is not None and not any(_takes_part(unit, c) for c in contracts):
         trail.refused(Denial.OUTSIDE_COMPARTMENT.value)
-        raise PlanRefusedError(404, "your care unit takes part in no contract of this patient's")
+        raise RecordNotFoundError("your care unit takes part in no contract of this patient's")
     disclosed = [disclose(c, unit) for c in contracts]
     shown = tuple(d.contract for d in disclosed if d.contract is not None)
     for contract in shown:

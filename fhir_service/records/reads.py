@@ -7,7 +7,7 @@ has passed the caller's `FhirGuard` and is named in the audit record. The writes
 (`records.writes`, `records.transactions`, `records.plan`, `records.scheduling`) build on it.
 
 What it gives back is in HAPI's addresses; the web layer says them in its own. Refusals are
-`fhir_service.records.errors`; the store's and HAPI's own errors pass through unchanged.
+`fhir_service.errors`; the store's and HAPI's own errors pass through unchanged.
 """
 
 from __future__ import annotations
@@ -20,20 +20,20 @@ from urllib.parse import urlencode
 from fhir_service.audit.records import Touched
 from fhir_service.audit.witness import Witness
 from fhir_service.contract import Contract
-from fhir_service.fhir import GoneError, HapiClient, HapiRequestError, NotFoundError
-from fhir_service.mapping import urls
-from fhir_service.mapping.elements import CONFIDENTIALITY_SYSTEM
-from fhir_service.mapping.identifier_systems import system_for, system_of
-from fhir_service.mapping.ownership import contract_of
-from fhir_service.records.errors import (
+from fhir_service.errors import (
     ForbiddenError,
     InvalidRequestError,
     RecordNotFoundError,
     issue,
 )
+from fhir_service.fhir import GoneError, HapiClient, HapiRequestError, NotFoundError
+from fhir_service.mapping import urls
+from fhir_service.mapping.elements import CONFIDENTIALITY_SYSTEM
+from fhir_service.mapping.identifier_systems import system_for, system_of
+from fhir_service.mapping.ownership import contract_of
 from fhir_service.records.guard import NOT_PATIENT_DATA, FhirGuard
 from fhir_service.security.access import Access, Denial
-from fhir_service.store.contracts import Change, ContractStore
+from fhir_service.store import Change, ContractStore
 from fhir_service.store.search import UNIT_OF_CONTRACT
 
 __all__ = ["CallerReads"]

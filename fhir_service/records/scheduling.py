@@ -14,27 +14,20 @@ from typing import Any
 
 from fhir_service.booking.breaches import verdict_for
 from fhir_service.booking.callers import offered, patient_side, shown_time, unseen
-from fhir_service.booking.service import (
-    BookingRefusedError,
-    BookingService,
-    SlotNotFoundError,
-    SlotTakenError,
-)
+from fhir_service.booking.errors import SlotNotFoundError
+from fhir_service.booking.service import BookingService
 from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
-from fhir_service.mapping import urls
-from fhir_service.mapping.elements import guarantee_verdict, instant
-from fhir_service.mapping.identifier_systems import system_for
-from fhir_service.mapping.time_types import UnknownTimeTypeError
-from fhir_service.records.errors import (
-    ForbiddenError,
+from fhir_service.errors import (
     InvalidRequestError,
-    RecordConflictError,
     RecordNotFoundError,
     UnprocessableError,
     issue,
 )
+from fhir_service.mapping import urls
+from fhir_service.mapping.elements import guarantee_verdict, instant
+from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.records.reads import CallerReads
-from fhir_service.store.contracts import ContractNotFoundError
+from fhir_service.store import ContractNotFoundError
 
 __all__ = ["Find", "book", "find"]
 
@@ -151,17 +144,7 @@ async def book(records: CallerReads, body: Resource) -> Resource:
         raise RecordNotFoundError("no such contract or slot") from exc
     except AgreedTimeNotFoundError as exc:
         unseen(witness, exc)
-        raise RecordNotFoundError(str(exc)) from exc
-    except SlotTakenError as exc:
-        raise RecordConflictError(str(exc)) from exc
-    except BookingRefusedError as exc:
-        refusals: dict[int, type[ForbiddenError | RecordConflictError | UnprocessableError]] = {
-            403: ForbiddenError,
-            409: RecordConflictError,
-        }
-        raise refusals.get(exc.status, UnprocessableError)(str(exc)) from exc
-    except UnknownTimeTypeError as exc:
-        raise UnprocessableError(str(exc)) from exc
+        raise
     records.saw_contract(booked.contract)
     value = f"{urls.ID_AGREED_TIME}|{contract_id}/{key}"
     found = await records.search("Appointment", [("identifier", value)])

@@ -28,6 +28,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_service.contract import Contract, Identifier, model
+from fhir_service.errors import (
+    ForbiddenError,
+    UnprocessableError,
+    VersionRequiredError,
+    issue,
+)
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import (
     Sender,
@@ -36,15 +42,9 @@ from fhir_service.mapping.from_fhir import (
 )
 from fhir_service.mapping.sent import RECORD_TYPES
 from fhir_service.records.changes import etag_version, profile_issues, step_to
-from fhir_service.records.errors import (
-    ForbiddenError,
-    UnprocessableError,
-    VersionRequiredError,
-    issue,
-)
 from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, Denial, Requirement, decide
-from fhir_service.store.contracts import (
+from fhir_service.store import (
     ContractNotFoundError,
     ContractStore,
     OutsideCompartmentError,

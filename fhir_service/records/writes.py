@@ -23,12 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_service.contract import ContractStatus
-from fhir_service.mapping import urls
-from fhir_service.mapping.codes import unknown_codes
-from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
-from fhir_service.mapping.ownership import CONTRACT_SYSTEMS, patient_references
-from fhir_service.records.changes import etag_version, profile_issues, step_to
-from fhir_service.records.errors import (
+from fhir_service.errors import (
     ForbiddenError,
     InvalidRequestError,
     PreconditionFailedError,
@@ -37,9 +32,14 @@ from fhir_service.records.errors import (
     UnprocessableError,
     issue,
 )
+from fhir_service.mapping import urls
+from fhir_service.mapping.codes import unknown_codes
+from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
+from fhir_service.mapping.ownership import CONTRACT_SYSTEMS, patient_references
+from fhir_service.records.changes import etag_version, profile_issues, step_to
 from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, Requirement, decide
-from fhir_service.store.contracts import StoredContract
+from fhir_service.store import StoredContract
 
 __all__ = ["Written", "create_record", "update_record"]
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from fhir_service.contract import Contract, Identifier, IdentifierKind, InvalidIdentifierError
+from fhir_service.errors import ForbiddenError
 from fhir_service.mapping.identifier_systems import kind_for
 from fhir_service.security.scopes import Context, Permission, granted, parse_scopes
 from fhir_service.security.tokens import Principal
@@ -66,12 +67,13 @@ class Denial(StrEnum):
     OUTSIDE_COMPARTMENT = "the token does not reach this patient's or care unit's data"
 
 
-class AccessDeniedError(Exception):
-    """The principal may not do what it asked (403); ``denial`` says why."""
+class AccessDeniedError(ForbiddenError):
+    """The principal may not do what it asked; ``denial`` says why."""
 
     def __init__(self, denial: Denial) -> None:
         super().__init__(denial.value)
         self.denial = denial
+        self.refusal = denial.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from fhir_service.errors import BusyError, UnprocessableError
 from fhir_service.servicedb.instances import DEAD_AFTER, alive
 from fhir_service.servicedb.tables import IdempotencyRecord
 
@@ -57,12 +58,16 @@ class Reclaimed:
     it may have written. Its writes carry the key's tag; look for them before answering."""
 
 
-class IdempotencyKeyReusedError(Exception):
-    """The key was first used with a different request (answer 422)."""
+class IdempotencyKeyReusedError(UnprocessableError):
+    """The key was first used with a different request."""
+
+    title = "Idempotency-Key reused"
 
 
-class RequestInProgressError(Exception):
-    """The first request with this key has not finished yet (answer 409, retry later)."""
+class RequestInProgressError(BusyError):
+    """The first request with this key has not finished yet: retry after the pause."""
+
+    title = "Request in progress"
 
 
 class IdempotencyStore:

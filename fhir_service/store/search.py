@@ -15,6 +15,7 @@ from typing import Any
 
 from fhir_service.contract import ContractStatus, Identifier, IdentifierKind
 from fhir_service.contract.identifiers import normalize
+from fhir_service.errors import InvalidRequestError
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.tables import code_table
@@ -60,8 +61,10 @@ _KINDS: dict[str, tuple[str, frozenset[IdentifierKind]]] = {
 }
 
 
-class InvalidSearchError(ValueError):
+class InvalidSearchError(InvalidRequestError, ValueError):
     """A search that cannot be asked: a bad identifier or status, an empty period, a bad cursor."""
+
+    title = "Invalid search"
 
 
 def criteria(

@@ -40,7 +40,7 @@ from fhir_service.mapping.from_fhir import UnreadableContractError, contract_fro
 from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.servicedb.tables import SeenChange, SyncState
-from fhir_service.store.contracts import ContractNotFoundError, ContractStore
+from fhir_service.store import ContractNotFoundError, ContractStore
 from fhir_service.sync.webhook_deliveries import enqueue
 from fhir_service.sync.webhook_registrations import Registration, WebhookRegistry
 

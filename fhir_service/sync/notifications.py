@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.fhir import HapiClient, HapiError
-from fhir_service.store.contracts import ContractStore
+from fhir_service.store import ContractStore
 from fhir_service.sync.changes import ChangeFeed
 from fhir_service.sync.startup import keep_trying
 from fhir_service.sync.subscriptions import ensure_subscriptions, hook_token

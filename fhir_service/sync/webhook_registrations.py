@@ -26,6 +26,7 @@ import httpx
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
+from fhir_service.errors import UnprocessableError
 from fhir_service.servicedb.tables import Delivery, Webhook
 from fhir_service.sync.webhook_targets import (
     IPAddress,
@@ -47,8 +48,10 @@ __all__ = [
 _MIN_SECRET = 24
 
 
-class InvalidWebhookError(ValueError):
+class InvalidWebhookError(UnprocessableError, ValueError):
     """The registration cannot be accepted; the message says why, for the client."""
+
+    title = "Invalid webhook"
 
 
 @dataclass(frozen=True)

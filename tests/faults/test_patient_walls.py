@@ -481,7 +481,7 @@ def _fhir_ids(
 ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """The FHIR ids of the contracts' records by type: those the patient may see (of the agreed
     contract, unlabelled), and those withheld from them (all the rest)."""
-    store = service.app.state.store  # type: ignore[attr-defined]
+    store = service.app.state.service.store  # type: ignore[attr-defined]
     shown: dict[str, list[str]] = {kind: [] for kind in FHIR_KINDS + NAMED_KINDS}
     withheld: dict[str, list[str]] = {kind: [] for kind in FHIR_KINDS + NAMED_KINDS}
     for name, contract_id in contracts.items():
@@ -627,7 +627,7 @@ def _carries(text: str, secret: str) -> bool:
 def _held(service: TestClient, world: World) -> dict[str, str]:
     """The version and status of every Appointment of the patient's and of every Slot
     published for them, as HAPI holds them."""
-    hapi = service.app.state.hapi  # type: ignore[attr-defined]
+    hapi = service.app.state.service.hapi  # type: ignore[attr-defined]
     versions = {}
     for kind, found in (
         ("Appointment", world.withheld["Appointment"] + world.shown["Appointment"]),

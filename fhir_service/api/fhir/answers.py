@@ -18,27 +18,12 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request, Response
 
+from fhir_service import errors
+from fhir_service.api.audit_trail import refused_in
 from fhir_service.api.fhir.bodies import BodyError
 from fhir_service.api.fhir.outcomes import fhir_response, outcome
 from fhir_service.api.fhir.subsetting import Subset, SubsetError, subset_of, subsetted
-from fhir_service.api.middleware.security import TRAIL_STATE
-from fhir_service.contract import IllegalTransitionError
-from fhir_service.fhir import (
-    GoneError,
-    HapiOutcomeUnknownError,
-    HapiRequestError,
-    HapiUnavailableError,
-    NotFoundError,
-)
-from fhir_service.records import errors
-from fhir_service.security import AccessDeniedError, Denial
-from fhir_service.store import (
-    BookedTimeChangedError,
-    ContractExistsError,
-    ContractNotEditableError,
-    OutsideCompartmentError,
-    StaleVersionError,
-)
+from fhir_service.api.problems import status_of
 
 __all__ = ["answer", "base_url", "bundle_answer", "preferred", "rebased", "resource_answer"]
 
@@ -46,16 +31,6 @@ Resource = dict[str, Any]
 
 _JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
 _JSON_ACCEPTED = frozenset({"*/*", "application/*", "application/json", "application/fhir+json"})
-_STATUS: dict[type[errors.RecordsError], int] = {
-    errors.RecordNotFoundError: 404,
-    errors.InvalidRequestError: 400,
-    errors.UnprocessableError: 422,
-    errors.ForbiddenError: 403,
-    errors.RecordConflictError: 409,
-    errors.PreconditionFailedError: 412,
-    errors.VersionRequiredError: 428,
-}
-_RETRY = {"Retry-After": "5"}
 
 
 def _not_json(request: Request) -> Response | None:
@@ -75,57 +50,40 @@ def _not_json(request: Request) -> Response | None:
 
 async def answer(request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
     """Run ``work`` unless the format is refused; its refusals as OperationOutcomes."""
-    refused = _not_json(request)
-    if refused is not None:
-        return refused
+    not_json = _not_json(request)
+    if not_json is not None:
+        return not_json
     try:
         return await work()
-    except errors.RecordsError as exc:
-        status = next(s for kind, s in _STATUS.items() if isinstance(exc, kind))
-        return fhir_response({"resourceType": "OperationOutcome", "issue": exc.issues}, status)
+    except errors.ServiceError as exc:
+        return refused(request, exc)
     except BodyError as exc:
         return exc.outcome()
     except SubsetError as exc:
         return outcome(400, "invalid", str(exc))
-    except (NotFoundError, GoneError):
-        return outcome(404, "not-found", "no such resource")
-    except OutsideCompartmentError:
-        _refused(request, Denial.OUTSIDE_COMPARTMENT.value)
-        return outcome(404, "not-found", "no such contract")
-    except AccessDeniedError as exc:
-        _refused(request, exc.denial.value)
-        return outcome(403, "forbidden", exc.denial.value)
-    except ContractExistsError as exc:
-        return outcome(409, "duplicate", str(exc))
-    except StaleVersionError as exc:
-        return outcome(409, "conflict", str(exc))
-    except (ContractNotEditableError, IllegalTransitionError, BookedTimeChangedError) as exc:
-        return outcome(409, "business-rule", str(exc))
-    except HapiOutcomeUnknownError:
-        unknown = (
-            "the FHIR store did not answer in time: whether the write was made is unknown; "
-            "read the contract before writing again"
-        )
-        return outcome(504, "timeout", unknown, _RETRY)
-    except HapiUnavailableError:
-        said = "the FHIR store is unavailable; " + (
-            "try again" if _reads(request) else "nothing was written"
-        )
-        return outcome(503, "transient", said, _RETRY)
-    except HapiRequestError:
-        if _reads(request):
-            return outcome(502, "exception", "the FHIR store failed to answer")
-        return outcome(502, "exception", "the FHIR store refused the write; nothing was written")
+
+
+def refused(request: Request, exc: errors.ServiceError) -> Response:
+    """The OperationOutcome answering ``exc``; the audit record is told why the caller was
+    refused. What HAPI's failures mean for the caller depends on whether they wrote."""
+    if exc.refusal is not None:
+        refused_in(request, exc.refusal)
+    status = status_of(exc, invalid=400)
+    issues = exc.issues
+    if isinstance(exc, errors.OutcomeUnknownError):
+        issues = [errors.issue(f"{exc.detail}; read the contract before writing again", exc.code)]
+    elif isinstance(exc, errors.UnavailableError):
+        said = "try again" if _reads(request) else "nothing was written"
+        issues = [errors.issue(f"{exc.detail}; {said}", exc.code)]
+    elif isinstance(exc, errors.UpstreamError) and status == 502:
+        said = "failed to answer" if _reads(request) else "refused the write; nothing was written"
+        issues = [errors.issue(f"the FHIR store {said}", exc.code)]
+    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+    return fhir_response({"resourceType": "OperationOutcome", "issue": issues}, status, headers)
 
 
 def _reads(request: Request) -> bool:
     return request.method == "GET" or request.url.path.endswith("/_search")
-
-
-def _refused(request: Request, reason: str) -> None:
-    trail = getattr(request.state, TRAIL_STATE, None)
-    if trail is not None:
-        trail.refused(reason)
 
 
 def base_url(request: Request) -> str:

@@ -13,11 +13,10 @@ from typing import Any
 
 from fhir_service import __version__
 from fhir_service.api.fhir.types import CONTRACT_TYPES, INTERACTIONS
-from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
 from fhir_service.sync import CONFORMANCE_TYPES, conformance_resources
 
-__all__ = ["capability_statement", "statement_from"]
+__all__ = ["statement_from"]
 
 Resource = dict[str, Any]
 
@@ -47,14 +46,6 @@ _SMART = "http://terminology.hl7.org/CodeSystem/restful-security-service"
 @cache
 def _our_search_parameters() -> tuple[Resource, ...]:
     return tuple(r for r in conformance_resources() if r["resourceType"] == "SearchParameter")
-
-
-async def capability_statement(
-    hapi: HapiClient, base: str, oauth_uris: Resource | None = None
-) -> Resource:
-    """Our statement for the endpoint at ``base``, from HAPI's search parameters; with
-    ``oauth_uris``, the SMART extension naming where tokens come from."""
-    return statement_from(await hapi.capability_statement(), base, oauth_uris)
 
 
 def statement_from(

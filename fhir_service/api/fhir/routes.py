@@ -16,10 +16,10 @@ from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Path, Request, Response
 
-from fhir_service.api.deps import HapiClientDep, RecordsDep, SettingsDep
+from fhir_service.api.deps import RecordsDep, ServiceDep, SettingsDep
 from fhir_service.api.fhir.answers import answer, base_url, bundle_answer, resource_answer
 from fhir_service.api.fhir.bodies import fhir_body, parameter
-from fhir_service.api.fhir.capability import capability_statement
+from fhir_service.api.fhir.capability import statement_from
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response, outcome
 from fhir_service.api.fhir.subsetting import subset_of
 from fhir_service.api.fhir.types import INTERACTIONS, route_name
@@ -184,14 +184,15 @@ def _plan_answer(
     response_class=Response,
     responses={200: {"content": {FHIR_JSON: {}}}},
 )
-async def capabilities(request: Request, hapi: HapiClientDep, settings: SettingsDep) -> Response:
+async def capabilities(request: Request, service: ServiceDep, settings: SettingsDep) -> Response:
     """Our CapabilityStatement: the types, interactions, search parameters and profiles offered,
     and where tokens come from (SMART's ``oauth-uris``)."""
 
     async def work() -> Response:
-        service = str(request.base_url).rstrip("/")
-        uris = oauth_uris(endpoints(settings, service))
-        return fhir_response(await capability_statement(hapi, base_url(request), uris))
+        ours = str(request.base_url).rstrip("/")
+        uris = oauth_uris(endpoints(settings, ours))
+        statement = statement_from(await service.hapi_statement(), base_url(request), uris)
+        return fhir_response(statement)
 
     return await answer(request, work)
 

@@ -16,7 +16,8 @@ from fhir_service.api.fhir.answers import answer, base_url, bundle_answer, rebas
 from fhir_service.api.fhir.bodies import fhir_body, parameter
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response
 from fhir_service.api.fhir.types import route_name
-from fhir_service.records import Find, InvalidRequestError, issue
+from fhir_service.errors import InvalidRequestError, issue
+from fhir_service.records import Find
 
 __all__ = ["router"]
 

@@ -12,8 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_service.api.activity import Activity
 from fhir_service.api.problems import problem_response
-from fhir_service.fhir import REQUEST_ID_HEADER
-from fhir_service.logs import request_id_var
+from fhir_service.logs import REQUEST_ID_HEADER, request_id_var
 from fhir_service.metrics import Metrics
 
 __all__ = ["RequestContextMiddleware"]

@@ -30,11 +30,11 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_service.api.access_rules import Protected, Public, rule_for
-from fhir_service.api.audit_trail import AuditTrail
+from fhir_service.api.audit_trail import TRAIL_STATE, AuditTrail
 from fhir_service.api.problems import problem_response
-from fhir_service.audit import Caller, outbox
+from fhir_service.audit import Caller
 from fhir_service.contract import Identifier
-from fhir_service.fhir import GoneError, HapiClient, HapiError, NotFoundError
+from fhir_service.errors import UnavailableError, UpstreamError
 from fhir_service.logs import request_id_var
 from fhir_service.mapping import system_for
 from fhir_service.security import (
@@ -48,19 +48,17 @@ from fhir_service.security import (
     claimed_identifier,
     decide,
 )
-from fhir_service.servicedb import ThisInstance
+from fhir_service.service import Service
 
-__all__ = ["ACCESS_STATE", "TRAIL_STATE", "SecurityMiddleware"]
+__all__ = ["ACCESS_STATE", "SecurityMiddleware"]
 
 _log = logging.getLogger(__name__)
 
 ACCESS_STATE = "access"
-TRAIL_STATE = "audit_trail"
 _REALM = 'Bearer realm="patient-contracts"'
 # Requests that cannot write: recorded once, when answered. Every other method is recorded
 # before it runs as well.
 _READS = frozenset({"GET", "HEAD"})
-_PATIENT_CACHE_SIZE = 10_000
 
 
 class _RefusedError(Exception):
@@ -76,7 +74,6 @@ class SecurityMiddleware:
     def __init__(self, app: ASGIApp, validator: TokenValidator) -> None:
         self.app = app
         self.validator = validator
-        self._patients: dict[str, Identifier | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,7 +151,7 @@ class SecurityMiddleware:
             return decide(principal, rule.requirement, patient)
         except AccessDeniedError as exc:
             raise _RefusedError(_forbidden(exc.denial.value), f"denied: {exc}") from None
-        except HapiError:
+        except (UnavailableError, UpstreamError):
             response = _unavailable("The token's patient cannot be looked up right now.")
             raise _RefusedError(response, "patient lookup failed: FHIR store unavailable") from None
 
@@ -183,21 +180,14 @@ class SecurityMiddleware:
             return identifier
         # SMART's launch context names a FHIR Patient id: its national identifier is the
         # compartment, since contracts find their patient by identifier.
-        if claim not in self._patients:
-            if len(self._patients) >= _PATIENT_CACHE_SIZE:
-                self._patients.clear()
-            self._patients[claim] = await _identifier_of_patient(fastapi.state.hapi, claim)
-        found = self._patients[claim]
+        found = await _service(fastapi).patient_of(claim)
         if found is None:
             raise AccessDeniedError(Denial.BAD_CLAIM)
         return found
 
     async def _open(self, fastapi: FastAPI, trail: AuditTrail) -> bool:
-        instance: ThisInstance = fastapi.state.instance
         try:
-            await asyncio.to_thread(
-                outbox.open_record, fastapi.state.engine, trail.opened(), instance.id
-            )
+            await _service(fastapi).open_access(trail.opened())
         except Exception:
             _log.exception("audit record could not be opened; the request is not run")
             return False
@@ -206,9 +196,8 @@ class SecurityMiddleware:
     async def _keep(
         self, fastapi: FastAPI, trail: AuditTrail, status: int, *, opened: bool = False
     ) -> bool:
-        keep = outbox.complete if opened else outbox.record
         try:
-            await asyncio.to_thread(keep, fastapi.state.engine, trail.record(status))
+            await _service(fastapi).keep_access(trail.record(status), opened=opened)
         except Exception:
             _log.exception(
                 "audit record could not be completed; it goes out saying the outcome is unknown"
@@ -216,9 +205,6 @@ class SecurityMiddleware:
                 else "audit record could not be kept"
             )
             return False
-        wake: asyncio.Event | None = getattr(fastapi.state, "audit_wake", None)
-        if wake is not None:
-            wake.set()
         return True
 
 
@@ -317,20 +303,8 @@ def _unavailable(detail: str) -> Response:
     )
 
 
-async def _identifier_of_patient(hapi: HapiClient, patient_id: str) -> Identifier | None:
-    if not patient_id.replace("-", "").replace(".", "").isalnum() or len(patient_id) > 64:
-        return None
-    try:
-        patient = await hapi.read("Patient", patient_id)
-    except (NotFoundError, GoneError):
-        return None
-    for identifier in patient.get("identifier", []):
-        system, value = identifier.get("system"), identifier.get("value")
-        if isinstance(system, str) and isinstance(value, str):
-            try:
-                found = claimed_identifier(f"{system}|{value}", patient=True)
-            except AccessDeniedError:
-                continue
-            if found is not None:
-                return found
-    return None
+def _service(fastapi: FastAPI) -> Service:
+    service = fastapi.state.service
+    if not isinstance(service, Service):
+        raise TypeError(f"app.state.service is {type(service).__name__}, not Service")
+    return service

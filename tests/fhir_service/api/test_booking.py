@@ -60,7 +60,7 @@ def _book(
 
 
 def _slot(service: TestClient, clinic: dict[str, str], slot_id: str) -> dict[str, Any]:
-    hapi = service.app.state.hapi  # type: ignore[attr-defined]
+    hapi = service.app.state.service.hapi  # type: ignore[attr-defined]
     return dict(service.portal.call(hapi.read, "Slot", slot_id))  # type: ignore[union-attr]
 
 
@@ -115,7 +115,7 @@ def test_fifty_concurrent_bookings_of_five_slots_make_five_bookings(
     for answer in answers:
         if answer.status_code == 409:
             assert answer.headers["content-type"].startswith("application/problem+json")
-    hapi = service.app.state.hapi  # type: ignore[attr-defined]
+    hapi = service.app.state.service.hapi  # type: ignore[attr-defined]
     booked = service.portal.call(  # type: ignore[union-attr]
         hapi.search,
         "Appointment",
@@ -348,7 +348,7 @@ def test_a_time_is_booked_only_in_its_own_units_published_slots(
         headers=knee,
     ).json()["slots"][0]["id"]
     # A Slot of the right type written straight into HAPI, not published by the unit.
-    hapi = service.app.state.hapi  # type: ignore[attr-defined]
+    hapi = service.app.state.service.hapi  # type: ignore[attr-defined]
     stray = service.portal.call(  # type: ignore[union-attr]
         hapi.create,
         {

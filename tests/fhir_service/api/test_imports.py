@@ -60,3 +60,33 @@ def test_the_web_layer_imports_only_what_packages_export(path: Path) -> None:
             wrong.append(f"line {line}: {module} does not export {', '.join(unexported)}")
 
     assert wrong == []
+
+
+# What the web layer never builds or calls itself: HAPI's client, the service database, the
+# guard of the FHIR records. The service (fhir_service.service) puts those together.
+_NOT_IN_THE_WEB_LAYER = ("fhir_service.fhir", "fhir_service.servicedb", "sqlalchemy", "httpx")
+
+
+def _all_imports(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            found.append((node.lineno, node.module))
+            # ``from fhir_service import servicedb`` names the package as the imported name.
+            found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[str(p.relative_to(API)) for p in MODULES])
+def test_the_web_layer_imports_neither_hapis_client_nor_the_database_nor_the_guard(
+    path: Path,
+) -> None:
+    wrong = [
+        f"line {line}: {module}"
+        for line, module in _all_imports(path)
+        if module.startswith(_NOT_IN_THE_WEB_LAYER) or module.endswith(".guard")
+    ]
+
+    assert wrong == []

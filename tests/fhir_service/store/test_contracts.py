@@ -19,7 +19,7 @@ from fhir_service.contract import (
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
 from fhir_service.metrics import Metrics
-from fhir_service.store.contracts import (
+from fhir_service.store import (
     ContractExistsError,
     ContractNotEditableError,
     ContractNotFoundError,

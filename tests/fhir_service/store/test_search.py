@@ -45,7 +45,7 @@ from fhir_service.mapping.from_fhir import (
 )
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.metrics import Metrics
-from fhir_service.store.contracts import (
+from fhir_service.store import (
     MAX_SEARCH_COUNT,
     ContractPage,
     ContractStore,

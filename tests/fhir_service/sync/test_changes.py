@@ -25,7 +25,7 @@ from fhir_service.mapping.from_fhir import READ_PARAMS
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.metrics import Metrics
 from fhir_service.servicedb.tables import Delivery
-from fhir_service.store.contracts import ContractStore
+from fhir_service.store import ContractStore
 from fhir_service.sync.changes import WATCHED_TYPES, ChangeFeed, changes_in
 from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
 from tests.support import load_data, unique_hsa_id, unique_personnummer

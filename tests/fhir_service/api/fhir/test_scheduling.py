@@ -124,7 +124,7 @@ def test_a_time_withheld_from_a_patient_is_neither_judged_nor_booked_through_fhi
         "organization": HSA,
         "visit-type": f"{urls.CS_TIME_TYPE}|nurse-visit",
     }
-    hapi = service.app.state.hapi  # type: ignore[attr-defined]
+    hapi = service.app.state.service.hapi  # type: ignore[attr-defined]
     identifier = [("identifier", f"{urls.ID_AGREED_TIME}|{agreed_time}")]
     before = service.portal.call(hapi.search, "Appointment", identifier).matches()  # type: ignore[union-attr]
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from fhir_service.contract import Contract
 from fhir_service.logs import current_request_id
 from fhir_service.mapping import urls
-from fhir_service.store.contracts import Change, ContractStore
+from fhir_service.store import Change, ContractStore
 from tests.auth import TestIssuer
 from tests.support import unique_personnummer
 

@@ -1,0 +1,242 @@
+"""The booking facade as one request's caller may use it: `CallerBooking`.
+
+Bound once per request (`fhir_service.api.deps.BookingDep`) to the caller's `Access`, the audit
+record and the booking service. Callers without a care unit (booking platforms, patients) are
+the patient's side: they see only the time types the clinic lets patients book, and are held
+to the clinic's rules online. A care unit's staff publish their own unit's times and change
+its contracts' times without those limits; a patient books only their own contracts'. What a
+caller may not see is answered as absent, and the audit record says what really happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from fhir_service.audit.witness import Witness
+from fhir_service.booking import BookableSlot, Booked, BookingService, Published
+from fhir_service.booking.breaches import Breach, breaches, verdict_for
+from fhir_service.booking.callers import offered, patient_side, shown_time, unit_of, unseen
+from fhir_service.booking.resources import PublishedTime
+from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
+from fhir_service.booking.template import Opening, weekly_times
+from fhir_service.contract import AgreedTime, AgreedTimeStatus, Contract, GuaranteeVerdict
+from fhir_service.errors import (
+    ForbiddenError,
+    InvalidRequestError,
+    RecordNotFoundError,
+    UnprocessableError,
+)
+from fhir_service.mapping.time_types import care_unit, time_zone
+from fhir_service.security.access import Access, AccessDeniedError, Denial, claimed_identifier
+from fhir_service.store import Change, ContractNotFoundError
+
+__all__ = ["CallerBooking", "FreeSlotsAsked", "JudgedSlot", "Template"]
+
+# The contracts whose times are booked, listed and judged: drafts too, for their care unit.
+_LIVE_STATUSES = ("draft", "agreed", "revised")
+_MOST_DAYS = 92
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """Times cut from weekly opening hours, every day from ``first`` to ``last`` inclusive."""
+
+    first: date
+    last: date
+    openings: tuple[Opening, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FreeSlotsAsked:
+    """Free times of a care unit's time type; with a contract's agreed time, judged against
+    its care guarantee."""
+
+    care_unit: str
+    time_type: str
+    start: datetime | None = None
+    end: datetime | None = None
+    count: int = 20
+    contract: str | None = None
+    agreed_time: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JudgedSlot:
+    """A free slot, and how booking it would stand against the care guarantee (when asked)."""
+
+    slot: BookableSlot
+    verdict: GuaranteeVerdict | None
+
+
+class CallerBooking:
+    """One request's caller's booking."""
+
+    def __init__(
+        self,
+        access: Access,
+        witness: Witness,
+        change: Callable[[], Change],
+        booking: BookingService,
+    ) -> None:
+        self.access = access
+        self.witness = witness
+        self._change = change
+        self.booking = booking
+
+    async def publish(
+        self, unit: str, code: str, times: Sequence[PublishedTime], template: Template | None
+    ) -> Published:
+        """Publish bookable times of the unit's own time type ``code``: ``times``, or those
+        ``template`` makes."""
+        identifier = unit_of(unit)
+        if identifier is None:
+            raise UnprocessableError(
+                "expected kind|value of a care unit", title="Invalid care unit"
+            )
+        walls = self.access.compartment
+        if walls.patient is not None or (
+            walls.organization is not None and walls.organization != identifier
+        ):
+            raise ForbiddenError("a care unit publishes its own times only")
+        clinic = care_unit(identifier)
+        kind = None if clinic is None else clinic.time_type(code)
+        if clinic is None or kind is None:
+            raise RecordNotFoundError(
+                f"{unit} has no time type {code!r}", title="Unknown time type"
+            )
+        if template is not None:
+            if template.last < template.first or (template.last - template.first).days > _MOST_DAYS:
+                raise UnprocessableError(
+                    f"the period must run forwards, at most {_MOST_DAYS} days",
+                    title="Invalid template",
+                )
+            try:
+                made = weekly_times(
+                    template.openings,
+                    template.first,
+                    template.last,
+                    kind.duration,
+                    time_zone(identifier),
+                )
+            except ValueError as exc:
+                # The template's own refusal (too many times) or a wall-clock time the zone
+                # skips: either way, what the caller sent does not make times.
+                raise UnprocessableError(str(exc), title="Invalid template") from exc
+            times = made
+        return await self.booking.publish(clinic.organization, code, list(times))
+
+    async def free_slots(self, asked: FreeSlotsAsked) -> list[JudgedSlot]:
+        """Free times of a care unit's time type in a period (default: the coming four weeks)."""
+        found = offered(asked.care_unit, asked.time_type)
+        if found is None:
+            raise RecordNotFoundError(
+                f"{asked.care_unit} has no time type {asked.time_type!r}",
+                title="Unknown time type",
+            )
+        clinic, kind = found
+        if patient_side(self.access) and not kind.patient.book:
+            raise RecordNotFoundError(
+                f"{asked.time_type!r} times are not booked online", title="Unknown time type"
+            )
+        start = asked.start or datetime.now(UTC)
+        end = asked.end or start + timedelta(weeks=4)
+        if end <= start:
+            raise InvalidRequestError("to is not after from", title="Invalid period")
+        if (asked.contract is None) != (asked.agreed_time is None):
+            raise InvalidRequestError(
+                "give contract and agreedTime together", title="Invalid criteria"
+            )
+        judged = None
+        if asked.contract is not None and asked.agreed_time is not None:
+            judged = await shown_time(
+                self.booking, self.access, self.witness, asked.contract, asked.agreed_time
+            )
+            if judged is None:
+                raise RecordNotFoundError("no such contract or agreed time")
+        slots = await self.booking.free_slots(
+            clinic.organization, asked.time_type, start, end, count=asked.count
+        )
+        return [
+            JudgedSlot(s, None if judged is None else verdict_for(*judged, s.start)) for s in slots
+        ]
+
+    async def book(self, contract_id: str, key: str, slot: str) -> AgreedTime:
+        """Book the contract's agreed time in a free slot: the slot is taken (never twice) and
+        the agreed time booked, in one transaction."""
+        return await self._changed(
+            lambda by, patient: self.booking.book(contract_id, key, slot, by, patient=patient)
+        )
+
+    async def cancel(self, contract_id: str, key: str, reason: str) -> AgreedTime:
+        """Cancel a booked agreed time, with the reason; its slot is free again."""
+        return await self._changed(
+            lambda by, patient: self.booking.cancel(contract_id, key, reason, by, patient=patient)
+        )
+
+    async def rebook(self, contract_id: str, key: str, slot: str) -> AgreedTime:
+        """Move a booked agreed time to another free slot, the old one freed, at once."""
+        return await self._changed(
+            lambda by, patient: self.booking.rebook(contract_id, key, slot, by, patient=patient)
+        )
+
+    async def booked_times(self, patient: str) -> list[tuple[str, AgreedTime]]:
+        """The patient's booked times still to come, soonest first, as ``(contract id, time)``,
+        as far as the caller may see them."""
+        try:
+            identifier = claimed_identifier(patient, patient=True)
+        except AccessDeniedError:
+            identifier = None
+        if identifier is None:
+            raise UnprocessableError("expected a patient's identifier", title="Invalid patient")
+        walls = self.access.compartment
+        if walls.patient is not None and walls.patient != identifier:
+            self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
+            raise ForbiddenError("a patient reads their own times only")
+        contracts = await self.booking.shown_to(walls).of_patient(identifier, _LIVE_STATUSES)
+        now = datetime.now(UTC)
+        times = []
+        for contract in contracts:
+            self.witness.saw_contract(contract)
+            times += [
+                (contract.id, t)
+                for t in contract.agreed_times
+                if t.status is AgreedTimeStatus.BOOKED and t.start is not None and t.start >= now
+            ]
+        return sorted(times, key=lambda booked: booked[1].start or now)
+
+    async def breaches(self, unit: str) -> list[tuple[Contract, Breach]]:
+        """The unit's contracts' agreed times that break the care guarantee: booked past its
+        deadline, or not booked and the deadline passed; as far as the caller may see them."""
+        identifier = unit_of(unit)
+        if identifier is None:
+            raise UnprocessableError(
+                "expected kind|value of a care unit", title="Invalid care unit"
+            )
+        walls = self.access.compartment
+        if walls.organization is not None and walls.organization != identifier:
+            self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
+            raise ForbiddenError("a care unit reads its own contracts only")
+        now = datetime.now(UTC)
+        found: list[tuple[Contract, Breach]] = []
+        async for contract in self.booking.shown_to(walls).of_unit(identifier, _LIVE_STATUSES):
+            late = breaches(contract, now)
+            if late:
+                self.witness.saw_contract(contract)
+            found += [(contract, b) for b in late]
+        return found
+
+    async def _changed(self, change: Callable[[Change, bool], Awaitable[Booked]]) -> AgreedTime:
+        try:
+            booked = await change(self._change(), patient_side(self.access))
+        except NotShownError as exc:
+            unseen(self.witness, exc)
+            raise RecordNotFoundError("no such contract") from exc
+        except AgreedTimeNotFoundError as exc:
+            unseen(self.witness, exc)
+            raise
+        except ContractNotFoundError as exc:
+            raise RecordNotFoundError("no such contract") from exc
+        self.witness.saw_contract(booked.contract)
+        return booked.time

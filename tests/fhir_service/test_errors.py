@@ -1,0 +1,63 @@
+"""The one tree of refusals: every kind any part raises is answered by each facade, with a
+status, and only the two facades say the same refusal differently where HTTP says they must."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import pytest
+
+import fhir_service
+from fhir_service import errors
+from fhir_service.api.problems import status_of
+
+
+def _kinds() -> set[type[errors.ServiceError]]:
+    """Every kind of refusal defined anywhere in the package."""
+    for module in pkgutil.walk_packages(fhir_service.__path__, "fhir_service."):
+        if ".migrations" not in module.name and not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    found: set[type[errors.ServiceError]] = set()
+    stack: list[type[errors.ServiceError]] = [errors.ServiceError]
+    while stack:
+        kind = stack.pop()
+        found.add(kind)
+        stack += kind.__subclasses__()
+    return found - {errors.ServiceError}
+
+
+KINDS = sorted(_kinds(), key=lambda k: f"{k.__module__}.{k.__qualname__}")
+
+
+def test_the_parts_raise_their_own_kinds_of_the_tree() -> None:
+    modules = {kind.__module__.split(".")[1] for kind in KINDS}
+
+    # The store, booking, HAPI's client, security, the service DB, the contract and mapping
+    # refuse in the tree's terms, not in HTTP's.
+    assert {"store", "booking", "fhir", "security", "servicedb", "contract", "mapping"} <= modules
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=[k.__qualname__ for k in KINDS])
+def test_every_kind_has_a_status_in_both_facades(kind: type[errors.ServiceError]) -> None:
+    refusal = kind.__new__(kind)
+    json_status = status_of(refusal, invalid=422)
+    fhir_status = status_of(refusal, invalid=400)
+
+    assert 400 <= json_status <= 599
+    if issubclass(kind, errors.InvalidRequestError):
+        # FHIR says a malformed request is 400; the JSON facade, like FastAPI, 422.
+        assert (json_status, fhir_status) == (422, 400)
+    else:
+        assert json_status == fhir_status
+
+
+def test_no_part_below_the_web_layer_carries_an_http_status_of_its_own() -> None:
+    carrying = [
+        f"{k.__module__}.{k.__qualname__}"
+        for k in KINDS
+        if not k.__module__.startswith("fhir_service.fhir")
+        and any("status" in vars(c) for c in k.__mro__ if c.__module__.startswith("fhir_service"))
+    ]
+
+    assert carrying == []
