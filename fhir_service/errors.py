@@ -20,9 +20,11 @@
 The parts raise their own kinds of these (the contract store's ``StaleVersionError`` is a
 `StaleRecordError`, HAPI's client's ``HapiOutcomeUnknownError`` an `OutcomeUnknownError`),
 each with what the caller needs to act: the issues in their terms, the current version, how
-long to wait, HAPI's OperationOutcome where there was one, and for the audit record why the
-caller was refused. Each facade has one place that says them in its own form (problem+json,
-OperationOutcome) and HTTP status; no part below the web layer knows a status.
+long to wait, and for the audit record why the caller was refused. A part that turns HAPI's
+error into its own raises it ``from`` HAPI's, whose OperationOutcome stays at hand for the
+operator's log (`ServiceError.hapi_outcome`). Each facade has one place that says them in its
+own form (problem+json, OperationOutcome) and HTTP status; no part below the web layer knows a
+status.
 """
 
 from __future__ import annotations
@@ -77,8 +79,6 @@ class ServiceError(Exception):
     """Seconds to wait before trying again, when trying again may succeed."""
     refusal: str | None = None
     """Why the caller was refused, for the audit record; safe to record."""
-    outcome: dict[str, Any] | None = None
-    """HAPI's OperationOutcome, when HAPI gave one."""
 
     def __init__(
         self, message: str, issues: Sequence[Issue] = (), *, title: str | None = None
@@ -87,6 +87,18 @@ class ServiceError(Exception):
         self.issues = _listed(list(issues)) if issues else [issue(message, self.code)]
         if title is not None:
             self.title = title
+
+    @property
+    def hapi_outcome(self) -> dict[str, Any] | None:
+        """HAPI's OperationOutcome behind this refusal, when HAPI gave one: its own (HAPI's
+        client's errors carry it as ``outcome``) or that of the error it was raised from."""
+        cause: BaseException | None = self
+        while cause is not None:
+            found = getattr(cause, "outcome", None)
+            if isinstance(found, dict):
+                return found
+            cause = cause.__cause__
+        return None
 
     @property
     def detail(self) -> str:

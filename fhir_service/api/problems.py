@@ -78,7 +78,10 @@ def refused(request: Request, exc: errors.ServiceError) -> JSONResponse:
         written = "" if request.method in ("GET", "HEAD") else "; nothing was written"
         detail = f"{detail[:1].upper()}{detail[1:]}{written}. Retry after the pause."
     if status >= 500:
-        _log.warning(exc.title, extra={"reason": str(exc), "path": request.url.path})
+        _log.warning(
+            exc.title,
+            extra={"reason": str(exc), "path": request.url.path, "outcome": exc.hapi_outcome},
+        )
     return problem_response(status, exc.title, detail, headers=headers, **extensions)
 
 

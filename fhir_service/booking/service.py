@@ -213,11 +213,11 @@ class BookingService(Slots):
         bundle["entry"].append(provenance)
         try:
             await self.hapi.transaction(bundle)
-        except ConflictError:
+        except ConflictError as exc:
             raise SlotTakenError(
                 "the slot or the agreed time changed meanwhile; nothing was written: "
                 "find free slots again"
-            ) from None
+            ) from exc
         return Booked(changed, time)
 
 

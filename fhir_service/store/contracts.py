@@ -79,9 +79,9 @@ class ContractStore(ContractReads):
                     current = await self.read(contract.id)
                 except ContractNotFoundError:
                     if attempt == _CONFLICT_ATTEMPTS:
-                        raise conflict from None
+                        raise
                     continue
-                raise ContractExistsError(contract.id, version_of(current)) from None
+                raise ContractExistsError(contract.id, version_of(current)) from conflict
         status, version = _careplan_outcome(response)
         if not status.startswith("201"):
             raise ContractExistsError(contract.id, version)
@@ -197,10 +197,11 @@ class ContractStore(ContractReads):
             try:
                 response = await self.hapi.transaction(bundle, idempotent=True)
                 break
-            except ConflictError:
+            except ConflictError as conflict:
                 latest = await self.read(new.id)
                 if latest.version != current.version or attempt == _CONFLICT_ATTEMPTS:
-                    raise StaleVersionError(new.id, current.version, version_of(latest)) from None
+                    stale = StaleVersionError(new.id, current.version, version_of(latest))
+                    raise stale from conflict
                 # Still at the version read: the race was over a record shared with another
                 # contract (see create); nothing was written, so the same write goes again.
         _, version = _careplan_outcome(response)

@@ -11,6 +11,8 @@ import pytest
 import fhir_service
 from fhir_service import errors
 from fhir_service.api.problems import status_of
+from fhir_service.fhir import ConflictError
+from fhir_service.store import StaleVersionError
 
 
 def _kinds() -> set[type[errors.ServiceError]]:
@@ -61,3 +63,22 @@ def test_no_part_below_the_web_layer_carries_an_http_status_of_its_own() -> None
     ]
 
     assert carrying == []
+
+
+def test_a_refusal_raised_from_hapis_error_keeps_hapis_outcome_for_the_operator() -> None:
+    said = {"resourceType": "OperationOutcome", "issue": [{"code": "conflict"}]}
+    with pytest.raises(StaleVersionError) as caught:
+        _stale_after(ConflictError(409, "HAPI-0550: version conflict", said))
+
+    assert caught.value.hapi_outcome == said
+    assert caught.value.current_version == 4
+    # The caller hears the store's words, not HAPI's.
+    assert "HAPI" not in str(caught.value.issues)
+    assert StaleVersionError("c-1", 3, 4).hapi_outcome is None
+
+
+def _stale_after(conflict: ConflictError) -> None:
+    try:
+        raise conflict
+    except ConflictError as exc:
+        raise StaleVersionError("c-1", 3, 4) from exc
