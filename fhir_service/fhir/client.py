@@ -28,6 +28,7 @@ from fhir_service.fhir.errors import (
     HapiOutcomeUnknownError,
     HapiRequestError,
     HapiUnavailableError,
+    ServerError,
     error_for,
 )
 from fhir_service.fhir.transport import InstrumentedTransport
@@ -263,6 +264,9 @@ class HapiClient:
         if timeout is not None:
             kwargs["timeout"] = timeout
         tries = attempts if attempts is not None else self.retry.attempts
+        # Whether an earlier try of this write may have reached HAPI: its answer was lost. A
+        # later try that fails then cannot say that nothing was written.
+        uncertain = False
         for attempt in range(1, tries + 1):
             retry_after = None
             try:
@@ -277,11 +281,13 @@ class HapiClient:
             except httpx.TimeoutException as exc:
                 failure = unavailable(self.base_url, "no answer within the time-out")
                 repeatable, cause = safe and not writes, exc
+                uncertain = uncertain or writes
             except httpx.TransportError as exc:
                 failure = unavailable(
                     self.base_url, f"the connection failed ({type(exc).__name__})"
                 )
                 repeatable, cause = safe, exc
+                uncertain = uncertain or writes
             else:
                 if response.status_code < httpx.codes.BAD_REQUEST:
                     return response
@@ -290,6 +296,11 @@ class HapiClient:
                 retry_after = _retry_after(response)
                 cause = failure
             if not repeatable or attempt == tries:
+                maybe_written = isinstance(failure, HapiUnavailableError | ServerError)
+                if uncertain and maybe_written and not isinstance(failure, HapiOutcomeUnknownError):
+                    failure = HapiOutcomeUnknownError(
+                        self.base_url, f"an earlier try may have written; then: {failure}"
+                    )
                 if failure is cause:
                     raise failure
                 raise failure from cause

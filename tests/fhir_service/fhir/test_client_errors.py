@@ -13,6 +13,7 @@ from fhir_service.fhir import (
     ConflictError,
     GoneError,
     HapiClient,
+    HapiOutcomeUnknownError,
     HapiRequestError,
     HapiUnavailableError,
     InvalidRequestError,
@@ -154,6 +155,49 @@ async def test_a_transaction_is_repeated_only_when_idempotent(
             await hapi.transaction(bundle)
 
     assert len(httpx_mock.get_requests()) == requests
+
+
+@pytest.mark.parametrize(
+    ("then", "tries"),
+    [
+        (httpx.ConnectError("refused"), 3),
+        # A write that found no answer in time is not sent a third time.
+        (httpx.ReadTimeout("no answer"), 2),
+        (httpx.Response(503, json=_outcome("starting")), 3),
+    ],
+    ids=["cannot-connect", "time-out", "hapi-5xx"],
+)
+async def test_a_write_whose_first_try_may_have_reached_hapi_stays_outcome_unknown(
+    httpx_mock: HTTPXMock, hapi: HapiClient, then: Exception | httpx.Response, tries: int
+) -> None:
+    # HAPI took the transaction and died before answering (kill -9): the retry of the
+    # idempotent write cannot reach it, or HAPI answers it while it starts again. Either way
+    # the first try may have written, so "nothing was written" would be a lie.
+    httpx_mock.add_exception(httpx.RemoteProtocolError("peer closed"), url=f"{BASE}/")
+    for _ in range(tries - 1):
+        if isinstance(then, httpx.Response):
+            httpx_mock.add_response(url=f"{BASE}/", status_code=503, json=_outcome("starting"))
+        else:
+            httpx_mock.add_exception(then, url=f"{BASE}/")
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+
+    with pytest.raises(HapiOutcomeUnknownError):
+        await hapi.transaction(bundle, idempotent=True)
+
+    assert len(httpx_mock.get_requests()) == tries
+
+
+async def test_a_write_that_never_reached_hapi_is_unavailable_not_unknown(
+    httpx_mock: HTTPXMock, hapi: HapiClient
+) -> None:
+    for _ in range(3):
+        httpx_mock.add_exception(httpx.ConnectError("refused"), url=f"{BASE}/")
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+
+    with pytest.raises(HapiUnavailableError) as caught:
+        await hapi.transaction(bundle, idempotent=True)
+
+    assert not isinstance(caught.value, HapiOutcomeUnknownError)
 
 
 def test_back_off_is_jittered_capped_and_honours_retry_after() -> None:
