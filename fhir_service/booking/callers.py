@@ -12,7 +12,7 @@ from fhir_service.booking.service import BookingService
 from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
 from fhir_service.contract import AgreedTime, Contract, Identifier
 from fhir_service.mapping.time_types import CareUnitTimes, TimeType, care_unit
-from fhir_service.security.access import Access, AccessDeniedError, claimed_identifier
+from fhir_service.security.access import Access, identifier_named
 from fhir_service.store import ContractNotFoundError
 
 __all__ = ["offered", "patient_side", "shown_time", "unit_of", "unseen"]
@@ -44,10 +44,7 @@ def unseen(trail: Witness, exc: NotShownError | AgreedTimeNotFoundError) -> None
 
 def unit_of(text: str) -> Identifier | None:
     """The care unit ``text`` names (kind|value or system|value); None if it names none."""
-    try:
-        return claimed_identifier(text, patient=False)
-    except AccessDeniedError:
-        return None
+    return identifier_named(text, patient=False)
 
 
 def offered(unit: str, code: str) -> tuple[CareUnitTimes, TimeType] | None:

@@ -29,7 +29,7 @@ from fhir_service.errors import (
     UnprocessableError,
 )
 from fhir_service.mapping.time_types import care_unit, time_zone
-from fhir_service.security.access import Access, AccessDeniedError, Denial, claimed_identifier
+from fhir_service.security.access import Access, Denial, identifier_named
 from fhir_service.store import Change, ContractNotFoundError
 
 __all__ = ["CallerBooking", "FreeSlotsAsked", "JudgedSlot", "Template"]
@@ -184,10 +184,7 @@ class CallerBooking:
     async def booked_times(self, patient: str) -> list[tuple[str, AgreedTime]]:
         """The patient's booked times still to come, soonest first, as ``(contract id, time)``,
         as far as the caller may see them."""
-        try:
-            identifier = claimed_identifier(patient, patient=True)
-        except AccessDeniedError:
-            identifier = None
+        identifier = identifier_named(patient, patient=True)
         if identifier is None:
             raise UnprocessableError("expected a patient's identifier", title="Invalid patient")
         walls = self.access.compartment

@@ -37,7 +37,7 @@ from fhir_service.errors import (
 from fhir_service.mapping import unknown_codes
 from fhir_service.records.plan_access import readable_plan
 from fhir_service.records.replays import Replays
-from fhir_service.security.access import Access, AccessDeniedError, Denial, claimed_identifier
+from fhir_service.security.access import Access, AccessDeniedError, Denial, identifier_named
 from fhir_service.store import (
     Change,
     ContractNotFoundError,
@@ -162,10 +162,7 @@ class CallerContracts:
     async def coherent_plan(self, patient: str) -> CoherentPlan:
         """The coherent plan of the patient ``patient`` names (kind|value), as the caller may
         read it (`fhir_service.records.plan_access`)."""
-        try:
-            identifier = claimed_identifier(patient, patient=True)
-        except AccessDeniedError:
-            identifier = None
+        identifier = identifier_named(patient, patient=True)
         if identifier is None:
             raise UnprocessableError(
                 "expected a patient's identifier as kind|value", title="Invalid patient"

@@ -24,7 +24,7 @@ from fhir_service.mapping.ownership import CONTRACT_SYSTEMS, contract_of
 from fhir_service.records.guard import subset_naming
 from fhir_service.records.plan_access import readable_plan
 from fhir_service.records.reads import CallerReads
-from fhir_service.security.access import AccessDeniedError, claimed_identifier
+from fhir_service.security.access import identifier_named
 
 __all__ = ["coherent_plan"]
 
@@ -50,10 +50,7 @@ async def coherent_plan(records: CallerReads, asked: str | None) -> Resource:
             "name the patient: ?patient=system|value",
             [issue("name the patient: system|value", "required", "patient")],
         )
-    try:
-        patient = claimed_identifier(asked, patient=True)
-    except AccessDeniedError:
-        patient = None
+    patient = identifier_named(asked, patient=True)
     if patient is None:
         raise InvalidRequestError(
             f"patient={asked}: not a patient's identifier",

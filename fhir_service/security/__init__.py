@@ -8,6 +8,7 @@ from fhir_service.security.access import (
     Requirement,
     claimed_identifier,
     decide,
+    identifier_named,
 )
 from fhir_service.security.dev_keys import (
     LOCAL_AUDIENCE,
@@ -53,6 +54,7 @@ __all__ = [
     "decide",
     "endpoints",
     "grantable",
+    "identifier_named",
     "local_issuer_key",
     "mint_token",
     "oauth_uris",

@@ -37,6 +37,7 @@ __all__ = [
     "Requirement",
     "claimed_identifier",
     "decide",
+    "identifier_named",
 ]
 
 AUDIT_TYPES = frozenset({"AuditEvent", "Provenance"})
@@ -173,6 +174,15 @@ def claimed_identifier(text: str, *, patient: bool) -> Identifier | None:
     if identifier.kind not in kinds:
         raise AccessDeniedError(Denial.BAD_CLAIM)
     return identifier
+
+
+def identifier_named(text: str, *, patient: bool) -> Identifier | None:
+    """The patient or care unit ``text`` names (``kind|value`` or ``system|value``); None when
+    it names none: a request's criterion, where a bad one is the caller's mistake, not a claim."""
+    try:
+        return claimed_identifier(text, patient=patient)
+    except AccessDeniedError:
+        return None
 
 
 def _organization(principal: Principal) -> Identifier | None:

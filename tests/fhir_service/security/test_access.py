@@ -16,6 +16,7 @@ from fhir_service.security.access import (
     Requirement,
     claimed_identifier,
     decide,
+    identifier_named,
 )
 from fhir_service.security.roles import ROLE_SCOPES, Role
 from fhir_service.security.scopes import Context, Permission
@@ -336,6 +337,22 @@ def test_a_claim_of_an_invalid_value_or_the_wrong_kind_is_refused(
 
     assert caught.value.denial is Denial.BAD_CLAIM
     assert str(caught.value) == Denial.BAD_CLAIM.value
+
+
+@pytest.mark.parametrize(
+    ("text", "patient", "named"),
+    [
+        ("personnummer|19390211-4689", True, PATIENT),
+        ("hsa-id|SE2321000065-1254", False, UNIT),
+        ("personnummer|19390211-4688", True, None),
+        ("hsa-id|SE2321000065-1254", True, None),
+        ("19390211-4689", True, None),
+    ],
+)
+def test_a_criterion_names_an_identifier_or_none_never_a_refusal(
+    text: str, patient: bool, named: Identifier | None
+) -> None:
+    assert identifier_named(text, patient=patient) == named
 
 
 @pytest.mark.parametrize(("claim", "patient"), [("123", True), ("Patient-7", True), ("x", False)])
