@@ -25,6 +25,8 @@ __all__ = [
     "Problem",
     "problem_response",
     "refused",
+    "said_to_caller",
+    "status_of",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -57,6 +59,22 @@ def status_of(exc: errors.ServiceError, *, invalid: int) -> int:
     return invalid if status == 400 else status
 
 
+def said_to_caller(exc: errors.ServiceError, *, reads: bool) -> str:
+    """What ``exc`` means for the caller, in both facades' words: for a failure of the FHIR
+    store, whether anything was written (which only a read need not say)."""
+    if isinstance(exc, errors.OutcomeUnknownError):
+        return _OUTCOME_UNKNOWN
+    if isinstance(exc, errors.UnavailableError):
+        written = "" if reads else "; nothing was written"
+        return f"{exc.detail[:1].upper()}{exc.detail[1:]}{written}. Retry after the pause."
+    if isinstance(exc, errors.UpstreamError) and status_of(exc, invalid=400) == 502:
+        # HAPI refused what this service asked: ours to mend, not the caller's; a write it
+        # refused was refused whole.
+        said = "failed to answer" if reads else "refused the write; nothing was written"
+        return f"The FHIR store {said}."
+    return exc.detail
+
+
 def refused(request: Request, exc: errors.ServiceError) -> JSONResponse:
     """The problem+json answer to ``exc``; the audit record is told why the caller was refused."""
     if exc.refusal is not None:
@@ -71,12 +89,7 @@ def refused(request: Request, exc: errors.ServiceError) -> JSONResponse:
         extensions["errors"] = [
             {"location": i["expression"][0], "message": i["diagnostics"]} for i in located
         ]
-    detail = exc.detail
-    if isinstance(exc, errors.OutcomeUnknownError):
-        detail = _OUTCOME_UNKNOWN
-    elif isinstance(exc, errors.UnavailableError):
-        written = "" if request.method in ("GET", "HEAD") else "; nothing was written"
-        detail = f"{detail[:1].upper()}{detail[1:]}{written}. Retry after the pause."
+    detail = said_to_caller(exc, reads=request.method in ("GET", "HEAD"))
     if status >= 500:
         _log.warning(
             exc.title,

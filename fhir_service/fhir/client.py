@@ -25,10 +25,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from fhir_service.fhir.errors import (
+    ConflictError,
     HapiOutcomeUnknownError,
     HapiRequestError,
     HapiUnavailableError,
-    ServerError,
     error_for,
 )
 from fhir_service.fhir.transport import InstrumentedTransport
@@ -296,8 +296,9 @@ class HapiClient:
                 retry_after = _retry_after(response)
                 cause = failure
             if not repeatable or attempt == tries:
-                maybe_written = isinstance(failure, HapiUnavailableError | ServerError)
-                if uncertain and maybe_written and not isinstance(failure, HapiOutcomeUnknownError):
+                # A conflict is HAPI's word on what it holds, which the writer reads next.
+                said = isinstance(failure, HapiOutcomeUnknownError | ConflictError)
+                if uncertain and not said:
                     failure = HapiOutcomeUnknownError(
                         self.base_url, f"an earlier try may have written; then: {failure}"
                     )

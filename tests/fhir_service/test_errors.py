@@ -10,8 +10,13 @@ import pytest
 
 import fhir_service
 from fhir_service import errors
-from fhir_service.api.problems import status_of
-from fhir_service.fhir import ConflictError
+from fhir_service.api.problems import said_to_caller, status_of
+from fhir_service.fhir import (
+    ConflictError,
+    HapiOutcomeUnknownError,
+    HapiUnavailableError,
+    InvalidRequestError,
+)
 from fhir_service.store import StaleVersionError
 
 
@@ -82,3 +87,27 @@ def _stale_after(conflict: ConflictError) -> None:
         raise conflict
     except ConflictError as exc:
         raise StaleVersionError("c-1", 3, 4) from exc
+
+
+@pytest.mark.parametrize(
+    ("refusal", "reads", "said"),
+    [
+        (HapiUnavailableError("http://hapi", "cannot connect"), False, "nothing was written"),
+        (HapiUnavailableError("http://hapi", "cannot connect"), True, "Retry after the pause"),
+        (HapiOutcomeUnknownError("http://hapi", "no answer"), False, "outcome of this write is"),
+        (InvalidRequestError(400, "HAPI-1234: bad"), False, "refused the write; nothing was"),
+        (InvalidRequestError(400, "HAPI-1234: bad"), True, "failed to answer"),
+        (StaleVersionError("c-1", 3, 4), False, "is at version 4, not 3"),
+    ],
+)
+def test_what_a_failure_of_the_fhir_store_means_for_the_caller_is_said_plainly(
+    refusal: errors.ServiceError, reads: bool, said: str
+) -> None:
+    text = said_to_caller(refusal, reads=reads)
+
+    assert said in text
+    assert "HAPI" not in text
+    assert "http://hapi" not in text
+    # A read is never told about writing, an unknown outcome never that nothing was written.
+    assert not (reads and "written" in text)
+    assert not (isinstance(refusal, errors.OutcomeUnknownError) and "nothing was" in text)

@@ -23,7 +23,7 @@ from fhir_service.api.audit_trail import refused_in
 from fhir_service.api.fhir.bodies import BodyError
 from fhir_service.api.fhir.outcomes import fhir_response, outcome
 from fhir_service.api.fhir.subsetting import Subset, SubsetError, subset_of, subsetted
-from fhir_service.api.problems import status_of
+from fhir_service.api.problems import said_to_caller, status_of
 
 __all__ = ["answer", "base_url", "bundle_answer", "preferred", "rebased", "resource_answer"]
 
@@ -65,19 +65,13 @@ async def answer(request: Request, work: Callable[[], Awaitable[Response]]) -> R
 
 def refused(request: Request, exc: errors.ServiceError) -> Response:
     """The OperationOutcome answering ``exc``; the audit record is told why the caller was
-    refused. What HAPI's failures mean for the caller depends on whether they wrote."""
+    refused. What the FHIR store's failures mean for the caller depends on whether they wrote."""
     if exc.refusal is not None:
         refused_in(request, exc.refusal)
     status = status_of(exc, invalid=400)
     issues = exc.issues
-    if isinstance(exc, errors.OutcomeUnknownError):
-        issues = [errors.issue(f"{exc.detail}; read the contract before writing again", exc.code)]
-    elif isinstance(exc, errors.UnavailableError):
-        said = "try again" if _reads(request) else "nothing was written"
-        issues = [errors.issue(f"{exc.detail}; {said}", exc.code)]
-    elif isinstance(exc, errors.UpstreamError) and status == 502:
-        said = "failed to answer" if _reads(request) else "refused the write; nothing was written"
-        issues = [errors.issue(f"the FHIR store {said}", exc.code)]
+    if isinstance(exc, errors.OutcomeUnknownError | errors.UnavailableError | errors.UpstreamError):
+        issues = [errors.issue(said_to_caller(exc, reads=_reads(request)), exc.code)]
     headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
     return fhir_response({"resourceType": "OperationOutcome", "issue": issues}, status, headers)
 

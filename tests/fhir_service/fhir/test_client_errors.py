@@ -164,8 +164,9 @@ async def test_a_transaction_is_repeated_only_when_idempotent(
         # A write that found no answer in time is not sent a third time.
         (httpx.ReadTimeout("no answer"), 2),
         (httpx.Response(503, json=_outcome("starting")), 3),
+        (httpx.Response(400, json=_outcome("refused")), 2),
     ],
-    ids=["cannot-connect", "time-out", "hapi-5xx"],
+    ids=["cannot-connect", "time-out", "hapi-5xx", "hapi-refuses-the-repeat"],
 )
 async def test_a_write_whose_first_try_may_have_reached_hapi_stays_outcome_unknown(
     httpx_mock: HTTPXMock, hapi: HapiClient, then: Exception | httpx.Response, tries: int
@@ -176,7 +177,7 @@ async def test_a_write_whose_first_try_may_have_reached_hapi_stays_outcome_unkno
     httpx_mock.add_exception(httpx.RemoteProtocolError("peer closed"), url=f"{BASE}/")
     for _ in range(tries - 1):
         if isinstance(then, httpx.Response):
-            httpx_mock.add_response(url=f"{BASE}/", status_code=503, json=_outcome("starting"))
+            httpx_mock.add_response(url=f"{BASE}/", status_code=then.status_code, json=then.json())
         else:
             httpx_mock.add_exception(then, url=f"{BASE}/")
     bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
@@ -185,6 +186,19 @@ async def test_a_write_whose_first_try_may_have_reached_hapi_stays_outcome_unkno
         await hapi.transaction(bundle, idempotent=True)
 
     assert len(httpx_mock.get_requests()) == tries
+
+
+async def test_a_conflict_after_a_lost_answer_stays_a_conflict_for_the_writer_to_read(
+    httpx_mock: HTTPXMock, hapi: HapiClient
+) -> None:
+    # The repeat of a conditional create finds HAPI's word on what it holds: the store reads
+    # the contract next and learns whether the first try made it.
+    httpx_mock.add_exception(httpx.RemoteProtocolError("peer closed"), url=f"{BASE}/")
+    httpx_mock.add_response(url=f"{BASE}/", status_code=409, json=_outcome("duplicate"))
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": []}
+
+    with pytest.raises(ConflictError):
+        await hapi.transaction(bundle, idempotent=True)
 
 
 async def test_a_write_that_never_reached_hapi_is_unavailable_not_unknown(
