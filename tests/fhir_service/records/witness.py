@@ -1,0 +1,33 @@
+"""The audit record as the services fill it, kept to be looked at: what a request touched and
+why it was refused (`fhir_service.audit.Witness`)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from fhir_service.audit import FhirIdentifier, Touched, contract_entities
+from fhir_service.contract import Contract
+
+
+@dataclass
+class RecordedWitness:
+    """What one request's services said to its audit record."""
+
+    query: str | None = None
+    write_key: str | None = None
+    patients: list[FhirIdentifier] = field(default_factory=list)
+    entities: list[Touched] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+
+    def saw_contract(self, contract: Contract) -> None:
+        patient, entity = contract_entities(contract)
+        self.saw(entity, [patient])
+
+    def saw(self, entity: Touched, patients: Iterable[FhirIdentifier] = ()) -> None:
+        self.patients += [p for p in patients if p not in self.patients]
+        if entity not in self.entities:
+            self.entities.append(entity)
+
+    def refused(self, reason: str) -> None:
+        self.refusals.append(reason)
