@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -17,10 +16,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fhir_service import servicedb
 from fhir_service.audit.events import audit_event
 from fhir_service.audit.outbox import (
-    AuditClaim,
     AuditOutbox,
     AuditWriter,
     complete,
@@ -178,37 +175,6 @@ def test_the_back_off_doubles_and_stops_growing_at_its_cap(engine: Engine) -> No
     assert timedelta(seconds=2) <= waits[1] <= timedelta(seconds=4)
     assert all(cap / 2 <= wait <= cap for wait in waits[10:])
     assert _rows(engine)[record_id].attempts == 25
-
-
-def test_two_claimants_at_once_never_take_the_same_record(engine: Engine) -> None:
-    ids = _recorded(engine, 200)
-    second_engine = servicedb.make_engine(engine.url.render_as_string(hide_password=False))
-    taken: list[list[AuditClaim]] = [[], []]
-    start = threading.Barrier(2)
-
-    def drain(index: int, instance: Engine) -> None:
-        outbox = AuditOutbox(instance)
-        start.wait()
-        for _ in range(2000):
-            taken[index] += outbox.claim(3)
-            if len(taken[0]) + len(taken[1]) >= len(ids):
-                return
-            time.sleep(0.005)  # what a writer does between claims: write them
-
-    threads = [
-        threading.Thread(target=drain, args=(0, engine)),
-        threading.Thread(target=drain, args=(1, second_engine)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    second_engine.dispose()
-
-    claimed = [c.id for c in taken[0] + taken[1]]
-    assert sorted(claimed) == sorted(ids)
-    assert taken[0], "the first claimant took part"
-    assert taken[1], "the second claimant took part"
 
 
 async def test_recorded_accesses_are_written_to_hapi_as_they_were_built(

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -14,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
-from fhir_service.sync.webhook_deliveries import Claim, DeliveryWorker, Outbox, enqueue, sign
+from fhir_service.sync.webhook_deliveries import DeliveryWorker, Outbox, enqueue, sign
 from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
 from tests.support import load_data
 from tests.webhook_receiver import running_receiver
@@ -92,38 +90,6 @@ def test_the_back_off_doubles_with_jitter_and_stops_growing_at_its_cap(engine: E
     assert timedelta(seconds=4) <= waits[3] <= timedelta(seconds=8)
     assert timedelta(minutes=2.5) <= waits[10] <= timedelta(minutes=5)
     assert timedelta(minutes=2.5) <= waits[100] <= timedelta(minutes=5)
-
-
-def test_two_instances_claiming_at_once_never_take_the_same_delivery(engine: Engine) -> None:
-    ids = _events(engine, _webhook(engine), 200)
-    second_engine = servicedb.make_engine(engine.url.render_as_string(hide_password=False))
-    taken: list[list[Claim]] = [[], []]
-
-    start = threading.Barrier(2)
-
-    def drain(index: int, instance: Engine) -> None:
-        outbox = Outbox(instance)
-        start.wait()
-        for _ in range(2000):
-            taken[index] += outbox.claim(3)
-            if len(taken[0]) + len(taken[1]) >= len(ids):
-                return
-            time.sleep(0.005)  # what a worker does between claims: send them
-
-    threads = [
-        threading.Thread(target=drain, args=(0, engine)),
-        threading.Thread(target=drain, args=(1, second_engine)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    second_engine.dispose()
-
-    claimed = [c.event_id for c in taken[0] + taken[1]]
-    assert sorted(claimed) == sorted(ids)
-    assert taken[0], "the first instance took part"
-    assert taken[1], "the second instance took part"
 
 
 async def test_a_receiver_that_is_down_gets_every_event_once_when_it_is_back(
