@@ -72,6 +72,7 @@ class Service:
         )
         self.engine = servicedb.make_engine(settings.resolved_database_url)
         self.instance = ThisInstance(self.engine)
+        self.keys = IdempotencyStore(self.engine)
         self.conformance_loaded = asyncio.Event()
         self.schema_ready = asyncio.Event()
         self.audit_wake = asyncio.Event()
@@ -141,7 +142,7 @@ class Service:
     ) -> CallerContracts:
         """The contracts of the JSON facade as the caller may see and change them, with the
         caller's Idempotency-Keys (``caller`` is the caller as the keys are scoped to)."""
-        replays = Replays(IdempotencyStore(self.engine), witness, caller, self.instance.id)
+        replays = Replays(self.keys, witness, caller, self.instance.id)
         return CallerContracts(access, witness, change, self.store, replays)
 
     def booking(

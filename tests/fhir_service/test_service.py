@@ -8,12 +8,11 @@ from pathlib import Path
 from fhir_service.mapping import Author
 from fhir_service.metrics import Metrics
 from fhir_service.records import CallerContracts
-from fhir_service.security import Access, Compartment, Requirement
-from fhir_service.security.tokens import Principal
+from fhir_service.security import Compartment, Requirement
 from fhir_service.service import Check, Service
 from fhir_service.settings import Settings
 from fhir_service.store import Change
-from tests.fhir_service.records.witness import RecordedWitness
+from tests.fhir_service.records.support import RecordedWitness, access_within
 from tests.support import free_port
 
 
@@ -43,12 +42,7 @@ async def test_each_callers_contracts_are_bound_to_their_walls_and_their_own_key
 ) -> None:
     service = Service(_settings(tmp_path, conformance_loaded), Metrics())
     walls = Compartment()
-    access = Access(
-        principal=Principal(subject="someone", client_id="tests", scopes=frozenset()),
-        requirement=Requirement("CarePlan", "r"),
-        context="system",
-        compartment=walls,
-    )
+    access = access_within(walls, Requirement("CarePlan", "r"))
     witness = RecordedWitness()
     try:
         contracts = service.contracts(

@@ -1,5 +1,5 @@
-"""The audit record as the services fill it, kept to be looked at: what a request touched and
-why it was refused (`fhir_service.audit.Witness`)."""
+"""A caller of the services in ``records/``: their access within given walls, and their audit
+record as the services fill it, kept to be looked at (`fhir_service.audit.Witness`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,18 @@ from dataclasses import dataclass, field
 
 from fhir_service.audit import FhirIdentifier, Touched, contract_entities
 from fhir_service.contract import Contract
+from fhir_service.security import Access, Compartment, Requirement
+from fhir_service.security.tokens import Principal
+
+
+def access_within(walls: Compartment, requirement: Requirement) -> Access:
+    """A token's access granted ``requirement`` inside ``walls``: a patient's, or a system's."""
+    return Access(
+        principal=Principal(subject="someone", client_id="tests", scopes=frozenset()),
+        requirement=requirement,
+        context="patient" if walls.patient is not None else "system",
+        compartment=walls,
+    )
 
 
 @dataclass

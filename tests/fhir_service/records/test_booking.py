@@ -18,10 +18,9 @@ from fhir_service.errors import (
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import Author
 from fhir_service.records import CallerBooking, FreeSlotsAsked
-from fhir_service.security import Access, Compartment, Denial, Requirement
-from fhir_service.security.tokens import Principal
+from fhir_service.security import Compartment, Denial, Requirement
 from fhir_service.store import Change, ContractStore
-from tests.fhir_service.records.witness import RecordedWitness
+from tests.fhir_service.records.support import RecordedWitness, access_within
 from tests.support import unique_hsa_id, unique_personnummer
 
 # A unit with time types in mappings/booking/time-types.json.
@@ -30,12 +29,7 @@ KNEE_UNIT = Identifier(kind=IdentifierKind.HSA_ID, value="SE2321000065-1003")
 
 def _caller(hapi: HapiClient, walls: Compartment) -> tuple[CallerBooking, RecordedWitness]:
     seen = RecordedWitness()
-    access = Access(
-        principal=Principal(subject="someone", client_id="tests", scopes=frozenset()),
-        requirement=Requirement("Slot", "c"),
-        context="patient" if walls.patient is not None else "system",
-        compartment=walls,
-    )
+    access = access_within(walls, Requirement("Slot", "c"))
 
     def change() -> Change:
         return Change(Author(("tests", "someone")), walls)

@@ -22,11 +22,10 @@ from fhir_service.errors import (
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import Author
 from fhir_service.records import CallerContracts, ContractCriteria, Replays
-from fhir_service.security import Access, AccessDeniedError, Compartment, Denial, Requirement
-from fhir_service.security.tokens import Principal
+from fhir_service.security import AccessDeniedError, Compartment, Denial, Requirement
 from fhir_service.servicedb import IdempotencyStore
 from fhir_service.store import Change, ContractNotFoundError, ContractStore
-from tests.fhir_service.records.witness import RecordedWitness
+from tests.fhir_service.records.support import RecordedWitness, access_within
 from tests.support import unique_hsa_id, unique_personnummer
 
 EXAMPLE = Path(__file__).parents[3] / "profiles/examples/contracts/elderly-psychiatry.json"
@@ -71,12 +70,7 @@ def _caller(
     witness: RecordedWitness | None = None,
 ) -> tuple[CallerContracts, RecordedWitness]:
     seen = witness or RecordedWitness()
-    access = Access(
-        principal=Principal(subject="someone", client_id="tests", scopes=frozenset()),
-        requirement=Requirement("CarePlan", "r"),
-        context="system" if walls.patient is None else "patient",
-        compartment=walls,
-    )
+    access = access_within(walls, Requirement("CarePlan", "r"))
 
     def change() -> Change:
         return Change(Author(("tests", "someone"), write_key=seen.write_key), walls)

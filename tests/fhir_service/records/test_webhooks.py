@@ -13,11 +13,10 @@ from fhir_service.contract import Identifier, IdentifierKind
 from fhir_service.errors import RecordNotFoundError
 from fhir_service.mapping import system_of
 from fhir_service.records import CallerWebhooks
-from fhir_service.security import Access, AccessDeniedError, Compartment, Denial, Requirement
-from fhir_service.security.tokens import Principal
+from fhir_service.security import AccessDeniedError, Compartment, Denial, Requirement
 from fhir_service.sync import InvalidWebhookError, TargetPolicy
 from fhir_service.sync.webhook_registrations import Reach, WebhookRegistry
-from tests.fhir_service.records.witness import RecordedWitness
+from tests.fhir_service.records.support import RecordedWitness, access_within
 from tests.support import unique_hsa_id, unique_personnummer
 
 URL = "http://127.0.0.1:9/hooks"
@@ -40,12 +39,7 @@ def _caller(
     registry: WebhookRegistry, walls: Compartment, owner: str
 ) -> tuple[CallerWebhooks, RecordedWitness]:
     seen = RecordedWitness()
-    access = Access(
-        principal=Principal(subject=owner, client_id="tests", scopes=frozenset()),
-        requirement=Requirement("Subscription", "c"),
-        context="patient" if walls.patient is not None else "system",
-        compartment=walls,
-    )
+    access = access_within(walls, Requirement("Subscription", "c"))
     return CallerWebhooks(access, seen, owner, registry), seen
 
 
