@@ -73,6 +73,10 @@ RULES: dict[str, Protected | Public] = {
     "complete_contract": _contract("u", Interaction.OPERATION, "complete"),
     "end_contract": _contract("u", Interaction.OPERATION, "end"),
     "revoke_contract": _contract("u", Interaction.OPERATION, "revoke"),
+    "propose_contract": _contract("u", Interaction.OPERATION, "propose"),
+    # A party's signature is a Provenance of its own, the right to give one neither the right
+    # to write the contract nor to read the audit trail: a patient signs, and cannot change.
+    "sign_contract": Protected(Requirement("Provenance", "c"), Interaction.OPERATION, "sign"),
     # The coherent plan searches the patient's contracts across care units.
     "read_plan": _contract("s", Interaction.SEARCH),
     "read_labels": Public.VOCABULARY,

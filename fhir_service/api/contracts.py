@@ -27,8 +27,8 @@ from fhir_service.api.languages import (
 from fhir_service.api.openapi import contract_examples
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.api.replays import REPLAYED, keyed
-from fhir_service.contract import Agreement, Contract, ContractStatus
-from fhir_service.records import ContractCriteria, ContractWritten
+from fhir_service.contract import Agreement, Contract, ContractStatus, Text
+from fhir_service.records import ContractCriteria, ContractWritten, Decision
 from fhir_service.store import MAX_SEARCH_COUNT
 
 __all__ = ["router"]
@@ -73,11 +73,25 @@ IfMatch = Annotated[
 
 
 class AgreeBody(BaseModel):
-    """The agreements that make the current version agreed."""
+    """The agreements that make the current version agreed, given elsewhere (on paper, in the
+    EHR) and recorded by the caller: each is stored as attested, whatever ``attested`` says."""
 
     model_config = ConfigDict(extra="forbid")
 
     agreements: tuple[Agreement, ...]
+
+
+class SignBody(BaseModel):
+    """A party's answer, in their own name, to the version they were shown."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Decision = Field(
+        description="agree: sign this version; decline: the patient says no to it."
+    )
+    comment: Text | None = Field(
+        default=None, description="Why the patient declines, in their own words."
+    )
 
 
 @router.post(
@@ -309,6 +323,44 @@ async def agree_contract(
         return _written(await contracts.agree(contract_id, body.agreements, if_match))
 
     return await keyed(request, contracts.replays, idempotency_key, agree, _replayed)
+
+
+@router.post("/{contract_id}/propose", response_model=Contract, responses=_CHANGE_ERRORS)
+async def propose_contract(
+    contract_id: ContractIdPath,
+    request: Request,
+    contracts: ContractsDep,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Put this version (a draft or a revision) to the patient: it awaits their agreement."""
+
+    async def propose() -> Response:
+        return _written(await contracts.propose(contract_id, if_match))
+
+    return await keyed(request, contracts.replays, idempotency_key, propose, _replayed)
+
+
+@router.post("/{contract_id}/sign", response_model=Contract, responses=_CHANGE_ERRORS)
+async def sign_contract(
+    contract_id: ContractIdPath,
+    request: Request,
+    body: Annotated[SignBody, Body()],
+    contracts: ContractsDep,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Agree to this version in one's own name, or (the patient) decline it with a comment.
+
+    The patient signs with their own token, once the unit has put the version to them; a
+    clinician of the responsible unit with theirs. The second signature of the same contents
+    makes the contract agreed; a change in between voids the first.
+    """
+
+    async def sign() -> Response:
+        return _written(await contracts.sign(contract_id, body.decision, body.comment, if_match))
+
+    return await keyed(request, contracts.replays, idempotency_key, sign, _replayed)
 
 
 def _written(written: ContractWritten, status_code: int = status.HTTP_200_OK) -> Response:

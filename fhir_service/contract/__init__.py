@@ -20,10 +20,13 @@ from fhir_service.contract.model import (
     Name,
     Organization,
     Patient,
+    PatientReview,
     Period,
     Professional,
     Relative,
     Schedule,
+    Signature,
+    Text,
 )
 from fhir_service.contract.plan import CoherentPlan, PlannedTime, coherent_plan
 from fhir_service.contract.problems import described, json_path
@@ -66,11 +69,14 @@ __all__ = [
     "Organization",
     "OrganizationKind",
     "Patient",
+    "PatientReview",
     "Period",
     "PlannedTime",
     "Professional",
     "Relative",
     "Schedule",
+    "Signature",
+    "Text",
     "coherent_plan",
     "described",
     "disclose",

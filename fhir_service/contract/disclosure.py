@@ -35,7 +35,9 @@ def disclose(contract: Contract, unit: Identifier | None) -> Disclosed:
     """
     if unit is not None and unit == contract.responsible_unit.identifier:
         return Disclosed(contract, withheld=False)
-    if contract.status is ContractStatus.DRAFT or _restricted(contract.confidentiality):
+    # A draft is the care unit's until it puts it to the patient for their agreement.
+    unproposed = contract.status is ContractStatus.DRAFT and contract.patient_review is None
+    if unproposed or _restricted(contract.confidentiality):
         return Disclosed(None, withheld=True)
     shown = {
         "activities": tuple(a for a in contract.activities if not _restricted(a.confidentiality)),

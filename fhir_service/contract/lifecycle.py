@@ -7,27 +7,36 @@
               revoked <┴──end──> ended <───┘ (end, revoke)
 
 Agreeing needs both the patient's and the responsible clinician's agreement, each recorded with
-when it was given. Leaving "agreed" (revising, completing, ending, revoking) starts a version whose
-earlier agreements no longer hold: they stay in the version history, as Provenance in HAPI.
+when it was given: either both given elsewhere and recorded in one step (`agree`), or each
+party's own signature of the same contents (`sign`), in either order; the second makes the
+contract agreed. The care unit puts a version to the patient first (`propose`), and the patient
+may decline it with a comment (`decline`). These steps keep the status: the contract stays a
+draft or a revision until both have signed. Leaving "agreed" (revising, completing, ending,
+revoking) starts a version whose earlier agreements no longer hold: they stay in the version
+history, as Provenance in HAPI.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from fhir_service.contract.model import Agreement, Contract
+from fhir_service.contract.model import Agreement, Contract, PatientReview, Signature
 from fhir_service.contract.vocabulary import AgreementParty, ContractStatus
 from fhir_service.errors import RecordConflictError
 
 __all__ = [
     "IllegalTransitionError",
+    "NotPutToPatientError",
     "agree",
     "agreed_at",
     "allowed_next",
     "complete",
+    "decline",
     "end",
+    "propose",
     "revise",
     "revoke",
+    "sign",
 ]
 
 _NEXT: dict[ContractStatus, frozenset[ContractStatus]] = {
@@ -49,6 +58,7 @@ _NEXT: dict[ContractStatus, frozenset[ContractStatus]] = {
 }
 
 _REQUIRED_PARTIES = frozenset({AgreementParty.PATIENT, AgreementParty.RESPONSIBLE_CLINICIAN})
+_BEING_AGREED = frozenset({ContractStatus.DRAFT, ContractStatus.REVISED})
 
 
 class IllegalTransitionError(RecordConflictError, ValueError):
@@ -73,8 +83,15 @@ def allowed_next(status: ContractStatus) -> frozenset[ContractStatus]:
 def _move(contract: Contract, wanted: ContractStatus, **changes: object) -> Contract:
     if wanted not in _NEXT[contract.status]:
         raise IllegalTransitionError(contract.status, wanted)
-    # Leaving "agreed" moves the agreements into history: they held for the version now closed.
-    update = {"status": wanted, "agreements": (), **changes}
+    # Leaving "agreed" moves the agreements into history: they held for the version now closed;
+    # reaching it ends the signing, whose signatures the agreements now are.
+    update: dict[str, object] = {
+        "status": wanted,
+        "agreements": (),
+        "patient_review": None,
+        "signatures": (),
+        **changes,
+    }
     moved = Contract.model_validate(contract.model_dump() | update)
     # What the sender wrote beyond the contract's fields stays with it (it is no JSON field).
     return moved.model_copy(update={"sent": contract.sent})
@@ -93,6 +110,67 @@ def agree(contract: Contract, agreements: tuple[Agreement, ...]) -> Contract:
     if len(parties) != len(agreements):
         raise ValueError("each party agrees once")
     return _move(contract, ContractStatus.AGREED, agreements=agreements)
+
+
+class NotPutToPatientError(RecordConflictError):
+    """The patient was asked to sign or decline a version the care unit has not put to them."""
+
+    code = "business-rule"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this version is not awaiting the patient: the care unit proposes it to them first"
+        )
+
+
+def propose(contract: Contract, at: datetime) -> Contract:
+    """The care unit puts this version to the patient: it awaits the patient's agreement.
+
+    Proposing again after a decline asks again; signatures given so far hold.
+    """
+    _being_agreed(contract)
+    review = PatientReview(proposed_at=at)
+    return contract.model_copy(update={"patient_review": review})
+
+
+def decline(contract: Contract, at: datetime, comment: str | None) -> Contract:
+    """The patient declines the version put to them, saying why; the unit sees it."""
+    _being_agreed(contract)
+    review = contract.patient_review
+    if review is None or review.declined_at is not None:
+        raise NotPutToPatientError
+    answer = PatientReview(proposed_at=review.proposed_at, declined_at=at, comment=comment)
+    # The patient's own earlier signature of these contents no longer says what they think.
+    kept = tuple(s for s in contract.signatures if s.party is not AgreementParty.PATIENT)
+    return contract.model_copy(update={"patient_review": answer, "signatures": kept})
+
+
+def sign(contract: Contract, signature: Signature) -> Contract:
+    """One party signs this version's contents in their own name; once both have, the contract
+    is agreed, each signature its signer's agreement. A party signing again is signed once."""
+    _being_agreed(contract)
+    review = contract.patient_review
+    put_to_patient = review is not None and review.declined_at is None
+    if signature.party is AgreementParty.PATIENT and not put_to_patient:
+        raise NotPutToPatientError
+    earlier = next((s for s in contract.signatures if s.party is signature.party), None)
+    signatures = contract.signatures if earlier is not None else (*contract.signatures, signature)
+    if {s.party for s in signatures} != _REQUIRED_PARTIES:
+        return contract.model_copy(update={"signatures": signatures})
+    agreements = tuple(
+        Agreement(party=s.party, agreed_at=s.signed_at)
+        for s in sorted(signatures, key=lambda s: s.party)
+    )
+    return _move(contract, ContractStatus.AGREED, agreements=agreements)
+
+
+def _being_agreed(contract: Contract) -> None:
+    if contract.status not in _BEING_AGREED:
+        raise IllegalTransitionError(
+            contract.status,
+            ContractStatus.AGREED,
+            "only a draft or a revision is put to the parties' agreement",
+        )
 
 
 def revise(contract: Contract) -> Contract:

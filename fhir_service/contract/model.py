@@ -54,10 +54,13 @@ __all__ = [
     "Name",
     "Organization",
     "Patient",
+    "PatientReview",
     "Period",
     "Professional",
     "Relative",
     "Schedule",
+    "Signature",
+    "Text",
 ]
 
 # FHIR strings may not carry control characters other than tab and line breaks, and the XHTML
@@ -356,6 +359,30 @@ class Agreement(_Model):
     )
 
 
+class Signature(_Model):
+    """One party's own signature of the contents of a version not yet agreed, given by their own
+    authenticated act (the patient's token, a clinician's). It holds while those contents do: a
+    change in between voids it. Set by the service; never taken from a write."""
+
+    party: AgreementParty
+    signed_at: AwareDatetime
+    version: int = Field(
+        description="The version signed; later versions of the same contents keep it."
+    )
+
+
+class PatientReview(_Model):
+    """The care unit has put this version to the patient for their agreement ("awaiting the
+    patient"), and the patient's answer when they declined. Set by the service through the
+    propose and sign steps; never taken from a write."""
+
+    proposed_at: AwareDatetime
+    declined_at: AwareDatetime | None = None
+    comment: Text | None = Field(
+        default=None, description="Why the patient declined, in their own words."
+    )
+
+
 MAX_PROFESSIONALS = 50
 MAX_RELATIVES = 20
 MAX_CARE_CONTACTS = 20
@@ -421,6 +448,16 @@ class Contract(_Model):
     agreed_times: tuple[AgreedTime, ...] = Field(default=(), max_length=MAX_AGREED_TIMES)
     care_guarantee: CareGuaranteeCase | None = None
     agreements: tuple[Agreement, ...] = ()
+    patient_review: PatientReview | None = Field(
+        default=None,
+        description="Set while the version is put to the patient (a draft or a revision): "
+        "awaiting their agreement, or declined with their comment. Left out when not.",
+    )
+    signatures: tuple[Signature, ...] = Field(
+        default=(),
+        description="The parties' own signatures of this version's contents while it is not "
+        "yet agreed; both make it agreed. Left out when none.",
+    )
     sent: SkipJsonSchema[dict[str, dict[str, Any]] | None] = Field(
         default=None,
         exclude=True,
@@ -457,6 +494,11 @@ class Contract(_Model):
         # client changing the clinician need not change the unit too. (Not annotated: the
         # schema stays the model's.)
         data = handler(self)
+        # Said only while a version is being agreed, so a contract's form is as it was before.
+        if self.patient_review is None:
+            data.pop("patient_review", None)
+        if not self.signatures:
+            data.pop("signatures", None)
         clinician = self.responsible_clinician
         if clinician is not None and clinician.organization == self.responsible_unit:
             data.pop("responsible_unit", None)
@@ -489,6 +531,7 @@ class Contract(_Model):
         _unique("agreed_times", [t.key for t in self.agreed_times])
         _unique("relatives", [r.key for r in self.relatives])
         _unique("agreements", [a.party for a in self.agreements])
+        _unique("signatures", [s.party for s in self.signatures])
         relatives = {r.key for r in self.relatives}
         goals = {g.key for g in self.goals}
         for activity in self.activities:
@@ -516,6 +559,12 @@ class Contract(_Model):
         if self.status is not ContractStatus.AGREED and self.agreements:
             raise ValueError(
                 f"{_article(self.status)} {self.status} contract carries no agreements"
+            )
+        being_agreed = self.status in (ContractStatus.DRAFT, ContractStatus.REVISED)
+        if not being_agreed and (self.signatures or self.patient_review is not None):
+            raise ValueError(
+                f"{_article(self.status)} {self.status} contract is not put to anyone's "
+                "agreement: it carries no signatures and no review by the patient"
             )
 
     def organizations(self) -> tuple[Organization, ...]:

@@ -14,6 +14,7 @@ from fhir_service.contract import (
     GuaranteeVerdict,
     Identifier,
     Name,
+    PatientReview,
     Period,
 )
 from fhir_service.mapping import urls
@@ -37,6 +38,8 @@ __all__ = [
     "instant",
     "key_of",
     "note",
+    "patient_review",
+    "patient_review_of",
     "period",
     "role_codings",
     "security_labels",
@@ -185,6 +188,28 @@ def care_guarantee_of(careplan: Resource) -> CareGuaranteeCase | None:
         step=parts["step"]["valueCoding"]["code"],
         since=parts["since"]["valueDateTime"],
         deadline=parts["deadline"]["valueDate"] if "deadline" in parts else None,
+    )
+
+
+def patient_review(review: PatientReview) -> Resource:
+    """The CarePlan's record that the version is put to the patient, and of their decline."""
+    parts: list[Resource] = [{"url": "proposed", "valueDateTime": instant(review.proposed_at)}]
+    if review.declined_at is not None:
+        parts.append({"url": "declined", "valueDateTime": instant(review.declined_at)})
+    if review.comment is not None:
+        parts.append({"url": "comment", "valueString": review.comment})
+    return {"url": urls.EXT_PATIENT_REVIEW, "extension": parts}
+
+
+def patient_review_of(careplan: Resource) -> PatientReview | None:
+    """The review a CarePlan's patient-review extension holds; None without one."""
+    parts = _parts(careplan, urls.EXT_PATIENT_REVIEW)
+    if parts is None:
+        return None
+    return PatientReview(
+        proposed_at=parts["proposed"]["valueDateTime"],
+        declined_at=parts["declined"]["valueDateTime"] if "declined" in parts else None,
+        comment=parts["comment"]["valueString"] if "comment" in parts else None,
     )
 
 

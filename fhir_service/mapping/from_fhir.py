@@ -28,12 +28,14 @@ from fhir_service.contract import (
     AgreementParty,
     CareContact,
     Contract,
+    ContractStatus,
     Goal,
     GoalStatus,
     Identifier,
     Organization,
     Professional,
     Relative,
+    Signature,
 )
 from fhir_service.contract.problems import problems_of
 from fhir_service.mapping import elements as element
@@ -42,7 +44,12 @@ from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.elements import identity_url
 from fhir_service.mapping.identifier_systems import kind_for
 from fhir_service.mapping.narrative import untitled
-from fhir_service.mapping.provenance import ATTESTED_SIGNATURE
+from fhir_service.mapping.provenance import (
+    ATTESTED_SIGNATURE,
+    SignedContents,
+    digest_of_data,
+    valid_signatures,
+)
 from fhir_service.mapping.sent import RECORD_TYPES, kept, record
 from fhir_service.mapping.tables import Language, care_team_role_of, code_table, language_of
 from fhir_service.mapping.to_fhir import contract_records
@@ -177,6 +184,10 @@ def contract_from_bundle(
             reader.model_problem(path, message)
     if reader.issues:
         raise UnreadableContractError(reader.issues)
+    if contract.status in (ContractStatus.DRAFT, ContractStatus.REVISED):
+        signatures = valid_signatures(contract, reader.signatures(careplan))
+        if signatures:
+            contract = contract.model_copy(update={"signatures": signatures})
     if sent:
         return contract.model_copy(update={"sent": reader.sent(careplan, contract)})
     return contract
@@ -482,6 +493,18 @@ class _Reader:
                 "jurisdiction, step and since",
             )
         self.source("$.care_guarantee", f"{cp}.extension")
+        try:
+            review = element.patient_review_of(careplan)
+        except (KeyError, TypeError, ValueError):
+            self.issue(
+                f"{cp}.extension",
+                f"the patient-review extension ({urls.EXT_PATIENT_REVIEW}) needs when the "
+                "version was proposed, and a declined one when",
+            )
+        else:
+            if review is not None:
+                data["patient_review"] = review
+        self.source("$.patient_review", f"{cp}.extension")
         return data
 
     def responsible(self, careplan: Resource, data: Resource) -> None:
@@ -1005,6 +1028,43 @@ class _Reader:
             self.issue(f"{at}.extension", "the care-guarantee verdict extension is incomplete")
         return data
 
+    def signatures(self, careplan: Resource) -> list[SignedContents]:
+        """The parties' own signatures of any version of ``careplan`` (whether they hold for
+        the contents read is `valid_signatures`' to say). One that cannot be read as ours is
+        no signature: it is not refused, it does not count."""
+        signed: list[SignedContents] = []
+        prefix = f"CarePlan/{careplan.get('id')}/_history/"
+        for provenance in self.resources:
+            if provenance.get("resourceType") != "Provenance" or not _tagged(
+                provenance, urls.TAG_SIGNATURE
+            ):
+                continue
+            targets = [_obj(t).get("reference") for t in _items(provenance.get("target"))]
+            version = next(
+                (
+                    t.removeprefix(prefix)
+                    for t in targets
+                    if isinstance(t, str) and t.startswith(prefix)
+                ),
+                "",
+            )
+            for each in _items(provenance.get("signature")):
+                signature = _obj(each)
+                digest = digest_of_data(str(signature.get("data", "")))
+                party = _SIGNING_PARTY.get(
+                    str(self.resolve(signature.get("onBehalfOf")).get("resourceType"))
+                )
+                if not version.isdigit() or digest is None or party is None:
+                    continue
+                try:
+                    read = Signature(
+                        party=party, signed_at=signature.get("when"), version=int(version)
+                    )
+                except ValidationError:
+                    continue
+                signed.append(SignedContents(read, digest))
+        return signed
+
     def agreements(self, careplan: Resource, version: int | None) -> list[Resource]:
         # Stored: the Provenance names this CarePlan version. Unsent: it names the fullUrl.
         this_version = {
@@ -1244,11 +1304,24 @@ def _has_extension(element_: Resource, url: str) -> bool:
     return any(_obj(e).get("url") == url for e in _items(element_.get("extension")))
 
 
+_SIGNING_PARTY = {
+    "Patient": AgreementParty.PATIENT,
+    "PractitionerRole": AgreementParty.RESPONSIBLE_CLINICIAN,
+    "Organization": AgreementParty.RESPONSIBLE_CLINICIAN,
+}
+"""Whose signature it is, by the record it is given for: the patient's own, or the
+responsible clinician's role (or the unit, when the contract names no clinician)."""
+
+
 def _is_agreement(provenance: Resource) -> bool:
     # A change's Provenance carries the signatures too when it is the agreement; counting
     # both would agree twice.
-    tags = _items(_obj(provenance.get("meta")).get("tag"))
-    return any(_obj(tag).get("system") == urls.TAG_AGREEMENT for tag in tags)
+    return _tagged(provenance, urls.TAG_AGREEMENT)
+
+
+def _tagged(resource: Resource, system: str) -> bool:
+    tags = _items(_obj(resource.get("meta")).get("tag"))
+    return any(_obj(tag).get("system") == system for tag in tags)
 
 
 def _has_id(resource: Resource, system: str, value: str) -> bool:

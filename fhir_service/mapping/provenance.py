@@ -1,11 +1,18 @@
 """Provenance of contracts: who agreed to which version, and who made each change.
 
-Two kinds, both written in the same transaction as the change they describe, so a change never
-exists without its Provenance:
+Three kinds. The first two are written in the same transaction as the change they describe, so a
+change never exists without its Provenance:
 
 - the agreement (`agreement_entry`): the patient's and the responsible clinician's signatures
   on one contract version;
-- the change (`change_entry`): who wrote which records, for whom, through which client.
+- the change (`change_entry`): who wrote which records, for whom, through which client;
+- one party's own signature (`signature_entry`) of a version not yet agreed, by their own
+  authenticated act; it changes no record, and the second of them makes the agreement.
+
+Every signature's ``data`` is the SHA-256 of the terms signed (`contents_digest`): the whole
+version for the clinician, what the patient is shown of it for the patient, each without the
+activities' progress. A signature holds while the contract's terms are those: a change in
+between voids it.
 
 HAPI turns each ``target`` into a reference to the version the transaction wrote. The CarePlan
 target also carries the contract's identifier (``target-identifier`` searches find it); an
@@ -15,6 +22,7 @@ who agreed version N with one query.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import uuid
@@ -22,11 +30,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from fhir_service.contract import Agreement, AgreementParty, Confidentiality, Contract
+from fhir_service.contract import (
+    Agreement,
+    AgreementParty,
+    Confidentiality,
+    Contract,
+    Signature,
+    disclose,
+)
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import identifier, identity_url, instant
 
-__all__ = ["ATTESTED_SIGNATURE", "Author", "agreement_entry", "change_entry"]
+__all__ = [
+    "ATTESTED_SIGNATURE",
+    "Author",
+    "SignedContents",
+    "agreement_entry",
+    "change_entry",
+    "contents_digest",
+    "digest_of_data",
+    "signature_entry",
+    "valid_signatures",
+]
 
 _SIGNATURE_SYSTEM = "urn:iso-astm:E1762-95:2013"
 _SIGNATURE_TYPE = {
@@ -45,13 +70,24 @@ _PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-part
 _AGREEMENT_NAMESPACE = uuid.UUID("b0c7f0a8-4a3b-5d0e-9f55-7e1f0c2a9d31")
 
 
+def _terms(contract: Contract) -> str:
+    """What a party agrees to, as JSON: the contents, without how far each activity has come
+    (its status is progress reported as the plan is carried out, not a term of it)."""
+    contents = json.loads(_agreed_contents(contract))
+    for activity in contents.get("activities", []):
+        activity.pop("status", None)
+    return json.dumps(contents, ensure_ascii=False, separators=(",", ":"))
+
+
 def _agreed_contents(contract: Contract) -> str:
     """The contents an agreement is to, as JSON. Unset optional elements are left out, and so
     are elements added to the model later while they hold what a contract said before them (an
     activity's normal confidentiality and no goals, the unit's language): an agreement
     recorded before them keeps its id, and re-posting it records no second one."""
     contents = contract.model_dump(
-        mode="json", exclude={"version", "status", "agreements"}, exclude_none=True
+        mode="json",
+        exclude={"version", "status", "agreements", "patient_review", "signatures"},
+        exclude_none=True,
     )
     if contract.language == contract.unit_language():
         del contents["language"]
@@ -61,6 +97,123 @@ def _agreed_contents(contract: Contract) -> str:
         if not activity["goals"]:
             del activity["goals"]
     return json.dumps(contents, ensure_ascii=False, separators=(",", ":"))
+
+
+def contents_digest(contract: Contract, party: AgreementParty) -> str | None:
+    """The SHA-256 (hex) of the terms ``party`` agrees to in ``contract`` (`_terms`): the whole
+    version for the responsible clinician; for the patient, what they are shown of it (nothing
+    restricted). None when the patient is shown nothing of it."""
+    shown: Contract | None = contract
+    if party is AgreementParty.PATIENT:
+        shown = disclose(contract, None).contract
+    if shown is None:
+        return None
+    return hashlib.sha256(_terms(shown).encode()).hexdigest()
+
+
+def _signed_data(digest: str | None) -> dict[str, str]:
+    if digest is None:
+        return {}
+    return {
+        "targetFormat": "application/json",
+        "data": base64.b64encode(bytes.fromhex(digest)).decode(),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class SignedContents:
+    """A signature as its Provenance holds it: who, when, which version, and the digest of the
+    contents signed (hex)."""
+
+    signature: Signature
+    digest: str
+
+
+def valid_signatures(contract: Contract, signed: list[SignedContents]) -> tuple[Signature, ...]:
+    """The signatures of ``signed`` that hold for ``contract``: those of its current contents,
+    the earliest of each party's; the patient's only while the version is put to them, given
+    since it was (a decline, or a new proposal, asks them again)."""
+    review = contract.patient_review
+    valid: dict[AgreementParty, Signature] = {}
+    for each in sorted(signed, key=lambda s: s.signature.signed_at):
+        signature = each.signature
+        if signature.party is AgreementParty.PATIENT and (
+            review is None
+            or review.declined_at is not None
+            or signature.signed_at < review.proposed_at
+        ):
+            continue
+        if signature.party not in valid and each.digest == contents_digest(
+            contract, signature.party
+        ):
+            valid[signature.party] = signature
+    return tuple(valid[p] for p in sorted(valid))
+
+
+def digest_of_data(data: str) -> str | None:
+    """The hex digest a signature's ``data`` holds; None when it holds none."""
+    try:
+        raw = base64.b64decode(data, validate=True)
+    except ValueError:
+        return None
+    return raw.hex() if len(raw) == hashlib.sha256().digest_size else None
+
+
+def signature_entry(
+    contract: Contract,
+    signature: Signature,
+    *,
+    careplan_id: str,
+    party_url: str,
+    author: Author,
+) -> dict[str, Any]:
+    """The transaction entry of one party's own signature of ``contract`` (as stored, at
+    ``signature.version``): a Provenance targeting that CarePlan version whose signature's
+    ``who`` is the token's user who signed, ``onBehalfOf`` the party's record (``party_url``:
+    the Patient, or the responsible clinician's PractitionerRole or unit) and ``data`` the
+    digest of the contents signed.
+
+    Signing the same contents again finds the first (a conditional create on its tag); a
+    patient signing again after a new proposal signs anew.
+    """
+    digest = contents_digest(contract, signature.party)
+    asked = contract.patient_review
+    put = asked.proposed_at if signature.party is AgreementParty.PATIENT and asked else None
+    seed = f"{contract.id}|{signature.party}|{digest}|{put and instant(put)}"
+    code = uuid.uuid5(_AGREEMENT_NAMESPACE, seed).hex
+    version = f"{contract.id}/_history/{signature.version}"
+    user = _user(author)
+    resource: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "meta": {"tag": [{"system": urls.TAG_SIGNATURE, "code": code}]},
+        "target": [
+            {
+                "reference": f"CarePlan/{careplan_id}/_history/{signature.version}",
+                "identifier": {"system": urls.ID_CONTRACT_VERSION, "value": version},
+            }
+        ],
+        "recorded": instant(signature.signed_at),
+        "activity": {"text": f"signature of the patient contract by the {signature.party}"},
+        "agent": [user],
+        "signature": [
+            {
+                "type": [_SIGNATURE_TYPE],
+                "when": instant(signature.signed_at),
+                "who": user["who"],
+                "onBehalfOf": {"reference": party_url},
+                **_signed_data(digest),
+            }
+        ],
+    }
+    return {
+        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+        "resource": resource,
+        "request": {
+            "method": "POST",
+            "url": "Provenance",
+            "ifNoneExist": f"_tag={urls.TAG_SIGNATURE}|{code}",
+        },
+    }
 
 
 def agreement_entry(
@@ -155,15 +308,7 @@ def change_entry(
     record it writes becomes a target. ``activity`` names the step (create, update, agree, ...);
     an agreement's change carries the signatures as well.
     """
-    user_issuer, user_subject = author.user
-    user: dict[str, Any] = {
-        "type": {"coding": [{"system": _PROVENANCE_PARTICIPANT, "code": "author"}]},
-        "who": {"identifier": {"system": user_issuer, "value": user_subject}},
-    }
-    on_behalf_of = author.organization or author.patient
-    if on_behalf_of is not None:
-        user["onBehalfOf"] = {"identifier": {"system": on_behalf_of[0], "value": on_behalf_of[1]}}
-    agents = [user]
+    agents = [_user(author)]
     if author.client_id is not None:
         agents.append(
             {
@@ -198,6 +343,19 @@ def change_entry(
     if tags:
         resource["meta"] = {"tag": tags}
     return {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource, "request": request}
+
+
+def _user(author: Author) -> dict[str, Any]:
+    """The agent that is the token's user, acting for their unit or as the patient."""
+    user_issuer, user_subject = author.user
+    user: dict[str, Any] = {
+        "type": {"coding": [{"system": _PROVENANCE_PARTICIPANT, "code": "author"}]},
+        "who": {"identifier": {"system": user_issuer, "value": user_subject}},
+    }
+    on_behalf_of = author.organization or author.patient
+    if on_behalf_of is not None:
+        user["onBehalfOf"] = {"identifier": {"system": on_behalf_of[0], "value": on_behalf_of[1]}}
+    return user
 
 
 def _targets(bundle: dict[str, Any], contract_id: str) -> list[dict[str, Any]]:
@@ -242,6 +400,7 @@ def _signatures(contract: Contract, patient_url: str, responsible_url: str) -> l
         signature: dict[str, Any] = {
             "type": [_SIGNATURE_TYPE],
             "when": instant(agreement.agreed_at),
+            **_signed_data(contents_digest(contract, agreement.party)),
         }
         if agreement.attested:
             # The unit's system signs that the party agreed elsewhere, on the party's behalf.

@@ -512,6 +512,8 @@ class _Builder(_SharedRecords):
             careplan["period"] = element.period(contract.period)
         if contract.care_guarantee is not None:
             careplan["extension"].append(element.care_guarantee(contract.care_guarantee))
+        if contract.patient_review is not None:
+            careplan["extension"].append(element.patient_review(contract.patient_review))
         careplan["extension"] += [
             {"url": urls.EXT_CONTRACT_RECORD, "valueReference": {"reference": url}}
             for url in records

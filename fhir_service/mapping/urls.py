@@ -13,6 +13,7 @@ __all__ = [
     "EXT_CONTRACT_STATUS",
     "EXT_GUARANTEE_VERDICT",
     "EXT_NOTE_KIND",
+    "EXT_PATIENT_REVIEW",
     "EXT_REQUESTED_BY_PATIENT",
     "EXT_RESPONSIBLE_UNIT",
     "ID_AGREED_TIME",
@@ -32,6 +33,7 @@ __all__ = [
     "PROFILE_CARETEAM",
     "TAG_AGREEMENT",
     "TAG_CREATED",
+    "TAG_SIGNATURE",
     "TAG_WRITE_KEY",
 ]
 
@@ -55,6 +57,9 @@ CS_TIME_TYPE = f"{BASE}/CodeSystem/time-type"
 CS_CARE_GUARANTEE_STEP = f"{BASE}/CodeSystem/care-guarantee-step"
 
 TAG_AGREEMENT = f"{BASE}/tag/agreement"
+TAG_SIGNATURE = f"{BASE}/tag/signature"
+"""Tags one party's own signature of a version not yet agreed (a hash of the party, the contract
+and the contents signed): signing again finds it and records no second one."""
 TAG_CREATED = f"{BASE}/tag/contract-created"
 """Tags the Provenance of a contract's creation (the contract id): there is one per contract."""
 TAG_WRITE_KEY = f"{BASE}/tag/write-key"
@@ -69,6 +74,7 @@ EXT_CARE_GUARANTEE = f"{BASE}/StructureDefinition/care-guarantee"
 EXT_GUARANTEE_VERDICT = f"{BASE}/StructureDefinition/care-guarantee-verdict"
 EXT_CONTRACT_RECORD = f"{BASE}/StructureDefinition/contract-record"
 EXT_RESPONSIBLE_UNIT = f"{BASE}/StructureDefinition/responsible-unit"
+EXT_PATIENT_REVIEW = f"{BASE}/StructureDefinition/patient-review"
 
 POLICY_AGREEMENT_ATTESTED = f"{BASE}/policy/agreement-attested"
 """Provenance.policy of an agreement given elsewhere (on paper, in the sending EHR) and attested

@@ -14,6 +14,7 @@ from fhir_service.records.contracts import (
 from fhir_service.records.plan_access import readable_plan
 from fhir_service.records.replays import Replays, StoredResponse
 from fhir_service.records.repository import CallerRecords, Find
+from fhir_service.records.signing import Decision
 from fhir_service.records.webhooks import CallerWebhooks
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "CallerWebhooks",
     "ContractCriteria",
     "ContractWritten",
+    "Decision",
     "Find",
     "Found",
     "FreeSlotsAsked",

@@ -37,6 +37,7 @@ from fhir_service.errors import (
 from fhir_service.mapping import unknown_codes
 from fhir_service.records.plan_access import readable_plan
 from fhir_service.records.replays import Replays
+from fhir_service.records.signing import WITHHELD, Decision, answer
 from fhir_service.security.access import Access, AccessDeniedError, Denial, identifier_named
 from fhir_service.store import (
     Change,
@@ -45,9 +46,13 @@ from fhir_service.store import (
     OutsideCompartmentError,
 )
 
-__all__ = ["CallerContracts", "ContractCriteria", "ContractWritten", "Found", "Shown"]
-
-_WITHHELD = "withheld from this reader: a draft, or labelled restricted"
+__all__ = [
+    "CallerContracts",
+    "ContractCriteria",
+    "ContractWritten",
+    "Found",
+    "Shown",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +130,7 @@ class CallerContracts:
             raise ContractNotFoundError(contract_id)
         disclosed = disclose(contract, walls.organization)
         if disclosed.contract is None:
-            self.witness.refused(_WITHHELD)
+            self.witness.refused(WITHHELD)
             raise ContractNotFoundError(contract_id)
         return Shown(disclosed.contract, disclosed.withheld)
 
@@ -215,11 +220,35 @@ class CallerContracts:
     async def agree(
         self, contract_id: str, agreements: tuple[Agreement, ...], if_match: str | None
     ) -> ContractWritten:
-        """Record the agreements that make this version agreed."""
+        """Record the agreements that make this version agreed, given elsewhere (on paper, in
+        the EHR): recorded by the caller, attested as such, never as the parties' own
+        signatures, which they give themselves (`sign`)."""
         version = _version(if_match)
+        recorded = tuple(a.model_copy(update={"attested": True}) for a in agreements)
         return await self._changed(
             contract_id,
-            lambda: self.store.agree(contract_id, version, agreements, self._change()),
+            lambda: self.store.agree(contract_id, version, recorded, self._change()),
+        )
+
+    async def propose(self, contract_id: str, if_match: str | None) -> ContractWritten:
+        """Put this version to the patient for their agreement."""
+        version = _version(if_match)
+        return await self._changed(
+            contract_id, lambda: self.store.propose(contract_id, version, self._change())
+        )
+
+    async def sign(
+        self, contract_id: str, decision: Decision, comment: str | None, if_match: str | None
+    ) -> ContractWritten:
+        """The caller answers the version in their own name (`fhir_service.records.signing`):
+        the patient with their own token, the clinician with theirs."""
+        version = _version(if_match)
+        asked = (contract_id, version, decision, comment)
+        return await self._changed(
+            contract_id,
+            lambda: answer(
+                self.store, self.access, self.witness, self._change(), asked, _json_path
+            ),
         )
 
     async def _changed(
@@ -248,6 +277,10 @@ class CallerContracts:
             written = ContractWritten(await self.store.read(contract_id), replayed=True)
         self.witness.saw_contract(written.contract)
         return written
+
+
+def _json_path(name: str) -> str:
+    return f"$.{name}"
 
 
 def _version(if_match: str | None) -> int:

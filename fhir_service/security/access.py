@@ -9,7 +9,9 @@ grant reaches:
   the care unit the token names in ``organization``; without one they reach no clinical data;
 - ``system/`` scopes on booking types (Slot, Schedule, Appointment) without an organization are
   a booking platform's, which serves every clinic;
-- AuditEvent and Provenance are an auditor's: never limited to a compartment, and never written;
+- AuditEvent and Provenance are an auditor's to read: never limited to a compartment, and never
+  written; but a party signing a contract in their own name creates a Provenance (its
+  signature), within the walls of the contracts they may see, like any contract write;
 - the directory (practitioners, their roles, organizations, services) is no patient data:
   ``system/`` scopes on it without an organization read it whole.
 
@@ -66,6 +68,10 @@ class Denial(StrEnum):
     READ_ONLY = "audit records are read only"
     BAD_CLAIM = "the token's patient or organization is not a valid identifier"
     OUTSIDE_COMPARTMENT = "the token does not reach this patient's or care unit's data"
+    NOT_A_PERSON = (
+        "a signature is a person's own act: sign with the patient's or a clinician's own token; "
+        "an agreement given elsewhere is recorded with agree"
+    )
 
 
 class AccessDeniedError(ForbiddenError):
@@ -124,7 +130,7 @@ def decide(principal: Principal, requirement: Requirement, patient: Identifier |
     the token names a FHIR Patient id rather than an identifier.
     """
     kind = requirement.resource_type
-    if kind in AUDIT_TYPES and requirement.permission not in ("r", "s"):
+    if kind in AUDIT_TYPES and not _audit_read(requirement) and not _signing(requirement):
         raise AccessDeniedError(Denial.READ_ONLY)
     contexts = granted(parse_scopes(principal.scopes), kind, requirement.permission)
     if not contexts:
@@ -148,12 +154,20 @@ def _grant(
             raise AccessDeniedError(Denial.NO_PATIENT)
         return Access(principal, requirement, context, Compartment(patient=patient))
     organization = _organization(principal)
-    if organization is not None and kind not in AUDIT_TYPES:
+    if organization is not None and not _audit_read(requirement):
         return Access(principal, requirement, context, Compartment(organization=organization))
     unwalled = context == "system" and kind in _BOOKING_TYPES | _DIRECTORY_TYPES
-    if kind in AUDIT_TYPES or unwalled:
+    if _audit_read(requirement) or unwalled:
         return Access(principal, requirement, context, Compartment())
     raise AccessDeniedError(Denial.NO_ORGANIZATION)
+
+
+def _audit_read(requirement: Requirement) -> bool:
+    return requirement.resource_type in AUDIT_TYPES and requirement.permission in ("r", "s")
+
+
+def _signing(requirement: Requirement) -> bool:
+    return requirement.resource_type == "Provenance" and requirement.permission == "c"
 
 
 def claimed_identifier(text: str, *, patient: bool) -> Identifier | None:

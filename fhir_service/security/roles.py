@@ -27,6 +27,8 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
     "clinician": (
         *(f"user/{t}.cruds" for t in _CLINIC_TYPES),
         *(f"user/{t}.rs" for t in _NAMED),
+        # Signing a contract in their own name: the signature is a Provenance.
+        "user/Provenance.c",
     ),
     # An EHR system integrating on its own account, for one care unit.
     "ehr": (
@@ -40,9 +42,11 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
         "system/Appointment.cruds",
         *(f"system/{t}.rs" for t in _DIRECTORY),
     ),
-    # A patient, reading their own contracts and booking their own times.
+    # A patient, reading their own contracts, signing or declining what is put to them, and
+    # booking their own times.
     "patient": (
         "patient/CarePlan.rs",
+        "patient/Provenance.c",
         "patient/CareTeam.rs",
         "patient/Goal.rs",
         "patient/Appointment.cruds",

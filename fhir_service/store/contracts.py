@@ -5,7 +5,9 @@ creates, so two creators of one contract end with one CarePlan (HAPI refuses the
 or finds the winner's records; either way the loser learns the contract exists). Every later write
 names the version it was based on; a stale one fails whole with :class:`StaleVersionError`.
 Contents change only while a contract is a draft or under revision; status changes go through the
-lifecycle: `ContractStore.agree` with the agreements, `ContractStore.step` for the other steps.
+lifecycle: `ContractStore.agree` with the agreements given elsewhere, `ContractStore.sign` with
+each party's own signature, `ContractStore.step` for the other steps; `ContractStore.propose` and
+`ContractStore.decline` put a version to the patient and record their no.
 The reads the writes build on are `fhir_service.store.reads.ContractReads`.
 """
 
@@ -15,11 +17,18 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from fhir_service.contract import Agreement, Contract, ContractStatus, lifecycle
+from fhir_service.contract import (
+    Agreement,
+    AgreementParty,
+    Contract,
+    ContractStatus,
+    Signature,
+    lifecycle,
+)
 from fhir_service.contract.bookings import changed_bookings
 from fhir_service.fhir import ConflictError
 from fhir_service.mapping import urls
-from fhir_service.mapping.provenance import Author, change_entry
+from fhir_service.mapping.provenance import Author, change_entry, signature_entry
 from fhir_service.mapping.sent import carried_over, is_record
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.security.access import AccessDeniedError, Denial
@@ -63,6 +72,7 @@ class ContractStore(ContractReads):
 
         With an ``author``, the transaction also writes the change's Provenance.
         """
+        contract = contract.model_copy(update={"patient_review": None, "signatures": ()})
         bundle = contract_to_bundle(contract, self.language, new=True)
         if author is not None:
             bundle["entry"].append(_change(bundle, contract, author, "create", created=True))
@@ -115,6 +125,11 @@ class ContractStore(ContractReads):
         booked = changed_bookings(current, contract)
         if booked:
             raise BookedTimeChangedError(contract.id, booked)
+        # Put to the patient by the propose step only, and signed by the sign step: never by
+        # what a writer's body says of them.
+        contract = contract.model_copy(
+            update={"patient_review": current.patient_review, "signatures": ()}
+        )
         if contract.sent is None:
             # Changed through the JSON facade: what the sender wrote beyond it stays.
             contract = contract.model_copy(update={"sent": carried_over(current.sent or {})})
@@ -161,6 +176,89 @@ class ContractStore(ContractReads):
             read,
         )
 
+    async def propose(
+        self,
+        contract_id: str,
+        expected_version: int,
+        by: Change | None = None,
+        *,
+        read: StoredContract | None = None,
+    ) -> Contract:
+        """Put this version (a draft or a revision) to the patient for their agreement."""
+        now = datetime.now(UTC)
+        return await self._transition(
+            contract_id, expected_version, lambda c: lifecycle.propose(c, now), by, "propose", read
+        )
+
+    async def decline(
+        self,
+        contract_id: str,
+        expected_version: int,
+        comment: str | None,
+        by: Change | None = None,
+        *,
+        read: StoredContract | None = None,
+    ) -> Contract:
+        """The patient declines the version put to them; ``comment`` says why."""
+        now = datetime.now(UTC)
+        return await self._transition(
+            contract_id,
+            expected_version,
+            lambda c: lifecycle.decline(c, now, comment),
+            by,
+            "decline",
+            read,
+        )
+
+    async def sign(
+        self,
+        contract_id: str,
+        expected_version: int,
+        party: AgreementParty,
+        by: Change,
+        *,
+        read: StoredContract | None = None,
+    ) -> Contract:
+        """``party`` signs this version's contents in their own name (``by`` is who signs).
+
+        The signature is a Provenance of its own; the CarePlan is written only by the second
+        party's signature, which makes the contract agreed in the same transaction. Two parties
+        signing at once each store theirs without seeing the other's: each reads again after,
+        and whoever then finds both agrees (the other's write of the same loses the race and
+        finds it agreed).
+        """
+        stored = read or await self._search_one(contract_id, by)
+        current = stored.contract
+        self._check(current, expected_version)
+        signature = Signature(party=party, signed_at=datetime.now(UTC), version=current.version)
+        signed = lifecycle.sign(current, signature)
+        entry = signature_entry(
+            current,
+            signature,
+            careplan_id=stored.careplan_id,
+            party_url=_party_url(stored, party),
+            author=by.author,
+        )
+        if signed.status is ContractStatus.AGREED:
+            return await self._write(signed, current, stored.careplan_id, by, "agree", [entry])
+        await self.hapi.transaction(
+            {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}, idempotent=True
+        )
+        again = await self._search_one(contract_id, by)
+        both = {s.party for s in again.contract.signatures} == set(AgreementParty)
+        if again.contract.version != current.version or not both:
+            return again.contract.model_copy(update={"sent": None})
+        try:
+            return await self._write(
+                lifecycle.sign(again.contract, signature),
+                again.contract,
+                again.careplan_id,
+                by,
+                "agree",
+            )
+        except StaleVersionError:
+            return await self.read(contract_id)
+
     async def _transition(
         self,
         contract_id: str,
@@ -186,10 +284,12 @@ class ContractStore(ContractReads):
         careplan_id: str,
         by: Change | None,
         activity: str,
+        also: list[dict[str, Any]] | None = None,
     ) -> Contract:
         bundle = contract_to_bundle(
             new, self.language, if_version=(careplan_id, version_of(current))
         )
+        bundle["entry"] += also or []
         if by is not None:
             bundle["entry"].append(_change(bundle, new, by.author, activity, created=False))
         bundle["entry"] += _removals(current, new)
@@ -206,6 +306,23 @@ class ContractStore(ContractReads):
                 # contract (see create); nothing was written, so the same write goes again.
         _, version = _careplan_outcome(response)
         return _written(new, version)
+
+
+def _party_url(stored: StoredContract, party: AgreementParty) -> str:
+    """The record a party signs for, as the stored CarePlan names it: its subject (the
+    patient), its author (the responsible clinician's role) or, naming none, its unit."""
+    careplan = next(
+        e["resource"]
+        for e in stored.bundle.get("entry", [])
+        if e.get("resource", {}).get("resourceType") == "CarePlan"
+        and e["resource"].get("id") == stored.careplan_id
+    )
+    if party is AgreementParty.PATIENT:
+        return str(careplan["subject"]["reference"])
+    if "author" in careplan:
+        return str(careplan["author"]["reference"])
+    unit = next(e for e in careplan["extension"] if e.get("url") == urls.EXT_RESPONSIBLE_UNIT)
+    return str(unit["valueReference"]["reference"])
 
 
 def _written(contract: Contract, version: int) -> Contract:

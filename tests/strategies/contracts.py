@@ -36,6 +36,7 @@ from fhir_service.contract import (
     Organization,
     OrganizationKind,
     Patient,
+    PatientReview,
     Period,
     Professional,
     Relative,
@@ -174,12 +175,25 @@ def contracts(draw: st.DrawFn) -> Contract:
             Agreement(party=party, agreed_at=draw(_instants()), attested=attested)
             for party in AgreementParty
         )
+    review = None
+    if status in (ContractStatus.DRAFT, ContractStatus.REVISED):
+        # Put to the patient, and perhaps declined with their comment.
+        review = draw(
+            st.none()
+            | st.builds(
+                PatientReview,
+                proposed_at=_instants(),
+                declined_at=st.none() | _instants(),
+                comment=st.none() | texts(200),
+            )
+        )
     # A plan from another EHR may name only the unit responsible for it.
     clinician = draw(st.none() | st.sampled_from(pool))
     unit = clinician.organization if clinician else draw(st.sampled_from(organizations))
     return Contract(
         id=draw(st.uuids()).hex,
         status=status,
+        patient_review=review,
         confidentiality=draw(_confidentiality),
         care_guarantee=draw(st.none() | _guarantee_cases()),
         title=draw(texts(80)),

@@ -30,6 +30,8 @@ UNIT = "hsa-id|SE2321000065-1254"
 OTHER_UNIT = "hsa-id|SE2321000065-1003"
 PERSONNUMMER = "http://electronichealth.se/identifier/personnummer"
 HSA = "urn:oid:1.2.752.29.4.19"
+CONSENT_SIGNATURE = "1.2.840.10065.1.12.1.7"
+VERIFICATION_SIGNATURE = "1.2.840.10065.1.12.1.5"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class Story:
     agreed_version: int
     agreed_at: list[str]
     day: str
+    signed_contract_id: str
+    signing_patient: str
+    signing_clinician: str
 
 
 def _contract() -> dict[str, Any]:
@@ -112,6 +117,30 @@ def story(
         )
         careplan = found.json()["entry"][0]["resource"]["id"]
         assert service.get(f"/fhir/CarePlan/{careplan}", headers=as_fhir_reader).status_code == 200
+        # Another patient agrees their contract in their own name, and its clinician in theirs.
+        signing_patient, signing_clinician = f"patient-own-{suffix}", f"dr-berit-{suffix}"
+        signed = _contract()
+        signed_personnummer = signed["patient"]["identifier"]["value"]
+        as_signing_clinician = issuer.headers(
+            "clinician", organization=UNIT, subject=signing_clinician
+        )
+        as_signing_patient = issuer.headers(
+            "patient", patient=f"personnummer|{signed_personnummer}", subject=signing_patient
+        )
+        draft = service.post("/contracts", json=signed, headers=as_signing_clinician)
+        assert draft.status_code == 201, draft.text
+        proposed = service.post(
+            f"/contracts/{signed['id']}/propose",
+            headers={**as_signing_clinician, "If-Match": draft.headers["ETag"]},
+        )
+        for who in (as_signing_patient, as_signing_clinician):
+            answered = service.post(
+                f"/contracts/{signed['id']}/sign",
+                json={"decision": "agree"},
+                headers={**who, "If-Match": proposed.headers["ETag"]},
+            )
+            assert answered.status_code == 200, answered.text
+        assert answered.json()["status"] == "agreed"
         # Eight records name the patient; the writer sends them to HAPI in the background.
         _wait_for(conformance_loaded, f"entity-identifier={PERSONNUMMER}|{personnummer}", 8)
     return Story(
@@ -125,6 +154,9 @@ def story(
         agreed_version=int(agreed.json()["version"]),
         agreed_at=agreed_at,
         day=datetime.now(UTC).date().isoformat(),
+        signed_contract_id=signed["id"],
+        signing_patient=signing_patient,
+        signing_clinician=signing_clinician,
     )
 
 
@@ -222,15 +254,48 @@ def test_who_agreed_version_n_of_a_contract(story: Story) -> None:
 
     assert len(provenances) == 1
     signatures = provenances[0]["signature"]
-    assert sorted(s["who"]["reference"].split("/")[0] for s in signatures) == [
+    # Given elsewhere and recorded in one call: the unit signs on each party's behalf.
+    assert sorted(s["onBehalfOf"]["reference"].split("/")[0] for s in signatures) == [
         "Patient",
         "PractitionerRole",
     ]
+    assert {s["who"]["reference"].split("/")[0] for s in signatures} == {"Organization"}
     assert sorted(datetime.fromisoformat(s["when"]) for s in signatures) == [
         datetime.fromisoformat(t) for t in story.agreed_at
     ]
     careplan = provenances[0]["target"][0]["reference"]
     assert careplan.endswith(f"/_history/{story.agreed_version}")
+
+
+def test_who_agreed_a_contract_in_their_own_name_or_recorded(story: Story) -> None:
+    def agreed(contract_id: str) -> list[dict[str, Any]]:
+        return _search(
+            story.hapi,
+            f"Provenance?agreement-target:CarePlan.identifier={urls.ID_CONTRACT}|{contract_id}",
+        )
+
+    def kinds(provenance: dict[str, Any]) -> set[str]:
+        return {t["code"] for s in provenance["signature"] for t in s["type"]}
+
+    (recorded,) = agreed(story.contract_id)
+    assert recorded["policy"] == [urls.POLICY_AGREEMENT_ATTESTED]
+    assert kinds(recorded) == {VERIFICATION_SIGNATURE}
+
+    own = agreed(story.signed_contract_id)
+    assert len(own) == 3
+    (agreement,) = [p for p in own if p["meta"]["tag"][0]["system"] == urls.TAG_AGREEMENT]
+    assert "policy" not in agreement
+    assert kinds(agreement) == {CONSENT_SIGNATURE}
+    signers = {
+        s["who"]["identifier"]["value"]: s["onBehalfOf"]["reference"].split("/")[0]
+        for p in own
+        if p["meta"]["tag"][0]["system"] == urls.TAG_SIGNATURE
+        for s in p["signature"]
+    }
+    assert signers == {
+        story.signing_patient: "Patient",
+        story.signing_clinician: "PractitionerRole",
+    }
 
 
 def test_every_change_has_a_provenance_naming_its_author_and_versions(story: Story) -> None:

@@ -184,7 +184,7 @@ def test_an_auditor_reads_the_whole_audit_trail(
 )
 @pytest.mark.parametrize(
     ("resource_type", "permission"),
-    [("AuditEvent", "c"), ("AuditEvent", "u"), ("AuditEvent", "d"), ("Provenance", "c")],
+    [("AuditEvent", "c"), ("AuditEvent", "u"), ("AuditEvent", "d"), ("Provenance", "u")],
 )
 def test_audit_records_are_read_only_whatever_the_scopes(
     scopes: tuple[str, ...], resource_type: str, permission: Permission
@@ -192,6 +192,21 @@ def test_audit_records_are_read_only_whatever_the_scopes(
     who = principal(scopes, organization=UNIT_CLAIM)
 
     assert denial(who, Requirement(resource_type, permission)) is Denial.READ_ONLY
+
+
+def test_a_signature_is_given_within_the_walls_of_the_signers_contracts() -> None:
+    unit = decide(of_role("clinician", organization=UNIT_CLAIM), _SIGN, None)
+    patient = decide(of_role("patient"), _SIGN, PATIENT)
+
+    assert unit.compartment == Compartment(organization=UNIT)
+    assert patient.compartment == Compartment(patient=PATIENT)
+    # A clinician acting for no unit signs nothing; an EHR system and an auditor have no right.
+    assert denial(of_role("clinician"), _SIGN) is Denial.NO_ORGANIZATION
+    assert denial(of_role("ehr", organization=UNIT_CLAIM), _SIGN) is Denial.INSUFFICIENT_SCOPE
+    assert denial(of_role("auditor"), _SIGN) is Denial.INSUFFICIENT_SCOPE
+
+
+_SIGN = Requirement("Provenance", "c")
 
 
 @pytest.mark.parametrize(("resource_type", "permission"), [("CarePlan", "r"), ("Goal", "s")])

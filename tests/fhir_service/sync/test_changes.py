@@ -351,3 +351,31 @@ async def test_changes_seen_before_are_skipped_after_one_look_per_type(
 def _gets(metrics: Metrics) -> float:
     labels = {"method": "GET", "outcome": "200"}
     return metrics.registry.get_sample_value("fhir_service_hapi_requests_total", labels) or 0.0
+
+
+async def test_a_patients_decline_reaches_the_units_webhook_and_says_why(
+    hapi: HapiClient, sqlite: Engine
+) -> None:
+    registry = WebhookRegistry(sqlite, POLICY)
+    store = ContractStore(hapi)
+    feed = ChangeFeed(hapi, sqlite, store, registry)
+    patient, unit = unique_personnummer(), unique_hsa_id()
+    unit_token = f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
+    hook = registry.register(
+        "https://ehr.example/unit", SECRET, owner="unit", reach=Reach(responsible_unit=unit_token)
+    )
+    contract = await store.create(_contract(patient, unit))
+    proposed = await store.propose(contract.id, contract.version or 0)
+    await feed.catch_up()
+    why = "Tre promenader i veckan orkar jag, inte sju."
+
+    declined = await store.decline(contract.id, proposed.version or 0, why)
+    await feed.catch_up()
+
+    events = _of(_events(sqlite, hook.id), contract.id)
+    versions = [e["resource"]["versionId"] for e in events if e["type"] == "CarePlan.updated"]
+    assert str(declined.version) in versions
+    read = await store.read(contract.id)
+    assert read.patient_review is not None
+    assert read.patient_review.comment == why
+    assert read.patient_review.declined_at is not None

@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from fhir_service.api import create_app
 from fhir_service.api.access_rules import RULES, Protected
+from fhir_service.mapping.tables import code_table
 from fhir_service.security.dev_keys import generate_key, mint_token
 from fhir_service.settings import Settings
 from tests.auth import TestIssuer
@@ -85,6 +86,12 @@ def test_every_route_has_an_access_rule_and_every_rule_a_route() -> None:
 
     assert sorted(n for n in names if n not in RULES) == []
     assert sorted(n for n in RULES if n not in names) == []
+
+
+def test_every_operation_a_rule_names_is_a_code_the_audit_trail_can_say() -> None:
+    operations = code_table("contract-operation")
+    named = {r.operation for r in RULES.values() if isinstance(r, Protected) and r.operation}
+    assert sorted(o for o in named if o not in operations.names) == []
 
 
 def test_a_route_without_a_rule_is_refused_even_with_a_good_token(
