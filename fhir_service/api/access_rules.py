@@ -108,6 +108,8 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
     "update": ("u", Interaction.UPDATE),
     "find": ("s", Interaction.SEARCH),
     "book": ("u", Interaction.OPERATION),
+    "propose": ("u", Interaction.OPERATION),
+    "sign": ("c", Interaction.OPERATION),
 }
 RULES["fhir_capabilities"] = Public.CAPABILITIES
 RULES["conformance_read"] = Public.CONFORMANCE
@@ -130,6 +132,8 @@ RULES.update(
     }
 )
 RULES[fhir_route("book", "Appointment")] = _booking("book")
+RULES[fhir_route("propose", "CarePlan")] = RULES["propose_contract"]
+RULES[fhir_route("sign", "CarePlan")] = RULES["sign_contract"]
 
 
 def rule_for(route_name: str) -> Protected | Public | None:

@@ -233,14 +233,15 @@ class HapiClient:
     async def transaction(self, bundle: Resource, *, idempotent: bool = False) -> Resource:
         """POST a transaction (or batch) Bundle; its transaction-response.
 
-        Security labels of the entries replace those stored, so a label taken off is gone.
+        Security labels and tags of the entries replace those stored, so one taken off is gone.
 
         Mark it ``idempotent`` when every entry is a conditional or versioned write, so that a
         repeat cannot write twice; only then is it retried after a lost answer.
         """
-        # Each entry's security labels are what it says, not added to the stored ones (HAPI's
-        # default): a label taken off must be gone, or content stays withheld that should not.
-        headers = {"X-Meta-Snapshot-Mode": "SECURITY_LABEL"}
+        # Each entry's security labels and tags are what it says, not added to the stored ones
+        # (HAPI's default): a label taken off must be gone, or content stays withheld that
+        # should not, and a draft put to the patient must lose its tag of one that was not.
+        headers = {"X-Meta-Snapshot-Mode": "TAG,SECURITY_LABEL"}
         return _json(await self._send("POST", "", safe=idempotent, json=bundle, headers=headers))
 
     # The one place requests are sent, retried and turned into errors.

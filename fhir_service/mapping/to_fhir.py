@@ -527,6 +527,9 @@ class _Builder(_SharedRecords):
         if notes:
             careplan["note"] = [element.note(kind, text, patient_url) for kind, text in notes]
         _label(careplan, contract.confidentiality)
+        if contract.status is ContractStatus.DRAFT and contract.patient_review is None:
+            tag = {"system": urls.TAG_NOT_PROPOSED, "code": "draft"}
+            careplan.setdefault("meta", {})["tag"] = [tag]
         careplan_url = self._owned("CarePlan", urls.ID_CONTRACT, contract.id, careplan)
         if contract.status is ContractStatus.AGREED and not records_only:
             entry = agreement_entry(

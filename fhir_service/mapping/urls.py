@@ -33,6 +33,7 @@ __all__ = [
     "PROFILE_CARETEAM",
     "TAG_AGREEMENT",
     "TAG_CREATED",
+    "TAG_NOT_PROPOSED",
     "TAG_SIGNATURE",
     "TAG_WRITE_KEY",
 ]
@@ -60,6 +61,9 @@ TAG_AGREEMENT = f"{BASE}/tag/agreement"
 TAG_SIGNATURE = f"{BASE}/tag/signature"
 """Tags one party's own signature of a version not yet agreed (a hash of the party, the contract
 and the contents signed): signing again finds it and records no second one."""
+TAG_NOT_PROPOSED = f"{BASE}/tag/not-proposed"
+"""Tags the CarePlan of a draft the care unit has not put to the patient (code ``draft``): what a
+patient's search leaves out, since HAPI cannot tell a draft put to them from one that was not."""
 TAG_CREATED = f"{BASE}/tag/contract-created"
 """Tags the Provenance of a contract's creation (the contract id): there is one per contract."""
 TAG_WRITE_KEY = f"{BASE}/tag/write-key"

@@ -13,7 +13,12 @@ from typing import Any
 
 from fhir_service.contract import Contract, ContractStatus
 from fhir_service.contract.lifecycle import IllegalTransitionError
-from fhir_service.errors import RecordConflictError
+from fhir_service.errors import (
+    PreconditionFailedError,
+    RecordConflictError,
+    VersionRequiredError,
+    issue,
+)
 from fhir_service.fhir import HapiClient
 from fhir_service.store import STEPS, Change, ContractStore, StoredContract
 
@@ -22,6 +27,7 @@ __all__ = [
     "etag_version",
     "profile_errors",
     "profile_issues",
+    "required_version",
     "step_to",
 ]
 
@@ -69,21 +75,21 @@ async def profile_issues(hapi: HapiClient, resource: Resource) -> list[Resource]
     (HAPI's own, else its ``location``): the places base R4 and our profiles find wrong."""
     answer = await hapi.validate(resource)
     issues = []
-    for issue in answer.get("issue", []):
-        if issue.get("severity") not in ("error", "fatal"):
+    for found in answer.get("issue", []):
+        if found.get("severity") not in ("error", "fatal"):
             continue
-        if _UNKNOWN_PROFILE in str(issue.get("diagnostics", "")):
+        if _UNKNOWN_PROFILE in str(found.get("diagnostics", "")):
             # A profile of the sender's we do not hold: its resources are checked against base
             # R4 and ours, not refused for naming it.
             continue
-        where = issue.get("expression") or issue.get("location") or [resource["resourceType"]]
+        where = found.get("expression") or found.get("location") or [resource["resourceType"]]
         # HAPI writes the type into its paths as a comment: entry[0].resource/*CarePlan/null*/.
         where = [_HAPI_COMMENT.sub("", str(w)) for w in where]
         issues.append(
             {
                 "severity": "error",
-                "code": issue.get("code", "invalid"),
-                "diagnostics": issue.get("diagnostics", "does not conform to its profile"),
+                "code": found.get("code", "invalid"),
+                "diagnostics": found.get("diagnostics", "does not conform to its profile"),
                 "expression": where[:1],
             }
         )
@@ -94,6 +100,19 @@ async def profile_errors(hapi: HapiClient, resource: Resource) -> list[str]:
     """`profile_issues` as ``expression: diagnostics`` lines; [] if all is well."""
     issues = await profile_issues(hapi, resource)
     return [f"{i['expression'][0]}: {i['diagnostics']}" for i in issues]
+
+
+def required_version(if_match: str | None) -> int:
+    """The version ``If-Match`` names: a change of a contract's state must name the version it
+    was based on, as its ETag (``W/"3"``)."""
+    if if_match is None:
+        said = 'send If-Match with the version you read, e.g. W/"3"'
+        raise VersionRequiredError(said, [issue(said, "required", "If-Match")])
+    version = etag_version(if_match)
+    if version is None:
+        said = f"If-Match {if_match!r} is not a version"
+        raise PreconditionFailedError(said, [issue(said, "invalid", "If-Match")])
+    return version
 
 
 def etag_version(etag: str) -> int | None:

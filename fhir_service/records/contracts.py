@@ -28,13 +28,12 @@ from fhir_service.contract import (
     disclose,
 )
 from fhir_service.errors import (
-    PreconditionFailedError,
     RecordConflictError,
     UnprocessableError,
-    VersionRequiredError,
     issue,
 )
 from fhir_service.mapping import unknown_codes
+from fhir_service.records.changes import required_version
 from fhir_service.records.plan_access import readable_plan
 from fhir_service.records.replays import Replays
 from fhir_service.records.signing import WITHHELD, Decision, answer
@@ -203,7 +202,7 @@ class CallerContracts:
                 title="Invalid contract",
             )
         _known_codes(contract)
-        version = _version(if_match)
+        version = required_version(if_match)
         return await self._changed(
             contract_id, lambda: self.store.update(contract, version, self._change())
         )
@@ -212,7 +211,7 @@ class CallerContracts:
         self, contract_id: str, to: ContractStatus, if_match: str | None
     ) -> ContractWritten:
         """Move the contract to ``to`` in its life: revised, completed, ended, revoked."""
-        version = _version(if_match)
+        version = required_version(if_match)
         return await self._changed(
             contract_id, lambda: self.store.step(contract_id, to, version, self._change())
         )
@@ -223,7 +222,7 @@ class CallerContracts:
         """Record the agreements that make this version agreed, given elsewhere (on paper, in
         the EHR): recorded by the caller, attested as such, never as the parties' own
         signatures, which they give themselves (`sign`)."""
-        version = _version(if_match)
+        version = required_version(if_match)
         recorded = tuple(a.model_copy(update={"attested": True}) for a in agreements)
         return await self._changed(
             contract_id,
@@ -232,7 +231,7 @@ class CallerContracts:
 
     async def propose(self, contract_id: str, if_match: str | None) -> ContractWritten:
         """Put this version to the patient for their agreement."""
-        version = _version(if_match)
+        version = required_version(if_match)
         return await self._changed(
             contract_id, lambda: self.store.propose(contract_id, version, self._change())
         )
@@ -242,7 +241,7 @@ class CallerContracts:
     ) -> ContractWritten:
         """The caller answers the version in their own name (`fhir_service.records.signing`):
         the patient with their own token, the clinician with theirs."""
-        version = _version(if_match)
+        version = required_version(if_match)
         asked = (contract_id, version, decision, comment)
         return await self._changed(
             contract_id,
@@ -281,20 +280,6 @@ class CallerContracts:
 
 def _json_path(name: str) -> str:
     return f"$.{name}"
-
-
-def _version(if_match: str | None) -> int:
-    """The version ``If-Match`` names; a change must name one."""
-    if if_match is None:
-        raise VersionRequiredError(
-            'send If-Match with the version you read, e.g. W/"3"',
-            [issue('send If-Match with the version you read, e.g. W/"3"', "required", "If-Match")],
-        )
-    value = if_match.strip().removeprefix("W/").strip('"')
-    if not value.isdigit():
-        said = f"If-Match {if_match!r} is not a version"
-        raise PreconditionFailedError(said, [issue(said, "invalid", "If-Match")])
-    return int(value)
 
 
 def _known_codes(contract: Contract) -> None:

@@ -76,6 +76,7 @@ class _Contract:
     patients: frozenset[Identifier]
     unit: Identifier | None
     draft: bool
+    """A draft the care unit has not put to the patient: the unit's alone."""
     confidentiality: Confidentiality
     open_records: frozenset[str]
 
@@ -289,7 +290,7 @@ def _facts(resources: list[Resource]) -> Iterator[tuple[str, _Contract]]:
             _Contract(
                 patients=frozenset(_identifiers(patient)),
                 unit=units[0] if units else None,
-                draft=careplan.get("status") == "draft",
+                draft=careplan.get("status") == "draft" and not _put_to_patient(careplan),
                 confidentiality=confidentiality_of(careplan),
                 open_records=frozenset(
                     reference
@@ -409,3 +410,11 @@ def _references(value: object) -> Iterator[str]:
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _put_to_patient(careplan: Resource) -> bool:
+    extensions = careplan.get("extension")
+    return any(
+        isinstance(e, dict) and e.get("url") == urls.EXT_PATIENT_REVIEW
+        for e in (extensions if isinstance(extensions, list) else [])
+    )

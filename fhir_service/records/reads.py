@@ -46,9 +46,10 @@ _COUNTING = {"_summary": {"count"}, "_total": None}
 _CONTAINING = {"_contained": None, "_containedType": None}
 _MOST_AUDITED = 50
 _HAPI_CODE = re.compile(r"HAPI-[0-9]+: ")
-# What a patient is not shown of their CarePlans: drafts, and contracts labelled restricted.
+# What a patient is not shown of their CarePlans: drafts the unit has not put to them, and
+# contracts labelled restricted.
 _SHOWN_TO_PATIENTS = [
-    ("status:not", "draft"),
+    ("_tag:not", f"{urls.TAG_NOT_PROPOSED}|draft"),
     ("_security:not", f"{CONFIDENTIALITY_SYSTEM}|R"),
     ("_security:not", f"{CONFIDENTIALITY_SYSTEM}|V"),
 ]

@@ -18,6 +18,7 @@ from fhir_service.contract import Contract
 from fhir_service.records.plan import coherent_plan
 from fhir_service.records.reads import CallerReads
 from fhir_service.records.scheduling import Find, book, find
+from fhir_service.records.signing import propose_careplan, sign_careplan
 from fhir_service.records.transactions import contract_in, stored_transaction
 from fhir_service.records.writes import Written, create_record, update_record
 
@@ -63,6 +64,17 @@ class CallerRecords(CallerReads):
         """The contract a transaction Bundle holds, checked as :meth:`transaction` checks it,
         with nothing written."""
         return await contract_in(self, bundle)
+
+    async def propose(self, careplan_id: str, if_match: str | None) -> Resource:
+        """``CarePlan/{id}/$propose``: put this version to the patient for their agreement."""
+        return await propose_careplan(self, careplan_id, if_match)
+
+    async def sign(
+        self, careplan_id: str, said: tuple[str | None, str | None], if_match: str | None
+    ) -> Resource:
+        """``CarePlan/{id}/$sign``: answer this version in one's own name (``said``: the
+        decision and comment parameters)."""
+        return await sign_careplan(self, careplan_id, said, if_match)
 
     async def book(self, body: Resource) -> Resource:
         """``Appointment/$book``: book an agreed time in the Slot a proposed Appointment names."""

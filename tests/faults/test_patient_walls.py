@@ -1,16 +1,16 @@
 """Every route a patient's token reaches, asked about what the patient may not be shown.
 
-A patient is never shown drafts, anything labelled restricted or very restricted (README, "What
-a patient is shown"), or anything of another patient's: such a contract, goal or agreed time
-is, to them, as if it did not exist. This module finds every route the ``patient`` role's scopes
-reach (the access rules decide, as they do for a request) and asks each, with the patient's token
-and against the real HAPI, about a patient who has a draft, an agreed contract labelled
-restricted, and an agreed contract with a very-restricted goal and two very-restricted agreed
-times, one of them booked; another patient of the same unit has a contract too
-(``tests/data/faults/patient-walls.json``). No answer, body or header, may carry anything of
-those: not a text (each carries this run's marker), a key or id (each carries this run's tag),
-nor the FHIR reference of a withheld record, unless the request named it. No request changes
-an Appointment or a Slot in HAPI; writes to withheld times answer 404.
+A patient is never shown drafts the unit has not put to them, anything labelled restricted or very
+restricted (README, "What a patient is shown"), or anything of another patient's: such a contract,
+goal or agreed time is, to them, as if it did not exist. This module finds every route the
+``patient`` role's scopes reach (the access rules decide, as they do for a request) and asks each,
+with the patient's token and against the real HAPI, about a patient who has a draft, an agreed
+contract labelled restricted, and an agreed contract with a very-restricted goal and two very-
+restricted agreed times, one of them booked; another patient of the same unit has a contract too
+(``tests/data/faults/patient-walls.json``). No answer, body or header, may carry anything of those:
+not a text (each carries this run's marker), a key or id (each carries this run's tag), nor the
+FHIR reference of a withheld record, unless the request named it. No request changes an Appointment
+or a Slot in HAPI; writes to withheld times answer 404.
 
 ``CALLS`` holds what each route is asked. A route a patient reaches that is missing from it fails
 `test_every_route_a_patient_reaches_is_asked`, so a new route cannot escape.
@@ -327,6 +327,30 @@ def _coherent_plan_posted(w: World) -> list[Call]:
     ]
 
 
+def _sign(w: World) -> list[Call]:
+    # Nothing withheld from them is theirs to answer; their agreed contract is agreed already.
+    version = {"If-Match": 'W/"1"'}
+    agree, decline = {"decision": "agree"}, {"decision": "decline", "comment": "Nej tack."}
+    return [
+        Call("POST", f"/contracts/{c}/sign", body=body, headers=version, status=404)
+        for c in (w.draft, w.restricted, w.other)
+        for body in (agree, decline)
+    ] + [Call("POST", f"/contracts/{w.agreed}/sign", body=agree, headers=version)]
+
+
+def _fhir_sign(w: World) -> list[Call]:
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "decision", "valueCode": "agree"}],
+    }
+    headers = {**FHIR_JSON, "If-Match": 'W/"1"'}
+    path = "/fhir/CarePlan/{}/$sign"
+    return [
+        Call("POST", path.format(i), body=body, headers=headers, status=404)
+        for i in w.withheld["CarePlan"]
+    ] + [Call("POST", path.format(i), body=body, headers=headers) for i in w.shown["CarePlan"]]
+
+
 def _fhir_create(w: World) -> list[Call]:
     return [
         Call(
@@ -404,6 +428,8 @@ CALLS: dict[Route, Calls] = {
         }.items()
     },
     ("POST", "/fhir/Appointment"): _fhir_create,
+    ("POST", "/contracts/{contract_id}/sign"): _sign,
+    ("POST", "/fhir/CarePlan/{resource_id}/$sign"): _fhir_sign,
     ("PUT", "/fhir/Appointment/{resource_id}"): _fhir_update,
     ("POST", "/webhooks"): _register,
     ("GET", "/webhooks"): _webhooks,

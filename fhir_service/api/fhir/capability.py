@@ -38,6 +38,8 @@ _OPERATIONS = {
     "coherent-plan": f"{urls.BASE}/OperationDefinition/coherent-plan",
     "find": f"{urls.BASE}/OperationDefinition/appointment-find",
     "book": f"{urls.BASE}/OperationDefinition/appointment-book",
+    "propose": f"{urls.BASE}/OperationDefinition/careplan-propose",
+    "sign": f"{urls.BASE}/OperationDefinition/careplan-sign",
 }
 _VALIDATE = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 _SMART = "http://terminology.hl7.org/CodeSystem/restful-security-service"

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Path, Request, Response
 
 from fhir_service.api.deps import RecordsDep
 from fhir_service.api.fhir.answers import answer, resource_answer
-from fhir_service.api.fhir.bodies import fhir_body
+from fhir_service.api.fhir.bodies import fhir_body, parameter
 from fhir_service.api.fhir.outcomes import FHIR_JSON
 from fhir_service.api.fhir.types import INTERACTIONS, route_name
 
@@ -82,3 +82,38 @@ def _add_routes(kind: str) -> None:
 
 for _kind in INTERACTIONS:
     _add_routes(_kind)
+
+
+@router.post(
+    "/CarePlan/{resource_id}/$propose",
+    name=route_name("propose", "CarePlan"),
+    response_class=Response,
+    responses={200: {"content": {FHIR_JSON: {}}}},
+)
+async def propose(resource_id: ResourceId, request: Request, records: RecordsDep) -> Response:
+    """Put the contract's version (``If-Match``) to the patient for their agreement."""
+
+    async def work() -> Response:
+        careplan = await records.propose(resource_id, request.headers.get("if-match"))
+        return resource_answer(request, records.hapi_base, careplan)
+
+    return await answer(request, work)
+
+
+@router.post(
+    "/CarePlan/{resource_id}/$sign",
+    name=route_name("sign", "CarePlan"),
+    response_class=Response,
+    responses={200: {"content": {FHIR_JSON: {}}}},
+)
+async def sign(resource_id: ResourceId, request: Request, records: RecordsDep) -> Response:
+    """Answer the contract's version (``If-Match``) in one's own name: a Parameters body with
+    ``decision`` (agree, decline) and, declining, ``comment``."""
+
+    async def work() -> Response:
+        body = await fhir_body(request)
+        said = (parameter(body, "decision"), parameter(body, "comment"))
+        careplan = await records.sign(resource_id, said, request.headers.get("if-match"))
+        return resource_answer(request, records.hapi_base, careplan)
+
+    return await answer(request, work)

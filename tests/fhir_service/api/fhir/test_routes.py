@@ -450,9 +450,14 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
     assert statement["rest"][0]["interaction"] == [{"code": "transaction"}]
     assert resources["CarePlan"]["operation"] == [
         {
-            "name": "coherent-plan",
-            "definition": "http://fhir.patient-contracts.org/OperationDefinition/coherent-plan",
+            "name": name,
+            "definition": f"http://fhir.patient-contracts.org/OperationDefinition/{definition}",
         }
+        for name, definition in [
+            ("coherent-plan", "coherent-plan"),
+            ("propose", "careplan-propose"),
+            ("sign", "careplan-sign"),
+        ]
     ]
     assert statement["implementation"]["url"] == OUR_BASE
     assert urlsplit(conformance_loaded).netloc not in response.text
