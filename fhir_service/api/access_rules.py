@@ -77,6 +77,8 @@ RULES: dict[str, Protected | Public] = {
     # A party's signature is a Provenance of its own, the right to give one neither the right
     # to write the contract nor to read the audit trail: a patient signs, and cannot change.
     "sign_contract": Protected(Requirement("Provenance", "c"), Interaction.OPERATION, "sign"),
+    # So is a report of how an activity goes: a party's act, not a change of the terms.
+    "report_progress": Protected(Requirement("Provenance", "c"), Interaction.OPERATION, "progress"),
     # The coherent plan searches the patient's contracts across care units.
     "read_plan": _contract("s", Interaction.SEARCH),
     "read_labels": Public.VOCABULARY,

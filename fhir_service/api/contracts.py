@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Body, Header, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from fhir_service.api.deps import ContractsDep
 from fhir_service.api.labels import Labels, labels_used_by
@@ -27,8 +27,15 @@ from fhir_service.api.languages import (
 from fhir_service.api.openapi import contract_examples
 from fhir_service.api.problems import PROBLEM_JSON, problem_response
 from fhir_service.api.replays import REPLAYED, keyed
-from fhir_service.contract import Agreement, Contract, ContractStatus, Text
-from fhir_service.records import ContractCriteria, ContractWritten, Decision
+from fhir_service.contract import (
+    ActivityStatus,
+    Agreement,
+    Contract,
+    ContractStatus,
+    ShortText,
+    Text,
+)
+from fhir_service.records import ContractCriteria, ContractWritten, Decision, ProgressAsked
 from fhir_service.store import MAX_SEARCH_COUNT
 
 __all__ = ["router"]
@@ -91,6 +98,22 @@ class SignBody(BaseModel):
     )
     comment: Text | None = Field(
         default=None, description="Why the patient declines, in their own words."
+    )
+
+
+class ProgressBody(BaseModel):
+    """How an activity goes, as its owner (or the care unit) reports it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: ActivityStatus = Field(
+        description="not-started, in-progress, completed or on-hold: the activity's status."
+    )
+    note: ShortText | None = Field(
+        default=None, description="A short note in the reporter's own words (500 characters)."
+    )
+    at: AwareDatetime | None = Field(
+        default=None, description="When it was so, if not now; not in the future."
     )
 
 
@@ -361,6 +384,33 @@ async def sign_contract(
         return _written(await contracts.sign(contract_id, body.decision, body.comment, if_match))
 
     return await keyed(request, contracts.replays, idempotency_key, sign, _replayed)
+
+
+@router.post(
+    "/{contract_id}/activities/{key}/progress",
+    response_model=Contract,
+    responses=_CHANGE_ERRORS,
+)
+async def report_progress(
+    contract_id: ContractIdPath,
+    key: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$")],
+    request: Request,
+    body: Annotated[ProgressBody, Body()],
+    contracts: ContractsDep,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Report how an activity goes: the patient on their own activities, the care unit on any.
+
+    Sets the activity's status with who reported it, when and their note; needs no new
+    agreement. ``If-Match`` is optional: without it the report is of the contract as it is now.
+    """
+    asked = ProgressAsked(contract_id, key, body.status, body.note, body.at)
+
+    async def progress() -> Response:
+        return _written(await contracts.report_progress(asked, if_match))
+
+    return await keyed(request, contracts.replays, idempotency_key, progress, _replayed)
 
 
 def _written(written: ContractWritten, status_code: int = status.HTTP_200_OK) -> Response:

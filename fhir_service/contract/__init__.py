@@ -23,8 +23,10 @@ from fhir_service.contract.model import (
     PatientReview,
     Period,
     Professional,
+    ProgressReport,
     Relative,
     Schedule,
+    ShortText,
     Signature,
     Text,
 )
@@ -40,6 +42,7 @@ from fhir_service.contract.vocabulary import (
     ContractStatus,
     GoalStatus,
     OrganizationKind,
+    Reporter,
 )
 
 __all__ = [
@@ -73,8 +76,11 @@ __all__ = [
     "Period",
     "PlannedTime",
     "Professional",
+    "ProgressReport",
     "Relative",
+    "Reporter",
     "Schedule",
+    "ShortText",
     "Signature",
     "Text",
     "coherent_plan",

@@ -20,13 +20,28 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from fhir_service.contract.model import Agreement, Contract, PatientReview, Signature
-from fhir_service.contract.vocabulary import AgreementParty, ContractStatus
+from fhir_service.contract.model import (
+    Agreement,
+    Contract,
+    PatientReview,
+    ProgressReport,
+    Signature,
+)
+from fhir_service.contract.vocabulary import (
+    ActivityOwner,
+    ActivityStatus,
+    AgreementParty,
+    ContractStatus,
+    Reporter,
+)
 from fhir_service.errors import RecordConflictError
 
 __all__ = [
+    "REPORTED",
     "IllegalTransitionError",
+    "NotInForceError",
     "NotPutToPatientError",
+    "NotTheirsError",
     "agree",
     "agreed_at",
     "allowed_next",
@@ -34,6 +49,7 @@ __all__ = [
     "decline",
     "end",
     "propose",
+    "report_progress",
     "revise",
     "revoke",
     "sign",
@@ -171,6 +187,64 @@ def _being_agreed(contract: Contract) -> None:
             ContractStatus.AGREED,
             "only a draft or a revision is put to the parties' agreement",
         )
+
+
+REPORTED = frozenset(
+    {
+        ActivityStatus.NOT_STARTED,
+        ActivityStatus.IN_PROGRESS,
+        ActivityStatus.COMPLETED,
+        ActivityStatus.ON_HOLD,
+    }
+)
+"""The statuses a progress report sets; the others (scheduled, cancelled, stopped) are the
+care unit's to decide, in a change of the contract."""
+_IN_FORCE = frozenset({ContractStatus.AGREED, ContractStatus.REVISED})
+_OWN: dict[Reporter, frozenset[ActivityOwner]] = {
+    Reporter.PATIENT: frozenset({ActivityOwner.PATIENT}),
+    Reporter.RELATIVE: frozenset({ActivityOwner.RELATIVE}),
+    Reporter.CARE_UNIT: frozenset(ActivityOwner),
+}
+
+
+class NotInForceError(RecordConflictError):
+    """Progress was reported on a contract that is not being carried out."""
+
+    code = "business-rule"
+
+    def __init__(self, status: ContractStatus) -> None:
+        article = "an" if status[:1] in "aeiou" else "a"
+        super().__init__(
+            f"{article} {status} contract is not being carried out: progress is reported on an "
+            "agreed contract, or one under revision"
+        )
+
+
+class NotTheirsError(ValueError):
+    """An activity's progress was reported by someone it does not belong to."""
+
+
+def report_progress(
+    contract: Contract, key: str, status: ActivityStatus, report: ProgressReport
+) -> Contract:
+    """Set how activity ``key`` goes: its status, and who said so, when, with their note.
+
+    Needs no new agreement: the status of an activity is no term of it. The patient reports on
+    their own activities, a relative on theirs (``KeyError`` for no such activity,
+    `NotTheirsError` for another's), the care unit on any.
+    """
+    if contract.status not in _IN_FORCE:
+        raise NotInForceError(contract.status)
+    if status not in REPORTED:
+        raise ValueError(f"progress is one of {', '.join(sorted(REPORTED))}, not {status}")
+    activity = next((a for a in contract.activities if a.key == key), None)
+    if activity is None:
+        raise KeyError(key)
+    if activity.owner not in _OWN[report.by]:
+        raise NotTheirsError(f"activity {key} is the {activity.owner}'s, not the {report.by}'s")
+    reported = activity.model_copy(update={"status": status, "progress": report})
+    activities = tuple(reported if a.key == key else a for a in contract.activities)
+    return contract.model_copy(update={"activities": activities})
 
 
 def revise(contract: Contract) -> Contract:

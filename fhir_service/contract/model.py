@@ -40,6 +40,7 @@ from fhir_service.contract.vocabulary import (
     ContractStatus,
     GoalStatus,
     OrganizationKind,
+    Reporter,
 )
 
 __all__ = [
@@ -57,8 +58,10 @@ __all__ = [
     "PatientReview",
     "Period",
     "Professional",
+    "ProgressReport",
     "Relative",
     "Schedule",
+    "ShortText",
     "Signature",
     "Text",
 ]
@@ -239,6 +242,24 @@ class CareContact(_Model):
     requested_by_patient: bool = False
 
 
+ShortText = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+    AfterValidator(_printable),
+]
+"""A short note a person wrote: trimmed, not empty, at most 500 characters."""
+
+
+class ProgressReport(_Model):
+    """How an activity goes, as it was last reported: the activity's status is what it says,
+    this is who said it, when, and their note. Progress is no term of the agreement: reporting
+    it needs no new one."""
+
+    reported_at: AwareDatetime
+    by: Reporter
+    note: ShortText | None = None
+
+
 class Activity(_Model):
     """Something one party does: the patient, the care unit, the municipality or a relative."""
 
@@ -259,6 +280,19 @@ class Activity(_Model):
         description="Of this activity alone (a suicide-risk assessment, ...): a restricted "
         "activity is withheld from the patient and other units, as a restricted goal is.",
     )
+    progress: ProgressReport | None = Field(
+        default=None,
+        description="The last report of how it goes (its status), by whom and when. Set by the "
+        "progress report; left out when none.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _progress_when_reported(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # Said only once reported, so an activity's form is as it was before reports.
+        data = handler(self)
+        if self.progress is None:
+            data.pop("progress", None)
+        return data
 
     @model_validator(mode="after")
     def _performer_fits_owner(self) -> Self:
@@ -270,6 +304,9 @@ class Activity(_Model):
             )
         if (self.owner is ActivityOwner.RELATIVE) != (self.relative is not None):
             raise ValueError("relative is required when the owner is a relative, and only then")
+        reporter = None if self.progress is None else self.progress.by
+        if reporter in (Reporter.PATIENT, Reporter.RELATIVE) and reporter != self.owner.value:
+            raise ValueError(f"progress: the {reporter} reports only on their own activities")
         return self
 
 

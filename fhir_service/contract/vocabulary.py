@@ -14,6 +14,7 @@ __all__ = [
     "ContractStatus",
     "GoalStatus",
     "OrganizationKind",
+    "Reporter",
 ]
 
 
@@ -47,6 +48,14 @@ class ActivityStatus(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     STOPPED = "stopped"
+
+
+class Reporter(StrEnum):
+    """Who said how an activity goes: its owner, or the care."""
+
+    PATIENT = "patient"
+    RELATIVE = "relative"
+    CARE_UNIT = "care-unit"
 
 
 class GoalStatus(StrEnum):

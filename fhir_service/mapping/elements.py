@@ -16,6 +16,7 @@ from fhir_service.contract import (
     Name,
     PatientReview,
     Period,
+    ProgressReport,
 )
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_of
@@ -41,6 +42,8 @@ __all__ = [
     "patient_review",
     "patient_review_of",
     "period",
+    "progress",
+    "progress_report_id",
     "role_codings",
     "security_labels",
 ]
@@ -106,6 +109,28 @@ def note(kind: str, text: str, patient_url: str) -> Resource:
         ],
         "authorReference": {"reference": patient_url},
         "text": text,
+    }
+
+
+def progress_report_id(key: str) -> str:
+    """The element id of the Annotation in ``CarePlan.activity.progress`` that is activity
+    ``key``'s last progress report (element ids are unique in a resource; a key has no colon);
+    the sender's own progress notes beside it are theirs."""
+    return f"progress:{key}"
+
+
+def progress(key: str, report: ProgressReport, status: str, author_url: str) -> Resource:
+    """Activity ``key``'s last progress report as an Annotation: who, when, and their note,
+    or, with none, the status it set."""
+    kind = "progress" if report.note is not None else "progress-status"
+    return {
+        "id": progress_report_id(key),
+        "extension": [
+            {"url": urls.EXT_NOTE_KIND, "valueCoding": code_table("note-kind").coding(kind)}
+        ],
+        "authorReference": {"reference": author_url},
+        "time": instant(report.reported_at),
+        "text": report.note if report.note is not None else status,
     }
 
 

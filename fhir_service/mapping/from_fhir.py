@@ -35,6 +35,7 @@ from fhir_service.contract import (
     Organization,
     Professional,
     Relative,
+    Reporter,
     Signature,
 )
 from fhir_service.contract.problems import problems_of
@@ -884,7 +885,28 @@ class _Reader:
                     person, urls.ID_RELATED_PERSON, contract_id, f"{path}.relative"
                 )
         self.source(f"{path}.organization", f"{dat}.performer[0]")
+        self.progress(activity, data, at, path)
         return data
+
+    def progress(self, activity: Resource, data: Resource, at: str, path: str) -> None:
+        """The activity's last progress report, ours among its progress notes (by element
+        id); the sender's own notes are theirs, kept as sent."""
+        ours = element.progress_report_id(str(activity.get("id")))
+        for index, note in enumerate(_items(activity.get("progress"))):
+            if _obj(note).get("id") != ours:
+                continue
+            pat = f"{at}.progress[{index}]"
+            self.source(f"{path}.progress", pat)
+            kind = self.extension_code(_obj(note), urls.EXT_NOTE_KIND, pat, "note-kind")
+            author = self.resolve(_obj(note).get("authorReference")).get("resourceType")
+            by = _REPORTER.get(str(author))
+            if by is None:
+                self.issue(f"{pat}.authorReference", "names no Patient, RelatedPerson or unit")
+            data["progress"] = {
+                "reported_at": note.get("time"),
+                "by": by,
+                "note": note.get("text") if kind == "progress" else None,
+            }
 
     def client_activity(
         self, activity: Resource, index: int, contract_id: str, at: str, path: str
@@ -1303,6 +1325,13 @@ def _has_id_under(resource: Resource, system: str, prefix: str) -> bool:
 def _has_extension(element_: Resource, url: str) -> bool:
     return any(_obj(e).get("url") == url for e in _items(element_.get("extension")))
 
+
+_REPORTER = {
+    "Patient": Reporter.PATIENT,
+    "RelatedPerson": Reporter.RELATIVE,
+    "Organization": Reporter.CARE_UNIT,
+}
+"""Who reported an activity's progress, by the record its Annotation names as author."""
 
 _SIGNING_PARTY = {
     "Patient": AgreementParty.PATIENT,

@@ -76,6 +76,7 @@ def _terms(contract: Contract) -> str:
     contents = json.loads(_agreed_contents(contract))
     for activity in contents.get("activities", []):
         activity.pop("status", None)
+        activity.pop("progress", None)
     return json.dumps(contents, ensure_ascii=False, separators=(",", ":"))
 
 

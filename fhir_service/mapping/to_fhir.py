@@ -28,6 +28,7 @@ from fhir_service.contract import (
     Organization,
     Professional,
     Relative,
+    Reporter,
 )
 from fhir_service.mapping import elements as element
 from fhir_service.mapping import urls
@@ -438,7 +439,17 @@ class _Builder(_SharedRecords):
             detail["goal"] = [{"reference": goal_urls[key]} for key in activity.goals]
         performer = self._performer(activity, patient_url, relative_urls)
         detail["performer"] = [{"reference": performer}]
-        return {"id": activity.key, "detail": detail}
+        written: Resource = {"id": activity.key, "detail": detail}
+        if activity.progress is not None:
+            author = {
+                Reporter.PATIENT: patient_url,
+                Reporter.RELATIVE: performer,
+                Reporter.CARE_UNIT: self.organization(self.contract.responsible_unit),
+            }[activity.progress.by]
+            report = activity.progress
+            status = activity.status.value
+            written["progress"] = [element.progress(activity.key, report, status, author)]
+        return written
 
     def _performer(
         self, activity: Activity, patient_url: str, relative_urls: dict[str, str]

@@ -12,6 +12,7 @@ from fhir_service.records.contracts import (
     Shown,
 )
 from fhir_service.records.plan_access import readable_plan
+from fhir_service.records.progress import ProgressAsked
 from fhir_service.records.replays import Replays, StoredResponse
 from fhir_service.records.repository import CallerRecords, Find
 from fhir_service.records.signing import Decision
@@ -29,6 +30,7 @@ __all__ = [
     "Found",
     "FreeSlotsAsked",
     "JudgedSlot",
+    "ProgressAsked",
     "Replays",
     "Shown",
     "StoredResponse",

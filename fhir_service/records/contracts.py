@@ -12,7 +12,7 @@ back what that try made.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from fhir_service.audit.witness import Witness
@@ -35,6 +35,7 @@ from fhir_service.errors import (
 from fhir_service.mapping import unknown_codes
 from fhir_service.records.changes import required_version
 from fhir_service.records.plan_access import readable_plan
+from fhir_service.records.progress import ProgressAsked, report
 from fhir_service.records.replays import Replays
 from fhir_service.records.signing import WITHHELD, Decision, answer
 from fhir_service.security.access import Access, AccessDeniedError, Denial, identifier_named
@@ -250,6 +251,18 @@ class CallerContracts:
             ),
         )
 
+    async def report_progress(self, asked: ProgressAsked, if_match: str | None) -> ContractWritten:
+        """Report how an activity goes (`fhir_service.records.progress`); ``If-Match``, when
+        sent, names the version the report was based on."""
+        version = None if if_match is None else required_version(if_match)
+        asked = replace(asked, version=version)
+        return await self._changed(
+            asked.contract_id,
+            lambda: report(
+                self.store, self.access, self.witness, self._change(), asked, _json_path
+            ),
+        )
+
     async def _changed(
         self, contract_id: str, write: Callable[[], Awaitable[Contract]]
     ) -> ContractWritten:
@@ -275,7 +288,13 @@ class CallerContracts:
             # An earlier try with this Idempotency-Key made the write; this one ran into it.
             written = ContractWritten(await self.store.read(contract_id), replayed=True)
         self.witness.saw_contract(written.contract)
-        return written
+        # A party who is not the unit (the patient signing, reporting) is answered with what
+        # they may see of it, as a read would answer them.
+        shown = disclose(written.contract, self.access.compartment.organization).contract
+        if shown is None:
+            self.witness.refused(WITHHELD)
+            raise ContractNotFoundError(contract_id)
+        return ContractWritten(shown, written.replayed)
 
 
 def _json_path(name: str) -> str:

@@ -68,6 +68,9 @@ class Denial(StrEnum):
     READ_ONLY = "audit records are read only"
     BAD_CLAIM = "the token's patient or organization is not a valid identifier"
     OUTSIDE_COMPARTMENT = "the token does not reach this patient's or care unit's data"
+    NOT_THEIR_ACTIVITY = (
+        "a patient reports on their own activities; the care's are the care unit's to report"
+    )
     NOT_A_PERSON = (
         "a signature is a person's own act: sign with the patient's or a clinician's own token; "
         "an agreement given elsewhere is recorded with agree"

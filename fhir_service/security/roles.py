@@ -27,13 +27,16 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
     "clinician": (
         *(f"user/{t}.cruds" for t in _CLINIC_TYPES),
         *(f"user/{t}.rs" for t in _NAMED),
-        # Signing a contract in their own name: the signature is a Provenance.
+        # A party's own acts on a contract, each recorded by its Provenance: signing in their
+        # own name, reporting progress.
         "user/Provenance.c",
     ),
     # An EHR system integrating on its own account, for one care unit.
     "ehr": (
         *(f"system/{t}.cruds" for t in _CLINIC_TYPES),
         *(f"system/{t}.rs" for t in _NAMED),
+        # Reporting how the unit's activities go; a system signs nothing (no person).
+        "system/Provenance.c",
     ),
     # A booking platform: bookable times and appointments, never care plans.
     "booking": (
@@ -42,8 +45,8 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
         "system/Appointment.cruds",
         *(f"system/{t}.rs" for t in _DIRECTORY),
     ),
-    # A patient, reading their own contracts, signing or declining what is put to them, and
-    # booking their own times.
+    # A patient, reading their own contracts, signing or declining what is put to them,
+    # reporting on their own activities, and booking their own times.
     "patient": (
         "patient/CarePlan.rs",
         "patient/Provenance.c",

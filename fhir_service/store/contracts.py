@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_service.contract import (
+    ActivityStatus,
     Agreement,
     AgreementParty,
     Contract,
     ContractStatus,
+    ProgressReport,
     Signature,
     lifecycle,
 )
@@ -258,6 +260,40 @@ class ContractStore(ContractReads):
             )
         except StaleVersionError:
             return await self.read(contract_id)
+
+    async def report_progress(
+        self,
+        contract_id: str,
+        key: str,
+        status: ActivityStatus,
+        report: ProgressReport,
+        by: Change,
+        expected_version: int | None = None,
+        *,
+        check: Callable[[Contract], None] | None = None,
+    ) -> Contract:
+        """Set how activity ``key`` goes (`lifecycle.report_progress`); ``check`` refuses a
+        reporter the contract as read does not allow.
+
+        Without ``expected_version`` the report is of the contract as it now is: a report
+        changes no term, so one that meets a concurrent change is made again on the new
+        version, not refused as stale.
+        """
+        attempt = 1
+        while True:
+            stored = await self._search_one(contract_id, by)
+            current = stored.contract
+            if expected_version is not None:
+                self._check(current, expected_version)
+            if check is not None:
+                check(current)
+            new = lifecycle.report_progress(current, key, status, report)
+            try:
+                return await self._write(new, current, stored.careplan_id, by, "progress")
+            except StaleVersionError:
+                if expected_version is not None or attempt == _CONFLICT_ATTEMPTS:
+                    raise
+                attempt += 1
 
     async def _transition(
         self,

@@ -39,7 +39,9 @@ from fhir_service.contract import (
     PatientReview,
     Period,
     Professional,
+    ProgressReport,
     Relative,
+    Reporter,
     Schedule,
 )
 from fhir_service.contract.identifiers import IdentifierKind
@@ -278,9 +280,25 @@ def _activities(
                 organization=organization,
                 relative=relative,
                 confidentiality=draw(_confidentiality),
+                progress=draw(st.none() | _progress(owner)),
             )
         )
     return activities
+
+
+def _progress(owner: ActivityOwner) -> st.SearchStrategy[ProgressReport]:
+    # Reported by its owner, when a person, or by the care unit.
+    reporters = [Reporter.CARE_UNIT]
+    if owner is ActivityOwner.PATIENT:
+        reporters.append(Reporter.PATIENT)
+    if owner is ActivityOwner.RELATIVE:
+        reporters.append(Reporter.RELATIVE)
+    return st.builds(
+        ProgressReport,
+        reported_at=_instants(),
+        by=st.sampled_from(reporters),
+        note=st.none() | texts(200),
+    )
 
 
 @st.composite

@@ -147,6 +147,9 @@ def test_a_version_put_to_the_patient_is_agreed_by_the_patient_and_then_the_clin
 
     by_patient = parties.sign(shown.json(), parties.patient)
     assert by_patient.status_code == 200, by_patient.text
+    # Answered with what the patient may see, as a read answers them.
+    assert "risk" not in {g["key"] for g in shown.json()["goals"]}
+    assert by_patient.json()["goals"] == shown.json()["goals"]
     assert by_patient.json()["status"] == "draft"
     assert _parties(by_patient.json(), "signatures") == {"patient"}
     # A signature changes no record: the version the clinician reads is the one signed.

@@ -200,10 +200,14 @@ def test_a_signature_is_given_within_the_walls_of_the_signers_contracts() -> Non
 
     assert unit.compartment == Compartment(organization=UNIT)
     assert patient.compartment == Compartment(patient=PATIENT)
-    # A clinician acting for no unit signs nothing; an EHR system and an auditor have no right.
+    # An EHR system's right reaches its unit's contracts (it reports progress; that a system
+    # is no person to sign is the contracts' rule). Acting for no unit, nothing; an auditor and
+    # a booking platform have no right.
+    ehr = decide(of_role("ehr", organization=UNIT_CLAIM), _SIGN, None)
+    assert ehr.compartment == Compartment(organization=UNIT)
     assert denial(of_role("clinician"), _SIGN) is Denial.NO_ORGANIZATION
-    assert denial(of_role("ehr", organization=UNIT_CLAIM), _SIGN) is Denial.INSUFFICIENT_SCOPE
     assert denial(of_role("auditor"), _SIGN) is Denial.INSUFFICIENT_SCOPE
+    assert denial(of_role("booking"), _SIGN) is Denial.INSUFFICIENT_SCOPE
 
 
 _SIGN = Requirement("Provenance", "c")

@@ -18,14 +18,25 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
-from fhir_service.contract import Agreement, AgreementParty, Contract, IdentifierKind
+from fhir_service.contract import (
+    ActivityStatus,
+    Agreement,
+    AgreementParty,
+    Contract,
+    ContractStatus,
+    IdentifierKind,
+    ProgressReport,
+    Reporter,
+)
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import READ_PARAMS
 from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.provenance import Author
 from fhir_service.metrics import Metrics
+from fhir_service.security.access import Compartment
 from fhir_service.servicedb.tables import Delivery
-from fhir_service.store import ContractStore
+from fhir_service.store import Change, ContractStore
 from fhir_service.sync.changes import WATCHED_TYPES, ChangeFeed, changes_in
 from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
 from tests.support import load_data, unique_hsa_id, unique_personnummer
@@ -379,3 +390,36 @@ async def test_a_patients_decline_reaches_the_units_webhook_and_says_why(
     assert read.patient_review is not None
     assert read.patient_review.comment == why
     assert read.patient_review.declined_at is not None
+
+
+async def test_a_patients_progress_report_reaches_the_units_webhook(
+    hapi: HapiClient, sqlite: Engine
+) -> None:
+    registry = WebhookRegistry(sqlite, POLICY)
+    store = ContractStore(hapi)
+    feed = ChangeFeed(hapi, sqlite, store, registry)
+    patient, unit = unique_personnummer(), unique_hsa_id()
+    unit_token = f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
+    hook = registry.register(
+        "https://ehr.example/unit", SECRET, owner="unit", reach=Reach(responsible_unit=unit_token)
+    )
+    contract = await store.create(_contract(patient, unit))
+    agreed = await store.agree(contract.id, contract.version or 0, _agreements())
+    await feed.catch_up()
+    by = Change(Author(("https://issuer.example", "patient-1")), Compartment())
+    report = ProgressReport(reported_at=datetime.now(UTC), by=Reporter.PATIENT, note="Klart!")
+
+    reported = await store.report_progress(
+        contract.id, "walk", ActivityStatus.COMPLETED, report, by
+    )
+    await feed.catch_up()
+
+    events = _of(_events(sqlite, hook.id), contract.id)
+    versions = [e["resource"]["versionId"] for e in events if e["type"] == "CarePlan.updated"]
+    assert str(reported.version) in versions
+    assert reported.version == (agreed.version or 0) + 1
+    read = await store.read(contract.id)
+    assert read.status is ContractStatus.AGREED
+    walk = next(a for a in read.activities if a.key == "walk")
+    assert walk.status is ActivityStatus.COMPLETED
+    assert walk.progress == report
