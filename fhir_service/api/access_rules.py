@@ -77,8 +77,11 @@ RULES: dict[str, Protected | Public] = {
     # A party's signature is a Provenance of its own, the right to give one neither the right
     # to write the contract nor to read the audit trail: a patient signs, and cannot change.
     "sign_contract": Protected(Requirement("Provenance", "c"), Interaction.OPERATION, "sign"),
-    # So is a report of how an activity goes: a party's act, not a change of the terms.
+    # So are a report of how an activity goes and the patient's proposal: a party's own act,
+    # not a change of the terms. The unit answers a proposal as it changes a contract.
     "report_progress": Protected(Requirement("Provenance", "c"), Interaction.OPERATION, "progress"),
+    "add_proposal": Protected(Requirement("Provenance", "c"), Interaction.OPERATION, "proposal"),
+    "answer_proposal": _contract("u", Interaction.OPERATION, "answer-proposal"),
     # The coherent plan searches the patient's contracts across care units.
     "read_plan": _contract("s", Interaction.SEARCH),
     "read_labels": Public.VOCABULARY,

@@ -32,10 +32,18 @@ from fhir_service.contract import (
     Agreement,
     Contract,
     ContractStatus,
+    ProposalKind,
+    ProposalStatus,
     ShortText,
     Text,
 )
-from fhir_service.records import ContractCriteria, ContractWritten, Decision, ProgressAsked
+from fhir_service.records import (
+    ContractCriteria,
+    ContractWritten,
+    Decision,
+    ProgressAsked,
+    ProposalAsked,
+)
 from fhir_service.store import MAX_SEARCH_COUNT
 
 __all__ = ["router"]
@@ -114,6 +122,36 @@ class ProgressBody(BaseModel):
     )
     at: AwareDatetime | None = Field(
         default=None, description="When it was so, if not now; not in the future."
+    )
+
+
+class ProposalBody(BaseModel):
+    """A change the patient asks for, in their own words."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ProposalKind = Field(
+        description="goal, resource or wish to add (a goal naming one in about changes it), or "
+        "a change of an activity or an agreed time (naming it in about)."
+    )
+    text: Text = Field(description="What they ask for, in their own words.")
+    about: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$",
+        description="The key of the goal, activity or agreed time it asks to change.",
+    )
+
+
+class ProposalAnswerBody(BaseModel):
+    """The care unit's answer to a proposal."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    decision: ProposalStatus = Field(
+        description="taken (into the contract, by a change of it) or declined."
+    )
+    reason: Text | None = Field(
+        default=None, description="Why it was declined, for the patient to read."
     )
 
 
@@ -411,6 +449,47 @@ async def report_progress(
         return _written(await contracts.report_progress(asked, if_match))
 
     return await keyed(request, contracts.replays, idempotency_key, progress, _replayed)
+
+
+@router.post("/{contract_id}/proposals", response_model=Contract, responses=_CHANGE_ERRORS)
+async def add_proposal(
+    contract_id: ContractIdPath,
+    request: Request,
+    body: Annotated[ProposalBody, Body()],
+    contracts: ContractsDep,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """The patient proposes a change in their own words; it stays open with the contract until
+    the care unit takes it into a version or declines it. ``If-Match`` is optional."""
+    asked = ProposalAsked(contract_id, body.kind, body.text, body.about)
+
+    async def propose() -> Response:
+        return _written(await contracts.add_proposal(asked, if_match))
+
+    return await keyed(request, contracts.replays, idempotency_key, propose, _replayed)
+
+
+@router.post(
+    "/{contract_id}/proposals/{key}/answer", response_model=Contract, responses=_CHANGE_ERRORS
+)
+async def answer_proposal(
+    contract_id: ContractIdPath,
+    key: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$")],
+    request: Request,
+    body: Annotated[ProposalAnswerBody, Body()],
+    contracts: ContractsDep,
+    if_match: IfMatch = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """The care unit takes the patient's proposal into the contract, or declines it saying
+    why. ``If-Match`` is optional."""
+    asked = (contract_id, key, body.decision, body.reason)
+
+    async def answer() -> Response:
+        return _written(await contracts.answer_proposal(asked, if_match))
+
+    return await keyed(request, contracts.replays, idempotency_key, answer, _replayed)
 
 
 def _written(written: ContractWritten, status_code: int = status.HTTP_200_OK) -> Response:

@@ -24,6 +24,7 @@ from fhir_service.contract.model import (
     Period,
     Professional,
     ProgressReport,
+    Proposal,
     Relative,
     Schedule,
     ShortText,
@@ -42,6 +43,8 @@ from fhir_service.contract.vocabulary import (
     ContractStatus,
     GoalStatus,
     OrganizationKind,
+    ProposalKind,
+    ProposalStatus,
     Reporter,
 )
 
@@ -77,6 +80,9 @@ __all__ = [
     "PlannedTime",
     "Professional",
     "ProgressReport",
+    "Proposal",
+    "ProposalKind",
+    "ProposalStatus",
     "Relative",
     "Reporter",
     "Schedule",

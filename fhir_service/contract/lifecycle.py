@@ -21,10 +21,12 @@ from __future__ import annotations
 from datetime import datetime
 
 from fhir_service.contract.model import (
+    MAX_NOTES,
     Agreement,
     Contract,
     PatientReview,
     ProgressReport,
+    Proposal,
     Signature,
 )
 from fhir_service.contract.vocabulary import (
@@ -32,6 +34,7 @@ from fhir_service.contract.vocabulary import (
     ActivityStatus,
     AgreementParty,
     ContractStatus,
+    ProposalStatus,
     Reporter,
 )
 from fhir_service.errors import RecordConflictError
@@ -42,9 +45,13 @@ __all__ = [
     "NotInForceError",
     "NotPutToPatientError",
     "NotTheirsError",
+    "ProposalClosedError",
+    "TooManyOpenError",
+    "add_proposal",
     "agree",
     "agreed_at",
     "allowed_next",
+    "answer_proposal",
     "complete",
     "decline",
     "end",
@@ -215,8 +222,8 @@ class NotInForceError(RecordConflictError):
     def __init__(self, status: ContractStatus) -> None:
         article = "an" if status[:1] in "aeiou" else "a"
         super().__init__(
-            f"{article} {status} contract is not being carried out: progress is reported on an "
-            "agreed contract, or one under revision"
+            f"{article} {status} contract is not being carried out: progress and proposals are "
+            "for an agreed contract, or one under revision"
         )
 
 
@@ -245,6 +252,52 @@ def report_progress(
     reported = activity.model_copy(update={"status": status, "progress": report})
     activities = tuple(reported if a.key == key else a for a in contract.activities)
     return contract.model_copy(update={"activities": activities})
+
+
+class ProposalClosedError(RecordConflictError):
+    """A proposal the care unit has answered already was answered again."""
+
+    code = "business-rule"
+
+
+class TooManyOpenError(RecordConflictError):
+    """The patient proposed more while as many proposals as a contract holds are open."""
+
+    code = "business-rule"
+
+
+def add_proposal(contract: Contract, proposal: Proposal) -> Contract:
+    """The patient asks for a change in their own words: on a contract in force or under
+    revision, or a draft put to them. A proposal is no term of the contract: it needs no new
+    agreement, and stays with the contract until the unit answers it."""
+    if contract.status is ContractStatus.DRAFT and contract.patient_review is None:
+        raise NotPutToPatientError
+    if contract.status not in _IN_FORCE and contract.status is not ContractStatus.DRAFT:
+        raise NotInForceError(contract.status)
+    kept = contract.proposals
+    if len(kept) >= MAX_NOTES:
+        # Answered ones make room, oldest first; open ones wait for the unit's answer.
+        answered = [p for p in kept if p.status is not ProposalStatus.OPEN]
+        if not answered:
+            raise TooManyOpenError(f"{MAX_NOTES} proposals are open: the care unit answers first")
+        oldest = min(answered, key=lambda p: p.proposed_at)
+        kept = tuple(p for p in kept if p is not oldest)
+    return contract.model_copy(update={"proposals": (*kept, proposal)})
+
+
+def answer_proposal(
+    contract: Contract, key: str, status: ProposalStatus, reason: str | None
+) -> Contract:
+    """The care unit takes proposal ``key`` into the contract (``taken``) or declines it with a
+    ``reason`` the patient sees. ``KeyError`` for no such proposal."""
+    proposal = next((p for p in contract.proposals if p.key == key), None)
+    if proposal is None:
+        raise KeyError(key)
+    if proposal.status is not ProposalStatus.OPEN:
+        raise ProposalClosedError(f"proposal {key} is {proposal.status} already")
+    answered = Proposal.model_validate(proposal.model_dump() | {"status": status, "reason": reason})
+    proposals = tuple(answered if p.key == key else p for p in contract.proposals)
+    return contract.model_copy(update={"proposals": proposals})
 
 
 def revise(contract: Contract) -> Contract:

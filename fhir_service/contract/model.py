@@ -40,6 +40,8 @@ from fhir_service.contract.vocabulary import (
     ContractStatus,
     GoalStatus,
     OrganizationKind,
+    ProposalKind,
+    ProposalStatus,
     Reporter,
 )
 
@@ -59,6 +61,7 @@ __all__ = [
     "Period",
     "Professional",
     "ProgressReport",
+    "Proposal",
     "Relative",
     "Schedule",
     "ShortText",
@@ -420,6 +423,37 @@ class PatientReview(_Model):
     )
 
 
+class Proposal(_Model):
+    """A change the patient asks for in their own words, for the care unit to take into the
+    next version or decline with a reason the patient sees. Set by the service; never taken
+    from a write of the contract."""
+
+    key: Key
+    kind: ProposalKind
+    text: Text
+    about: Key | None = Field(
+        default=None,
+        description="The goal, activity or agreed time it asks to change; none for a new goal, "
+        "resource or wish.",
+    )
+    proposed_at: AwareDatetime
+    status: ProposalStatus = ProposalStatus.OPEN
+    reason: Text | None = Field(
+        default=None, description="Why the care unit declined it, for the patient to read."
+    )
+
+    @model_validator(mode="after")
+    def _about_fits_kind(self) -> Self:
+        changes = self.kind in (ProposalKind.ACTIVITY, ProposalKind.TIME)
+        if changes and self.about is None:
+            raise ValueError(f"about: a change of an {self.kind} names it")
+        if self.kind in (ProposalKind.RESOURCE, ProposalKind.WISH) and self.about is not None:
+            raise ValueError(f"about: a {self.kind} is added, not changed")
+        if (self.status is ProposalStatus.DECLINED) != (self.reason is not None):
+            raise ValueError("reason: a declined proposal says why, and only a declined one")
+        return self
+
+
 MAX_PROFESSIONALS = 50
 MAX_RELATIVES = 20
 MAX_CARE_CONTACTS = 20
@@ -490,6 +524,11 @@ class Contract(_Model):
         description="Set while the version is put to the patient (a draft or a revision): "
         "awaiting their agreement, or declined with their comment. Left out when not.",
     )
+    proposals: tuple[Proposal, ...] = Field(
+        default=(),
+        max_length=MAX_NOTES,
+        description="What the patient asked to change, and what became of it. Left out when none.",
+    )
     signatures: tuple[Signature, ...] = Field(
         default=(),
         description="The parties' own signatures of this version's contents while it is not "
@@ -536,6 +575,8 @@ class Contract(_Model):
             data.pop("patient_review", None)
         if not self.signatures:
             data.pop("signatures", None)
+        if not self.proposals:
+            data.pop("proposals", None)
         clinician = self.responsible_clinician
         if clinician is not None and clinician.organization == self.responsible_unit:
             data.pop("responsible_unit", None)
@@ -569,6 +610,7 @@ class Contract(_Model):
         _unique("relatives", [r.key for r in self.relatives])
         _unique("agreements", [a.party for a in self.agreements])
         _unique("signatures", [s.party for s in self.signatures])
+        _unique("proposals", [p.key for p in self.proposals])
         relatives = {r.key for r in self.relatives}
         goals = {g.key for g in self.goals}
         for activity in self.activities:

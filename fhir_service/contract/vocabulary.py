@@ -14,6 +14,8 @@ __all__ = [
     "ContractStatus",
     "GoalStatus",
     "OrganizationKind",
+    "ProposalKind",
+    "ProposalStatus",
     "Reporter",
 ]
 
@@ -48,6 +50,25 @@ class ActivityStatus(StrEnum):
     COMPLETED = "completed"
     CANCELLED = "cancelled"
     STOPPED = "stopped"
+
+
+class ProposalKind(StrEnum):
+    """What a patient proposes: a goal, a resource or a wish of their own to add (or, naming
+    one, a goal to change), or a change of an activity or an agreed time."""
+
+    GOAL = "goal"
+    RESOURCE = "resource"
+    WISH = "wish"
+    ACTIVITY = "activity"
+    TIME = "time"
+
+
+class ProposalStatus(StrEnum):
+    """Where a patient's proposal stands with the care unit."""
+
+    OPEN = "open"
+    TAKEN = "taken"
+    DECLINED = "declined"
 
 
 class Reporter(StrEnum):

@@ -17,6 +17,7 @@ from fhir_service.contract import (
     PatientReview,
     Period,
     ProgressReport,
+    Proposal,
 )
 from fhir_service.mapping import urls
 from fhir_service.mapping.identifier_systems import system_of
@@ -44,6 +45,9 @@ __all__ = [
     "period",
     "progress",
     "progress_report_id",
+    "proposal_note",
+    "proposal_note_id",
+    "proposal_of",
     "role_codings",
     "security_labels",
 ]
@@ -132,6 +136,48 @@ def progress(key: str, report: ProgressReport, status: str, author_url: str) -> 
         "time": instant(report.reported_at),
         "text": report.note if report.note is not None else status,
     }
+
+
+def proposal_note_id(key: str) -> str:
+    """The element id of the CarePlan note that is the patient's proposal ``key``."""
+    return f"proposal:{key}"
+
+
+def proposal_note(proposal: Proposal, patient_url: str) -> Resource:
+    """The patient's proposal as a CarePlan note: their words, by them, when; what kind, about
+    what, and what the unit made of it in the extension patient-proposal."""
+    parts: list[Resource] = [{"url": "kind", "valueCode": proposal.kind.value}]
+    if proposal.about is not None:
+        parts.append({"url": "about", "valueString": proposal.about})
+    parts.append({"url": "status", "valueCode": proposal.status.value})
+    if proposal.reason is not None:
+        parts.append({"url": "reason", "valueString": proposal.reason})
+    kind = code_table("note-kind").coding("proposal")
+    return {
+        "id": proposal_note_id(proposal.key),
+        "extension": [
+            {"url": urls.EXT_NOTE_KIND, "valueCoding": kind},
+            {"url": urls.EXT_PATIENT_PROPOSAL, "extension": parts},
+        ],
+        "authorReference": {"reference": patient_url},
+        "time": instant(proposal.proposed_at),
+        "text": proposal.text,
+    }
+
+
+def proposal_of(note: Resource) -> Proposal:
+    """The proposal a CarePlan note of kind proposal holds (``ValueError`` and the like when
+    it is incomplete)."""
+    parts = _parts(note, urls.EXT_PATIENT_PROPOSAL) or {}
+    return Proposal(
+        key=str(note["id"]).removeprefix("proposal:"),
+        kind=parts["kind"]["valueCode"],
+        text=note["text"],
+        about=parts["about"]["valueString"] if "about" in parts else None,
+        proposed_at=note["time"],
+        status=parts["status"]["valueCode"],
+        reason=parts["reason"]["valueString"] if "reason" in parts else None,
+    )
 
 
 def _date(value: date) -> str:

@@ -34,6 +34,7 @@ from fhir_service.contract import (
     Identifier,
     Organization,
     Professional,
+    Proposal,
     Relative,
     Reporter,
     Signature,
@@ -730,6 +731,7 @@ class _Reader:
         cp = self.path(careplan)
         kinds: dict[str, list[Any]] = {"patient-resource": [], "wish": []}
         fields = {"patient-resource": "patient_resources", "wish": "wishes"}
+        proposals: list[Proposal] = []
         for index, note in enumerate(_items(careplan.get("note"))):
             at = f"{cp}.note[{index}]"
             if not _has_extension(_obj(note), urls.EXT_NOTE_KIND):
@@ -738,10 +740,22 @@ class _Reader:
             if kind in kinds:
                 self.source(f"$.{fields[kind]}[{len(kinds[kind])}]", f"{at}.text")
                 kinds[kind].append(_obj(note).get("text"))
+            elif kind == "proposal":
+                self.source(f"$.proposals[{len(proposals)}]", at)
+                try:
+                    proposals.append(element.proposal_of(_obj(note)))
+                except (KeyError, TypeError, ValueError):
+                    self.issue(
+                        f"{at}.extension",
+                        f"the patient's proposal ({urls.EXT_PATIENT_PROPOSAL}) needs its id "
+                        "proposal:<key>, time, text, kind and status, and a declined one its "
+                        "reason",
+                    )
             elif kind is not None:
                 self.issue(f"{at}.extension", f"note kind {kind} is not one of ours")
         data["patient_resources"] = kinds["patient-resource"]
         data["wishes"] = kinds["wish"]
+        data["proposals"] = proposals
 
     # The parts
 

@@ -72,8 +72,11 @@ _AGREEMENT_NAMESPACE = uuid.UUID("b0c7f0a8-4a3b-5d0e-9f55-7e1f0c2a9d31")
 
 def _terms(contract: Contract) -> str:
     """What a party agrees to, as JSON: the contents, without how far each activity has come
-    (its status is progress reported as the plan is carried out, not a term of it)."""
+    (its status is progress reported as the plan is carried out, not a term of it) and without
+    the patient's proposals."""
     contents = json.loads(_agreed_contents(contract))
+    # What the patient asked to change is no term until the unit takes it into the contract.
+    contents.pop("proposals", None)
     for activity in contents.get("activities", []):
         activity.pop("status", None)
         activity.pop("progress", None)

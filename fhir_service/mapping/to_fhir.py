@@ -535,8 +535,10 @@ class _Builder(_SharedRecords):
             careplan["activity"] = activities
         notes = [("patient-resource", text) for text in contract.patient_resources]
         notes += [("wish", text) for text in contract.wishes]
-        if notes:
-            careplan["note"] = [element.note(kind, text, patient_url) for kind, text in notes]
+        written = [element.note(kind, text, patient_url) for kind, text in notes]
+        written += [element.proposal_note(p, patient_url) for p in contract.proposals]
+        if written:
+            careplan["note"] = written
         _label(careplan, contract.confidentiality)
         if contract.status is ContractStatus.DRAFT and contract.patient_review is None:
             tag = {"system": urls.TAG_NOT_PROPOSED, "code": "draft"}

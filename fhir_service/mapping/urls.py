@@ -13,6 +13,7 @@ __all__ = [
     "EXT_CONTRACT_STATUS",
     "EXT_GUARANTEE_VERDICT",
     "EXT_NOTE_KIND",
+    "EXT_PATIENT_PROPOSAL",
     "EXT_PATIENT_REVIEW",
     "EXT_REQUESTED_BY_PATIENT",
     "EXT_RESPONSIBLE_UNIT",
@@ -79,6 +80,7 @@ EXT_GUARANTEE_VERDICT = f"{BASE}/StructureDefinition/care-guarantee-verdict"
 EXT_CONTRACT_RECORD = f"{BASE}/StructureDefinition/contract-record"
 EXT_RESPONSIBLE_UNIT = f"{BASE}/StructureDefinition/responsible-unit"
 EXT_PATIENT_REVIEW = f"{BASE}/StructureDefinition/patient-review"
+EXT_PATIENT_PROPOSAL = f"{BASE}/StructureDefinition/patient-proposal"
 
 POLICY_AGREEMENT_ATTESTED = f"{BASE}/policy/agreement-attested"
 """Provenance.policy of an agreement given elsewhere (on paper, in the sending EHR) and attested

@@ -13,6 +13,7 @@ from fhir_service.records.contracts import (
 )
 from fhir_service.records.plan_access import readable_plan
 from fhir_service.records.progress import ProgressAsked
+from fhir_service.records.proposals import ProposalAsked
 from fhir_service.records.replays import Replays, StoredResponse
 from fhir_service.records.repository import CallerRecords, Find
 from fhir_service.records.signing import Decision
@@ -31,6 +32,7 @@ __all__ = [
     "FreeSlotsAsked",
     "JudgedSlot",
     "ProgressAsked",
+    "ProposalAsked",
     "Replays",
     "Shown",
     "StoredResponse",

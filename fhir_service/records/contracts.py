@@ -24,6 +24,7 @@ from fhir_service.contract import (
     Identifier,
     IdentifierKind,
     InvalidIdentifierError,
+    ProposalStatus,
     coherent_plan,
     disclose,
 )
@@ -36,8 +37,10 @@ from fhir_service.mapping import unknown_codes
 from fhir_service.records.changes import required_version
 from fhir_service.records.plan_access import readable_plan
 from fhir_service.records.progress import ProgressAsked, report
+from fhir_service.records.proposals import ProposalAsked, add, answer
 from fhir_service.records.replays import Replays
-from fhir_service.records.signing import WITHHELD, Decision, answer
+from fhir_service.records.signing import WITHHELD, Decision
+from fhir_service.records.signing import answer as answer_version
 from fhir_service.security.access import Access, AccessDeniedError, Denial, identifier_named
 from fhir_service.store import (
     Change,
@@ -246,7 +249,7 @@ class CallerContracts:
         asked = (contract_id, version, decision, comment)
         return await self._changed(
             contract_id,
-            lambda: answer(
+            lambda: answer_version(
                 self.store, self.access, self.witness, self._change(), asked, _json_path
             ),
         )
@@ -261,6 +264,28 @@ class CallerContracts:
             lambda: report(
                 self.store, self.access, self.witness, self._change(), asked, _json_path
             ),
+        )
+
+    async def add_proposal(self, asked: ProposalAsked, if_match: str | None) -> ContractWritten:
+        """The patient proposes a change in their own words (`fhir_service.records.proposals`);
+        ``If-Match``, when sent, names the version it was based on."""
+        version = None if if_match is None else required_version(if_match)
+        asked = replace(asked, version=version)
+        return await self._changed(
+            asked.contract_id,
+            lambda: add(self.store, self.access, self.witness, self._change(), asked, _json_path),
+        )
+
+    async def answer_proposal(
+        self,
+        asked: tuple[str, str, ProposalStatus, str | None],
+        if_match: str | None,
+    ) -> ContractWritten:
+        """The care unit takes a proposal into the contract or declines it, saying why
+        (``asked``: the contract, the proposal, taken or declined, the reason)."""
+        version = None if if_match is None else required_version(if_match)
+        return await self._changed(
+            asked[0], lambda: answer(self.store, self._change(), asked, version, _json_path)
         )
 
     async def _changed(

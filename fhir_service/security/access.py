@@ -36,6 +36,7 @@ __all__ = [
     "AccessDeniedError",
     "Compartment",
     "Denial",
+    "Leave",
     "Requirement",
     "claimed_identifier",
     "decide",
@@ -69,7 +70,17 @@ class Denial(StrEnum):
     BAD_CLAIM = "the token's patient or organization is not a valid identifier"
     OUTSIDE_COMPARTMENT = "the token does not reach this patient's or care unit's data"
     NOT_THEIR_ACTIVITY = (
-        "a patient reports on their own activities; the care's are the care unit's to report"
+        "a patient or a relative reports on their own activities; the care's are the care "
+        "unit's to report"
+    )
+    NO_REPORTING = "the patient's leave lets this relative read the plan, not report on it"
+    ONLY_THE_PATIENT = (
+        "proposals are the patient's own words; the care unit changes the contract itself"
+    )
+    NO_LEAVE = "the patient has given this relative no leave that is in force now"
+    ONLY_THE_PATIENT_ACTS = (
+        "a relative reads the plan and reports on their own activities, as the patient allows; "
+        "signing, proposing and granting are the patient's"
     )
     NOT_A_PERSON = (
         "a signature is a person's own act: sign with the patient's or a clinician's own token; "
@@ -117,13 +128,28 @@ class Compartment:
 
 
 @dataclass(frozen=True, slots=True)
+class Leave:
+    """A relative's leave from the patient, in force now (a FHIR ``Consent``): who the relative
+    is (their ``RelatedPerson`` and national identifier), and whether they may report on the
+    activities they own besides reading the plan."""
+
+    consent_id: str
+    related_person: str
+    relative: Identifier | None
+    may_report: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Access:
-    """A granted requirement: who, in which context, within which compartment."""
+    """A granted requirement: who, in which context, within which compartment; for a relative
+    acting under the patient's leave, that leave (the patient's walls, and what the patient
+    alone may do is not theirs)."""
 
     principal: Principal
     requirement: Requirement
     context: Context
     compartment: Compartment
+    leave: Leave | None = None
 
 
 def decide(principal: Principal, requirement: Requirement, patient: Identifier | None) -> Access:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from fhir_service.contract import (
@@ -24,6 +25,8 @@ from fhir_service.contract import (
     Contract,
     ContractStatus,
     ProgressReport,
+    Proposal,
+    ProposalStatus,
     Signature,
     lifecycle,
 )
@@ -74,7 +77,9 @@ class ContractStore(ContractReads):
 
         With an ``author``, the transaction also writes the change's Provenance.
         """
-        contract = contract.model_copy(update={"patient_review": None, "signatures": ()})
+        contract = contract.model_copy(
+            update={"patient_review": None, "signatures": (), "proposals": ()}
+        )
         bundle = contract_to_bundle(contract, self.language, new=True)
         if author is not None:
             bundle["entry"].append(_change(bundle, contract, author, "create", created=True))
@@ -127,10 +132,14 @@ class ContractStore(ContractReads):
         booked = changed_bookings(current, contract)
         if booked:
             raise BookedTimeChangedError(contract.id, booked)
-        # Put to the patient by the propose step only, and signed by the sign step: never by
-        # what a writer's body says of them.
+        # Put to the patient by the propose step only, signed by the sign step, proposed and
+        # answered by theirs: never by what a writer's body says of them.
         contract = contract.model_copy(
-            update={"patient_review": current.patient_review, "signatures": ()}
+            update={
+                "patient_review": current.patient_review,
+                "signatures": (),
+                "proposals": current.proposals,
+            }
         )
         if contract.sent is None:
             # Changed through the JSON facade: what the sender wrote beyond it stays.
@@ -272,13 +281,50 @@ class ContractStore(ContractReads):
         *,
         check: Callable[[Contract], None] | None = None,
     ) -> Contract:
-        """Set how activity ``key`` goes (`lifecycle.report_progress`); ``check`` refuses a
-        reporter the contract as read does not allow.
+        """Set how activity ``key`` goes (`lifecycle.report_progress`), as `_amend` amends."""
+        step = partial(lifecycle.report_progress, key=key, status=status, report=report)
+        return await self._amend(contract_id, step, by, "progress", expected_version, check)
 
-        Without ``expected_version`` the report is of the contract as it now is: a report
-        changes no term, so one that meets a concurrent change is made again on the new
-        version, not refused as stale.
-        """
+    async def add_proposal(
+        self,
+        contract_id: str,
+        proposal: Proposal,
+        by: Change,
+        expected_version: int | None = None,
+        *,
+        check: Callable[[Contract], None] | None = None,
+    ) -> Contract:
+        """Add the patient's ``proposal`` (`lifecycle.add_proposal`), as `_amend` amends."""
+        step = partial(lifecycle.add_proposal, proposal=proposal)
+        return await self._amend(contract_id, step, by, "proposal", expected_version, check)
+
+    async def answer_proposal(
+        self,
+        contract_id: str,
+        key: str,
+        status: ProposalStatus,
+        reason: str | None,
+        by: Change,
+        expected_version: int | None = None,
+    ) -> Contract:
+        """The unit takes or declines proposal ``key`` (`lifecycle.answer_proposal`), as
+        `_amend` amends."""
+        step = partial(lifecycle.answer_proposal, key=key, status=status, reason=reason)
+        return await self._amend(contract_id, step, by, "answer-proposal", expected_version)
+
+    async def _amend(
+        self,
+        contract_id: str,
+        step: Callable[[Contract], Contract],
+        by: Change,
+        activity: str,
+        expected_version: int | None,
+        check: Callable[[Contract], None] | None = None,
+    ) -> Contract:
+        """Write ``step`` of the contract: a change of no term of it (progress, a proposal),
+        made on an agreed contract too. ``check`` refuses a caller the contract as read does not
+        allow. Without ``expected_version`` it is of the contract as it now is: one that meets
+        a concurrent change is made again on the new version, not refused as stale."""
         attempt = 1
         while True:
             stored = await self._search_one(contract_id, by)
@@ -287,9 +333,8 @@ class ContractStore(ContractReads):
                 self._check(current, expected_version)
             if check is not None:
                 check(current)
-            new = lifecycle.report_progress(current, key, status, report)
             try:
-                return await self._write(new, current, stored.careplan_id, by, "progress")
+                return await self._write(step(current), current, stored.careplan_id, by, activity)
             except StaleVersionError:
                 if expected_version is not None or attempt == _CONFLICT_ATTEMPTS:
                     raise

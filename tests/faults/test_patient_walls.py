@@ -338,6 +338,35 @@ def _sign(w: World) -> list[Call]:
     ] + [Call("POST", f"/contracts/{w.agreed}/sign", body=agree, headers=version)]
 
 
+def _progress(w: World) -> list[Call]:
+    # On their own activity of their agreed contract it is made, and answered with what they
+    # may see; the care's is refused; nothing withheld from them is there.
+    path = "/contracts/{}/activities/{}/progress"
+    body = {"status": "in-progress", "note": "Det går bra."}
+    return [
+        Call("POST", path.format(c, "walk"), body=body, status=404)
+        for c in (w.draft, w.restricted, w.other)
+    ] + [
+        Call("POST", path.format(w.agreed, "sodium"), body=body, status=403),
+        Call("POST", path.format(w.agreed, "walk"), body=body, status=200),
+    ]
+
+
+def _proposals(w: World) -> list[Call]:
+    # A wish on their agreed contract is taken, and answered with what they may see; a change of
+    # a goal withheld from them is as of one that is not there; nothing withheld is there.
+    path = "/contracts/{}/proposals"
+    wish = {"kind": "wish", "text": "Att få ringa i stället för att komma."}
+    walled = {"kind": "goal", "text": "Ändra målet.", "about": f"walled-goal-{w.tag}"}
+    return [
+        Call("POST", path.format(c), body=wish, status=404)
+        for c in (w.draft, w.restricted, w.other)
+    ] + [
+        Call("POST", path.format(w.agreed), body=walled, status=422),
+        Call("POST", path.format(w.agreed), body=wish, status=200),
+    ]
+
+
 def _fhir_sign(w: World) -> list[Call]:
     body = {
         "resourceType": "Parameters",
@@ -429,6 +458,8 @@ CALLS: dict[Route, Calls] = {
     },
     ("POST", "/fhir/Appointment"): _fhir_create,
     ("POST", "/contracts/{contract_id}/sign"): _sign,
+    ("POST", "/contracts/{contract_id}/activities/{key}/progress"): _progress,
+    ("POST", "/contracts/{contract_id}/proposals"): _proposals,
     ("POST", "/fhir/CarePlan/{resource_id}/$sign"): _fhir_sign,
     ("PUT", "/fhir/Appointment/{resource_id}"): _fhir_update,
     ("POST", "/webhooks"): _register,

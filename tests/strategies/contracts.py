@@ -40,6 +40,9 @@ from fhir_service.contract import (
     Period,
     Professional,
     ProgressReport,
+    Proposal,
+    ProposalKind,
+    ProposalStatus,
     Relative,
     Reporter,
     Schedule,
@@ -196,6 +199,7 @@ def contracts(draw: st.DrawFn) -> Contract:
         id=draw(st.uuids()).hex,
         status=status,
         patient_review=review,
+        proposals=tuple(draw(st.lists(_proposals(), max_size=2, unique_by=lambda p: p.key))),
         confidentiality=draw(_confidentiality),
         care_guarantee=draw(st.none() | _guarantee_cases()),
         title=draw(texts(80)),
@@ -284,6 +288,28 @@ def _activities(
             )
         )
     return activities
+
+
+@st.composite
+def _proposals(draw: st.DrawFn) -> Proposal:
+    # What the patient asked, about a key of the contract when it asks a change, and what the
+    # unit made of it.
+    kind = draw(st.sampled_from(list(ProposalKind)))
+    about = None
+    if kind in (ProposalKind.ACTIVITY, ProposalKind.TIME) or (
+        kind is ProposalKind.GOAL and draw(st.booleans())
+    ):
+        about = draw(_keys)
+    status = draw(st.sampled_from(list(ProposalStatus)))
+    return Proposal(
+        key=draw(_keys),
+        kind=kind,
+        text=draw(texts(200)),
+        about=about,
+        proposed_at=draw(_instants()),
+        status=status,
+        reason=draw(texts(200)) if status is ProposalStatus.DECLINED else None,
+    )
 
 
 def _progress(owner: ActivityOwner) -> st.SearchStrategy[ProgressReport]:

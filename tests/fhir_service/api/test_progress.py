@@ -8,79 +8,14 @@ trail are read straight from HAPI, as an auditor would.
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
-from fastapi.testclient import TestClient
 
-from fhir_service.api import create_app
 from fhir_service.mapping import urls
-from fhir_service.settings import Settings
-from tests.auth import ISSUER, TestIssuer
-from tests.support import unique_personnummer
-
-EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
-UNIT = "hsa-id|SE2321000065-1254"
-
-
-class Story:
-    """An agreed contract of a patient of their own, and each party's headers."""
-
-    def __init__(self, client: TestClient, issuer: TestIssuer) -> None:
-        self.client = client
-        personnummer = unique_personnummer()
-        self.patient_subject = f"patient-{uuid.uuid4().hex[:8]}"
-        self.ehr = issuer.headers("ehr", organization=UNIT)
-        self.clinician = issuer.headers("clinician", organization=UNIT, subject="dr-progress")
-        self.patient = issuer.headers(
-            "patient", patient=f"personnummer|{personnummer}", subject=self.patient_subject
-        )
-        data: dict[str, Any] = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
-        data["id"] = f"progress-{uuid.uuid4().hex[:12]}"
-        data["patient"]["identifier"]["value"] = personnummer
-        self.id = data["id"]
-        self.data = data
-        created = self.client.post("/contracts", json=data, headers=self.ehr).json()
-        proposed = self.post("propose", self.ehr, created["version"]).json()
-        self.post("sign", self.patient, proposed["version"], {"decision": "agree"})
-        agreed = self.post("sign", self.clinician, proposed["version"], {"decision": "agree"})
-        assert agreed.json()["status"] == "agreed", agreed.text
-        self.agreed = agreed.json()
-
-    def post(
-        self, action: str, who: dict[str, str], version: int | None, body: Any = None
-    ) -> httpx.Response:
-        headers = dict(who) if version is None else {**who, "If-Match": f'W/"{version}"'}
-        return self.client.post(f"/contracts/{self.id}/{action}", headers=headers, json=body)
-
-    def report(
-        self, key: str, who: dict[str, str], version: int | None = None, **body: Any
-    ) -> httpx.Response:
-        return self.post(f"activities/{key}/progress", who, version, body)
-
-    def read(self) -> dict[str, Any]:
-        return dict(self.client.get(f"/contracts/{self.id}", headers=self.ehr).json())
-
-
-@pytest.fixture
-def story(conformance_loaded: str, tmp_path: Path, issuer: TestIssuer) -> Iterator[Story]:
-    settings = Settings(
-        hapi_url=conformance_loaded,
-        database_url=f"sqlite:///{tmp_path / 'service.db'}",
-        **issuer.settings(),
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        yield Story(client, issuer)
+from tests.auth import ISSUER
+from tests.fhir_service.api.parties import Story
 
 
 def _activity(contract: dict[str, Any], key: str) -> dict[str, Any]:

@@ -17,17 +17,42 @@ from typing import Any
 
 import pytest
 
-from fhir_service.contract import Agreement, AgreementParty, Contract, ContractStatus
+from fhir_service.contract import (
+    ActivityOwner,
+    ActivityStatus,
+    Agreement,
+    AgreementParty,
+    Contract,
+    ContractStatus,
+    ProgressReport,
+    Proposal,
+    ProposalKind,
+    ProposalStatus,
+    Reporter,
+    Signature,
+)
 from fhir_service.contract.lifecycle import (
     IllegalTransitionError,
+    NotInForceError,
+    NotPutToPatientError,
+    NotTheirsError,
+    ProposalClosedError,
+    TooManyOpenError,
+    add_proposal,
     agree,
     agreed_at,
     allowed_next,
+    answer_proposal,
     complete,
+    decline,
     end,
+    propose,
+    report_progress,
     revise,
     revoke,
+    sign,
 )
+from fhir_service.contract.model import MAX_NOTES
 
 EXAMPLE = Path(__file__).parents[3] / "profiles/examples/contracts/knee-replacement.json"
 
@@ -218,3 +243,118 @@ def test_a_revised_contract_is_agreed_anew() -> None:
 def test_the_store_version_is_kept() -> None:
     assert revoke(contract_in(S.DRAFT, version=7)).version == 7
     assert revise(contract_in(S.AGREED, version=None)).version is None
+
+
+# The parties' own acts ---------------------------------------------------------------------
+
+NOW = datetime(2027, 1, 12, 14, 0, tzinfo=CET)
+
+
+def _signed(party: AgreementParty, at: datetime = NOW) -> Signature:
+    return Signature(party=party, signed_at=at, version=3)
+
+
+def test_either_party_may_sign_first_and_the_second_signature_agrees() -> None:
+    proposed = propose(contract_in(S.DRAFT), NOW)
+
+    for first, second in (
+        (P.PATIENT, P.RESPONSIBLE_CLINICIAN),
+        (P.RESPONSIBLE_CLINICIAN, P.PATIENT),
+    ):
+        half = sign(proposed, _signed(first))
+        agreed = sign(half, _signed(second, NOW + timedelta(minutes=5)))
+
+        assert half.status is S.DRAFT
+        assert [s.party for s in half.signatures] == [first]
+        assert agreed.status is S.AGREED
+        assert {(a.party, a.attested) for a in agreed.agreements} == {(p, False) for p in P}
+        assert agreed.signatures == ()
+        assert agreed.patient_review is None
+
+
+def test_the_patient_signs_only_what_is_put_to_them_and_a_decline_voids_their_signature() -> None:
+    draft = contract_in(S.DRAFT)
+    with pytest.raises(NotPutToPatientError):
+        sign(draft, _signed(P.PATIENT))
+
+    signed = sign(sign(propose(draft, NOW), _signed(P.PATIENT)), _signed(P.RESPONSIBLE_CLINICIAN))
+    assert signed.status is S.AGREED
+    half = sign(propose(draft, NOW), _signed(P.PATIENT))
+    declined = decline(half, NOW, "Inte så här.")
+
+    assert declined.signatures == ()
+    assert declined.patient_review is not None
+    assert declined.patient_review.comment == "Inte så här."
+    with pytest.raises(NotPutToPatientError):
+        sign(declined, _signed(P.PATIENT))
+    with pytest.raises(IllegalTransitionError):
+        propose(contract_in(S.AGREED), NOW)
+
+
+def test_progress_changes_only_the_reporters_own_activity_and_only_in_force() -> None:
+    agreed = contract_in(S.AGREED)
+    own = next(a for a in agreed.activities if a.owner is ActivityOwner.PATIENT)
+    cares = next(a for a in agreed.activities if a.owner is ActivityOwner.CARE_UNIT)
+    report = ProgressReport(reported_at=NOW, by=Reporter.PATIENT, note="Bra.")
+
+    reported = report_progress(agreed, own.key, ActivityStatus.COMPLETED, report)
+
+    changed = [a for a in reported.activities if a not in agreed.activities]
+    assert [(a.key, a.status, a.progress) for a in changed] == [
+        (own.key, ActivityStatus.COMPLETED, report)
+    ]
+    assert reported.status is S.AGREED
+    with pytest.raises(NotTheirsError):
+        report_progress(agreed, cares.key, ActivityStatus.COMPLETED, report)
+    with pytest.raises(KeyError):
+        report_progress(agreed, "no-such", ActivityStatus.COMPLETED, report)
+    with pytest.raises(ValueError, match="progress is one of"):
+        report_progress(agreed, own.key, ActivityStatus.CANCELLED, report)
+    with pytest.raises(NotInForceError):
+        report_progress(contract_in(S.DRAFT), own.key, ActivityStatus.COMPLETED, report)
+
+
+def _proposal(key: str, at: datetime, status: ProposalStatus = ProposalStatus.OPEN) -> Proposal:
+    reason = "Nej." if status is ProposalStatus.DECLINED else None
+    return Proposal(
+        key=key,
+        kind=ProposalKind.WISH,
+        text="Mer tid.",
+        proposed_at=at,
+        status=status,
+        reason=reason,
+    )
+
+
+def test_a_proposal_is_answered_once_and_a_full_list_makes_room_from_the_answered() -> None:
+    agreed = contract_in(S.AGREED)
+    asked = add_proposal(agreed, _proposal("p1", NOW))
+    taken = answer_proposal(asked, "p1", ProposalStatus.TAKEN, None)
+
+    assert asked.status is S.AGREED
+    assert taken.proposals[0].status is ProposalStatus.TAKEN
+    with pytest.raises(ProposalClosedError):
+        answer_proposal(taken, "p1", ProposalStatus.DECLINED, "Nej.")
+    with pytest.raises(NotPutToPatientError):
+        add_proposal(contract_in(S.DRAFT), _proposal("p2", NOW))
+
+    full = agreed.model_copy(
+        update={
+            "proposals": tuple(
+                _proposal(
+                    f"p{i}",
+                    NOW + timedelta(minutes=i),
+                    ProposalStatus.TAKEN if i < 2 else ProposalStatus.OPEN,
+                )
+                for i in range(MAX_NOTES)
+            )
+        }
+    )
+    made_room = add_proposal(full, _proposal("new", NOW + timedelta(days=1)))
+    assert len(made_room.proposals) == MAX_NOTES
+    assert "p0" not in {p.key for p in made_room.proposals}
+    all_open = full.model_copy(
+        update={"proposals": tuple(_proposal(f"p{i}", NOW) for i in range(MAX_NOTES))}
+    )
+    with pytest.raises(TooManyOpenError):
+        add_proposal(all_open, _proposal("new", NOW))
