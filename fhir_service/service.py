@@ -25,12 +25,14 @@ from fhir_service.fhir import GoneError, HapiClient, HapiUnavailableError, NotFo
 from fhir_service.metrics import Metrics
 from fhir_service.records import (
     CallerBooking,
+    CallerConsents,
     CallerContracts,
     CallerRecords,
     CallerWebhooks,
     Replays,
+    leave_in_force,
 )
-from fhir_service.security import Access, AccessDeniedError, claimed_identifier
+from fhir_service.security import Access, AccessDeniedError, Leave, claimed_identifier
 from fhir_service.servicedb import IdempotencyStore, ThisInstance
 from fhir_service.settings import Settings
 from fhir_service.store import Change, ContractStore
@@ -150,6 +152,15 @@ class Service:
     ) -> CallerBooking:
         """The booking facade as the caller may use it."""
         return CallerBooking(access, witness, change, BookingService(self.hapi, self.store))
+
+    def consents(self, access: Access, witness: Witness) -> CallerConsents:
+        """The patient's leaves for relatives."""
+        return CallerConsents(access, witness, self.hapi)
+
+    async def leave_of(self, patient: Identifier, related_person: str) -> Leave | None:
+        """The patient's leave for the relative ``related_person`` in force now, if any;
+        raises `UnavailableError` or `UpstreamError` when HAPI cannot say."""
+        return await leave_in_force(self.hapi, patient, related_person)
 
     def webhooks(self, access: Access, witness: Witness, owner: str) -> CallerWebhooks:
         """The webhooks the caller registered, and may register."""

@@ -94,6 +94,10 @@ RULES: dict[str, Protected | Public] = {
     "booked_times": Protected(Requirement("Appointment", "s"), Interaction.SEARCH),
     # Which of a unit's contracts break the care guarantee: a search of its contracts.
     "guarantee_breaches": _contract("s", Interaction.SEARCH),
+    # The patient's leaves for relatives.
+    "grant_consent": Protected(Requirement("Consent", "c"), Interaction.CREATE),
+    "list_consents": Protected(Requirement("Consent", "s"), Interaction.SEARCH),
+    "revoke_consent": Protected(Requirement("Consent", "u"), Interaction.UPDATE),
     "register_webhook": _webhook("c", Interaction.CREATE),
     "list_webhooks": _webhook("s", Interaction.SEARCH),
     "read_webhook": _webhook("r", Interaction.READ),

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fhir_service import __version__
 from fhir_service.api import (
     booking,
+    consents,
     contracts,
     hapi_callback,
     health,
@@ -110,6 +111,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(fhir_transactions.router)
     app.include_router(fhir_writes.router)
     app.include_router(webhooks.router)
+    app.include_router(consents.router)
     app.include_router(hapi_callback.router)
     install_openapi(app)
     return app

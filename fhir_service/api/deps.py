@@ -23,6 +23,7 @@ from fhir_service.api.middleware.security import ACCESS_STATE
 from fhir_service.metrics import Metrics
 from fhir_service.records import (
     CallerBooking,
+    CallerConsents,
     CallerContracts,
     CallerRecords,
     CallerWebhooks,
@@ -36,6 +37,7 @@ __all__ = [
     "AccessDep",
     "AuditTrailDep",
     "BookingDep",
+    "ConsentsDep",
     "ContractsDep",
     "MetricsDep",
     "NotificationsDep",
@@ -128,7 +130,15 @@ async def _caller_webhooks(
     return service.webhooks(access, trail, trail.caller.key)
 
 
+async def _caller_consents(
+    service: ServiceDep, access: AccessDep, trail: AuditTrailDep
+) -> CallerConsents:
+    """The leaves this request's caller (a patient) granted their relatives."""
+    return service.consents(access, trail)
+
+
 RecordsDep = Annotated[CallerRecords, Depends(_caller_records)]
 ContractsDep = Annotated[CallerContracts, Depends(_caller_contracts)]
 BookingDep = Annotated[CallerBooking, Depends(_caller_booking)]
 WebhooksDep = Annotated[CallerWebhooks, Depends(_caller_webhooks)]
+ConsentsDep = Annotated[CallerConsents, Depends(_caller_consents)]

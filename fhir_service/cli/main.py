@@ -51,6 +51,10 @@ def _parser(settings: Settings) -> argparse.ArgumentParser:
     token.add_argument("--role", required=True, choices=sorted(ROLE_SCOPES))
     token.add_argument("--organization", help="the care unit acted for, e.g. hsa-id|SE...")
     token.add_argument("--patient", help="the patient, e.g. personnummer|19121212-1212")
+    token.add_argument(
+        "--fhir-user",
+        help="a relative's RelatedPerson (fhirUser), as POST /consents answered it",
+    )
     token.add_argument("--subject", help="the user's id (sub); default local-<role>")
     token.add_argument("--lifetime", type=_positive, default=3600, help="seconds (3600)")
     token.set_defaults(handler=_token)
@@ -165,6 +169,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
         subject=args.subject,
         organization=args.organization,
         patient=args.patient,
+        fhir_user=args.fhir_user,
         lifetime_seconds=args.lifetime,
     )
 

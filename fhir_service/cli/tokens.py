@@ -40,6 +40,7 @@ def mint(
     organization: str | None,
     patient: str | None,
     lifetime_seconds: int,
+    fhir_user: str | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -52,6 +53,11 @@ def mint(
         )
         return 2
     problem = _check(role, organization, patient)
+    if role == "relative" and not (fhir_user or "").startswith("RelatedPerson/"):
+        problem = problem or (
+            "a relative's token names their RelatedPerson: add --fhir-user RelatedPerson/<id> "
+            "(POST /consents answers it as fhir_user)"
+        )
     if problem is not None:
         print(f"error: {problem}", file=err)
         return 2
@@ -63,6 +69,7 @@ def mint(
         subject=subject or f"local-{role}",
         organization=organization,
         patient=patient,
+        fhir_user=fhir_user,
         lifetime_seconds=lifetime_seconds,
     )
     print(mint_token(key, claims), file=out)
@@ -102,8 +109,8 @@ def register_client(
 def _check(role: Role, organization: str | None, patient: str | None) -> str | None:
     if role in _NEEDS_ORGANIZATION and organization is None:
         return f"a {role} token acts for a care unit: add --organization hsa-id|<HSA-id>"
-    if role == "patient" and patient is None:
-        return "a patient token names its patient: add --patient personnummer|<number>"
+    if role in ("patient", "relative") and patient is None:
+        return f"a {role} token names its patient: add --patient personnummer|<number>"
     try:
         if organization is not None and claimed_identifier(organization, patient=False) is None:
             return "--organization must be kind|value, e.g. hsa-id|SE2321000016-15QT"

@@ -4,6 +4,7 @@
 back passes."""
 
 from fhir_service.records.booking import CallerBooking, FreeSlotsAsked, JudgedSlot, Template
+from fhir_service.records.consents import CallerConsents, Grant, leave_in_force
 from fhir_service.records.contracts import (
     CallerContracts,
     ContractCriteria,
@@ -21,6 +22,7 @@ from fhir_service.records.webhooks import CallerWebhooks
 
 __all__ = [
     "CallerBooking",
+    "CallerConsents",
     "CallerContracts",
     "CallerRecords",
     "CallerWebhooks",
@@ -30,6 +32,7 @@ __all__ = [
     "Find",
     "Found",
     "FreeSlotsAsked",
+    "Grant",
     "JudgedSlot",
     "ProgressAsked",
     "ProposalAsked",
@@ -37,5 +40,6 @@ __all__ = [
     "Shown",
     "StoredResponse",
     "Template",
+    "leave_in_force",
     "readable_plan",
 ]

@@ -1,7 +1,8 @@
-"""How an activity goes, as a party reports it: the patient on their own activities, the care
-unit on any of its contract's. A report sets the activity's status with who said it, when and
-their note (`fhir_service.contract.lifecycle.report_progress`); it needs no new agreement, and
-reaches the unit's webhooks as any change of the CarePlan does.
+"""How an activity goes, as a party reports it: the patient on their own activities, a relative on
+theirs when the patient's leave allows it, the care unit on any of its contract's. A report sets
+the activity's status with who said it, when and their note
+(`fhir_service.contract.lifecycle.report_progress`); it needs no new agreement, and reaches the
+unit's webhooks as any change of the CarePlan does.
 
 A patient reports only on an activity they are shown and own: one withheld from them is not
 there (404), another's is refused (403). Nothing else of the contract changes.
@@ -17,6 +18,7 @@ from pydantic import ValidationError
 
 from fhir_service.audit.witness import Witness
 from fhir_service.contract import (
+    Activity,
     ActivityOwner,
     ActivityStatus,
     Contract,
@@ -59,7 +61,7 @@ async def report(
     where: Callable[[str], str],
 ) -> Contract:
     """Record ``asked`` by the caller; ``where`` names a part of the request in their terms."""
-    reporter = Reporter.PATIENT if access.context == "patient" else Reporter.CARE_UNIT
+    reporter = _reporter(access, witness)
     now = datetime.now(UTC)
     at = asked.at or now
     problems = []
@@ -77,7 +79,7 @@ async def report(
         raise UnprocessableError("the progress report is not complete", problems)
 
     def theirs(contract: Contract) -> None:
-        if reporter is Reporter.PATIENT:
+        if reporter is not Reporter.CARE_UNIT:
             shown = disclose(contract, None).contract
             if shown is None:
                 witness.saw_contract(contract)
@@ -87,7 +89,7 @@ async def report(
         activity = next((a for a in contract.activities if a.key == asked.key), None)
         if activity is None:
             raise RecordNotFoundError(f"contract {contract.id!r} has no activity {asked.key!r}")
-        if reporter is Reporter.PATIENT and activity.owner is not ActivityOwner.PATIENT:
+        if reporter is not Reporter.CARE_UNIT and not _owns(access, contract, activity):
             witness.refused(Denial.NOT_THEIR_ACTIVITY.value)
             raise AccessDeniedError(Denial.NOT_THEIR_ACTIVITY)
 
@@ -100,3 +102,26 @@ async def report(
         asked.version,
         check=theirs,
     )
+
+
+def _reporter(access: Access, witness: Witness) -> Reporter:
+    """Who reports: the unit, the patient, or a relative whose leave lets them report."""
+    if access.context != "patient":
+        return Reporter.CARE_UNIT
+    if access.leave is None:
+        return Reporter.PATIENT
+    if not access.leave.may_report:
+        witness.refused(Denial.NO_REPORTING.value)
+        raise AccessDeniedError(Denial.NO_REPORTING)
+    return Reporter.RELATIVE
+
+
+def _owns(access: Access, contract: Contract, activity: Activity) -> bool:
+    """Whether the patient, or the relative under their leave, owns ``activity``: a relative's
+    is theirs when the contract names them by the identifier the leave names."""
+    if access.leave is None:
+        return activity.owner is ActivityOwner.PATIENT
+    if activity.owner is not ActivityOwner.RELATIVE or access.leave.relative is None:
+        return False
+    named = next((r for r in contract.relatives if r.key == activity.relative), None)
+    return named is not None and named.identifier == access.leave.relative

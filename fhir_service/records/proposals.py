@@ -56,6 +56,9 @@ async def add(
     if access.context != "patient":
         witness.refused(Denial.ONLY_THE_PATIENT.value)
         raise AccessDeniedError(Denial.ONLY_THE_PATIENT)
+    if access.leave is not None:
+        witness.refused(Denial.ONLY_THE_PATIENT_ACTS.value)
+        raise AccessDeniedError(Denial.ONLY_THE_PATIENT_ACTS)
     try:
         proposal = Proposal(
             key=uuid.uuid4().hex[:12],

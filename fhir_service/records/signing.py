@@ -81,6 +81,10 @@ async def answer(
 
 
 def _party(access: Access, witness: Witness) -> AgreementParty:
+    if access.leave is not None:
+        # A relative reads and reports under the patient's leave; agreeing is the patient's.
+        witness.refused(Denial.ONLY_THE_PATIENT_ACTS.value)
+        raise AccessDeniedError(Denial.ONLY_THE_PATIENT_ACTS)
     if access.context == "patient":
         return AgreementParty.PATIENT
     if access.context == "user":

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 __all__ = ["ROLE_SCOPES", "Role", "claims_for"]
 
-Role = Literal["clinician", "ehr", "booking", "patient", "auditor"]
+Role = Literal["clinician", "ehr", "booking", "patient", "relative", "auditor"]
 
 _CONTRACT_TYPES = ("CarePlan", "CareTeam", "Goal", "Appointment", "Subscription")
 # A care unit's staff and EHR publish the unit's bookable times.
@@ -55,9 +55,24 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
         "patient/Appointment.cruds",
         "patient/Slot.rs",
         "patient/Subscription.cruds",
+        # Leave for relatives to read the plan: FHIR Consents the patient grants and revokes.
+        "patient/Consent.crus",
         "patient/Patient.rs",
         "patient/RelatedPerson.rs",
         "patient/Schedule.rs",
+        *(f"patient/{t}.rs" for t in _DIRECTORY),
+    ),
+    # A relative with the patient's leave (a Consent in force; the token's fhirUser names their
+    # RelatedPerson): the patient's plan as the patient sees it, and reports on the activities
+    # the relative owns when the leave allows.
+    "relative": (
+        "patient/CarePlan.rs",
+        "patient/CareTeam.rs",
+        "patient/Goal.rs",
+        "patient/Appointment.rs",
+        "patient/Patient.rs",
+        "patient/RelatedPerson.rs",
+        "patient/Provenance.c",
         *(f"patient/{t}.rs" for t in _DIRECTORY),
     ),
     # An auditor: the audit trail and the provenance of changes, read only.
@@ -73,11 +88,13 @@ def claims_for(
     subject: str,
     organization: str | None = None,
     patient: str | None = None,
+    fhir_user: str | None = None,
     client_id: str = "fhir-service-cli",
     lifetime_seconds: int = 3600,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """The claims of a token for ``role``; ``organization`` and ``patient`` as ``kind|value``."""
+    """The claims of a token for ``role``; ``organization`` and ``patient`` as ``kind|value``,
+    ``fhir_user`` as SMART's ``fhirUser`` (a relative's ``RelatedPerson/<id>``)."""
     issued = int(time.time() if now is None else now)
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -93,4 +110,6 @@ def claims_for(
         claims["organization"] = organization
     if patient is not None:
         claims["patient"] = patient
+    if fhir_user is not None:
+        claims["fhirUser"] = fhir_user
     return claims

@@ -42,7 +42,7 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.elements import confidentiality_of
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.security.access import AccessDeniedError, claimed_identifier, decide
-from fhir_service.security.roles import ROLE_SCOPES
+from fhir_service.security.roles import ROLE_SCOPES, Role
 from fhir_service.security.tokens import Principal
 from fhir_service.settings import Settings
 from tests.auth import TestIssuer
@@ -96,6 +96,10 @@ class World:
     pages: dict[str, list[str]]
     webhooks: list[str]
     webhook: dict[str, Any]
+    relative_token: str
+    """A relative's, under a leave the patient granted: they see what the patient sees."""
+    others_leave: str
+    """A leave the other patient granted."""
 
     @property
     def walled_times(self) -> list[tuple[str, str]]:
@@ -367,6 +371,27 @@ def _proposals(w: World) -> list[Call]:
     ]
 
 
+def _leave(relative: str) -> dict[str, Any]:
+    start = datetime.now(UTC)
+    return {
+        "relative": {"identifier": {"kind": "personnummer", "value": relative}},
+        "period": {"start": start.isoformat(), "end": (start + timedelta(days=1)).isoformat()},
+    }
+
+
+def _grant_leave(w: World) -> list[Call]:
+    return [Call("POST", "/consents", body=_leave(unique_personnummer()), status=201)]
+
+
+def _leaves(w: World) -> list[Call]:
+    return [Call("GET", "/consents", status=200)]
+
+
+def _revoke_leave(w: World) -> list[Call]:
+    # Another patient's leave is not there for them.
+    return [Call("POST", f"/consents/{w.others_leave}/revoke", status=404)]
+
+
 def _fhir_sign(w: World) -> list[Call]:
     body = {
         "resourceType": "Parameters",
@@ -460,6 +485,9 @@ CALLS: dict[Route, Calls] = {
     ("POST", "/contracts/{contract_id}/sign"): _sign,
     ("POST", "/contracts/{contract_id}/activities/{key}/progress"): _progress,
     ("POST", "/contracts/{contract_id}/proposals"): _proposals,
+    ("POST", "/consents"): _grant_leave,
+    ("GET", "/consents"): _leaves,
+    ("POST", "/consents/{consent_id}/revoke"): _revoke_leave,
     ("POST", "/fhir/CarePlan/{resource_id}/$sign"): _fhir_sign,
     ("PUT", "/fhir/Appointment/{resource_id}"): _fhir_update,
     ("POST", "/webhooks"): _register,
@@ -469,13 +497,14 @@ CALLS: dict[Route, Calls] = {
 }
 
 
-def _patient_routes() -> set[Route]:
-    """Every (method, path) whose access rule the patient role's scopes satisfy."""
+def _patient_routes(role: Role = "patient") -> set[Route]:
+    """Every (method, path) whose access rule the scopes of ``role`` (the patient, or a
+    relative under their leave) satisfy."""
     patient = "personnummer|191212121212"
     principal = Principal(
         subject="a-patient",
         client_id="a-portal",
-        scopes=frozenset(ROLE_SCOPES["patient"]),
+        scopes=frozenset(ROLE_SCOPES[role]),
         patient=patient,
     )
     with tempfile.TemporaryDirectory() as directory:
@@ -637,7 +666,18 @@ def world(service: TestClient, issuer: TestIssuer) -> World:
         )
         assert registered.status_code == 201, registered.text
         webhooks.append(registered.json()["id"])
+    as_patient = {"Authorization": f"Bearer {token}"}
+    leave = service.post("/consents", json=_leave(unique_personnummer()), headers=as_patient)
+    assert leave.status_code == 201, leave.text
+    relative_token = issuer.token(
+        "relative", patient=patient, subject="a-relative", fhirUser=leave.json()["fhir_user"]
+    )
+    others = issuer.headers("patient", patient=f"personnummer|{theirs}")
+    others_leave = service.post("/consents", json=_leave(unique_personnummer()), headers=others)
+    assert others_leave.status_code == 201, others_leave.text
     return World(
+        relative_token=relative_token,
+        others_leave=others_leave.json()["id"],
         patient=patient,
         patient_token=token,
         marker=marker,
@@ -696,9 +736,15 @@ def _held(service: TestClient, world: World) -> dict[str, str]:
     return versions
 
 
-def _leaks(service: TestClient, world: World, calls: list[Call], secrets: list[str]) -> list[str]:
-    """Each call sent with the patient's token: a line for every answer that has an
-    unexpected status or carries one of ``secrets`` the request did not name."""
+def _leaks(
+    service: TestClient,
+    world: World,
+    calls: list[Call],
+    secrets: list[str],
+    token: str | None = None,
+) -> list[str]:
+    """Each call sent with the patient's token (or ``token``): a line for every answer that
+    has an unexpected status or carries one of ``secrets`` the request did not name."""
     found = []
     for call in calls:
         url = urlsplit(call.path)
@@ -707,7 +753,7 @@ def _leaks(service: TestClient, world: World, calls: list[Call], secrets: list[s
             url.path,
             params={**dict(parse_qsl(url.query)), **call.params},
             **({"data": call.form} if call.form else {"json": call.body}),
-            headers={"Authorization": f"Bearer {world.patient_token}", **call.headers},
+            headers={"Authorization": f"Bearer {token or world.patient_token}", **call.headers},
         )
         said = f"{call.method} {call.path} {call.params}"
         status = answer.status_code
@@ -734,6 +780,24 @@ def test_no_answer_to_a_patient_carries_what_is_withheld_from_them(
 
     assert leaks == [], "\n".join(leaks)
     assert _held(service, world) == before
+
+
+def test_a_relative_with_leave_reads_exactly_what_the_patient_would(
+    service: TestClient, world: World
+) -> None:
+    # Every read a relative's token reaches, asked as the patient's was: the same answers,
+    # and nothing withheld from the patient.
+    reads = [
+        route
+        for route in sorted(_patient_routes("relative"))
+        if route[0] == "GET" or route[1].endswith(("/_search", "/$coherent-plan", "/$find"))
+    ]
+    assert len(reads) > 20
+    calls = [c for route in reads for c in CALLS[route](world)]
+
+    leaks = _leaks(service, world, calls, _secrets(world), world.relative_token)
+
+    assert leaks == [], "\n".join(leaks)
 
 
 def test_no_fhir_answer_names_a_record_withheld_from_the_patient(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI
@@ -148,12 +149,27 @@ class SecurityMiddleware:
         try:
             patient = await self._patient_of(fastapi, principal)
             trail.caller = self._caller(principal, patient, trail.caller.address)
-            return decide(principal, rule.requirement, patient)
+            access = decide(principal, rule.requirement, patient)
+            return await self._with_leave(fastapi, access)
         except AccessDeniedError as exc:
             raise _RefusedError(_forbidden(exc.denial.value), f"denied: {exc}") from None
         except (UnavailableError, UpstreamError):
             response = _unavailable("The token's patient cannot be looked up right now.")
             raise _RefusedError(response, "patient lookup failed: FHIR store unavailable") from None
+
+    async def _with_leave(self, fastapi: FastAPI, access: Access) -> Access:
+        """A relative's access (their token's ``fhirUser`` names a RelatedPerson) holds only
+        under a leave of the patient's in force now, looked up on every request."""
+        fhir_user = access.principal.fhir_user or ""
+        if not fhir_user.startswith("RelatedPerson/"):
+            return access
+        patient = access.compartment.patient
+        leave = None
+        if access.context == "patient" and patient is not None:
+            leave = await _service(fastapi).leave_of(patient, fhir_user)
+        if leave is None:
+            raise AccessDeniedError(Denial.NO_LEAVE)
+        return replace(access, leave=leave)
 
     def _caller(
         self, principal: Principal, patient: Identifier | None, address: str | None

@@ -117,6 +117,8 @@ def test_the_private_key_is_readable_by_its_owner_only(tmp_path: Path) -> None:
         ("patient", None, "personnummer|19121212-1213", "not a valid identifier"),
         ("patient", None, "hsa-id|SE2321000065-1254", "not a valid identifier"),
         ("patient", None, "191212121212", "kind|value"),
+        ("relative", None, None, "--patient"),
+        ("relative", None, "personnummer|19121212-1212", "--fhir-user"),
     ],
 )
 def test_a_token_missing_or_misnaming_its_unit_or_patient_is_refused(
@@ -185,6 +187,19 @@ def test_the_command_line_passes_on_the_organization_subject_and_lifetime(tmp_pa
 
     assert (principal.subject, principal.organization) == ("dr-who", UNIT)
     assert claims["exp"] - claims["iat"] == 90
+
+
+def test_a_relatives_token_names_the_patient_and_their_related_person(tmp_path: Path) -> None:
+    done = _cli(
+        tmp_path,
+        *("--role", "relative", "--patient", PATIENT, "--fhir-user", "RelatedPerson/42"),
+        local_issuer=True,
+    )
+
+    assert done.returncode == 0, done.stderr
+    principal = TokenValidator.from_settings(local_settings(tmp_path)).validate(done.stdout.strip())
+    assert (principal.patient, principal.fhir_user) == (PATIENT, "RelatedPerson/42")
+    assert principal.scopes == {*ROLE_SCOPES["relative"]}
 
 
 def test_the_command_line_refuses_without_the_local_issuer(tmp_path: Path) -> None:

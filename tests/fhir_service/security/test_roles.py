@@ -9,7 +9,7 @@ import pytest
 from fhir_service.security.roles import ROLE_SCOPES, Role, claims_for
 from fhir_service.security.scopes import parse_scopes
 
-ROLES: tuple[Role, ...] = ("clinician", "ehr", "booking", "patient", "auditor")
+ROLES: tuple[Role, ...] = ("clinician", "ehr", "booking", "patient", "relative", "auditor")
 NOW = 1_800_000_000.75
 
 
@@ -118,7 +118,7 @@ def test_an_auditor_only_reads_and_searches_the_audit_trail() -> None:
     assert all(s.permissions == {"r", "s"} for s in scopes)
 
 
-@pytest.mark.parametrize("role", ["patient", "booking"])
+@pytest.mark.parametrize("role", ["patient", "relative", "booking"])
 def test_no_role_but_a_care_units_writes_care_plans(role: Role) -> None:
     scopes = parse_scopes(ROLE_SCOPES[role])
 
@@ -133,5 +133,14 @@ def test_a_care_units_roles_write_care_plans_in_their_own_context(role: Role, co
     assert any(s.grants("CarePlan", "u") for s in scopes)
 
 
-def test_a_patients_scopes_are_all_patient_scopes() -> None:
-    assert {s.context for s in parse_scopes(ROLE_SCOPES["patient"])} == {"patient"}
+@pytest.mark.parametrize("role", ["patient", "relative"])
+def test_a_patients_and_a_relatives_scopes_are_all_patient_scopes(role: Role) -> None:
+    assert {s.context for s in parse_scopes(ROLE_SCOPES[role])} == {"patient"}
+
+
+def test_a_relative_reads_the_plan_and_writes_nothing_but_their_reports() -> None:
+    scopes = parse_scopes(ROLE_SCOPES["relative"])
+    written = {(s.resource_type, p) for s in scopes for p in s.permissions if p in "cud"}
+
+    # A report (or a refused signature) is the one act; no consents, webhooks or bookings.
+    assert written == {("Provenance", "c")}

@@ -1,0 +1,268 @@
+"""The patient's leave for a relative: a FHIR ``Consent`` the patient grants and revokes, and the
+check a relative's every request passes.
+
+The patient names the relative by their national identifier (personnummer, fødselsnummer, ...),
+for a period, with or without the right to report on the activities the relative owns. The grant
+is a ``Consent`` (scope patient-privacy, the patient its subject and performer, a permit
+provision with the period, the relative's ``RelatedPerson`` as actor, action ``access``, and
+``correct`` when they may report), beside a ``RelatedPerson`` of the relative for the patient,
+created once. A relative's token names that ``RelatedPerson`` (SMART ``fhirUser``) and the
+patient; `leave_in_force` finds the active Consent whose period holds now, or none, on every
+request: a grant revoked or run out stops the next request.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fhir_service.audit.witness import Witness
+from fhir_service.contract import Identifier, IdentifierKind, Name
+from fhir_service.errors import RecordNotFoundError, UnprocessableError, issue
+from fhir_service.fhir import HapiClient
+from fhir_service.mapping.elements import human_name, instant
+from fhir_service.mapping.identifier_systems import kind_for, system_of
+from fhir_service.security.access import Access, AccessDeniedError, Denial, Leave
+
+__all__ = ["CallerConsents", "Grant", "leave_in_force"]
+
+Resource = dict[str, Any]
+
+_SCOPE = {
+    "coding": [
+        {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}
+    ]
+}
+_CATEGORY = [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}]
+_POLICY = {
+    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]
+}
+_ACTIONS = "http://terminology.hl7.org/CodeSystem/consentaction"
+_ROLE = {
+    "coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-RoleCode", "code": "FAMMEMB"}]
+}
+
+
+_PERSON_KINDS = frozenset(
+    {
+        IdentifierKind.PERSONNUMMER,
+        IdentifierKind.SAMORDNINGSNUMMER,
+        IdentifierKind.FODSELSNUMMER,
+        IdentifierKind.D_NUMMER,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A leave as the patient reads it: whom, for when, what, and whether it is in force."""
+
+    id: str
+    relative: Identifier | None
+    related_person: str
+    start: datetime
+    end: datetime
+    may_report: bool
+    active: bool
+
+
+class CallerConsents:
+    """The leaves one request's caller (a patient) has granted, and their way to grant more."""
+
+    def __init__(self, access: Access, witness: Witness, hapi: HapiClient) -> None:
+        self.access = access
+        self.witness = witness
+        self.hapi = hapi
+
+    async def grant(
+        self,
+        relative: Identifier,
+        name: Name | None,
+        period: tuple[datetime | None, datetime],
+        may_report: bool,
+    ) -> Grant:
+        """Let ``relative`` read the patient's plan from ``period[0]`` (None: now) until
+        ``period[1]`` (and report on the activities they own when ``may_report``)."""
+        start, end = period[0] or datetime.now(UTC), period[1]
+        problems = []
+        if relative.kind not in _PERSON_KINDS:
+            said = (
+                "a relative is named by their personnummer, samordningsnummer, fødselsnummer "
+                "or D-nummer"
+            )
+            problems.append(issue(said, "invalid", "$.relative.identifier.kind"))
+        if end <= start:
+            problems.append(issue("the leave ends after it starts", "invalid", "$.period.end"))
+        if problems:
+            raise UnprocessableError("the leave is not complete", problems)
+        patient_ref = await self._patient_reference()
+        person_url = f"urn:uuid:{uuid.uuid4()}"
+        person: Resource = {
+            "resourceType": "RelatedPerson",
+            "identifier": [{"system": system_of(relative), "value": relative.value}],
+            "patient": {"reference": patient_ref},
+            "relationship": [_ROLE],
+        }
+        if name is not None:
+            person["name"] = [human_name(name)]
+        actions = ["access", "correct"] if may_report else ["access"]
+        consent: Resource = {
+            "resourceType": "Consent",
+            "status": "active",
+            "scope": _SCOPE,
+            "category": _CATEGORY,
+            "patient": {"reference": patient_ref},
+            "dateTime": instant(datetime.now(UTC)),
+            "performer": [{"reference": patient_ref}],
+            "policyRule": _POLICY,
+            "provision": {
+                "type": "permit",
+                "period": {"start": instant(start), "end": instant(end)},
+                "actor": [{"role": _ROLE, "reference": {"reference": person_url}}],
+                "action": [{"coding": [{"system": _ACTIONS, "code": a}]} for a in actions],
+            },
+        }
+        criteria = f"identifier={system_of(relative)}|{relative.value}&patient={patient_ref}"
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": person_url,
+                    "resource": person,
+                    "request": {"method": "POST", "url": "RelatedPerson", "ifNoneExist": criteria},
+                },
+                {"resource": consent, "request": {"method": "POST", "url": "Consent"}},
+            ],
+        }
+        answer = await self.hapi.transaction(bundle)
+        locations = [str(e.get("response", {}).get("location", "")) for e in answer["entry"]]
+        consent_id = locations[1].split("/")[1]
+        return _grant_of(await self.hapi.read("Consent", consent_id), relative)
+
+    async def all(self) -> list[Grant]:
+        """Every leave the patient granted, in force or not, newest first."""
+        patient_ref = await self._patient_reference()
+        found = await self.hapi.search(
+            "Consent",
+            [("patient", patient_ref), ("_include", "Consent:actor"), ("_sort", "-_lastUpdated")],
+        )
+        people = {f"RelatedPerson/{r['id']}": r for r in found.resources if _is(r, "RelatedPerson")}
+        return [
+            _grant_of(r, _identifier_of(people.get(_actor(r), {})))
+            for r in found.resources
+            if _is(r, "Consent")
+        ]
+
+    async def revoke(self, consent_id: str) -> Grant:
+        """End the leave ``consent_id`` now: the relative's next request is refused."""
+        consent = await self._own(consent_id)
+        consent["status"] = "inactive"
+        version = consent.get("meta", {}).get("versionId")
+        stored = await self.hapi.update(consent, if_match=version)
+        person = await self.hapi.read("RelatedPerson", _actor(stored).split("/")[1])
+        return _grant_of(stored, _identifier_of(person))
+
+    async def _own(self, consent_id: str) -> Resource:
+        try:
+            consent = await self.hapi.read("Consent", consent_id)
+        except RecordNotFoundError:
+            raise RecordNotFoundError(f"no leave {consent_id!r} of yours") from None
+        if consent.get("patient", {}).get("reference") != await self._patient_reference():
+            # Another patient's leave is not there for this one.
+            self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
+            raise RecordNotFoundError(f"no leave {consent_id!r} of yours")
+        return consent
+
+    async def _patient_reference(self) -> str:
+        """``Patient/<id>`` of the caller, who must be the patient themselves."""
+        patient = self.access.compartment.patient
+        if self.access.context != "patient" or self.access.leave is not None or patient is None:
+            self.witness.refused(Denial.ONLY_THE_PATIENT_ACTS.value)
+            raise AccessDeniedError(Denial.ONLY_THE_PATIENT_ACTS)
+        found = await self.hapi.search(
+            "Patient", [("identifier", f"{system_of(patient)}|{patient.value}")], max_pages=1
+        )
+        if not found.resources:
+            raise RecordNotFoundError("you have no plan to share yet")
+        return f"Patient/{found.resources[0]['id']}"
+
+
+async def leave_in_force(
+    hapi: HapiClient, patient: Identifier, related_person: str
+) -> Leave | None:
+    """The patient's leave for the relative ``related_person`` (``RelatedPerson/<id>``) that is
+    in force now, or None: an active Consent of this patient naming the relative, whose period
+    holds this moment."""
+    found = await hapi.search(
+        "Consent",
+        [
+            ("actor", related_person),
+            ("status", "active"),
+            ("_include", "Consent:patient"),
+            ("_include", "Consent:actor"),
+        ],
+        max_pages=1,
+    )
+    patients = {f"Patient/{r['id']}": r for r in found.resources if _is(r, "Patient")}
+    people = {f"RelatedPerson/{r['id']}": r for r in found.resources if _is(r, "RelatedPerson")}
+    in_force = []
+    for consent in (r for r in found.resources if _is(r, "Consent")):
+        whose = patients.get(str(consent.get("patient", {}).get("reference")), {})
+        if patient not in _identifiers_of(whose) or _actor(consent) != related_person:
+            continue
+        grant = _grant_of(consent, _identifier_of(people.get(related_person, {})))
+        if grant.active:
+            in_force.append(grant)
+    if not in_force:
+        return None
+    # Leaves add up: one that lets the relative report does, whatever the others say.
+    grant = max(in_force, key=lambda g: g.may_report)
+    return Leave(grant.id, related_person, grant.relative, grant.may_report)
+
+
+def _grant_of(consent: Resource, relative: Identifier | None) -> Grant:
+    provision = consent.get("provision", {})
+    codes = {c.get("code") for a in provision.get("action", []) for c in a.get("coding", [])}
+    period = provision.get("period", {})
+    start = datetime.fromisoformat(period["start"])
+    end = datetime.fromisoformat(period["end"])
+    now = datetime.now(UTC)
+    return Grant(
+        id=str(consent["id"]),
+        relative=relative,
+        related_person=_actor(consent),
+        start=start,
+        end=end,
+        may_report="correct" in codes,
+        active=consent.get("status") == "active" and start <= now < end,
+    )
+
+
+def _actor(consent: Resource) -> str:
+    actors = consent.get("provision", {}).get("actor", [])
+    return str(actors[0].get("reference", {}).get("reference", "")) if actors else ""
+
+
+def _is(resource: Resource, kind: str) -> bool:
+    return resource.get("resourceType") == kind
+
+
+def _identifiers_of(resource: Resource) -> list[Identifier]:
+    found = []
+    for identifier in resource.get("identifier", []):
+        kind = kind_for(str(identifier.get("system", "")))
+        if kind is None:
+            continue
+        try:
+            found.append(Identifier(kind=kind, value=str(identifier.get("value", ""))))
+        except ValueError:
+            continue
+    return found
+
+
+def _identifier_of(resource: Resource) -> Identifier | None:
+    identifiers = _identifiers_of(resource)
+    return identifiers[0] if identifiers else None
