@@ -19,6 +19,9 @@ __all__ = ["router"]
 router = APIRouter(prefix="/consents", tags=["consents"])
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
+_NO_PLAN: dict[int | str, dict[str, Any]] = {
+    404: {"description": "The patient has no plan here to share yet.", **_PROBLEM}
+}
 ConsentId = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$", description="The leave's id.")]
 
 
@@ -72,6 +75,7 @@ class GrantOut(BaseModel):
     responses={
         403: {"description": "Only the patient grants leave.", **_PROBLEM},
         422: {"description": "The leave is not complete.", **_PROBLEM},
+        **_NO_PLAN,
     },
 )
 async def grant_consent(
@@ -89,7 +93,7 @@ async def grant_consent(
     return _out(granted)
 
 
-@router.get("", response_model=list[GrantOut])
+@router.get("", response_model=list[GrantOut], responses=_NO_PLAN)
 async def list_consents(consents: ConsentsDep) -> list[GrantOut]:
     """Every leave the patient granted, in force or not, newest first."""
     return [_out(g) for g in await consents.all()]
@@ -98,7 +102,7 @@ async def list_consents(consents: ConsentsDep) -> list[GrantOut]:
 @router.post(
     "/{consent_id}/revoke",
     response_model=GrantOut,
-    responses={404: {"description": "No such leave of the patient's.", **_PROBLEM}},
+    responses={404: {"description": "No such leave of the patient's, or no plan yet.", **_PROBLEM}},
 )
 async def revoke_consent(consent_id: ConsentId, consents: ConsentsDep) -> GrantOut:
     """End a leave now: the relative's next request is refused."""

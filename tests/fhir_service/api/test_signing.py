@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,12 +21,11 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_service.api import create_app
 from fhir_service.contract import AgreementParty, Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.provenance import contents_digest
-from fhir_service.settings import Settings
 from tests.auth import ISSUER, TestIssuer
+from tests.service_app import ready_app
 from tests.support import unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
@@ -70,16 +68,7 @@ class Parties:
 
 @pytest.fixture
 def parties(conformance_loaded: str, tmp_path: Path, issuer: TestIssuer) -> Iterator[Parties]:
-    settings = Settings(
-        hapi_url=conformance_loaded,
-        database_url=f"sqlite:///{tmp_path / 'service.db'}",
-        **issuer.settings(),
-    )
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/ready").text
-            time.sleep(0.2)
+    with ready_app(conformance_loaded, tmp_path, issuer) as client:
         yield Parties(client, issuer, unique_personnummer())
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from ipaddress import ip_address
 from pathlib import Path
@@ -364,28 +365,46 @@ def _gets(metrics: Metrics) -> float:
     return metrics.registry.get_sample_value("fhir_service_hapi_requests_total", labels) or 0.0
 
 
-async def test_a_patients_decline_reaches_the_units_webhook_and_says_why(
-    hapi: HapiClient, sqlite: Engine
-) -> None:
+@dataclass
+class _UnitHook:
+    """A new contract of a unit of its own, whose webhook hears of its changes."""
+
+    store: ContractStore
+    feed: ChangeFeed
+    hook_id: str
+    contract: Contract
+
+    def updates(self, sqlite: Engine) -> list[str]:
+        """The CarePlan versions the unit's webhook heard of, as updates."""
+        events = _of(_events(sqlite, self.hook_id), self.contract.id)
+        return [e["resource"]["versionId"] for e in events if e["type"] == "CarePlan.updated"]
+
+
+async def _unit_hook(hapi: HapiClient, sqlite: Engine) -> _UnitHook:
     registry = WebhookRegistry(sqlite, POLICY)
     store = ContractStore(hapi)
-    feed = ChangeFeed(hapi, sqlite, store, registry)
     patient, unit = unique_personnummer(), unique_hsa_id()
     unit_token = f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
     hook = registry.register(
         "https://ehr.example/unit", SECRET, owner="unit", reach=Reach(responsible_unit=unit_token)
     )
     contract = await store.create(_contract(patient, unit))
+    return _UnitHook(store, ChangeFeed(hapi, sqlite, store, registry), hook.id, contract)
+
+
+async def test_a_patients_decline_reaches_the_units_webhook_and_says_why(
+    hapi: HapiClient, sqlite: Engine
+) -> None:
+    unit = await _unit_hook(hapi, sqlite)
+    contract, store = unit.contract, unit.store
     proposed = await store.propose(contract.id, contract.version or 0)
-    await feed.catch_up()
+    await unit.feed.catch_up()
     why = "Tre promenader i veckan orkar jag, inte sju."
 
     declined = await store.decline(contract.id, proposed.version or 0, why)
-    await feed.catch_up()
+    await unit.feed.catch_up()
 
-    events = _of(_events(sqlite, hook.id), contract.id)
-    versions = [e["resource"]["versionId"] for e in events if e["type"] == "CarePlan.updated"]
-    assert str(declined.version) in versions
+    assert str(declined.version) in unit.updates(sqlite)
     read = await store.read(contract.id)
     assert read.patient_review is not None
     assert read.patient_review.comment == why
@@ -395,28 +414,19 @@ async def test_a_patients_decline_reaches_the_units_webhook_and_says_why(
 async def test_a_patients_progress_report_reaches_the_units_webhook(
     hapi: HapiClient, sqlite: Engine
 ) -> None:
-    registry = WebhookRegistry(sqlite, POLICY)
-    store = ContractStore(hapi)
-    feed = ChangeFeed(hapi, sqlite, store, registry)
-    patient, unit = unique_personnummer(), unique_hsa_id()
-    unit_token = f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
-    hook = registry.register(
-        "https://ehr.example/unit", SECRET, owner="unit", reach=Reach(responsible_unit=unit_token)
-    )
-    contract = await store.create(_contract(patient, unit))
+    unit = await _unit_hook(hapi, sqlite)
+    contract, store = unit.contract, unit.store
     agreed = await store.agree(contract.id, contract.version or 0, _agreements())
-    await feed.catch_up()
+    await unit.feed.catch_up()
     by = Change(Author(("https://issuer.example", "patient-1")), Compartment())
     report = ProgressReport(reported_at=datetime.now(UTC), by=Reporter.PATIENT, note="Klart!")
 
     reported = await store.report_progress(
         contract.id, "walk", ActivityStatus.COMPLETED, report, by
     )
-    await feed.catch_up()
+    await unit.feed.catch_up()
 
-    events = _of(_events(sqlite, hook.id), contract.id)
-    versions = [e["resource"]["versionId"] for e in events if e["type"] == "CarePlan.updated"]
-    assert str(reported.version) in versions
+    assert str(reported.version) in unit.updates(sqlite)
     assert reported.version == (agreed.version or 0) + 1
     read = await store.read(contract.id)
     assert read.status is ContractStatus.AGREED
