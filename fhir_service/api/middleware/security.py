@@ -160,13 +160,13 @@ class SecurityMiddleware:
     async def _with_leave(self, fastapi: FastAPI, access: Access) -> Access:
         """A relative's access (their token's ``fhirUser`` names a RelatedPerson) holds only
         under a leave of the patient's in force now, looked up on every request."""
-        fhir_user = access.principal.fhir_user or ""
-        if not fhir_user.startswith("RelatedPerson/"):
+        related_person = _related_person(access.principal.fhir_user)
+        if related_person is None:
             return access
         patient = access.compartment.patient
         leave = None
         if access.context == "patient" and patient is not None:
-            leave = await _service(fastapi).leave_of(patient, fhir_user)
+            leave = await _service(fastapi).leave_of(patient, related_person)
         if leave is None:
             raise AccessDeniedError(Denial.NO_LEAVE)
         return replace(access, leave=leave)
@@ -222,6 +222,15 @@ class SecurityMiddleware:
             )
             return False
         return True
+
+
+def _related_person(fhir_user: str | None) -> str | None:
+    """``RelatedPerson/<id>`` when SMART's ``fhirUser`` names one, relative or absolute (as
+    identity providers write it: ``https://.../fhir/RelatedPerson/7``); None otherwise."""
+    parts = (fhir_user or "").split("?")[0].rstrip("/").split("/")
+    if len(parts) >= 2 and parts[-2] == "RelatedPerson" and parts[-1]:
+        return f"RelatedPerson/{parts[-1]}"
+    return None
 
 
 class _AuditedSend:

@@ -162,3 +162,21 @@ def test_another_patients_leave_is_not_the_patients_to_revoke(
     assert refused.status_code == 404
     listed = story.client.get("/consents", headers=story.patient).json()
     assert next(g for g in listed if g["id"] == grant["id"])["active"] is True
+
+
+def test_a_relatives_absolute_fhir_user_is_a_relatives_all_the_same(
+    story: Story, issuer: TestIssuer
+) -> None:
+    # Identity providers often write fhirUser as an absolute URL: the leave applies to it too,
+    # and such a token is never taken for the patient's own.
+    grant = _grant(story, unique_personnummer()).json()
+    absolute = {**grant, "fhir_user": f"https://idp.example/fhir/{grant['fhir_user']}"}
+    headers = _relative(issuer, story, absolute, "relative-absolute")
+    contract = story.read()
+
+    assert story.client.get(f"/contracts/{story.id}", headers=headers).status_code == 200
+    signed = story.post("sign", headers, contract["version"], {"decision": "agree"})
+    assert signed.status_code == 403
+    assert "the patient's" in signed.json()["detail"]
+    story.client.post(f"/consents/{grant['id']}/revoke", headers=story.patient)
+    assert story.client.get(f"/contracts/{story.id}", headers=headers).status_code == 403
