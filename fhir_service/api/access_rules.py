@@ -119,6 +119,8 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
     "book": ("u", Interaction.OPERATION),
     "propose": ("u", Interaction.OPERATION),
     "sign": ("c", Interaction.OPERATION),
+    "progress": ("c", Interaction.OPERATION),
+    "proposal": ("c", Interaction.OPERATION),
 }
 RULES["fhir_capabilities"] = Public.CAPABILITIES
 RULES["conformance_read"] = Public.CONFORMANCE
@@ -143,6 +145,8 @@ RULES.update(
 RULES[fhir_route("book", "Appointment")] = _booking("book")
 RULES[fhir_route("propose", "CarePlan")] = RULES["propose_contract"]
 RULES[fhir_route("sign", "CarePlan")] = RULES["sign_contract"]
+RULES[fhir_route("progress", "CarePlan")] = RULES["report_progress"]
+RULES[fhir_route("proposal", "CarePlan")] = RULES["add_proposal"]
 
 
 def rule_for(route_name: str) -> Protected | Public | None:

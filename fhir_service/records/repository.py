@@ -15,10 +15,16 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_service.contract import Contract
+from fhir_service.records.careplan_operations import (
+    Said,
+    progress_careplan,
+    proposal_careplan,
+    propose_careplan,
+    sign_careplan,
+)
 from fhir_service.records.plan import coherent_plan
 from fhir_service.records.reads import CallerReads
 from fhir_service.records.scheduling import Find, book, find
-from fhir_service.records.signing import propose_careplan, sign_careplan
 from fhir_service.records.transactions import contract_in, stored_transaction
 from fhir_service.records.writes import Written, create_record, update_record
 
@@ -69,12 +75,18 @@ class CallerRecords(CallerReads):
         """``CarePlan/{id}/$propose``: put this version to the patient for their agreement."""
         return await propose_careplan(self, careplan_id, if_match)
 
-    async def sign(
-        self, careplan_id: str, said: tuple[str | None, str | None], if_match: str | None
-    ) -> Resource:
-        """``CarePlan/{id}/$sign``: answer this version in one's own name (``said``: the
-        decision and comment parameters)."""
+    async def sign(self, careplan_id: str, said: Said, if_match: str | None) -> Resource:
+        """``CarePlan/{id}/$sign``: answer this version in one's own name (``decision``,
+        ``comment``)."""
         return await sign_careplan(self, careplan_id, said, if_match)
+
+    async def progress(self, careplan_id: str, said: Said, if_match: str | None) -> Resource:
+        """``CarePlan/{id}/$progress``: report how an activity goes."""
+        return await progress_careplan(self, careplan_id, said, if_match)
+
+    async def proposal(self, careplan_id: str, said: Said, if_match: str | None) -> Resource:
+        """``CarePlan/{id}/$proposal``: the patient proposes a change in their own words."""
+        return await proposal_careplan(self, careplan_id, said, if_match)
 
     async def book(self, body: Resource) -> Resource:
         """``Appointment/$book``: book an agreed time in the Slot a proposed Appointment names."""

@@ -1,7 +1,6 @@
 """A party's answer, in their own name, to a contract version put to them: the one way the JSON
-facade (`CallerContracts.sign`) and the FHIR endpoint (``CarePlan/{id}/$sign``, `sign_careplan`)
-both go; and the unit's putting a version to the patient, as the FHIR endpoint asks it
-(``$propose``, `propose_careplan`).
+facade (`CallerContracts.sign`) and the FHIR endpoint (``CarePlan/{id}/$sign``,
+`fhir_service.records.careplan_operations`) both go.
 
 Who answers is the token's: a patient's token answers as the patient, a clinician's (a person
 acting for the unit) as the care's party; an EHR acting as a system is no person and signs
@@ -20,14 +19,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from fhir_service.audit.witness import Witness
 from fhir_service.contract import AgreementParty, Contract, Text, described, disclose
-from fhir_service.errors import InvalidRequestError, UnprocessableError, issue
-from fhir_service.mapping.ownership import contract_of
-from fhir_service.records.changes import required_version
-from fhir_service.records.reads import CallerReads
+from fhir_service.errors import UnprocessableError, issue
 from fhir_service.security.access import Access, AccessDeniedError, Denial
 from fhir_service.store import Change, ContractNotFoundError, ContractStore
 
-__all__ = ["WITHHELD", "Decision", "answer", "propose_careplan", "sign_careplan"]
+__all__ = ["WITHHELD", "Decision", "answer"]
 
 Resource = dict[str, Any]
 
@@ -91,48 +87,3 @@ def _party(access: Access, witness: Witness) -> AgreementParty:
         return AgreementParty.RESPONSIBLE_CLINICIAN
     witness.refused(Denial.NOT_A_PERSON.value)
     raise AccessDeniedError(Denial.NOT_A_PERSON)
-
-
-async def propose_careplan(
-    records: CallerReads, careplan_id: str, if_match: str | None
-) -> Resource:
-    """``CarePlan/{id}/$propose``: put the version ``If-Match`` names to the patient; the
-    CarePlan as stored after."""
-    version = required_version(if_match)
-    contract_id = await _contract_of(records, careplan_id)
-    await records.store.propose(contract_id, version, records.change)
-    return await records.read("CarePlan", careplan_id)
-
-
-async def sign_careplan(
-    records: CallerReads,
-    careplan_id: str,
-    said: tuple[str | None, str | None],
-    if_match: str | None,
-) -> Resource:
-    """``CarePlan/{id}/$sign``: the caller answers the version ``If-Match`` names with the
-    ``decision`` and ``comment`` parameters they ``said``; the CarePlan as stored after."""
-    decision_said, comment = said
-    version = required_version(if_match)
-    decision = next((d for d in Decision if d.value == decision_said), None)
-    if decision is None:
-        words = "the decision parameter is agree or decline"
-        raise InvalidRequestError(words, [issue(words, "required", _parameter("decision"))])
-    contract_id = await _contract_of(records, careplan_id)
-    asked = (contract_id, version, decision, comment)
-    await answer(records.store, records.access, records.witness, records.change, asked, _parameter)
-    return await records.read("CarePlan", careplan_id)
-
-
-async def _contract_of(records: CallerReads, careplan_id: str) -> str:
-    """The contract whose CarePlan ``careplan_id`` is, as the caller may see it."""
-    careplan = await records.read("CarePlan", careplan_id)
-    contract_id = contract_of(careplan)
-    if contract_id is None:
-        words = "this CarePlan is no patient contract of ours"
-        raise UnprocessableError(words, [issue(words, "business-rule", "CarePlan.identifier")])
-    return contract_id
-
-
-def _parameter(name: str) -> str:
-    return f"Parameters.parameter.where(name = '{name}')"

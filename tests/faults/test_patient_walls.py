@@ -392,6 +392,25 @@ def _revoke_leave(w: World) -> list[Call]:
     return [Call("POST", f"/consents/{w.others_leave}/revoke", status=404)]
 
 
+def _fhir_act(operation: str, parameters: dict[str, str]) -> Calls:
+    # On what is withheld from them, nothing is there; on their agreed contract's CarePlan
+    # (shown to them) the act is made or refused, and answered with what they may see.
+    def calls(w: World) -> list[Call]:
+        body = {
+            "resourceType": "Parameters",
+            "parameter": [{"name": n, "valueString": v} for n, v in parameters.items()],
+        }
+        path = f"/fhir/CarePlan/{{}}/${operation}"
+        return [
+            Call("POST", path.format(i), body=body, headers=FHIR_JSON, status=404)
+            for i in w.withheld["CarePlan"]
+        ] + [
+            Call("POST", path.format(i), body=body, headers=FHIR_JSON) for i in w.shown["CarePlan"]
+        ]
+
+    return calls
+
+
 def _fhir_sign(w: World) -> list[Call]:
     body = {
         "resourceType": "Parameters",
@@ -489,6 +508,12 @@ CALLS: dict[Route, Calls] = {
     ("GET", "/consents"): _leaves,
     ("POST", "/consents/{consent_id}/revoke"): _revoke_leave,
     ("POST", "/fhir/CarePlan/{resource_id}/$sign"): _fhir_sign,
+    ("POST", "/fhir/CarePlan/{resource_id}/$progress"): _fhir_act(
+        "progress", {"activity": "walk", "status": "in-progress", "note": "Bra."}
+    ),
+    ("POST", "/fhir/CarePlan/{resource_id}/$proposal"): _fhir_act(
+        "proposal", {"kind": "wish", "text": "Att få ringa i stället."}
+    ),
     ("PUT", "/fhir/Appointment/{resource_id}"): _fhir_update,
     ("POST", "/webhooks"): _register,
     ("GET", "/webhooks"): _webhooks,

@@ -40,6 +40,8 @@ _OPERATIONS = {
     "book": f"{urls.BASE}/OperationDefinition/appointment-book",
     "propose": f"{urls.BASE}/OperationDefinition/careplan-propose",
     "sign": f"{urls.BASE}/OperationDefinition/careplan-sign",
+    "progress": f"{urls.BASE}/OperationDefinition/careplan-progress",
+    "proposal": f"{urls.BASE}/OperationDefinition/careplan-proposal",
 }
 _VALIDATE = "http://hl7.org/fhir/OperationDefinition/Resource-validate"
 _SMART = "http://terminology.hl7.org/CodeSystem/restful-security-service"

@@ -30,8 +30,16 @@ INTERACTIONS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys(CONTRACT_TYPES, _RECORD),
     # A contract is more than its CarePlan: it is created as a transaction Bundle of its
     # records. The coherent plan gathers a patient's contracts in force in one Bundle.
-    # The care unit puts a version to the patient; each party answers it in their own name.
-    "CarePlan": ("coherent-plan", "propose", "sign", *(i for i in _RECORD if i != "create")),
+    # The care unit puts a version to the patient; each party answers it in their own name,
+    # reports how activities go, and the patient proposes changes.
+    "CarePlan": (
+        "coherent-plan",
+        "propose",
+        "sign",
+        "progress",
+        "proposal",
+        *(i for i in _RECORD if i != "create"),
+    ),
     # Booking platforms that speak FHIR find free times and book agreed times (IHE Scheduling).
     "Appointment": ("find", "book", *_RECORD),
     **dict.fromkeys(REFERENCED_TYPES, _READ),
@@ -40,8 +48,8 @@ INTERACTIONS: dict[str, tuple[str, ...]] = {
 """Per type, the routes it has; ``history`` is a record's, ``history-type`` every record's of
 the type; ``page`` follows a search's paging links, ``coherent-plan``
 is the ``$coherent-plan`` operation, ``create`` and ``update`` write one record of a contract,
-``find`` and ``book`` are ``Appointment/$find`` and ``$book``, ``propose`` and ``sign``
-``CarePlan/{id}/$propose`` and ``$sign``."""
+``find`` and ``book`` are ``Appointment/$find`` and ``$book``, ``propose``, ``sign``,
+``progress`` and ``proposal`` ``CarePlan/{id}/$propose`` and the like."""
 
 
 def route_name(interaction: str, resource_type: str) -> str:

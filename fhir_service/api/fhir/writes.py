@@ -100,20 +100,50 @@ async def propose(resource_id: ResourceId, request: Request, records: RecordsDep
     return await answer(request, work)
 
 
-@router.post(
-    "/CarePlan/{resource_id}/$sign",
-    name=route_name("sign", "CarePlan"),
-    response_class=Response,
-    responses={200: {"content": {FHIR_JSON: {}}}},
+def _party_act(operation: str, names: tuple[str, ...], summary: str) -> None:
+    """``POST /fhir/CarePlan/{id}/$<operation>``: a party's act on the contract, its
+    ``Parameters`` ``names`` passed on as given; ``If-Match`` names the version acted on."""
+
+    async def act(resource_id: ResourceId, request: Request, records: RecordsDep) -> Response:
+        async def work() -> Response:
+            body = await fhir_body(request)
+            said = {name: parameter(body, name) for name in names}
+            acts = {
+                "sign": records.sign,
+                "progress": records.progress,
+                "proposal": records.proposal,
+            }
+            call = acts[operation]
+            careplan = await call(resource_id, said, request.headers.get("if-match"))
+            return resource_answer(request, records.hapi_base, careplan)
+
+        return await answer(request, work)
+
+    router.add_api_route(
+        f"/CarePlan/{{resource_id}}/${operation}",
+        act,
+        methods=["POST"],
+        name=route_name(operation, "CarePlan"),
+        summary=summary,
+        response_class=Response,
+        responses={200: {"content": {FHIR_JSON: {}}}},
+    )
+
+
+_party_act(
+    "sign",
+    ("decision", "comment"),
+    "Answer the contract's version (If-Match) in one's own name: decision agree or decline, "
+    "and a comment when declining",
 )
-async def sign(resource_id: ResourceId, request: Request, records: RecordsDep) -> Response:
-    """Answer the contract's version (``If-Match``) in one's own name: a Parameters body with
-    ``decision`` (agree, decline) and, declining, ``comment``."""
-
-    async def work() -> Response:
-        body = await fhir_body(request)
-        said = (parameter(body, "decision"), parameter(body, "comment"))
-        careplan = await records.sign(resource_id, said, request.headers.get("if-match"))
-        return resource_answer(request, records.hapi_base, careplan)
-
-    return await answer(request, work)
+_party_act(
+    "progress",
+    ("activity", "status", "note", "at"),
+    "Report how an activity goes: its id in the CarePlan, its status, a note and when",
+)
+_party_act(
+    "proposal",
+    ("kind", "text", "about"),
+    "The patient proposes a change in their own words: a goal, resource or wish, or a change "
+    "of a goal, activity or agreed time (about)",
+)

@@ -457,6 +457,8 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
             ("coherent-plan", "coherent-plan"),
             ("propose", "careplan-propose"),
             ("sign", "careplan-sign"),
+            ("progress", "careplan-progress"),
+            ("proposal", "careplan-proposal"),
         ]
     ]
     assert statement["implementation"]["url"] == OUR_BASE

@@ -1,4 +1,5 @@
-"""``CarePlan/{id}/$propose`` and ``$sign`` driven by ``fhirpy``, a client nobody here wrote.
+"""``CarePlan/{id}/$propose``, ``$sign``, ``$progress`` and ``$proposal`` driven by ``fhirpy``,
+a client nobody here wrote.
 
 The service runs as a process against the real HAPI. The unit's EHR puts a draft to the patient
 through the FHIR endpoint; the patient, with their own token, finds the CarePlan in a search
@@ -140,3 +141,66 @@ def test_fhirpy_declines_with_a_comment_and_refusals_name_the_parameter(
     parts = {p["url"]: p for p in review["extension"]}
     assert parts["comment"]["valueString"] == why
     assert "valueDateTime" in parts["declined"]
+
+
+def test_fhirpy_reports_progress_and_proposes_on_the_agreed_careplan(
+    base_url: str, issuer: TestIssuer, draft: dict[str, Any]
+) -> None:
+    parties = _parties(base_url, issuer, draft)
+    (careplan,) = parties["ehr"].careplans(draft["id"])
+    proposed = (
+        parties["ehr"]
+        .client(careplan["meta"]["versionId"])
+        .execute(f"CarePlan/{careplan['id']}/$propose")
+    )
+    agreed = parties["clinician"].sign(parties["patient"].sign(proposed))
+    assert agreed["status"] == "active"
+    patient = parties["patient"].client()
+    note = "Promenerade 30 minuter i dag."
+
+    reported = patient.execute(
+        f"CarePlan/{careplan['id']}/$progress",
+        data=_parameters(
+            ("activity", "valueString", "walk"),
+            ("status", "valueCode", "in-progress"),
+            ("note", "valueString", note),
+        ),
+    )
+    asked = patient.execute(
+        f"CarePlan/{careplan['id']}/$proposal",
+        data=_parameters(
+            ("kind", "valueCode", "activity"),
+            ("text", "valueString", "Kan promenaden vara varannan dag?"),
+            ("about", "valueString", "walk"),
+        ),
+    )
+    with pytest.raises(ForbiddenError):
+        patient.execute(
+            f"CarePlan/{careplan['id']}/$progress",
+            data=_parameters(
+                ("activity", "valueString", "sodium"), ("status", "valueCode", "completed")
+            ),
+        )
+    with pytest.raises(OperationOutcome) as unknown:
+        patient.execute(
+            f"CarePlan/{careplan['id']}/$proposal",
+            data=_parameters(("kind", "valueCode", "wish")),
+        )
+
+    assert reported["status"] == "active"
+    walk = next(a for a in reported["activity"] if a.get("id") == "walk")
+    assert walk["detail"]["status"] == "in-progress"
+    assert walk["progress"][0]["text"] == note
+    proposals = [n for n in asked["note"] if str(n.get("id", "")).startswith("proposal:")]
+    assert [p["text"] for p in proposals] == ["Kan promenaden vara varannan dag?"]
+    assert asked["status"] == "active"
+    assert unknown.value.resource["issue"][0]["expression"] == [
+        "Parameters.parameter.where(name = 'text')"
+    ]
+
+
+def _parameters(*given: tuple[str, str, str]) -> dict[str, Any]:
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": name, kind: value} for name, kind, value in given],
+    }
