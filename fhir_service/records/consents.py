@@ -140,7 +140,7 @@ class CallerConsents:
         answer = await self.hapi.transaction(bundle)
         locations = [str(e.get("response", {}).get("location", "")) for e in answer["entry"]]
         consent_id = locations[1].split("/")[1]
-        return _grant_of(await self.hapi.read("Consent", consent_id), relative)
+        return _ours(await self.hapi.read("Consent", consent_id), relative)
 
     async def all(self) -> list[Grant]:
         """Every leave the patient granted, in force or not, newest first."""
@@ -150,11 +150,12 @@ class CallerConsents:
             [("patient", patient_ref), ("_include", "Consent:actor"), ("_sort", "-_lastUpdated")],
         )
         people = {f"RelatedPerson/{r['id']}": r for r in found.resources if _is(r, "RelatedPerson")}
-        return [
+        grants = (
             _grant_of(r, _identifier_of(people.get(_actor(r), {})))
             for r in found.resources
             if _is(r, "Consent")
-        ]
+        )
+        return [g for g in grants if g is not None]
 
     async def revoke(self, consent_id: str) -> Grant:
         """End the leave ``consent_id`` now: the relative's next request is refused."""
@@ -163,14 +164,15 @@ class CallerConsents:
         version = consent.get("meta", {}).get("versionId")
         stored = await self.hapi.update(consent, if_match=version)
         person = await self.hapi.read("RelatedPerson", _actor(stored).split("/")[1])
-        return _grant_of(stored, _identifier_of(person))
+        return _ours(stored, _identifier_of(person))
 
     async def _own(self, consent_id: str) -> Resource:
         try:
             consent = await self.hapi.read("Consent", consent_id)
         except RecordNotFoundError:
             raise RecordNotFoundError(f"no leave {consent_id!r} of yours") from None
-        if consent.get("patient", {}).get("reference") != await self._patient_reference():
+        theirs = consent.get("patient", {}).get("reference") == await self._patient_reference()
+        if not theirs or _grant_of(consent, None) is None:
             # Another patient's leave is not there for this one.
             self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
             raise RecordNotFoundError(f"no leave {consent_id!r} of yours")
@@ -214,7 +216,7 @@ async def leave_in_force(
         if patient not in _identifiers_of(whose) or _actor(consent) != related_person:
             continue
         grant = _grant_of(consent, _identifier_of(people.get(related_person, {})))
-        if grant.active:
+        if grant is not None and grant.active:
             in_force.append(grant)
     if not in_force:
         return None
@@ -223,12 +225,26 @@ async def leave_in_force(
     return Leave(grant.id, related_person, grant.relative, grant.may_report)
 
 
-def _grant_of(consent: Resource, relative: Identifier | None) -> Grant:
-    provision = consent.get("provision", {})
-    codes = {c.get("code") for a in provision.get("action", []) for c in a.get("coding", [])}
-    period = provision.get("period", {})
-    start = datetime.fromisoformat(period["start"])
-    end = datetime.fromisoformat(period["end"])
+def _grant_of(consent: Resource, relative: Identifier | None) -> Grant | None:
+    """The leave ``consent`` records; None for a Consent that is no leave of ours (another
+    system's, without a period or an actor): it grants nothing here."""
+    provision = consent.get("provision")
+    period = provision.get("period") if isinstance(provision, dict) else None
+    try:
+        start = datetime.fromisoformat(period["start"])  # type: ignore[index]
+        end = datetime.fromisoformat(period["end"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        return None
+    if start.tzinfo is None or end.tzinfo is None or not _actor(consent):
+        return None
+    assert isinstance(provision, dict)
+    codes = {
+        c.get("code")
+        for a in provision.get("action", [])
+        if isinstance(a, dict)
+        for c in a.get("coding", [])
+        if isinstance(c, dict)
+    }
     now = datetime.now(UTC)
     return Grant(
         id=str(consent["id"]),
@@ -241,9 +257,20 @@ def _grant_of(consent: Resource, relative: Identifier | None) -> Grant:
     )
 
 
+def _ours(consent: Resource, relative: Identifier | None) -> Grant:
+    """The leave this service just wrote or read back as one."""
+    grant = _grant_of(consent, relative)
+    if grant is None:
+        raise ValueError(f"Consent/{consent.get('id')} is no leave: it was changed in HAPI")
+    return grant
+
+
 def _actor(consent: Resource) -> str:
-    actors = consent.get("provision", {}).get("actor", [])
-    return str(actors[0].get("reference", {}).get("reference", "")) if actors else ""
+    provision = consent.get("provision")
+    actors = provision.get("actor") if isinstance(provision, dict) else None
+    first = actors[0] if isinstance(actors, list) and actors else {}
+    reference = first.get("reference") if isinstance(first, dict) else None
+    return str(reference.get("reference", "")) if isinstance(reference, dict) else ""
 
 
 def _is(resource: Resource, kind: str) -> bool:

@@ -180,3 +180,31 @@ def test_a_relatives_absolute_fhir_user_is_a_relatives_all_the_same(
     assert "the patient's" in signed.json()["detail"]
     story.client.post(f"/consents/{grant['id']}/revoke", headers=story.patient)
     assert story.client.get(f"/contracts/{story.id}", headers=headers).status_code == 403
+
+
+def test_a_consent_another_system_wrote_grants_nothing_and_breaks_nothing(
+    story: Story, issuer: TestIssuer, conformance_loaded: str
+) -> None:
+    grant = _grant(story, unique_personnummer()).json()
+    ours = httpx.get(f"{conformance_loaded}/Consent/{grant['id']}").json()
+    # Another system's Consent for the same patient and relative, active but with no period.
+    foreign = {k: v for k, v in ours.items() if k not in ("id", "meta")}
+    del foreign["provision"]["period"]
+    created = httpx.post(
+        f"{conformance_loaded}/Consent",
+        json=foreign,
+        headers={"Content-Type": "application/fhir+json"},
+    )
+    assert created.status_code == 201, created.text
+    assert story.client.post(f"/consents/{grant['id']}/revoke", headers=story.patient).is_success
+
+    listed = story.client.get("/consents", headers=story.patient)
+    relatives = story.client.get(
+        f"/contracts/{story.id}", headers=_relative(issuer, story, grant, "relative-foreign")
+    )
+    revoked = story.client.post(f"/consents/{created.json()['id']}/revoke", headers=story.patient)
+
+    assert listed.status_code == 200
+    assert created.json()["id"] not in {g["id"] for g in listed.json()}
+    assert relatives.status_code == 403
+    assert revoked.status_code == 404
