@@ -70,6 +70,13 @@ _CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {
 ContractIdPath = Annotated[
     str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$", description="The contract's id.")
 ]
+KeyPath = Annotated[
+    str,
+    Path(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$",
+        description="The key of an activity or a proposal within the contract.",
+    ),
+]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -431,7 +438,7 @@ async def sign_contract(
 )
 async def report_progress(
     contract_id: ContractIdPath,
-    key: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$")],
+    key: KeyPath,
     request: Request,
     body: Annotated[ProgressBody, Body()],
     contracts: ContractsDep,
@@ -475,7 +482,7 @@ async def add_proposal(
 )
 async def answer_proposal(
     contract_id: ContractIdPath,
-    key: Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9\-.]{0,63}$")],
+    key: KeyPath,
     request: Request,
     body: Annotated[ProposalAnswerBody, Body()],
     contracts: ContractsDep,

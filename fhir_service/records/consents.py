@@ -202,6 +202,8 @@ async def leave_in_force(
         "Consent",
         [
             ("actor", related_person),
+            # This patient's only: one page holds them, whoever else the relative is kin to.
+            ("patient.identifier", f"{system_of(patient)}|{patient.value}"),
             ("status", "active"),
             ("_include", "Consent:patient"),
             ("_include", "Consent:actor"),
@@ -229,15 +231,15 @@ def _grant_of(consent: Resource, relative: Identifier | None) -> Grant | None:
     """The leave ``consent`` records; None for a Consent that is no leave of ours (another
     system's, without a period or an actor): it grants nothing here."""
     provision = consent.get("provision")
-    period = provision.get("period") if isinstance(provision, dict) else None
+    if not isinstance(provision, dict) or not isinstance(provision.get("period"), dict):
+        return None
     try:
-        start = datetime.fromisoformat(period["start"])  # type: ignore[index]
-        end = datetime.fromisoformat(period["end"])  # type: ignore[index]
-    except (KeyError, TypeError, ValueError):
+        start = datetime.fromisoformat(str(provision["period"].get("start")))
+        end = datetime.fromisoformat(str(provision["period"].get("end")))
+    except ValueError:
         return None
     if start.tzinfo is None or end.tzinfo is None or not _actor(consent):
         return None
-    assert isinstance(provision, dict)
     codes = {
         c.get("code")
         for a in provision.get("action", [])

@@ -113,12 +113,7 @@ def test_fhirpy_declines_with_a_comment_and_refusals_name_the_parameter(
     base_url: str, issuer: TestIssuer, draft: dict[str, Any]
 ) -> None:
     parties = _parties(base_url, issuer, draft)
-    (careplan,) = parties["ehr"].careplans(draft["id"])
-    proposed = (
-        parties["ehr"]
-        .client(careplan["meta"]["versionId"])
-        .execute(f"CarePlan/{careplan['id']}/$propose")
-    )
+    proposed = _proposed(parties, draft)
 
     with pytest.raises(OperationOutcome) as unknown:
         parties["patient"].sign(proposed, decision="maybe")
@@ -147,19 +142,14 @@ def test_fhirpy_reports_progress_and_proposes_on_the_agreed_careplan(
     base_url: str, issuer: TestIssuer, draft: dict[str, Any]
 ) -> None:
     parties = _parties(base_url, issuer, draft)
-    (careplan,) = parties["ehr"].careplans(draft["id"])
-    proposed = (
-        parties["ehr"]
-        .client(careplan["meta"]["versionId"])
-        .execute(f"CarePlan/{careplan['id']}/$propose")
-    )
+    proposed = _proposed(parties, draft)
     agreed = parties["clinician"].sign(parties["patient"].sign(proposed))
     assert agreed["status"] == "active"
     patient = parties["patient"].client()
     note = "Promenerade 30 minuter i dag."
 
     reported = patient.execute(
-        f"CarePlan/{careplan['id']}/$progress",
+        f"CarePlan/{proposed['id']}/$progress",
         data=_parameters(
             ("activity", "valueString", "walk"),
             ("status", "valueCode", "in-progress"),
@@ -167,7 +157,7 @@ def test_fhirpy_reports_progress_and_proposes_on_the_agreed_careplan(
         ),
     )
     asked = patient.execute(
-        f"CarePlan/{careplan['id']}/$proposal",
+        f"CarePlan/{proposed['id']}/$proposal",
         data=_parameters(
             ("kind", "valueCode", "activity"),
             ("text", "valueString", "Kan promenaden vara varannan dag?"),
@@ -176,14 +166,14 @@ def test_fhirpy_reports_progress_and_proposes_on_the_agreed_careplan(
     )
     with pytest.raises(ForbiddenError):
         patient.execute(
-            f"CarePlan/{careplan['id']}/$progress",
+            f"CarePlan/{proposed['id']}/$progress",
             data=_parameters(
                 ("activity", "valueString", "sodium"), ("status", "valueCode", "completed")
             ),
         )
     with pytest.raises(OperationOutcome) as unknown:
         patient.execute(
-            f"CarePlan/{careplan['id']}/$proposal",
+            f"CarePlan/{proposed['id']}/$proposal",
             data=_parameters(("kind", "valueCode", "wish")),
         )
 
@@ -197,6 +187,13 @@ def test_fhirpy_reports_progress_and_proposes_on_the_agreed_careplan(
     assert unknown.value.resource["issue"][0]["expression"] == [
         "Parameters.parameter.where(name = 'text')"
     ]
+
+
+def _proposed(parties: dict[str, Party], draft: dict[str, Any]) -> dict[str, Any]:
+    """The draft's CarePlan once the EHR found it and put it to the patient."""
+    (careplan,) = parties["ehr"].careplans(draft["id"])
+    client = parties["ehr"].client(careplan["meta"]["versionId"])
+    return dict(client.execute(f"CarePlan/{careplan['id']}/$propose"))
 
 
 def _parameters(*given: tuple[str, str, str]) -> dict[str, Any]:
