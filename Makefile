@@ -8,13 +8,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup hapi lint format lock bench bench-booking clean
+.PHONY: run test setup hapi axe lint format lock bench bench-booking clean
 
 # The local development issuer lets `fhir-service token --role ...` mint tokens to try the API.
 run: setup hapi
 	FHIR_SERVICE_AUTH_LOCAL_ISSUER=$${FHIR_SERVICE_AUTH_LOCAL_ISSUER:-true} $(BIN)/fhir-service serve
 
-test: setup hapi
+test: setup hapi axe
 	$(BIN)/pytest
 
 setup: $(STAMP)
@@ -28,6 +28,14 @@ $(STAMP): requirements-dev.lock pyproject.toml
 
 hapi: setup
 	$(BIN)/fhir-service hapi build
+
+# axe-core, pinned by its lockfile, which the patient page's browser tests inject (needs npm).
+AXE := tests/axe/node_modules/axe-core/axe.min.js
+axe: $(AXE)
+
+$(AXE): tests/axe/package.json tests/axe/package-lock.json
+	npm ci --prefix tests/axe --no-audit --no-fund --silent
+	@touch $@
 
 lint: setup
 	$(BIN)/ruff check fhir_service tests bench
@@ -45,7 +53,7 @@ lock: setup
 	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -o requirements-dev.lock
 
 clean:
-	rm -rf $(VENV) hapi/target .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) hapi/target tests/axe/node_modules .pytest_cache .mypy_cache .ruff_cache
 
 bench: setup hapi
 	$(BIN)/python -m bench.readiness

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AnyHttpUrl, Field, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings", "get_settings"]
@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         description="Development only: accept tokens minted by `fhir-service token` with a key "
         "kept under data_dir, instead of an identity provider's.",
     )
+    form_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="The key that signs the patient page's form tokens (protection against "
+        "cross-site requests), the same for every replica. Empty: a random key per process, "
+        "for one instance only; required in production.",
+    )
     max_body_bytes: int = Field(
         default=1_048_576,
         ge=1024,
@@ -139,6 +146,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "FHIR_SERVICE_AUTH_LOCAL_ISSUER is for local development only; "
                 "set FHIR_SERVICE_AUTH_ISSUER, _AUDIENCE and _JWKS_URL in production"
+            )
+        if self.environment == "production" and self.form_secret is None:
+            raise ValueError(
+                "FHIR_SERVICE_FORM_SECRET must be set in production: replicas must share the "
+                "key of the patient page's form tokens"
             )
         return self
 

@@ -98,6 +98,18 @@ RULES: dict[str, Protected | Public] = {
     "grant_consent": Protected(Requirement("Consent", "c"), Interaction.CREATE),
     "list_consents": Protected(Requirement("Consent", "s"), Interaction.SEARCH),
     "revoke_consent": Protected(Requirement("Consent", "u"), Interaction.UPDATE),
+    # The patient's page: each form is the same act as its route above, with the same rule; a
+    # page that shows a form reads what it is about.
+    "page_contract": _contract("r", Interaction.READ),
+    "page_answer": Protected(Requirement("Provenance", "c"), Interaction.OPERATION, "sign"),
+    "page_progress_form": _contract("r", Interaction.READ),
+    "page_progress": Protected(Requirement("Provenance", "c"), Interaction.OPERATION, "progress"),
+    "page_proposal_form": _contract("r", Interaction.READ),
+    "page_proposal": Protected(Requirement("Provenance", "c"), Interaction.OPERATION, "proposal"),
+    "page_relatives": Protected(Requirement("Consent", "s"), Interaction.SEARCH),
+    "page_grant": Protected(Requirement("Consent", "c"), Interaction.CREATE),
+    "page_revoke_form": Protected(Requirement("Consent", "s"), Interaction.SEARCH),
+    "page_revoke": Protected(Requirement("Consent", "u"), Interaction.UPDATE),
     "register_webhook": _webhook("c", Interaction.CREATE),
     "list_webhooks": _webhook("s", Interaction.SEARCH),
     "read_webhook": _webhook("r", Interaction.READ),

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_service import __version__
@@ -21,6 +21,7 @@ from fhir_service.api import (
     hapi_callback,
     health,
     labels_routes,
+    patient_page,
     patients,
     smart,
     webhooks,
@@ -32,12 +33,14 @@ from fhir_service.api.fhir import scheduling as fhir_scheduling
 from fhir_service.api.fhir import transactions as fhir_transactions
 from fhir_service.api.fhir import writes as fhir_writes
 from fhir_service.api.fhir.bodies import json_refusal as fhir_json_refusal
+from fhir_service.api.form_tokens import FormTokens
 from fhir_service.api.json_bodies import StrictJsonMiddleware
 from fhir_service.api.middleware.body_limit import BodyLimitMiddleware
 from fhir_service.api.middleware.observability import RequestContextMiddleware
 from fhir_service.api.middleware.operation_outcomes import OperationOutcomeMiddleware
 from fhir_service.api.middleware.security import SecurityMiddleware
 from fhir_service.api.openapi import install as install_openapi
+from fhir_service.api.patient_page import refused_page
 from fhir_service.api.problems import problem_response, refused
 from fhir_service.contract import described, json_path
 from fhir_service.errors import ServiceError
@@ -84,6 +87,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    secret = settings.form_secret
+    key = None if secret is None else secret.get_secret_value().encode()
+    app.state.form_tokens = FormTokens(key)
     # Added inner first: a request meets the FHIR error form, the request context, then the
     # body limit, then the security layer (token, access decision, audit record), the routes.
     # Innermost, so its refusals are audited: a JSON body repeating a key or holding NaN.
@@ -101,6 +107,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(contracts.router)
     app.include_router(patients.router)
+    app.include_router(patient_page.router)
     app.include_router(labels_routes.router)
     app.include_router(booking.router)
     # Before the read routes, which would take "$find" or ".well-known" for an id.
@@ -146,6 +153,8 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-async def _refused(request: Request, exc: Exception) -> JSONResponse:
+async def _refused(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ServiceError)
-    return refused(request, exc)
+    answer = refused(request, exc)
+    # The patient's pages say it as a page, in the reader's words; the record is the same.
+    return refused_page(request, exc, answer.status_code) or answer

@@ -9,20 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from fhir_service.api.deps import ContractsDep
 from fhir_service.api.labels import Labels, labels_used_by
-from fhir_service.api.languages import (
-    LANGUAGE_HEADERS,
-    AcceptLanguage,
-    LanguageQuery,
-    language_headers,
-    negotiated_language,
-)
-from fhir_service.api.plan_page import PAGE_HEADERS, render_plan
+from fhir_service.api.languages import LANGUAGE_HEADERS, language_headers
+from fhir_service.api.patient_page import PageDep, PatientPath, wants_html
 from fhir_service.api.problems import PROBLEM_JSON
 from fhir_service.contract import CoherentPlan
 from fhir_service.mapping import Language
@@ -33,16 +27,9 @@ router = APIRouter(prefix="/patients", tags=["patients"])
 
 _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 
-PatientPath = Annotated[
-    str,
-    Path(
-        pattern=r"^[a-z\-]+\|[0-9A-Za-z\-]{1,40}$",
-        description="The patient as kind|value, e.g. personnummer|19121212-1212.",
-        examples=["personnummer|19121212-1212"],
-    ),
-]
 # The plan is one answer in two forms (JSON, HTML) and in three languages.
 _VARY = ("Accept",)
+_DONE = ("agreed", "declined", "progress", "proposal")
 
 
 class PlanView(CoherentPlan):
@@ -78,9 +65,9 @@ class PlanView(CoherentPlan):
 async def read_plan(
     patient: PatientPath,
     request: Request,
+    page: PageDep,
     contracts: ContractsDep,
-    lang: LanguageQuery = None,
-    accept_language: AcceptLanguage = None,
+    done: Annotated[str | None, Query(include_in_schema=False)] = None,
 ) -> Response:
     """The patient's coherent plan: who does what, goals, care contacts and upcoming times.
 
@@ -90,21 +77,10 @@ async def read_plan(
     gets the names of the plan's codes in that language in ``labels``.
     """
     plan = await contracts.coherent_plan(patient)
-    language = negotiated_language(lang, accept_language)
+    if wants_html(request):
+        # What the patient just did, said once on top: one of the page's own confirmations.
+        return page.html("plan.html", plan=plan, done=done if done in _DONE else None)
+    language = page.language
     headers = language_headers(language, vary=_VARY)
-    if _wants_html(request.headers.get("accept", "")):
-        page = render_plan(
-            plan,
-            language,
-            request.url.path,
-            booking_link=request.app.state.settings.booking_link,
-        )
-        return HTMLResponse(page, headers={**PAGE_HEADERS, **headers})
     view = PlanView(**dict(plan), language=language, labels=labels_used_by([plan], language))
     return JSONResponse(view.model_dump(mode="json"), headers=headers)
-
-
-def _wants_html(accept: str) -> bool:
-    # Browsers list text/html first; API clients ask for JSON or for anything.
-    first = accept.split(",")[0].split(";")[0].strip().lower()
-    return first in ("text/html", "application/xhtml+xml")

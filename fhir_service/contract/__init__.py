@@ -31,7 +31,7 @@ from fhir_service.contract.model import (
     Signature,
     Text,
 )
-from fhir_service.contract.plan import CoherentPlan, PlannedTime, coherent_plan
+from fhir_service.contract.plan import CoherentPlan, PlannedTime, awaits_patient, coherent_plan
 from fhir_service.contract.problems import described, json_path
 from fhir_service.contract.vocabulary import (
     ActivityOwner,
@@ -89,6 +89,7 @@ __all__ = [
     "ShortText",
     "Signature",
     "Text",
+    "awaits_patient",
     "coherent_plan",
     "described",
     "disclose",

@@ -25,8 +25,14 @@ from fhir_service.contract.model import (
     Organization,
     Period,
     Professional,
+    Proposal,
 )
-from fhir_service.contract.vocabulary import ActivityOwner, AgreedTimeStatus, ContractStatus
+from fhir_service.contract.vocabulary import (
+    ActivityOwner,
+    AgreedTimeStatus,
+    AgreementParty,
+    ContractStatus,
+)
 
 __all__ = [
     "PLAN_STATUSES",
@@ -36,7 +42,9 @@ __all__ = [
     "PlannedActivity",
     "PlannedCareContact",
     "PlannedGoal",
+    "PlannedProposal",
     "PlannedTime",
+    "awaits_patient",
     "coherent_plan",
 ]
 
@@ -103,6 +111,12 @@ class PlannedTime(AgreedTime):
     contract_id: ContractId
 
 
+class PlannedProposal(Proposal):
+    """A change the patient proposed to one of the contracts, and where it stands."""
+
+    contract_id: ContractId
+
+
 class CoherentPlan(_Model):
     """The patient's contracts in force, laid side by side."""
 
@@ -119,6 +133,16 @@ class CoherentPlan(_Model):
     upcoming_times: tuple[PlannedTime, ...] = Field(
         description="Soonest first; proposed times without a date come last."
     )
+    awaiting_patient: tuple[ContractSummary, ...] = Field(
+        default=(),
+        description="Versions the care has put to the patient that the patient has neither "
+        "signed nor declined: a draft, or a revision of a contract in force.",
+    )
+    proposals: tuple[PlannedProposal, ...] = Field(
+        default=(),
+        description="The patient's proposals, on contracts in force or put to them, newest "
+        "first: open, taken or declined with the care's reason.",
+    )
     withheld: bool = Field(
         description="True when something of the patient's contracts is not shown to this "
         "reader (a draft, or content labelled restricted); what it is, is not said."
@@ -133,6 +157,7 @@ def coherent_plan(
     ``now`` (timezone-aware) decides which agreed times are still to come and which care
     contacts hold today.
     """
+    contracts = tuple(contracts)
     shown = [c for c in contracts if c.status in PLAN_STATUSES]
     today = now.date()
     groups = []
@@ -170,7 +195,30 @@ def coherent_plan(
             or (contact.period.start or today) <= today <= (contact.period.end or today)
         ),
         upcoming_times=tuple(times),
+        awaiting_patient=tuple(_summary(c) for c in contracts if awaits_patient(c)),
+        proposals=tuple(
+            sorted(
+                (
+                    PlannedProposal(**proposal.model_dump(), contract_id=contract.id)
+                    for contract in contracts
+                    for proposal in contract.proposals
+                ),
+                key=lambda p: p.proposed_at,
+                reverse=True,
+            )
+        ),
         withheld=withheld,
+    )
+
+
+def awaits_patient(contract: Contract) -> bool:
+    """Whether the care has put this version to the patient, and the patient has neither
+    signed nor declined it yet."""
+    review = contract.patient_review
+    return (
+        review is not None
+        and review.declined_at is None
+        and all(s.party is not AgreementParty.PATIENT for s in contract.signatures)
     )
 
 

@@ -82,6 +82,10 @@ class Denial(StrEnum):
         "a relative reads the plan and reports on their own activities, as the patient allows; "
         "signing, proposing and granting are the patient's"
     )
+    NOT_FROM_PAGE = (
+        "the form did not come from the patient's own page: its form token is missing, "
+        "expired or another person's"
+    )
     NOT_A_PERSON = (
         "a signature is a person's own act: sign with the patient's or a clinician's own token; "
         "an agreement given elsewhere is recorded with agree"

@@ -1,28 +1,25 @@
-"""The patient's plan page in a real headless Chromium, against the service process and HAPI.
+"""The patient's plan page in a real headless Chromium, against the page_service process and HAPI.
 
 Each seed scenario is stored through the JSON facade, then opened as its patient would: with the
 patient's token (a portal's backend adds it) and the browser's own Accept headers. Screenshots go
-to ``$PLAN_SCREENSHOT_DIR`` when set (to look at), otherwise to the test's temporary directory.
+to ``$PLAN_SCREENSHOT_DIR`` when set (to look at), otherwise to the test's temporary directory
+(the fixtures are in this folder's conftest).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.auth import TestIssuer
-from tests.browser import chromium_path
-from tests.service_process import running_service
 from tests.support import load_data, unique_fodselsnummer, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
@@ -31,41 +28,8 @@ LOCALES = {"norwegian-individual-plan": "nb-NO"}
 HEADINGS = {"sv": "Min sammanhållna plan", "nb": "Min helhetlige plan", "en": "My coherent plan"}
 
 
-@pytest.fixture(scope="module")
-def service(
-    conformance_loaded: str, tmp_path_factory: pytest.TempPathFactory, issuer: TestIssuer
-) -> Iterator[str]:
-    directory = tmp_path_factory.mktemp("page")
-    environment = {
-        **issuer.env(),
-        "HAPI_URL": conformance_loaded,
-        "DATABASE_URL": f"sqlite:///{directory / 'service.db'}",
-        "BOOKING_LINK": "https://tidbok.example/{action}?contract={contract}&time={time}",
-    }
-    with running_service(environment, directory / "service.log") as base_url:
-        yield base_url
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        # Root in a container has no user namespaces for Chromium's sandbox.
-        launched = playwright.chromium.launch(
-            executable_path=chromium_path(), args=["--no-sandbox"]
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def screenshots(tmp_path: Path) -> Path:
-    directory = Path(os.environ.get("PLAN_SCREENSHOT_DIR") or tmp_path)
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
 def _stored(
-    service: str, issuer: TestIssuer, scenario: str, restricted_goal: bool = False
+    page_service: str, issuer: TestIssuer, scenario: str, restricted_goal: bool = False
 ) -> dict[str, Any]:
     """The scenario as a new patient's contract, its times still to come and its contact current."""
     data: dict[str, Any] = json.loads((EXAMPLES / f"{scenario}.json").read_text("utf-8"))
@@ -87,13 +51,17 @@ def _stored(
             del contact["period"]["end"]
     unit = data["responsible_clinician"]["organization"]["identifier"]
     headers = issuer.headers("ehr", organization=f"{unit['kind']}|{unit['value']}")
-    created = httpx.post(f"{service}/contracts", json=data, headers=headers, timeout=60)
+    created = httpx.post(f"{page_service}/contracts", json=data, headers=headers, timeout=60)
     assert created.status_code == 201, created.text
     return data
 
 
 def _open(
-    browser: Browser, service: str, issuer: TestIssuer, contract: dict[str, Any], **context: Any
+    browser: Browser,
+    page_service: str,
+    issuer: TestIssuer,
+    contract: dict[str, Any],
+    **context: Any,
 ) -> Page:
     identifier = contract["patient"]["identifier"]
     patient = f"{identifier['kind']}|{identifier['value']}"
@@ -101,7 +69,7 @@ def _open(
         extra_http_headers={"Authorization": f"Bearer {issuer.token('patient', patient=patient)}"},
         **context,
     )
-    response = page.goto(f"{service}/patients/{patient}/plan")
+    response = page.goto(f"{page_service}/patients/{patient}/plan")
     assert response is not None
     assert response.status == 200, response.text()
     assert response.headers["content-type"].startswith("text/html")
@@ -110,13 +78,13 @@ def _open(
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_each_seed_scenario_renders_for_its_patient_in_chromium(
-    service: str, browser: Browser, issuer: TestIssuer, screenshots: Path, scenario: str
+    page_service: str, browser: Browser, issuer: TestIssuer, screenshots: Path, scenario: str
 ) -> None:
-    contract = _stored(service, issuer, scenario)
+    contract = _stored(page_service, issuer, scenario)
     locale = LOCALES.get(scenario, "sv-SE")
     language = locale[:2]
 
-    page = _open(browser, service, issuer, contract, locale=locale)
+    page = _open(browser, page_service, issuer, contract, locale=locale)
     shot = screenshots / f"plan-{scenario}.png"
     page.screenshot(path=shot, full_page=True)
 
@@ -143,12 +111,12 @@ def test_each_seed_scenario_renders_for_its_patient_in_chromium(
 
 
 def test_restricted_content_is_withheld_and_the_page_says_so(
-    service: str, browser: Browser, issuer: TestIssuer
+    page_service: str, browser: Browser, issuer: TestIssuer
 ) -> None:
-    contract = _stored(service, issuer, "stroke-rehabilitation", restricted_goal=True)
+    contract = _stored(page_service, issuer, "stroke-rehabilitation", restricted_goal=True)
     hidden = contract["goals"][0]["description"]
 
-    page = _open(browser, service, issuer, contract)
+    page = _open(browser, page_service, issuer, contract)
 
     assert page.locator(".withheld").is_visible()
     assert hidden not in page.content()
@@ -156,10 +124,10 @@ def test_restricted_content_is_withheld_and_the_page_says_so(
 
 
 def test_the_page_works_by_keyboard_and_without_javascript_in_every_language(
-    service: str, browser: Browser, issuer: TestIssuer
+    page_service: str, browser: Browser, issuer: TestIssuer
 ) -> None:
-    contract = _stored(service, issuer, "knee-replacement")
-    page = _open(browser, service, issuer, contract, java_script_enabled=False)
+    contract = _stored(page_service, issuer, "knee-replacement")
+    page = _open(browser, page_service, issuer, contract, java_script_enabled=False)
 
     # The skip link, then the language links: Svenska, Norsk, English.
     for _ in range(4):
@@ -180,9 +148,11 @@ def test_the_page_works_by_keyboard_and_without_javascript_in_every_language(
 
 
 def test_text_has_enough_contrast_for_wcag_aa(
-    service: str, browser: Browser, issuer: TestIssuer
+    page_service: str, browser: Browser, issuer: TestIssuer
 ) -> None:
-    page = _open(browser, service, issuer, _stored(service, issuer, "stroke-rehabilitation"))
+    page = _open(
+        browser, page_service, issuer, _stored(page_service, issuer, "stroke-rehabilitation")
+    )
 
     ratios = page.evaluate(_CONTRAST_SCRIPT)
 
@@ -221,7 +191,7 @@ _CONTRAST_SCRIPT = """
 
 
 def test_booked_times_offer_cancel_and_rebook_links_where_the_clinic_allows(
-    service: str, browser: Browser, issuer: TestIssuer
+    page_service: str, browser: Browser, issuer: TestIssuer
 ) -> None:
     data: dict[str, Any] = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
     data["id"] = f"page-{uuid.uuid4().hex[:16]}"
@@ -249,17 +219,17 @@ def test_booked_times_offer_cancel_and_rebook_links_where_the_clinic_allows(
         booked("by-phone", None, in_a_week + timedelta(hours=2)),
     ]
     headers = issuer.headers("ehr", organization=f"hsa-id|{unit['identifier']['value']}")
-    created = httpx.post(f"{service}/contracts", json=data, headers=headers, timeout=60)
+    created = httpx.post(f"{page_service}/contracts", json=data, headers=headers, timeout=60)
     assert created.status_code == 201, created.text
     agreed = httpx.post(
-        f"{service}/contracts/{data['id']}/agree",
+        f"{page_service}/contracts/{data['id']}/agree",
         json=load_data("booking/agreements.json"),
         headers={**headers, "If-Match": 'W/"1"'},
         timeout=60,
     )
     assert agreed.status_code == 200, agreed.text
 
-    page = _open(browser, service, issuer, data, locale="sv-SE")
+    page = _open(browser, page_service, issuer, data, locale="sv-SE")
     links = {
         key: page.locator("ol.timeline li", has_text=f"Tid {key}")
         .locator("a")
