@@ -33,7 +33,12 @@ from fhir_service.api.languages import (
 )
 from fhir_service.api.plan_page import CLINIC_TIME, PAGE_HEADERS, page_texts, render_page
 from fhir_service.contract import Contract, Identifier, awaits_patient
-from fhir_service.contract.lifecycle import NotInForceError, NotPutToPatientError, TooManyOpenError
+from fhir_service.contract.lifecycle import (
+    IllegalTransitionError,
+    NotInForceError,
+    NotPutToPatientError,
+    TooManyOpenError,
+)
 from fhir_service.contract.plan import PLAN_STATUSES
 from fhir_service.mapping import Language
 from fhir_service.records import Grant
@@ -356,6 +361,7 @@ def _said(exc: errors.ServiceError, status: int) -> tuple[str, bool]:
         return "msg_form_expired", True
     kinds: tuple[tuple[type[errors.ServiceError], str, bool], ...] = (
         (NotPutToPatientError, "msg_not_awaiting", False),
+        (IllegalTransitionError, "msg_not_awaiting", False),
         (NotInForceError, "msg_not_in_force", False),
         (TooManyOpenError, "msg_too_many", False),
         (errors.PreconditionFailedError, "msg_changed", True),

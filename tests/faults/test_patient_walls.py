@@ -100,6 +100,8 @@ class World:
     """A relative's, under a leave the patient granted: they see what the patient sees."""
     others_leave: str
     """A leave the other patient granted."""
+    form_token: str
+    """What the patient's page puts in its forms for this patient."""
 
     @property
     def walled_times(self) -> list[tuple[str, str]]:
@@ -392,6 +394,89 @@ def _revoke_leave(w: World) -> list[Call]:
     return [Call("POST", f"/consents/{w.others_leave}/revoke", status=404)]
 
 
+def _page(w: World, *below: str) -> str:
+    return "/".join((f"/patients/{w.patient}/plan", *below))
+
+
+_HTML = {"Accept": "text/html"}
+
+
+def _page_contract(w: World) -> list[Call]:
+    # The page of a contract withheld from them is as of one that is not there.
+    return [Call("GET", _page(w, "contracts", w.agreed), headers=_HTML, status=200)] + [
+        Call("GET", _page(w, "contracts", c), headers=_HTML, status=404)
+        for c in (w.draft, w.restricted, w.other)
+    ]
+
+
+def _page_answer(w: World) -> list[Call]:
+    answer = {"decision": "agree", "version": "1", "form_token": w.form_token}
+    return [
+        Call("POST", _page(w, "contracts", c), form=answer, headers=_HTML, status=404)
+        for c in (w.draft, w.restricted, w.other)
+    ] + [Call("POST", _page(w, "contracts", w.agreed), form=answer, headers=_HTML)]
+
+
+def _page_progress_form(w: World) -> list[Call]:
+    return [
+        Call("GET", _page(w, "contracts", c, "activities", "walk", "progress"), status=404)
+        for c in (w.draft, w.restricted, w.other)
+    ] + [
+        Call("GET", _page(w, "contracts", w.agreed, "activities", k, "progress"), status=200)
+        for k in ("walk", "sodium")
+    ]
+
+
+def _page_progress(w: World) -> list[Call]:
+    report = {"status": "in-progress", "note": "Det går bra.", "form_token": w.form_token}
+    path = "contracts", "{}", "activities", "{}", "progress"
+    return [
+        Call("POST", _page(w, *path).format(c, "walk"), form=report, status=404)
+        for c in (w.draft, w.restricted, w.other)
+    ] + [
+        Call("POST", _page(w, *path).format(w.agreed, "sodium"), form=report, status=403),
+        # Made, then the plan it redirects to.
+        Call("POST", _page(w, *path).format(w.agreed, "walk"), form=report, status=200),
+    ]
+
+
+def _page_proposal_form(w: World) -> list[Call]:
+    return [Call("GET", _page(w, "contracts", w.agreed, "proposals"), status=200)] + [
+        Call("GET", _page(w, "contracts", c, "proposals"), status=404)
+        for c in (w.draft, w.restricted, w.other)
+    ]
+
+
+def _page_proposal(w: World) -> list[Call]:
+    wish = {"kind": "wish", "text": "Att få ringa.", "form_token": w.form_token}
+    walled = {**wish, "kind": "goal", "about": f"walled-goal-{w.tag}"}
+    return [
+        Call("POST", _page(w, "contracts", c, "proposals"), form=wish, status=404)
+        for c in (w.draft, w.restricted, w.other)
+    ] + [
+        Call("POST", _page(w, "contracts", w.agreed, "proposals"), form=walled, status=422),
+        Call("POST", _page(w, "contracts", w.agreed, "proposals"), form=wish, status=200),
+    ]
+
+
+def _page_relatives(w: World) -> list[Call]:
+    return [Call("GET", _page(w, "relatives"), status=200)]
+
+
+def _page_grant(w: World) -> list[Call]:
+    leave = {"kind": "personnummer", "number": unique_personnummer(), "until": "2099-01-01"}
+    return [Call("POST", _page(w, "relatives"), form={**leave, "form_token": w.form_token})]
+
+
+def _page_revoke_form(w: World) -> list[Call]:
+    return [Call("GET", _page(w, "relatives", w.others_leave, "revoke"), status=404)]
+
+
+def _page_revoke(w: World) -> list[Call]:
+    revoke = {"form_token": w.form_token}
+    return [Call("POST", _page(w, "relatives", w.others_leave, "revoke"), form=revoke, status=404)]
+
+
 def _fhir_act(operation: str, parameters: dict[str, str]) -> Calls:
     # On what is withheld from them, nothing is there; on their agreed contract's CarePlan
     # (shown to them) the act is made or refused, and answered with what they may see.
@@ -507,6 +592,20 @@ CALLS: dict[Route, Calls] = {
     ("POST", "/consents"): _grant_leave,
     ("GET", "/consents"): _leaves,
     ("POST", "/consents/{consent_id}/revoke"): _revoke_leave,
+    ("GET", "/patients/{patient}/plan/contracts/{contract_id}"): _page_contract,
+    ("POST", "/patients/{patient}/plan/contracts/{contract_id}"): _page_answer,
+    ("GET", "/patients/{patient}/plan/contracts/{contract_id}/activities/{key}/progress"): (
+        _page_progress_form
+    ),
+    ("POST", "/patients/{patient}/plan/contracts/{contract_id}/activities/{key}/progress"): (
+        _page_progress
+    ),
+    ("GET", "/patients/{patient}/plan/contracts/{contract_id}/proposals"): _page_proposal_form,
+    ("POST", "/patients/{patient}/plan/contracts/{contract_id}/proposals"): _page_proposal,
+    ("GET", "/patients/{patient}/plan/relatives"): _page_relatives,
+    ("POST", "/patients/{patient}/plan/relatives"): _page_grant,
+    ("GET", "/patients/{patient}/plan/relatives/{consent_id}/revoke"): _page_revoke_form,
+    ("POST", "/patients/{patient}/plan/relatives/{consent_id}/revoke"): _page_revoke,
     ("POST", "/fhir/CarePlan/{resource_id}/$sign"): _fhir_sign,
     ("POST", "/fhir/CarePlan/{resource_id}/$progress"): _fhir_act(
         "progress", {"activity": "walk", "status": "in-progress", "note": "Bra."}
@@ -682,7 +781,7 @@ def world(service: TestClient, issuer: TestIssuer) -> World:
     assert slot.status_code == 200, slot.text
     shown["Schedule"] = [slot.json()["schedule"]["reference"].split("/")[-1]]
     patient = f"personnummer|{mine}"
-    token = issuer.token("patient", patient=patient)
+    token = issuer.token("patient", patient=patient, subject="the-walled-patient")
     webhook = {**data["webhook"], "patient": {"kind": "personnummer", "value": mine}}
     webhooks = []
     for _ in range(2):
@@ -701,6 +800,7 @@ def world(service: TestClient, issuer: TestIssuer) -> World:
     others_leave = service.post("/consents", json=_leave(unique_personnummer()), headers=others)
     assert others_leave.status_code == 201, others_leave.text
     return World(
+        form_token=service.app.state.form_tokens.make("the-walled-patient"),
         relative_token=relative_token,
         others_leave=others_leave.json()["id"],
         patient=patient,

@@ -50,6 +50,19 @@ def test_production_requires_an_explicit_hapi(monkeypatch: pytest.MonkeyPatch) -
         Settings()
 
 
+def test_production_requires_the_form_key_replicas_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FHIR_SERVICE_ENVIRONMENT", "production")
+    monkeypatch.setenv("FHIR_SERVICE_HAPI_URL", "http://hapi:8080/fhir")
+
+    with pytest.raises(ValidationError, match="FHIR_SERVICE_FORM_SECRET must be set"):
+        Settings()
+    monkeypatch.setenv("FHIR_SERVICE_FORM_SECRET", "too short")
+    with pytest.raises(ValidationError, match="form_secret"):
+        Settings()
+    monkeypatch.setenv("FHIR_SERVICE_FORM_SECRET", "a-key-of-at-least-32-characters-0")
+    assert Settings().form_secret is not None
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

@@ -1,6 +1,7 @@
 """The patient acts on their own page in a real headless Chromium, by keyboard alone, against
 the service process and HAPI: answers the version put to them, says how an activity goes,
-proposes a change, gives a relative leave and takes it back.
+proposes a change, gives a relative leave and takes it back. Then the forms as no browser of
+the patient's would send them: from elsewhere, by someone else, stale, or malformed.
 
 Every page and every state on the way (the form, the form with its errors, the confirmation, the
 refusal) is checked by axe-core, with no violation allowed, and kept as a screenshot. What each
@@ -12,22 +13,29 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from playwright.sync_api import Browser, Locator, Page
 
-from tests.auth import TestIssuer
+from tests.auth import ISSUER, TestIssuer
 from tests.browser import axe_violations
+from tests.fhir_service.api.parties import Story
 from tests.support import unique_fodselsnummer, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 CLINIC = ZoneInfo("Europe/Stockholm")
+PAGES = Path(__file__).parents[3] / "fhir_service" / "api" / "templates"
+PAGE_TEXTS = PAGES / "plan-texts.json"
+TEMPLATES = sorted(PAGES.glob("*.html"))
 
 
 class Visit:
@@ -321,3 +329,204 @@ def test_every_page_reads_in_english_without_an_axe_violation(
     assert visit.page.locator("html").get_attribute("lang") == "en"
     assert visit.page.get_by_role("link", name="Back to my plan").count() == (1 if path else 0)
     visit.check(f"english{path.replace('/', '-')}")
+
+
+# The forms as a hostile or careless sender would post them, in the app, against HAPI ---------
+
+HTML = {"Accept": "text/html"}
+SENT_AS_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def _form_token(client: TestClient, url: str, headers: dict[str, str]) -> str:
+    shown = client.get(url, headers={**headers, **HTML})
+    assert shown.status_code == 200, shown.text
+    found = re.search(r'name="form_token" value="([0-9a-f]{64})"', shown.text)
+    assert found is not None, "the page has no form"
+    return found.group(1)
+
+
+def _post(
+    client: TestClient, url: str, headers: dict[str, str], fields: dict[str, str], **more: str
+) -> httpx.Response:
+    # As a browser is answered: a redirect is looked at, not followed blindly.
+    return client.post(
+        url,
+        content=urlencode(fields),
+        headers={**headers, **HTML, **SENT_AS_FORM, **more},
+        follow_redirects=False,
+    )
+
+
+def _refusals(hapi: str, subject: str, at_least: int) -> int:
+    """How many refusals of ``subject``'s are on record in HAPI, once there are ``at_least``
+    (or a minute has gone by)."""
+    deadline = time.monotonic() + 60
+    while True:
+        events = httpx.get(
+            f"{hapi}/AuditEvent",
+            params={"agent-identifier": f"{ISSUER}|{subject}", "outcome": "4"},
+        ).json()
+        found = len(events.get("entry", []))
+        if found >= at_least or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
+
+
+def test_a_form_not_sent_from_the_persons_own_page_is_refused_and_on_record(
+    story: Story, issuer: TestIssuer, conformance_loaded: str
+) -> None:
+    url = f"/patients/{story.patient_claim}/plan/contracts/{story.id}/activities/walk/progress"
+    token = _form_token(story.client, url, story.patient)
+    # The same patient signed in elsewhere (another subject) has a form token of its own.
+    other_subject = issuer.headers("patient", patient=story.patient_claim, subject="elsewhere")
+    others = _form_token(story.client, url, other_subject)
+    before = story.read()
+    report = {"status": "completed", "note": "Klart"}
+
+    refused = [
+        _post(story.client, url, story.patient, report),
+        _post(story.client, url, story.patient, {**report, "form_token": others}),
+        _post(story.client, url, story.patient, {**report, "form_token": "0" * 64}),
+        _post(
+            story.client,
+            url,
+            story.patient,
+            {**report, "form_token": token},
+            **{"Sec-Fetch-Site": "cross-site"},
+        ),
+    ]
+
+    for answer in refused:
+        assert answer.status_code == 403
+        assert answer.headers["content-type"].startswith("text/html")
+        assert "Formuläret har gått ut eller kom inte från din plan" in answer.text
+        # It says what to do: open the form again, in the reader's language.
+        assert f'href="{url}?lang=sv"' in answer.text.replace("%7C", "|")
+    assert story.read() == before
+    assert _refusals(conformance_loaded, story.patient_subject, 4) >= 4
+
+    sent = _post(story.client, url, story.patient, {**report, "form_token": token})
+    assert sent.status_code == 303, sent.text
+    assert sent.headers["location"].endswith("/plan?lang=sv&done=progress")
+    assert next(a for a in story.read()["activities"] if a["key"] == "walk")["status"] == (
+        "completed"
+    )
+
+
+def test_only_the_patient_is_offered_forms_and_only_the_patient_may_send_them(
+    story: Story, issuer: TestIssuer
+) -> None:
+    plan = f"/patients/{story.patient_claim}/plan"
+    progress = f"{plan}/contracts/{story.id}/activities/walk/progress"
+    granted = story.client.post(
+        "/consents",
+        json={
+            "relative": {"identifier": {"kind": "personnummer", "value": story.relative}},
+            "period": {"end": "2099-01-01T00:00:00Z"},
+            "may_report": True,
+        },
+        headers=story.patient,
+    )
+    assert granted.status_code == 201, granted.text
+    relative = issuer.headers(
+        "relative",
+        patient=story.patient_claim,
+        subject="relative-of-the-story",
+        fhirUser=granted.json()["fhir_user"],
+    )
+    before = story.read()
+
+    for reader in (story.ehr, relative):
+        page = story.client.get(plan, headers={**reader, **HTML})
+        assert page.status_code == 200, page.text
+        assert story.data["title"] in page.text
+        assert "Berätta hur det går" not in page.text
+        assert "närståendes tillgång" not in page.text
+    shown = story.client.get(progress, headers={**relative, **HTML})
+    assert shown.status_code == 200
+    assert "form_token" not in shown.text
+    # Even a form token of their own (say, kept from a page shown in error) acts for nobody
+    # but the patient.
+    token = story.client.app.state.form_tokens.make("relative-of-the-story")
+    sent = _post(story.client, progress, relative, {"status": "completed", "form_token": token})
+
+    assert sent.status_code == 403
+    assert "Det här kan du inte göra här" in sent.text
+    assert story.read() == before
+    # Another patient's page is not theirs to open, whatever the address says.
+    someone = f"/patients/personnummer|{unique_personnummer()}/plan"
+    assert story.client.get(someone, headers={**story.patient, **HTML}).status_code == 403
+
+
+def test_an_answer_to_a_version_that_changed_meanwhile_asks_to_read_it_again(
+    story: Story, issuer: TestIssuer
+) -> None:
+    revised = story.post("revise", story.ehr, story.agreed["version"]).json()
+    proposed = story.post("propose", story.ehr, revised["version"]).json()
+    url = f"/patients/{story.patient_claim}/plan/contracts/{story.id}"
+    token = _form_token(story.client, url, story.patient)
+    # The unit puts it to the patient again while the patient reads: a new version.
+    again = story.post("propose", story.ehr, proposed["version"])
+    assert again.status_code == 200, again.text
+    before = story.read()
+
+    answer = {"decision": "agree", "version": str(proposed["version"]), "form_token": token}
+    sent = _post(story.client, url, story.patient, answer)
+
+    assert sent.status_code in (409, 412)
+    assert "Kontraktet har ändrats sedan du öppnade sidan" in sent.text
+    assert "Öppna sidan igen" in sent.text
+    assert story.read() == before
+    # Read again, the same answer goes through.
+    token = _form_token(story.client, url, story.patient)
+    fresh = {**answer, "version": str(again.json()["version"]), "form_token": token}
+    assert _post(story.client, url, story.patient, fresh).status_code == 303
+    # Nothing of the terms changed in the revision: the clinician's signature still holds,
+    # and the patient's own makes the contract agreed again.
+    after = story.read()
+    assert after["status"] == "agreed"
+    agreed = {a["party"]: a["agreed_at"] for a in after["agreements"]}
+    assert agreed["patient"] > max(a["agreed_at"] for a in story.agreed["agreements"])
+
+
+def test_a_form_the_browser_would_not_send_is_said_at_each_field_and_nothing_written(
+    story: Story,
+) -> None:
+    url = f"/patients/{story.patient_claim}/plan/contracts/{story.id}/activities/walk/progress"
+    token = _form_token(story.client, url, story.patient)
+    before = story.read()
+
+    sent = _post(
+        story.client,
+        url,
+        story.patient,
+        {"status": "cancelled", "note": "x" * 501, "on": "31/12", "form_token": token},
+        **{"Accept-Language": "en"},
+    )
+
+    assert sent.status_code == 422
+    assert sent.text.count('aria-invalid="true"') == 3
+    assert "Choose how the activity is going" in sent.text
+    assert "The note can be at most 500 characters" in sent.text
+    assert "Write the date as year-month-day" in sent.text
+    # What was typed stays, to be corrected rather than typed again.
+    assert "x" * 501 in sent.text
+    assert story.read() == before
+    # A form whose own fields were tampered with is no person's mistake: refused whole.
+    url = f"/patients/{story.patient_claim}/plan/relatives"
+    token = _form_token(story.client, url, story.patient)
+    broken = {"kind": "hsa-id", "number": story.relative, "until": "2099-01-01"}
+    refused = _post(story.client, url, story.patient, {**broken, "form_token": token})
+    assert refused.status_code == 422
+    assert "Något i formuläret kunde inte tas emot" in refused.text
+    leaves = story.client.get("/consents", headers=story.patient).json()
+    assert leaves == []
+
+
+def test_every_text_of_the_pages_is_there_in_every_language() -> None:
+    texts = json.loads((PAGE_TEXTS).read_text("utf-8"))
+    names = {language: set(texts[language]) for language in ("sv", "nb", "en")}
+
+    assert names["sv"] == names["nb"] == names["en"]
+    used = set(re.findall(r"\bt\.(\w+)", "".join(p.read_text() for p in TEMPLATES)))
+    assert used - names["en"] == set()
