@@ -159,6 +159,11 @@ RULES[fhir_route("propose", "CarePlan")] = RULES["propose_contract"]
 RULES[fhir_route("sign", "CarePlan")] = RULES["sign_contract"]
 RULES[fhir_route("progress", "CarePlan")] = RULES["report_progress"]
 RULES[fhir_route("proposal", "CarePlan")] = RULES["add_proposal"]
+# The patient's leaves for relatives, as the FHIR Consents they are.
+RULES[fhir_route("search", "Consent")] = RULES["list_consents"]
+RULES[fhir_route("read", "Consent")] = Protected(Requirement("Consent", "r"), Interaction.READ)
+RULES[fhir_route("create", "Consent")] = RULES["grant_consent"]
+RULES[fhir_route("update", "Consent")] = RULES["revoke_consent"]
 
 
 def rule_for(route_name: str) -> Protected | Public | None:

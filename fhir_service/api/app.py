@@ -28,6 +28,7 @@ from fhir_service.api import (
 )
 from fhir_service.api.activity import Activity
 from fhir_service.api.fhir import conformance as fhir_conformance
+from fhir_service.api.fhir import consents as fhir_consents
 from fhir_service.api.fhir import routes as fhir_routes
 from fhir_service.api.fhir import scheduling as fhir_scheduling
 from fhir_service.api.fhir import transactions as fhir_transactions
@@ -114,6 +115,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(smart.router)
     app.include_router(fhir_conformance.router)
     app.include_router(fhir_scheduling.router)
+    app.include_router(fhir_consents.router)
     app.include_router(fhir_routes.router)
     app.include_router(fhir_transactions.router)
     app.include_router(fhir_writes.router)

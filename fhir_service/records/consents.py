@@ -14,7 +14,7 @@ request: a grant revoked or run out stops the next request.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,6 +66,8 @@ class Grant:
     end: datetime
     may_report: bool
     active: bool
+    record: Resource = field(default_factory=dict, compare=False, repr=False)
+    """The Consent as stored in HAPI: what the FHIR endpoint answers."""
 
 
 class CallerConsents:
@@ -82,9 +84,12 @@ class CallerConsents:
         name: Name | None,
         period: tuple[datetime | None, datetime],
         may_report: bool,
+        *,
+        named: Resource | None = None,
     ) -> Grant:
         """Let ``relative`` read the patient's plan from ``period[0]`` (None: now) until
-        ``period[1]`` (and report on the activities they own when ``may_report``)."""
+        ``period[1]`` (and report on the activities they own when ``may_report``). ``named``
+        is the patient a FHIR Consent names, when it names one: it must be the caller."""
         start, end = period[0] or datetime.now(UTC), period[1]
         problems = []
         if relative.kind not in _PERSON_KINDS:
@@ -98,6 +103,10 @@ class CallerConsents:
         if problems:
             raise UnprocessableError("the leave is not complete", problems)
         patient_ref = await self._patient_reference()
+        if named is not None and not self._is_caller(named, patient_ref):
+            # A leave is the patient's own to give: never on another patient's behalf.
+            self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
+            raise AccessDeniedError(Denial.OUTSIDE_COMPARTMENT)
         person_url = f"urn:uuid:{uuid.uuid4()}"
         person: Resource = {
             "resourceType": "RelatedPerson",
@@ -144,6 +153,57 @@ class CallerConsents:
 
     async def all(self) -> list[Grant]:
         """Every leave the patient granted, in force or not, newest first."""
+        return (await self._leaves())[0]
+
+    async def bundle(self) -> Resource:
+        """Every leave the patient granted, as the FHIR searchset of their Consents (newest
+        first), with the RelatedPerson each names included."""
+        grants, people = await self._leaves()
+        named = {g.related_person for g in grants}
+        entries = [
+            {
+                "fullUrl": f"{self.hapi.base_url}/Consent/{g.id}",
+                "resource": g.record,
+                "search": {"mode": "match"},
+            }
+            for g in grants
+        ] + [
+            {
+                "fullUrl": f"{self.hapi.base_url}/{reference}",
+                "resource": person,
+                "search": {"mode": "include"},
+            }
+            for reference, person in people.items()
+            if reference in named
+        ]
+        return {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": len(grants),
+            "entry": entries,
+        }
+
+    async def record(self, consent_id: str) -> Resource:
+        """The leave ``consent_id`` as its Consent; another patient's is not there."""
+        return await self._own(consent_id)
+
+    async def relative_named(self, related_person: str) -> Identifier:
+        """The national identifier of ``RelatedPerson/<id>``, a relative of this patient's
+        (a leave is given again to someone given one before); another's is not there."""
+        patient_ref = await self._patient_reference()
+        kind, _, rid = related_person.partition("/")
+        person: Resource = {}
+        if kind == "RelatedPerson" and rid:
+            try:
+                person = await self.hapi.read("RelatedPerson", rid)
+            except RecordNotFoundError:
+                person = {}
+        identifier = _identifier_of(person)
+        if person.get("patient", {}).get("reference") != patient_ref or identifier is None:
+            raise RecordNotFoundError(f"no relative {related_person!r} of yours")
+        return identifier
+
+    async def _leaves(self) -> tuple[list[Grant], dict[str, Resource]]:
         patient_ref = await self._patient_reference()
         found = await self.hapi.search(
             "Consent",
@@ -155,7 +215,7 @@ class CallerConsents:
             for r in found.resources
             if _is(r, "Consent")
         )
-        return [g for g in grants if g is not None]
+        return [g for g in grants if g is not None], people
 
     async def revoke(self, consent_id: str) -> Grant:
         """End the leave ``consent_id`` now: the relative's next request is refused."""
@@ -177,6 +237,21 @@ class CallerConsents:
             self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
             raise RecordNotFoundError(f"no leave {consent_id!r} of yours")
         return consent
+
+    def _is_caller(self, named: Resource, patient_ref: str) -> bool:
+        """Whether a FHIR Reference ``named`` names the caller, by id or by identifier."""
+        reference = named.get("reference")
+        if isinstance(reference, str):
+            # Relative (Patient/<id>) or absolute (a base URL before it), without a version.
+            plain = reference.split("/_history/")[0]
+            if plain != patient_ref and not plain.endswith(f"/{patient_ref}"):
+                return False
+        identifier = named.get("identifier")
+        if isinstance(identifier, dict):
+            return _identifiers_of({"identifier": [identifier]}) == [
+                self.access.compartment.patient
+            ]
+        return isinstance(reference, str)
 
     async def _patient_reference(self) -> str:
         """``Patient/<id>`` of the caller, who must be the patient themselves."""
@@ -256,6 +331,7 @@ def _grant_of(consent: Resource, relative: Identifier | None) -> Grant | None:
         end=end,
         may_report="correct" in codes,
         active=consent.get("status") == "active" and start <= now < end,
+        record=consent,
     )
 
 

@@ -477,6 +477,41 @@ def _page_revoke(w: World) -> list[Call]:
     return [Call("POST", _page(w, "relatives", w.others_leave, "revoke"), form=revoke, status=404)]
 
 
+def _fhir_leaves(w: World) -> list[Call]:
+    return [Call("GET", "/fhir/Consent", status=200)]
+
+
+def _fhir_leave(w: World) -> list[Call]:
+    return [Call("GET", f"/fhir/Consent/{w.others_leave}", status=404)]
+
+
+def _fhir_grant(w: World) -> list[Call]:
+    consent = {
+        "resourceType": "Consent",
+        "provision": {
+            "period": {"end": "2099-01-01"},
+            "actor": [
+                {
+                    "reference": {
+                        "identifier": {
+                            "system": system_for(IdentifierKind.PERSONNUMMER),
+                            "value": unique_personnummer(),
+                        }
+                    }
+                }
+            ],
+        },
+    }
+    return [Call("POST", "/fhir/Consent", body=consent, headers=FHIR_JSON, status=201)]
+
+
+def _fhir_revoke(w: World) -> list[Call]:
+    # Another patient's leave is not there for them, whatever the body says.
+    consent = {"resourceType": "Consent", "id": w.others_leave, "status": "inactive"}
+    path = f"/fhir/Consent/{w.others_leave}"
+    return [Call("PUT", path, body=consent, headers=FHIR_JSON, status=404)]
+
+
 def _fhir_act(operation: str, parameters: dict[str, str]) -> Calls:
     # On what is withheld from them, nothing is there; on their agreed contract's CarePlan
     # (shown to them) the act is made or refused, and answered with what they may see.
@@ -607,6 +642,10 @@ CALLS: dict[Route, Calls] = {
     ("GET", "/patients/{patient}/plan/relatives/{consent_id}/revoke"): _page_revoke_form,
     ("POST", "/patients/{patient}/plan/relatives/{consent_id}/revoke"): _page_revoke,
     ("POST", "/fhir/CarePlan/{resource_id}/$sign"): _fhir_sign,
+    ("GET", "/fhir/Consent"): _fhir_leaves,
+    ("GET", "/fhir/Consent/{consent_id}"): _fhir_leave,
+    ("POST", "/fhir/Consent"): _fhir_grant,
+    ("PUT", "/fhir/Consent/{consent_id}"): _fhir_revoke,
     ("POST", "/fhir/CarePlan/{resource_id}/$progress"): _fhir_act(
         "progress", {"activity": "walk", "status": "in-progress", "note": "Bra."}
     ),

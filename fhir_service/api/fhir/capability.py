@@ -133,6 +133,18 @@ def statement_from(
         if operations:
             entry["operation"] = operations
         resources.append(entry)
+    # The patient's leaves for relatives (api/fhir/consents.py).
+    resources.append(
+        {
+            "type": "Consent",
+            "interaction": [{"code": c} for c in ("read", "search-type", "create", "update")],
+            "documentation": "The patient's leaves for relatives, for the patient's own token: "
+            "search and read their own; create one naming the relative in provision.actor (a "
+            "national identifier, or RelatedPerson/<id>), provision.period and provision.action "
+            "(access; correct lets the relative report on their own activities); revoke one by "
+            "updating its status to inactive.",
+        }
+    )
     # Our conformance resources, for validators: read by id, found by canonical url.
     resources += [
         {

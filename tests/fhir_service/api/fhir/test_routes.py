@@ -391,6 +391,8 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
         "HealthcareService",
         "Schedule",
         "Slot",
+        # The patient's leaves for relatives.
+        "Consent",
         # Our conformance resources, for validators.
         "CodeSystem",
         "ConceptMap",
@@ -404,6 +406,12 @@ def test_the_capability_statement_lists_exactly_what_is_offered(
         "search-type",
     }
     assert "interaction" not in resources["Bundle"]  # only $validate: nothing is stored
+    assert {i["code"] for i in resources["Consent"]["interaction"]} == {
+        "read",
+        "search-type",
+        "create",
+        "update",
+    }
     assert {i["code"] for i in resources["CarePlan"]["interaction"]} == {
         "read",
         "vread",
