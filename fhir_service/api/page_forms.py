@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 
 from fhir_service.api.plan_page import CLINIC_TIME
 from fhir_service.contract import (
+    REPORTED,
     ActivityStatus,
     Contract,
     Identifier,
@@ -21,7 +22,6 @@ from fhir_service.contract import (
     Name,
     ProposalKind,
 )
-from fhir_service.contract.lifecycle import REPORTED
 from fhir_service.errors import UnprocessableError
 from fhir_service.records import Decision, ProgressAsked, ProposalAsked
 

@@ -32,16 +32,19 @@ from fhir_service.api.languages import (
     negotiated_language,
 )
 from fhir_service.api.plan_page import CLINIC_TIME, PAGE_HEADERS, page_texts, render_page
-from fhir_service.contract import Contract, Identifier, awaits_patient
-from fhir_service.contract.lifecycle import (
+from fhir_service.contract import (
+    PLAN_STATUSES,
+    Contract,
+    ContractStatus,
+    Identifier,
     IllegalTransitionError,
     NotInForceError,
     NotPutToPatientError,
     TooManyOpenError,
+    awaits_patient,
 )
-from fhir_service.contract.plan import PLAN_STATUSES
 from fhir_service.mapping import Language
-from fhir_service.records import Grant
+from fhir_service.records import Decision, Grant
 from fhir_service.security import AccessDeniedError, Denial, identifier_named
 
 __all__ = [
@@ -200,8 +203,14 @@ async def answer(
         shown = await contracts.read(contract_id)
         context = _terms(page, shown.contract, shown.withheld)
         return page.form_again("contract.html", problems, values=form, **context)
-    await contracts.sign(contract_id, asked.decision, asked.comment, f'W/"{asked.version}"')
-    return page.after("agreed" if asked.decision == "agree" else "declined")
+    written = await contracts.sign(
+        contract_id, asked.decision, asked.comment, f'W/"{asked.version}"'
+    )
+    if asked.decision is Decision.DECLINE:
+        return page.after("declined")
+    # The second signature of the version makes it the agreement: say which this was.
+    in_force = written.contract.status is ContractStatus.AGREED
+    return page.after("in_force" if in_force else "agreed")
 
 
 def _terms(page: Page, contract: Contract, withheld: bool) -> dict[str, Any]:

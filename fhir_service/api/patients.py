@@ -29,7 +29,7 @@ _PROBLEM: dict[str, Any] = {"content": {PROBLEM_JSON: {}}}
 
 # The plan is one answer in two forms (JSON, HTML) and in three languages.
 _VARY = ("Accept",)
-_DONE = ("agreed", "declined", "progress", "proposal")
+_DONE = ("agreed", "in_force", "declined", "progress", "proposal")
 
 
 class PlanView(CoherentPlan):

@@ -5,7 +5,13 @@ Import what you need from here: ``from fhir_service.contract import Contract, Co
 
 from fhir_service.contract.disclosure import disclose
 from fhir_service.contract.identifiers import IdentifierKind, InvalidIdentifierError
-from fhir_service.contract.lifecycle import IllegalTransitionError
+from fhir_service.contract.lifecycle import (
+    REPORTED,
+    IllegalTransitionError,
+    NotInForceError,
+    NotPutToPatientError,
+    TooManyOpenError,
+)
 from fhir_service.contract.model import (
     Activity,
     AgreedTime,
@@ -31,7 +37,13 @@ from fhir_service.contract.model import (
     Signature,
     Text,
 )
-from fhir_service.contract.plan import CoherentPlan, PlannedTime, awaits_patient, coherent_plan
+from fhir_service.contract.plan import (
+    PLAN_STATUSES,
+    CoherentPlan,
+    PlannedTime,
+    awaits_patient,
+    coherent_plan,
+)
 from fhir_service.contract.problems import described, json_path
 from fhir_service.contract.vocabulary import (
     ActivityOwner,
@@ -49,6 +61,8 @@ from fhir_service.contract.vocabulary import (
 )
 
 __all__ = [
+    "PLAN_STATUSES",
+    "REPORTED",
     "Activity",
     "ActivityOwner",
     "ActivityStatus",
@@ -72,6 +86,8 @@ __all__ = [
     "IllegalTransitionError",
     "InvalidIdentifierError",
     "Name",
+    "NotInForceError",
+    "NotPutToPatientError",
     "Organization",
     "OrganizationKind",
     "Patient",
@@ -89,6 +105,7 @@ __all__ = [
     "ShortText",
     "Signature",
     "Text",
+    "TooManyOpenError",
     "awaits_patient",
     "coherent_plan",
     "described",

@@ -29,7 +29,7 @@ from fhir_service.api.fhir.outcomes import FHIR_JSON
 from fhir_service.api.plan_page import CLINIC_TIME
 from fhir_service.contract import Identifier, Name
 from fhir_service.errors import Issue, UnprocessableError, issue
-from fhir_service.mapping.identifier_systems import kind_for
+from fhir_service.mapping import kind_for
 
 __all__ = ["router"]
 

@@ -480,7 +480,10 @@ def test_an_answer_to_a_version_that_changed_meanwhile_asks_to_read_it_again(
     # Read again, the same answer goes through.
     token = _form_token(story.client, url, story.patient)
     fresh = {**answer, "version": str(again.json()["version"]), "form_token": token}
-    assert _post(story.client, url, story.patient, fresh).status_code == 303
+    agreed = _post(story.client, url, story.patient, fresh)
+    assert agreed.status_code == 303
+    # The patient is told that this signature made the contract hold.
+    assert agreed.headers["location"].endswith("/plan?lang=sv&done=in_force")
     # Nothing of the terms changed in the revision: the clinician's signature still holds,
     # and the patient's own makes the contract agreed again.
     after = story.read()
