@@ -47,6 +47,7 @@ from fhir_service.fhir import ConflictError, HapiClient
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import key_of
 from fhir_service.mapping.provenance import change_entry
+from fhir_service.mapping.stored import resolved
 from fhir_service.mapping.time_types import TimeType, UnknownTimeTypeError, time_type, time_types
 from fhir_service.mapping.to_fhir import agreed_time_bundle
 from fhir_service.security.access import Compartment
@@ -211,6 +212,9 @@ class BookingService(Slots):
             {"reference": f"Slot/{s.id}"} for s in (take, free) if s is not None
         ]
         bundle["entry"].append(provenance)
+        # The contract was just read with the records its time names: name them by id, not
+        # by a conditional create HAPI would search for.
+        bundle = resolved(bundle, (e["resource"] for e in stored.bundle.get("entry", [])))
         try:
             await self.hapi.transaction(bundle)
         except ConflictError as exc:

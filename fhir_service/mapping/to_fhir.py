@@ -133,8 +133,9 @@ def agreed_time_bundle(contract: Contract, key: str, *, server_id: str, version:
 
     Its Appointment is written by ``server_id`` only if it is still at ``version`` (so a
     concurrent change fails the whole transaction with 409), beside the shared records it names
-    (conditional creates, no-ops when they exist). The CarePlan is not written: booking a time
-    the contract holds changes the time, not what was agreed.
+    (conditional creates, no-ops when they exist, which `fhir_service.mapping.stored.resolved`
+    names by id where a read found them). The CarePlan is not written: booking a time the
+    contract holds changes the time, not what was agreed.
     """
     time = next((t for t in contract.agreed_times if t.key == key), None)
     if time is None:

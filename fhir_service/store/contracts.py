@@ -35,6 +35,7 @@ from fhir_service.fhir import ConflictError
 from fhir_service.mapping import urls
 from fhir_service.mapping.provenance import Author, change_entry, signature_entry
 from fhir_service.mapping.sent import carried_over, is_record
+from fhir_service.mapping.stored import resolved
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.security.access import AccessDeniedError, Denial
 from fhir_service.store.errors import (
@@ -119,7 +120,7 @@ class ContractStore(ContractReads):
         (:class:`StaleVersionError`), since the CarePlan is written at the version read.
         """
         stored = read or await self._search_one(contract.id, by)
-        current, careplan_id = stored.contract, stored.careplan_id
+        current = stored.contract
         self._check(current, expected_version)
         if by is not None and not by.compartment.allows(contract):
             raise AccessDeniedError(Denial.OUTSIDE_COMPARTMENT)
@@ -144,7 +145,7 @@ class ContractStore(ContractReads):
         if contract.sent is None:
             # Changed through the JSON facade: what the sender wrote beyond it stays.
             contract = contract.model_copy(update={"sent": carried_over(current.sent or {})})
-        return await self._write(contract, current, careplan_id, by, "update")
+        return await self._write(contract, stored, by, "update")
 
     async def step(
         self,
@@ -251,7 +252,7 @@ class ContractStore(ContractReads):
             author=by.author,
         )
         if signed.status is ContractStatus.AGREED:
-            return await self._write(signed, current, stored.careplan_id, by, "agree", [entry])
+            return await self._write(signed, stored, by, "agree", [entry])
         await self.hapi.transaction(
             {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}, idempotent=True
         )
@@ -260,13 +261,7 @@ class ContractStore(ContractReads):
         if again.contract.version != current.version or not both:
             return again.contract.model_copy(update={"sent": None})
         try:
-            return await self._write(
-                lifecycle.sign(again.contract, signature),
-                again.contract,
-                again.careplan_id,
-                by,
-                "agree",
-            )
+            return await self._write(lifecycle.sign(again.contract, signature), again, by, "agree")
         except StaleVersionError:
             return await self.read(contract_id)
 
@@ -334,7 +329,7 @@ class ContractStore(ContractReads):
             if check is not None:
                 check(current)
             try:
-                return await self._write(step(current), current, stored.careplan_id, by, activity)
+                return await self._write(step(current), stored, by, activity)
             except StaleVersionError:
                 if expected_version is not None or attempt == _CONFLICT_ATTEMPTS:
                     raise
@@ -352,7 +347,7 @@ class ContractStore(ContractReads):
         stored = read or await self._search_one(contract_id, by)
         current = stored.contract
         self._check(current, expected_version)
-        return await self._write(step(current), current, stored.careplan_id, by, activity)
+        return await self._write(step(current), stored, by, activity)
 
     def _check(self, current: Contract, expected_version: int) -> None:
         if current.version != expected_version:
@@ -361,19 +356,21 @@ class ContractStore(ContractReads):
     async def _write(
         self,
         new: Contract,
-        current: Contract,
-        careplan_id: str,
+        stored: StoredContract,
         by: Change | None,
         activity: str,
         also: list[dict[str, Any]] | None = None,
     ) -> Contract:
+        current = stored.contract
         bundle = contract_to_bundle(
-            new, self.language, if_version=(careplan_id, version_of(current))
+            new, self.language, if_version=(stored.careplan_id, version_of(current))
         )
         bundle["entry"] += also or []
         if by is not None:
             bundle["entry"].append(_change(bundle, new, by.author, activity, created=False))
         bundle["entry"] += _removals(current, new)
+        # The records the read found are named by id: HAPI searches for none of them.
+        bundle = resolved(bundle, (e["resource"] for e in stored.bundle.get("entry", [])))
         for attempt in range(1, _CONFLICT_ATTEMPTS + 1):
             try:
                 response = await self.hapi.transaction(bundle, idempotent=True)

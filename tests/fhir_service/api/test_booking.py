@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 import uuid
 from collections import Counter
@@ -522,3 +523,66 @@ def test_a_time_withheld_from_a_patient_is_to_them_as_a_time_that_does_not_exist
     after = service.get(f"/contracts/{contract.id}", headers=clinic).json()["agreed_times"]
     assert after == before
     assert [_slot(service, clinic, s)["status"] for s in slots] == ["busy", "free", "free"]
+
+
+def _searches(bundle: dict[str, Any]) -> list[str]:
+    """What HAPI would search for to run ``bundle``: conditional creates and updates, and
+    references by search (``Patient?identifier=...``)."""
+    found = []
+    for entry in bundle["entry"]:
+        request = entry["request"]
+        if "ifNoneExist" in request and not request["ifNoneExist"].startswith("_tag="):
+            found.append(f"{request['url']}?{request['ifNoneExist']}")
+        if "?" in request["url"]:
+            found.append(request["url"])
+        found += re.findall(r'"reference": "([^"]*\?[^"]*)"', json.dumps(entry))
+    return found
+
+
+def test_a_booking_and_a_revision_name_what_the_read_found_by_id_and_search_for_none(
+    service: TestClient,
+    clinic: dict[str, str],
+    platform: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hapi = service.app.state.service.hapi  # type: ignore[attr-defined]
+    slots = publish(service, clinic, [next(far_hours())])
+    contract = contract_with_times(service, clinic, agreed=True)
+    sent: list[dict[str, Any]] = []
+    transaction = hapi.transaction
+
+    async def recorded(bundle: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        sent.append(json.loads(json.dumps(bundle)))
+        return await transaction(bundle, *args, **kwargs)
+
+    monkeypatch.setattr(hapi, "transaction", recorded)
+    appointments = f"/fhir/Appointment?patient.identifier={_system()}|{_number(contract)}"
+    before = service.get(appointments, headers=clinic)
+
+    booked = _book(service, platform, contract.id, "nurse-0", slots[0])
+    version = service.get(f"/contracts/{contract.id}", headers=clinic).json()["version"]
+    revised = service.post(
+        f"/contracts/{contract.id}/revise", headers={**clinic, "If-Match": f'W/"{version}"'}
+    )
+
+    assert booked.status_code == 200, booked.text
+    assert revised.status_code == 200, revised.text
+    assert [_searches(bundle) for bundle in sent] == [[], []]
+    # The same records are named as before: none was made again.
+    after = service.get(appointments, headers=clinic)
+    assert _actors(after.json()) == _actors(before.json())
+
+
+def _system() -> str:
+    return "http://electronichealth.se/identifier/personnummer"
+
+
+def _number(contract: Contract) -> str:
+    return contract.patient.identifier.value
+
+
+def _actors(bundle: dict[str, Any]) -> list[list[str]]:
+    return sorted(
+        sorted(p["actor"]["reference"] for p in e["resource"]["participant"])
+        for e in bundle["entry"]
+    )
