@@ -34,6 +34,7 @@ from fhir_service.api.languages import (
 from fhir_service.api.plan_page import CLINIC_TIME, PAGE_HEADERS, page_texts, render_page
 from fhir_service.contract import (
     PLAN_STATUSES,
+    ActivityOwner,
     Contract,
     ContractStatus,
     Identifier,
@@ -75,14 +76,16 @@ ConsentPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 
 @dataclass(frozen=True)
 class Page:
-    """One request for a page of the patient's: in which language, whose, and whether the
-    reader is that patient (only they act: a relative or a care unit reads)."""
+    """One request for a page of the patient's: in which language, whose, whether the reader
+    is that patient (who acts; a care unit reads), and the relative reading it, when their
+    leave lets them say how their own activities go (``reports_for``)."""
 
     language: Language
     patient: Identifier | None
     base: str
     path: str
     acts: bool
+    reports_for: Identifier | None
     form_token: str
     booking_link: str | None
 
@@ -95,6 +98,7 @@ class Page:
             base=self.base,
             booking_link=self.booking_link,
             acts=self.acts,
+            reports_for=self.reports_for,
             form_token=self.form_token,
             **context,
         )
@@ -136,6 +140,7 @@ async def _page(
 ) -> Page:
     identifier = identifier_named(patient, patient=True)
     language = negotiated_language(lang, accept_language)
+    leave = access.leave
     tokens: FormTokens = request.app.state.form_tokens
     page = Page(
         language=language,
@@ -145,6 +150,7 @@ async def _page(
         acts=identifier is not None
         and access.compartment.patient == identifier
         and access.leave is None,
+        reports_for=leave.relative if leave is not None and leave.may_report else None,
         form_token=tokens.make(access.principal.subject),
         booking_link=request.app.state.settings.booking_link,
     )
@@ -163,20 +169,31 @@ async def _page(
 PageDep = Annotated[Page, Depends(_page)]
 
 
-async def _form(request: Request, page: PageDep, access: AccessDep) -> page_forms.Fields:
-    """The posted form's fields, once it is known to come from this person's own page."""
+async def _fields(request: Request, access: AccessDep, acts: bool) -> page_forms.Fields:
+    """The posted form's fields, once it is known to come from this person's own page, and
+    from a person who ``acts`` here."""
     tokens: FormTokens = request.app.state.form_tokens
     fields = page_forms.fields_of(await request.body())
     from_elsewhere = request.headers.get("sec-fetch-site") == "cross-site"
     mine = tokens.holds(fields.get("form_token", ""), access.principal.subject)
-    if from_elsewhere or not mine or not page.acts:
+    if from_elsewhere or not mine or not acts:
         raise AccessDeniedError(
             Denial.ONLY_THE_PATIENT_ACTS if mine and not from_elsewhere else Denial.NOT_FROM_PAGE
         )
     return fields
 
 
+async def _form(request: Request, page: PageDep, access: AccessDep) -> page_forms.Fields:
+    return await _fields(request, access, page.acts)
+
+
+async def _report(request: Request, page: PageDep, access: AccessDep) -> page_forms.Fields:
+    # How an activity goes is the relative's to say too, of their own, when the leave allows.
+    return await _fields(request, access, page.acts or page.reports_for is not None)
+
+
 FormDep = Annotated[page_forms.Fields, Depends(_form)]
+ReportDep = Annotated[page_forms.Fields, Depends(_report)]
 
 router = APIRouter(prefix="/patients/{patient}/plan", include_in_schema=False)
 
@@ -232,7 +249,11 @@ async def progress_page(
 
 @router.post("/contracts/{contract_id}/activities/{key}/progress", name="page_progress")
 async def report_progress(
-    contract_id: ContractPath, key: KeyPath, page: PageDep, form: FormDep, contracts: ContractsDep
+    contract_id: ContractPath,
+    key: KeyPath,
+    page: PageDep,
+    form: ReportDep,
+    contracts: ContractsDep,
 ) -> Response:
     """Say how the activity goes; the care sees it at once."""
     asked, problems = page_forms.progress(form, contract_id, key, page.today)
@@ -251,10 +272,18 @@ def _activity(page: Page, contract: Contract, key: str) -> dict[str, Any]:
         raise errors.RecordNotFoundError(f"the contract has no activity {key}")
     if contract.status not in PLAN_STATUSES:
         raise NotInForceError(contract.status)
+    named = next((r for r in contract.relatives if r.key == activity.relative), None)
+    relative = None if named is None else named.identifier
+    theirs = (page.acts and activity.owner is ActivityOwner.PATIENT) or (
+        activity.owner is ActivityOwner.RELATIVE
+        and page.reports_for is not None
+        and relative == page.reports_for
+    )
     return {
         "contract": contract,
         "activity": activity,
         "statuses": page_forms.REPORTED_STATUSES,
+        "theirs": theirs,
     }
 
 

@@ -84,6 +84,11 @@ class PlannedActivity(Activity):
     relative_name: Name | None = Field(
         default=None, description="The relative who carries it out, when the owner is one."
     )
+    relative_identifier: Identifier | None = Field(
+        default=None,
+        description="That relative's national identifier, when the contract names it: the "
+        "relative whose leave lets them report on it.",
+    )
 
 
 class ActivityGroup(_Model):
@@ -235,6 +240,10 @@ def _summary(contract: Contract) -> ContractSummary:
 
 
 def _activity(contract: Contract, activity: Activity) -> PlannedActivity:
-    relatives = {r.key: r.name for r in contract.relatives}
-    name = relatives.get(activity.relative) if activity.relative else None
-    return PlannedActivity(**activity.model_dump(), contract_id=contract.id, relative_name=name)
+    relative = next((r for r in contract.relatives if r.key == activity.relative), None)
+    return PlannedActivity(
+        **activity.model_dump(),
+        contract_id=contract.id,
+        relative_name=None if relative is None else relative.name,
+        relative_identifier=None if relative is None else relative.identifier,
+    )

@@ -413,27 +413,31 @@ def test_a_form_not_sent_from_the_persons_own_page_is_refused_and_on_record(
     )
 
 
-def test_only_the_patient_is_offered_forms_and_only_the_patient_may_send_them(
-    story: Story, issuer: TestIssuer
-) -> None:
-    plan = f"/patients/{story.patient_claim}/plan"
-    progress = f"{plan}/contracts/{story.id}/activities/walk/progress"
+def _relative_with_leave(story: Story, issuer: TestIssuer, *, may_report: bool) -> dict[str, str]:
     granted = story.client.post(
         "/consents",
         json={
             "relative": {"identifier": {"kind": "personnummer", "value": story.relative}},
             "period": {"end": "2099-01-01T00:00:00Z"},
-            "may_report": True,
+            "may_report": may_report,
         },
         headers=story.patient,
     )
     assert granted.status_code == 201, granted.text
-    relative = issuer.headers(
+    return issuer.headers(
         "relative",
         patient=story.patient_claim,
         subject="relative-of-the-story",
         fhirUser=granted.json()["fhir_user"],
     )
+
+
+def test_a_care_unit_and_a_relative_read_the_page_and_only_the_patient_acts_on_it(
+    story: Story, issuer: TestIssuer
+) -> None:
+    plan = f"/patients/{story.patient_claim}/plan"
+    progress = f"{plan}/contracts/{story.id}/activities/walk/progress"
+    relative = _relative_with_leave(story, issuer, may_report=False)
     before = story.read()
 
     for reader in (story.ehr, relative):
@@ -456,6 +460,40 @@ def test_only_the_patient_is_offered_forms_and_only_the_patient_may_send_them(
     # Another patient's page is not theirs to open, whatever the address says.
     someone = f"/patients/personnummer|{unique_personnummer()}/plan"
     assert story.client.get(someone, headers={**story.patient, **HTML}).status_code == 403
+
+
+def test_a_relative_whose_leave_allows_it_says_how_their_own_activity_goes_and_no_other(
+    story: Story, issuer: TestIssuer
+) -> None:
+    relative = _relative_with_leave(story, issuer, may_report=True)
+    theirs = next(a for a in story.data["activities"] if a["owner"] == "relative")
+    plan = f"/patients/{story.patient_claim}/plan"
+    url = f"{plan}/contracts/{story.id}/activities/{theirs['key']}/progress"
+    page = story.client.get(plan, headers={**relative, **HTML})
+
+    # A link to each of their own activities, none to the patient's or the care's.
+    named = story.data["relatives"][0]["key"]
+    own = [a["key"] for a in story.data["activities"] if a.get("relative") == named]
+    assert theirs["key"] in own
+    assert page.text.count("Berätta hur det går") == len(own)
+    assert all(f"/activities/{key}/progress" in page.text for key in own)
+    assert "/activities/walk/progress" not in page.text
+    token = _form_token(story.client, url, relative)
+    sent = _post(story.client, url, relative, {"status": "in-progress", "form_token": token})
+    walk = f"{plan}/contracts/{story.id}/activities/walk/progress"
+    not_theirs = _post(story.client, walk, relative, {"status": "completed", "form_token": token})
+
+    assert sent.status_code == 303, sent.text
+    reported = next(a for a in story.read()["activities"] if a["key"] == theirs["key"])
+    assert (reported["status"], reported["progress"]["by"]) == ("in-progress", "relative")
+    assert not_theirs.status_code == 403
+    assert next(a for a in story.read()["activities"] if a["key"] == "walk")["status"] != (
+        "completed"
+    )
+    # The leave lets them report, not act for the patient.
+    proposals = f"{plan}/contracts/{story.id}/proposals"
+    wish = {"kind": "wish", "text": "Ringa oftare", "form_token": token}
+    assert _post(story.client, proposals, relative, wish).status_code == 403
 
 
 def test_an_answer_to_a_version_that_changed_meanwhile_asks_to_read_it_again(
