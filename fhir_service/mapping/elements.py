@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ __all__ = [
     "proposal_note",
     "proposal_note_id",
     "proposal_of",
+    "references",
     "role_codings",
     "security_labels",
 ]
@@ -56,6 +57,19 @@ Resource = dict[str, Any]
 SNOMED = "http://snomed.info/sct"
 CONFIDENTIALITY_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 _CONFIDENTIALITY_CODES = {Confidentiality.RESTRICTED: "R", Confidentiality.VERY_RESTRICTED: "V"}
+
+
+def references(value: object) -> Iterator[str]:
+    """Every ``reference`` string anywhere in ``value`` (a resource, or any part of one)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str):
+                yield item
+            else:
+                yield from references(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from references(item)
 
 
 def identity_url(resource_type: str, system: str, value: str) -> str:

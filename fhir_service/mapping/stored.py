@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from fhir_service.mapping.elements import references
+
 __all__ = ["resolved"]
 
 Resource = dict[str, Any]
@@ -51,7 +53,7 @@ def resolved(bundle: Resource, stored: Iterable[Resource]) -> Resource:
         kept.append(entry)
     kept = [_renamed(entry, named) for entry in kept]
     while True:
-        mentioned = {ref for entry in kept for ref in _references(entry.get("resource"))}
+        mentioned = {ref for entry in kept for ref in references(entry.get("resource"))}
         unnamed = [
             e for e in kept if _created_if_absent(e) is not None and e["fullUrl"] not in mentioned
         ]
@@ -82,15 +84,3 @@ def _renamed(value: Any, named: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [_renamed(v, named) for v in value]
     return value
-
-
-def _references(value: Any) -> Iterable[str]:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            if k == "reference" and isinstance(v, str):
-                yield v
-            else:
-                yield from _references(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _references(v)

@@ -36,7 +36,11 @@ from fhir_service.contract import (
 )
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
-from fhir_service.mapping.elements import activity_confidentiality_of, confidentiality_of
+from fhir_service.mapping.elements import (
+    activity_confidentiality_of,
+    confidentiality_of,
+    references,
+)
 from fhir_service.mapping.identifier_systems import kind_for, system_for
 from fhir_service.mapping.ownership import CONTRACT_SYSTEMS, contract_of, patient_references
 from fhir_service.security.access import (
@@ -124,7 +128,7 @@ class FhirGuard:
         shown = [await self._admits(r) for r in resources]
         # People come along only with a record that was let through and points at them.
         pointed = {
-            ref for resource in shown if resource is not None for ref in _references(resource)
+            ref for resource in shown if resource is not None for ref in references(resource)
         }
         people = [
             (index, r)
@@ -393,18 +397,6 @@ def _shows_activity(activity: Resource, shown: Container[str] | None) -> bool:
 
 def _open_label(confidentiality: Confidentiality) -> bool:
     return confidentiality is Confidentiality.NORMAL
-
-
-def _references(value: object) -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key == "reference" and isinstance(item, str):
-                yield item
-            else:
-                yield from _references(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _references(item)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
