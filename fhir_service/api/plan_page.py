@@ -56,7 +56,6 @@ def render_page(
     path: str,
     base: str,
     booking_link: str | None = None,
-    now: datetime | None = None,
     **context: Any,
 ) -> str:
     """The page ``template`` in ``language`` with ``context``; ``path`` is the page's own (for
@@ -66,7 +65,7 @@ def render_page(
     ``booking_link`` (a template of {action}, {contract}, {time}) it links there too.
     """
     texts = page_texts(language)
-    moment = now or datetime.now(UTC)
+    moment = datetime.now(UTC)
 
     def online(time: PlannedTime) -> OnlineChanges | None:
         return online_changes(time, moment)

@@ -199,7 +199,11 @@ class CallerConsents:
             except RecordNotFoundError:
                 person = {}
         identifier = _identifier_of(person)
-        if person.get("patient", {}).get("reference") != patient_ref or identifier is None:
+        if person and person.get("patient", {}).get("reference") != patient_ref:
+            # Another patient's relative is not there for this one, and the try is on record.
+            self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
+            raise RecordNotFoundError(f"no relative {related_person!r} of yours")
+        if identifier is None:
             raise RecordNotFoundError(f"no relative {related_person!r} of yours")
         return identifier
 
