@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service import servicedb
 from fhir_service.audit import AccessRecord, AuditOutbox, AuditWriter, Witness, outbox
-from fhir_service.booking import BookingService
+from fhir_service.booking import BookingService, release_lapsed_forever
 from fhir_service.contract import Identifier
 from fhir_service.fhir import GoneError, HapiClient, HapiUnavailableError, NotFoundError
 from fhir_service.metrics import Metrics
@@ -117,6 +117,11 @@ class Service:
                 self.notifications.run(self.schema_ready),
                 housekeeping.tidy_forever(self.engine, self.schema_ready),
                 self.instance.beat_forever(self.schema_ready),
+                release_lapsed_forever(
+                    BookingService(self.hapi, self.store),
+                    self.conformance_loaded,
+                    self.settings.booking_hold_sweep_seconds,
+                ),
                 conformance.load_until_done(self.hapi, self.conformance_loaded),
                 keep_trying(
                     "migrating the service DB",

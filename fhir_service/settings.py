@@ -67,6 +67,19 @@ class Settings(BaseSettings):
         "a time can be changed online, without links.",
     )
 
+    booking_hold_minutes: float = Field(
+        default=10.0,
+        gt=0,
+        le=60,
+        description="How long Appointment/$hold holds a time for its holder to book.",
+    )
+    booking_hold_sweep_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often lapsed holds are released in HAPI (their Slots are free to "
+        "book and hold before that too).",
+    )
+
     hapi_hook_url: AnyHttpUrl | None = Field(
         default=None,
         description="Where HAPI's rest-hook Subscriptions reach this service's /hooks/hapi, "

@@ -129,6 +129,8 @@ _FHIR_INTERACTIONS: dict[str, tuple[Permission, Interaction]] = {
     "update": ("u", Interaction.UPDATE),
     "find": ("s", Interaction.SEARCH),
     "book": ("u", Interaction.OPERATION),
+    "hold": ("u", Interaction.OPERATION),
+    "release": ("u", Interaction.OPERATION),
     "propose": ("u", Interaction.OPERATION),
     "sign": ("c", Interaction.OPERATION),
     "progress": ("c", Interaction.OPERATION),
@@ -155,6 +157,8 @@ RULES.update(
     }
 )
 RULES[fhir_route("book", "Appointment")] = _booking("book")
+RULES[fhir_route("hold", "Appointment")] = _booking("hold")
+RULES[fhir_route("release", "Appointment")] = _booking("release")
 RULES[fhir_route("propose", "CarePlan")] = RULES["propose_contract"]
 RULES[fhir_route("sign", "CarePlan")] = RULES["sign_contract"]
 RULES[fhir_route("progress", "CarePlan")] = RULES["report_progress"]

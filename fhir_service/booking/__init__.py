@@ -12,7 +12,7 @@ from fhir_service.booking.errors import (
 )
 from fhir_service.booking.online import OnlineChanges, online_changes
 from fhir_service.booking.resources import PublishedTime
-from fhir_service.booking.service import Booked, BookingService
+from fhir_service.booking.service import Booked, BookingService, release_lapsed_forever
 from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
 from fhir_service.booking.slots import BookableSlot, Published
 from fhir_service.booking.template import Opening, TemplateTooLargeError, weekly_times
@@ -37,6 +37,7 @@ __all__ = [
     "offered",
     "online_changes",
     "patient_side",
+    "release_lapsed_forever",
     "shown_time",
     "unit_of",
     "unseen",

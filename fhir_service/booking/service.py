@@ -23,6 +23,8 @@ rebooked.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,22 +44,34 @@ from fhir_service.contract import (
     AgreedTimeStatus,
     Contract,
     ContractStatus,
+    Hold,
 )
+from fhir_service.errors import ServiceError
 from fhir_service.fhir import ConflictError, HapiClient
 from fhir_service.mapping import urls
-from fhir_service.mapping.elements import key_of
-from fhir_service.mapping.provenance import change_entry
+from fhir_service.mapping.elements import appointment_hold_of, key_of
+from fhir_service.mapping.provenance import Author, change_entry
 from fhir_service.mapping.stored import resolved
 from fhir_service.mapping.time_types import TimeType, UnknownTimeTypeError, time_type, time_types
 from fhir_service.mapping.to_fhir import agreed_time_bundle
 from fhir_service.security.access import Compartment
-from fhir_service.store import Change, ContractStore, StoredContract
+from fhir_service.store import (
+    Change,
+    ContractNotFoundError,
+    ContractStore,
+    StaleVersionError,
+    StoredContract,
+)
 
-__all__ = ["Booked", "BookingService"]
+__all__ = ["HOLD_EXPIRY", "Booked", "BookingService", "holder_of", "release_lapsed_forever"]
 
 Resource = dict[str, Any]
 
+_log = logging.getLogger(__name__)
+
 _IN_FORCE = frozenset({ContractStatus.DRAFT, ContractStatus.AGREED, ContractStatus.REVISED})
+HOLD_EXPIRY = Author(user=("fhir-service", "hold-expiry"))
+"""Who releases a hold that lapsed: the service itself, as each change's Provenance says."""
 _BOOKABLE = frozenset({AgreedTimeStatus.PROPOSED, AgreedTimeStatus.CANCELLED})
 
 
@@ -83,15 +97,22 @@ class BookingService(Slots):
     async def book(
         self, contract_id: str, key: str, slot_id: str, by: Change, *, patient: bool
     ) -> Booked:
-        """Book the agreed time ``key`` of the contract from the free Slot ``slot_id``."""
+        """Book the agreed time ``key`` of the contract from the free Slot ``slot_id``, or
+        from the Slot it holds, when the caller is its holder."""
         found = await self.shown_to(by.compartment).read(contract_id)
         time = _time(found, key)
-        if time.status not in _BOOKABLE:
+        own_hold = (
+            time.status is AgreedTimeStatus.PENDING
+            and time.hold is not None
+            and time.hold.holder == holder_of(by)
+            and time.slot == slot_id
+        )
+        if time.status not in _BOOKABLE and not own_hold:
             raise NotBookableNowError(
                 f"agreed time {key!r} is {time.status}: rebook or cancel it instead"
             )
-        slot = await self.slot(slot_id)
-        kind = _slot_type(time, slot)
+        slot = await self._claimable(slot_id, tentative_ok=own_hold)
+        kind = _slot_type(time, slot, held=own_hold)
         if patient and not kind.patient.book:
             raise NotOnlineError(f"{kind.name('en')} times are booked by the clinic, not online")
         _check_future(slot)
@@ -105,10 +126,120 @@ class BookingService(Slots):
                     "slot": slot.id,
                     "time_type": kind.code,
                     "cancellation_reason": None,
+                    "hold": None,
                 }
             ),
         )
         return await self._write(found.stored, booked, "book", by, take=slot)
+
+    async def hold(
+        self,
+        contract_id: str,
+        key: str,
+        slot_id: str,
+        by: Change,
+        *,
+        patient: bool,
+        until: datetime,
+    ) -> Booked:
+        """Hold the agreed time ``key`` in the free Slot ``slot_id`` until ``until``: the Slot
+        busy-tentative and the time pending, for the caller alone to book meanwhile (IHE
+        ITI-116). Of concurrent holds and bookings of a Slot one succeeds."""
+        found = await self.shown_to(by.compartment).read(contract_id)
+        time = _time(found, key)
+        if time.status not in _BOOKABLE:
+            raise NotBookableNowError(f"agreed time {key!r} is {time.status}: it cannot be held")
+        slot = await self._claimable(slot_id, tentative_ok=False)
+        kind = _slot_type(time, slot)
+        if patient and not kind.patient.book:
+            raise NotOnlineError(f"{kind.name('en')} times are booked by the clinic, not online")
+        _check_future(slot)
+        held = time.model_copy(
+            update={
+                "status": AgreedTimeStatus.PENDING,
+                "start": slot.start,
+                "end": slot.end,
+                "slot": slot.id,
+                "time_type": kind.code,
+                "cancellation_reason": None,
+                "care_guarantee": None,
+                "hold": Hold(until=until, holder=holder_of(by)),
+            }
+        )
+        return await self._write(found.stored, held, "hold", by, take=slot, status="busy-tentative")
+
+    async def release(self, contract_id: str, key: str, by: Change, *, patient: bool) -> Booked:
+        """Release the hold on the agreed time ``key``: the time proposed again, its Slot free.
+        A patient or platform releases only their own hold; the unit any of its own."""
+        found = await self.shown_to(by.compartment).read(contract_id)
+        time = _time(found, key)
+        if time.status is not AgreedTimeStatus.PENDING or time.hold is None:
+            raise NotBookableNowError(f"agreed time {key!r} is {time.status}, not held")
+        staff = by.compartment.organization is not None
+        if time.hold.holder != holder_of(by) and not (staff and not patient):
+            raise SlotTakenError("the time is held by someone else")
+        return await self._released(found.stored, time, by)
+
+    async def release_lapsed(self, *, slot_id: str | None = None) -> int:
+        """Release every hold that has lapsed (of Slot ``slot_id`` only, when given), as the
+        service itself; how many it released. Safe from several instances at once: each
+        release is made at the versions read, so one of them makes it and the others find it
+        made."""
+        moment = datetime.now(UTC)
+        asked = [("status", "pending"), ("identifier", f"{urls.ID_AGREED_TIME}|")]
+        if slot_id is not None:
+            asked.append(("slot", f"Slot/{slot_id}"))
+        found = await self.hapi.search("Appointment", [*asked, ("_count", "100")], max_pages=1)
+        released = 0
+        expiry = Change(HOLD_EXPIRY, Compartment())
+        for appointment in found.matches():
+            hold = appointment_hold_of(appointment)
+            values = [
+                str(i.get("value", ""))
+                for i in appointment.get("identifier", [])
+                if i.get("system") == urls.ID_AGREED_TIME
+            ]
+            if hold is None or hold.until > moment or not values:
+                continue
+            contract_id, _, key = values[0].partition("/")
+            try:
+                stored = (await self.shown_to(expiry.compartment).read(contract_id)).stored
+                time = next((t for t in stored.contract.agreed_times if t.key == key), None)
+                # Still held, by the hold found lapsed: not re-held or booked since.
+                if time is not None and time.hold == hold:
+                    await self._released(stored, time, expiry)
+                    released += 1
+            except (SlotTakenError, StaleVersionError, ContractNotFoundError):
+                continue  # released, booked or changed meanwhile: nothing left to do here
+        return released
+
+    async def _released(self, stored: StoredContract, time: AgreedTime, by: Change) -> Booked:
+        held = await self.slot(time.slot) if time.slot else None
+        # Freed only if this hold still holds it.
+        freed = (
+            held if held is not None and held.resource.get("status") == "busy-tentative" else None
+        )
+        proposed = time.model_copy(
+            update={
+                "status": AgreedTimeStatus.PROPOSED,
+                "start": None,
+                "end": None,
+                "slot": None,
+                "care_guarantee": None,
+                "hold": None,
+            }
+        )
+        return await self._write(stored, proposed, "release", by, free=freed)
+
+    async def _claimable(self, slot_id: str, *, tentative_ok: bool) -> SlotRecord:
+        """The Slot ``slot_id`` as read, once what held it has lapsed: a Slot held past its
+        hold is released first (at the versions read), then read again."""
+        slot = await self.slot(slot_id)
+        if slot.resource.get("status") != "busy-tentative" or tentative_ok:
+            return slot
+        if await self.release_lapsed(slot_id=slot_id) == 0:
+            return slot
+        return await self.slot(slot_id)
 
     async def cancel(
         self,
@@ -181,6 +312,7 @@ class BookingService(Slots):
         *,
         take: SlotRecord | None = None,
         free: SlotRecord | None = None,
+        status: str = "busy",
     ) -> Booked:
         contract = stored.contract
         times = tuple(time if t.key == time.key else t for t in contract.agreed_times)
@@ -193,7 +325,7 @@ class BookingService(Slots):
             version=str(appointment["meta"]["versionId"]),
         )
         if take is not None:
-            bundle["entry"].append(slot_entry(take, "busy"))
+            bundle["entry"].append(slot_entry(take, status))
         if free is not None:
             bundle["entry"].append(slot_entry(free, "free"))
         provenance = change_entry(
@@ -239,9 +371,10 @@ def _time(found: Shown, key: str) -> AgreedTime:
     return found.time(key)
 
 
-def _slot_type(time: AgreedTime, slot: SlotRecord) -> TimeType:
-    """The time type ``slot`` is of, once it is free and fits ``time``."""
-    if slot.resource.get("status") != "free":
+def _slot_type(time: AgreedTime, slot: SlotRecord, *, held: bool = False) -> TimeType:
+    """The time type ``slot`` is of, once it is free (or, ``held``, held for ``time``) and
+    fits ``time``."""
+    if slot.resource.get("status") != ("busy-tentative" if held else "free"):
         raise SlotTakenError(f"slot {slot.id} is not free")
     unit = time.organization.identifier
     # Published Slots are named <unit>/<time type>/<start>: the unit is the one that published.
@@ -292,3 +425,27 @@ def _appointment(stored: StoredContract, contract_id: str, key: str) -> Resource
         ):
             return dict(resource)
     raise ValueError(f"contract {contract_id!r} was read without the Appointment of {key!r}")
+
+
+def holder_of(by: Change) -> str:
+    """Who holds a time held by ``by``: their token's issuer and subject."""
+    issuer, subject = by.author.user
+    return f"{issuer}|{subject}"
+
+
+async def release_lapsed_forever(
+    booking: BookingService, ready: asyncio.Event, every_seconds: float
+) -> None:
+    """Release the holds that lapsed, once HAPI is ready and then every ``every_seconds``,
+    until cancelled: a Slot held past its hold is free for everyone, in HAPI too, whether the
+    instance that made the hold still runs or not."""
+    await ready.wait()
+    while True:
+        try:
+            released = await booking.release_lapsed()
+        except ServiceError as exc:
+            _log.warning("releasing lapsed holds failed", extra={"reason": str(exc)})
+        else:
+            if released:
+                _log.info("released lapsed holds", extra={"released": released})
+        await asyncio.sleep(every_seconds)

@@ -53,6 +53,7 @@ __all__ = [
     "Contact",
     "Contract",
     "Goal",
+    "Hold",
     "Identifier",
     "Name",
     "Organization",
@@ -346,6 +347,17 @@ class GuaranteeVerdict(_Model):
     days_over: int = Field(ge=0)
 
 
+class Hold(_Model):
+    """An agreed time held in a Slot while its holder (a booking platform, the patient)
+    confirms: theirs to book until ``until``, then free for anyone. Set by the service's
+    ``$hold``; never taken from a write of the contract."""
+
+    until: AwareDatetime
+    holder: Annotated[str, StringConstraints(min_length=1, max_length=500)] = Field(
+        description="Who holds it: the holding token's issuer and subject."
+    )
+
+
 class AgreedTime(_Model):
     """A time agreed with the patient: a time in hand, or one booked online."""
 
@@ -375,9 +387,24 @@ class AgreedTime(_Model):
         description="Set when the time was booked against the contract's care guarantee: "
         "its deadline, and whether the time is past it.",
     )
+    hold: Hold | None = Field(
+        default=None,
+        description="A pending time's hold: until when, and by whom. Set by the service; left "
+        "out when none.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _hold_when_held(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # Said only while held, so a time's form is as it was before holds.
+        data = handler(self)
+        if self.hold is None:
+            data.pop("hold", None)
+        return data
 
     @model_validator(mode="after")
     def _times(self) -> Self:
+        if (self.status is AgreedTimeStatus.PENDING) != (self.hold is not None):
+            raise ValueError("a pending time has a hold, and only a pending time has one")
         if self.status is not AgreedTimeStatus.PROPOSED and (
             self.start is None or self.end is None
         ):

@@ -93,6 +93,8 @@ class AgreedTimeStatus(StrEnum):
     """State of an agreed time (överenskommen tid)."""
 
     PROPOSED = "proposed"
+    PENDING = "pending"
+    """Held in a Slot for a while, for its holder to book (Appointment/$hold)."""
     BOOKED = "booked"
     FULFILLED = "fulfilled"
     CANCELLED = "cancelled"

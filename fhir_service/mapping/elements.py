@@ -12,6 +12,7 @@ from fhir_service.contract import (
     Confidentiality,
     Contact,
     GuaranteeVerdict,
+    Hold,
     Identifier,
     Name,
     PatientReview,
@@ -28,6 +29,8 @@ __all__ = [
     "SNOMED",
     "activity_confidentiality_of",
     "activity_labels",
+    "appointment_hold",
+    "appointment_hold_of",
     "care_guarantee",
     "care_guarantee_of",
     "confidentiality_of",
@@ -308,6 +311,25 @@ def guarantee_verdict(verdict: GuaranteeVerdict) -> Resource:
             {"url": "daysOver", "valueInteger": verdict.days_over},
         ],
     }
+
+
+def appointment_hold(hold: Hold) -> Resource:
+    """A pending Appointment's hold: until when, and by whom."""
+    return {
+        "url": urls.EXT_APPOINTMENT_HOLD,
+        "extension": [
+            {"url": "until", "valueInstant": instant(hold.until)},
+            {"url": "holder", "valueString": hold.holder},
+        ],
+    }
+
+
+def appointment_hold_of(appointment: Resource) -> Hold | None:
+    """The hold an Appointment records; None without one."""
+    parts = _parts(appointment, urls.EXT_APPOINTMENT_HOLD)
+    if parts is None:
+        return None
+    return Hold(until=parts["until"]["valueInstant"], holder=parts["holder"]["valueString"])
 
 
 def guarantee_verdict_of(appointment: Resource) -> GuaranteeVerdict | None:

@@ -1062,6 +1062,10 @@ class _Reader:
             data["care_guarantee"] = element.guarantee_verdict_of(appointment)
         except (KeyError, TypeError, ValueError):
             self.issue(f"{at}.extension", "the care-guarantee verdict extension is incomplete")
+        try:
+            data["hold"] = element.appointment_hold_of(appointment)
+        except (KeyError, TypeError, ValueError):
+            self.issue(f"{at}.extension", "the hold extension is incomplete")
         return data
 
     def signatures(self, careplan: Resource) -> list[SignedContents]:

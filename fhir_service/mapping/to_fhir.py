@@ -66,6 +66,7 @@ _GOAL_STATUS: dict[GoalStatus, tuple[str, str | None]] = {
 }
 _PARTICIPANT_STATUS: dict[AgreedTimeStatus, str] = {
     AgreedTimeStatus.PROPOSED: "needs-action",
+    AgreedTimeStatus.PENDING: "tentative",
     AgreedTimeStatus.BOOKED: "accepted",
     AgreedTimeStatus.FULFILLED: "accepted",
     AgreedTimeStatus.CANCELLED: "declined",
@@ -345,8 +346,13 @@ class _Builder(_SharedRecords):
             resource["slot"] = [{"reference": f"Slot/{time.slot}"}]
         if time.cancellation_reason:
             resource["cancelationReason"] = {"text": time.cancellation_reason}
+        extensions = []
         if time.care_guarantee is not None:
-            resource["extension"] = [element.guarantee_verdict(time.care_guarantee)]
+            extensions.append(element.guarantee_verdict(time.care_guarantee))
+        if time.hold is not None:
+            extensions.append(element.appointment_hold(time.hold))
+        if extensions:
+            resource["extension"] = extensions
         _label(resource, time.confidentiality)
         return self._owned(
             "Appointment", urls.ID_AGREED_TIME, f"{self.contract.id}/{time.key}", resource

@@ -8,6 +8,7 @@ __all__ = [
     "CS_TIME_TYPE",
     "EXT_ACTIVITY_CONFIDENTIALITY",
     "EXT_ACTIVITY_OWNER",
+    "EXT_APPOINTMENT_HOLD",
     "EXT_CARE_GUARANTEE",
     "EXT_CONTRACT_RECORD",
     "EXT_CONTRACT_STATUS",
@@ -77,6 +78,7 @@ EXT_NOTE_KIND = f"{BASE}/StructureDefinition/note-kind"
 EXT_REQUESTED_BY_PATIENT = f"{BASE}/StructureDefinition/requested-by-patient"
 EXT_CARE_GUARANTEE = f"{BASE}/StructureDefinition/care-guarantee"
 EXT_GUARANTEE_VERDICT = f"{BASE}/StructureDefinition/care-guarantee-verdict"
+EXT_APPOINTMENT_HOLD = f"{BASE}/StructureDefinition/appointment-hold"
 EXT_CONTRACT_RECORD = f"{BASE}/StructureDefinition/contract-record"
 EXT_RESPONSIBLE_UNIT = f"{BASE}/StructureDefinition/responsible-unit"
 EXT_PATIENT_REVIEW = f"{BASE}/StructureDefinition/patient-review"

@@ -24,7 +24,7 @@ from fhir_service.records.careplan_operations import (
 )
 from fhir_service.records.plan import coherent_plan
 from fhir_service.records.reads import CallerReads
-from fhir_service.records.scheduling import Find, book, find
+from fhir_service.records.scheduling import Find, book, find, hold, release
 from fhir_service.records.transactions import contract_in, stored_transaction
 from fhir_service.records.writes import Written, create_record, update_record
 
@@ -89,5 +89,15 @@ class CallerRecords(CallerReads):
         return await proposal_careplan(self, careplan_id, said, if_match)
 
     async def book(self, body: Resource) -> Resource:
-        """``Appointment/$book``: book an agreed time in the Slot a proposed Appointment names."""
+        """``Appointment/$book``: book an agreed time in the Slot a proposed Appointment names,
+        or in the Slot the caller holds it in."""
         return await book(self, body)
+
+    async def hold(self, body: Resource, minutes: float) -> Resource:
+        """``Appointment/$hold``: hold an agreed time in the Slot a proposed Appointment names,
+        for the caller to book within ``minutes``."""
+        return await hold(self, body, minutes)
+
+    async def release(self, body: Resource) -> Resource:
+        """``Appointment/$release``: let go of the hold on an agreed time."""
+        return await release(self, body)

@@ -1,21 +1,25 @@
-"""``Appointment/$find`` and ``Appointment/$book``: the booking facade for platforms that speak
-FHIR, in the shapes of IHE Scheduling (ITI-115, ITI-117) and on the same booking logic.
+"""``Appointment/$find``, ``$hold``, ``$book`` and ``$release``: the booking facade for
+platforms that speak FHIR, in the shapes of IHE Scheduling (ITI-115, ITI-116, ITI-117) and on
+the same booking logic.
 
-``$find`` answers free Slots as proposed Appointments that name their Slot; ``$book`` takes the
-one chosen, with the identifier of the contract's agreed time it books, and answers the booked
-Appointment as stored. Both read contracts as the booking facade does
+``$find`` answers free Slots as proposed Appointments that name their Slot; ``$hold`` takes the
+one chosen, with the identifier of the contract's agreed time, and holds that time in the Slot
+for the caller for a while (the Appointment pending, the Slot busy-tentative); ``$book`` books
+it, from a free Slot or from the Slot the caller holds it in; ``$release`` lets a hold go. Each
+answers the Appointment as stored. All read contracts as the booking facade does
 (`fhir_service.booking.shown`): an agreed time the caller may not see is not found.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fhir_service.booking.breaches import verdict_for
 from fhir_service.booking.callers import offered, patient_side, shown_time, unseen
 from fhir_service.booking.errors import SlotNotFoundError
-from fhir_service.booking.service import BookingService
+from fhir_service.booking.service import Booked, BookingService
 from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
 from fhir_service.errors import (
     InvalidRequestError,
@@ -29,7 +33,7 @@ from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.records.reads import CallerReads
 from fhir_service.store import ContractNotFoundError
 
-__all__ = ["Find", "book", "find"]
+__all__ = ["Find", "book", "find", "hold", "release"]
 
 Resource = dict[str, Any]
 
@@ -118,25 +122,65 @@ async def find(records: CallerReads, asked: Find) -> Resource:
 
 
 async def book(records: CallerReads, body: Resource) -> Resource:
-    """Book the agreed time the Appointment in ``body`` names in the Slot it names; a
-    collection Bundle holding the booked Appointment as stored."""
+    """Book the agreed time the Appointment in ``body`` names in the Slot it names (free, or
+    held by the caller); a collection Bundle holding the booked Appointment as stored."""
+    booking = BookingService(records.hapi, records.store)
+    patient = patient_side(records.access)
+
+    def booked(contract_id: str, key: str, slot: str | None) -> Awaitable[Booked]:
+        return booking.book(contract_id, key, str(slot), records.change, patient=patient)
+
+    return await _changed(records, body, booked)
+
+
+async def hold(records: CallerReads, body: Resource, minutes: float) -> Resource:
+    """Hold the agreed time the Appointment in ``body`` names in the free Slot it names, for
+    the caller, for ``minutes``; a collection Bundle holding the pending Appointment."""
+    booking = BookingService(records.hapi, records.store)
+    patient = patient_side(records.access)
+    until = datetime.now(UTC) + timedelta(minutes=minutes)
+
+    def held(contract_id: str, key: str, slot: str | None) -> Awaitable[Booked]:
+        return booking.hold(
+            contract_id, key, str(slot), records.change, patient=patient, until=until
+        )
+
+    return await _changed(records, body, held)
+
+
+async def release(records: CallerReads, body: Resource) -> Resource:
+    """Let go of the hold on the agreed time the Appointment in ``body`` names; a collection
+    Bundle holding the Appointment, proposed again."""
+    booking = BookingService(records.hapi, records.store)
+    patient = patient_side(records.access)
+
+    def released(contract_id: str, key: str, slot: str | None) -> Awaitable[Booked]:
+        return booking.release(contract_id, key, records.change, patient=patient)
+
+    return await _changed(records, body, released, slot_needed=False)
+
+
+async def _changed(
+    records: CallerReads,
+    body: Resource,
+    change: Callable[[str, str, str | None], Awaitable[Booked]],
+    *,
+    slot_needed: bool = True,
+) -> Resource:
     appointment = _appointment_of(body)
     if appointment is None:
         raise InvalidRequestError("send an Appointment, or Parameters with appointment")
     slot = _slot_of(appointment)
     agreed = _agreed_time_of(appointment)
-    if slot is None or agreed is None:
+    if (slot is None and slot_needed) or agreed is None:
         raise UnprocessableError(
             "the Appointment names one slot and one identifier of system "
             f"{urls.ID_AGREED_TIME} whose value is <contract id>/<key>"
         )
     contract_id, key = agreed
-    booking = BookingService(records.hapi, records.store)
     witness = records.witness
     try:
-        booked = await booking.book(
-            contract_id, key, slot, records.change, patient=patient_side(records.access)
-        )
+        booked = await change(contract_id, key, slot)
     except NotShownError as exc:
         unseen(witness, exc)
         raise RecordNotFoundError("no such contract or slot") from exc

@@ -78,6 +78,9 @@ class ContractStore(ContractReads):
 
         With an ``author``, the transaction also writes the change's Provenance.
         """
+        held = changed_bookings(None, contract)
+        if held:
+            raise BookedTimeChangedError(contract.id, held)
         contract = contract.model_copy(
             update={"patient_review": None, "signatures": (), "proposals": ()}
         )

@@ -91,14 +91,16 @@ class ContractNotEditableError(RecordConflictError):
 
 
 class BookedTimeChangedError(RecordConflictError):
-    """An edit would drop, move or unbook times booked in published slots."""
+    """An edit would drop, move, unbook or release times booked or held in published slots,
+    or hold one itself."""
 
     code = "business-rule"
 
     def __init__(self, contract_id: str, keys: list[str]) -> None:
         super().__init__(
-            f"contract {contract_id!r}: agreed times {', '.join(keys)} are booked in published "
-            "slots; cancel or rebook them through /booking"
+            f"contract {contract_id!r}: agreed times {', '.join(keys)} are booked or held in "
+            "published slots, which only the booking routes and Appointment/$book, $hold and "
+            "$release change"
         )
         self.contract_id = contract_id
         self.keys = keys

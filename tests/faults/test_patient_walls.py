@@ -195,19 +195,24 @@ def _find(w: World) -> list[Call]:
     ]
 
 
-def _book(w: World) -> list[Call]:
-    def chosen(contract: str, key: str) -> dict[str, Any]:
-        return {
-            "resourceType": "Appointment",
-            "status": "proposed",
-            "slot": [{"reference": f"Slot/{w.slots[-1]}"}],
-            "identifier": [{"system": urls.ID_AGREED_TIME, "value": f"{contract}/{key}"}],
-        }
+def _appointment_operation(operation: str) -> Calls:
+    # Booking, holding or letting go of a time withheld from the patient: not there for them.
+    def calls(w: World) -> list[Call]:
+        def chosen(contract: str, key: str) -> dict[str, Any]:
+            return {
+                "resourceType": "Appointment",
+                "status": "proposed",
+                "slot": [{"reference": f"Slot/{w.slots[-1]}"}],
+                "identifier": [{"system": urls.ID_AGREED_TIME, "value": f"{contract}/{key}"}],
+            }
 
-    return [
-        Call("POST", "/fhir/Appointment/$book", body=chosen(c, k), headers=FHIR_JSON, status=404)
-        for c, k in w.walled_times
-    ]
+        path = f"/fhir/Appointment/${operation}"
+        return [
+            Call("POST", path, body=chosen(c, k), headers=FHIR_JSON, status=404)
+            for c, k in w.walled_times
+        ]
+
+    return calls
 
 
 def _webhooks(w: World) -> list[Call]:
@@ -587,7 +592,9 @@ CALLS: dict[Route, Calls] = {
     ("GET", "/booking/care-guarantee/breaches"): _breaches,
     ("GET", "/fhir/Appointment/$find"): _find,
     ("POST", "/fhir/Appointment/$find"): _find_posted,
-    ("POST", "/fhir/Appointment/$book"): _book,
+    ("POST", "/fhir/Appointment/$book"): _appointment_operation("book"),
+    ("POST", "/fhir/Appointment/$hold"): _appointment_operation("hold"),
+    ("POST", "/fhir/Appointment/$release"): _appointment_operation("release"),
     ("GET", "/fhir/CarePlan/$coherent-plan"): _coherent_plan,
     ("POST", "/fhir/CarePlan/$coherent-plan"): _coherent_plan_posted,
     **{

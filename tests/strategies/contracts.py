@@ -31,6 +31,7 @@ from fhir_service.contract import (
     Goal,
     GoalStatus,
     GuaranteeVerdict,
+    Hold,
     Identifier,
     Name,
     Organization,
@@ -360,6 +361,9 @@ def _agreed_times(
                 if status is AgreedTimeStatus.CANCELLED
                 else None,
                 care_guarantee=draw(st.none() | _verdicts()) if start else None,
+                hold=Hold(until=draw(_instants()), holder=draw(texts(60)))
+                if status is AgreedTimeStatus.PENDING
+                else None,
             )
         )
     return times

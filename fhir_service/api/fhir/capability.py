@@ -37,7 +37,9 @@ _FHIR_INTERACTIONS = {
 _OPERATIONS = {
     "coherent-plan": f"{urls.BASE}/OperationDefinition/coherent-plan",
     "find": f"{urls.BASE}/OperationDefinition/appointment-find",
+    "hold": f"{urls.BASE}/OperationDefinition/appointment-hold",
     "book": f"{urls.BASE}/OperationDefinition/appointment-book",
+    "release": f"{urls.BASE}/OperationDefinition/appointment-release",
     "propose": f"{urls.BASE}/OperationDefinition/careplan-propose",
     "sign": f"{urls.BASE}/OperationDefinition/careplan-sign",
     "progress": f"{urls.BASE}/OperationDefinition/careplan-progress",

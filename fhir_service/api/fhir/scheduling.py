@@ -1,6 +1,6 @@
-"""``Appointment/$find`` and ``Appointment/$book`` (IHE Scheduling ITI-115, ITI-117 shapes),
-by GET with query parameters or by POST with a Parameters body, as FHIR clients call
-operations (`fhir_service.records.scheduling` says what they do).
+"""``Appointment/$find``, ``$hold``, ``$book`` (IHE Scheduling ITI-115, ITI-116, ITI-117
+shapes) and ``$release``, ``$find`` by GET with query parameters or by POST with a Parameters
+body, as FHIR clients call operations (`fhir_service.records.scheduling` says what they do).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 
-from fhir_service.api.deps import RecordsDep
+from fhir_service.api.deps import RecordsDep, SettingsDep
 from fhir_service.api.fhir.answers import answer, base_url, bundle_answer, rebased
 from fhir_service.api.fhir.bodies import fhir_body, parameter
 from fhir_service.api.fhir.outcomes import FHIR_JSON, fhir_response
@@ -120,5 +120,38 @@ async def book(request: Request, records: RecordsDep) -> Response:
     async def work() -> Response:
         booked = await records.book(await fhir_body(request))
         return fhir_response(rebased(booked, records.hapi_base, base_url(request)))
+
+    return await answer(request, work)
+
+
+@router.post(
+    "/Appointment/$hold",
+    name=route_name("hold", "Appointment"),
+    response_class=Response,
+    responses={200: {"content": {FHIR_JSON: {}}}},
+)
+async def hold(request: Request, records: RecordsDep, settings: SettingsDep) -> Response:
+    """Hold a contract's agreed time in the Slot a proposed Appointment names, for the caller
+    to book meanwhile (ITI-116 shape): the Appointment pending, the Slot busy-tentative."""
+
+    async def work() -> Response:
+        held = await records.hold(await fhir_body(request), settings.booking_hold_minutes)
+        return fhir_response(rebased(held, records.hapi_base, base_url(request)))
+
+    return await answer(request, work)
+
+
+@router.post(
+    "/Appointment/$release",
+    name=route_name("release", "Appointment"),
+    response_class=Response,
+    responses={200: {"content": {FHIR_JSON: {}}}},
+)
+async def release(request: Request, records: RecordsDep) -> Response:
+    """Let go of a hold: the agreed time proposed again, its Slot free."""
+
+    async def work() -> Response:
+        released = await records.release(await fhir_body(request))
+        return fhir_response(rebased(released, records.hapi_base, base_url(request)))
 
     return await answer(request, work)

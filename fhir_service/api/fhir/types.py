@@ -41,14 +41,15 @@ INTERACTIONS: dict[str, tuple[str, ...]] = {
         *(i for i in _RECORD if i != "create"),
     ),
     # Booking platforms that speak FHIR find free times and book agreed times (IHE Scheduling).
-    "Appointment": ("find", "book", *_RECORD),
+    "Appointment": ("find", "hold", "book", "release", *_RECORD),
     **dict.fromkeys(REFERENCED_TYPES, _READ),
     **dict.fromkeys(AUDIT_TYPES, _READ),
 }
 """Per type, the routes it has; ``history`` is a record's, ``history-type`` every record's of
 the type; ``page`` follows a search's paging links, ``coherent-plan``
 is the ``$coherent-plan`` operation, ``create`` and ``update`` write one record of a contract,
-``find`` and ``book`` are ``Appointment/$find`` and ``$book``, ``propose``, ``sign``,
+``find``, ``hold``, ``book`` and ``release`` are ``Appointment/$find``, ``$hold``, ``$book``
+and ``$release``, ``propose``, ``sign``,
 ``progress`` and ``proposal`` ``CarePlan/{id}/$propose`` and the like."""
 
 

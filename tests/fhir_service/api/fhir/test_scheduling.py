@@ -88,11 +88,11 @@ def test_a_platform_finds_and_books_through_fhir_and_a_taken_slot_is_a_conflict(
     assert read["agreed_times"][0]["status"] == "proposed"
 
 
-def test_the_capability_statement_names_find_and_book(service: TestClient) -> None:
+def test_the_capability_statement_names_find_hold_book_and_release(service: TestClient) -> None:
     statement = service.get("/fhir/metadata").json()
     appointment = next(r for r in statement["rest"][0]["resource"] if r["type"] == "Appointment")
 
-    assert {o["name"] for o in appointment["operation"]} == {"find", "book"}
+    assert {o["name"] for o in appointment["operation"]} == {"find", "hold", "book", "release"}
 
 
 def test_a_time_withheld_from_a_patient_is_neither_judged_nor_booked_through_fhir(
