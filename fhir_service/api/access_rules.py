@@ -89,6 +89,8 @@ RULES: dict[str, Protected | Public] = {
     "publish_slots": Protected(Requirement("Slot", "c"), Interaction.CREATE),
     "find_slots": Protected(Requirement("Slot", "s"), Interaction.SEARCH),
     "book_time": _booking("book"),
+    "hold_time": _booking("hold"),
+    "release_time": _booking("release"),
     "cancel_time": _booking("cancel"),
     "rebook_time": _booking("rebook"),
     "booked_times": Protected(Requirement("Appointment", "s"), Interaction.SEARCH),

@@ -20,7 +20,7 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from fhir_service.api.deps import BookingDep
+from fhir_service.api.deps import BookingDep, SettingsDep
 from fhir_service.api.languages import AcceptLanguage, language_headers, negotiated_language
 from fhir_service.api.problems import PROBLEM_JSON
 from fhir_service.booking import Opening, PublishedTime
@@ -268,6 +268,37 @@ async def book_time(
     """Book the contract's agreed time in a free slot: the slot is taken (never twice) and
     the agreed time is booked, in one transaction."""
     return _time(await booking.book(contract_id, key, body.slot))
+
+
+@router.post(
+    "/contracts/{contract_id}/times/{key}/hold",
+    response_model=AgreedTime,
+    responses=_CHANGE_ERRORS,
+)
+async def hold_time(
+    contract_id: ContractIdPath,
+    key: TimeKeyPath,
+    body: BookRequest,
+    booking: BookingDep,
+    settings: SettingsDep,
+) -> Response:
+    """Hold the contract's agreed time in a free slot while the patient confirms: the slot is
+    busy-tentative and the time pending, for the caller alone to book (``/book`` with the same
+    slot) or let go (``/release``) until ``hold.until``; then it is anyone's."""
+    return _time(await booking.hold(contract_id, key, body.slot, settings.booking_hold_minutes))
+
+
+@router.post(
+    "/contracts/{contract_id}/times/{key}/release",
+    response_model=AgreedTime,
+    responses=_CHANGE_ERRORS,
+)
+async def release_time(
+    contract_id: ContractIdPath, key: TimeKeyPath, booking: BookingDep
+) -> Response:
+    """Let go of a hold: the agreed time is proposed again and its slot free. The holder lets
+    theirs go; the care unit any on its contracts."""
+    return _time(await booking.release(contract_id, key))
 
 
 @router.post(

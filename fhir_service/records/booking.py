@@ -169,6 +169,22 @@ class CallerBooking:
             lambda by, patient: self.booking.book(contract_id, key, slot, by, patient=patient)
         )
 
+    async def hold(self, contract_id: str, key: str, slot: str, minutes: float) -> AgreedTime:
+        """Hold the contract's agreed time in a free slot for the caller, for ``minutes``: the
+        slot busy-tentative, the time pending, theirs alone to book meanwhile."""
+        until = datetime.now(UTC) + timedelta(minutes=minutes)
+        return await self._changed(
+            lambda by, patient: self.booking.hold(
+                contract_id, key, slot, by, patient=patient, until=until
+            )
+        )
+
+    async def release(self, contract_id: str, key: str) -> AgreedTime:
+        """Let go of the hold on the contract's agreed time: proposed again, its slot free."""
+        return await self._changed(
+            lambda by, patient: self.booking.release(contract_id, key, by, patient=patient)
+        )
+
     async def cancel(self, contract_id: str, key: str, reason: str) -> AgreedTime:
         """Cancel a booked agreed time, with the reason; its slot is free again."""
         return await self._changed(

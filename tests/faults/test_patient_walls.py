@@ -161,7 +161,13 @@ def _slots(w: World) -> list[Call]:
 
 def _change(action: str) -> Calls:
     def calls(w: World) -> list[Call]:
-        body = {"reason": "Sjuk"} if action == "cancel" else {"slot": w.slots[-1]}
+        body: dict[str, str] | None = (
+            {"reason": "Sjuk"}
+            if action == "cancel"
+            else None
+            if action == "release"
+            else {"slot": w.slots[-1]}
+        )
         return [
             Call("POST", f"/booking/contracts/{c}/times/{k}/{action}", body=body, status=404)
             for c, k in w.walled_times
@@ -586,6 +592,8 @@ CALLS: dict[Route, Calls] = {
     ("GET", "/patients/{patient}/plan"): _plan,
     ("GET", "/booking/slots"): _slots,
     ("POST", "/booking/contracts/{contract_id}/times/{key}/book"): _change("book"),
+    ("POST", "/booking/contracts/{contract_id}/times/{key}/hold"): _change("hold"),
+    ("POST", "/booking/contracts/{contract_id}/times/{key}/release"): _change("release"),
     ("POST", "/booking/contracts/{contract_id}/times/{key}/cancel"): _change("cancel"),
     ("POST", "/booking/contracts/{contract_id}/times/{key}/rebook"): _change("rebook"),
     ("GET", "/booking/patients/{patient}/times"): _times,
