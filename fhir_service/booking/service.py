@@ -112,25 +112,10 @@ class BookingService(Slots):
                 f"agreed time {key!r} is {time.status}: rebook or cancel it instead"
             )
         slot = await self._claimable(slot_id, tentative_ok=own_hold)
-        kind = _slot_type(time, slot, held=own_hold)
-        if patient and not kind.patient.book:
-            raise NotOnlineError(f"{kind.name('en')} times are booked by the clinic, not online")
-        _check_future(slot)
-        booked = _judged(
-            found.stored.contract,
-            time.model_copy(
-                update={
-                    "status": AgreedTimeStatus.BOOKED,
-                    "start": slot.start,
-                    "end": slot.end,
-                    "slot": slot.id,
-                    "time_type": kind.code,
-                    "cancellation_reason": None,
-                    "hold": None,
-                }
-            ),
-        )
-        return await self._write(found.stored, booked, "book", by, take=slot)
+        kind = _takeable(time, slot, patient=patient, held=own_hold)
+        booked = _in_slot(time, slot, kind, AgreedTimeStatus.BOOKED)
+        judged = _judged(found.stored.contract, booked)
+        return await self._write(found.stored, judged, "book", by, take=slot)
 
     async def hold(
         self,
@@ -150,22 +135,9 @@ class BookingService(Slots):
         if time.status not in _BOOKABLE:
             raise NotBookableNowError(f"agreed time {key!r} is {time.status}: it cannot be held")
         slot = await self._claimable(slot_id, tentative_ok=False)
-        kind = _slot_type(time, slot)
-        if patient and not kind.patient.book:
-            raise NotOnlineError(f"{kind.name('en')} times are booked by the clinic, not online")
-        _check_future(slot)
-        held = time.model_copy(
-            update={
-                "status": AgreedTimeStatus.PENDING,
-                "start": slot.start,
-                "end": slot.end,
-                "slot": slot.id,
-                "time_type": kind.code,
-                "cancellation_reason": None,
-                "care_guarantee": None,
-                "hold": Hold(until=until, holder=holder_of(by)),
-            }
-        )
+        kind = _takeable(time, slot, patient=patient)
+        hold = Hold(until=until, holder=holder_of(by))
+        held = _in_slot(time, slot, kind, AgreedTimeStatus.PENDING, hold)
         return await self._write(found.stored, held, "hold", by, take=slot, status="busy-tentative")
 
     async def release(self, contract_id: str, key: str, by: Change, *, patient: bool) -> Booked:
@@ -394,6 +366,39 @@ def _slot_type(time: AgreedTime, slot: SlotRecord, *, held: bool = False) -> Tim
         return time_type(unit, slot.time_type)
     except UnknownTimeTypeError as exc:
         raise DoesNotFitError(str(exc)) from exc
+
+
+def _takeable(time: AgreedTime, slot: SlotRecord, *, patient: bool, held: bool = False) -> TimeType:
+    """The time type ``slot`` is of, once ``time`` may be booked or held in it by this caller:
+    the Slot free (or held for the time), of the time's type, to come, and, for a patient,
+    of a type patients book online."""
+    kind = _slot_type(time, slot, held=held)
+    if patient and not kind.patient.book:
+        raise NotOnlineError(f"{kind.name('en')} times are booked by the clinic, not online")
+    _check_future(slot)
+    return kind
+
+
+def _in_slot(
+    time: AgreedTime,
+    slot: SlotRecord,
+    kind: TimeType,
+    status: AgreedTimeStatus,
+    hold: Hold | None = None,
+) -> AgreedTime:
+    """``time`` booked or held (``status``, ``hold``) in ``slot`` of type ``kind``."""
+    return time.model_copy(
+        update={
+            "status": status,
+            "start": slot.start,
+            "end": slot.end,
+            "slot": slot.id,
+            "time_type": kind.code,
+            "cancellation_reason": None,
+            "care_guarantee": None,
+            "hold": hold,
+        }
+    )
 
 
 def _check_future(slot: SlotRecord) -> None:
