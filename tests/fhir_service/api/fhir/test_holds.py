@@ -1,6 +1,6 @@
 """Appointment/$hold, $book of a hold and $release against the real HAPI (IHE ITI-116 shape): a
 held time is its holder's to book for a while, nobody else's, and then everyone's again, in HAPI
-too, whichever instance made the hold and whether it still runs."""
+too, whichever instance made the hold and whether it still runs; driven by ``fhirpy`` too."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from fhirpy import SyncFHIRClient
 
 from fhir_service.mapping import urls
 from tests.auth import TestIssuer
@@ -215,3 +217,38 @@ def test_a_lapsed_hold_is_released_in_hapi_after_a_restart_once_by_two_replicas(
         e["resource"] for e in released["entry"] if e["resource"]["activity"]["text"] == "release"
     )
     assert "hold-expiry" in json.dumps(release["agent"])
+
+
+def test_fhirpy_finds_holds_and_books_a_time(base_url: str, issuer: TestIssuer) -> None:
+    clinic = issuer.headers("ehr", organization=UNIT)
+    start = next(far_hours())
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        (slot,) = publish(client, clinic, [start])
+        contract = contract_with_times(client, clinic)
+    token = issuer.token("booking", subject="fhirpy-platform")
+    fhir = SyncFHIRClient(f"{base_url}/fhir", authorization=f"Bearer {token}")
+    found = fhir.execute(
+        "Appointment/$find",
+        method="get",
+        params={
+            "start": start.isoformat(),
+            "end": (start + timedelta(minutes=1)).isoformat(),
+            "organization": "urn:oid:1.2.752.29.4.19|SE2321000065-1254",
+            "visit-type": f"{urls.CS_TIME_TYPE}|nurse-visit",
+        },
+    )
+    chosen = {
+        **found["entry"][0]["resource"],
+        "identifier": [{"system": urls.ID_AGREED_TIME, "value": f"{contract.id}/nurse-0"}],
+    }
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "appointment", "resource": chosen}],
+    }
+
+    held = fhir.execute("Appointment/$hold", data=parameters)
+    booked = fhir.execute("Appointment/$book", data=parameters)
+
+    assert held["entry"][0]["resource"]["status"] == "pending"
+    assert booked["entry"][0]["resource"]["status"] == "booked"
+    assert booked["entry"][0]["resource"]["slot"] == [{"reference": f"Slot/{slot}"}]
