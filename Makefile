@@ -12,7 +12,9 @@ STAMP := $(VENV)/.installed
 
 # The local development issuer lets `fhir-service token --role ...` mint tokens to try the API.
 run: setup hapi
-	FHIR_SERVICE_AUTH_LOCAL_ISSUER=$${FHIR_SERVICE_AUTH_LOCAL_ISSUER:-true} $(BIN)/fhir-service serve
+	FHIR_SERVICE_AUTH_LOCAL_ISSUER=$${FHIR_SERVICE_AUTH_LOCAL_ISSUER:-true} \
+	FHIR_SERVICE_TIME_TYPES_SEED=$${FHIR_SERVICE_TIME_TYPES_SEED-mappings/booking/time-types.json} \
+	$(BIN)/fhir-service serve
 
 test: setup hapi axe
 	$(BIN)/pytest

@@ -75,7 +75,7 @@ from bench.facade import (
     tokens,
 )
 from bench.support import hapi_base_url
-from fhir_service.booking import BookingService, SlotTakenError
+from fhir_service.booking import BookingService, SlotTakenError, TimeTypeCatalogue
 from fhir_service.contract import AgreedTime, Contract
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
@@ -231,7 +231,9 @@ class HapiBooker:
 
     def __init__(self, hapi: HapiClient, contracts: Sequence[Contract]) -> None:
         self.known = {c.id: c for c in contracts}
-        self.booking = BookingService(hapi, KnownContracts(hapi, self.known))
+        self.booking = BookingService(
+            hapi, KnownContracts(hapi, self.known), TimeTypeCatalogue(hapi)
+        )
         # Who the service names in the Provenance for a booking platform's token.
         author = Author((LOCAL_ISSUER, SUBJECT), CLIENT_ID)
         self.by = Change(author, Compartment())

@@ -104,6 +104,9 @@ class Latencies:
         return statistics.quantiles(self.seconds, n=100, method="inclusive")[94] * 1000
 
 
+TIME_TYPES_SEED = Path(__file__).parents[1] / "mappings" / "booking" / "time-types.json"
+
+
 @contextmanager
 def running_service(hapi_url: str, workdir: Path) -> Iterator[str]:
     """``python -m fhir_service serve`` on ``hapi_url``, ready; yields its base URL.
@@ -118,6 +121,8 @@ def running_service(hapi_url: str, workdir: Path) -> Iterator[str]:
         "FHIR_SERVICE_DATABASE_URL": f"sqlite:///{workdir / 'service.db'}",
         "FHIR_SERVICE_PORT": str(port),
         "FHIR_SERVICE_AUTH_LOCAL_ISSUER": "true",
+        # The examples' units define their time types, as `make run` has them: /ready waits.
+        "FHIR_SERVICE_TIME_TYPES_SEED": str(TIME_TYPES_SEED),
     }
     log_path = workdir / "service.log"
     with log_path.open("ab") as log:

@@ -19,9 +19,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service import servicedb
 from fhir_service.audit import AccessRecord, AuditOutbox, AuditWriter, Witness, outbox
-from fhir_service.booking import BookingService, release_lapsed_forever
+from fhir_service.booking import (
+    BookingService,
+    TimeTypeCatalogue,
+    release_lapsed_forever,
+    seed_forever,
+)
 from fhir_service.contract import Identifier
 from fhir_service.fhir import GoneError, HapiClient, HapiUnavailableError, NotFoundError
+from fhir_service.mapping import DefinedTimeType
 from fhir_service.metrics import Metrics
 from fhir_service.records import (
     CallerBooking,
@@ -65,7 +71,9 @@ class Service:
     """One running instance of the service: HAPI's client, the service database, the contract
     store, change notifications and the audit writer, and their background work."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, *, seed: list[DefinedTimeType] | None = None
+    ) -> None:
         if settings.hapi_url is None:
             raise ValueError("the service needs settings.hapi_url; the CLI fills it in")
         self.settings = settings
@@ -77,8 +85,13 @@ class Service:
         self.keys = IdempotencyStore(self.engine)
         self.conformance_loaded = asyncio.Event()
         self.schema_ready = asyncio.Event()
+        self.seeded = asyncio.Event()
+        """Set once the seed's time types are defined (with ``time_types_seed`` only)."""
         self.audit_wake = asyncio.Event()
         self.store = ContractStore(self.hapi, settings.narrative_language)
+        self.time_types = TimeTypeCatalogue(self.hapi)
+        self._seed = seed
+        self.booking_service = BookingService(self.hapi, self.store, self.time_types)
         # Webhook receivers are strangers: no redirects followed, no shared pool with HAPI, and
         # connections only to addresses the target policy admits.
         self._webhook_http = webhook_client(
@@ -96,6 +109,7 @@ class Service:
             ),
             hook_url=settings.resolved_hapi_hook_url,
             feed_interval_seconds=settings.change_feed_interval_seconds,
+            time_types_changed=self.time_types.changed,
         )
         self._audit_outbox = AuditOutbox(self.engine)
         self._audit_writer = AuditWriter(self._audit_outbox, self.hapi)
@@ -118,9 +132,21 @@ class Service:
                 housekeeping.tidy_forever(self.engine, self.schema_ready),
                 self.instance.beat_forever(self.schema_ready),
                 release_lapsed_forever(
-                    BookingService(self.hapi, self.store),
+                    self.booking_service,
                     self.conformance_loaded,
                     self.settings.booking_hold_sweep_seconds,
+                ),
+                self.time_types.refresh_forever(
+                    self.conformance_loaded, self.settings.change_feed_interval_seconds
+                ),
+                *(
+                    []
+                    if self._seed is None
+                    else [
+                        seed_forever(
+                            self.time_types, self._seed, self.conformance_loaded, self.seeded
+                        )
+                    ]
                 ),
                 conformance.load_until_done(self.hapi, self.conformance_loaded),
                 keep_trying(
@@ -142,7 +168,7 @@ class Service:
 
     def records(self, access: Access, witness: Witness, change: Change) -> CallerRecords:
         """The FHIR records as the caller may see and change them."""
-        return CallerRecords(access, witness, change, self.hapi, self.store)
+        return CallerRecords(access, witness, change, self.booking_service)
 
     def contracts(
         self, access: Access, witness: Witness, change: Callable[[], Change], caller: str
@@ -150,13 +176,13 @@ class Service:
         """The contracts of the JSON facade as the caller may see and change them, with the
         caller's Idempotency-Keys (``caller`` is the caller as the keys are scoped to)."""
         replays = Replays(self.keys, witness, caller, self.instance.id)
-        return CallerContracts(access, witness, change, self.store, replays)
+        return CallerContracts(access, witness, change, self.store, replays, self.time_types)
 
     def booking(
         self, access: Access, witness: Witness, change: Callable[[], Change]
     ) -> CallerBooking:
         """The booking facade as the caller may use it."""
-        return CallerBooking(access, witness, change, BookingService(self.hapi, self.store))
+        return CallerBooking(access, witness, change, self.booking_service)
 
     def consents(self, access: Access, witness: Witness) -> CallerConsents:
         """The patient's leaves for relatives."""
@@ -214,6 +240,12 @@ class Service:
             if self.conformance_loaded.is_set()
             else Check(up=False, detail="our profiles are not yet loaded into HAPI")
         )
+        if self._seed is not None:
+            checks["time_types"] = (
+                Check(up=True)
+                if self.seeded.is_set()
+                else Check(up=False, detail="the seed's time types are not yet defined")
+            )
         return checks
 
     async def _database(self, timeout: float) -> Check:

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         description="How often lapsed holds are released in HAPI (their Slots are free to "
         "book and hold before that too).",
     )
+    time_types_seed: Path | None = Field(
+        default=None,
+        description="Development: a file of care units' time types (mappings/booking/"
+        "time-types.json) defined at start, each only if its unit has not defined it yet.",
+    )
 
     hapi_hook_url: AnyHttpUrl | None = Field(
         default=None,

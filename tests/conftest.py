@@ -20,7 +20,9 @@ from fhir_service.cli.local_hapi import LocalHapi
 from fhir_service.sync.conformance import conformance_bundle
 from tests import hapi_clients
 from tests.auth import TestIssuer
+from tests.service_app import ready_app
 from tests.support import HAPI_START_TIMEOUT, free_port
+from tests.time_types import seed_through_api
 
 # In CI the generated examples are the same on every run, so a red build always reproduces;
 # locally each run explores new ones.
@@ -48,8 +50,11 @@ def hapi_base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def conformance_loaded(hapi_base_url: str) -> str:
-    """HAPI's base URL, once our profiles, code systems and value sets are loaded into it."""
+def conformance_loaded(
+    hapi_base_url: str, issuer: TestIssuer, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """HAPI's base URL, once our profiles, code systems and value sets are loaded into it, and
+    the seed's time types are defined through the service's JSON facade."""
     response = httpx.post(
         hapi_base_url,
         json=conformance_bundle(),
@@ -57,6 +62,8 @@ def conformance_loaded(hapi_base_url: str) -> str:
         timeout=120.0,
     )
     assert response.status_code == 200, response.text
+    with ready_app(hapi_base_url, tmp_path_factory.mktemp("seed"), issuer) as service:
+        seed_through_api(service, issuer)
     return hapi_base_url
 
 

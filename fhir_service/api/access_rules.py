@@ -60,6 +60,7 @@ RULES: dict[str, Protected | Public] = {
     "ready": Public.OPERATIONS,
     "metrics": Public.OPERATIONS,
     "hapi_changed": Public.SELF_CHECKED,
+    "time_types_changed": Public.SELF_CHECKED,
     "openapi": Public.DOCS,
     "swagger_ui_html": Public.DOCS,
     "swagger_ui_redirect": Public.DOCS,
@@ -88,6 +89,11 @@ RULES: dict[str, Protected | Public] = {
     # Clinics publish bookable times; booking platforms and patients book agreed times.
     "publish_slots": Protected(Requirement("Slot", "c"), Interaction.CREATE),
     "find_slots": Protected(Requirement("Slot", "s"), Interaction.SEARCH),
+    # A unit's time types are HealthcareServices its EHR defines; whoever finds its times
+    # reads what they are called.
+    "list_time_types": Protected(Requirement("Slot", "s"), Interaction.SEARCH),
+    "define_time_type": Protected(Requirement("HealthcareService", "u"), Interaction.UPDATE),
+    "retire_time_type": Protected(Requirement("HealthcareService", "d"), Interaction.DELETE),
     "book_time": _booking("book"),
     "hold_time": _booking("hold"),
     "release_time": _booking("release"),

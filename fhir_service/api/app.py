@@ -43,6 +43,7 @@ from fhir_service.api.middleware.security import SecurityMiddleware
 from fhir_service.api.openapi import install as install_openapi
 from fhir_service.api.patient_page import refused_page
 from fhir_service.api.problems import problem_response, refused
+from fhir_service.booking import seed_definitions
 from fhir_service.contract import described, json_path
 from fhir_service.errors import ServiceError
 from fhir_service.metrics import Metrics
@@ -67,10 +68,12 @@ def create_app(settings: Settings) -> FastAPI:
     activity = Activity()
     # Built here, not in the lifespan: incomplete auth settings stop the start, with the reason.
     validator = TokenValidator.from_settings(settings)
+    # So does a seed of time types that is no seed.
+    seed = None if settings.time_types_seed is None else seed_definitions(settings.time_types_seed)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = app.state.service = Service(settings, metrics)
+        service = app.state.service = Service(settings, metrics, seed=seed)
         background = service.start(quiet=activity.quiet_for)
         try:
             yield

@@ -14,17 +14,32 @@ is answered as if it did not exist.
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from fhir_service.api.deps import BookingDep, SettingsDep
 from fhir_service.api.languages import AcceptLanguage, language_headers, negotiated_language
 from fhir_service.api.problems import PROBLEM_JSON
-from fhir_service.booking import Opening, PublishedTime
-from fhir_service.contract import AgreedTime, GuaranteeVerdict, Identifier
+from fhir_service.booking import Defined, Opening, PublishedTime
+from fhir_service.contract import (
+    AgreedTime,
+    GuaranteeVerdict,
+    Identifier,
+    OrganizationKind,
+    TimeType,
+    TimeTypeRules,
+)
 from fhir_service.records import FreeSlotsAsked, Template
 
 __all__ = ["router"]
@@ -192,6 +207,145 @@ async def publish_slots(
     return JSONResponse(
         PublishAnswer(created=published.created, existing=published.existing).model_dump()
     )
+
+
+class TimeTypeBody(TimeTypeRules):
+    """A time type as the care unit defines it, with the unit's name and clock."""
+
+    unit_name: str = Field(min_length=1, max_length=200, description="The care unit's name.")
+    unit_kind: OrganizationKind = Field(
+        default=OrganizationKind.CARE_UNIT,
+        description="What kind of unit it is, when its record is made now (a unit contracts "
+        "name already keeps the kind they gave it).",
+    )
+    time_zone: str = Field(
+        default="Europe/Stockholm",
+        max_length=64,
+        description="The clock the unit's times are published and counted in (IANA name).",
+    )
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}: an IANA name, Europe/Oslo") from None
+        return zone
+
+
+class UnitTimeType(_Body):
+    """One of the unit's time types as stored, and the FHIR resource that holds it."""
+
+    care_unit: Identifier
+    unit_name: str
+    time_zone: str
+    time_type: TimeType
+    resource: str = Field(description="The HealthcareService that holds it, on /fhir.")
+
+
+class DefinedAnswer(UnitTimeType):
+    """A time type as defined now."""
+
+    created: bool
+    applies_from: datetime = Field(
+        description="The definition applies to times booked from this moment on; times booked "
+        "before keep the online rules they were booked under."
+    )
+    before: TimeType | None = Field(description="The definition it replaced; none when new.")
+
+
+class RetiredAnswer(DefinedAnswer):
+    """A time type retired: no new times or bookings of it; booked times stay booked."""
+
+    closed_free_slots: int = Field(description="Free times to come closed with it.")
+
+
+class UnitTimeTypes(_Body):
+    """A care unit's time types, retired ones too (``active: false``)."""
+
+    care_unit: Identifier
+    unit_name: str
+    time_zone: str
+    time_types: tuple[TimeType, ...]
+
+
+_TYPE_ERRORS: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Another care unit's time types.", **_PROBLEM},
+    422: {"description": "An invalid definition; every problem at once.", **_PROBLEM},
+}
+
+
+@router.get(
+    "/care-units/{unit}/time-types",
+    response_model=UnitTimeTypes,
+    responses={404: {"description": "The unit has defined no time types.", **_PROBLEM}},
+)
+async def list_time_types(unit: UnitPath, booking: BookingDep) -> Response:
+    """The care unit's time types as it defined them: names in sv, nb and en, and rules."""
+    found = await booking.time_types(unit)
+    body = UnitTimeTypes(
+        care_unit=found.unit.identifier,
+        unit_name=found.unit.name,
+        time_zone=found.time_zone,
+        time_types=found.time_types,
+    )
+    return JSONResponse(body.model_dump(mode="json"))
+
+
+@router.put(
+    "/care-units/{unit}/time-types/{code}",
+    response_model=DefinedAnswer,
+    status_code=200,
+    responses={201: {"description": "Defined anew.", "model": DefinedAnswer}, **_TYPE_ERRORS},
+)
+async def define_time_type(
+    unit: UnitPath, code: CodePath, body: TimeTypeBody, booking: BookingDep
+) -> Response:
+    """Define one of the unit's own time types, or change it (its EHR's token).
+
+    A change applies to times booked from ``applies_from`` on; times already booked keep the
+    rules they were booked under. Publishing times of a type needs it defined first.
+    """
+    rules = TimeTypeRules.model_validate(body.model_dump(include=set(TimeTypeRules.model_fields)))
+    defined = await booking.define(
+        unit, code, rules, body.unit_name, body.time_zone, body.unit_kind
+    )
+    answer = _defined(defined)
+    return JSONResponse(answer.model_dump(mode="json"), status_code=201 if answer.created else 200)
+
+
+@router.delete(
+    "/care-units/{unit}/time-types/{code}",
+    response_model=RetiredAnswer,
+    responses={
+        404: {"description": "The unit has no such time type.", **_PROBLEM},
+        409: {
+            "description": "free-slots=refuse, and the type has free times to come.",
+            **_PROBLEM,
+        },
+        **_TYPE_ERRORS,
+    },
+)
+async def retire_time_type(
+    unit: UnitPath,
+    code: CodePath,
+    booking: BookingDep,
+    free_slots: Annotated[
+        Literal["close", "refuse"],
+        Query(
+            alias="free-slots",
+            description="close: its free times to come are closed with it; refuse (the "
+            "default): refused while it has any.",
+        ),
+    ] = "refuse",
+) -> Response:
+    """Retire one of the unit's own time types: no new times or bookings of it; times booked
+    stay booked and keep their rules. It stays readable, ``active: false``."""
+    retired = await booking.retire(unit, code, close_free=free_slots == "close")
+    answer = _defined(retired.defined)
+    body = RetiredAnswer(**answer.model_dump(), closed_free_slots=retired.closed)
+    return JSONResponse(body.model_dump(mode="json"))
 
 
 @router.get(
@@ -404,3 +558,16 @@ async def guarantee_breaches(
 
 def _time(changed: AgreedTime) -> Response:
     return JSONResponse(changed.model_dump(mode="json"))
+
+
+def _defined(defined: Defined) -> DefinedAnswer:
+    return DefinedAnswer(
+        care_unit=defined.unit.identifier,
+        unit_name=defined.unit.name,
+        time_zone=defined.time_zone,
+        time_type=defined.kind,
+        resource=f"HealthcareService/{defined.resource['id']}",
+        created=defined.before is None,
+        applies_from=defined.applies_from,
+        before=defined.before,
+    )

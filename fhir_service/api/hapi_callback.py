@@ -1,4 +1,5 @@
-"""The endpoint HAPI's rest-hook Subscriptions call: it only wakes the change feed.
+"""The endpoints HAPI's rest-hook Subscriptions call: they only wake the change feed, or the
+time-type catalogue.
 
 HAPI sends no payload (see ``sync/subscriptions.py``), so nothing here is trusted as data; the
 feed reads what changed from HAPI itself. The bearer token keeps strangers from making it read.
@@ -25,16 +26,31 @@ async def hapi_changed(
     authorization: str = Header(default=""),
 ) -> Response:
     """HAPI saw a change to a watched resource: read the history now."""
-    token = notifications.hook_token
-    scheme, _, presented = authorization.partition(" ")
-    if (
-        token is None
-        or scheme.lower() != "bearer"
-        or not hmac.compare_digest(presented.encode(), token.encode())
-    ):
+    if not _from_hapi(notifications.hook_token, authorization):
         return _unauthorized()
     notifications.feed_wake.set()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/hooks/hapi/time-types")
+async def time_types_changed(
+    notifications: NotificationsDep,
+    authorization: str = Header(default=""),
+) -> Response:
+    """HAPI saw a change to a care unit's time type: read the time types again now."""
+    if not _from_hapi(notifications.hook_token, authorization):
+        return _unauthorized()
+    notifications.time_types_changed.set()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _from_hapi(token: str | None, authorization: str) -> bool:
+    scheme, _, presented = authorization.partition(" ")
+    return (
+        token is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(presented.encode(), token.encode())
+    )
 
 
 def _unauthorized() -> JSONResponse:

@@ -68,7 +68,7 @@ def render_page(
     moment = datetime.now(UTC)
 
     def online(time: PlannedTime) -> OnlineChanges | None:
-        return online_changes(time, moment)
+        return online_changes(time, moment, time.online_rules)
 
     def link(action: str, time: PlannedTime) -> str | None:
         if booking_link is None:

@@ -2,7 +2,7 @@
 
 A contract may say where the patient is on their way into care (``care_guarantee``: the step
 waited for, since when). Its agreed times of a time type that counts towards that step
-(``careGuaranteeStep`` in ``mappings/booking/time-types.json``) must happen by the step's
+(its ``care_guarantee_step``, as its care unit defined it) must happen by the step's
 deadline: a booked time after it breaks the guarantee, and so does a time still not booked once
 the deadline has passed.
 """
@@ -18,8 +18,8 @@ from fhir_service.contract import (
     AgreedTimeStatus,
     Contract,
     GuaranteeVerdict,
+    TimeTypes,
 )
-from fhir_service.mapping.time_types import time_types
 
 __all__ = ["Breach", "breaches", "verdict_for"]
 
@@ -34,13 +34,15 @@ class Breach:
     booked: bool
 
 
-def verdict_for(contract: Contract, time: AgreedTime, start: datetime) -> GuaranteeVerdict | None:
+def verdict_for(
+    contract: Contract, time: AgreedTime, start: datetime, types: TimeTypes
+) -> GuaranteeVerdict | None:
     """How ``time`` (of the contract) would stand at ``start`` against the contract's care
     guarantee; None when the contract has none or the time's type does not count towards it."""
     case = contract.care_guarantee
     if case is None or time.time_type is None:
         return None
-    kind = time_types(time.organization.identifier).get(time.time_type)
+    kind = types.known(time.organization.identifier).get(time.time_type)
     if kind is None or kind.care_guarantee_step != case.step:
         return None
     try:
@@ -52,16 +54,16 @@ def verdict_for(contract: Contract, time: AgreedTime, start: datetime) -> Guaran
     return GuaranteeVerdict(deadline=found.deadline, late=found.late, days_over=found.days_over)
 
 
-def breaches(contract: Contract, now: datetime) -> list[Breach]:
+def breaches(contract: Contract, now: datetime, types: TimeTypes) -> list[Breach]:
     """The agreed times of ``contract`` that break its care guarantee at ``now``."""
     found = []
     for time in contract.agreed_times:
         if time.status is AgreedTimeStatus.BOOKED and time.start is not None:
-            judged = verdict_for(contract, time, time.start)
+            judged = verdict_for(contract, time, time.start, types)
             if judged is not None and judged.late:
                 found.append(Breach(contract.id, time, judged, booked=True))
         elif time.status is AgreedTimeStatus.PROPOSED:
-            judged = verdict_for(contract, time, now)
+            judged = verdict_for(contract, time, now, types)
             if judged is not None and judged.late:
                 found.append(Breach(contract.id, time, judged, booked=False))
     return found

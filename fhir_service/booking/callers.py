@@ -10,8 +10,14 @@ from __future__ import annotations
 from fhir_service.audit.witness import Witness
 from fhir_service.booking.service import BookingService
 from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
-from fhir_service.contract import AgreedTime, Contract, Identifier
-from fhir_service.mapping.time_types import CareUnitTimes, TimeType, care_unit
+from fhir_service.contract import (
+    AgreedTime,
+    CareUnitTimes,
+    Contract,
+    Identifier,
+    TimeType,
+    TimeTypes,
+)
 from fhir_service.security.access import Access, identifier_named
 from fhir_service.store import ContractNotFoundError
 
@@ -47,10 +53,11 @@ def unit_of(text: str) -> Identifier | None:
     return identifier_named(text, patient=False)
 
 
-def offered(unit: str, code: str) -> tuple[CareUnitTimes, TimeType] | None:
-    """The care unit ``unit`` names and its time type ``code``; None if it publishes none such."""
+def offered(types: TimeTypes, unit: str, code: str) -> tuple[CareUnitTimes, TimeType] | None:
+    """The care unit ``unit`` names and its time type ``code`` in force; None if it offers
+    none such."""
     identifier = unit_of(unit)
-    clinic = None if identifier is None else care_unit(identifier)
+    clinic = None if identifier is None else types.care_unit(identifier)
     kind = None if clinic is None else clinic.time_type(code)
     return None if clinic is None or kind is None else (clinic, kind)
 

@@ -1,15 +1,14 @@
-"""What a patient may still do online with a booked time: the clinic's rules for its time type,
-and the cut-off before it starts."""
+"""What a patient may still do online with a booked time: the clinic's rules it was booked under
+(or, for a time booked elsewhere, its time type's now), and the cut-off before it starts."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from fhir_service.contract import AgreedTime, AgreedTimeStatus
-from fhir_service.mapping.time_types import time_types
+from fhir_service.contract import AgreedTime, AgreedTimeStatus, OnlineRules, TimeTypes
 
-__all__ = ["OnlineChanges", "online_changes"]
+__all__ = ["OnlineChanges", "online_changes", "rules_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,15 +20,26 @@ class OnlineChanges:
     until: datetime
 
 
-def online_changes(time: AgreedTime, now: datetime) -> OnlineChanges | None:
-    """What the patient may still do online with ``time`` at ``now``; None when nothing (not
-    booked, a type the clinic changes itself, or past the cut-off)."""
+def rules_of(time: AgreedTime, types: TimeTypes) -> OnlineRules | None:
+    """The online rules ``time`` keeps: those it was booked under, else (a time booked in the
+    clinic's own system) its time type's as defined now; None without a known type."""
+    if time.online_rules is not None:
+        return time.online_rules
+    kind = types.known(time.organization.identifier).get(time.time_type or "")
+    return None if kind is None else kind.online_rules
+
+
+def online_changes(
+    time: AgreedTime, now: datetime, rules: OnlineRules | None
+) -> OnlineChanges | None:
+    """What the patient may still do online with ``time`` at ``now`` under ``rules`` (its
+    `rules_of`); None when nothing (not booked, a type the clinic changes itself, or past the
+    cut-off)."""
     if time.status is not AgreedTimeStatus.BOOKED or time.start is None or not time.time_type:
         return None
-    kind = time_types(time.organization.identifier).get(time.time_type)
-    if kind is None or not (kind.patient.cancel or kind.patient.rebook):
+    if rules is None or not (rules.cancel or rules.rebook):
         return None
-    until = time.start - kind.cancel_cutoff
+    until = time.start - rules.cancel_cutoff
     if now > until:
         return None
-    return OnlineChanges(cancel=kind.patient.cancel, rebook=kind.patient.rebook, until=until)
+    return OnlineChanges(cancel=rules.cancel, rebook=rules.rebook, until=until)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from fhir_service.contract import Organization
+from fhir_service.contract import Organization, TimeType
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import identity_url, instant, key_of
-from fhir_service.mapping.time_types import TimeType, clinics
+from fhir_service.mapping.time_types import APPOINTMENT_TYPE_SYSTEM
 from fhir_service.mapping.to_fhir import care_unit_entries
 
 __all__ = [
@@ -83,9 +83,7 @@ def slot_entries(
         }
     )
     appointment_type = {
-        "coding": [
-            {"system": clinics().appointment_type_system, "code": time_type.appointment_type}
-        ]
+        "coding": [{"system": APPOINTMENT_TYPE_SYSTEM, "code": time_type.appointment_type}]
     }
     for time in times:
         value = f"{key}/{time.start.astimezone(UTC).strftime('%Y-%m-%dT%H:%MZ')}"

@@ -13,8 +13,9 @@ A time booked against the contract's care guarantee carries its verdict (deadlin
 not): a late booking is not refused, since it may be the best time there is, but it is
 recorded on the Appointment and listed among the guarantee's breaches.
 
-Patients acting for themselves are held to the clinic's rules (``mappings/booking``): which time
-types they may book, cancel or rebook online, and until how long before the time.
+Patients acting for themselves are held to the clinic's rules (its time types, as the unit
+defined them: `fhir_service.booking.catalogue`): which time types they may book, cancel or rebook
+online, and until how long before the time. A time keeps the rules it was booked under.
 
 Contracts are read through `fhir_service.booking.shown`: a contract or time the caller may not
 see is not found, exactly as one that does not exist, so it is never booked, cancelled or
@@ -30,13 +31,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_service.booking.breaches import verdict_for
+from fhir_service.booking.catalogue import TimeTypeCatalogue
 from fhir_service.booking.errors import (
     DoesNotFitError,
     NotBookableNowError,
     NotOnlineError,
     SlotTakenError,
 )
-from fhir_service.booking.online import online_changes
+from fhir_service.booking.online import online_changes, rules_of
 from fhir_service.booking.shown import Shown, ShownContracts
 from fhir_service.booking.slots import SlotRecord, Slots, slot_entry
 from fhir_service.contract import (
@@ -45,6 +47,8 @@ from fhir_service.contract import (
     Contract,
     ContractStatus,
     Hold,
+    TimeType,
+    TimeTypes,
 )
 from fhir_service.errors import ServiceError
 from fhir_service.fhir import ConflictError, HapiClient
@@ -52,7 +56,6 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.elements import appointment_hold_of, key_of
 from fhir_service.mapping.provenance import Author, change_entry
 from fhir_service.mapping.stored import resolved
-from fhir_service.mapping.time_types import TimeType, UnknownTimeTypeError, time_type, time_types
 from fhir_service.mapping.to_fhir import agreed_time_bundle
 from fhir_service.security.access import Compartment
 from fhir_service.store import (
@@ -86,9 +89,12 @@ class Booked:
 class BookingService(Slots):
     """Publishes, finds and books bookable times in HAPI."""
 
-    def __init__(self, hapi: HapiClient, store: ContractStore) -> None:
+    def __init__(
+        self, hapi: HapiClient, store: ContractStore, catalogue: TimeTypeCatalogue
+    ) -> None:
         super().__init__(hapi)
         self.store = store
+        self.catalogue = catalogue
 
     def shown_to(self, walls: Compartment) -> ShownContracts:
         """The contracts as a caller within ``walls`` is shown them: how routes read contracts."""
@@ -112,9 +118,10 @@ class BookingService(Slots):
                 f"agreed time {key!r} is {time.status}: rebook or cancel it instead"
             )
         slot = await self._claimable(slot_id, tentative_ok=own_hold)
-        kind = _takeable(time, slot, patient=patient, held=own_hold)
+        types = await self.catalogue.current()
+        kind = _takeable(time, slot, types, patient=patient, held=own_hold)
         booked = _in_slot(time, slot, kind, AgreedTimeStatus.BOOKED)
-        judged = _judged(found.stored.contract, booked)
+        judged = _judged(found.stored.contract, booked, types)
         return await self._write(found.stored, judged, "book", by, take=slot)
 
     async def hold(
@@ -135,7 +142,7 @@ class BookingService(Slots):
         if time.status not in _BOOKABLE:
             raise NotBookableNowError(f"agreed time {key!r} is {time.status}: it cannot be held")
         slot = await self._claimable(slot_id, tentative_ok=False)
-        kind = _takeable(time, slot, patient=patient)
+        kind = _takeable(time, slot, await self.catalogue.current(), patient=patient)
         hold = Hold(until=until, holder=holder_of(by))
         held = _in_slot(time, slot, kind, AgreedTimeStatus.PENDING, hold)
         return await self._write(found.stored, held, "hold", by, take=slot, status="busy-tentative")
@@ -199,6 +206,7 @@ class BookingService(Slots):
                 "slot": None,
                 "care_guarantee": None,
                 "hold": None,
+                "online_rules": None,
             }
         )
         return await self._write(stored, proposed, "release", by, free=freed)
@@ -229,7 +237,7 @@ class BookingService(Slots):
         if time.status is not AgreedTimeStatus.BOOKED:
             raise NotBookableNowError(f"agreed time {key!r} is {time.status}, not booked")
         if patient:
-            _patient_may(time, "cancel", now or datetime.now(UTC))
+            _patient_may(time, "cancel", now or datetime.now(UTC), await self.catalogue.current())
         held = await self.slot(time.slot) if time.slot else None
         # Freed only if this time holds it: a Slot freed by other means stays as it is.
         freed = held if held is not None and held.resource.get("status") == "busy" else None
@@ -254,12 +262,13 @@ class BookingService(Slots):
         time = _time(found, key)
         if time.status is not AgreedTimeStatus.BOOKED:
             raise NotBookableNowError(f"agreed time {key!r} is {time.status}: book it")
+        types = await self.catalogue.current()
         if patient:
-            _patient_may(time, "rebook", now or datetime.now(UTC))
+            _patient_may(time, "rebook", now or datetime.now(UTC), types)
         slot = await self.slot(slot_id)
         if slot.id == time.slot:
             raise NotBookableNowError("the time is booked in that slot already")
-        kind = _slot_type(time, slot)
+        kind = _slot_type(time, slot, types)
         _check_future(slot)
         freed = await self.slot(time.slot) if time.slot else None
         moved = _judged(
@@ -270,8 +279,10 @@ class BookingService(Slots):
                     "end": slot.end,
                     "slot": slot.id,
                     "time_type": kind.code,
+                    "online_rules": kind.online_rules,
                 }
             ),
+            types,
         )
         return await self._write(found.stored, moved, "rebook", by, take=slot, free=freed)
 
@@ -329,10 +340,11 @@ class BookingService(Slots):
         return Booked(changed, time)
 
 
-def _judged(contract: Contract, time: AgreedTime) -> AgreedTime:
+def _judged(contract: Contract, time: AgreedTime, types: TimeTypes) -> AgreedTime:
     """``time`` with its verdict against the contract's care guarantee, when one applies."""
     assert time.start is not None  # a booked time has its start
-    return time.model_copy(update={"care_guarantee": verdict_for(contract, time, time.start)})
+    verdict = verdict_for(contract, time, time.start, types)
+    return time.model_copy(update={"care_guarantee": verdict})
 
 
 def _time(found: Shown, key: str) -> AgreedTime:
@@ -343,9 +355,11 @@ def _time(found: Shown, key: str) -> AgreedTime:
     return found.time(key)
 
 
-def _slot_type(time: AgreedTime, slot: SlotRecord, *, held: bool = False) -> TimeType:
-    """The time type ``slot`` is of, once it is free (or, ``held``, held for ``time``) and
-    fits ``time``."""
+def _slot_type(
+    time: AgreedTime, slot: SlotRecord, types: TimeTypes, *, held: bool = False
+) -> TimeType:
+    """The time type ``slot`` is of, once it is free (or, ``held``, held for ``time``), of a
+    type its unit still offers, and fits ``time``."""
     if slot.resource.get("status") != ("busy-tentative" if held else "free"):
         raise SlotTakenError(f"slot {slot.id} is not free")
     unit = time.organization.identifier
@@ -354,7 +368,7 @@ def _slot_type(time: AgreedTime, slot: SlotRecord, *, held: bool = False) -> Tim
         i.get("system") == urls.ID_SLOT and str(i.get("value", "")).startswith(f"{key_of(unit)}/")
         for i in slot.resource.get("identifier", [])
     )
-    if not published_by_unit or slot.time_type is None or slot.time_type not in time_types(unit):
+    if not published_by_unit or slot.time_type is None:
         raise DoesNotFitError(
             f"slot {slot.id} is not one of {time.organization.name}'s bookable times"
         )
@@ -362,17 +376,22 @@ def _slot_type(time: AgreedTime, slot: SlotRecord, *, held: bool = False) -> Tim
         raise DoesNotFitError(
             f"agreed time {time.key!r} is a {time.time_type!r}, the slot a {slot.time_type!r}"
         )
-    try:
-        return time_type(unit, slot.time_type)
-    except UnknownTimeTypeError as exc:
-        raise DoesNotFitError(str(exc)) from exc
+    kind = types.offered(unit, slot.time_type)
+    if kind is None:
+        raise DoesNotFitError(
+            f"{time.organization.name} no longer offers {slot.time_type!r} times: "
+            "it retired the time type"
+        )
+    return kind
 
 
-def _takeable(time: AgreedTime, slot: SlotRecord, *, patient: bool, held: bool = False) -> TimeType:
+def _takeable(
+    time: AgreedTime, slot: SlotRecord, types: TimeTypes, *, patient: bool, held: bool = False
+) -> TimeType:
     """The time type ``slot`` is of, once ``time`` may be booked or held in it by this caller:
     the Slot free (or held for the time), of the time's type, to come, and, for a patient,
     of a type patients book online."""
-    kind = _slot_type(time, slot, held=held)
+    kind = _slot_type(time, slot, types, held=held)
     if patient and not kind.patient.book:
         raise NotOnlineError(f"{kind.name('en')} times are booked by the clinic, not online")
     _check_future(slot)
@@ -386,7 +405,8 @@ def _in_slot(
     status: AgreedTimeStatus,
     hold: Hold | None = None,
 ) -> AgreedTime:
-    """``time`` booked or held (``status``, ``hold``) in ``slot`` of type ``kind``."""
+    """``time`` booked or held (``status``, ``hold``) in ``slot`` of type ``kind``, under its
+    online rules as they are now."""
     return time.model_copy(
         update={
             "status": status,
@@ -397,6 +417,7 @@ def _in_slot(
             "cancellation_reason": None,
             "care_guarantee": None,
             "hold": hold,
+            "online_rules": kind.online_rules,
         }
     )
 
@@ -406,17 +427,18 @@ def _check_future(slot: SlotRecord) -> None:
         raise NotBookableNowError(f"slot {slot.id} has begun or passed")
 
 
-def _patient_may(time: AgreedTime, action: str, now: datetime) -> None:
-    """A patient's own cancel or rebook: allowed by the time type, and before the cut-off."""
-    allowed = online_changes(time, now)
+def _patient_may(time: AgreedTime, action: str, now: datetime, types: TimeTypes) -> None:
+    """A patient's own cancel or rebook: allowed by the rules the time was booked under, and
+    before their cut-off."""
+    rules = rules_of(time, types)
+    allowed = online_changes(time, now, rules)
     if allowed is not None and (allowed.cancel if action == "cancel" else allowed.rebook):
         return
-    kind = time_types(time.organization.identifier).get(time.time_type or "")
-    if kind is None or not (kind.patient.cancel if action == "cancel" else kind.patient.rebook):
+    if rules is None or not (rules.cancel if action == "cancel" else rules.rebook):
         raise NotOnlineError(f"this time cannot be {action}ed online")
     raise NotBookableNowError(
-        f"{kind.name('en')} times can be {action}ed online until "
-        f"{kind.cancel_cutoff_hours} hours before; call the clinic",
+        f"this time can be {action}ed online until {rules.cancel_cutoff_hours} hours before; "
+        "call the clinic",
     )
 
 

@@ -8,20 +8,23 @@ start, so publishing the same times again changes nothing and times already book
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir_service.booking.errors import DoesNotFitError, SlotNotFoundError
 from fhir_service.booking.resources import PublishedTime, schedule_identifier, slot_entries
-from fhir_service.contract import Identifier, Organization
-from fhir_service.fhir import HapiClient, NotFoundError
+from fhir_service.contract import Identifier, Organization, TimeType
+from fhir_service.errors import BusyError
+from fhir_service.fhir import ConflictError, HapiClient, NotFoundError
 from fhir_service.mapping import urls
 from fhir_service.mapping.elements import instant
-from fhir_service.mapping.time_types import TimeType, time_type
 
 __all__ = ["BookableSlot", "Published", "SlotRecord", "Slots"]
 
 Resource = dict[str, Any]
+
+_CLOSE_PAGE = 100
+_MOST_ROUNDS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +76,11 @@ class Slots:
     def __init__(self, hapi: HapiClient) -> None:
         self.hapi = hapi
 
-    async def publish(self, unit: Organization, code: str, times: list[PublishedTime]) -> Published:
-        """Publish ``times`` of ``unit``'s time type ``code``; those already there stay as
+    async def publish(
+        self, unit: Organization, kind: TimeType, times: list[PublishedTime]
+    ) -> Published:
+        """Publish ``times`` of ``unit``'s time type ``kind``; those already there stay as
         they are (booked or not)."""
-        kind = time_type(unit.identifier, code)
         for time in times:
             if time.end <= time.start:
                 raise DoesNotFitError(f"{instant(time.start)}: ends before it starts")
@@ -97,15 +101,14 @@ class Slots:
     async def free_slots(
         self,
         unit: Organization,
-        code: str,
+        kind: TimeType,
         start: datetime,
         end: datetime,
         *,
         count: int = 50,
     ) -> list[BookableSlot]:
-        """Free Slots of ``unit``'s time type ``code`` that start in [start, end), soonest
+        """Free Slots of ``unit``'s time type ``kind`` that start in [start, end), soonest
         first, at most ``count``."""
-        kind = time_type(unit.identifier, code)
         params = [
             ("schedule.identifier", schedule_identifier(unit, kind)),
             ("status", "free"),
@@ -124,6 +127,44 @@ class Slots:
                 time_type=kind,
             )
             for slot in found.matches()
+        ]
+
+    async def close_free(self, unit: Organization, kind: TimeType) -> int:
+        """Make every free Slot to come of ``unit``'s time type ``kind`` unavailable
+        (``busy-unavailable``); how many it closed. Each page is one transaction at the
+        versions read, so a Slot booked meanwhile stays booked: that page is read again."""
+        closed = 0
+        for _ in range(_MOST_ROUNDS):
+            free = await self._free_to_come(unit, kind, _CLOSE_PAGE)
+            if not free:
+                return closed
+            bundle: Resource = {
+                "resourceType": "Bundle",
+                "type": "transaction",
+                "entry": [slot_entry(SlotRecord(s, kind.code), "busy-unavailable") for s in free],
+            }
+            try:
+                await self.hapi.transaction(bundle)
+            except ConflictError:
+                continue  # one was booked or held meanwhile: read the page again
+            closed += len(free)
+        raise BusyError(f"free {kind.code!r} times kept changing; {closed} closed, send again")
+
+    async def count_free(self, unit: Organization, kind: TimeType) -> int:
+        """How many free Slots to come ``unit``'s time type ``kind`` has."""
+        params = [*self._free_criteria(unit, kind), ("_summary", "count")]
+        return (await self.hapi.search("Slot", params, max_pages=1)).total or 0
+
+    async def _free_to_come(self, unit: Organization, kind: TimeType, count: int) -> list[Resource]:
+        params = [*self._free_criteria(unit, kind), ("_count", str(count))]
+        return (await self.hapi.search("Slot", params, max_pages=1)).matches()
+
+    @staticmethod
+    def _free_criteria(unit: Organization, kind: TimeType) -> list[tuple[str, str]]:
+        return [
+            ("schedule.identifier", schedule_identifier(unit, kind)),
+            ("status", "free"),
+            ("start", f"ge{instant(datetime.now(UTC))}"),
         ]
 
     async def slot(self, slot_id: str) -> SlotRecord:

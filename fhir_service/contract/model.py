@@ -9,7 +9,7 @@ knows FHIR or HTTP. Models are immutable; the lifecycle (``lifecycle.py``) retur
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
@@ -56,6 +56,7 @@ __all__ = [
     "Hold",
     "Identifier",
     "Name",
+    "OnlineRules",
     "Organization",
     "Patient",
     "PatientReview",
@@ -358,6 +359,19 @@ class Hold(_Model):
     )
 
 
+class OnlineRules(_Model):
+    """The clinic's rules for changing a booked time online, as they were when it was booked."""
+
+    cancel: bool
+    rebook: bool
+    cancel_cutoff_hours: int = Field(ge=0, le=8760)
+
+    @property
+    def cancel_cutoff(self) -> timedelta:
+        """How long before its start a patient may still cancel or rebook the time online."""
+        return timedelta(hours=self.cancel_cutoff_hours)
+
+
 class AgreedTime(_Model):
     """A time agreed with the patient: a time in hand, or one booked online."""
 
@@ -371,7 +385,7 @@ class AgreedTime(_Model):
     confidentiality: Confidentiality = Confidentiality.NORMAL
     time_type: Key | None = Field(
         default=None,
-        description="The care unit's time type (mappings/booking/time-types.json): what a "
+        description="The care unit's time type, as the unit defined it: what a "
         "booking platform offers the patient to book this time as.",
     )
     slot: Key | None = Field(
@@ -392,13 +406,21 @@ class AgreedTime(_Model):
         description="A pending time's hold: until when, and by whom. Set by the service; left "
         "out when none.",
     )
+    online_rules: OnlineRules | None = Field(
+        default=None,
+        description="A time booked through the booking facade: the clinic's rules for changing "
+        "it online as they were when it was booked (a later change of its time type applies to "
+        "times booked afterwards). Set by the service; left out when none.",
+    )
 
     @model_serializer(mode="wrap")
-    def _hold_when_held(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
-        # Said only while held, so a time's form is as it was before holds.
+    def _service_parts_when_set(self, handler: SerializerFunctionWrapHandler):  # type: ignore[no-untyped-def]
+        # Said only when set, so a time's form is as it was before holds and online rules.
         data = handler(self)
         if self.hold is None:
             data.pop("hold", None)
+        if self.online_rules is None:
+            data.pop("online_rules", None)
         return data
 
     @model_validator(mode="after")

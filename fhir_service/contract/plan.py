@@ -27,6 +27,7 @@ from fhir_service.contract.model import (
     Professional,
     Proposal,
 )
+from fhir_service.contract.time_types import Language, TimeTypes
 from fhir_service.contract.vocabulary import (
     ActivityOwner,
     AgreedTimeStatus,
@@ -114,6 +115,11 @@ class PlannedTime(AgreedTime):
     """An agreed time still to come (proposed, or booked and not yet over)."""
 
     contract_id: ContractId
+    time_type_names: dict[Language, str] | None = Field(
+        default=None,
+        description="What its care unit calls the time's type, in sv, nb and en, as the unit "
+        "defined it; none without a type the unit defined.",
+    )
 
 
 class PlannedProposal(Proposal):
@@ -155,12 +161,18 @@ class CoherentPlan(_Model):
 
 
 def coherent_plan(
-    patient: Identifier, contracts: Iterable[Contract], *, now: datetime, withheld: bool
+    patient: Identifier,
+    contracts: Iterable[Contract],
+    *,
+    now: datetime,
+    withheld: bool,
+    types: TimeTypes | None = None,
 ) -> CoherentPlan:
     """The plan of ``patient`` from ``contracts`` (already what the reader may see).
 
     ``now`` (timezone-aware) decides which agreed times are still to come and which care
-    contacts hold today.
+    contacts hold today. ``types``, the units' time types, name each time's type and give a
+    time booked without online rules (in the clinic's own system) its type's rules now.
     """
     contracts = tuple(contracts)
     shown = [c for c in contracts if c.status in PLAN_STATUSES]
@@ -176,7 +188,7 @@ def coherent_plan(
         if activities:
             groups.append(ActivityGroup(owner=owner, activities=activities))
     times = [
-        PlannedTime(**time.model_dump(), contract_id=contract.id)
+        _planned(contract.id, time, types)
         for contract in shown
         for time in contract.agreed_times
         if time.status in _COMING and (time.end is None or time.end >= now)
@@ -247,3 +259,14 @@ def _activity(contract: Contract, activity: Activity) -> PlannedActivity:
         relative_name=None if relative is None else relative.name,
         relative_identifier=None if relative is None else relative.identifier,
     )
+
+
+def _planned(contract_id: str, time: AgreedTime, types: TimeTypes | None) -> PlannedTime:
+    kind = None
+    if types is not None and time.time_type is not None:
+        kind = types.known(time.organization.identifier).get(time.time_type)
+    planned = PlannedTime(**time.model_dump(), contract_id=contract_id)
+    if kind is None:
+        return planned
+    rules = time.online_rules or kind.online_rules
+    return planned.model_copy(update={"time_type_names": kind.names, "online_rules": rules})

@@ -15,25 +15,29 @@ from fhir_service.mapping.tables import (
     relationships,
     schedule_units,
 )
-from fhir_service.mapping.time_types import UnknownTimeTypeError, care_unit, time_zone
+from fhir_service.mapping.time_types import (
+    DefinedTimeType,
+    named_time_types,
+    unknown_time_types,
+)
 
 __all__ = [
     "MAPPINGS_DIR",
     "Author",
     "CodeTable",
+    "DefinedTimeType",
     "Language",
-    "UnknownTimeTypeError",
     "UnreadableContractError",
-    "care_unit",
     "code_table",
     "code_table_names",
     "kind_for",
     "language_of",
+    "named_time_types",
     "relationships",
     "schedule_units",
     "system_for",
     "system_of",
-    "time_zone",
     "unknown_codes",
+    "unknown_time_types",
     "urls",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from fhir_service.contract import Contract, Professional
 from fhir_service.mapping.tables import care_guarantee_steps, code_table, relationships
-from fhir_service.mapping.time_types import time_types
 
 __all__ = ["unknown_codes"]
 
@@ -46,16 +45,6 @@ def unknown_codes(contract: Contract) -> list[tuple[str, str]]:
                 (
                     f"$.relatives[{i}].relationship",
                     f"unknown relationship code {relative.relationship!r}",
-                )
-            )
-    for i, time in enumerate(contract.agreed_times):
-        if time.time_type is not None and time.time_type not in time_types(
-            time.organization.identifier
-        ):
-            problems.append(
-                (
-                    f"$.agreed_times[{i}].time_type",
-                    f"{time.organization.name} has no time type {time.time_type!r}",
                 )
             )
     case = contract.care_guarantee

@@ -15,6 +15,7 @@ from fhir_service.contract import (
     Hold,
     Identifier,
     Name,
+    OnlineRules,
     PatientReview,
     Period,
     ProgressReport,
@@ -43,6 +44,8 @@ __all__ = [
     "instant",
     "key_of",
     "note",
+    "online_rules",
+    "online_rules_of",
     "patient_review",
     "patient_review_of",
     "period",
@@ -330,6 +333,38 @@ def appointment_hold_of(appointment: Resource) -> Hold | None:
     if parts is None:
         return None
     return Hold(until=parts["until"]["valueInstant"], holder=parts["holder"]["valueString"])
+
+
+def online_rules(rules: OnlineRules) -> Resource:
+    """A booked Appointment's online rules, as they were when it was booked."""
+    return {
+        "url": urls.EXT_ONLINE_RULES,
+        "extension": [
+            {"url": "patientCancel", "valueBoolean": rules.cancel},
+            {"url": "patientRebook", "valueBoolean": rules.rebook},
+            {
+                "url": "cancelCutoff",
+                "valueDuration": {
+                    "value": rules.cancel_cutoff_hours,
+                    "unit": "h",
+                    "system": "http://unitsofmeasure.org",
+                    "code": "h",
+                },
+            },
+        ],
+    }
+
+
+def online_rules_of(appointment: Resource) -> OnlineRules | None:
+    """The online rules an Appointment was booked under; None without them."""
+    parts = _parts(appointment, urls.EXT_ONLINE_RULES)
+    if parts is None:
+        return None
+    return OnlineRules(
+        cancel=parts["patientCancel"]["valueBoolean"],
+        rebook=parts["patientRebook"]["valueBoolean"],
+        cancel_cutoff_hours=parts["cancelCutoff"]["valueDuration"]["value"],
+    )
 
 
 def guarantee_verdict_of(appointment: Resource) -> GuaranteeVerdict | None:

@@ -1066,6 +1066,10 @@ class _Reader:
             data["hold"] = element.appointment_hold_of(appointment)
         except (KeyError, TypeError, ValueError):
             self.issue(f"{at}.extension", "the hold extension is incomplete")
+        try:
+            data["online_rules"] = element.online_rules_of(appointment)
+        except (KeyError, TypeError, ValueError):
+            self.issue(f"{at}.extension", "the online-rules extension is incomplete")
         return data
 
     def signatures(self, careplan: Resource) -> list[SignedContents]:

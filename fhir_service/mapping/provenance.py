@@ -49,6 +49,7 @@ __all__ = [
     "change_entry",
     "contents_digest",
     "digest_of_data",
+    "record_change_entry",
     "signature_entry",
     "valid_signatures",
 ]
@@ -312,14 +313,6 @@ def change_entry(
     record it writes becomes a target. ``activity`` names the step (create, update, agree, ...);
     an agreement's change carries the signatures as well.
     """
-    agents = [_user(author)]
-    if author.client_id is not None:
-        agents.append(
-            {
-                "type": {"coding": [{"system": _PROVENANCE_PARTICIPANT, "code": "performer"}]},
-                "who": {"identifier": {"system": _CLIENT_ID_SYSTEM, "value": author.client_id}},
-            }
-        )
     resource: dict[str, Any] = {
         "resourceType": "Provenance",
         "target": _targets(bundle, contract.id),
@@ -330,7 +323,7 @@ def change_entry(
             ],
             "text": activity,
         },
-        "agent": agents,
+        "agent": _agents(author),
     }
     if activity == "agree" and contract.agreements:
         patient_url, responsible_url = _signer_urls(bundle, contract)
@@ -347,6 +340,45 @@ def change_entry(
     if tags:
         resource["meta"] = {"tag": tags}
     return {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource, "request": request}
+
+
+def record_change_entry(
+    target_url: str, author: Author, *, activity: str, created: bool, recorded: datetime
+) -> dict[str, Any]:
+    """The transaction entry of the Provenance of a change of one record that is no part of a
+    contract (a care unit's time type), the record named by its ``target_url`` in the
+    transaction."""
+    resource: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "target": [{"reference": target_url}],
+        "recorded": instant(recorded),
+        "activity": {
+            "coding": [
+                {"system": _DATA_OPERATION, "code": "CREATE" if created else "UPDATE"},
+            ],
+            "text": activity,
+        },
+        "agent": _agents(author),
+    }
+    if author.write_key is not None:
+        resource["meta"] = {"tag": [{"system": urls.TAG_WRITE_KEY, "code": author.write_key}]}
+    return {
+        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+        "resource": resource,
+        "request": {"method": "POST", "url": "Provenance"},
+    }
+
+
+def _agents(author: Author) -> list[dict[str, Any]]:
+    agents = [_user(author)]
+    if author.client_id is not None:
+        agents.append(
+            {
+                "type": {"coding": [{"system": _PROVENANCE_PARTICIPANT, "code": "performer"}]},
+                "who": {"identifier": {"system": _CLIENT_ID_SYSTEM, "value": author.client_id}},
+            }
+        )
+    return agents
 
 
 def _user(author: Author) -> dict[str, Any]:

@@ -10,10 +10,12 @@ import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+from fhir_service.contract import Language
 
 __all__ = [
     "MAPPINGS_DIR",
@@ -33,7 +35,6 @@ __all__ = [
 
 MAPPINGS_DIR = Path(__file__).resolve().parents[2] / "mappings"
 
-Language = Literal["sv", "nb", "en"]
 
 # Norwegian comes as nb, nn or no; Nynorsk readers get Bokmål rather than Swedish.
 _TAGS: dict[str, Language] = {"sv": "sv", "nb": "nb", "nn": "nb", "no": "nb", "en": "en"}

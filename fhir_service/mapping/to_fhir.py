@@ -351,6 +351,8 @@ class _Builder(_SharedRecords):
             extensions.append(element.guarantee_verdict(time.care_guarantee))
         if time.hold is not None:
             extensions.append(element.appointment_hold(time.hold))
+        if time.online_rules is not None:
+            extensions.append(element.online_rules(time.online_rules))
         if extensions:
             resource["extension"] = extensions
         _label(resource, time.confidentiality)

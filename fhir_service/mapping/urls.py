@@ -14,10 +14,12 @@ __all__ = [
     "EXT_CONTRACT_STATUS",
     "EXT_GUARANTEE_VERDICT",
     "EXT_NOTE_KIND",
+    "EXT_ONLINE_RULES",
     "EXT_PATIENT_PROPOSAL",
     "EXT_PATIENT_REVIEW",
     "EXT_REQUESTED_BY_PATIENT",
     "EXT_RESPONSIBLE_UNIT",
+    "EXT_TIME_TYPE_RULES",
     "ID_AGREED_TIME",
     "ID_CARE_TEAM",
     "ID_CONTRACT",
@@ -29,10 +31,12 @@ __all__ = [
     "ID_RELATED_PERSON",
     "ID_SCHEDULE",
     "ID_SLOT",
+    "ID_TIME_TYPE",
     "POLICY_AGREEMENT_ATTESTED",
     "PROFILE_APPOINTMENT",
     "PROFILE_CAREPLAN",
     "PROFILE_CARETEAM",
+    "PROFILE_TIME_TYPE",
     "TAG_AGREEMENT",
     "TAG_CREATED",
     "TAG_NOT_PROPOSED",
@@ -52,6 +56,8 @@ ID_PRACTITIONER_ROLE = f"{BASE}/identifier/practitioner-role"
 ID_HEALTHCARE_SERVICE = f"{BASE}/identifier/healthcare-service"
 ID_SCHEDULE = f"{BASE}/identifier/schedule"
 ID_SLOT = f"{BASE}/identifier/slot"
+ID_TIME_TYPE = f"{BASE}/identifier/time-type"
+"""A care unit's time type (a HealthcareService): ``<unit kind>:<unit value>/<code>``."""
 ID_RECORD = f"{BASE}/identifier/record"
 """A record a sender's plan holds that is none of a contract's parts (a Condition, an
 Encounter, ...): ``<contract id>/<key>``."""
@@ -83,6 +89,8 @@ EXT_CONTRACT_RECORD = f"{BASE}/StructureDefinition/contract-record"
 EXT_RESPONSIBLE_UNIT = f"{BASE}/StructureDefinition/responsible-unit"
 EXT_PATIENT_REVIEW = f"{BASE}/StructureDefinition/patient-review"
 EXT_PATIENT_PROPOSAL = f"{BASE}/StructureDefinition/patient-proposal"
+EXT_TIME_TYPE_RULES = f"{BASE}/StructureDefinition/time-type-rules"
+EXT_ONLINE_RULES = f"{BASE}/StructureDefinition/appointment-online-rules"
 
 POLICY_AGREEMENT_ATTESTED = f"{BASE}/policy/agreement-attested"
 """Provenance.policy of an agreement given elsewhere (on paper, in the sending EHR) and attested
@@ -91,3 +99,4 @@ by the responsible unit's system: its signatures are the unit's, on the parties'
 PROFILE_CAREPLAN = f"{BASE}/StructureDefinition/patient-contract-careplan"
 PROFILE_CARETEAM = f"{BASE}/StructureDefinition/care-contact-careteam"
 PROFILE_APPOINTMENT = f"{BASE}/StructureDefinition/agreed-time-appointment"
+PROFILE_TIME_TYPE = f"{BASE}/StructureDefinition/time-type-healthcareservice"

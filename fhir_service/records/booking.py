@@ -18,21 +18,35 @@ from fhir_service.audit.witness import Witness
 from fhir_service.booking import BookableSlot, Booked, BookingService, Published
 from fhir_service.booking.breaches import Breach, breaches, verdict_for
 from fhir_service.booking.callers import offered, patient_side, shown_time, unit_of, unseen
+from fhir_service.booking.catalogue import Defined
 from fhir_service.booking.resources import PublishedTime
 from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
 from fhir_service.booking.template import Opening, weekly_times
-from fhir_service.contract import AgreedTime, AgreedTimeStatus, Contract, GuaranteeVerdict
+from fhir_service.contract import (
+    AgreedTime,
+    AgreedTimeStatus,
+    CareUnitTimes,
+    Contract,
+    GuaranteeVerdict,
+    Identifier,
+    Organization,
+    OrganizationKind,
+    TimeType,
+    TimeTypeRules,
+    own_language,
+)
 from fhir_service.errors import (
     ForbiddenError,
     InvalidRequestError,
+    RecordConflictError,
     RecordNotFoundError,
     UnprocessableError,
 )
-from fhir_service.mapping.time_types import care_unit, time_zone
+from fhir_service.mapping.time_types import DefinedTimeType, step_problems
 from fhir_service.security.access import Access, Denial, identifier_named
 from fhir_service.store import Change, ContractNotFoundError
 
-__all__ = ["CallerBooking", "FreeSlotsAsked", "JudgedSlot", "Template"]
+__all__ = ["CallerBooking", "FreeSlotsAsked", "JudgedSlot", "Retired", "Template"]
 
 # The contracts whose times are booked, listed and judged: drafts too, for their care unit.
 _LIVE_STATUSES = ("draft", "agreed", "revised")
@@ -63,6 +77,14 @@ class FreeSlotsAsked:
 
 
 @dataclass(frozen=True, slots=True)
+class Retired:
+    """A time type retired, and how many of its free times to come were closed with it."""
+
+    defined: Defined
+    closed: int
+
+
+@dataclass(frozen=True, slots=True)
 class JudgedSlot:
     """A free slot, and how booking it would stand against the care guarantee (when asked)."""
 
@@ -90,21 +112,14 @@ class CallerBooking:
     ) -> Published:
         """Publish bookable times of the unit's own time type ``code``: ``times``, or those
         ``template`` makes."""
-        identifier = unit_of(unit)
-        if identifier is None:
-            raise UnprocessableError(
-                "expected kind|value of a care unit", title="Invalid care unit"
-            )
-        walls = self.access.compartment
-        if walls.patient is not None or (
-            walls.organization is not None and walls.organization != identifier
-        ):
-            raise ForbiddenError("a care unit publishes its own times only")
-        clinic = care_unit(identifier)
+        identifier = self._own_unit(unit, "publishes its own times")
+        types = await self.booking.catalogue.current(knowing=[(identifier, code)])
+        clinic = types.care_unit(identifier)
         kind = None if clinic is None else clinic.time_type(code)
         if clinic is None or kind is None:
             raise RecordNotFoundError(
-                f"{unit} has no time type {code!r}", title="Unknown time type"
+                f"{unit} has no time type {code!r} in force: define it first",
+                title="Unknown time type",
             )
         if template is not None:
             if template.last < template.first or (template.last - template.first).days > _MOST_DAYS:
@@ -118,18 +133,87 @@ class CallerBooking:
                     template.first,
                     template.last,
                     kind.duration,
-                    time_zone(identifier),
+                    clinic.zone,
                 )
             except ValueError as exc:
                 # The template's own refusal (too many times) or a wall-clock time the zone
                 # skips: either way, what the caller sent does not make times.
                 raise UnprocessableError(str(exc), title="Invalid template") from exc
             times = made
-        return await self.booking.publish(clinic.organization, code, list(times))
+        return await self.booking.publish(clinic.unit, kind, list(times))
+
+    async def time_types(self, unit: str) -> CareUnitTimes:
+        """The unit's time types, retired ones too (anyone may read what a unit offers)."""
+        identifier = _unit(unit)
+        found = (await self.booking.catalogue.current()).care_unit(identifier)
+        if found is None:
+            raise RecordNotFoundError(f"{unit} has defined no time types", title="Unknown unit")
+        return found
+
+    async def define(
+        self,
+        unit: str,
+        code: str,
+        rules: TimeTypeRules,
+        unit_name: str,
+        time_zone: str,
+        unit_kind: OrganizationKind,
+    ) -> Defined:
+        """Define the unit's own time type ``code``, or change it: the change applies to times
+        booked from now on; times booked before keep the rules they were booked under."""
+        identifier = self._own_unit(unit, "defines its own time types")
+        organization = Organization(identifier=identifier, name=unit_name, kind=unit_kind)
+        kind = TimeType(code=code, **rules.model_dump())
+        problems = step_problems(organization, kind, "$.care_guarantee_step")
+        if problems:
+            raise UnprocessableError(problems[0]["diagnostics"], problems, title="Unknown code")
+        language = own_language(identifier)
+        defined = DefinedTimeType(organization, time_zone, kind)
+        return await self.booking.catalogue.define(defined, language, self._change())
+
+    async def retire(self, unit: str, code: str, *, close_free: bool) -> Retired:
+        """Retire the unit's own time type: no new times or bookings of it. Its free times to
+        come are closed with it (``close_free``), or it is refused while it has any."""
+        identifier = self._own_unit(unit, "retires its own time types")
+        types = await self.booking.catalogue.current(knowing=[(identifier, code)])
+        clinic = types.care_unit(identifier)
+        kind = None if clinic is None else types.known(identifier).get(code)
+        if clinic is None or kind is None:
+            raise RecordNotFoundError(
+                f"{unit} has no time type {code!r}", title="Unknown time type"
+            )
+        if not close_free:
+            free = await self.booking.count_free(clinic.unit, kind)
+            if free:
+                raise RecordConflictError(
+                    f"{code!r} has {free} free times to come: close them with it "
+                    "(free-slots=close), or wait until they are booked or past",
+                    title="Free times left",
+                )
+        retired = kind.model_copy(update={"active": False})
+        defined = await self.booking.catalogue.define(
+            DefinedTimeType(clinic.unit, clinic.time_zone, retired), clinic.language, self._change()
+        )
+        closed = await self.booking.close_free(clinic.unit, kind) if close_free else 0
+        return Retired(defined, closed)
+
+    def _own_unit(self, unit: str, what: str) -> Identifier:
+        """The care unit ``unit`` names, once it is the caller's own."""
+        identifier = _unit(unit)
+        walls = self.access.compartment
+        if walls.patient is not None or (
+            walls.organization is not None and walls.organization != identifier
+        ):
+            self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
+            raise ForbiddenError(f"a care unit {what} only")
+        return identifier
 
     async def free_slots(self, asked: FreeSlotsAsked) -> list[JudgedSlot]:
         """Free times of a care unit's time type in a period (default: the coming four weeks)."""
-        found = offered(asked.care_unit, asked.time_type)
+        named = unit_of(asked.care_unit)
+        knowing = [] if named is None else [(named, asked.time_type)]
+        types = await self.booking.catalogue.current(knowing=knowing)
+        found = offered(types, asked.care_unit, asked.time_type)
         if found is None:
             raise RecordNotFoundError(
                 f"{asked.care_unit} has no time type {asked.time_type!r}",
@@ -155,11 +239,10 @@ class CallerBooking:
             )
             if judged is None:
                 raise RecordNotFoundError("no such contract or agreed time")
-        slots = await self.booking.free_slots(
-            clinic.organization, asked.time_type, start, end, count=asked.count
-        )
+        slots = await self.booking.free_slots(clinic.unit, kind, start, end, count=asked.count)
         return [
-            JudgedSlot(s, None if judged is None else verdict_for(*judged, s.start)) for s in slots
+            JudgedSlot(s, None if judged is None else verdict_for(*judged, s.start, types))
+            for s in slots
         ]
 
     async def book(self, contract_id: str, key: str, slot: str) -> AgreedTime:
@@ -222,19 +305,16 @@ class CallerBooking:
     async def breaches(self, unit: str) -> list[tuple[Contract, Breach]]:
         """The unit's contracts' agreed times that break the care guarantee: booked past its
         deadline, or not booked and the deadline passed; as far as the caller may see them."""
-        identifier = unit_of(unit)
-        if identifier is None:
-            raise UnprocessableError(
-                "expected kind|value of a care unit", title="Invalid care unit"
-            )
+        identifier = _unit(unit)
         walls = self.access.compartment
         if walls.organization is not None and walls.organization != identifier:
             self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
             raise ForbiddenError("a care unit reads its own contracts only")
         now = datetime.now(UTC)
+        types = await self.booking.catalogue.current()
         found: list[tuple[Contract, Breach]] = []
         async for contract in self.booking.shown_to(walls).of_unit(identifier, _LIVE_STATUSES):
-            late = breaches(contract, now)
+            late = breaches(contract, now, types)
             if late:
                 self.witness.saw_contract(contract)
             found += [(contract, b) for b in late]
@@ -253,3 +333,10 @@ class CallerBooking:
             raise RecordNotFoundError("no such contract") from exc
         self.witness.saw_contract(booked.contract)
         return booked.time
+
+
+def _unit(text: str) -> Identifier:
+    identifier = unit_of(text)
+    if identifier is None:
+        raise UnprocessableError("expected kind|value of a care unit", title="Invalid care unit")
+    return identifier

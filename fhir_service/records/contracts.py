@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from fhir_service.audit.witness import Witness
+from fhir_service.booking.catalogue import TimeTypeCatalogue
 from fhir_service.contract import (
     Agreement,
     CoherentPlan,
@@ -25,6 +26,7 @@ from fhir_service.contract import (
     IdentifierKind,
     InvalidIdentifierError,
     ProposalStatus,
+    TimeTypes,
     coherent_plan,
     disclose,
 )
@@ -33,7 +35,7 @@ from fhir_service.errors import (
     UnprocessableError,
     issue,
 )
-from fhir_service.mapping import unknown_codes
+from fhir_service.mapping import named_time_types, unknown_codes, unknown_time_types
 from fhir_service.records.changes import required_version
 from fhir_service.records.plan_access import readable_plan
 from fhir_service.records.progress import ProgressAsked, report
@@ -110,12 +112,14 @@ class CallerContracts:
         change: Callable[[], Change],
         store: ContractStore,
         replays: Replays,
+        time_types: TimeTypeCatalogue,
     ) -> None:
         self.access = access
         self.witness = witness
         # Asked at each write, not bound: the Idempotency-Key's tag is known only once claimed.
         self._change = change
         self.store = store
+        self.time_types = time_types
         self.replays = replays
         """The caller's Idempotency-Keys, which the writes take."""
 
@@ -179,7 +183,11 @@ class CallerContracts:
             self.store, identifier, self.access.compartment, self.witness
         )
         return coherent_plan(
-            identifier, readable.contracts, now=datetime.now(UTC), withheld=readable.withheld
+            identifier,
+            readable.contracts,
+            now=datetime.now(UTC),
+            withheld=readable.withheld,
+            types=await self.time_types.current(),
         )
 
     # Writes ------------------------------------------------------------------------------
@@ -190,7 +198,7 @@ class CallerContracts:
         if not self.access.compartment.allows(contract):
             self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
             raise AccessDeniedError(Denial.OUTSIDE_COMPARTMENT)
-        _known_codes(contract)
+        _known_codes(contract, await self.time_types.current(knowing=named_time_types(contract)))
         return await self._made(
             contract.id, lambda: self.store.create(contract, author=self._change().author)
         )
@@ -205,7 +213,7 @@ class CallerContracts:
                 [issue("the body's id differs from the one in the URL", "invalid", "$.id")],
                 title="Invalid contract",
             )
-        _known_codes(contract)
+        _known_codes(contract, await self.time_types.current(knowing=named_time_types(contract)))
         version = required_version(if_match)
         return await self._changed(
             contract_id, lambda: self.store.update(contract, version, self._change())
@@ -326,9 +334,10 @@ def _json_path(name: str) -> str:
     return f"$.{name}"
 
 
-def _known_codes(contract: Contract) -> None:
-    """Refuses ``contract`` naming each code our tables (or its units) do not hold."""
-    unknown = unknown_codes(contract)
+def _known_codes(contract: Contract, types: TimeTypes) -> None:
+    """Refuses ``contract`` naming each code our tables (or its units' time types) do not
+    hold."""
+    unknown = unknown_codes(contract) + unknown_time_types(contract, types)
     if unknown:
         raise UnprocessableError(
             "the contract uses codes we do not know",

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 
 from fhir_service.audit.records import Touched
 from fhir_service.audit.witness import Witness
+from fhir_service.booking import BookingService
 from fhir_service.contract import Contract
 from fhir_service.errors import (
     ForbiddenError,
@@ -72,15 +73,15 @@ class CallerReads:
         access: Access,
         witness: Witness,
         change: Change,
-        hapi: HapiClient,
-        store: ContractStore,
+        booking: BookingService,
     ) -> None:
         self.access = access
         self.witness = witness
         self.change = change
-        self.hapi = hapi
-        self.store = store
-        self.guard = FhirGuard(access, hapi)
+        self.booking = booking
+        self.hapi: HapiClient = booking.hapi
+        self.store: ContractStore = booking.store
+        self.guard = FhirGuard(access, self.hapi)
 
     @property
     def hapi_base(self) -> str:

@@ -25,6 +25,7 @@ from fhir_service.records.careplan_operations import (
 from fhir_service.records.plan import coherent_plan
 from fhir_service.records.reads import CallerReads
 from fhir_service.records.scheduling import Find, book, find, hold, release
+from fhir_service.records.time_types import create_time_type, update_time_type
 from fhir_service.records.transactions import contract_in, stored_transaction
 from fhir_service.records.writes import Written, create_record, update_record
 
@@ -50,13 +51,18 @@ class CallerRecords(CallerReads):
 
     async def create(self, kind: str, resource: Resource, condition: Params | None) -> Written:
         """Add ``resource`` to the contract it names; with a ``condition`` (``If-None-Exist``),
-        the one record that matches it instead, if there is one."""
+        the one record that matches it instead, if there is one. A HealthcareService is a
+        care unit's time type."""
+        if kind == "HealthcareService":
+            return await create_time_type(self, resource, condition)
         return await create_record(self, kind, resource, condition)
 
     async def update(
         self, kind: str, rid: str, resource: Resource, if_match: str | None
     ) -> Written:
         """Put ``resource`` in place of ``kind/rid``, at the version ``if_match`` names."""
+        if kind == "HealthcareService":
+            return await update_time_type(self, rid, resource, if_match)
         return await update_record(self, kind, rid, resource, if_match)
 
     async def transaction(

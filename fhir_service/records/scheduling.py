@@ -19,7 +19,7 @@ from typing import Any
 from fhir_service.booking.breaches import verdict_for
 from fhir_service.booking.callers import offered, patient_side, shown_time, unseen
 from fhir_service.booking.errors import SlotNotFoundError
-from fhir_service.booking.service import Booked, BookingService
+from fhir_service.booking.service import Booked
 from fhir_service.booking.shown import AgreedTimeNotFoundError, NotShownError
 from fhir_service.errors import (
     InvalidRequestError,
@@ -63,7 +63,9 @@ class Find:
 
 async def find(records: CallerReads, asked: Find) -> Resource:
     """Free times as proposed Appointments naming their Slot: a searchset without links."""
-    found = offered(asked.organization, asked.code)
+    booking = records.booking
+    types = await booking.catalogue.current()
+    found = offered(types, asked.organization, asked.code)
     if found is None or (patient_side(records.access) and not found[1].patient.book):
         raise RecordNotFoundError(f"{asked.organization} offers no {asked.code!r} times to book")
     clinic, kind = found
@@ -78,18 +80,17 @@ async def find(records: CallerReads, asked: Find) -> Resource:
             "search at most 92 days at a time",
             [issue("is more than 92 days after start", "too-costly", "end")],
         )
-    booking = BookingService(records.hapi, records.store)
     judged = None
     if asked.agreed_time is not None:
         contract_id, _, key = asked.agreed_time.partition("/")
         judged = await shown_time(booking, records.access, records.witness, contract_id, key)
         if judged is None:
             raise RecordNotFoundError("no such contract or agreed time")
-    slots = await booking.free_slots(clinic.organization, asked.code, start, end, count=asked.count)
-    identifier = clinic.care_unit
+    slots = await booking.free_slots(clinic.unit, kind, start, end, count=asked.count)
+    identifier = clinic.unit.identifier
     actor = {
         "identifier": {"system": system_for(identifier.kind), "value": identifier.value},
-        "display": clinic.name,
+        "display": clinic.unit.name,
     }
     entries = []
     for slot in slots:
@@ -106,7 +107,7 @@ async def find(records: CallerReads, asked: Find) -> Resource:
                         {
                             "system": urls.CS_TIME_TYPE,
                             "code": asked.code,
-                            "display": kind.name("sv"),
+                            "display": kind.name(clinic.language),
                         }
                     ]
                 }
@@ -114,7 +115,7 @@ async def find(records: CallerReads, asked: Find) -> Resource:
             "participant": [{"actor": actor, "status": "needs-action"}],
         }
         if judged is not None:
-            verdict = verdict_for(*judged, slot.start)
+            verdict = verdict_for(*judged, slot.start, types)
             if verdict is not None:
                 appointment["extension"] = [guarantee_verdict(verdict)]
         entries.append({"resource": appointment, "search": {"mode": "match"}})
@@ -124,7 +125,7 @@ async def find(records: CallerReads, asked: Find) -> Resource:
 async def book(records: CallerReads, body: Resource) -> Resource:
     """Book the agreed time the Appointment in ``body`` names in the Slot it names (free, or
     held by the caller); a collection Bundle holding the booked Appointment as stored."""
-    booking = BookingService(records.hapi, records.store)
+    booking = records.booking
     patient = patient_side(records.access)
 
     def booked(contract_id: str, key: str, slot: str | None) -> Awaitable[Booked]:
@@ -136,7 +137,7 @@ async def book(records: CallerReads, body: Resource) -> Resource:
 async def hold(records: CallerReads, body: Resource, minutes: float) -> Resource:
     """Hold the agreed time the Appointment in ``body`` names in the free Slot it names, for
     the caller, for ``minutes``; a collection Bundle holding the pending Appointment."""
-    booking = BookingService(records.hapi, records.store)
+    booking = records.booking
     patient = patient_side(records.access)
     until = datetime.now(UTC) + timedelta(minutes=minutes)
 
@@ -151,7 +152,7 @@ async def hold(records: CallerReads, body: Resource, minutes: float) -> Resource
 async def release(records: CallerReads, body: Resource) -> Resource:
     """Let go of the hold on the agreed time the Appointment in ``body`` names; a collection
     Bundle holding the Appointment, proposed again."""
-    booking = BookingService(records.hapi, records.store)
+    booking = records.booking
     patient = patient_side(records.access)
 
     def released(contract_id: str, key: str, slot: str | None) -> Awaitable[Booked]:

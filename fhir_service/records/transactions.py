@@ -41,6 +41,7 @@ from fhir_service.mapping.from_fhir import (
     contract_from_bundle,
 )
 from fhir_service.mapping.sent import RECORD_TYPES
+from fhir_service.mapping.time_types import named_time_types, unknown_time_types
 from fhir_service.records.changes import etag_version, profile_issues, step_to
 from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, Denial, Requirement, decide
@@ -102,9 +103,33 @@ async def contract_in(records: CallerReads, bundle: Resource) -> Contract:
         problems += [_issue(i.expression, i.message, _code_of(i.message)) for i in exc.issues]
         raise _refused(problems) from exc
     records.saw_contract(contract)
+    types = await records.booking.catalogue.current(knowing=named_time_types(contract))
+    problems += [
+        _issue(_service_type_of(bundle, contract, path), message, "code-invalid")
+        for path, message in unknown_time_types(contract, types)
+    ]
     if problems:
         raise _refused(problems)
     return contract
+
+
+def _service_type_of(bundle: Resource, contract: Contract, path: str) -> str:
+    """Where the Bundle names the time type at ``path`` (``$.agreed_times[i].time_type``): the
+    serviceType of the first Appointment with that code of ours."""
+    index_of_time = int(path.split("[", 1)[1].split("]", 1)[0])
+    wanted = contract.agreed_times[index_of_time].time_type
+    for index, entry in enumerate(bundle.get("entry", [])):
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if isinstance(resource, dict) and resource.get("resourceType") == "Appointment":
+            codes = [
+                c.get("code")
+                for concept in resource.get("serviceType", [])
+                for c in concept.get("coding", [])
+                if isinstance(c, dict) and c.get("system") == urls.CS_TIME_TYPE
+            ]
+            if wanted in codes:
+                return f"Bundle.entry[{index}].resource.serviceType"
+    return path
 
 
 _LOOKED_UP = 5

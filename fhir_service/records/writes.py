@@ -36,6 +36,7 @@ from fhir_service.mapping import urls
 from fhir_service.mapping.codes import unknown_codes
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.ownership import CONTRACT_SYSTEMS, patient_references
+from fhir_service.mapping.time_types import named_time_types, unknown_time_types
 from fhir_service.records.changes import etag_version, profile_issues, step_to
 from fhir_service.records.reads import CallerReads
 from fhir_service.security.access import AccessDeniedError, Requirement, decide
@@ -265,7 +266,8 @@ async def _store(records: CallerReads, stored: StoredContract, bundle: Resource)
         wanted = contract_from_bundle(bundle, stored.contract.id, sent=True)
     except UnreadableContractError as exc:
         raise UnprocessableError(f"the contract cannot take it: {exc}") from exc
-    codes = unknown_codes(wanted)
+    types = await records.booking.catalogue.current(knowing=named_time_types(wanted))
+    codes = unknown_codes(wanted) + unknown_time_types(wanted, types)
     if codes:
         raise UnprocessableError(
             "; ".join(f"{p}: {m}" for p, m in codes),

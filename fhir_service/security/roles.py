@@ -37,6 +37,8 @@ ROLE_SCOPES: dict[Role, tuple[str, ...]] = {
         *(f"system/{t}.rs" for t in _NAMED),
         # Reporting how the unit's activities go; a system signs nothing (no person).
         "system/Provenance.c",
+        # The unit's time types, each a HealthcareService: what the clinic decides.
+        "system/HealthcareService.cud",
     ),
     # A booking platform: bookable times and appointments, never care plans.
     "booking": (

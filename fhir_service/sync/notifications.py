@@ -41,6 +41,7 @@ class Notifications:
         policy: TargetPolicy,
         hook_url: str,
         feed_interval_seconds: float,
+        time_types_changed: asyncio.Event,
     ) -> None:
         self.hapi = hapi
         self.engine = engine
@@ -51,6 +52,8 @@ class Notifications:
         self.hook_url = hook_url
         self.feed_interval_seconds = feed_interval_seconds
         self.feed_wake = asyncio.Event()
+        self.time_types_changed = time_types_changed
+        """Set when HAPI says a time type changed: the catalogue reads them again."""
         self.delivery_wake = asyncio.Event()
         self.subscribed = asyncio.Event()
         self.hook_token: str | None = None

@@ -1,4 +1,5 @@
-"""HAPI's rest-hook Subscriptions that wake the change feed, and the token that guards the hook.
+"""HAPI's rest-hook Subscriptions that wake the change feed (and, for the units' time types,
+the time-type catalogue), and the token that guards the hook.
 
 One Subscription per watched type, found again by its tag, so every start (of any instance)
 converges on the same three; one that is already right is left alone. They carry no payload:
@@ -31,7 +32,11 @@ _CRITERIA = {
     "CarePlan": f"CarePlan?identifier={urls.ID_CONTRACT}|",
     "CareTeam": f"CareTeam?identifier={urls.ID_CARE_TEAM}|",
     "Appointment": f"Appointment?identifier={urls.ID_AGREED_TIME}|",
+    # The units' time types: they wake the time-type catalogue, not the feed.
+    "HealthcareService": f"HealthcareService?identifier={urls.ID_TIME_TYPE}|",
 }
+_TIME_TYPES_HOOK = "/time-types"
+"""Below the hook's address: where HAPI says that a time type changed."""
 
 
 def hook_token(engine: Engine) -> str:
@@ -59,8 +64,9 @@ async def ensure_subscriptions(hapi: HapiClient, endpoint: str, token: str) -> N
     than updated: HAPI 8.8 re-uses the delivery channel of an updated active Subscription, whose
     listener can be closed by then, and its deliveries then fail (``HAPI-2659``) for good.
     """
-    for resource_type in WATCHED_TYPES:
-        wanted = _subscription(resource_type, endpoint, token)
+    for resource_type in (*WATCHED_TYPES, "HealthcareService"):
+        at = endpoint + (_TIME_TYPES_HOOK if resource_type == "HealthcareService" else "")
+        wanted = _subscription(resource_type, at, token)
         tag = f"{TAG_SUBSCRIPTION}|{resource_type}"
         found = (await hapi.search("Subscription", [("_tag", tag)])).matches()
         if len(found) == 1 and _as_wanted(found[0], wanted):

@@ -159,6 +159,14 @@ def _slots(w: World) -> list[Call]:
     ]
 
 
+def _time_types(w: World) -> list[Call]:
+    # Not patient data: what a unit calls its times is shown to whoever finds them.
+    return [
+        Call("GET", f"/booking/care-units/{UNIT}/time-types", status=200),
+        Call("GET", "/booking/care-units/hsa-id|SE2321000065-9999/time-types", status=404),
+    ]
+
+
 def _change(action: str) -> Calls:
     def calls(w: World) -> list[Call]:
         body: dict[str, str] | None = (
@@ -591,6 +599,7 @@ CALLS: dict[Route, Calls] = {
     ("GET", "/contracts/{contract_id}"): _contract,
     ("GET", "/patients/{patient}/plan"): _plan,
     ("GET", "/booking/slots"): _slots,
+    ("GET", "/booking/care-units/{unit}/time-types"): _time_types,
     ("POST", "/booking/contracts/{contract_id}/times/{key}/book"): _change("book"),
     ("POST", "/booking/contracts/{contract_id}/times/{key}/hold"): _change("hold"),
     ("POST", "/booking/contracts/{contract_id}/times/{key}/release"): _change("release"),

@@ -24,6 +24,7 @@ _PROFILES = {
     "CarePlan": [urls.PROFILE_CAREPLAN],
     "CareTeam": [urls.PROFILE_CARETEAM],
     "Appointment": [urls.PROFILE_APPOINTMENT],
+    "HealthcareService": [urls.PROFILE_TIME_TYPE],
 }
 _FHIR_INTERACTIONS = {
     "read": "read",

@@ -43,6 +43,8 @@ INTERACTIONS: dict[str, tuple[str, ...]] = {
     # Booking platforms that speak FHIR find free times and book agreed times (IHE Scheduling).
     "Appointment": ("find", "hold", "book", "release", *_RECORD),
     **dict.fromkeys(REFERENCED_TYPES, _READ),
+    # A care unit's EHR defines its time types, each a HealthcareService.
+    "HealthcareService": _RECORD,
     **dict.fromkeys(AUDIT_TYPES, _READ),
 }
 """Per type, the routes it has; ``history`` is a record's, ``history-type`` every record's of

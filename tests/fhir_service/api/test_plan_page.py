@@ -246,3 +246,13 @@ def test_booked_times_offer_cancel_and_rebook_links_where_the_clinic_allows(
     }
     # The link names its time for screen readers, which read links out of context.
     assert page.get_by_role("link", name=re.compile(r"^Avboka\s*:\s*Tid nurse$")).count() == 1
+    # Each time says what the clinic calls its type, as the unit defined it, in the reader's
+    # language.
+    timeline = page.locator("ol.timeline").inner_text()
+    assert "Besök hos sjuksköterska: Tid nurse" in timeline
+    assert "Återbesök hos psykiater: Tid psychiatrist" in timeline
+    english = _open(browser, page_service, issuer, data, locale="en-GB")
+    assert (
+        "Follow-up with the psychiatrist: Tid psychiatrist"
+        in english.locator("ol.timeline").inner_text()
+    )

@@ -9,9 +9,13 @@ from typing import Any
 
 from fhir_service.booking.breaches import breaches, verdict_for
 from fhir_service.contract import Contract
+from tests.time_types import seed_catalogue
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 NOW = datetime(2031, 6, 1, 12, 0, tzinfo=UTC)
+TYPES = seed_catalogue()
+"""The units' time types the seed defines: the psychiatrist's follow-up counts towards the
+specialist visit."""
 
 
 def _contract(since_days: int | None, **psychiatrist: Any) -> Contract:
@@ -43,13 +47,13 @@ def test_only_time_types_counting_towards_the_step_are_judged() -> None:
     contract = _contract(30)
     psychiatrist, nurse = contract.agreed_times
 
-    judged = verdict_for(contract, psychiatrist, NOW + timedelta(days=100))
+    judged = verdict_for(contract, psychiatrist, NOW + timedelta(days=100), TYPES)
 
     assert judged is not None
     assert judged.late is True
     assert judged.days_over == 40
-    assert verdict_for(contract, nurse, NOW + timedelta(days=100)) is None
-    assert verdict_for(_contract(None), psychiatrist, NOW + timedelta(days=100)) is None
+    assert verdict_for(contract, nurse, NOW + timedelta(days=100), TYPES) is None
+    assert verdict_for(_contract(None), psychiatrist, NOW + timedelta(days=100), TYPES) is None
 
 
 def test_a_time_booked_past_the_deadline_breaks_the_guarantee() -> None:
@@ -60,8 +64,8 @@ def test_a_time_booked_past_the_deadline_breaks_the_guarantee() -> None:
         "end": (start + timedelta(minutes=30)).isoformat(),
     }
 
-    late = breaches(_contract(30, **booked), NOW)
-    in_time = breaches(_contract(10, **booked), NOW)
+    late = breaches(_contract(30, **booked), NOW, TYPES)
+    in_time = breaches(_contract(10, **booked), NOW, TYPES)
 
     assert [(b.time.key, b.booked, b.verdict.days_over) for b in late] == [
         ("psychiatrist", True, 10)
@@ -70,8 +74,8 @@ def test_a_time_booked_past_the_deadline_breaks_the_guarantee() -> None:
 
 
 def test_a_time_not_booked_when_the_deadline_has_passed_breaks_it() -> None:
-    assert [b.booked for b in breaches(_contract(91), NOW)] == [False]
-    assert breaches(_contract(89), NOW) == []
+    assert [b.booked for b in breaches(_contract(91), NOW, TYPES)] == [False]
+    assert breaches(_contract(89), NOW, TYPES) == []
 
 
 def test_a_case_the_rules_cannot_judge_gets_no_verdict() -> None:
@@ -84,4 +88,4 @@ def test_a_case_the_rules_cannot_judge_gets_no_verdict() -> None:
         }
     )
 
-    assert verdict_for(unjudgeable, contract.agreed_times[0], NOW) is None
+    assert verdict_for(unjudgeable, contract.agreed_times[0], NOW, TYPES) is None

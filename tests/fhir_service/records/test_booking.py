@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from fhir_service.booking import BookingService
+from fhir_service.booking import BookingService, TimeTypeCatalogue
 from fhir_service.contract import Identifier, IdentifierKind
 from fhir_service.errors import (
     ForbiddenError,
@@ -34,7 +34,7 @@ def _caller(hapi: HapiClient, walls: Compartment) -> tuple[CallerBooking, Record
     def change() -> Change:
         return Change(Author(("tests", "someone")), walls)
 
-    booking = BookingService(hapi, ContractStore(hapi))
+    booking = BookingService(hapi, ContractStore(hapi), TimeTypeCatalogue(hapi))
     return CallerBooking(access, seen, change, booking), seen
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from fhir_service import servicedb
 from fhir_service.audit import contract_entities
+from fhir_service.booking import TimeTypeCatalogue
 from fhir_service.contract import Contract, ContractStatus, Identifier, IdentifierKind
 from fhir_service.errors import (
     PreconditionFailedError,
@@ -76,7 +77,8 @@ def _caller(
         return Change(Author(("tests", "someone"), write_key=seen.write_key), walls)
 
     replays = Replays(keys, seen, "tests someone", "instance")
-    return CallerContracts(access, seen, change, store, replays), seen
+    catalogue = TimeTypeCatalogue(store.hapi)
+    return CallerContracts(access, seen, change, store, replays, catalogue), seen
 
 
 async def test_a_unit_cannot_create_another_units_contract_and_the_record_says_whose(
