@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import JSONResponse
@@ -39,6 +38,7 @@ from fhir_service.contract import (
     OrganizationKind,
     TimeType,
     TimeTypeRules,
+    known_zone,
 )
 from fhir_service.records import FreeSlotsAsked, Template
 
@@ -153,6 +153,11 @@ class BookedTime(_Body):
 
     contract_id: str
     time: AgreedTime
+    name: str | None = Field(
+        default=None,
+        description="What its unit calls the time's type, in Content-Language; none for a time "
+        "of no type the unit defined.",
+    )
 
 
 class BookedTimes(_Body):
@@ -227,10 +232,8 @@ class TimeTypeBody(TimeTypeRules):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, zone: str) -> str:
-        try:
-            ZoneInfo(zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {zone!r}: an IANA name, Europe/Oslo") from None
+        if not known_zone(zone):
+            raise ValueError(f"unknown time zone {zone!r}: an IANA name, like Europe/Oslo")
         return zone
 
 
@@ -499,12 +502,19 @@ async def booked_times(
         str, Path(pattern=r"^[a-z\-]+\|.+$", description="The patient as kind|value.")
     ],
     booking: BookingDep,
+    accept_language: AcceptLanguage = None,
 ) -> Response:
     """The patient's booked times still to come, soonest first, across their contracts, as
-    far as the caller may see them."""
+    far as the caller may see them, each named as its unit calls its type."""
     times = await booking.booked_times(patient)
-    body = BookedTimes(times=tuple(BookedTime(contract_id=c, time=t) for c, t in times))
-    return JSONResponse(body.model_dump(mode="json"))
+    language = negotiated_language(None, accept_language)
+    body = BookedTimes(
+        times=tuple(
+            BookedTime(contract_id=c, time=t, name=None if k is None else k.name(language))
+            for c, t, k in times
+        )
+    )
+    return JSONResponse(body.model_dump(mode="json"), headers=language_headers(language))
 
 
 class GuaranteeBreach(_Body):

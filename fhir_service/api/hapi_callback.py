@@ -7,6 +7,7 @@ feed reads what changed from HAPI itself. The bearer token keeps strangers from 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from fastapi import APIRouter, Header, Response, status
@@ -26,10 +27,7 @@ async def hapi_changed(
     authorization: str = Header(default=""),
 ) -> Response:
     """HAPI saw a change to a watched resource: read the history now."""
-    if not _from_hapi(notifications.hook_token, authorization):
-        return _unauthorized()
-    notifications.feed_wake.set()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _wake(notifications.feed_wake, notifications.hook_token, authorization)
 
 
 @router.post("/hooks/hapi/time-types")
@@ -38,19 +36,20 @@ async def time_types_changed(
     authorization: str = Header(default=""),
 ) -> Response:
     """HAPI saw a change to a care unit's time type: read the time types again now."""
-    if not _from_hapi(notifications.hook_token, authorization):
-        return _unauthorized()
-    notifications.time_types_changed.set()
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _wake(notifications.time_types_changed, notifications.hook_token, authorization)
 
 
-def _from_hapi(token: str | None, authorization: str) -> bool:
+def _wake(event: asyncio.Event, token: str | None, authorization: str) -> Response:
+    """Set ``event`` when the call is HAPI's (it bears the hook token)."""
     scheme, _, presented = authorization.partition(" ")
-    return (
-        token is not None
-        and scheme.lower() == "bearer"
-        and hmac.compare_digest(presented.encode(), token.encode())
-    )
+    if (
+        token is None
+        or scheme.lower() != "bearer"
+        or not hmac.compare_digest(presented.encode(), token.encode())
+    ):
+        return _unauthorized()
+    event.set()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 def _unauthorized() -> JSONResponse:

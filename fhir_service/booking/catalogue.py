@@ -4,8 +4,9 @@ Each unit's own system defines, changes and retires its time types through the A
 HealthcareService in HAPI (`fhir_service.mapping.time_types`). Booking reads them on every
 request, so the catalogue keeps them in memory and reads them again only when they change:
 right after a change made through this instance, when HAPI's rest-hook Subscription on time
-types wakes it (a change made through another instance, or straight in HAPI), and on a timer
-in case a hook was lost. The hot path never waits for HAPI, except for the very first read.
+types wakes it (a change made through another instance, or straight in HAPI), on a timer in
+case a hook was lost, and once when a request names a type it does not know (it may have just
+been defined through another instance). The hot path never waits for HAPI otherwise.
 """
 
 from __future__ import annotations
@@ -198,6 +199,11 @@ class TimeTypeCatalogue:
             ],
             max_pages=_MOST_PAGES,
         )
+        if found.truncated:
+            _log.warning(
+                "more time types than are read at once; the rest are not offered",
+                extra={"read": len(found.matches())},
+            )
         kinds = {
             f"Organization/{e['resource'].get('id')}": unit_kind_of(e["resource"])
             for e in found.entries

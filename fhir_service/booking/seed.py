@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,6 +19,7 @@ from fhir_service.contract import (
     Organization,
     OrganizationKind,
     TimeType,
+    known_zone,
     own_language,
 )
 from fhir_service.errors import ServiceError
@@ -61,10 +61,8 @@ def definitions(path: Path) -> list[DefinedTimeType]:
         identifier = identifier_named(unit.care_unit, patient=False)
         if identifier is None:
             raise ValueError(f"{path}: {unit.care_unit!r} names no care unit")
-        try:
-            ZoneInfo(unit.time_zone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{path}: unknown time zone {unit.time_zone!r}") from None
+        if not known_zone(unit.time_zone):
+            raise ValueError(f"{path}: unknown time zone {unit.time_zone!r}")
         organization = Organization(identifier=identifier, name=unit.unit_name, kind=unit.unit_kind)
         found += [DefinedTimeType(organization, unit.time_zone, t) for t in unit.time_types]
     return found

@@ -54,6 +54,7 @@ from fhir_service.contract.time_types import (
     TimeType,
     TimeTypeRules,
     TimeTypes,
+    known_zone,
     own_language,
 )
 from fhir_service.contract.vocabulary import (
@@ -130,5 +131,6 @@ __all__ = [
     "described",
     "disclose",
     "json_path",
+    "known_zone",
     "own_language",
 ]

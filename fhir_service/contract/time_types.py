@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Annotated, Literal, get_args
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -27,6 +27,7 @@ __all__ = [
     "TimeType",
     "TimeTypeRules",
     "TimeTypes",
+    "known_zone",
     "own_language",
 ]
 
@@ -132,6 +133,15 @@ class CareUnitTimes(_Model):
     def time_type(self, code: str) -> TimeType | None:
         """The unit's time type ``code`` in force (not retired); None if it has none such."""
         return next((t for t in self.time_types if t.code == code and t.active), None)
+
+
+def known_zone(name: str) -> bool:
+    """Whether ``name`` is an IANA time zone this host knows (Europe/Stockholm)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def own_language(unit: Identifier) -> Language:

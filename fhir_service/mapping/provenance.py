@@ -313,18 +313,7 @@ def change_entry(
     record it writes becomes a target. ``activity`` names the step (create, update, agree, ...);
     an agreement's change carries the signatures as well.
     """
-    resource: dict[str, Any] = {
-        "resourceType": "Provenance",
-        "target": _targets(bundle, contract.id),
-        "recorded": instant(recorded),
-        "activity": {
-            "coding": [
-                {"system": _DATA_OPERATION, "code": "CREATE" if created else "UPDATE"},
-            ],
-            "text": activity,
-        },
-        "agent": _agents(author),
-    }
+    resource = _provenance(_targets(bundle, contract.id), author, activity, created, recorded)
     if activity == "agree" and contract.agreements:
         patient_url, responsible_url = _signer_urls(bundle, contract)
         resource["signature"] = _signatures(contract, patient_url, responsible_url)
@@ -348,9 +337,22 @@ def record_change_entry(
     """The transaction entry of the Provenance of a change of one record that is no part of a
     contract (a care unit's time type), the record named by its ``target_url`` in the
     transaction."""
-    resource: dict[str, Any] = {
+    resource = _provenance([{"reference": target_url}], author, activity, created, recorded)
+    if author.write_key is not None:
+        resource["meta"] = {"tag": [{"system": urls.TAG_WRITE_KEY, "code": author.write_key}]}
+    return {
+        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+        "resource": resource,
+        "request": {"method": "POST", "url": "Provenance"},
+    }
+
+
+def _provenance(
+    targets: list[dict[str, Any]], author: Author, activity: str, created: bool, recorded: datetime
+) -> dict[str, Any]:
+    return {
         "resourceType": "Provenance",
-        "target": [{"reference": target_url}],
+        "target": targets,
         "recorded": instant(recorded),
         "activity": {
             "coding": [
@@ -359,13 +361,6 @@ def record_change_entry(
             "text": activity,
         },
         "agent": _agents(author),
-    }
-    if author.write_key is not None:
-        resource["meta"] = {"tag": [{"system": urls.TAG_WRITE_KEY, "code": author.write_key}]}
-    return {
-        "fullUrl": f"urn:uuid:{uuid.uuid4()}",
-        "resource": resource,
-        "request": {"method": "POST", "url": "Provenance"},
     }
 
 

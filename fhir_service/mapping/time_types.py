@@ -16,7 +16,6 @@ Reading one back says every problem at once, each at its FHIRPath expression.
 from __future__ import annotations
 
 from typing import Any, cast, get_args
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationError
 
@@ -29,6 +28,7 @@ from fhir_service.contract import (
     OrganizationKind,
     TimeType,
     TimeTypes,
+    known_zone,
 )
 from fhir_service.contract.problems import problems_of
 from fhir_service.errors import Issue, UnprocessableError, issue
@@ -279,7 +279,7 @@ def defined_time_type(
         except ValidationError as exc:
             for found in problems_of(exc):
                 reader.problem(_expression(found.path), found.message)
-    if isinstance(zone, str) and not _is_zone(zone):
+    if isinstance(zone, str) and not known_zone(zone):
         reader.problem(
             f"HealthcareService.extension('{urls.EXT_TIME_TYPE_RULES}').extension('timeZone')",
             f"unknown time zone {zone!r}: an IANA name such as Europe/Stockholm",
@@ -323,14 +323,6 @@ def step_problems(unit: Organization, kind: TimeType, at: str) -> list[Issue]:
     known = ", ".join(sorted(steps))
     message = f"unknown care-guarantee step {kind.care_guarantee_step!r} in {jurisdiction}"
     return [issue(f"{message}; use one of {known}", "code-invalid", at)]
-
-
-def _is_zone(name: str) -> bool:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False
-    return True
 
 
 def named_time_types(contract: Contract) -> list[tuple[Identifier, str]]:

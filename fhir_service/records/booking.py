@@ -280,9 +280,9 @@ class CallerBooking:
             lambda by, patient: self.booking.rebook(contract_id, key, slot, by, patient=patient)
         )
 
-    async def booked_times(self, patient: str) -> list[tuple[str, AgreedTime]]:
-        """The patient's booked times still to come, soonest first, as ``(contract id, time)``,
-        as far as the caller may see them."""
+    async def booked_times(self, patient: str) -> list[tuple[str, AgreedTime, TimeType | None]]:
+        """The patient's booked times still to come, soonest first, as ``(contract id, time,
+        its type as its unit defined it)``, as far as the caller may see them."""
         identifier = identifier_named(patient, patient=True)
         if identifier is None:
             raise UnprocessableError("expected a patient's identifier", title="Invalid patient")
@@ -291,12 +291,13 @@ class CallerBooking:
             self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
             raise ForbiddenError("a patient reads their own times only")
         contracts = await self.booking.shown_to(walls).of_patient(identifier, _LIVE_STATUSES)
+        types = await self.booking.catalogue.current()
         now = datetime.now(UTC)
         times = []
         for contract in contracts:
             self.witness.saw_contract(contract)
             times += [
-                (contract.id, t)
+                (contract.id, t, types.known(t.organization.identifier).get(t.time_type or ""))
                 for t in contract.agreed_times
                 if t.status is AgreedTimeStatus.BOOKED and t.start is not None and t.start >= now
             ]

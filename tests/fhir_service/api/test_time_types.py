@@ -179,6 +179,13 @@ def test_a_unit_nobody_wrote_here_defines_its_types_and_patients_book_cancel_and
     assert cancelled.status_code == 200, cancelled.text
     again = _act(service, patient, contract, "visit-0", "book", slot=slots[2])
     assert again.status_code == 200, again.text
+    mine = service.get(
+        f"/booking/patients/personnummer|{contract.patient.identifier.value}/times",
+        headers={**patient, "Accept-Language": "nb"},
+    )
+    assert [(t["time"]["key"], t["name"]) for t in mine.json()["times"]] == [
+        ("visit-0", unit.type["names"]["nb"])
+    ]
 
     # HAPI holds it as the clinic defined it: a profiled HealthcareService of the unit.
     hapi = service.app.state.service.hapi  # type: ignore[attr-defined]
