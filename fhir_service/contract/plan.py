@@ -268,5 +268,7 @@ def _planned(contract_id: str, time: AgreedTime, types: TimeTypes | None) -> Pla
     planned = PlannedTime(**time.model_dump(), contract_id=contract_id)
     if kind is None:
         return planned
-    rules = time.online_rules or kind.online_rules
+    rules = time.online_rules
+    if rules is None and time.status is AgreedTimeStatus.BOOKED:
+        rules = kind.online_rules  # booked in the clinic's own system: its type's rules now
     return planned.model_copy(update={"time_type_names": kind.names, "online_rules": rules})

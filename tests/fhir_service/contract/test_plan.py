@@ -13,6 +13,7 @@ from fhir_service.contract import (
     Period,
 )
 from fhir_service.contract.plan import CoherentPlan, coherent_plan
+from tests.time_types import seed_catalogue
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 # Between the stroke example's two booked times, while its care contact's period runs.
@@ -94,3 +95,31 @@ def test_a_patient_without_contracts_in_force_has_an_empty_plan() -> None:
     assert plan.patient == patient
     assert plan.name is None
     assert plan.contracts == plan.activities == plan.goals == ()
+
+
+def test_times_are_named_by_their_units_types_and_booked_ones_say_their_rules() -> None:
+    stroke = _example("stroke-rehabilitation")
+    typed = tuple(
+        t.model_copy(update={"time_type": t.key}) if t.key != "ot-home-visit" else t
+        for t in stroke.agreed_times
+    )
+    types = seed_catalogue()
+
+    plan = coherent_plan(
+        stroke.patient.identifier,
+        [stroke.model_copy(update={"agreed_times": typed})],
+        now=NOW,
+        withheld=False,
+        types=types,
+    )
+
+    booked, proposed = plan.upcoming_times
+    assert booked.time_type_names is not None
+    assert booked.time_type_names["en"] == "Follow-up with the stroke nurse"
+    assert (
+        booked.online_rules
+        == types.offered(booked.organization.identifier, "nurse-followup").online_rules
+    )  # type: ignore[union-attr]
+    # A time not yet booked is named, but has no rules of its own yet.
+    assert proposed.time_type_names is not None
+    assert proposed.online_rules is None
