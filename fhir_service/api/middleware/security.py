@@ -8,8 +8,9 @@ For each request the middleware finds the route it is for and that route's rule
    whose compartment they apply to what they read and write,
 3. records the request in the audit outbox before the answer leaves, allowed or refused. If the
    record cannot be kept, the answer is replaced by a 503: an access nobody can account for is
-   not served, and a refusal nobody can account for is not told either. A request that may
-   write (any method but GET and HEAD) is recorded before it runs, its outcome unknown, and
+   not served, and a refusal nobody can account for is not told either. A read (GET, HEAD) is
+   recorded while it runs, alongside its call to HAPI, and its outcome added once its answer has
+   left. A request that may write is recorded before it runs, its outcome unknown, and
    completed when answered: if that first record cannot be kept the request is not run (503,
    nothing written), and once it runs a write it made is on record whatever happens next.
 
@@ -57,8 +58,8 @@ _log = logging.getLogger(__name__)
 
 ACCESS_STATE = "access"
 _REALM = 'Bearer realm="patient-contracts"'
-# Requests that cannot write: recorded once, when answered. Every other method is recorded
-# before it runs as well.
+# Requests that cannot write: recorded while they run. Every other method is recorded before it
+# runs.
 _READS = frozenset({"GET", "HEAD"})
 
 
@@ -108,26 +109,34 @@ class SecurityMiddleware:
             kept = await self._keep(fastapi, trail, refusal.response.status_code)
             await (refusal.response if kept else _unaccountable())(scope, receive, send)
             return
-        opened = scope["method"] not in _READS
-        if opened and not await self._open(fastapi, trail):
+        opening = None
+        if scope["method"] in _READS:
+            # A read is recorded while HAPI answers it, not after: its answer leaves once the
+            # record is kept, and its outcome is added once the answer has left (a record whose
+            # outcome never comes, the process gone, goes to HAPI saying it is unknown).
+            opening = asyncio.create_task(self._open(fastapi, trail))
+        elif not await self._open(fastapi, trail):
             await _not_run()(scope, receive, send)
             return
         answered = _AuditedSend(
-            lambda status: self._keep(fastapi, trail, status, opened=opened),
+            lambda status: self._keep(fastapi, trail, status, opened=True),
             scope,
             receive,
             send,
-            # Once a write may have been made, its answer is given even if its outcome cannot be
-            # recorded: the opened record already says it happened, and a 503 would hide a write.
-            must_keep=not opened,
+            opening=opening,
         )
         try:
             await self.app(scope, receive, answered)
         except Exception:
             # A bug: the outer middleware answers 500; the trail still says it happened.
             if not answered.started:
+                opened = opening is None or await opening
                 await self._keep(fastapi, trail, 500, opened=opened)
             raise
+        finally:
+            if opening is not None and not opening.done():
+                # Never answered (the client went away): the record is kept all the same.
+                await asyncio.shield(opening)
 
     async def _access(
         self, fastapi: FastAPI, scope: Scope, rule: Protected, trail: AuditTrail
@@ -234,8 +243,14 @@ def _related_person(fhir_user: str | None) -> str | None:
 
 
 class _AuditedSend:
-    """Passes the answer on only once its audit record is kept; when it ``must_keep`` the
-    record, a 503 instead if it cannot be."""
+    """Passes the answer on only once its audit record is kept.
+
+    A write's record was opened before it ran: its outcome is kept before the answer leaves,
+    and the answer is given even if that fails (the opened record already says the write may
+    have happened; a 503 would hide it). A read's record is being opened while it runs
+    (``opening``): its answer waits for that, is a 503 instead if it could not be kept, and
+    its outcome is kept once the answer has left.
+    """
 
     def __init__(
         self,
@@ -244,26 +259,36 @@ class _AuditedSend:
         receive: Receive,
         send: Send,
         *,
-        must_keep: bool,
+        opening: asyncio.Task[bool] | None,
     ) -> None:
         self.keep = keep
         self.scope = scope
         self.receive = receive
         self.send = send
-        self.must_keep = must_keep
+        self.opening = opening
         self.started = False
         self.failed = False
+        self.status = 500
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
-            self.failed = not await self.keep(message["status"]) and self.must_keep
-            if self.failed:
+            self.status = message["status"]
+            if self.opening is None:
+                await self.keep(self.status)
+            elif not await self.opening:
+                self.failed = True
                 await _unaccountable()(self.scope, self.receive, self.send)
                 return
         elif self.failed:
             return
         await self.send(message)
+        if (
+            self.opening is not None
+            and message["type"] == "http.response.body"
+            and not message.get("more_body", False)
+        ):
+            await self.keep(self.status)
 
 
 def _route_of(fastapi: FastAPI, scope: Scope) -> RouteContext | None:
