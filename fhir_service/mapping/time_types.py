@@ -272,13 +272,17 @@ def defined_time_type(
         "care_guarantee_step": reader.value(rules, "careGuaranteeStep", "Code", needed=False),
         "active": resource.get("active", True),
     }
+    # Every problem at once: what the structure already refused is not said again by the model.
+    said = {e for i in reader.issues for e in i.get("expression", [])}
     kind = None
-    if not reader.issues:
-        try:
-            kind = TimeType.model_validate(data)
-        except ValidationError as exc:
-            for found in problems_of(exc):
-                reader.problem(_expression(found.path), found.message)
+    try:
+        kind = TimeType.model_validate(data)
+    except ValidationError as exc:
+        for found in problems_of(exc):
+            at = _expression(found.path)
+            if at not in said:
+                said.add(at)
+                reader.problem(at, found.message)
     if isinstance(zone, str) and not known_zone(zone):
         reader.problem(
             f"HealthcareService.extension('{urls.EXT_TIME_TYPE_RULES}').extension('timeZone')",

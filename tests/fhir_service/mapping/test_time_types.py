@@ -125,3 +125,20 @@ def test_a_contract_may_name_only_the_types_its_units_defined() -> None:
             f"{named.organization.name} has no time type 'dance-class'",
         )
     ]
+
+
+def test_a_wrong_language_and_a_wrong_value_are_said_together() -> None:
+    resource = time_type_resource(_defined()[0], "sv")
+    broken = copy.deepcopy(resource)
+    broken["language"] = "de"
+    for rule in broken["extension"][0]["extension"]:
+        if rule["url"] == "cancelCutoff":
+            rule["valueDuration"]["value"] = -1
+
+    with pytest.raises(UnprocessableError) as refused:
+        defined_time_type(broken)
+
+    where = [e for i in refused.value.issues for e in i.get("expression", [])]
+    assert "HealthcareService.language" in where
+    assert f"{RULES}.extension('cancelCutoff')" in where
+    assert len(where) == len(set(where))
