@@ -113,6 +113,7 @@ class Service:
         )
         self._audit_outbox = AuditOutbox(self.engine)
         self._audit_writer = AuditWriter(self._audit_outbox, self.hapi)
+        self._audit_recorder = outbox.AuditRecorder(self.engine)
         metrics.watch_backlogs(self._audit_outbox.pending, self.notifications.outbox.pending)
         self._patients: dict[str, Identifier | None] = {}
 
@@ -215,12 +216,13 @@ class Service:
 
     async def open_access(self, record: AccessRecord) -> None:
         """Keep the record of a request about to run, its outcome unknown, before it runs."""
-        await asyncio.to_thread(outbox.open_record, self.engine, record, self.instance.id)
+        await self._audit_recorder.keep(outbox.Opened(record, self.instance.id))
 
     async def keep_access(self, record: AccessRecord, *, opened: bool) -> None:
         """Keep the record of a request answered: completing the one opened, or anew."""
-        keep = outbox.complete if opened else outbox.record
-        await asyncio.to_thread(keep, self.engine, record)
+        await self._audit_recorder.keep(
+            outbox.Completed(record) if opened else outbox.Answered(record)
+        )
         self.audit_wake.set()
 
     async def readiness(self) -> dict[str, Check]:

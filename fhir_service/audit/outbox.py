@@ -1,16 +1,18 @@
 """The audit outbox: every AuditEvent is kept in the service DB until HAPI has it.
 
-:func:`record` stores the event of one access before the service answers it, so an answered
-request is always audited even while HAPI is down. A request that may write is recorded before
-it can reach HAPI (:func:`open_record`, an event saying its outcome is unknown, owned by the
-instance running it) and completed when its answer is known (:func:`complete`): a write is
-never made unrecorded, and one whose instance died mid-request still reaches HAPI, as an access
-of unknown outcome (:meth:`AuditOutbox.recover`). :class:`AuditWriter` moves due events into HAPI
-a batch at a time, as one ``batch`` Bundle of ``PUT AuditEvent/<id>`` entries: the id is the
-record's, so a batch repeated after a lost answer stores each event once (HAPI makes no new version
-of an unchanged resource). Entries HAPI refused, and whole batches it could not take, come back
-after a jittered exponential back-off (a batch HAPI cannot parse is sent again event by event, so
-one bad event does not hold up the rest); rows are claimed with leases as in the webhook outbox
+:func:`keep` stores the event of an access before the service answers it, so an answered
+request is always audited even while HAPI is down. A request is recorded before its answer can
+leave, and a write before it can reach HAPI (:class:`Opened`, an event saying its outcome is
+unknown, owned by the instance running it), and completed when its answer is known
+(:class:`Completed`): a write is never made unrecorded, and a request whose instance died
+mid-way still reaches HAPI, as an access of unknown outcome (:meth:`AuditOutbox.recover`).
+:class:`AuditRecorder` keeps the records of concurrent requests in one transaction.
+:class:`AuditWriter` moves due events into HAPI a batch at a time, as one ``batch`` Bundle of
+``PUT AuditEvent/<id>`` entries: the id is the record's, so a batch repeated after a lost answer
+stores each event once (HAPI makes no new version of an unchanged resource). Entries HAPI
+refused, and whole batches it could not take, come back after a jittered exponential back-off (a
+batch HAPI cannot parse is sent again event by event, so one bad event does not hold up the
+rest); rows are claimed with leases as in the webhook outbox
 (``fhir_service.sync.webhook_deliveries``), so several instances can write without sending a
 row twice at once.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -27,9 +28,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Executable, insert, select, update
+from sqlalchemy import ColumnElement, Engine, Executable, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from fhir_service import wire
 from fhir_service.audit.events import audit_event
 from fhir_service.audit.records import AccessRecord
 from fhir_service.fhir import HapiClient, HapiError, HapiRequestError, HapiUnavailableError
@@ -37,22 +39,19 @@ from fhir_service.servicedb.instances import DEAD_AFTER, alive
 from fhir_service.servicedb.leases import LeasedOutbox
 from fhir_service.servicedb.tables import AuditRecord
 
-__all__ = ["AuditClaim", "AuditOutbox", "AuditWriter", "complete", "open_record", "record"]
+__all__ = [
+    "Answered",
+    "AuditClaim",
+    "AuditOutbox",
+    "AuditRecorder",
+    "AuditWriter",
+    "Completed",
+    "Keeping",
+    "Opened",
+    "keep",
+]
 
 _log = logging.getLogger(__name__)
-
-
-def record(engine: Engine, access: AccessRecord) -> None:
-    """Store the AuditEvent of ``access``, due for HAPI at once; blocks (run it in a thread)."""
-    now = datetime.now(UTC)
-    body = _json(access)
-    # A Core insert: every answered request waits for this row, and the ORM's unit of work
-    # costs more than the statement.
-    with engine.begin() as connection:
-        connection.execute(
-            insert(AuditRecord),
-            {"id": access.id, "resource": body, "created_at": now, "next_attempt_at": now},
-        )
 
 
 _OPEN_FOR = timedelta(days=1)
@@ -60,44 +59,126 @@ _OPEN_FOR = timedelta(days=1)
 the date only keeps it out of the writer's claims meanwhile."""
 
 
-def open_record(engine: Engine, access: AccessRecord, owner: str) -> None:
-    """Store the event of a request that is about to run, its outcome unknown; ``owner`` is the
-    instance running it. Blocks (run it in a thread). :func:`complete` gives it its outcome."""
-    now = datetime.now(UTC)
-    with engine.begin() as connection:
-        connection.execute(
-            insert(AuditRecord),
-            {
-                "id": access.id,
-                "resource": _json(access),
-                "created_at": now,
-                "next_attempt_at": now + _OPEN_FOR,
-                "owner": owner,
-            },
-        )
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """The record of a request about to run, its outcome unknown; ``owner`` is the instance
+    running it. A :class:`Completed` gives it its outcome."""
+
+    access: AccessRecord
+    owner: str
 
 
-def complete(engine: Engine, access: AccessRecord) -> None:
-    """Give the record opened with ``access.id`` its outcome; due for HAPI at once.
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """The outcome of the record opened with ``access.id``; due for HAPI at once.
 
     Should the writer have sent it as unknown meanwhile (its instance was taken for dead), it
     goes again: HAPI keeps the outcome as the event's newer version.
     """
+
+    access: AccessRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The record of a request answered without one opened first (a refusal); due at once."""
+
+    access: AccessRecord
+
+
+Keeping = Opened | Completed | Answered
+
+
+def keep(engine: Engine, keepings: Sequence[Keeping]) -> None:
+    """Store ``keepings`` in one transaction: all of them, or none. Blocks (run it in a thread).
+
+    Core statements, not the ORM: every answered request waits for its rows, and the ORM's unit
+    of work costs more than the statements.
+    """
+    now = datetime.now(UTC)
+    new = [
+        {
+            "id": k.access.id,
+            "resource": _json(k.access),
+            "created_at": now,
+            "next_attempt_at": now + _OPEN_FOR if isinstance(k, Opened) else now,
+            "owner": k.owner if isinstance(k, Opened) else None,
+        }
+        for k in keepings
+        if not isinstance(k, Completed)
+    ]
+    outcomes = [
+        {"record_id": k.access.id, "outcome_resource": _json(k.access)}
+        for k in keepings
+        if isinstance(k, Completed)
+    ]
     with engine.begin() as connection:
-        connection.execute(
-            update(AuditRecord)
-            .where(AuditRecord.id == access.id)
-            .values(
-                resource=_json(access),
-                next_attempt_at=datetime.now(UTC),
-                owner=None,
-                written_at=None,
+        if new:
+            connection.execute(insert(AuditRecord), new)
+        if outcomes:
+            connection.execute(
+                update(AuditRecord)
+                .where(AuditRecord.id == bindparam("record_id"))
+                .values(
+                    resource=bindparam("outcome_resource"),
+                    next_attempt_at=now,
+                    owner=None,
+                    written_at=None,
+                ),
+                outcomes,
             )
-        )
+
+
+class AuditRecorder:
+    """Keeps the records of requests running at the same time in one transaction (a group
+    commit), each request still waiting until its own is kept.
+
+    One request at a time, a record costs one commit, as :func:`keep` alone would. Under load,
+    the requests that arrive while a commit runs share the next one: one flush to disk for
+    all, and no two of them contending for SQLite's one writer (a writer that finds it taken
+    sleeps in steps of milliseconds before it tries again).
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._waiting: list[tuple[Keeping, asyncio.Future[None]]] = []
+        self._committing: asyncio.Task[None] | None = None
+
+    async def keep(self, keeping: Keeping) -> None:
+        """Return once ``keeping`` is stored; raise what storing it raised if it could not be."""
+        stored = asyncio.get_running_loop().create_future()
+        self._waiting.append((keeping, stored))
+        if self._committing is None or self._committing.done():
+            self._committing = asyncio.create_task(self._commit_waiting())
+        # Shielded: a request that goes away still has its record kept (a cancelled waiter
+        # must not cancel the others' commit).
+        await asyncio.shield(stored)
+
+    async def _commit_waiting(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                await asyncio.to_thread(keep, self.engine, [k for k, _ in group])
+            except Exception:
+                # The transaction stored none of them. Alone, each fails only for its own
+                # fault (a clash of ids) or for the database's (then all fail, as they would).
+                for one in group:
+                    await self._commit_alone(*one)
+            else:
+                for _, stored in group:
+                    stored.set_result(None)
+
+    async def _commit_alone(self, keeping: Keeping, stored: asyncio.Future[None]) -> None:
+        try:
+            await asyncio.to_thread(keep, self.engine, [keeping])
+        except Exception as exc:
+            stored.set_exception(exc)
+        else:
+            stored.set_result(None)
 
 
 def _json(access: AccessRecord) -> str:
-    return json.dumps(audit_event(access), separators=(",", ":"), ensure_ascii=False)
+    return wire.dumps(audit_event(access)).decode()
 
 
 @dataclass(frozen=True)
@@ -294,7 +375,7 @@ def _batch(claims: list[AuditClaim]) -> dict[str, Any]:
         "type": "batch",
         "entry": [
             {
-                "resource": json.loads(claim.resource),
+                "resource": wire.loads(claim.resource),
                 "request": {"method": "PUT", "url": f"AuditEvent/{claim.id}"},
             }
             for claim in claims

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from fhir_service import wire
 from fhir_service.fhir.errors import (
     ConflictError,
     HapiOutcomeUnknownError,
@@ -179,7 +180,7 @@ class HapiClient:
             response = await self._send(
                 "GET", "/metadata", safe=True, params=params, timeout=timeout, attempts=1
             )
-            body: Any = response.json()
+            body: Any = wire.loads(response.content)
         except HapiRequestError as exc:
             raise HapiUnavailableError(self.base_url, f"/metadata answered {exc.status}") from exc
         except ValueError as exc:
@@ -261,6 +262,7 @@ class HapiClient:
         writes = method != "GET" if writes is None else writes
         unavailable = HapiOutcomeUnknownError if writes else HapiUnavailableError
         if "json" in kwargs:
+            kwargs["content"] = wire.dumps(kwargs.pop("json"))
             kwargs["headers"] = {"Content-Type": FHIR_JSON, **kwargs.get("headers", {})}
         if timeout is not None:
             kwargs["timeout"] = timeout
@@ -343,7 +345,7 @@ class HapiClient:
 
 def _json(response: httpx.Response) -> Resource:
     try:
-        body = response.json()
+        body = wire.loads(response.content)
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}

@@ -13,16 +13,18 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
 from fhir_service.audit.events import audit_event
 from fhir_service.audit.outbox import (
+    Answered,
     AuditOutbox,
+    AuditRecorder,
     AuditWriter,
-    complete,
-    open_record,
-    record,
+    Completed,
+    Opened,
+    keep,
 )
 from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome, Touched
 from fhir_service.fhir import HapiClient, RetryPolicy
@@ -52,7 +54,7 @@ def _access(system: str = "urn:example:patients", **changes: Any) -> AccessRecor
 def _recorded(engine: Engine, count: int, system: str = "urn:example:patients") -> list[str]:
     accesses = [_access(system) for _ in range(count)]
     for access in accesses:
-        record(engine, access)
+        keep(engine, [Answered(access)])
     return [a.id for a in accesses]
 
 
@@ -82,7 +84,7 @@ async def _write_all(writer: AuditWriter, rounds: int = 100) -> None:
 def test_a_recorded_access_is_its_audit_event_due_at_once(engine: Engine) -> None:
     access = _access()
 
-    record(engine, access)
+    keep(engine, [Answered(access)])
 
     row = _rows(engine)[access.id]
     assert json.loads(row.resource) == audit_event(access)
@@ -96,11 +98,11 @@ def test_an_opened_record_waits_for_its_outcome_and_goes_out_with_it(engine: Eng
     running.beat()
     opened = _access(outcome=None, description="create contract: outcome unknown")
 
-    open_record(engine, opened, running.id)
+    keep(engine, [Opened(opened, running.id)])
     while_running = outbox.claim(10)
     recovered_while_alive = outbox.recover(now=datetime.now(UTC) + timedelta(seconds=1))
     answered = replace(opened, outcome=Outcome.SUCCESS, description="create contract: 201")
-    complete(engine, answered)
+    keep(engine, [Completed(answered)])
     claimed = outbox.claim(10)
 
     assert (while_running, recovered_while_alive) == ([], 0)
@@ -114,7 +116,7 @@ async def test_the_opened_record_of_a_dead_instance_reaches_hapi_saying_the_outc
     killed = ThisInstance(engine)
     killed.beat(datetime.now(UTC) - DEAD_AFTER - timedelta(seconds=1))
     opened = _access(outcome=None, description="create contract: outcome unknown")
-    open_record(engine, opened, killed.id)
+    keep(engine, [Opened(opened, killed.id)])
     with Session(engine) as session, session.begin():
         row = session.get(AuditRecord, opened.id)
         assert row is not None
@@ -182,7 +184,7 @@ async def test_recorded_accesses_are_written_to_hapi_as_they_were_built(
 ) -> None:
     accesses = [_access(), _access(outcome=Outcome.MINOR_FAILURE, caller=Caller())]
     for access in accesses:
-        await asyncio.to_thread(record, engine, access)
+        await asyncio.to_thread(keep, engine, [Answered(access)])
     writer = AuditWriter(AuditOutbox(engine), hapi)
 
     assert await writer.run_once() == 2
@@ -284,7 +286,7 @@ async def test_an_event_about_a_deleted_record_is_still_written(
         method="DELETE",
         entities=(Touched("CarePlan", reference=f"CarePlan/{careplan['id']}"),),
     )
-    await asyncio.to_thread(record, engine, access)
+    await asyncio.to_thread(keep, engine, [Answered(access)])
 
     await AuditWriter(AuditOutbox(engine), hapi).run_once()
 
@@ -378,3 +380,61 @@ async def test_a_busy_service_gets_its_records_written_after_the_longest_delay(
         assert await _pending_soon(writer, 0)
     finally:
         running.cancel()
+
+
+async def test_records_kept_at_the_same_time_share_commits_and_each_waits_for_its_own(
+    engine: Engine,
+) -> None:
+    recorder = AuditRecorder(engine)
+    commits: list[int] = []
+    listen = lambda _connection: commits.append(1)  # noqa: E731
+    event.listen(engine, "commit", listen)
+    accesses = [_access() for _ in range(40)]
+    try:
+        await asyncio.gather(*(recorder.keep(Answered(a)) for a in accesses))
+    finally:
+        event.remove(engine, "commit", listen)
+
+    assert set(_rows(engine)) >= {a.id for a in accesses}
+    # All 40 asked before the first commit began (gather starts them in turn): one commit.
+    assert len(commits) == 1
+
+
+async def test_a_record_that_cannot_be_kept_fails_alone_and_the_others_of_its_commit_are_kept(
+    engine: Engine,
+) -> None:
+    recorder = AuditRecorder(engine)
+    taken = _access()
+    keep(engine, [Answered(taken)])
+    others = [_access() for _ in range(5)]
+    clash = replace(_access(), id=taken.id)
+
+    results = await asyncio.gather(
+        recorder.keep(Answered(others[0])),
+        *(recorder.keep(Answered(a)) for a in [*others[1:3], clash, *others[3:]]),
+        return_exceptions=True,
+    )
+
+    assert [type(r).__name__ for r in results] == [
+        "NoneType", "NoneType", "NoneType", "IntegrityError", "NoneType", "NoneType"
+    ]  # fmt: skip
+    rows = _rows(engine)
+    assert {a.id for a in others} <= set(rows)
+    assert json.loads(rows[taken.id].resource) == audit_event(taken)
+
+
+async def test_a_record_is_kept_and_completed_though_its_request_went_away(engine: Engine) -> None:
+    recorder = AuditRecorder(engine)
+    opened = _access(outcome=None, description="read contract: outcome unknown")
+    running = asyncio.create_task(recorder.keep(Opened(opened, "instance-1")))
+    await asyncio.sleep(0)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    answered = replace(opened, outcome=Outcome.SUCCESS, description="read contract: 200")
+
+    await recorder.keep(Completed(answered))
+
+    row = _rows(engine)[opened.id]
+    assert json.loads(row.resource) == audit_event(answered)
+    assert row.owner is None
