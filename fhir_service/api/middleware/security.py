@@ -9,10 +9,10 @@ For each request the middleware finds the route it is for and that route's rule
 3. records the request in the audit outbox before the answer leaves, allowed or refused. If the
    record cannot be kept, the answer is replaced by a 503: an access nobody can account for is
    not served, and a refusal nobody can account for is not told either. A read (GET, HEAD) is
-   recorded while it runs, alongside its call to HAPI, and its outcome added once its answer has
-   left. A request that may write is recorded before it runs, its outcome unknown, and
-   completed when answered: if that first record cannot be kept the request is not run (503,
-   nothing written), and once it runs a write it made is on record whatever happens next.
+   recorded while it runs, alongside its call to HAPI. A request that may write is recorded
+   before it runs, its outcome unknown: if that record cannot be kept the request is not run
+   (503, nothing written), and once it runs a write it made is on record whatever happens next.
+   Either's outcome is added once its answer has left.
 
 A route with no rule is refused (403) and logged as a bug: deny by default.
 """
@@ -137,6 +137,8 @@ class SecurityMiddleware:
             if opening is not None and not opening.done():
                 # Never answered (the client went away): the record is kept all the same.
                 await asyncio.shield(opening)
+            # An answer cut off while it went out (the client went away) still has an outcome.
+            await asyncio.shield(answered.outcome())
 
     async def _access(
         self, fastapi: FastAPI, scope: Scope, rule: Protected, trail: AuditTrail
@@ -245,11 +247,11 @@ def _related_person(fhir_user: str | None) -> str | None:
 class _AuditedSend:
     """Passes the answer on only once its audit record is kept.
 
-    A write's record was opened before it ran: its outcome is kept before the answer leaves,
-    and the answer is given even if that fails (the opened record already says the write may
-    have happened; a 503 would hide it). A read's record is being opened while it runs
-    (``opening``): its answer waits for that, is a 503 instead if it could not be kept, and
-    its outcome is kept once the answer has left.
+    A write's record was opened before it ran. A read's record is being opened while it runs
+    (``opening``): its answer waits for that, and is a 503 instead if it could not be kept.
+    Either's outcome is kept once the answer has left: the record that the access happened is
+    already kept, and should the outcome not be (the process gone), the record goes to HAPI
+    saying the outcome is unknown, which for a write says that it may have happened.
     """
 
     def __init__(
@@ -268,26 +270,28 @@ class _AuditedSend:
         self.opening = opening
         self.started = False
         self.failed = False
+        self.kept = False
         self.status = 500
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
             self.status = message["status"]
-            if self.opening is None:
-                await self.keep(self.status)
-            elif not await self.opening:
+            if self.opening is not None and not await self.opening:
                 self.failed = True
                 await _unaccountable()(self.scope, self.receive, self.send)
                 return
         elif self.failed:
             return
         await self.send(message)
-        if (
-            self.opening is not None
-            and message["type"] == "http.response.body"
-            and not message.get("more_body", False)
-        ):
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            await self.outcome()
+
+    async def outcome(self) -> None:
+        """Keep the outcome of the answer given, once (a record opened and never completed
+        would wait for its instance to die before it went out)."""
+        if self.started and not self.failed and not self.kept:
+            self.kept = True
             await self.keep(self.status)
 
 

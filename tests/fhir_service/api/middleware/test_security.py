@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 
 from fhir_service.api import create_app
 from fhir_service.api.access_rules import RULES, Protected
+from fhir_service.audit import Outcome
 from fhir_service.mapping.tables import code_table
 from fhir_service.security.dev_keys import generate_key, mint_token
 from fhir_service.settings import Settings
@@ -346,3 +347,68 @@ def test_a_body_over_the_limit_gets_413_and_writes_nothing(
         f"/contracts/{contract['id']}", headers=issuer.headers("ehr", organization=UNIT)
     )
     assert read.status_code == 404
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_the_answer_leaves_before_its_outcome_is_kept_and_the_outcome_is_kept_after(
+    service: TestClient, issuer: TestIssuer, method: str
+) -> None:
+    contract = _contract()
+    headers = issuer.headers("ehr", organization=UNIT)
+    if method == "GET":
+        assert service.post("/contracts", json=contract, headers=headers).status_code == 201
+    body = json.dumps(contract).encode() if method == "POST" else b""
+    path = "/contracts" if method == "POST" else f"/contracts/{contract['id']}"
+    app = service.app
+    app_service = app.state.service  # type: ignore[attr-defined]
+    keep_access = app_service.keep_access
+    portal = service.portal
+    assert portal is not None
+
+    async def exchange() -> tuple[list[str], list[Any]]:
+        happened: list[str] = []
+        kept: list[Any] = []
+
+        async def watched_keep(record: Any, *, opened: bool) -> None:
+            happened.append("outcome kept")
+            await keep_access(record, opened=opened)
+            kept.append(record)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                happened.append("answered")
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [
+                (k.lower().encode(), v.encode())
+                for k, v in {**headers, "Content-Type": "application/json"}.items()
+            ],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        app_service.keep_access = watched_keep
+        try:
+            await app(scope, receive, send)  # type: ignore[arg-type]
+        finally:
+            del app_service.keep_access
+        return happened, kept
+
+    happened, kept = portal.call(exchange)
+
+    # The outcome was kept only once the answer had left, with the status the caller got.
+    assert happened == ["answered", "outcome kept"]
+    [record] = kept
+    assert record.outcome is Outcome.SUCCESS
+    assert ("201" if method == "POST" else "200") in record.description
