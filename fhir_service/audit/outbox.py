@@ -48,7 +48,10 @@ __all__ = [
     "Completed",
     "Keeping",
     "Opened",
+    "complete",
     "keep",
+    "open_record",
+    "record",
 ]
 
 _log = logging.getLogger(__name__)
@@ -127,6 +130,22 @@ def keep(engine: Engine, keepings: Sequence[Keeping]) -> None:
                 ),
                 outcomes,
             )
+
+
+def record(engine: Engine, access: AccessRecord) -> None:
+    """Store the AuditEvent of ``access``, due for HAPI at once; blocks (run it in a thread)."""
+    keep(engine, [Answered(access)])
+
+
+def open_record(engine: Engine, access: AccessRecord, owner: str) -> None:
+    """Store the event of a request that is about to run, its outcome unknown; ``owner`` is the
+    instance running it. Blocks (run it in a thread). :func:`complete` gives it its outcome."""
+    keep(engine, [Opened(access, owner)])
+
+
+def complete(engine: Engine, access: AccessRecord) -> None:
+    """Give the record opened with ``access.id`` its outcome; due for HAPI at once."""
+    keep(engine, [Completed(access)])
 
 
 class AuditRecorder:

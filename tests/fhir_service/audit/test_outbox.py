@@ -24,7 +24,10 @@ from fhir_service.audit.outbox import (
     AuditWriter,
     Completed,
     Opened,
+    complete,
     keep,
+    open_record,
+    record,
 )
 from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome, Touched
 from fhir_service.fhir import HapiClient, RetryPolicy
@@ -54,7 +57,7 @@ def _access(system: str = "urn:example:patients", **changes: Any) -> AccessRecor
 def _recorded(engine: Engine, count: int, system: str = "urn:example:patients") -> list[str]:
     accesses = [_access(system) for _ in range(count)]
     for access in accesses:
-        keep(engine, [Answered(access)])
+        record(engine, access)
     return [a.id for a in accesses]
 
 
@@ -84,7 +87,7 @@ async def _write_all(writer: AuditWriter, rounds: int = 100) -> None:
 def test_a_recorded_access_is_its_audit_event_due_at_once(engine: Engine) -> None:
     access = _access()
 
-    keep(engine, [Answered(access)])
+    record(engine, access)
 
     row = _rows(engine)[access.id]
     assert json.loads(row.resource) == audit_event(access)
@@ -98,11 +101,11 @@ def test_an_opened_record_waits_for_its_outcome_and_goes_out_with_it(engine: Eng
     running.beat()
     opened = _access(outcome=None, description="create contract: outcome unknown")
 
-    keep(engine, [Opened(opened, running.id)])
+    open_record(engine, opened, running.id)
     while_running = outbox.claim(10)
     recovered_while_alive = outbox.recover(now=datetime.now(UTC) + timedelta(seconds=1))
     answered = replace(opened, outcome=Outcome.SUCCESS, description="create contract: 201")
-    keep(engine, [Completed(answered)])
+    complete(engine, answered)
     claimed = outbox.claim(10)
 
     assert (while_running, recovered_while_alive) == ([], 0)
@@ -116,7 +119,7 @@ async def test_the_opened_record_of_a_dead_instance_reaches_hapi_saying_the_outc
     killed = ThisInstance(engine)
     killed.beat(datetime.now(UTC) - DEAD_AFTER - timedelta(seconds=1))
     opened = _access(outcome=None, description="create contract: outcome unknown")
-    keep(engine, [Opened(opened, killed.id)])
+    open_record(engine, opened, killed.id)
     with Session(engine) as session, session.begin():
         row = session.get(AuditRecord, opened.id)
         assert row is not None
@@ -184,7 +187,7 @@ async def test_recorded_accesses_are_written_to_hapi_as_they_were_built(
 ) -> None:
     accesses = [_access(), _access(outcome=Outcome.MINOR_FAILURE, caller=Caller())]
     for access in accesses:
-        await asyncio.to_thread(keep, engine, [Answered(access)])
+        await asyncio.to_thread(record, engine, access)
     writer = AuditWriter(AuditOutbox(engine), hapi)
 
     assert await writer.run_once() == 2
@@ -286,7 +289,7 @@ async def test_an_event_about_a_deleted_record_is_still_written(
         method="DELETE",
         entities=(Touched("CarePlan", reference=f"CarePlan/{careplan['id']}"),),
     )
-    await asyncio.to_thread(keep, engine, [Answered(access)])
+    await asyncio.to_thread(record, engine, access)
 
     await AuditWriter(AuditOutbox(engine), hapi).run_once()
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine
 
 from fhir_service.audit.events import CLIENT_ID_SYSTEM
-from fhir_service.audit.outbox import Answered, AuditOutbox, AuditWriter, keep
+from fhir_service.audit.outbox import AuditOutbox, AuditWriter, record
 from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome, Touched
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
@@ -51,7 +51,7 @@ async def test_written_audit_events_are_found_by_patient_contract_user_client_an
     last_week = _access(user, (system, "191212121212"), now - timedelta(days=7))
     other_patient = _access(user, (system, "190101010101"), now)
     for access in (today, last_week, other_patient):
-        await asyncio.to_thread(keep, engine, [Answered(access)])
+        await asyncio.to_thread(record, engine, access)
     await AuditWriter(AuditOutbox(engine), hapi).run_once()
     (contract,) = today.entities
     assert contract.identifier is not None

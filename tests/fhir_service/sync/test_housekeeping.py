@@ -9,7 +9,8 @@ from ipaddress import ip_address
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from fhir_service.audit.outbox import Answered, AuditOutbox, keep
+from fhir_service.audit.outbox import AuditOutbox
+from fhir_service.audit.outbox import record as record_access
 from fhir_service.audit.records import AccessRecord, Caller, Interaction, Outcome
 from fhir_service.servicedb.idempotency import IdempotencyStore
 from fhir_service.servicedb.instances import ThisInstance
@@ -68,7 +69,7 @@ def test_what_is_long_done_goes_and_the_rest_stays(
     outbox.delivered(claims["delivered-long-ago"], now=old)
     outbox.delivered(claims["delivered-today"], now=now)
     for record_id in ("written-long-ago", "written-today", "never-written"):
-        keep(engine, [Answered(_access(record_id))])
+        record_access(engine, _access(record_id))
     audit = AuditOutbox(engine)
     audit.written(["written-long-ago"], now=old)
     audit.written(["written-today"], now=now)
