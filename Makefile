@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test setup hapi axe lint format lock bench bench-booking clean
+.PHONY: run test setup hapi axe lint format lock bench bench-booking bench-load clean
 
 # The local development issuer lets `fhir-service token --role ...` mint tokens to try the API.
 run: setup hapi
@@ -66,3 +66,8 @@ bench: setup hapi
 # 20 clients booking and cancelling, service vs HAPI; exits 1 on a double booking.
 bench-booking: setup hapi
 	$(BIN)/python -m bench.booking
+
+# 20 clients of a mix of reads, searches, creates and bookings, service vs HAPI, with webhooks;
+# exits 1 when a request went wrong.
+bench-load: setup hapi
+	$(BIN)/python -m bench.load

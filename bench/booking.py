@@ -51,7 +51,6 @@ import argparse
 import asyncio
 import itertools
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -65,16 +64,18 @@ from typing import Any, Protocol
 import httpx
 
 from bench.bulk import EXAMPLES, generated
-from bench.facade import (
-    _contract_json,
-    _service_headers,
-    _slices,
-    _unit,
+from bench.support import (
+    contract_json,
+    hapi_base_url,
+    median_ms,
+    p99_ms,
     running_service,
+    service_headers,
     settle,
+    slices,
     tokens,
+    unit_of,
 )
-from bench.support import hapi_base_url
 from fhir_service.booking import BookingService, SlotTakenError, TimeTypeCatalogue
 from fhir_service.contract import AgreedTime, Contract
 from fhir_service.fhir import HapiClient
@@ -136,18 +137,6 @@ class Tally:
         return self.cycles / self.seconds if self.seconds else 0.0
 
 
-def median_ms(seconds: Sequence[float]) -> float:
-    """The median, in milliseconds; NaN for none."""
-    return statistics.median(seconds) * 1000 if seconds else float("nan")
-
-
-def p99_ms(seconds: Sequence[float]) -> float:
-    """The 99th percentile, in milliseconds; NaN for fewer than two."""
-    if len(seconds) < 2:
-        return float("nan")
-    return statistics.quantiles(seconds, n=100, method="inclusive")[98] * 1000
-
-
 BOOKED, TAKEN, LOST = "booked", "taken", "lost"
 """How a booking attempt ended: booked; 409 as the Slot read was not free; 409 as the
 transaction found the Slot (or the Appointment) changed since it was read."""
@@ -179,7 +168,7 @@ class ServiceBooker:
 
     def __init__(self, http: httpx.AsyncClient, token: str) -> None:
         self.http = http
-        self.headers = _service_headers(token, "application/json")
+        self.headers = service_headers(token, "application/json")
 
     async def book(self, contract_id: str, key: str, slot: str) -> str:
         """``POST .../book``: 200 booked, 409 "Slot taken", anything else stops the run (also
@@ -338,7 +327,7 @@ def publish(service: httpx.Client, token: str, count: int) -> list[str]:
     """Publish ``count`` nurse visits on a random far-off day, all new; their Slot ids in
     order of time."""
     path = f"/booking/care-units/{'|'.join(UNIT)}/time-types/{TIME_TYPE}/slots"
-    headers = _service_headers(token, "application/json")
+    headers = service_headers(token, "application/json")
     for _ in range(10):
         day = date(2031, 1, 1) + timedelta(days=random.randrange(9 * 365))
         first = datetime(day.year, day.month, day.day, 6, tzinfo=UTC)
@@ -389,7 +378,7 @@ def contracts(count: int, run: str, times: int) -> list[Contract]:
     """``count`` elderly-psychiatry contracts, each of its own patient, with ``times``
     proposed nurse visits (and no other agreed times)."""
     examples = len(list(EXAMPLES.glob("*.json")))
-    theirs = [c for c in generated(examples * count, run) if _unit(c) == UNIT][:count]
+    theirs = [c for c in generated(examples * count, run) if unit_of(c) == UNIT][:count]
     made = []
     for contract in theirs:
         unit = contract.responsible_clinician.organization
@@ -408,9 +397,9 @@ def contracts(count: int, run: str, times: int) -> list[Contract]:
 
 def create(service: httpx.Client, token: str, made: Sequence[Contract]) -> None:
     """``POST /contracts`` of each."""
-    headers = _service_headers(token, "application/json")
+    headers = service_headers(token, "application/json")
     for contract in made:
-        response = service.post("/contracts", content=_contract_json(contract), headers=headers)
+        response = service.post("/contracts", content=contract_json(contract), headers=headers)
         if response.status_code != 201:
             raise SystemExit(
                 f"creating {contract.id} answered {response.status_code}:\n{response.text}"
@@ -560,7 +549,7 @@ async def measure(
     for side in sides:
         settle(service_http)
         await turn(side.booker, side.clients, side.pool, args.warm_up)
-    for number, part in enumerate(_slices(args.operations, args.rounds), start=1):
+    for number, part in enumerate(slices(args.operations, args.rounds), start=1):
         order = sides if number % 2 else sides[::-1]
         for side in order:
             settle(service_http)
@@ -634,7 +623,7 @@ async def run(hapi_url: str, args: argparse.Namespace) -> bool:
     hapi = HapiClient(hapi_url, Metrics(), timeout=TIMEOUT)
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        clinic = tokens(workdir, made)[UNIT]
+        clinic = tokens(workdir, made, SUBJECT)[UNIT]
         platform = platform_token(workdir)
         with (
             running_service(hapi_url, workdir) as service_url,

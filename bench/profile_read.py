@@ -27,13 +27,21 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from bench.bulk import generated
-from bench.facade import TIME_TYPES_SEED, _contract_json, _service_headers, _unit, tokens
-from bench.support import hapi_base_url
+from bench.support import (
+    TIME_TYPES_SEED,
+    contract_json,
+    hapi_base_url,
+    service_headers,
+    tokens,
+    unit_of,
+)
 from fhir_service.api import create_app
 from fhir_service.booking import seed_definitions
 from fhir_service.settings import Settings
 
 CONTRACTS = 8
+CALLER = "bench-profile-read"
+"""The subject and client id of the tokens."""
 """How many contracts are read in turn: the four examples, twice each."""
 
 
@@ -79,7 +87,7 @@ def run(hapi_url: str, reads: int, top: int) -> None:
     contracts = generated(CONTRACTS, run_id)
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
-        minted = tokens(workdir, contracts)
+        minted = tokens(workdir, contracts, CALLER)
         settings = Settings(
             hapi_url=hapi_url,
             data_dir=workdir,
@@ -95,11 +103,11 @@ def run(hapi_url: str, reads: int, top: int) -> None:
                     raise SystemExit(f"the service is not ready: {client.get('/ready').text}")
                 time.sleep(0.2)
             for contract in contracts:
-                headers = _service_headers(minted[_unit(contract)], "application/json")
-                made = client.post("/contracts", content=_contract_json(contract), headers=headers)
+                headers = service_headers(minted[unit_of(contract)], "application/json")
+                made = client.post("/contracts", content=contract_json(contract), headers=headers)
                 if made.status_code != 201:
                     raise SystemExit(f"storing a contract answered {made.status_code}: {made.text}")
-            asked = [(f"/contracts/{c.id}", _service_headers(minted[_unit(c)])) for c in contracts]
+            asked = [(f"/contracts/{c.id}", service_headers(minted[unit_of(c)])) for c in contracts]
             for path, headers in asked:  # warm-up: pools, caches, imports
                 client.get(path, headers=headers)
             profile = cProfile.Profile()

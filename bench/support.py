@@ -1,24 +1,74 @@
-"""What the benchmarks share: a HAPI to measure against, and timing."""
+"""What the benchmarks share: a HAPI to measure against, the service as a process, its callers'
+tokens and bodies, its metrics, and timing."""
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Literal
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
 
+import httpx
 from sqlalchemy import make_url
 
 from fhir_service.cli.local_hapi import LocalHapi
+from fhir_service.contract import Contract
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.mapping.provenance import Author, change_entry
+from fhir_service.mapping.tables import Language
+from fhir_service.mapping.to_fhir import contract_to_bundle
+from fhir_service.security.dev_keys import (
+    LOCAL_AUDIENCE,
+    LOCAL_ISSUER,
+    local_issuer_key,
+    mint_token,
+)
+from fhir_service.security.roles import claims_for
+from fhir_service.settings import Settings
 from tests.postgres import fresh_database
 from tests.support import free_port
 
-__all__ = ["HAPI_DATABASES", "HapiDatabase", "hapi_base_url", "median_seconds"]
+__all__ = [
+    "AUDIT_PENDING",
+    "FHIR_JSON",
+    "HAPI_DATABASES",
+    "TIME_TYPES_SEED",
+    "HapiDatabase",
+    "compact_json",
+    "contract_json",
+    "create_transaction",
+    "created_careplan",
+    "hapi_base_url",
+    "median_ms",
+    "median_seconds",
+    "metric_total",
+    "one_careplan",
+    "p99_ms",
+    "running_service",
+    "service_headers",
+    "service_process",
+    "settle",
+    "slices",
+    "tokens",
+    "unit_of",
+]
 
 HapiDatabase = Literal["h2", "postgres"]
 HAPI_DATABASES: tuple[HapiDatabase, ...] = ("h2", "postgres")
+FHIR_JSON = "application/fhir+json"
+AUDIT_PENDING = "fhir_service_audit_records_pending"
+TIME_TYPES_SEED = Path(__file__).parents[1] / "mappings" / "booking" / "time-types.json"
+READY_TIMEOUT = 300.0
 
 
 @contextmanager
@@ -45,6 +95,205 @@ def hapi_base_url(database: HapiDatabase = "h2") -> Iterator[str]:
         yield server.base_url
 
 
+# The service, as its own process.
+
+
+@contextmanager
+def running_service(
+    hapi_url: str, workdir: Path, settings: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """``python -m fhir_service serve`` on ``hapi_url``, ready; yields its base URL.
+
+    See :func:`service_process`, which yields its process as well.
+    """
+    with service_process(hapi_url, workdir, settings) as (url, _):
+        yield url
+
+
+@contextmanager
+def service_process(
+    hapi_url: str, workdir: Path, settings: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """``python -m fhir_service serve`` on ``hapi_url``, ready; yields its base URL and process.
+
+    Its service DB and the local issuer's key live in ``workdir``, its log in
+    ``workdir/service.log``; ``settings`` are further ``FHIR_SERVICE_*`` settings, named without
+    the prefix. It is stopped with SIGTERM, as an orchestrator stops it.
+    """
+    port = free_port()
+    env = os.environ | {
+        "FHIR_SERVICE_HAPI_URL": hapi_url,
+        "FHIR_SERVICE_DATA_DIR": str(workdir),
+        "FHIR_SERVICE_DATABASE_URL": f"sqlite:///{workdir / 'service.db'}",
+        "FHIR_SERVICE_PORT": str(port),
+        "FHIR_SERVICE_AUTH_LOCAL_ISSUER": "true",
+        # The examples' units define their time types, as `make run` has them: /ready waits.
+        "FHIR_SERVICE_TIME_TYPES_SEED": str(TIME_TYPES_SEED),
+    }
+    env |= {f"FHIR_SERVICE_{name}": value for name, value in (settings or {}).items()}
+    log_path = workdir / "service.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "fhir_service", "serve"], env=env, stdout=log, stderr=log
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_ready(url, process, log_path)
+        try:
+            yield url, process
+        except BaseException:
+            # The log goes with the temporary directory; what the service said is often the why.
+            print(f"service log (end):\n{_tail(log_path)}", file=sys.stderr)
+            raise
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the service exited with {process.returncode}:\n{_tail(log_path)}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"the service was not ready in {READY_TIMEOUT:.0f} s:\n{_tail(log_path)}")
+
+
+def _tail(path: Path) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")[-4000:]
+
+
+# Its callers: tokens, headers and bodies.
+
+
+def tokens(workdir: Path, contracts: Sequence[Contract], caller: str) -> dict[tuple[str, str], str]:
+    """An ``ehr`` token per responsible care unit of ``contracts``, keyed by (kind, value).
+
+    A care unit's token reaches only the contracts that unit is responsible for, and the
+    examples belong to four units. ``caller`` is the tokens' subject and client id, which the
+    service names as the author of their changes.
+    """
+    # Made before the service starts, so the service reads this key rather than racing to
+    # make its own.
+    key, _ = local_issuer_key(Settings(data_dir=workdir).local_issuer_dir)
+    minted = {}
+    for unit in {unit_of(c) for c in contracts}:
+        claims = claims_for(
+            "ehr",
+            issuer=LOCAL_ISSUER,
+            audience=LOCAL_AUDIENCE,
+            subject=caller,
+            organization="|".join(unit),
+            client_id=caller,
+            lifetime_seconds=24 * 3600,
+        )
+        minted[unit] = mint_token(key, claims)
+    return minted
+
+
+def unit_of(contract: Contract) -> tuple[str, str]:
+    """The (kind, value) of the care unit responsible for ``contract``: its token's key."""
+    unit = contract.responsible_unit.identifier
+    return unit.kind.value, unit.value
+
+
+def service_headers(token: str, content_type: str | None = None) -> dict[str, str]:
+    """The headers of a JSON facade request with ``token``."""
+    headers = {"Accept": "application/json", "Authorization": f"Bearer {token}"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return headers
+
+
+def create_transaction(contract: Contract, language: Language, caller: str) -> dict[str, Any]:
+    """The transaction the service sends HAPI to create ``contract`` for a ``tokens`` token of
+    ``caller``: the contract's Bundle and the change's Provenance, naming the same author."""
+    bundle = contract_to_bundle(contract, language, new=True)
+    unit = contract.responsible_unit.identifier
+    author = Author(
+        user=(LOCAL_ISSUER, caller),
+        client_id=caller,
+        organization=(system_for(unit.kind), unit.value),
+    )
+    recorded = datetime.now(UTC)
+    bundle["entry"].append(
+        change_entry(bundle, contract, author, activity="create", created=True, recorded=recorded)
+    )
+    return bundle
+
+
+def contract_json(contract: Contract) -> bytes:
+    """``contract`` as the body of ``POST /contracts``."""
+    document = contract.model_dump(mode="json", exclude_none=True, exclude={"version"})
+    return compact_json(document)
+
+
+def compact_json(document: Any) -> bytes:
+    """``document`` as httpx serializes ``json=``, which is how the service sends HAPI its
+    Bundles."""
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+# HAPI's answers.
+
+
+def created_careplan(response: httpx.Response) -> str | None:
+    """What is wrong with the answer to a contract's create transaction, or None: it must
+    have created the CarePlan."""
+    for entry in response.json().get("entry", []):
+        answer = entry.get("response", {})
+        if str(answer.get("location", "")).startswith("CarePlan/"):
+            status = str(answer.get("status", ""))
+            return None if status.startswith("201") else f"the CarePlan was not created: {status}"
+    return "the transaction response names no CarePlan"
+
+
+def one_careplan(response: httpx.Response) -> str | None:
+    """What is wrong with the answer to a search for one contract's CarePlan, or None: it
+    must have matched exactly one."""
+    entries = response.json().get("entry", [])
+    matches = [e for e in entries if e.get("search", {}).get("mode", "match") == "match"]
+    return None if len(matches) == 1 else f"{len(matches)} CarePlans matched, not 1"
+
+
+# Its metrics.
+
+
+def metric_total(metrics: str, name: str) -> float:
+    """The sum of the samples of ``name`` (every label set) in Prometheus text; NaN if none."""
+    values = [
+        float(fields[-1])
+        for fields in (line.split() for line in metrics.splitlines())
+        if len(fields) >= 2 and (fields[0] == name or fields[0].startswith(name + "{"))
+    ]
+    return math.fsum(values) if values else math.nan
+
+
+def settle(service: httpx.Client) -> None:
+    """Wait until the service has sent HAPI the audit records of the requests before.
+
+    Otherwise its background writes land in the next turn, which may be HAPI's.
+    """
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if metric_total(service.get("/metrics").text, AUDIT_PENDING) == 0:
+            return
+        time.sleep(0.05)
+    raise SystemExit("the service's audit backlog did not drain within 60 s")
+
+
+# Timing.
+
+
 def median_seconds(action: Callable[[], object], repeat: int) -> float:
     """The median wall time of ``repeat`` calls of ``action``, after one warm-up call."""
     action()
@@ -54,3 +303,21 @@ def median_seconds(action: Callable[[], object], repeat: int) -> float:
         action()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def median_ms(seconds: Sequence[float]) -> float:
+    """The median, in milliseconds; NaN for none."""
+    return statistics.median(seconds) * 1000 if seconds else math.nan
+
+
+def p99_ms(seconds: Sequence[float]) -> float:
+    """The 99th percentile, in milliseconds; NaN for fewer than two."""
+    if len(seconds) < 2:
+        return math.nan
+    return statistics.quantiles(seconds, n=100, method="inclusive")[98] * 1000
+
+
+def slices(total: int, rounds: int) -> list[slice]:
+    """``total`` items cut into ``rounds`` consecutive parts as even as they come."""
+    bounds = [total * r // rounds for r in range(rounds + 1)]
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
