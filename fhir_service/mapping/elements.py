@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Iterator
 from datetime import date, datetime
@@ -78,8 +79,14 @@ def references(value: object) -> Iterator[str]:
             yield from references(item)
 
 
+@functools.lru_cache(maxsize=8192)
 def identity_url(resource_type: str, system: str, value: str) -> str:
-    """The stable ``urn:uuid`` fullUrl of the record ``resource_type`` with that identifier."""
+    """The stable ``urn:uuid`` fullUrl of the record ``resource_type`` with that identifier.
+
+    Remembered: a contract's Bundle names each shared record (its units, professionals,
+    patient) several times, and the same ones recur across contracts; the SHA-1 of a name-based
+    UUID was a tenth of the service's own time of a create.
+    """
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{resource_type}|{system}|{value}')}"
 
 
