@@ -20,10 +20,11 @@ temporary service DB, taking tokens of the local development issuer: role ``ehr`
 per responsible care unit of the examples. Each side has one keep-alive client and one request
 in flight; bodies are serialized before the clock starts. The sides take turns in ``--rounds``
 rounds, the first side alternating, and the service's audit backlog is drained before every
-turn, so load changes and background writes hit both alike. Target: the service's median at
-most 1.25x HAPI's. Uses ``FHIR_BASE_URL`` when set, otherwise starts the local HAPI for the
-run: in memory, or with ``--hapi-database postgres`` on PostgreSQL as in production, where HAPI
-itself is slower and the same overhead is a smaller ratio.
+turn, so load changes and background writes hit both alike. Targets: the service's median at
+most 1.15x HAPI's for a create and 1.25x for a read, its p95 at most 1.5x for both. Uses
+``FHIR_BASE_URL`` when set, otherwise starts the local HAPI for the run: in memory, or with
+``--hapi-database postgres`` on PostgreSQL as in production, where HAPI itself is slower and the
+same overhead is a smaller ratio.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ from fhir_service.mapping.from_fhir import READ_PARAMS
 from fhir_service.mapping.tables import Language
 from fhir_service.settings import Settings
 
-TARGET = 1.25
+TARGETS = {"create": (1.15, 1.5), "read": (1.25, 1.5)}
+"""The service's median and p95 at most these times HAPI's, for each measurement."""
 TIMEOUT = 60.0
 CALLER = "bench-facade"
 """The subject and client id of the tokens, named as the author of every change."""
@@ -148,15 +150,16 @@ def measure(
 
 
 def report(name: str, service: Latencies, hapi: Latencies) -> bool:
-    """Print one measurement's line; True when the service's median meets the target."""
+    """Print one measurement's line; True when the service meets both its targets."""
     median = service.median_ms / hapi.median_ms
     p95 = service.p95_ms / hapi.p95_ms
-    met = median <= TARGET
+    most_median, most_p95 = TARGETS[name]
+    met = median <= most_median and p95 <= most_p95
     print(
         f"{name:<7} service: median {service.median_ms:.1f} ms  p95 {service.p95_ms:.1f} ms | "
         f"hapi: median {hapi.median_ms:.1f} ms  p95 {hapi.p95_ms:.1f} ms | "
         f"ratio median {median:.2f} p95 {p95:.2f} "
-        f"(target <= {TARGET:.2f}: {'met' if met else 'NOT met'})"
+        f"(targets <= {most_median:.2f} and <= {most_p95:.2f}: {'met' if met else 'NOT met'})"
     )
     return met
 
