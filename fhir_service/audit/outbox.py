@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, Executable, bindparam, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fhir_service import wire
@@ -178,11 +179,16 @@ class AuditRecorder:
             group, self._waiting = self._waiting, []
             try:
                 await asyncio.to_thread(keep, self.engine, [k for k, _ in group])
-            except Exception:
-                # The transaction stored none of them. Alone, each fails only for its own
-                # fault (a clash of ids) or for the database's (then all fail, as they would).
+            except IntegrityError:
+                # The transaction stored none of them, for one's own fault (a clash of ids):
+                # alone, only that one fails.
                 for one in group:
                     await self._commit_alone(*one)
+            except Exception as exc:
+                # The database's fault: each would fail alone too, and trying them one by one
+                # would keep the last waiting for every other's failure.
+                for _, stored in group:
+                    stored.set_exception(exc)
             else:
                 for _, stored in group:
                     stored.set_result(None)

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,6 +17,8 @@ import pytest
 from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session
 
+from fhir_service import servicedb
+from fhir_service.audit import outbox as outbox_module
 from fhir_service.audit.events import audit_event
 from fhir_service.audit.outbox import (
     Answered,
@@ -441,3 +444,30 @@ async def test_a_record_is_kept_and_completed_though_its_request_went_away(engin
     row = _rows(engine)[opened.id]
     assert json.loads(row.resource) == audit_event(answered)
     assert row.owner is None
+
+
+async def test_when_the_database_cannot_be_written_every_waiter_of_a_commit_fails_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writable = servicedb.make_engine(f"sqlite:///{tmp_path / 'service.db'}")
+    servicedb.migrate(writable)
+    writable.dispose()
+    read_only = servicedb.make_engine(f"sqlite:///file:{tmp_path / 'service.db'}?mode=ro&uri=true")
+    tries: list[int] = []
+    real_keep = outbox_module.keep
+
+    def counted(engine: Engine, keepings: Any) -> None:
+        tries.append(len(keepings))
+        real_keep(engine, keepings)
+
+    monkeypatch.setattr(outbox_module, "keep", counted)
+    recorder = AuditRecorder(read_only)
+
+    results = await asyncio.gather(
+        *(recorder.keep(Answered(_access())) for _ in range(5)), return_exceptions=True
+    )
+
+    assert [type(r).__name__ for r in results] == ["OperationalError"] * 5
+    # One try for the five: not one more each, which would keep the last waiting for them all.
+    assert tries == [5]
+    read_only.dispose()
