@@ -43,7 +43,7 @@ import httpx
 from bench.bulk import EXAMPLES, generated
 from bench.support import (
     FHIR_JSON,
-    HAPI_DATABASES,
+    add_hapi_database_option,
     compact_json,
     contract_json,
     create_transaction,
@@ -243,13 +243,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warm-up", type=int, default=50)
-    parser.add_argument(
-        "--hapi-database",
-        choices=HAPI_DATABASES,
-        default="h2",
-        help="what the HAPI started for the run stores in: h2 in memory (as the tests run it) "
-        "or a fresh PostgreSQL database (as docker-compose.yml runs it); not with FHIR_BASE_URL",
-    )
+    add_hapi_database_option(parser)
     args = parser.parse_args()
     if args.iterations < 2 * args.rounds:
         parser.error("every round needs two requests a side: raise --iterations")

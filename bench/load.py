@@ -90,7 +90,7 @@ from bench.bulk import generated
 from bench.support import (
     AUDIT_PENDING,
     FHIR_JSON,
-    HAPI_DATABASES,
+    add_hapi_database_option,
     compact_json,
     contract_json,
     create_transaction,
@@ -1069,13 +1069,7 @@ def main() -> None:
         default=120,
         help="seconds to wait for the backlogs after a service turn before counting the rest lost",
     )
-    parser.add_argument(
-        "--hapi-database",
-        choices=HAPI_DATABASES,
-        default="h2",
-        help="what the HAPI started for the run stores in: h2 in memory (as the tests run it) "
-        "or a fresh PostgreSQL database (as docker-compose.yml runs it); not with FHIR_BASE_URL",
-    )
+    add_hapi_database_option(parser)
     args = parser.parse_args()
     if args.clients < 1 or args.rounds < 1 or args.contracts < 1:
         parser.error("--clients, --rounds and --contracts must be at least 1")

@@ -3,6 +3,7 @@ tokens and bodies, its metrics, and timing."""
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import math
@@ -44,6 +45,7 @@ __all__ = [
     "HAPI_DATABASES",
     "TIME_TYPES_SEED",
     "HapiDatabase",
+    "add_hapi_database_option",
     "compact_json",
     "contract_json",
     "create_transaction",
@@ -69,6 +71,17 @@ FHIR_JSON = "application/fhir+json"
 AUDIT_PENDING = "fhir_service_audit_records_pending"
 TIME_TYPES_SEED = Path(__file__).parents[1] / "mappings" / "booking" / "time-types.json"
 READY_TIMEOUT = 300.0
+
+
+def add_hapi_database_option(parser: argparse.ArgumentParser) -> None:
+    """``--hapi-database h2|postgres``: what the HAPI started for the run stores in."""
+    parser.add_argument(
+        "--hapi-database",
+        choices=HAPI_DATABASES,
+        default="h2",
+        help="what the HAPI started for the run stores in: h2 in memory (as the tests run it) "
+        "or a fresh PostgreSQL database (as docker-compose.yml runs it); not with FHIR_BASE_URL",
+    )
 
 
 @contextmanager
