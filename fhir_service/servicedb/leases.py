@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, Executable, func, select, update
+from sqlalchemy import ColumnElement, Engine, Executable, and_, func, inspect, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -74,21 +74,9 @@ class LeasedOutbox(ABC, Generic[ClaimT]):
     def claim(self, limit: int, now: datetime | None = None) -> list[ClaimT]:
         """Take up to ``limit`` due rows for this worker, for one lease."""
         moment = now or datetime.now(UTC)
-        claims: list[ClaimT] = []
         try:
             with Session(self.engine) as session, session.begin():
-                for result in session.execute(self._due(moment, limit)).all():
-                    row = result[0]
-                    # The guard on the old due time makes the claim safe where SKIP LOCKED is
-                    # not there (SQLite): only one claimant's update matches.
-                    taken = session.execute(
-                        update(self.table)
-                        .where(*self._key(row), self.table.next_attempt_at == row.next_attempt_at)
-                        .values(next_attempt_at=moment + self.lease)
-                        .execution_options(synchronize_session=False)
-                    )
-                    if getattr(taken, "rowcount", 0) == 1:
-                        claims.append(self._claim_of(result))
+                return self._take(session, self._due(moment, limit), moment)
         except OperationalError as exc:
             # SQLite answers "database is locked" to the second of two concurrent claimants.
             _log.info(
@@ -96,7 +84,34 @@ class LeasedOutbox(ABC, Generic[ClaimT]):
                 extra={"outbox": self.table.__tablename__, "reason": str(exc)},
             )
             return []
-        return claims
+
+    def _take(self, session: Session, due: Executable, moment: datetime) -> list[ClaimT]:
+        """Move the rows ``due`` selects a lease ahead of ``moment``, in ``session``'s
+        transaction; the claims of those this claimant got.
+
+        One statement leases them all: a claim costs two round trips however many rows it takes.
+        """
+        results = session.execute(due).all()
+        if not results:
+            return []
+        # The guard on each row's old due time makes the claim safe where SKIP LOCKED is not
+        # there (SQLite): only one claimant's update matches a row.
+        taken = session.execute(
+            update(self.table)
+            .where(
+                or_(
+                    *(
+                        and_(*self._key(row), self.table.next_attempt_at == row.next_attempt_at)
+                        for row, *_ in results
+                    )
+                )
+            )
+            .values(next_attempt_at=moment + self.lease)
+            .returning(*inspect(self.table).primary_key)
+            .execution_options(synchronize_session=False)
+        )
+        got = {tuple(key) for key in taken}
+        return [self._claim_of(result) for result in results if _identity(result[0]) in got]
 
     def backoff(self, attempts: int) -> timedelta:
         """The wait after ``attempts`` failures: doubling from ``first_retry``, capped at
@@ -115,21 +130,27 @@ class LeasedOutbox(ABC, Generic[ClaimT]):
             return int(count or 0)
 
     def _done(
-        self, key: Sequence[ColumnElement[bool]], attempts: Any, now: datetime | None
+        self,
+        key: Sequence[ColumnElement[bool]],
+        attempts: Any,
+        now: datetime | None,
+        session: Session | None = None,
     ) -> None:
         """Mark the waiting rows ``key`` picks done; ``attempts`` is their count of attempts
-        now (a number, or an expression of the column)."""
+        now (a number, or an expression of the column). In ``session``'s transaction when
+        given, else in one of its own."""
         values = {self.done_at.key: now or datetime.now(UTC), "attempts": attempts}
-        self._set([(key, values)])
+        self._set([(key, values)], session)
 
     def _due_again(
         self,
         failures: Sequence[tuple[Sequence[ColumnElement[bool]], int]],
         error: str,
         now: datetime | None,
+        session: Session | None = None,
     ) -> None:
         """Make each waiting row (its key, and its count of attempts now) due again after the
-        back-off of that many failures; in one transaction."""
+        back-off of that many failures; in one transaction, ``session``'s when given."""
         moment = now or datetime.now(UTC)
         self._set(
             [
@@ -142,15 +163,29 @@ class LeasedOutbox(ABC, Generic[ClaimT]):
                     },
                 )
                 for key, attempts in failures
-            ]
+            ],
+            session,
         )
 
-    def _set(self, changes: Sequence[tuple[Sequence[ColumnElement[bool]], dict[str, Any]]]) -> None:
-        with Session(self.engine) as session, session.begin():
-            for key, values in changes:
-                session.execute(
-                    update(self.table)
-                    .where(*key, self.done_at.is_(None))
-                    .values(**values)
-                    .execution_options(synchronize_session=False)
-                )
+    def _set(
+        self,
+        changes: Sequence[tuple[Sequence[ColumnElement[bool]], dict[str, Any]]],
+        session: Session | None,
+    ) -> None:
+        if session is None:
+            with Session(self.engine) as own, own.begin():
+                self._set(changes, own)
+            return
+        for key, values in changes:
+            session.execute(
+                update(self.table)
+                .where(*key, self.done_at.is_(None))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def _identity(row: Any) -> tuple[Any, ...] | None:
+    """The primary key of a mapped row the session loaded."""
+    identity: tuple[Any, ...] | None = inspect(row).identity
+    return identity

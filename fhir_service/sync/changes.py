@@ -9,10 +9,18 @@ Each watched type has a cursor of its own: the newest ``lastUpdated`` its own re
 shared by the types read one after the other would lose changes: the types later in a round are
 read later (after the lookups the earlier ones needed), so their newest change can be far past
 what the first type's read could see, and the next round would start after changes of the first
-type that committed meanwhile. Windows overlap the cursor, because HAPI stamps a transaction's
-``lastUpdated`` when it starts, not when it commits: a transaction still running at a read commits
-later with an older stamp. The ``seen_changes`` table keeps overlapping reads and several
-instances from making an event twice.
+type that committed meanwhile.
+
+HAPI stamps a transaction's ``lastUpdated`` when it starts, not when it commits: a transaction
+still running at a read commits later with an older stamp than the cursor may have reached. An
+ordinary read (a wake) reads only from its cursor on, so each change is read about once; a
+*sweep* reads again from an ``overlap`` before where the previous sweep began, which finds every
+change committed late. A sweep runs when the feed starts, then once an ``overlap`` has passed
+since the last, and on the read after a burst of changes ended (after a read that found nothing
+new, following reads that did), so that changes of the burst that committed late do not wait
+for its turn (:meth:`ChangeFeed._read` says why nothing falls between sweeps). The
+``seen_changes`` table keeps a change read by a wake and a sweep, or by several instances, from
+making an event twice.
 
 An event names the resource version that changed and its contract, not the patient: receivers
 read what they need with their own access rights. A change that leaves its contract unreadable (a
@@ -30,7 +38,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,9 +47,9 @@ from fhir_service.fhir import GoneError, HapiClient, NotFoundError
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.mapping.ownership import contract_of
-from fhir_service.servicedb.tables import SeenChange, SyncState
+from fhir_service.servicedb.tables import Delivery, SeenChange, SyncState
 from fhir_service.store import ContractNotFoundError, ContractStore
-from fhir_service.sync.webhook_deliveries import enqueue
+from fhir_service.sync.webhook_deliveries import delivery_rows
 from fhir_service.sync.webhook_registrations import Registration, WebhookRegistry
 
 __all__ = ["WATCHED_TYPES", "Change", "ChangeFeed", "Routing", "changes_in"]
@@ -52,8 +60,12 @@ WATCHED_TYPES = ("CarePlan", "CareTeam", "Appointment")
 
 _CURSOR = "history_cursor"
 """The name of the cursor the types shared before each had its own: where those start."""
+_SWEPT = "history_swept"
+"""The prefix of each type's mark: its cursor as it stood when its last complete sweep began."""
 # Well below the bound parameters SQLite takes in one statement.
 _IDS_PER_QUERY = 500
+_LOOKUPS = 8
+"""How many reads of HAPI a round of the feed makes at once to route its changes."""
 
 Resource = dict[str, Any]
 
@@ -108,6 +120,10 @@ class Routing:
         )
 
 
+Routes = dict[str, asyncio.Future[Routing | None]]
+"""A round's routings by contract id, each looked up once (None: the contract has no records)."""
+
+
 def changes_in(entries: list[Resource]) -> list[Change]:
     """The changes of a ``_history`` Bundle's entries, oldest first."""
     changes: list[Change] = []
@@ -153,35 +169,94 @@ class ChangeFeed:
         overlap: timedelta = timedelta(seconds=30),
         page_size: int = 200,
         max_pages: int = 1000,
+        enqueued: asyncio.Event | None = None,
     ) -> None:
         self.hapi = hapi
         self.engine = engine
         self.store = store
         self.registry = registry
         self.overlap = overlap
+        """The longest a change may take to commit after HAPI stamped it; also how long a sweep
+        waits for its turn while changes keep coming."""
         self.page_size = page_size
         self.max_pages = max_pages
+        self.enqueued = enqueued
+        """Set whenever deliveries were enqueued, so that the delivery worker starts at once."""
+        # The loop's clock when each type was last swept by this instance.
+        self._swept: dict[str, float] = {}
+        # Types whose reads found changes since their last sweep, and of those, the ones whose
+        # last read found none: a burst of changes has ended.
+        self._busy: set[str] = set()
+        self._settled: set[str] = set()
+        # A round routes its changes side by side, but HAPI serves the writers too.
+        self._lookups = asyncio.Semaphore(_LOOKUPS)
 
     async def catch_up(self) -> int:
         """Turn every change since the cursors into events; returns how many were new."""
         webhooks = await asyncio.to_thread(self.registry.list)
         # A contract written once changes many resources; its routing is looked up once a round.
-        routes: dict[str, Routing] = {}
-        made = 0
-        for resource_type in WATCHED_TYPES:
-            made += await self._catch_up(resource_type, webhooks, routes)
-        return made
+        routes: Routes = {}
+        # The types are read side by side, each from its own cursor; one that fails holds up
+        # none of the others.
+        reads = await asyncio.gather(
+            *(self._read(t, webhooks, routes) for t in WATCHED_TYPES), return_exceptions=True
+        )
+        done = [read for read in reads if isinstance(read, _Read)]
+        # One commit for the round; events go out type by type (a contract's CarePlan before
+        # its CareTeam and Appointments), each type's in the order its changes were made.
+        events = [event for read in done for event in read.events]
+        made = await asyncio.to_thread(self._commit, events) if events else set()
+        if self.enqueued is not None and any(e.webhook_ids for e in events if e.event_id in made):
+            self.enqueued.set()
+        for read in done:
+            await self._moved(read, made)
+        for failed in reads:
+            if isinstance(failed, BaseException):
+                raise failed
+        return len(made)
 
-    async def _catch_up(
-        self, resource_type: str, webhooks: list[Registration], routes: dict[str, Routing]
-    ) -> int:
-        cursor = await asyncio.to_thread(self._read_cursor, resource_type)
+    async def _read(
+        self, resource_type: str, webhooks: list[Registration], routes: Routes
+    ) -> _Read | None:
+        """Read one type's changes from its cursor on, or, when a sweep is due, from an
+        ``overlap`` before its mark; the events of those not seen yet. None at the first start.
+
+        Why no change falls between the wakes and the sweeps: a change stamped ``t`` shows once
+        its transaction commits, at a moment ``c`` at most ``overlap`` later, so
+        ``t >= c - overlap``. A cursor is the stamp of a change HAPI already showed (or HAPI's
+        clock at the first start), never later than the moment it is read. A sweep that begins
+        at ``b`` keeps the cursor it read then and, only once it has recorded everything, leaves
+        it as the mark for the next sweep. When it ends, every change committed before ``b`` has
+        been read: one committed before the mark's own sweep began was read by that sweep (the
+        same argument, back to the first start); one committed after that began, so after the
+        mark was read, has ``t >= c - overlap >= mark - overlap``: it lies in this sweep's
+        window, and committed before this sweep read it. Each change is thus read by the first
+        sweep beginning after its commit, at most an ``overlap`` (and a round) later. Wakes in
+        between read from the cursor on and make most events at once; what they miss (a change
+        committed after the cursor passed its stamp) waits for that sweep, and a change both
+        read makes one event, by the seen table.
+        """
+        cursor, mark = await asyncio.to_thread(self._read_cursor, resource_type)
         if cursor is None:
-            # First start: begin at HAPI's "now". Nothing registered before can want older news.
+            # First start: begin at HAPI's "now". Nothing registered before can want older news;
+            # what commits meanwhile with an older stamp, the next read (a sweep) finds.
             start = await self.hapi.history(resource_type, params=[("_count", "1")])
-            await asyncio.to_thread(self._write_cursor, resource_type, _server_now(start.meta))
-            return 0
-        since = cursor - self.overlap
+            now = _server_now(start.meta)
+            await asyncio.to_thread(self._write_cursor, resource_type, now, now)
+            return None
+        clock = asyncio.get_running_loop().time()
+        last_sweep = self._swept.get(resource_type)
+        # Besides its turn, a sweep follows the end of a burst, so that a change of the burst
+        # that committed late goes out now, not up to an overlap later.
+        sweep = (
+            last_sweep is None
+            or clock - last_sweep >= self.overlap.total_seconds()
+            or resource_type in self._settled
+        )
+        # A feed that kept no mark yet read every window as a sweep: its cursor is one.
+        # HAPI's _since is inclusive: a wake reads the cursor's own millisecond again, for a
+        # change stamped in the same millisecond as the newest seen but committed after it.
+        since = (mark or cursor) - self.overlap if sweep else cursor
         result = await self.hapi.history(
             resource_type,
             params=[
@@ -196,58 +271,101 @@ class ChangeFeed:
                 extra={"resource_type": resource_type},
             )
         changes = changes_in(result.entries)
-        # The window overlaps the last read: most of it was seen, and is skipped after one look
-        # at the table rather than one per change.
+        # A sweep's window holds mostly changes seen before: they are skipped after one look at
+        # the table rather than one per change.
         seen = await asyncio.to_thread(self._seen_among, changes)
-        made = 0
-        newest = cursor
-        for change in changes:
-            if change.key not in seen:
-                made += await self._record(change, webhooks, routes)
-            if change.last_updated is not None and not result.truncated:
-                newest = max(newest, change.last_updated)
-        if newest > cursor:
-            await asyncio.to_thread(self._write_cursor, resource_type, newest)
-        return made
+        events = await self._events([c for c in changes if c.key not in seen], webhooks, routes)
+        newest = max((c.last_updated for c in changes if c.last_updated), default=cursor)
+        return _Read(
+            resource_type,
+            events,
+            cursor,
+            # A truncated read has not seen the oldest changes: its cursor stays.
+            cursor if result.truncated else max(newest, cursor),
+            sweep=sweep and not result.truncated,
+            clock=clock,
+        )
 
-    async def _record(
-        self, change: Change, webhooks: list[Registration], routes: dict[str, Routing]
-    ) -> int:
-        # With no webhook registered nobody is told; the change is only marked seen.
-        routing = await self._routing(change, routes) if webhooks else _NOBODY
-        # The version is marked seen even when nobody wants it, so it is looked at once.
-        wanted = [w.id for w in webhooks if routing.wanted_by(w)]
-        event_id = str(uuid.uuid4())
-        payload = _payload(event_id, change, routing)
-        made = await asyncio.to_thread(self._commit, change, event_id, payload, wanted)
-        return int(made)
+    async def _moved(self, read: _Read, made: set[str]) -> None:
+        """Move the type's cursor past what ``read`` recorded, and its mark after a sweep; note
+        whether a burst of the type's changes has ended."""
+        kind = read.resource_type
+        if read.sweep:
+            late = sum(
+                1
+                for e in read.events
+                if e.event_id in made and (e.change.last_updated or read.cursor) < read.cursor
+            )
+            if late:
+                _log.info(
+                    "a sweep of HAPI's history found changes committed late",
+                    extra={"resource_type": kind, "count": late},
+                )
+            await asyncio.to_thread(self._write_cursor, kind, read.newest, read.cursor)
+            self._swept[kind] = read.clock
+            self._busy.discard(kind)
+            self._settled.discard(kind)
+            return
+        if any(e.event_id in made for e in read.events):
+            self._busy.add(kind)
+        elif kind in self._busy:
+            self._settled.add(kind)
+        if read.newest > read.cursor:
+            await asyncio.to_thread(self._write_cursor, kind, read.newest, None)
 
-    async def _routing(self, change: Change, routes: dict[str, Routing]) -> Routing:
+    async def _events(
+        self, changes: list[Change], webhooks: list[Registration], routes: Routes
+    ) -> list[_Event]:
+        """The events of ``changes``, each with the webhooks that want it. Their routings are
+        looked up side by side: a feed that routed one change at a time fell behind twenty busy
+        writers."""
+        # With no webhook registered nobody is told; the changes are only marked seen.
+        routings = (
+            await asyncio.gather(*(self._routing(change, routes) for change in changes))
+            if webhooks
+            else [_NOBODY] * len(changes)
+        )
+        events: list[_Event] = []
+        for change, routing in zip(changes, routings, strict=True):
+            event_id = str(uuid.uuid4())
+            # The version is marked seen even when nobody wants it, so it is looked at once.
+            wanted = [w.id for w in webhooks if routing.wanted_by(w)]
+            events.append(_Event(change, event_id, _payload(event_id, change, routing), wanted))
+        return events
+
+    async def _routing(self, change: Change, routes: Routes) -> Routing:
         resource = change.resource
         if resource is None and change.version.isdigit() and int(change.version) > 1:
             # A deletion: the version before it says what was deleted.
             try:
-                resource = await self.hapi.vread(
-                    change.resource_type, change.resource_id, int(change.version) - 1
-                )
+                async with self._lookups:
+                    resource = await self.hapi.vread(
+                        change.resource_type, change.resource_id, int(change.version) - 1
+                    )
             except (NotFoundError, GoneError):
                 resource = None
         if resource is None:
             return _NOBODY
         contract_id = contract_of(resource)
-        if contract_id in routes:
-            return routes[contract_id]
         if contract_id is not None:
-            try:
-                # The records as stored, read once: they route the change whether or not they
-                # still read as a contract.
-                records = await self.store.stored_records(contract_id)
-            except ContractNotFoundError:
-                pass
-            else:
-                routes[contract_id] = _routing_from(change, contract_id, records)
-                return routes[contract_id]
+            if contract_id not in routes:
+                routes[contract_id] = asyncio.ensure_future(
+                    self._contract_routing(change, contract_id)
+                )
+            routing = await routes[contract_id]
+            if routing is not None:
+                return routing
         return Routing(contract_id, await self._patient_of(resource), frozenset())
+
+    async def _contract_routing(self, change: Change, contract_id: str) -> Routing | None:
+        """Who changes of the contract concern, by its records as stored, read once: they route
+        a change whether or not they still read as a contract. None when it has no records."""
+        try:
+            async with self._lookups:
+                records = await self.store.stored_records(contract_id)
+        except ContractNotFoundError:
+            return None
+        return _routing_from(change, contract_id, records)
 
     async def _patient_of(self, resource: Resource) -> frozenset[str]:
         references = [resource.get("subject", {}).get("reference")]
@@ -255,7 +373,8 @@ class ChangeFeed:
         for reference in references:
             if isinstance(reference, str) and reference.startswith("Patient/"):
                 try:
-                    patient = await self.hapi.read("Patient", reference.split("/")[1])
+                    async with self._lookups:
+                        patient = await self.hapi.read("Patient", reference.split("/")[1])
                 except (NotFoundError, GoneError):
                     return frozenset()
                 return frozenset(
@@ -285,52 +404,110 @@ class ChangeFeed:
                     seen.update((resource_type, i, v) for i, v in rows)
         return seen & keys
 
-    def _commit(
-        self, change: Change, event_id: str, payload: dict[str, Any], webhook_ids: list[str]
-    ) -> bool:
+    def _commit(self, events: list[_Event]) -> set[str]:
+        """Mark the events' changes seen and enqueue their deliveries, in one transaction;
+        returns the ids of the events made (not those another instance made first)."""
         now = datetime.now(UTC)
         try:
             with Session(self.engine) as session, session.begin():
-                session.add(
-                    SeenChange(
-                        resource_type=change.resource_type,
-                        resource_id=change.resource_id,
-                        version=change.version,
-                        event_id=event_id,
-                        seen_at=now,
-                    )
-                )
-                session.flush()
-                enqueue(session, event_id, payload, webhook_ids, now)
+                _insert(session, events, now)
         except IntegrityError:
-            # Another instance (or the other path) recorded this version first.
-            return False
-        return True
+            # Another instance (or the other path) recorded one of them first: each on its own.
+            made: set[str] = set()
+            for number, event in enumerate(events):
+                try:
+                    with Session(self.engine) as session, session.begin():
+                        _insert(session, [event], now + timedelta(microseconds=number))
+                except IntegrityError:
+                    continue
+                made.add(event.event_id)
+            return made
+        return {event.event_id for event in events}
 
-    def _read_cursor(self, resource_type: str) -> datetime | None:
-        names = (_cursor_name(resource_type), _CURSOR)
+    def _read_cursor(self, resource_type: str) -> tuple[datetime | None, datetime | None]:
+        """The type's cursor and its sweep mark."""
+        names = (_cursor_name(resource_type), _CURSOR, _mark_name(resource_type))
         with Session(self.engine) as session:
             rows = session.execute(
                 select(SyncState.name, SyncState.value).where(SyncState.name.in_(names))
             )
             values: dict[str, str] = dict(rows.all())
-        return _instant(values.get(names[0], values.get(_CURSOR)))
+        return _instant(values.get(names[0], values.get(_CURSOR))), _instant(values.get(names[2]))
 
-    def _write_cursor(self, resource_type: str, moment: datetime) -> None:
-        name = _cursor_name(resource_type)
+    def _write_cursor(self, resource_type: str, moment: datetime, mark: datetime | None) -> None:
+        """Move the type's cursor to ``moment`` and, given one, its mark to ``mark``; neither
+        ever moves back (another instance may have moved it further)."""
+        moves = [(_cursor_name(resource_type), moment)]
+        if mark is not None:
+            moves.append((_mark_name(resource_type), mark))
         with Session(self.engine) as session, session.begin():
-            row = session.get(SyncState, name)
-            if row is None:
-                session.add(SyncState(name=name, value=moment.isoformat()))
-            elif (_instant(row.value) or moment) <= moment:
-                row.value = moment.isoformat()
+            for name, value in moves:
+                row = session.get(SyncState, name)
+                if row is None:
+                    session.add(SyncState(name=name, value=value.isoformat()))
+                elif (_instant(row.value) or value) <= value:
+                    row.value = value.isoformat()
 
 
 def _cursor_name(resource_type: str) -> str:
     return f"{_CURSOR}:{resource_type}"
 
 
+def _mark_name(resource_type: str) -> str:
+    return f"{_SWEPT}:{resource_type}"
+
+
 _NOBODY = Routing(None, frozenset(), frozenset())
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One type's read of a round: the events it found, and where its cursor goes once they
+    are recorded."""
+
+    resource_type: str
+    events: list[_Event]
+    cursor: datetime
+    """The cursor the read began from."""
+    newest: datetime
+    """The newest stamp it saw (the cursor, when it saw nothing newer or was cut short)."""
+    sweep: bool
+    """Whether it was a complete sweep: its cursor then becomes the type's mark."""
+    clock: float
+    """The loop's clock when it began."""
+
+
+@dataclass(frozen=True)
+class _Event:
+    """A change about to be announced: its event and the webhooks that want it."""
+
+    change: Change
+    event_id: str
+    payload: dict[str, Any]
+    webhook_ids: list[str]
+
+
+def _insert(session: Session, events: list[_Event], now: datetime) -> None:
+    """Mark the events' changes seen and enqueue their deliveries, due a microsecond apart in
+    the order the changes were made; a statement for each table, not one per row."""
+    seen: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
+    for number, event in enumerate(events):
+        moment = now + timedelta(microseconds=number)
+        change = event.change
+        seen.append(
+            {
+                "resource_type": change.resource_type,
+                "resource_id": change.resource_id,
+                "version": change.version,
+                "event_id": event.event_id,
+                "seen_at": moment,
+            }
+        )
+        deliveries += delivery_rows(event.event_id, event.payload, event.webhook_ids, moment)
+    session.execute(insert(SeenChange), seen)
+    if deliveries:
+        session.execute(insert(Delivery), deliveries)
 
 
 def _payload(event_id: str, change: Change, routing: Routing) -> dict[str, Any]:

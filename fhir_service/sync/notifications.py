@@ -2,7 +2,8 @@
 
 The API's lifespan makes one :class:`Notifications` and runs it in the background. It waits for
 the service DB's schema, then keeps HAPI's Subscriptions in place, reads changes when woken (by
-the hook) or on a timer, and sends due deliveries.
+the hook) or on a timer, and sends due deliveries, starting on each one the feed enqueues as soon
+as it is committed.
 """
 
 from __future__ import annotations
@@ -47,14 +48,15 @@ class Notifications:
         self.engine = engine
         self.registry = WebhookRegistry(engine, policy)
         self.outbox = Outbox(engine)
-        self.feed = ChangeFeed(hapi, engine, store, self.registry)
+        self.delivery_wake = asyncio.Event()
+        """Set when deliveries are enqueued: the worker sends them at once."""
+        self.feed = ChangeFeed(hapi, engine, store, self.registry, enqueued=self.delivery_wake)
         self.worker = DeliveryWorker(self.outbox, http)
         self.hook_url = hook_url
         self.feed_interval_seconds = feed_interval_seconds
         self.feed_wake = asyncio.Event()
         self.time_types_changed = time_types_changed
         """Set when HAPI says a time type changed: the catalogue reads them again."""
-        self.delivery_wake = asyncio.Event()
         self.subscribed = asyncio.Event()
         self.hook_token: str | None = None
 
@@ -91,8 +93,7 @@ class Notifications:
         while True:
             self.feed_wake.clear()
             try:
-                if await self.feed.catch_up():
-                    self.delivery_wake.set()
+                await self.feed.catch_up()
             except (HapiError, SQLAlchemyError) as exc:
                 _log.warning("reading HAPI's changes failed; retrying", extra={"reason": str(exc)})
             await _wait(self.feed_wake, self.feed_interval_seconds)
@@ -106,5 +107,8 @@ _GATHER_SECONDS = 0.5
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
+    # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that comes as
+    # the event is set, and the service would not stop.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()

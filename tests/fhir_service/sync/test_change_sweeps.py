@@ -1,0 +1,195 @@
+"""The change feed's reads against the real HAPI: a wake reads from its cursor on, so each change
+is read once or twice, not once per wake for the whole overlap; a sweep still finds the change a
+wake could not (committed after the cursor had passed its stamp)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from ipaddress import ip_address
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from fhir_service import servicedb
+from fhir_service.contract import Contract, IdentifierKind
+from fhir_service.fhir import HapiClient, SearchResult
+from fhir_service.mapping import urls
+from fhir_service.mapping.from_fhir import READ_PARAMS
+from fhir_service.mapping.identifier_systems import system_for
+from fhir_service.metrics import Metrics
+from fhir_service.servicedb.tables import Delivery, SyncState
+from fhir_service.store import ContractStore
+from fhir_service.sync.changes import WATCHED_TYPES, ChangeFeed, changes_in
+from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
+from tests.support import unique_hsa_id, unique_personnummer
+
+EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
+SECRET = "a-test-secret-that-is-long-enough"
+# No DNS here: every receiver's name resolves to a public address (example.com's, once).
+POLICY = TargetPolicy(resolver=lambda host, port: [ip_address("93.184.215.14")])
+
+
+class _CountingHapi(HapiClient):
+    """HAPI's client, counting how often ``_history`` hands back each resource version."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url, Metrics(), timeout=60)
+        self.reads: Counter[tuple[str, str, str]] = Counter()
+
+    async def history(self, *args: Any, **kwargs: Any) -> SearchResult:
+        result = await super().history(*args, **kwargs)
+        self.reads.update(change.key for change in changes_in(result.entries))
+        return result
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Iterator[Engine]:
+    engine = servicedb.make_engine(f"sqlite:///{tmp_path / 'service.db'}")
+    servicedb.migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+def _contract(unit: str) -> Contract:
+    data = json.loads((EXAMPLES / "elderly-psychiatry.json").read_text("utf-8"))
+    data["id"] = f"sweep-{uuid.uuid4().hex[:16]}"
+    data["patient"]["identifier"]["value"] = unique_personnummer()
+    data["responsible_clinician"]["organization"]["identifier"]["value"] = unit
+    return Contract.model_validate(data)
+
+
+def _unit_hook(engine: Engine, unit: str) -> str:
+    token = f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
+    registry = WebhookRegistry(engine, POLICY)
+    hook = registry.register(
+        "https://ehr.example/unit", SECRET, owner="ehr", reach=Reach(), care_unit=token
+    )
+    return hook.id
+
+
+async def _records(hapi: HapiClient, contract_id: str) -> set[tuple[str, str, str]]:
+    """Type, id and version of each record of the contract the feed watches."""
+    params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
+    resources = (await hapi.search("CarePlan", params)).resources
+    return {
+        (r["resourceType"], r["id"], r["meta"]["versionId"])
+        for r in resources
+        if r["resourceType"] in WATCHED_TYPES
+    }
+
+
+def _announced(engine: Engine, webhook_id: str) -> Counter[tuple[str, str, str]]:
+    with Session(engine) as session:
+        payloads = session.scalars(
+            select(Delivery.payload).where(Delivery.webhook_id == webhook_id)
+        ).all()
+    resources = [json.loads(p)["resource"] for p in payloads]
+    return Counter((r["resourceType"], r["id"], r["versionId"]) for r in resources)
+
+
+async def test_over_several_wakes_with_writes_each_change_is_read_at_most_twice(
+    conformance_loaded: str, sqlite: Engine
+) -> None:
+    engine = sqlite
+    hapi = _CountingHapi(conformance_loaded)
+    unit = unique_hsa_id()
+    hook = _unit_hook(engine, unit)
+    store = ContractStore(hapi)
+    enqueued = asyncio.Event()
+    # An overlap longer than the test takes: after the sweep at the start, every read is a wake.
+    registry = WebhookRegistry(engine, POLICY)
+    overlap = timedelta(seconds=60)
+    feed = ChangeFeed(hapi, engine, store, registry, overlap=overlap, enqueued=enqueued)
+    await feed.catch_up()  # the first start: the cursors begin at HAPI's "now"
+    await feed.catch_up()  # the sweep after it
+    hapi.reads.clear()
+    enqueued.clear()
+    records: set[tuple[str, str, str]] = set()
+
+    for _ in range(4):
+        contract = await store.create(_contract(unit))
+        records |= await _records(hapi, contract.id)
+        retitled = contract.model_copy(update={"title": "Ändrad"})
+        changed = await store.update(retitled, contract.version or 0)
+        records |= await _records(hapi, changed.id)
+        await feed.catch_up()
+    await hapi.aclose()
+
+    assert records <= set(hapi.reads), "every change was read"
+    assert max(hapi.reads.values()) <= 2, hapi.reads.most_common(3)
+    assert _announced(engine, hook) == dict.fromkeys(records, 1)
+    assert enqueued.is_set(), "the delivery worker was told"
+
+
+async def test_a_change_committed_after_the_cursor_passed_its_stamp_goes_out_with_the_next_sweep(
+    hapi: HapiClient, sqlite: Engine
+) -> None:
+    engine = sqlite
+    unit = unique_hsa_id()
+    hook = _unit_hook(engine, unit)
+    store = ContractStore(hapi)
+    overlap = timedelta(seconds=1)
+    feed = ChangeFeed(hapi, engine, store, WebhookRegistry(engine, POLICY), overlap=overlap)
+    await feed.catch_up()  # the first start
+    await feed.catch_up()  # the sweep after it: its cursor is the next sweep's mark
+    late = await store.create(_contract(unit))
+    await asyncio.sleep(overlap.total_seconds() * 1.5)
+    # As if another change, stamped later, had committed first and a read had moved every
+    # cursor past this contract's stamp (more than an overlap past it) before it committed.
+    now = await _hapi_now(hapi)
+    _move_cursors(engine, now)
+
+    await feed.catch_up()  # more than an overlap after the last sweep: a sweep
+    await feed.catch_up()
+
+    assert _announced(engine, hook) == dict.fromkeys(await _records(hapi, late.id), 1)
+
+
+async def test_a_late_change_of_a_burst_goes_out_with_the_read_after_the_burst_ended(
+    hapi: HapiClient, sqlite: Engine
+) -> None:
+    engine = sqlite
+    unit = unique_hsa_id()
+    hook = _unit_hook(engine, unit)
+    store = ContractStore(hapi)
+    # Longer than the test takes: no sweep comes because it is its turn.
+    registry = WebhookRegistry(engine, POLICY)
+    feed = ChangeFeed(hapi, engine, store, registry, overlap=timedelta(seconds=60))
+    await feed.catch_up()  # the first start
+    await feed.catch_up()  # the sweep after it
+    burst = await store.create(_contract(unit))
+    await feed.catch_up()  # a read that finds the burst's changes
+    late = await store.create(_contract(unit))
+    await asyncio.sleep(0.01)
+    # As if the cursors had passed this contract's stamp before it committed.
+    _move_cursors(engine, await _hapi_now(hapi))
+
+    await feed.catch_up()  # finds nothing new: the burst has ended
+    missed = _announced(engine, hook)
+    await feed.catch_up()  # so this read sweeps
+
+    late_records = await _records(hapi, late.id)
+    assert not late_records & set(missed), "the read from the cursor could not see it"
+    expected = late_records | await _records(hapi, burst.id)
+    assert _announced(engine, hook) == dict.fromkeys(expected, 1)
+
+
+async def _hapi_now(hapi: HapiClient) -> datetime:
+    page = await hapi.history("CarePlan", params=[("_count", "1")])
+    return datetime.fromisoformat(page.meta["lastUpdated"]).astimezone(UTC)
+
+
+def _move_cursors(engine: Engine, moment: datetime) -> None:
+    with Session(engine) as session, session.begin():
+        for resource_type in WATCHED_TYPES:
+            row = session.get(SyncState, f"history_cursor:{resource_type}")
+            assert row is not None
+            row.value = moment.isoformat()
