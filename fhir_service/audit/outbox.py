@@ -20,7 +20,6 @@ row twice at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from fhir_service.fhir import HapiClient, HapiError, HapiRequestError, HapiUnava
 from fhir_service.servicedb.instances import DEAD_AFTER, alive
 from fhir_service.servicedb.leases import LeasedOutbox
 from fhir_service.servicedb.tables import AuditRecord
+from fhir_service.waits import woken
 
 __all__ = [
     "Answered",
@@ -336,14 +336,12 @@ class AuditWriter:
             if tried >= self.batch:
                 continue
             wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), idle_seconds)
-            if not wake.is_set():
+            if not await woken(wake, idle_seconds):
                 continue
-            woken = loop.time()
+            woken_at = loop.time()
             await asyncio.sleep(gather_seconds)
             while quiet is not None and quiet() < quiet_seconds:
-                left = most_delay_seconds - (loop.time() - woken)
+                left = most_delay_seconds - (loop.time() - woken_at)
                 if left <= 0:
                     break
                 await asyncio.sleep(min(quiet_seconds, left))

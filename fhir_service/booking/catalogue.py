@@ -12,7 +12,6 @@ been defined through another instance). The hot path never waits for HAPI otherw
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -50,6 +49,7 @@ from fhir_service.mapping.time_types import (
 )
 from fhir_service.mapping.to_fhir import care_unit_entries
 from fhir_service.store import Change
+from fhir_service.waits import woken
 
 __all__ = ["Defined", "TimeTypeCatalogue"]
 
@@ -186,8 +186,7 @@ class TimeTypeCatalogue:
                 await self.refresh()
             except ServiceError as exc:
                 _log.warning("reading the time types failed", extra={"reason": str(exc)})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), every_seconds)
+            await woken(self.changed, every_seconds)
 
     async def _read(self) -> None:
         found = await self.hapi.search(

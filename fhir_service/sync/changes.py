@@ -18,8 +18,9 @@ ordinary read (a wake) reads only from its cursor on, so each change is read abo
 change committed late. A sweep runs when the feed starts, then once an ``overlap`` has passed
 since the last, and on the read after a burst of changes ended (after a read that found nothing
 new, following reads that did), so that changes of the burst that committed late do not wait
-for its turn (:meth:`ChangeFeed._read` says why nothing falls between sweeps). The
-``seen_changes`` table keeps a change read by a wake and a sweep, or by several instances, from
+for its turn (:meth:`ChangeFeed._read` says why nothing falls between sweeps). A sweep lists
+only ids and versions, and reads in full the few changes it finds new: each change comes from
+HAPI in full once, by the read that finds it first. The ``seen_changes`` table keeps a change read by a wake and a sweep, or by several instances, from
 making an event twice.
 
 An event names the resource version that changed and its contract, not the patient: receivers
@@ -34,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -257,14 +258,15 @@ class ChangeFeed:
         # HAPI's _since is inclusive: a wake reads the cursor's own millisecond again, for a
         # change stamped in the same millisecond as the newest seen but committed after it.
         since = (mark or cursor) - self.overlap if sweep else cursor
-        result = await self.hapi.history(
-            resource_type,
-            params=[
-                ("_since", since.isoformat(timespec="milliseconds")),
-                ("_count", str(self.page_size)),
-            ],
-            max_pages=self.max_pages,
-        )
+        params = [
+            ("_since", since.isoformat(timespec="milliseconds")),
+            ("_count", str(self.page_size)),
+        ]
+        if sweep:
+            # A sweep's window is mostly changes already seen: it lists their ids and versions
+            # only, and reads in full the few it finds new.
+            params.append(("_elements", "id"))
+        result = await self.hapi.history(resource_type, params=params, max_pages=self.max_pages)
         if result.truncated:
             _log.error(
                 "history catch-up hit its page cap; the rest follows on the next round",
@@ -274,7 +276,10 @@ class ChangeFeed:
         # A sweep's window holds mostly changes seen before: they are skipped after one look at
         # the table rather than one per change.
         seen = await asyncio.to_thread(self._seen_among, changes)
-        events = await self._events([c for c in changes if c.key not in seen], webhooks, routes)
+        new = [c for c in changes if c.key not in seen]
+        if sweep:
+            new = list(await asyncio.gather(*(self._in_full(c) for c in new)))
+        events = await self._events(new, webhooks, routes)
         newest = max((c.last_updated for c in changes if c.last_updated), default=cursor)
         return _Read(
             resource_type,
@@ -285,6 +290,20 @@ class ChangeFeed:
             sweep=sweep and not result.truncated,
             clock=clock,
         )
+
+    async def _in_full(self, listed: Change) -> Change:
+        """The change a sweep listed, with its resource as HAPI keeps that version. One whose
+        version is gone (expunged) stays as listed: it routes to nobody."""
+        if listed.deleted:
+            return listed
+        try:
+            async with self._lookups:
+                resource = await self.hapi.vread(
+                    listed.resource_type, listed.resource_id, listed.version
+                )
+        except (NotFoundError, GoneError):
+            return listed
+        return replace(listed, resource=resource)
 
     async def _moved(self, read: _Read, made: set[str]) -> None:
         """Move the type's cursor past what ``read`` recorded, and its mark after a sweep; note

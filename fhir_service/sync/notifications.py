@@ -9,7 +9,6 @@ as it is committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import httpx
@@ -23,6 +22,7 @@ from fhir_service.sync.startup import keep_trying
 from fhir_service.sync.subscriptions import ensure_subscriptions, hook_token
 from fhir_service.sync.webhook_deliveries import DeliveryWorker, Outbox
 from fhir_service.sync.webhook_registrations import TargetPolicy, WebhookRegistry
+from fhir_service.waits import woken
 
 __all__ = ["Notifications"]
 
@@ -96,19 +96,10 @@ class Notifications:
                 await self.feed.catch_up()
             except (HapiError, SQLAlchemyError) as exc:
                 _log.warning("reading HAPI's changes failed; retrying", extra={"reason": str(exc)})
-            await _wait(self.feed_wake, self.feed_interval_seconds)
-            if self.feed_wake.is_set():
+            if await woken(self.feed_wake, self.feed_interval_seconds):
                 # HAPI calls once per changed resource, several per contract written: one
                 # _history read after the burst does for all of them.
                 await asyncio.sleep(_GATHER_SECONDS)
 
 
 _GATHER_SECONDS = 0.5
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation that comes as
-    # the event is set, and the service would not stop.
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(seconds):
-            await event.wait()

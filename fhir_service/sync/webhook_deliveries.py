@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import json
@@ -59,6 +58,7 @@ from fhir_service import __version__
 from fhir_service.servicedb.leases import LeasedOutbox
 from fhir_service.servicedb.tables import Delivery, Webhook
 from fhir_service.sync.webhook_targets import RefusedTargetError, canonical_host
+from fhir_service.waits import woken
 
 __all__ = ["Claim", "DeliveryWorker", "Outbox", "Outcome", "delivery_rows", "enqueue", "sign"]
 
@@ -356,11 +356,7 @@ class DeliveryWorker:
                         task = asyncio.create_task(send(claim))
                         sends.add(task)
                         task.add_done_callback(sends.discard)
-                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancellation
-                # that comes as the event is set, and a send that ends sets it all the time.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(idle_seconds):
-                        await wake.wait()
+                await woken(wake, idle_seconds)
         finally:
             # A stop ends the sends in flight (their rows go again once the lease runs out) and
             # waits for them to let go of their connections.

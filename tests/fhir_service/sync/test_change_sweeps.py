@@ -38,16 +38,27 @@ POLICY = TargetPolicy(resolver=lambda host, port: [ip_address("93.184.215.14")])
 
 
 class _CountingHapi(HapiClient):
-    """HAPI's client, counting how often ``_history`` hands back each resource version."""
+    """HAPI's client, counting how often HAPI hands back each resource version in full (in
+    ``_history`` or read by version), and how often ``_history`` only lists it."""
 
     def __init__(self, base_url: str) -> None:
         super().__init__(base_url, Metrics(), timeout=60)
         self.reads: Counter[tuple[str, str, str]] = Counter()
+        self.listed: Counter[tuple[str, str, str]] = Counter()
 
     async def history(self, *args: Any, **kwargs: Any) -> SearchResult:
         result = await super().history(*args, **kwargs)
-        self.reads.update(change.key for change in changes_in(result.entries))
+        for change in changes_in(result.entries):
+            subsetted = any(
+                tag.get("code") == "SUBSETTED"
+                for tag in (change.resource or {}).get("meta", {}).get("tag", [])
+            )
+            (self.listed if subsetted else self.reads)[change.key] += 1
         return result
+
+    async def vread(self, resource_type: str, resource_id: str, version: str | int) -> Any:
+        self.reads[(resource_type, resource_id, str(version))] += 1
+        return await super().vread(resource_type, resource_id, version)
 
 
 @pytest.fixture
@@ -127,6 +138,36 @@ async def test_over_several_wakes_with_writes_each_change_is_read_at_most_twice(
     assert max(hapi.reads.values()) <= 2, hapi.reads.most_common(3)
     assert _announced(engine, hook) == dict.fromkeys(records, 1)
     assert enqueued.is_set(), "the delivery worker was told"
+
+
+async def test_sweeps_list_the_changes_again_but_read_each_in_full_once(
+    conformance_loaded: str, sqlite: Engine
+) -> None:
+    engine = sqlite
+    hapi = _CountingHapi(conformance_loaded)
+    unit = unique_hsa_id()
+    hook = _unit_hook(engine, unit)
+    store = ContractStore(hapi)
+    # A short overlap: every read of the rounds below is a sweep.
+    overlap = timedelta(seconds=0.3)
+    feed = ChangeFeed(hapi, engine, store, WebhookRegistry(engine, POLICY), overlap=overlap)
+    await feed.catch_up()  # the first start
+    await feed.catch_up()  # the sweep after it
+    hapi.reads.clear()
+    records: set[tuple[str, str, str]] = set()
+
+    for _ in range(3):
+        contract = await store.create(_contract(unit))
+        records |= await _records(hapi, contract.id)
+        await asyncio.sleep(overlap.total_seconds())
+        await feed.catch_up()
+    await asyncio.sleep(overlap.total_seconds())
+    await feed.catch_up()
+    await hapi.aclose()
+
+    assert max(hapi.listed[r] for r in records) >= 2, "the sweeps' windows overlap"
+    assert {r: hapi.reads[r] for r in records} == dict.fromkeys(records, 1)
+    assert _announced(engine, hook) == dict.fromkeys(records, 1)
 
 
 async def test_a_change_committed_after_the_cursor_passed_its_stamp_goes_out_with_the_next_sweep(
