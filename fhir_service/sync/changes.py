@@ -18,9 +18,11 @@ ordinary read (a wake) reads only from its cursor on, so each change is read abo
 change committed late. A sweep runs when the feed starts, then once an ``overlap`` has passed
 since the last, and on the read after a burst of changes ended (after a read that found nothing
 new, following reads that did), so that changes of the burst that committed late do not wait
-for its turn (:meth:`ChangeFeed._read` says why nothing falls between sweeps). A sweep lists
-only ids and versions, and reads in full the few changes it finds new: each change comes from
-HAPI in full once, by the read that finds it first. The ``seen_changes`` table keeps a change read by a wake and a sweep, or by several instances, from
+for its turn (:meth:`ChangeFeed._read` says why nothing falls between sweeps). A sweep reads
+from the cursor as a wake does, and of the window before it lists only ids and versions, reading
+by version the few changes it finds new there: each change comes from HAPI in full once (twice
+when it was the newest a read saw: a read from the cursor reads its millisecond again). The
+``seen_changes`` table keeps a change read by a wake and a sweep, or by several instances, from
 making an event twice.
 
 An event names the resource version that changed and its contract, not the patient: receivers
@@ -44,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from fhir_service.contract import Contract, Identifier
-from fhir_service.fhir import GoneError, HapiClient, NotFoundError
+from fhir_service.fhir import GoneError, HapiClient, NotFoundError, SearchResult
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.mapping.ownership import contract_of
@@ -153,8 +155,13 @@ def changes_in(entries: list[Resource]) -> list[Change]:
             )
         )
     # HAPI lists history newest first; events go out in the order things happened.
-    changes.sort(key=lambda c: c.last_updated or datetime.max.replace(tzinfo=UTC))
+    changes.sort(key=_made_at)
     return changes
+
+
+def _made_at(change: Change) -> datetime:
+    """When HAPI stamped the change; a deletion, which ``_history`` lists without it, last."""
+    return change.last_updated or datetime.max.replace(tzinfo=UTC)
 
 
 class ChangeFeed:
@@ -255,16 +262,54 @@ class ChangeFeed:
             or resource_type in self._settled
         )
         # A feed that kept no mark yet read every window as a sweep: its cursor is one.
-        # HAPI's _since is inclusive: a wake reads the cursor's own millisecond again, for a
-        # change stamped in the same millisecond as the newest seen but committed after it.
-        since = (mark or cursor) - self.overlap if sweep else cursor
+        # HAPI's _since is inclusive: a read from the cursor reads its own millisecond again,
+        # for a change stamped in the same millisecond as the newest seen but committed after.
+        # A feed that kept no mark yet swept from its cursor.
+        window = (mark or cursor) - self.overlap if sweep else cursor
+        listing: SearchResult | None = None
+        if not webhooks:
+            # Nobody to tell: the changes are only marked seen, for which ids and versions do.
+            result = await self._history(resource_type, window, listing=True)
+        elif sweep:
+            # A sweep reads from the cursor as a wake does, and lists, by id and version only,
+            # the window before it: mostly changes seen before. What is new there (committed
+            # late) is read by version.
+            result, listing = await asyncio.gather(
+                self._history(resource_type, cursor, listing=False),
+                self._history(resource_type, window, listing=True),
+            )
+        else:
+            result = await self._history(resource_type, cursor, listing=False)
+        changes = changes_in(result.entries)
+        listed: list[Change] = []
+        if listing is not None:
+            read_already = {c.key for c in changes}
+            listed = [c for c in changes_in(listing.entries) if c.key not in read_already]
+        # Most of a sweep's window was seen before: one look at the table for all of it rather
+        # than one per change.
+        seen = await asyncio.to_thread(self._seen_among, changes + listed)
+        late = await asyncio.gather(*(self._in_full(c) for c in listed if c.key not in seen))
+        new = sorted([*(c for c in changes if c.key not in seen), *late], key=_made_at)
+        events = await self._events(new, webhooks, routes)
+        newest = max((c.last_updated for c in changes + listed if c.last_updated), default=cursor)
+        truncated = result.truncated or (listing is not None and listing.truncated)
+        return _Read(
+            resource_type,
+            events,
+            cursor,
+            # A truncated read has not seen the oldest changes: its cursor stays.
+            cursor if truncated else max(newest, cursor),
+            sweep=sweep and not truncated,
+            clock=clock,
+        )
+
+    async def _history(self, resource_type: str, since: datetime, *, listing: bool) -> SearchResult:
+        """The type's ``_history`` since ``since``; only ids and versions with ``listing``."""
         params = [
             ("_since", since.isoformat(timespec="milliseconds")),
             ("_count", str(self.page_size)),
         ]
-        if sweep:
-            # A sweep's window is mostly changes already seen: it lists their ids and versions
-            # only, and reads in full the few it finds new.
+        if listing:
             params.append(("_elements", "id"))
         result = await self.hapi.history(resource_type, params=params, max_pages=self.max_pages)
         if result.truncated:
@@ -272,24 +317,7 @@ class ChangeFeed:
                 "history catch-up hit its page cap; the rest follows on the next round",
                 extra={"resource_type": resource_type},
             )
-        changes = changes_in(result.entries)
-        # A sweep's window holds mostly changes seen before: they are skipped after one look at
-        # the table rather than one per change.
-        seen = await asyncio.to_thread(self._seen_among, changes)
-        new = [c for c in changes if c.key not in seen]
-        if sweep:
-            new = list(await asyncio.gather(*(self._in_full(c) for c in new)))
-        events = await self._events(new, webhooks, routes)
-        newest = max((c.last_updated for c in changes if c.last_updated), default=cursor)
-        return _Read(
-            resource_type,
-            events,
-            cursor,
-            # A truncated read has not seen the oldest changes: its cursor stays.
-            cursor if result.truncated else max(newest, cursor),
-            sweep=sweep and not result.truncated,
-            clock=clock,
-        )
+        return result
 
     async def _in_full(self, listed: Change) -> Change:
         """The change a sweep listed, with its resource as HAPI keeps that version. One whose

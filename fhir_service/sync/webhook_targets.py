@@ -231,7 +231,9 @@ class _PinnedTransport(httpx.AsyncHTTPTransport):
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=ssl_context,
             max_connections=100,
-            max_keepalive_connections=20,
+            # As many as may be open: httpcore closes idle connections while the pool holds
+            # more than this in all, and the delivery worker sends 64 at once.
+            max_keepalive_connections=100,
             keepalive_expiry=5.0,
             network_backend=backend,
         )

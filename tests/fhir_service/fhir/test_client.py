@@ -1,7 +1,9 @@
-"""The HAPI client's error paths and instrumentation, against pytest-httpx's mocked transport."""
+"""The HAPI client's error paths and instrumentation, against pytest-httpx's mocked transport;
+its connection pool, against a local server."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,6 +13,7 @@ from pytest_httpx import HTTPXMock
 from fhir_service.fhir import HapiClient, HapiUnavailableError
 from fhir_service.logs import request_id_var
 from fhir_service.metrics import Metrics
+from tests.keepalive_server import keepalive_server
 
 BASE = "http://hapi.test/fhir"
 METADATA = f"{BASE}/metadata"
@@ -133,3 +136,15 @@ async def test_r4_check_rejects_other_fhir_versions(
 
     with pytest.raises(HapiUnavailableError, match=f"serves FHIR {version}, not R4"):
         await client.check_fhir_r4()
+
+
+async def test_thirty_requests_at_once_keep_their_connections_open() -> None:
+    # httpx's default pool closed an idle connection whenever more than 20 were open, so a
+    # service under load opened a new connection to HAPI for about every second request.
+    async with keepalive_server() as server:
+        hapi = HapiClient(f"{server.url}/fhir", Metrics(), timeout=5.0)
+        for _ in range(5):
+            await asyncio.gather(*(hapi.read("Patient", "p") for _ in range(30)))
+        await hapi.aclose()
+    assert server.requests == 150
+    assert server.connections <= 30

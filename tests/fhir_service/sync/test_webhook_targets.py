@@ -3,6 +3,7 @@ connection only to the address checked, TLS verified for the name."""
 
 from __future__ import annotations
 
+import asyncio
 import doctest
 import ipaddress
 import ssl
@@ -40,6 +41,7 @@ from fhir_service.sync.webhook_targets import (
     admitted_addresses,
     webhook_client,
 )
+from tests.keepalive_server import keepalive_server
 from tests.support import free_port
 from tests.webhook_receiver import running_receiver
 
@@ -348,3 +350,17 @@ async def test_with_private_networks_allowed_a_local_receiver_gets_its_delivery(
         delivery = session.get(Delivery, (event_id, webhook.id))
         assert delivery is not None
         assert delivery.delivered_at is not None
+
+
+async def test_sixty_four_sends_at_once_keep_their_connections_open() -> None:
+    # The delivery worker has up to 64 sends in flight; a pool that kept only 20 idle closed
+    # one whenever more were open, and reconnected (a TLS handshake, to a real receiver).
+    async with keepalive_server() as server:
+        client = webhook_client(allow_private_networks=True)
+        for _ in range(3):
+            await asyncio.gather(
+                *(client.post(f"{server.url}/hook", content=b"{}") for _ in range(64))
+            )
+        await client.aclose()
+    assert server.requests == 192
+    assert server.connections <= 64
