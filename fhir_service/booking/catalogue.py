@@ -84,6 +84,8 @@ class TimeTypeCatalogue:
         """Set by HAPI's rest-hook on time types: read them again now."""
         self._current: TimeTypes | None = None
         self._defined: dict[str, DefinedTimeType] = {}
+        # The HealthcareService each was read from, by the same identifier.
+        self._stored: dict[str, Resource] = {}
         self._read_at = 0.0
         self._lock = asyncio.Lock()
 
@@ -169,9 +171,10 @@ class TimeTypeCatalogue:
             if if_match is not None:
                 raise PreconditionFailedError(message) from exc
             raise StaleRecordError(message) from exc
+        # Read back with the others, as every instance reads them: one read, not two.
         await self.refresh()
         now = self._defined.get(defined.identifier)
-        stored = await self.stored(defined.unit.identifier, defined.kind.code)
+        stored = self._stored.get(defined.identifier)
         if now is None or stored is None:
             raise BrokenRecordError(f"time type {defined.kind.code!r} cannot be read back")
         return Defined(now.unit, now.time_zone, now.kind, stored, before, moment)
@@ -210,6 +213,7 @@ class TimeTypeCatalogue:
             and e.get("resource", {}).get("resourceType") == "Organization"
         }
         units: dict[Identifier, list[DefinedTimeType]] = {}
+        stored: dict[str, Resource] = {}
         for resource in found.matches():
             organization = str(resource.get("providedBy", {}).get("reference", ""))
             try:
@@ -228,7 +232,9 @@ class TimeTypeCatalogue:
                 )
                 continue
             units.setdefault(defined.unit.identifier, []).append(defined)
+            stored[defined.identifier] = resource
         self._defined = {d.identifier: d for kinds_ in units.values() for d in kinds_}
+        self._stored = stored
         self._read_at = time.monotonic()
         self._current = TimeTypes(
             CareUnitTimes(

@@ -24,7 +24,7 @@ from fhir_service.contract import (
 )
 from fhir_service.errors import ServiceError
 from fhir_service.mapping.provenance import Author
-from fhir_service.mapping.time_types import DefinedTimeType
+from fhir_service.mapping.time_types import DefinedTimeType, step_problems
 from fhir_service.security.access import Compartment, identifier_named
 from fhir_service.store import Change
 
@@ -65,6 +65,15 @@ def definitions(path: Path) -> list[DefinedTimeType]:
             raise ValueError(f"{path}: unknown time zone {unit.time_zone!r}")
         organization = Organization(identifier=identifier, name=unit.unit_name, kind=unit.unit_kind)
         found += [DefinedTimeType(organization, unit.time_zone, t) for t in unit.time_types]
+    # What the API refuses, the seed may not hold either: said at start, every one at once,
+    # rather than found when the time type is first defined.
+    problems = [
+        f"{d.identifier}: {problem['diagnostics']}"
+        for d in found
+        for problem in step_problems(d.unit, d.kind, "care_guarantee_step")
+    ]
+    if problems:
+        raise ValueError(f"{path}: {'; '.join(problems)}")
     return found
 
 

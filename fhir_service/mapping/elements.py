@@ -37,6 +37,7 @@ __all__ = [
     "care_guarantee_of",
     "confidentiality_of",
     "contact_point",
+    "duration",
     "guarantee_verdict",
     "guarantee_verdict_of",
     "human_name",
@@ -342,6 +343,11 @@ def appointment_hold_of(appointment: Resource) -> Hold | None:
     return Hold(until=parts["until"]["valueInstant"], holder=parts["holder"]["valueString"])
 
 
+def duration(value: int, unit: str) -> Resource:
+    """A Duration of ``value`` in the UCUM unit ``unit`` (``min``, ``h``, ``d``)."""
+    return {"value": value, "unit": unit, "system": "http://unitsofmeasure.org", "code": unit}
+
+
 def online_rules(rules: OnlineRules) -> Resource:
     """A booked Appointment's online rules, as they were when it was booked."""
     return {
@@ -351,12 +357,7 @@ def online_rules(rules: OnlineRules) -> Resource:
             {"url": "patientRebook", "valueBoolean": rules.rebook},
             {
                 "url": "cancelCutoff",
-                "valueDuration": {
-                    "value": rules.cancel_cutoff_hours,
-                    "unit": "h",
-                    "system": "http://unitsofmeasure.org",
-                    "code": "h",
-                },
+                "valueDuration": duration(rules.cancel_cutoff_hours, "h"),
             },
         ],
     }

@@ -54,7 +54,6 @@ Resource = dict[str, Any]
 
 APPOINTMENT_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0276"
 _TRANSLATION = "http://hl7.org/fhir/StructureDefinition/translation"
-_UCUM = "http://unitsofmeasure.org"
 _LANGUAGES: tuple[Language, ...] = get_args(Language)
 
 
@@ -86,20 +85,16 @@ def time_type_identifier(unit: Identifier, code: str) -> str:
     return f"{element.key_of(unit)}/{code}"
 
 
-def _duration(value: int, unit: str) -> Resource:
-    return {"value": value, "unit": unit, "system": _UCUM, "code": unit}
-
-
 def time_type_resource(defined: DefinedTimeType, language: Language) -> Resource:
     """The HealthcareService of ``defined``, named in ``language`` with the other names as
     translations (without id, meta or the Organization reference, which the writer adds)."""
     kind = defined.kind
     rules: list[Resource] = [
-        {"url": "minutes", "valueDuration": _duration(kind.minutes, "min")},
+        {"url": "minutes", "valueDuration": element.duration(kind.minutes, "min")},
         {"url": "patientBook", "valueBoolean": kind.patient.book},
         {"url": "patientCancel", "valueBoolean": kind.patient.cancel},
         {"url": "patientRebook", "valueBoolean": kind.patient.rebook},
-        {"url": "cancelCutoff", "valueDuration": _duration(kind.cancel_cutoff_hours, "h")},
+        {"url": "cancelCutoff", "valueDuration": element.duration(kind.cancel_cutoff_hours, "h")},
         {
             "url": "appointmentType",
             "valueCoding": {"system": APPOINTMENT_TYPE_SYSTEM, "code": kind.appointment_type},

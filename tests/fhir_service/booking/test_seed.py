@@ -56,3 +56,26 @@ def test_a_seed_that_is_no_seed_stops_the_start(
 
     with pytest.raises(ValueError, match="unit_name"):
         create_app(settings)
+
+
+def test_a_seed_with_unknown_care_guarantee_steps_stops_the_start_naming_each(
+    conformance_loaded: str, issuer: TestIssuer, tmp_path: Path
+) -> None:
+    seed = load_data("booking/seed.json", unit=unique_hsa_id())
+    kind = seed["care_units"][0]["time_types"][0]
+    seed["care_units"][0]["time_types"].append(kind | {"code": "second-visit"})
+    for kind in seed["care_units"][0]["time_types"]:
+        kind["care_guarantee_step"] = "third-opinion"
+    path = tmp_path / "time-types.json"
+    path.write_text(json.dumps(seed), encoding="utf-8")
+    settings = Settings(
+        hapi_url=conformance_loaded,
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        time_types_seed=path,
+        **issuer.settings(),
+    )
+
+    with pytest.raises(ValueError, match="third-opinion") as refused:
+        create_app(settings)
+    assert "/physio-visit: unknown care-guarantee step" in str(refused.value)
+    assert "/second-visit: unknown care-guarantee step" in str(refused.value)
