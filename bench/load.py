@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.load [--clients 20] [--seconds 60] [--rounds 2] [--warm-up 10]
                                    [--contracts 200] [--drain-limit 120]
-                                   [--hapi-database h2|postgres]
+                                   [--hapi-database h2|postgres] [--split-cores]
 
 ``--clients`` clients run at once on each side, each sending one request after the other, as
 fast as the answers come. Each request is of one kind, drawn at random by weight: 40 reads, 15
@@ -40,7 +40,11 @@ seconds), so the background work of one turn does not land in the next. The serv
 running during HAPI's turns and its change feed reads HAPI's writes there too (HAPI wakes it);
 the report says how many requests the service sent HAPI in each side's turns, and the CPU its
 process, this one and the whole machine used in them: HAPI, the service and the clients share
-the machine's cores, so what the service's process burns is taken from HAPI.
+the machine's cores, so what the service's process burns is taken from HAPI. With
+``--split-cores`` they do not: HAPI (and PostgreSQL) run on the last core and the service and
+the clients on the others, in both sides' turns, as production runs them on machines of their
+own; HAPI then has the same core whichever side sends, and the ratios say what the service
+costs HAPI rather than what it costs a shared machine.
 
 Webhooks: a receiver per unit is registered (``careUnit``) for each service turn and removed
 after it, so that deliveries flow in the service's turns, and none about the HAPI side's writes
@@ -102,6 +106,7 @@ from bench.support import (
     p99_ms,
     service_headers,
     service_process,
+    split_cores,
     tokens,
     unit_of,
 )
@@ -1070,12 +1075,20 @@ def main() -> None:
         help="seconds to wait for the backlogs after a service turn before counting the rest lost",
     )
     add_hapi_database_option(parser)
+    parser.add_argument(
+        "--split-cores",
+        action="store_true",
+        help="HAPI and its database on one core, the service and the clients on the others, "
+        "in both sides' turns: as production runs them on separate machines",
+    )
     args = parser.parse_args()
     if args.clients < 1 or args.rounds < 1 or args.contracts < 1:
         parser.error("--clients, --rounds and --contracts must be at least 1")
     if args.seconds <= 0 or args.warm_up <= 0 or args.drain_limit <= 0:
         parser.error("--seconds, --warm-up and --drain-limit must be positive")
     with hapi_base_url(args.hapi_database) as hapi_url:
+        if args.split_cores:
+            print(split_cores(hapi_url))
         fine = run(hapi_url, args)
     sys.exit(0 if fine else 1)
 

@@ -61,6 +61,7 @@ __all__ = [
     "service_process",
     "settle",
     "slices",
+    "split_cores",
     "tokens",
     "unit_of",
 ]
@@ -106,6 +107,60 @@ def hapi_base_url(database: HapiDatabase = "h2") -> Iterator[str]:
         stack.callback(server.stop)
         server.wait_until_ready(300)
         yield server.base_url
+
+
+# Cores: HAPI's apart from the service's, as on separate machines in production.
+
+
+def split_cores(hapi_url: str) -> str:
+    """Give HAPI (and PostgreSQL, its database) the last core and this process, with the service
+    it starts from now on and the clients, the others; say who has which.
+
+    On one machine the service and HAPI take CPU from each other, so a request through the
+    service costs HAPI cycles the service spent; in production each has its own. Apart, HAPI has
+    the same core in both sides' turns, and a ratio says what the service costs HAPI, not what
+    it costs the machine. HAPI is found by its port on this machine's command lines.
+    """
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("--split-cores needs at least 2 cores")
+    hapi_core, ours = {cores[-1]}, set(cores[:-1])
+    port = f"--hapi.port={httpx.URL(hapi_url).port}"
+    hapi = _processes(lambda argv, _: argv[:1] and "java" in argv[0] and port in argv)
+    if not hapi:
+        raise SystemExit(f"--split-cores: no HAPI started here with {port}")
+    database = _processes(lambda _, name: name == "postgres")
+    for pid in hapi + database:
+        _pin(pid, hapi_core)
+    _pin(os.getpid(), ours)
+    return (
+        f"cores: HAPI ({len(hapi)} process) and PostgreSQL ({len(database)} processes) on "
+        f"{sorted(hapi_core)}; the service and the clients on {sorted(ours)}"
+    )
+
+
+def _processes(chosen: Callable[[list[str], str], Any]) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue  # gone meanwhile
+        if chosen(argv, name):
+            found.append(int(entry.name))
+    return found
+
+
+def _pin(pid: int, cores: set[int]) -> None:
+    """Every thread of ``pid`` on ``cores``; the threads they start inherit it."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cores)
+        except (ProcessLookupError, PermissionError):
+            continue  # a thread that ended, or a process not ours
 
 
 # The service, as its own process.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,8 +63,22 @@ def fresh_database() -> Iterator[str]:
     try:
         yield admin.set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(conninfo, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+        _drop(conninfo, name)
+
+
+def _drop(conninfo: str, name: str) -> None:
+    """Drop database ``name``, ending its sessions. A session still starting (a killed or
+    stopping HAPI's pool was opening it) has no role yet, and PostgreSQL refuses to end it as
+    someone else's: that ends within moments, so the drop is tried again."""
+    for attempt in range(20):
+        try:
+            with psycopg.connect(conninfo, autocommit=True) as connection:
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
+            return
+        except psycopg.errors.InsufficientPrivilege:
+            if attempt == 19:
+                raise
+            time.sleep(0.5)
 
 
 def _cluster(version: str) -> tuple[str, bool] | None:

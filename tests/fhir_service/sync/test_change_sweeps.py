@@ -21,14 +21,13 @@ from sqlalchemy.orm import Session
 from fhir_service import servicedb
 from fhir_service.contract import Contract, IdentifierKind
 from fhir_service.fhir import HapiClient, SearchResult
-from fhir_service.mapping import urls
-from fhir_service.mapping.from_fhir import READ_PARAMS
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.metrics import Metrics
 from fhir_service.servicedb.tables import Delivery, SyncState
 from fhir_service.store import ContractStore
 from fhir_service.sync.changes import WATCHED_TYPES, ChangeFeed, changes_in
 from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
+from tests.fhir_service.sync.support import watched_records
 from tests.support import unique_hsa_id, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
@@ -86,15 +85,20 @@ def _unit_hook(engine: Engine, unit: str) -> str:
     return hook.id
 
 
-async def _records(hapi: HapiClient, contract_id: str) -> set[tuple[str, str, str]]:
-    """Type, id and version of each record of the contract the feed watches."""
-    params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
-    resources = (await hapi.search("CarePlan", params)).resources
-    return {
-        (r["resourceType"], r["id"], r["meta"]["versionId"])
-        for r in resources
-        if r["resourceType"] in WATCHED_TYPES
-    }
+async def _started(
+    hapi: HapiClient, engine: Engine, overlap: timedelta, enqueued: asyncio.Event | None = None
+) -> tuple[ChangeFeed, str, str]:
+    """A feed past its first start and the sweep after it, and a webhook of a new unit: the
+    feed, the webhook's id and the unit."""
+    unit = unique_hsa_id()
+    hook = _unit_hook(engine, unit)
+    registry = WebhookRegistry(engine, POLICY)
+    feed = ChangeFeed(
+        hapi, engine, ContractStore(hapi), registry, overlap=overlap, enqueued=enqueued
+    )
+    await feed.catch_up()  # the first start: the cursors begin at HAPI's "now"
+    await feed.catch_up()  # the sweep after it: its cursor is the next sweep's mark
+    return feed, hook, unit
 
 
 def _announced(engine: Engine, webhook_id: str) -> Counter[tuple[str, str, str]]:
@@ -111,26 +115,20 @@ async def test_over_several_wakes_with_writes_each_change_is_read_at_most_twice(
 ) -> None:
     engine = sqlite
     hapi = _CountingHapi(conformance_loaded)
-    unit = unique_hsa_id()
-    hook = _unit_hook(engine, unit)
     store = ContractStore(hapi)
     enqueued = asyncio.Event()
     # An overlap longer than the test takes: after the sweep at the start, every read is a wake.
-    registry = WebhookRegistry(engine, POLICY)
-    overlap = timedelta(seconds=60)
-    feed = ChangeFeed(hapi, engine, store, registry, overlap=overlap, enqueued=enqueued)
-    await feed.catch_up()  # the first start: the cursors begin at HAPI's "now"
-    await feed.catch_up()  # the sweep after it
+    feed, hook, unit = await _started(hapi, engine, timedelta(seconds=60), enqueued)
     hapi.reads.clear()
     enqueued.clear()
     records: set[tuple[str, str, str]] = set()
 
     for _ in range(4):
         contract = await store.create(_contract(unit))
-        records |= await _records(hapi, contract.id)
+        records |= await watched_records(hapi, contract.id)
         retitled = contract.model_copy(update={"title": "Ändrad"})
         changed = await store.update(retitled, contract.version or 0)
-        records |= await _records(hapi, changed.id)
+        records |= await watched_records(hapi, changed.id)
         await feed.catch_up()
     await hapi.aclose()
 
@@ -145,20 +143,16 @@ async def test_sweeps_list_the_changes_again_but_read_each_in_full_once_or_twice
 ) -> None:
     engine = sqlite
     hapi = _CountingHapi(conformance_loaded)
-    unit = unique_hsa_id()
-    hook = _unit_hook(engine, unit)
     store = ContractStore(hapi)
     # A short overlap: every read of the rounds below is a sweep.
     overlap = timedelta(seconds=0.3)
-    feed = ChangeFeed(hapi, engine, store, WebhookRegistry(engine, POLICY), overlap=overlap)
-    await feed.catch_up()  # the first start
-    await feed.catch_up()  # the sweep after it
+    feed, hook, unit = await _started(hapi, engine, overlap)
     hapi.reads.clear()
     records: set[tuple[str, str, str]] = set()
 
     for _ in range(3):
         contract = await store.create(_contract(unit))
-        records |= await _records(hapi, contract.id)
+        records |= await watched_records(hapi, contract.id)
         await asyncio.sleep(overlap.total_seconds())
         await feed.catch_up()
     await asyncio.sleep(overlap.total_seconds())
@@ -176,13 +170,9 @@ async def test_a_change_committed_after_the_cursor_passed_its_stamp_goes_out_wit
     hapi: HapiClient, sqlite: Engine
 ) -> None:
     engine = sqlite
-    unit = unique_hsa_id()
-    hook = _unit_hook(engine, unit)
     store = ContractStore(hapi)
     overlap = timedelta(seconds=1)
-    feed = ChangeFeed(hapi, engine, store, WebhookRegistry(engine, POLICY), overlap=overlap)
-    await feed.catch_up()  # the first start
-    await feed.catch_up()  # the sweep after it: its cursor is the next sweep's mark
+    feed, hook, unit = await _started(hapi, engine, overlap)
     late = await store.create(_contract(unit))
     await asyncio.sleep(overlap.total_seconds() * 1.5)
     # As if another change, stamped later, had committed first and a read had moved every
@@ -193,21 +183,16 @@ async def test_a_change_committed_after_the_cursor_passed_its_stamp_goes_out_wit
     await feed.catch_up()  # more than an overlap after the last sweep: a sweep
     await feed.catch_up()
 
-    assert _announced(engine, hook) == dict.fromkeys(await _records(hapi, late.id), 1)
+    assert _announced(engine, hook) == dict.fromkeys(await watched_records(hapi, late.id), 1)
 
 
 async def test_a_late_change_of_a_burst_goes_out_with_the_read_after_the_burst_ended(
     hapi: HapiClient, sqlite: Engine
 ) -> None:
     engine = sqlite
-    unit = unique_hsa_id()
-    hook = _unit_hook(engine, unit)
     store = ContractStore(hapi)
     # Longer than the test takes: no sweep comes because it is its turn.
-    registry = WebhookRegistry(engine, POLICY)
-    feed = ChangeFeed(hapi, engine, store, registry, overlap=timedelta(seconds=60))
-    await feed.catch_up()  # the first start
-    await feed.catch_up()  # the sweep after it
+    feed, hook, unit = await _started(hapi, engine, timedelta(seconds=60))
     burst = await store.create(_contract(unit))
     await feed.catch_up()  # a read that finds the burst's changes
     late = await store.create(_contract(unit))
@@ -219,9 +204,9 @@ async def test_a_late_change_of_a_burst_goes_out_with_the_read_after_the_burst_e
     missed = _announced(engine, hook)
     await feed.catch_up()  # so this read sweeps
 
-    late_records = await _records(hapi, late.id)
+    late_records = await watched_records(hapi, late.id)
     assert not late_records & set(missed), "the read from the cursor could not see it"
-    expected = late_records | await _records(hapi, burst.id)
+    expected = late_records | await watched_records(hapi, burst.id)
     assert _announced(engine, hook) == dict.fromkeys(expected, 1)
 
 

@@ -31,7 +31,6 @@ from fhir_service.contract import (
 )
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
-from fhir_service.mapping.from_fhir import READ_PARAMS
 from fhir_service.mapping.identifier_systems import system_for
 from fhir_service.mapping.provenance import Author
 from fhir_service.metrics import Metrics
@@ -40,6 +39,7 @@ from fhir_service.servicedb.tables import Delivery
 from fhir_service.store import Change, ContractStore
 from fhir_service.sync.changes import WATCHED_TYPES, ChangeFeed, changes_in
 from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
+from tests.fhir_service.sync.support import watched_records
 from tests.support import load_data, unique_hsa_id, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
@@ -231,18 +231,7 @@ async def test_changes_committed_while_a_round_looks_up_its_contracts_are_all_an
     events = _events(sqlite, hook.id)
     for contract in (first, *store.created):
         announced = Counter(_version_of(e) for e in _of(events, contract.id))
-        assert announced == dict.fromkeys(await _watched_records(hapi, contract.id), 1)
-
-
-async def _watched_records(hapi: HapiClient, contract_id: str) -> set[tuple[str, str, str]]:
-    """Type, id and version of each record of the contract that the feed watches."""
-    params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), *READ_PARAMS]
-    resources = (await hapi.search("CarePlan", params)).resources
-    return {
-        (r["resourceType"], r["id"], r["meta"]["versionId"])
-        for r in resources
-        if r["resourceType"] in WATCHED_TYPES
-    }
+        assert announced == dict.fromkeys(await watched_records(hapi, contract.id), 1)
 
 
 def _version_of(event: dict[str, Any]) -> tuple[str, str, str]:
