@@ -17,7 +17,8 @@ ordinary read (a wake) reads only from its cursor on, so each change is read abo
 *sweep* reads again from an ``overlap`` before where the previous sweep began, which finds every
 change committed late. A sweep runs when the feed starts, then once an ``overlap`` has passed
 since the last, and on the read after a burst of changes ended (after a read that found nothing
-new, following reads that did), so that changes of the burst that committed late do not wait
+new, following reads that did; the feed is read again within moments while that is pending:
+:attr:`ChangeFeed.settling`), so that changes of the burst that committed late do not wait
 for its turn (:meth:`ChangeFeed._read` says why nothing falls between sweeps). A sweep reads
 from the cursor as a wake does, and of the window before it lists only ids and versions, reading
 by version the few changes it finds new there: each change comes from HAPI in full once (twice
@@ -198,6 +199,13 @@ class ChangeFeed:
         self._settled: set[str] = set()
         # A round routes its changes side by side, but HAPI serves the writers too.
         self._lookups = asyncio.Semaphore(_LOOKUPS)
+
+    @property
+    def settling(self) -> bool:
+        """Whether changes were read lately and the sweep after them has not run: the feed is
+        to be read again within moments, not at its interval, so that a change of a burst that
+        committed late goes out soon after the burst ends."""
+        return bool(self._busy or self._settled)
 
     async def catch_up(self) -> int:
         """Turn every change since the cursors into events; returns how many were new."""

@@ -96,10 +96,15 @@ class Notifications:
                 await self.feed.catch_up()
             except (HapiError, SQLAlchemyError) as exc:
                 _log.warning("reading HAPI's changes failed; retrying", extra={"reason": str(exc)})
-            if await woken(self.feed_wake, self.feed_interval_seconds):
+            # After a burst the feed reads again soon: once to see it ended, once to sweep.
+            wait = self.feed_interval_seconds
+            if self.feed.settling:
+                wait = min(wait, _SETTLE_SECONDS)
+            if await woken(self.feed_wake, wait):
                 # HAPI calls once per changed resource, several per contract written: one
                 # _history read after the burst does for all of them.
                 await asyncio.sleep(_GATHER_SECONDS)
 
 
 _GATHER_SECONDS = 0.5
+_SETTLE_SECONDS = 1.0

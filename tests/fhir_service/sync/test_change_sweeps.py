@@ -193,8 +193,10 @@ async def test_a_late_change_of_a_burst_goes_out_with_the_read_after_the_burst_e
     store = ContractStore(hapi)
     # Longer than the test takes: no sweep comes because it is its turn.
     feed, hook, unit = await _started(hapi, engine, timedelta(seconds=60))
+    assert not feed.settling
     burst = await store.create(_contract(unit))
     await feed.catch_up()  # a read that finds the burst's changes
+    assert feed.settling, "the feed is to read again soon"
     late = await store.create(_contract(unit))
     await asyncio.sleep(0.01)
     # As if the cursors had passed this contract's stamp before it committed.
@@ -203,6 +205,7 @@ async def test_a_late_change_of_a_burst_goes_out_with_the_read_after_the_burst_e
     await feed.catch_up()  # finds nothing new: the burst has ended
     missed = _announced(engine, hook)
     await feed.catch_up()  # so this read sweeps
+    assert not feed.settling
 
     late_records = await watched_records(hapi, late.id)
     assert not late_records & set(missed), "the read from the cursor could not see it"

@@ -6,6 +6,7 @@ its ``_history`` catch-up after a restart) and delivers signed events to registe
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -21,11 +22,16 @@ from sqlalchemy.orm import Session
 
 from fhir_service import servicedb
 from fhir_service.contract import Contract
+from fhir_service.fhir import HapiClient
 from fhir_service.mapping import urls
 from fhir_service.mapping.to_fhir import contract_to_bundle
+from fhir_service.metrics import Metrics
 from fhir_service.servicedb.tables import SyncState
+from fhir_service.store import ContractStore
 from fhir_service.sync.changes import WATCHED_TYPES
+from fhir_service.sync.notifications import Notifications
 from fhir_service.sync.subscriptions import TAG_SUBSCRIPTION
+from fhir_service.sync.webhook_registrations import TargetPolicy
 from tests.auth import TestIssuer
 from tests.booking import far_hours
 from tests.service_process import running_service
@@ -281,3 +287,44 @@ def test_a_booking_through_the_service_reaches_the_webhook(
     update = next(e for e in _of(receiver, contract) if e["type"] == "Appointment.updated")
     assert "/_history/2" in update["resource"]["reference"]
     assert receiver.bad_signatures == []
+
+
+class _SettlingFeed:
+    """A change feed that read a burst lately: it is to be read again soon."""
+
+    settling = True
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    async def catch_up(self) -> int:
+        self.reads += 1
+        return 0
+
+
+async def test_after_a_burst_the_feed_is_read_again_within_moments_not_at_its_interval(
+    tmp_path: Path,
+) -> None:
+    engine = servicedb.make_engine(f"sqlite:///{tmp_path / 'service.db'}")
+    hapi = HapiClient("http://127.0.0.1:9/fhir", Metrics())
+    async with httpx.AsyncClient() as http:
+        notifications = Notifications(
+            hapi,
+            engine,
+            ContractStore(hapi),
+            http,
+            policy=TargetPolicy(),
+            hook_url="http://127.0.0.1:9/hooks/hapi",
+            feed_interval_seconds=3600,
+            time_types_changed=asyncio.Event(),
+        )
+        feed = _SettlingFeed()
+        notifications.feed = feed  # type: ignore[assignment]
+        loop = asyncio.create_task(notifications._feed_loop())
+        await asyncio.sleep(2.5)
+        loop.cancel()
+        await asyncio.gather(loop, return_exceptions=True)
+    await hapi.aclose()
+    engine.dispose()
+    # Not woken, and an hour between timed reads: read again because it was settling.
+    assert feed.reads >= 2
