@@ -269,7 +269,6 @@ class ChangeFeed:
             or clock - last_sweep >= self.overlap.total_seconds()
             or resource_type in self._settled
         )
-        # A feed that kept no mark yet read every window as a sweep: its cursor is one.
         # HAPI's _since is inclusive: a read from the cursor reads its own millisecond again,
         # for a change stamped in the same millisecond as the newest seen but committed after.
         # A feed that kept no mark yet swept from its cursor.
