@@ -1086,9 +1086,10 @@ def main() -> None:
         parser.error("--clients, --rounds and --contracts must be at least 1")
     if args.seconds <= 0 or args.warm_up <= 0 or args.drain_limit <= 0:
         parser.error("--seconds, --warm-up and --drain-limit must be positive")
-    with hapi_base_url(args.hapi_database) as hapi_url:
+    with ExitStack() as stack:
+        hapi_url = stack.enter_context(hapi_base_url(args.hapi_database))
         if args.split_cores:
-            print(split_cores(hapi_url))
+            print(stack.enter_context(split_cores(hapi_url)))
         fine = run(hapi_url, args)
     sys.exit(0 if fine else 1)
 

@@ -112,9 +112,11 @@ def hapi_base_url(database: HapiDatabase = "h2") -> Iterator[str]:
 # Cores: HAPI's apart from the service's, as on separate machines in production.
 
 
-def split_cores(hapi_url: str) -> str:
+@contextmanager
+def split_cores(hapi_url: str) -> Iterator[str]:
     """Give HAPI (and PostgreSQL, its database) the last core and this process, with the service
-    it starts from now on and the clients, the others; say who has which.
+    it starts from now on and the clients, the others, until the block ends; yields who has
+    which. PostgreSQL, which outlives the run, gets every core back at the end.
 
     On one machine the service and HAPI take CPU from each other, so a request through the
     service costs HAPI cycles the service spent; in production each has its own. Apart, HAPI has
@@ -133,10 +135,16 @@ def split_cores(hapi_url: str) -> str:
     for pid in hapi + database:
         _pin(pid, hapi_core)
     _pin(os.getpid(), ours)
-    return (
-        f"cores: HAPI ({len(hapi)} process) and PostgreSQL ({len(database)} processes) on "
-        f"{sorted(hapi_core)}; the service and the clients on {sorted(ours)}"
-    )
+    try:
+        yield (
+            f"cores: HAPI ({len(hapi)} process) and PostgreSQL ({len(database)} processes) on "
+            f"{sorted(hapi_core)}; the service and the clients on {sorted(ours)}"
+        )
+    finally:
+        # Its backends started meanwhile were forked pinned: every one of them, not only those.
+        for pid in _processes(lambda _, name: name == "postgres"):
+            _pin(pid, set(cores))
+        _pin(os.getpid(), set(cores))
 
 
 def _processes(chosen: Callable[[list[str], str], Any]) -> list[int]:

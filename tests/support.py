@@ -9,16 +9,19 @@ import socket
 import uuid
 from pathlib import Path
 from string import Template
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from fastapi.testclient import TestClient
 
 from fhir_service.api.fhir.types import CONTRACT_TYPES
 from fhir_service.contract import IdentifierKind
 from fhir_service.contract.identifiers import is_valid
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import READ_PARAMS
+
+if TYPE_CHECKING:
+    # Only named in signatures: the benchmarks import this module and start no TestClient.
+    from fastapi.testclient import TestClient
 
 __all__ = [
     "DATA_DIR",
