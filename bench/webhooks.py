@@ -8,8 +8,9 @@ postgres`` a fresh database of the local PostgreSQL, installed and started when 
 enqueues ``--events`` events for every one of them, a millisecond apart as the change feed makes
 them: 3,000 deliveries by default. Then the real ``DeliveryWorker``, as the service builds it
 (its defaults, the webhook client with its pinned connections), sends them to local HTTP
-receivers until none is pending. The first receiver answers each delivery only after
-``--slow-seconds``, the others at once. The receivers run in a process of their own, so their
+receivers (the tests' receiver, which checks every signature, with keep-alive) until none is
+pending. The first receiver answers each delivery only after ``--slow-seconds``, the others at
+once. The receivers run in a process of their own, so their
 work does not share the worker's interpreter.
 
 Prints deliveries per second, the time to drain the whole backlog, and for each receiver how
@@ -30,7 +31,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Literal
@@ -43,6 +43,7 @@ from fhir_service.sync.webhook_deliveries import DeliveryWorker, Outbox, enqueue
 from fhir_service.sync.webhook_registrations import Reach, TargetPolicy, WebhookRegistry
 from fhir_service.sync.webhook_targets import webhook_client
 from tests.postgres import fresh_database
+from tests.webhook_receiver import Receiver
 
 SECRET = "a-bench-secret-that-is-long-enough"
 DRAIN_TIMEOUT = 900.0
@@ -51,64 +52,31 @@ Database = Literal["sqlite", "postgres"]
 
 @dataclass(frozen=True)
 class Received:
-    """What one receiver got: distinct events, repeats, and when the last one came (epoch s)."""
+    """What one receiver got: distinct events, repeats, deliveries whose signature did not
+    verify, and when the last event came (epoch s)."""
 
     events: int
     repeats: int
+    bad_signatures: int
     last: float
 
 
-class _Receiver(ThreadingHTTPServer):
-    """Takes every delivery with 200, after ``delay`` seconds; counts them by ``webhook-id``."""
-
-    daemon_threads = True
-    request_queue_size = 256
-
-    def __init__(self, delay: float) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.delay = delay
-        self.lock = threading.Lock()
-        self.seen: set[str] = set()
-        self.repeats = 0
-        self.last = 0.0
-
-    def received(self) -> tuple[int, int, float]:
-        """The fields of its :class:`Received`; a tuple crosses processes however this runs."""
-        with self.lock:
-            return len(self.seen), self.repeats, self.last
-
-
-class _Handler(BaseHTTPRequestHandler):
-    # Keep-alive, as a receiver behind any web server answers.
-    protocol_version = "HTTP/1.1"
-    server: _Receiver
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.server.delay:
-            time.sleep(self.server.delay)
-        event_id = self.headers.get("webhook-id", "")
-        with self.server.lock:
-            if event_id in self.server.seen:
-                self.server.repeats += 1
-            self.server.seen.add(event_id)
-            self.server.last = time.time()
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        return
-
-
 def _serve(delays: list[float], pipe: Connection) -> None:
-    """The receivers' process: serve until asked, then send what each received."""
-    servers = [_Receiver(delay) for delay in delays]
+    """The receivers' process: serve until asked, then send what each received (as tuples,
+    which cross processes however this runs)."""
+    servers = [Receiver(SECRET, delay=delay, keep_alive=True) for delay in delays]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    pipe.send([server.server_address[1] for server in servers])
+    pipe.send([server.url for server in servers])
     pipe.recv()
-    pipe.send([server.received() for server in servers])
+    pipe.send([_received(server) for server in servers])
+
+
+def _received(server: Receiver) -> tuple[int, int, int, float]:
+    """The fields of its :class:`Received`."""
+    with server.lock:
+        counts = len(server.accepted), len(server.duplicates), len(server.bad_signatures)
+        return (*counts, server.last)
 
 
 @contextmanager
@@ -118,8 +86,8 @@ def _receivers(delays: list[float]) -> Iterator[tuple[list[str], Connection]]:
     process = multiprocessing.Process(target=_serve, args=(delays, theirs), daemon=True)
     process.start()
     try:
-        ports: list[int] = ours.recv()
-        yield [f"http://127.0.0.1:{port}/events" for port in ports], ours
+        urls: list[str] = ours.recv()
+        yield urls, ours
     finally:
         process.terminate()
         process.join()
@@ -189,7 +157,8 @@ def run(args: argparse.Namespace) -> None:
     for number, (delay, got) in enumerate(zip(delays, received, strict=True), start=1):
         print(
             f"  receiver {number} ({'slow' if delay else 'fast'}): {got.events} events, "
-            f"{got.repeats} sent twice, last one {got.last - began:.1f} s after the start"
+            f"{got.repeats} sent twice, {got.bad_signatures} badly signed, last one "
+            f"{got.last - began:.1f} s after the start"
         )
     fast = [got for delay, got in zip(delays, received, strict=True) if not delay]
     if fast:

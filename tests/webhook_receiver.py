@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,15 +19,23 @@ __all__ = ["Receiver", "running_receiver"]
 
 
 class Receiver(ThreadingHTTPServer):
-    """Records every delivery; answers 503 while ``down``; accepts each event id once."""
+    """Records every delivery; answers 503 while ``down``; accepts each event id once.
+
+    ``delay``: seconds it takes to answer each delivery. ``keep_alive``: HTTP/1.1 connections
+    kept open between deliveries, as a receiver behind any web server keeps them.
+    """
 
     # socketserver's default backlog is 5: twenty deliveries at once overflowed it and were
     # reset, which a real receiver behind a web server would not do.
     request_queue_size = 128
 
-    def __init__(self, secret: str) -> None:
-        super().__init__(("127.0.0.1", free_port()), _Handler)
+    def __init__(self, secret: str, *, delay: float = 0.0, keep_alive: bool = False) -> None:
+        handler = _KeepAliveHandler if keep_alive else _Handler
+        super().__init__(("127.0.0.1", free_port()), handler)
         self.secret = secret
+        self.delay = delay
+        self.last = 0.0
+        """When it last accepted an event (epoch seconds)."""
         self.down = False
         self.lock = threading.Lock()
         self.attempts: list[str] = []
@@ -57,6 +66,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.server.delay:
+            time.sleep(self.server.delay)
         event_id = self.headers.get("webhook-id", "")
         with self.server.lock:
             self.server.attempts.append(event_id)
@@ -77,6 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.server.duplicates.append(event_id)
             else:
                 self.server.accepted[event_id] = json.loads(body)
+                self.server.last = time.time()
         self._answer(200)
 
     def _answer(self, status: int) -> None:
@@ -86,6 +98,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         return
+
+
+class _KeepAliveHandler(_Handler):
+    protocol_version = "HTTP/1.1"
 
 
 @contextmanager
