@@ -113,7 +113,7 @@ class Service:
         )
         self._audit_outbox = AuditOutbox(self.engine)
         self._audit_writer = AuditWriter(self._audit_outbox, self.hapi)
-        self._audit_recorder = outbox.AuditRecorder(self.engine)
+        self._audit_recorder = outbox.AuditRecorder(self.engine, due=self.audit_wake.set)
         metrics.watch_backlogs(self._audit_outbox.pending, self.notifications.outbox.pending)
         self._patients: dict[str, Identifier | None] = {}
 
@@ -160,7 +160,9 @@ class Service:
         ]
 
     async def aclose(self) -> None:
-        """Let go of the connections to HAPI, the receivers and the database."""
+        """Keep the outcomes still waiting; let go of the connections to HAPI, the receivers
+        and the database."""
+        await self._audit_recorder.flush()
         await self._webhook_http.aclose()
         await self.hapi.aclose()
         self.engine.dispose()
@@ -219,11 +221,12 @@ class Service:
         await self._audit_recorder.keep(outbox.Opened(record, self.instance.id))
 
     async def keep_access(self, record: AccessRecord, *, opened: bool) -> None:
-        """Keep the record of a request answered: completing the one opened, or anew."""
-        await self._audit_recorder.keep(
-            outbox.Completed(record) if opened else outbox.Answered(record)
-        )
-        self.audit_wake.set()
+        """Keep the record of a request answered: anew, or completing the one opened (with
+        the next record kept, not waited for: `outbox.AuditRecorder.keep_soon`)."""
+        if opened:
+            self._audit_recorder.keep_soon(outbox.Completed(record))
+        else:
+            await self._audit_recorder.keep(outbox.Answered(record))
 
     async def readiness(self) -> dict[str, Check]:
         """Whether HAPI (serving R4, our profiles loaded) answers and the service database

@@ -157,22 +157,62 @@ class AuditRecorder:
     the requests that arrive while a commit runs share the next one: one flush to disk for
     all, and no two of them contending for SQLite's one writer (a writer that finds it taken
     sleeps in steps of milliseconds before it tries again).
+
+    An outcome (:meth:`keep_soon`) waits for the next commit, at most ``linger_seconds``: the
+    record that the request happened is kept already, and the next request's record, which
+    comes as the answer of this one leaves, takes it along. Before, it cost a commit of its
+    own, which the next request's record waited behind. ``due`` is called after each commit
+    that made records due for HAPI.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        linger_seconds: float = 0.05,
+        due: Callable[[], None] | None = None,
+    ) -> None:
         self.engine = engine
-        self._waiting: list[tuple[Keeping, asyncio.Future[None]]] = []
+        self.linger_seconds = linger_seconds
+        self._due = due
+        # A keeping with no future is an outcome nobody waits for (keep_soon).
+        self._waiting: list[tuple[Keeping, asyncio.Future[None] | None]] = []
         self._committing: asyncio.Task[None] | None = None
+        self._lingering: asyncio.TimerHandle | None = None
 
     async def keep(self, keeping: Keeping) -> None:
         """Return once ``keeping`` is stored; raise what storing it raised if it could not be."""
         stored = asyncio.get_running_loop().create_future()
         self._waiting.append((keeping, stored))
-        if self._committing is None or self._committing.done():
-            self._committing = asyncio.create_task(self._commit_waiting())
+        self._commit_soon()
         # Shielded: a request that goes away still has its record kept (a cancelled waiter
         # must not cancel the others' commit).
         await asyncio.shield(stored)
+
+    def keep_soon(self, keeping: Completed) -> None:
+        """Keep the outcome ``keeping`` with the next commit, within ``linger_seconds``, and
+        return at once. Should it not be kept (the database fails, the process dies), its
+        record goes to HAPI as it was opened, saying the outcome is unknown."""
+        self._waiting.append((keeping, None))
+        if self._lingering is None and not self._busy():
+            loop = asyncio.get_running_loop()
+            self._lingering = loop.call_later(self.linger_seconds, self._commit_soon)
+
+    async def flush(self) -> None:
+        """Keep every record waiting now, outcomes too (as the service stops)."""
+        self._commit_soon()
+        if self._committing is not None:
+            await asyncio.shield(self._committing)
+
+    def _busy(self) -> bool:
+        return self._committing is not None and not self._committing.done()
+
+    def _commit_soon(self) -> None:
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
+        if self._waiting and not self._busy():
+            self._committing = asyncio.create_task(self._commit_waiting())
 
     async def _commit_waiting(self) -> None:
         while self._waiting:
@@ -188,18 +228,35 @@ class AuditRecorder:
                 # The database's fault: each would fail alone too, and trying them one by one
                 # would keep the last waiting for every other's failure.
                 for _, stored in group:
-                    stored.set_exception(exc)
+                    _settle(stored, exc)
             else:
                 for _, stored in group:
-                    stored.set_result(None)
+                    _settle(stored, None)
+            if self._due is not None and any(not isinstance(k, Opened) for k, _ in group):
+                self._due()
 
-    async def _commit_alone(self, keeping: Keeping, stored: asyncio.Future[None]) -> None:
+    async def _commit_alone(self, keeping: Keeping, stored: asyncio.Future[None] | None) -> None:
         try:
             await asyncio.to_thread(keep, self.engine, [keeping])
         except Exception as exc:
-            stored.set_exception(exc)
+            _settle(stored, exc)
         else:
-            stored.set_result(None)
+            _settle(stored, None)
+
+
+def _settle(stored: asyncio.Future[None] | None, error: Exception | None) -> None:
+    """Tell the request waiting for its record how keeping it went; an outcome nobody waits
+    for is logged when it could not be kept."""
+    if stored is None:
+        if error is not None:
+            _log.error(
+                "audit outcome could not be kept; it goes out saying the outcome is unknown",
+                exc_info=error,
+            )
+    elif error is None:
+        stored.set_result(None)
+    else:
+        stored.set_exception(error)
 
 
 def _json(access: AccessRecord) -> str:

@@ -471,3 +471,88 @@ async def test_when_the_database_cannot_be_written_every_waiter_of_a_commit_fail
     # One try for the five: not one more each, which would keep the last waiting for them all.
     assert tries == [5]
     read_only.dispose()
+
+
+def _outcome_of(opened: AccessRecord) -> AccessRecord:
+    return replace(opened, outcome=Outcome.SUCCESS, description="read contract: 200")
+
+
+async def test_an_outcome_goes_with_the_next_record_kept_in_one_commit(engine: Engine) -> None:
+    due: list[int] = []
+    recorder = AuditRecorder(engine, linger_seconds=60, due=lambda: due.append(1))
+    first = _access(outcome=None, description="read contract: outcome unknown")
+    await recorder.keep(Opened(first, "instance-1"))
+    commits: list[int] = []
+    listen = lambda _connection: commits.append(1)  # noqa: E731
+    event.listen(engine, "commit", listen)
+    try:
+        recorder.keep_soon(Completed(_outcome_of(first)))
+        # Not kept on its own: it waits for the next record (here for a minute at most).
+        await asyncio.sleep(0.2)
+        assert commits == []
+        assert json.loads(_rows(engine)[first.id].resource)["outcomeDesc"].endswith("unknown")
+        second = _access(outcome=None, description="read contract: outcome unknown")
+        await recorder.keep(Opened(second, "instance-1"))
+    finally:
+        event.remove(engine, "commit", listen)
+
+    assert commits == [1]
+    rows = _rows(engine)
+    assert json.loads(rows[first.id].resource) == audit_event(_outcome_of(first))
+    assert rows[first.id].owner is None
+    assert rows[second.id].owner == "instance-1"
+    # The outcome made a record due: the writer is told.
+    assert due == [1]
+
+
+async def test_an_outcome_alone_is_kept_within_the_linger(engine: Engine) -> None:
+    due: list[int] = []
+    recorder = AuditRecorder(engine, linger_seconds=0.05, due=lambda: due.append(1))
+    opened = _access(outcome=None, description="read contract: outcome unknown")
+    await recorder.keep(Opened(opened, "instance-1"))
+
+    recorder.keep_soon(Completed(_outcome_of(opened)))
+
+    deadline = time.monotonic() + 10
+    while _rows(engine)[opened.id].owner is not None:
+        assert time.monotonic() < deadline, "the outcome was never kept"
+        await asyncio.sleep(0.02)
+    assert json.loads(_rows(engine)[opened.id].resource) == audit_event(_outcome_of(opened))
+    assert due == [1]
+
+
+async def test_outcomes_waiting_are_kept_when_the_recorder_is_flushed(engine: Engine) -> None:
+    recorder = AuditRecorder(engine, linger_seconds=3600)
+    opened = [_access(outcome=None, description="read contract: outcome unknown") for _ in range(3)]
+    for access in opened:
+        await recorder.keep(Opened(access, "instance-1"))
+        recorder.keep_soon(Completed(_outcome_of(access)))
+
+    await recorder.flush()
+
+    rows = _rows(engine)
+    assert [json.loads(rows[a.id].resource) for a in opened] == [
+        audit_event(_outcome_of(a)) for a in opened
+    ]
+
+
+async def test_an_outcome_that_cannot_be_kept_is_logged_and_its_record_stays_unknown(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "service.db"
+    writable = servicedb.make_engine(f"sqlite:///{path}")
+    servicedb.migrate(writable)
+    opened = _access(outcome=None, description="read contract: outcome unknown")
+    open_record(writable, opened, "instance-1")
+    writable.dispose()
+    read_only = servicedb.make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    recorder = AuditRecorder(read_only, linger_seconds=3600)
+
+    recorder.keep_soon(Completed(_outcome_of(opened)))
+    await recorder.flush()
+
+    assert "audit outcome could not be kept" in caplog.text
+    row = _rows(read_only)[opened.id]
+    assert json.loads(row.resource)["outcomeDesc"] == "read contract: outcome unknown"
+    assert row.owner == "instance-1"
+    read_only.dispose()
