@@ -34,6 +34,7 @@ from fhir_service.fhir.errors import (
 )
 from fhir_service.fhir.transport import InstrumentedTransport
 from fhir_service.metrics import Metrics
+from fhir_service.write_gate import before_write
 
 __all__ = ["FHIR_JSON", "HapiClient", "RetryPolicy", "SearchResult"]
 
@@ -265,6 +266,9 @@ class HapiClient:
     ) -> httpx.Response:
         # Only what may change HAPI has an outcome to be unsure of after a lost answer.
         writes = method != "GET" if writes is None else writes
+        if writes:
+            # A request's write waits for its audit record (fhir_service.write_gate).
+            await before_write()
         unavailable = HapiOutcomeUnknownError if writes else HapiUnavailableError
         if "json" in kwargs:
             kwargs["content"] = wire.dumps(kwargs.pop("json"))

@@ -20,6 +20,7 @@ from fhir_service.audit.witness import Witness
 from fhir_service.errors import OutcomeUnknownError, UnavailableError
 from fhir_service.fhir import HapiRequestError
 from fhir_service.servicedb.idempotency import IdempotencyStore, StoredResponse
+from fhir_service.write_gate import before_write
 
 __all__ = ["Replays", "StoredResponse"]
 
@@ -42,6 +43,7 @@ class Replays:
         first request with it got. Raises the store's refusals (the key was used with another
         request, or its request is still running)."""
         scope = f"{self.caller} {route}"
+        await before_write()
         try:
             stored = await asyncio.to_thread(self.keys.begin, scope, key, request, self.owner)
         except SQLAlchemyError as exc:

@@ -21,6 +21,7 @@ from fhir_service.sync.webhook_registrations import (
     Registration,
     WebhookRegistry,
 )
+from fhir_service.write_gate import before_write
 
 __all__ = ["CallerWebhooks"]
 
@@ -62,6 +63,7 @@ class CallerWebhooks:
             self.witness.refused(Denial.OUTSIDE_COMPARTMENT.value)
             raise AccessDeniedError(Denial.OUTSIDE_COMPARTMENT)
         reach = Reach(patient=_token(walls.patient), responsible_unit=_token(walls.organization))
+        await before_write()
         return await asyncio.to_thread(
             self.registry.register,
             url,
@@ -86,6 +88,7 @@ class CallerWebhooks:
 
     async def remove(self, webhook_id: str) -> None:
         """Remove one of the caller's webhooks, and its undelivered events with it."""
+        await before_write()
         if not await asyncio.to_thread(self.registry.remove, webhook_id, self.owner):
             raise RecordNotFoundError(f"no webhook {webhook_id!r}")
 

@@ -8,11 +8,12 @@ For each request the middleware finds the route it is for and that route's rule
    whose compartment they apply to what they read and write,
 3. records the request in the audit outbox before the answer leaves, allowed or refused. If the
    record cannot be kept, the answer is replaced by a 503: an access nobody can account for is
-   not served, and a refusal nobody can account for is not told either. A read (GET, HEAD) is
-   recorded while it runs, alongside its call to HAPI. A request that may write is recorded
-   before it runs, its outcome unknown: if that record cannot be kept the request is not run
-   (503, nothing written), and once it runs a write it made is on record whatever happens next.
-   Either's outcome is added once its answer has left.
+   not served, and a refusal nobody can account for is not told either. Every request is
+   recorded while it runs, its outcome unknown: a read alongside its call to HAPI; a request
+   that may write while it parses and checks what it was sent, and each of its writes waits
+   for the record (``fhir_service.write_gate``). If that record cannot be kept nothing is
+   written (503), and a write that was made is on record whatever happens next. The outcome is
+   added once the answer has left.
 
 A route with no rule is refused (403) and logged as a bug: deny by default.
 """
@@ -51,6 +52,7 @@ from fhir_service.security import (
     decide,
 )
 from fhir_service.service import Service
+from fhir_service.write_gate import gated
 
 __all__ = ["ACCESS_STATE", "SecurityMiddleware"]
 
@@ -58,8 +60,7 @@ _log = logging.getLogger(__name__)
 
 ACCESS_STATE = "access"
 _REALM = 'Bearer realm="patient-contracts"'
-# Requests that cannot write: recorded while they run. Every other method is recorded before it
-# runs.
+# Requests that cannot write; every other method's writes wait for its record.
 _READS = frozenset({"GET", "HEAD"})
 
 
@@ -109,32 +110,28 @@ class SecurityMiddleware:
             kept = await self._keep(fastapi, trail, refusal.response.status_code)
             await (refusal.response if kept else _unaccountable())(scope, receive, send)
             return
-        opening = None
-        if scope["method"] in _READS:
-            # A read is recorded while HAPI answers it, not after: its answer leaves once the
-            # record is kept, and its outcome is added once the answer has left (a record whose
-            # outcome never comes, the process gone, goes to HAPI saying it is unknown).
-            opening = asyncio.create_task(self._open(fastapi, trail))
-        elif not await self._open(fastapi, trail):
-            await _not_run()(scope, receive, send)
-            return
+        # Recorded while it runs, not before or after: its answer leaves once the record is
+        # kept, its writes wait for it, and its outcome is added once the answer has left (a
+        # record whose outcome never comes, the process gone, goes to HAPI saying it is unknown).
+        opening = asyncio.create_task(self._open(fastapi, trail))
         answered = _AuditedSend(
             lambda status: self._keep(fastapi, trail, status, opened=True),
             scope,
             receive,
             send,
             opening=opening,
+            instead=_unaccountable if scope["method"] in _READS else _not_run,
         )
         try:
-            await self.app(scope, receive, answered)
+            with gated(opening):
+                await self.app(scope, receive, answered)
         except Exception:
             # A bug: the outer middleware answers 500; the trail still says it happened.
             if not answered.started:
-                opened = opening is None or await opening
-                await self._keep(fastapi, trail, 500, opened=opened)
+                await self._keep(fastapi, trail, 500, opened=await opening)
             raise
         finally:
-            if opening is not None and not opening.done():
+            if not opening.done():
                 # Never answered (the client went away): the record is kept all the same.
                 await asyncio.shield(opening)
             # An answer cut off while it went out (the client went away) still has an outcome.
@@ -247,11 +244,11 @@ def _related_person(fhir_user: str | None) -> str | None:
 class _AuditedSend:
     """Passes the answer on only once its audit record is kept.
 
-    A write's record was opened before it ran. A read's record is being opened while it runs
-    (``opening``): its answer waits for that, and is a 503 instead if it could not be kept.
-    Either's outcome is kept once the answer has left: the record that the access happened is
-    already kept, and should the outcome not be (the process gone), the record goes to HAPI
-    saying the outcome is unknown, which for a write says that it may have happened.
+    The record is opened while the request runs (``opening``): its answer waits for that, and
+    is the 503 ``instead`` if it could not be kept. The outcome is kept once the answer has
+    left: the record that the access happened is already kept, and should the outcome not be
+    (the process gone), the record goes to HAPI saying the outcome is unknown, which for a
+    write says that it may have happened.
     """
 
     def __init__(
@@ -261,13 +258,15 @@ class _AuditedSend:
         receive: Receive,
         send: Send,
         *,
-        opening: asyncio.Task[bool] | None,
+        opening: asyncio.Task[bool],
+        instead: Callable[[], Response],
     ) -> None:
         self.keep = keep
         self.scope = scope
         self.receive = receive
         self.send = send
         self.opening = opening
+        self.instead = instead
         self.started = False
         self.failed = False
         self.kept = False
@@ -277,9 +276,9 @@ class _AuditedSend:
         if message["type"] == "http.response.start":
             self.started = True
             self.status = message["status"]
-            if self.opening is not None and not await self.opening:
+            if not await self.opening:
                 self.failed = True
-                await _unaccountable()(self.scope, self.receive, self.send)
+                await self.instead()(self.scope, self.receive, self.send)
                 return
         elif self.failed:
             return

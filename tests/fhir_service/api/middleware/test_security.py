@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -412,3 +413,63 @@ def test_the_answer_leaves_before_its_outcome_is_kept_and_the_outcome_is_kept_af
     [record] = kept
     assert record.outcome is Outcome.SUCCESS
     assert ("201" if method == "POST" else "200") in record.description
+
+
+def _watched_write(service: TestClient, *, kept: bool) -> tuple[list[str], Any]:
+    """Create a contract while the audit record takes 300 ms to open (and with ``kept`` False,
+    then fails); what happened, in order, and the answer."""
+    app_service = service.app.state.service  # type: ignore[attr-defined]
+    happened: list[str] = []
+    http = app_service.hapi._http  # what goes on the wire to HAPI
+    open_access, contracts, request = app_service.open_access, app_service.contracts, http.request
+
+    async def slow_open(record: Any) -> None:
+        await asyncio.sleep(0.3)
+        if not kept:
+            happened.append("record failed")
+            raise OSError("the service DB cannot be written")
+        await open_access(record)
+        happened.append("record kept")
+
+    def watched_contracts(*args: Any) -> Any:
+        happened.append("route runs")
+        return contracts(*args)
+
+    async def watched_request(method: str, url: str, **kwargs: Any) -> Any:
+        if method != "GET":
+            happened.append(f"HAPI {method}")
+        return await request(method, url, **kwargs)
+
+    app_service.open_access = slow_open
+    app_service.contracts = watched_contracts
+    http.request = watched_request
+    try:
+        answer = service.post("/contracts", json=_contract())
+    finally:
+        del app_service.open_access, app_service.contracts, http.request
+    return happened, answer
+
+
+def test_a_write_runs_while_its_record_is_opened_and_writes_only_once_it_is_kept(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    service.headers.update(issuer.headers("ehr", organization=UNIT))
+
+    happened, answer = _watched_write(service, kept=True)
+
+    assert answer.status_code == 201, answer.text
+    # The body was read and checked, and the route ran, while the record was being opened;
+    # HAPI was written to only after.
+    assert happened == ["route runs", "record kept", "HAPI POST"]
+
+
+def test_a_write_whose_record_cannot_be_kept_writes_nothing(
+    service: TestClient, issuer: TestIssuer
+) -> None:
+    service.headers.update(issuer.headers("ehr", organization=UNIT))
+
+    happened, answer = _watched_write(service, kept=False)
+
+    assert happened == ["route runs", "record failed"]
+    assert answer.status_code == 503
+    assert "nothing was written" in answer.json()["detail"]
