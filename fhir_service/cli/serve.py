@@ -4,6 +4,7 @@ HAPI URL is configured (and stopped with it)."""
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -42,6 +43,11 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         if embedded is not None:
             embedded.stop()
         return 2
+    # What is built by now lives as long as the process. Frozen, it is left out of the cyclic
+    # garbage collector's full passes, which otherwise scan all of it (some 140,000 objects)
+    # every few hundred requests while every request waits: 60-140 ms each, measured.
+    gc.collect()
+    gc.freeze()
     try:
         config = uvicorn.Config(app, host=args.host, port=args.port, log_config=None)
         uvicorn.Server(config).run()
