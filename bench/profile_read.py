@@ -40,9 +40,9 @@ from fhir_service.booking import seed_definitions
 from fhir_service.settings import Settings
 
 CONTRACTS = 8
+"""How many contracts are read in turn: the four examples, twice each."""
 CALLER = "bench-profile-read"
 """The subject and client id of the tokens."""
-"""How many contracts are read in turn: the four examples, twice each."""
 
 
 def _package(filename: str) -> str:
