@@ -16,7 +16,12 @@ from contextvars import ContextVar
 
 from fhir_service.errors import UnavailableError
 
-__all__ = ["NotRecordedError", "before_write", "gated"]
+__all__ = ["NOT_RECORDED", "NotRecordedError", "before_write", "gated"]
+
+NOT_RECORDED = (
+    "The access could not be recorded in the audit trail, so it was not made; nothing was written."
+)
+"""What a request whose record could not be kept is told, whichever layer stopped it."""
 
 _opening: ContextVar[asyncio.Future[bool] | None] = ContextVar("audit_opening", default=None)
 
@@ -25,10 +30,7 @@ class NotRecordedError(UnavailableError):
     """The request's audit record could not be kept, so it wrote nothing."""
 
     def __init__(self) -> None:
-        super().__init__(
-            "The access could not be recorded in the audit trail, so it was not made; "
-            "nothing was written. Retry after the pause."
-        )
+        super().__init__(f"{NOT_RECORDED} Retry after the pause.")
 
 
 @contextmanager

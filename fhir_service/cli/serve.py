@@ -45,7 +45,7 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     # What is built by now lives as long as the process. Frozen, it is left out of the cyclic
     # garbage collector's full passes, which otherwise scan all of it (some 140,000 objects)
-    # every few hundred requests while every request waits: 60-140 ms each, measured.
+    # every few hundred requests while every request waits: 80-140 ms each, measured.
     gc.collect()
     gc.freeze()
     try:

@@ -52,7 +52,7 @@ from fhir_service.security import (
     decide,
 )
 from fhir_service.service import Service
-from fhir_service.write_gate import gated
+from fhir_service.write_gate import NOT_RECORDED, gated
 
 __all__ = ["ACCESS_STATE", "SecurityMiddleware"]
 
@@ -341,10 +341,7 @@ def _unaccountable() -> Response:
 
 
 def _not_run() -> Response:
-    return _unavailable(
-        "The access could not be recorded in the audit trail, so it was not made; "
-        "nothing was written."
-    )
+    return _unavailable(NOT_RECORDED)
 
 
 def _unavailable(detail: str) -> Response:
