@@ -331,12 +331,13 @@ class BookingService(Slots):
         # by a conditional create HAPI would search for.
         bundle = resolved(bundle, (e["resource"] for e in stored.bundle.get("entry", [])))
         try:
-            await self.hapi.transaction(bundle)
+            answer = await self.hapi.transaction(bundle)
         except ConflictError as exc:
             raise SlotTakenError(
                 "the slot or the agreed time changed meanwhile; nothing was written: "
                 "find free slots again"
             ) from exc
+        self.store.own_writes.wrote(changed, answer)
         return Booked(changed, time)
 
 

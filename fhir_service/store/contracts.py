@@ -31,11 +31,12 @@ from fhir_service.contract import (
     lifecycle,
 )
 from fhir_service.contract.bookings import changed_bookings
-from fhir_service.fhir import ConflictError
+from fhir_service.fhir import ConflictError, HapiClient
 from fhir_service.mapping import urls
 from fhir_service.mapping.provenance import Author, change_entry, signature_entry
 from fhir_service.mapping.sent import carried_over, is_record
 from fhir_service.mapping.stored import resolved
+from fhir_service.mapping.tables import Language
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.security.access import AccessDeniedError, Denial
 from fhir_service.store.errors import (
@@ -45,6 +46,7 @@ from fhir_service.store.errors import (
     ContractNotFoundError,
     StaleVersionError,
 )
+from fhir_service.store.own_writes import OwnWrites
 from fhir_service.store.reads import Change, ContractReads, StoredContract, version_of
 
 __all__ = ["STEPS", "ContractStore"]
@@ -72,6 +74,12 @@ _ACTIVITIES = {
 
 class ContractStore(ContractReads):
     """Create, read, search, change and move contracts through their lifecycle, in HAPI."""
+
+    def __init__(self, hapi: HapiClient, language: Language = "sv") -> None:
+        super().__init__(hapi, language)
+        self.own_writes = OwnWrites()
+        """The record versions written through this store (and its bookings), with their
+        contracts: the change feed routes those changes without reading the contract back."""
 
     async def create(self, contract: Contract, *, author: Author | None = None) -> Contract:
         """Store a new contract; :class:`ContractExistsError` if its id is taken.
@@ -106,6 +114,7 @@ class ContractStore(ContractReads):
         status, version = _careplan_outcome(response)
         if not status.startswith("201"):
             raise ContractExistsError(contract.id, version)
+        self.own_writes.wrote(contract, response)
         return _written(contract, version)
 
     async def update(
@@ -386,6 +395,7 @@ class ContractStore(ContractReads):
                 # Still at the version read: the race was over a record shared with another
                 # contract (see create); nothing was written, so the same write goes again.
         _, version = _careplan_outcome(response)
+        self.own_writes.wrote(new, response)
         return _written(new, version)
 
 

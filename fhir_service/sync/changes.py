@@ -26,11 +26,15 @@ when it was the newest a read saw: a read from the cursor reads its millisecond 
 ``seen_changes`` table keeps a change read by a wake and a sweep, or by several instances, from
 making an event twice.
 
-An event names the resource version that changed and its contract, not the patient: receivers
-read what they need with their own access rights. A change that leaves its contract unreadable (a
-record edited in HAPI so that the mapping cannot read it back) is announced all the same, to the
-webhooks its stored records route it to, marked ``"readable": false``, and logged: the contract
-needs mending, and the units that hold it are the ones to hear of it.
+An event names the resource version that changed and its contract, not the patient: receivers read
+what they need with their own access rights. Who a change concerns (the contract's patient and care
+units) is read from the contract's records as stored, once a round per contract; a change this
+instance wrote itself is routed by the contract as that write left it, kept since the write
+(``store.own_writes``), with no read. The two differ only for a change some other write overtook,
+which then goes to those the contract concerned when it was made. A change that leaves its contract
+unreadable (a record edited in HAPI so that the mapping cannot read it back) is announced all the
+same, to the webhooks its stored records route it to, marked ``"readable": false``, and logged: the
+contract needs mending, and the units that hold it are the ones to hear of it.
 """
 
 from __future__ import annotations
@@ -388,6 +392,10 @@ class ChangeFeed:
         return events
 
     async def _routing(self, change: Change, routes: Routes) -> Routing:
+        written = self.store.own_writes.contract_of(change.key)
+        if written is not None:
+            # Written through this instance: routed by the contract as that write left it.
+            return _routing_of(written)
         resource = change.resource
         if resource is None and change.version.isdigit() and int(change.version) > 1:
             # A deletion: the version before it says what was deleted.

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_service.contract import Contract
+from fhir_service.contract import AgreedTimeStatus, Contract
 from fhir_service.mapping import urls
 from tests.auth import TestIssuer
 from tests.booking import UNIT, contract_with_times, far_hours, publish
@@ -623,3 +623,29 @@ def test_a_platform_holds_a_time_books_it_and_lets_another_go_through_the_json_r
     assert released.status_code == 200, released.text
     assert (released.json()["status"], released.json().get("slot")) == ("proposed", None)
     assert [_slot(service, clinic, s)["status"] for s in (first, second)] == ["busy", "free"]
+
+
+def test_a_booking_is_kept_as_this_instances_own_write_for_the_change_feed(
+    service: TestClient, clinic: dict[str, str], platform: dict[str, str]
+) -> None:
+    slot = publish(service, clinic, [next(far_hours())])[0]
+    contract = contract_with_times(service, clinic)
+
+    booked = _book(service, platform, contract.id, "nurse-0", slot)
+
+    assert booked.status_code == 200, booked.text
+    app_service = service.app.state.service  # type: ignore[attr-defined]
+    appointment = service.portal.call(  # type: ignore[union-attr]
+        app_service.hapi.search,
+        "Appointment",
+        [("identifier", f"{urls.ID_AGREED_TIME}|{contract.id}/nurse-0")],
+    ).matches()[0]
+    assert appointment["status"] == "booked"
+    key = ("Appointment", appointment["id"], appointment["meta"]["versionId"])
+    # The change feed routes the booking by this contract, without reading it back.
+    written = app_service.store.own_writes.contract_of(key)
+    assert written is not None
+    assert written.id == contract.id
+    time = next(t for t in written.agreed_times if t.key == "nurse-0")
+    assert time.status is AgreedTimeStatus.BOOKED
+    assert time.slot == slot

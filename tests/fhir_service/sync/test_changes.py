@@ -223,7 +223,8 @@ async def test_changes_committed_while_a_round_looks_up_its_contracts_are_all_an
     store = _RacingStore(hapi, unit, pause=overlap.total_seconds() * 3)
     feed = ChangeFeed(hapi, sqlite, store, registry, overlap=overlap)
     await feed.catch_up()
-    first = await store.create(_contract(unique_personnummer(), unit))
+    # Written by another instance, so that the feed looks it up (its own writes it need not).
+    first = await ContractStore(hapi).create(_contract(unique_personnummer(), unit))
 
     await feed.catch_up()
     await feed.catch_up()
@@ -422,3 +423,75 @@ async def test_a_patients_progress_report_reaches_the_units_webhook(
     walk = next(a for a in read.activities if a.key == "walk")
     assert walk.status is ActivityStatus.COMPLETED
     assert walk.progress == report
+
+
+class _CountingStore(ContractStore):
+    """A store that notes each contract the feed reads back to route its changes."""
+
+    def __init__(self, hapi: HapiClient) -> None:
+        super().__init__(hapi)
+        self.read_back: list[str] = []
+
+    async def stored_records(self, contract_id: str) -> dict[str, Any]:
+        self.read_back.append(contract_id)
+        return await super().stored_records(contract_id)
+
+
+def _unit_token(unit: str) -> str:
+    return f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
+
+
+async def test_own_writes_are_routed_as_each_write_left_the_contract_without_reading_it_back(
+    hapi: HapiClient, sqlite: Engine
+) -> None:
+    registry = WebhookRegistry(sqlite, POLICY)
+    store = _CountingStore(hapi)
+    feed = ChangeFeed(hapi, sqlite, store, registry)
+    await feed.catch_up()
+    patient, before, after = unique_personnummer(), unique_hsa_id(), unique_hsa_id()
+    hooks = {
+        unit: registry.register(
+            f"https://ehr.example/{unit}", SECRET, **EHR, care_unit=_unit_token(unit)
+        )
+        for unit in (before, after)
+    }
+    everything = registry.register("https://ehr.example/all", SECRET, **EHR)
+    created = await store.create(_contract(patient, before))
+    moved = _contract(patient, after).model_copy(update={"id": created.id})
+    updated = await store.update(moved, created.version or 0)
+
+    await feed.catch_up()
+
+    assert created.id not in store.read_back
+
+    def careplans(hook_id: str) -> list[tuple[str, str]]:
+        return [
+            (e["type"], e["resource"]["versionId"])
+            for e in _of(_events(sqlite, hook_id), created.id)
+            if e["resource"]["resourceType"] == "CarePlan"
+        ]
+
+    # Each version went to the unit responsible when it was written, not when it was read.
+    assert careplans(hooks[before].id) == [("CarePlan.created", str(created.version))]
+    assert careplans(hooks[after].id) == [("CarePlan.updated", str(updated.version))]
+    announced = Counter(_version_of(e) for e in _of(_events(sqlite, everything.id), created.id))
+    assert set(announced.values()) == {1}
+    assert await watched_records(hapi, created.id) <= set(announced)
+
+
+async def test_changes_written_by_another_instance_are_routed_by_reading_the_contract(
+    hapi: HapiClient, sqlite: Engine
+) -> None:
+    registry = WebhookRegistry(sqlite, POLICY)
+    store = _CountingStore(hapi)
+    feed = ChangeFeed(hapi, sqlite, store, registry)
+    await feed.catch_up()
+    unit = unique_hsa_id()
+    hook = registry.register("https://ehr.example/u", SECRET, **EHR, care_unit=_unit_token(unit))
+    created = await ContractStore(hapi).create(_contract(unique_personnummer(), unit))
+
+    await feed.catch_up()
+
+    assert store.read_back.count(created.id) == 1, "read once for all its records' changes"
+    announced = Counter(_version_of(e) for e in _of(_events(sqlite, hook.id), created.id))
+    assert announced == dict.fromkeys(await watched_records(hapi, created.id), 1)
