@@ -556,3 +556,26 @@ async def test_an_outcome_that_cannot_be_kept_is_logged_and_its_record_stays_unk
     assert json.loads(row.resource)["outcomeDesc"] == "read contract: outcome unknown"
     assert row.owner == "instance-1"
     read_only.dispose()
+
+
+async def test_a_round_of_events_reaches_hapi_in_one_transaction(
+    engine: Engine, hapi: HapiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _recorded(engine, 20)
+    sent: list[str] = []
+    transaction = hapi.transaction
+
+    async def noted(bundle: dict[str, Any], **options: Any) -> dict[str, Any]:
+        sent.append(bundle["type"])
+        return await transaction(bundle, **options)
+
+    monkeypatch.setattr(hapi, "transaction", noted)
+    writer = AuditWriter(AuditOutbox(engine), hapi)
+
+    assert await writer.run_once() == 20
+
+    assert sent == ["transaction"]
+    found = await _found(hapi, ids)
+    assert sorted(e["id"] for e in found) == sorted(ids)
+    # HAPI stamps a transaction's records with the moment it began: one commit for all.
+    assert len({e["meta"]["lastUpdated"] for e in found}) == 1
