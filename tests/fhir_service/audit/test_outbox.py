@@ -579,3 +579,31 @@ async def test_a_round_of_events_reaches_hapi_in_one_transaction(
     assert sorted(e["id"] for e in found) == sorted(ids)
     # HAPI stamps a transaction's records with the moment it began: one commit for all.
     assert len({e["meta"]["lastUpdated"] for e in found}) == 1
+
+
+async def test_a_backlog_goes_to_hapi_in_bundles_side_by_side(
+    engine: Engine, hapi: HapiClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = _recorded(engine, 25)
+    sizes: list[int] = []
+    running = [0, 0]  # now, most at once
+    transaction = hapi.transaction
+
+    async def noted(bundle: dict[str, Any], **options: Any) -> dict[str, Any]:
+        sizes.append(len(bundle["entry"]))
+        running[0] += 1
+        running[1] = max(running)
+        try:
+            return await transaction(bundle, **options)
+        finally:
+            running[0] -= 1
+
+    monkeypatch.setattr(hapi, "transaction", noted)
+    writer = AuditWriter(AuditOutbox(engine), hapi, batch=10, lanes=3)
+
+    assert await writer.run_once() == 25
+
+    assert sorted(sizes) == [5, 10, 10]
+    assert running[1] == 3
+    assert sorted(e["id"] for e in await _found(hapi, ids)) == sorted(ids)
+    assert await asyncio.to_thread(writer.outbox.pending) == 0
