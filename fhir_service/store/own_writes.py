@@ -2,10 +2,10 @@
 
 The change feed tells webhooks of a change by the contract it belongs to, and learns who that
 contract concerns by reading the contract from HAPI. For a change the service made itself, the
-contract was in hand when HAPI answered the write: kept here by the versions HAPI gave its
-records, it spares the feed that read (a third of the requests the service added to HAPI's under
-load). Only the newest writes are kept, and only in this process; a change not found here (made
-by another writer, another instance, or long ago) is routed by reading, as before.
+contract was in hand when HAPI answered the write: kept here by the versions HAPI gave its records,
+it spares the feed that read (under load, most of the requests the service sent HAPI beyond its
+clients' own). Only the newest writes are kept, and only in this process; a change not found here
+(made by another writer, another instance, or long ago) is routed by reading, as before.
 """
 
 from __future__ import annotations
