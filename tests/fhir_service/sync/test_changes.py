@@ -437,6 +437,17 @@ class _CountingStore(ContractStore):
         return await super().stored_records(contract_id)
 
 
+async def _counting_feed(
+    hapi: HapiClient, sqlite: Engine
+) -> tuple[WebhookRegistry, _CountingStore, ChangeFeed]:
+    """A started feed (its cursors at HAPI's now) routing through a counting store."""
+    registry = WebhookRegistry(sqlite, POLICY)
+    store = _CountingStore(hapi)
+    feed = ChangeFeed(hapi, sqlite, store, registry)
+    await feed.catch_up()
+    return registry, store, feed
+
+
 def _unit_token(unit: str) -> str:
     return f"{system_for(IdentifierKind.HSA_ID)}|{unit}"
 
@@ -444,10 +455,7 @@ def _unit_token(unit: str) -> str:
 async def test_own_writes_are_routed_as_each_write_left_the_contract_without_reading_it_back(
     hapi: HapiClient, sqlite: Engine
 ) -> None:
-    registry = WebhookRegistry(sqlite, POLICY)
-    store = _CountingStore(hapi)
-    feed = ChangeFeed(hapi, sqlite, store, registry)
-    await feed.catch_up()
+    registry, store, feed = await _counting_feed(hapi, sqlite)
     patient, before, after = unique_personnummer(), unique_hsa_id(), unique_hsa_id()
     hooks = {
         unit: registry.register(
@@ -482,10 +490,7 @@ async def test_own_writes_are_routed_as_each_write_left_the_contract_without_rea
 async def test_changes_written_by_another_instance_are_routed_by_reading_the_contract(
     hapi: HapiClient, sqlite: Engine
 ) -> None:
-    registry = WebhookRegistry(sqlite, POLICY)
-    store = _CountingStore(hapi)
-    feed = ChangeFeed(hapi, sqlite, store, registry)
-    await feed.catch_up()
+    registry, store, feed = await _counting_feed(hapi, sqlite)
     unit = unique_hsa_id()
     hook = registry.register("https://ehr.example/u", SECRET, **EHR, care_unit=_unit_token(unit))
     created = await ContractStore(hapi).create(_contract(unique_personnummer(), unit))
