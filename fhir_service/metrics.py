@@ -13,6 +13,9 @@ __all__ = ["Metrics"]
 _log = logging.getLogger(__name__)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The feed gathers a wake's changes for half a second, reads on a timer when no wake comes, and
+# sweeps late commits an overlap (30 s) later.
+_LAG_BUCKETS = (0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 
 
 class Metrics:
@@ -53,6 +56,13 @@ class Metrics:
         self.audit_pending = Gauge(
             "fhir_service_audit_records_pending",
             "Audit records kept in the service DB and not yet written to HAPI.",
+            registry=self.registry,
+        )
+        self.change_feed_lag = Histogram(
+            "fhir_service_change_feed_lag_seconds",
+            "Time from HAPI's stamp of a watched change to its webhook event being enqueued, "
+            "by the service's clock: how far the change feed lags behind HAPI.",
+            buckets=_LAG_BUCKETS,
             registry=self.registry,
         )
         self.deliveries_pending = Gauge(

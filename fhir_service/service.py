@@ -110,6 +110,7 @@ class Service:
             hook_url=settings.resolved_hapi_hook_url,
             feed_interval_seconds=settings.change_feed_interval_seconds,
             time_types_changed=self.time_types.changed,
+            metrics=metrics,
         )
         self._audit_outbox = AuditOutbox(self.engine)
         self._audit_writer = AuditWriter(self._audit_outbox, self.hapi)

@@ -55,6 +55,7 @@ from fhir_service.fhir import GoneError, HapiClient, NotFoundError, SearchResult
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
 from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.mapping.ownership import contract_of
+from fhir_service.metrics import Metrics
 from fhir_service.servicedb.tables import Delivery, SeenChange, SyncState
 from fhir_service.store import ContractNotFoundError, ContractStore
 from fhir_service.sync.webhook_deliveries import delivery_rows
@@ -183,6 +184,7 @@ class ChangeFeed:
         page_size: int = 200,
         max_pages: int = 1000,
         enqueued: asyncio.Event | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.hapi = hapi
         self.engine = engine
@@ -195,6 +197,8 @@ class ChangeFeed:
         self.max_pages = max_pages
         self.enqueued = enqueued
         """Set whenever deliveries were enqueued, so that the delivery worker starts at once."""
+        self.metrics = metrics
+        """Where the lag of each event made is observed, when given."""
         # The loop's clock when each type was last swept by this instance.
         self._swept: dict[str, float] = {}
         # Types whose reads found changes since their last sweep, and of those, the ones whose
@@ -228,6 +232,13 @@ class ChangeFeed:
         made = await asyncio.to_thread(self._commit, events) if events else set()
         if self.enqueued is not None and any(e.webhook_ids for e in events if e.event_id in made):
             self.enqueued.set()
+        if self.metrics is not None:
+            now = datetime.now(UTC)
+            for event in events:
+                stamped = event.change.last_updated
+                if event.event_id in made and stamped is not None:
+                    lag = max(0.0, (now - stamped).total_seconds())
+                    self.metrics.change_feed_lag.observe(lag)
         for read in done:
             await self._moved(read, made)
         for failed in reads:

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from fhir_service.fhir import HapiClient, HapiError
+from fhir_service.metrics import Metrics
 from fhir_service.store import ContractStore
 from fhir_service.sync.changes import ChangeFeed
 from fhir_service.sync.startup import keep_trying
@@ -43,6 +44,7 @@ class Notifications:
         hook_url: str,
         feed_interval_seconds: float,
         time_types_changed: asyncio.Event,
+        metrics: Metrics | None = None,
     ) -> None:
         self.hapi = hapi
         self.engine = engine
@@ -50,7 +52,9 @@ class Notifications:
         self.outbox = Outbox(engine)
         self.delivery_wake = asyncio.Event()
         """Set when deliveries are enqueued: the worker sends them at once."""
-        self.feed = ChangeFeed(hapi, engine, store, self.registry, enqueued=self.delivery_wake)
+        self.feed = ChangeFeed(
+            hapi, engine, store, self.registry, enqueued=self.delivery_wake, metrics=metrics
+        )
         self.worker = DeliveryWorker(self.outbox, http)
         self.hook_url = hook_url
         self.feed_interval_seconds = feed_interval_seconds

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
@@ -201,3 +202,40 @@ def test_unknown_route_is_a_problem_json_404(service: TestClient) -> None:
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["title"] == "Not Found"
+
+
+def test_metrics_show_how_far_the_change_feed_lags_behind_hapi(
+    hapi_base_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        hapi_url=hapi_base_url,
+        database_url=f"sqlite:///{tmp_path / 'service.db'}",
+        auth_local_issuer=True,
+        data_dir=tmp_path,
+        change_feed_interval_seconds=0.5,
+    )
+    careplan = {
+        "resourceType": "CarePlan",
+        "status": "active",
+        "intent": "plan",
+        "subject": {"identifier": {"system": "urn:example:patients", "value": "1"}},
+    }
+    measured = 0.0
+    with (
+        TestClient(create_app(settings), raise_server_exceptions=False) as service,
+        httpx.Client(base_url=hapi_base_url, timeout=60) as other_system,
+    ):
+        assert _ready_within(service, seconds=60).status_code == 200
+        deadline = time.monotonic() + 60
+        # Changes are written until one reaches the feed: it reads from where it first started.
+        while not measured and time.monotonic() < deadline:
+            assert other_system.post("/CarePlan", json=careplan).status_code == 201
+            time.sleep(1.0)
+            text = service.get("/metrics").text
+            measured = sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("fhir_service_change_feed_lag_seconds_count")
+            )
+
+    assert measured >= 1

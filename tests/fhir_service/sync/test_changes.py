@@ -500,3 +500,26 @@ async def test_changes_written_by_another_instance_are_routed_by_reading_the_con
     assert store.read_back.count(created.id) == 1, "read once for all its records' changes"
     announced = Counter(_version_of(e) for e in _of(_events(sqlite, hook.id), created.id))
     assert announced == dict.fromkeys(await watched_records(hapi, created.id), 1)
+
+
+async def test_how_far_the_feed_lags_behind_hapi_is_measured_for_each_event_made(
+    hapi: HapiClient, sqlite: Engine, metrics: Metrics
+) -> None:
+    feed = ChangeFeed(
+        hapi, sqlite, ContractStore(hapi), WebhookRegistry(sqlite, POLICY), metrics=metrics
+    )
+    await feed.catch_up()
+    await ContractStore(hapi).create(_contract(unique_personnummer(), unique_hsa_id()))
+    await asyncio.sleep(1.0)
+
+    made = await feed.catch_up()
+
+    def sample(suffix: str) -> float:
+        name = f"fhir_service_change_feed_lag_seconds_{suffix}"
+        return metrics.registry.get_sample_value(name) or 0.0
+
+    # Deletions, which HAPI lists without a stamp, are the only events not measured.
+    assert 3 <= sample("count") <= made
+    # The contract's records waited at least the second slept; none waited a minute.
+    assert sample("sum") >= 3 * 1.0
+    assert sample("sum") / sample("count") < 60
