@@ -414,34 +414,23 @@ class AuditWriter:
                     break
                 await asyncio.sleep(min(quiet_seconds, left))
 
-    async def _write(self, claims: list[AuditClaim]) -> None:
-        try:
-            # One commit in HAPI for all of them: measured on one core, 3.4 ms of HAPI's CPU an
-            # event against 5.9 as a batch, whose every entry HAPI commits on its own. Every
-            # entry is a PUT by id, so it is safe to repeat: HAPI's client may retry.
-            answer = await self.hapi.transaction(_bundle(claims, "transaction"), idempotent=True)
-        except HapiRequestError as exc:
-            if exc.status < 500:
-                # HAPI stored none of them for one it refuses: as a batch, only that one is.
-                await self._write_batch(claims)
-            else:
-                await self._failed([c.id for c in claims], exc)
-            return
-        except HapiUnavailableError as exc:
-            await self._failed([c.id for c in claims], exc)
-            return
-        await self._answered(claims, answer)
-
-    async def _write_batch(self, claims: list[AuditClaim]) -> None:
+    async def _write(self, claims: list[AuditClaim], kind: str = "transaction") -> None:
+        """Send ``claims`` as one Bundle of ``kind``. A transaction is one commit in HAPI:
+        measured on one core, 3.4 ms of HAPI's CPU an event against 5.9 in a batch, whose every
+        entry HAPI commits on its own."""
         ids = [c.id for c in claims]
         try:
-            answer = await self.hapi.transaction(_bundle(claims, "batch"), idempotent=True)
+            # Every entry is a PUT by id, so the Bundle is safe to repeat: HAPI's client may retry.
+            answer = await self.hapi.transaction(_bundle(claims, kind), idempotent=True)
         except HapiRequestError as exc:
-            if exc.status < 500 and len(claims) > 1:
+            if exc.status < 500 and kind == "transaction":
+                # HAPI stored none of them for one it refuses: as a batch, only that one is.
+                await self._write(claims, "batch")
+            elif exc.status < 500 and len(claims) > 1:
                 # HAPI refuses a whole batch when one event in it cannot be parsed; sent alone,
                 # only that one is refused and the others do not wait on it for ever.
                 for claim in claims:
-                    await self._write_batch([claim])
+                    await self._write([claim], "batch")
             else:
                 await self._failed(ids, exc)
             return
