@@ -1,6 +1,7 @@
 """The client the service uses to talk to HAPI FHIR.
 
-One instance per app, made in the lifespan and injected: it owns a pooled ``httpx.AsyncClient``.
+One instance per app, made in the lifespan and injected: it owns a pooled ``httpx.AsyncClient``
+(carried by aiohttp: :class:`~fhir_service.fhir.transport.AiohttpTransport`).
 Every call has a time-out. Calls that are safe to repeat (reads, and writes the caller marks
 idempotent, such as a transaction of conditional writes) are retried a bounded number of times
 with jittered back-off when HAPI cannot be reached or answers 429/502/503/504; other calls are
@@ -32,7 +33,7 @@ from fhir_service.fhir.errors import (
     HapiUnavailableError,
     error_for,
 )
-from fhir_service.fhir.transport import InstrumentedTransport
+from fhir_service.fhir.transport import AiohttpTransport, InstrumentedTransport
 from fhir_service.metrics import Metrics
 from fhir_service.write_gate import before_write
 
@@ -42,11 +43,10 @@ FHIR_JSON = "application/fhir+json"
 Resource = dict[str, Any]
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
-_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=100)
-"""The connections to HAPI: as many kept open when idle as may be open at all. httpcore 1.0
-closes an idle connection whenever the pool holds more connections in all than it may keep idle;
-with httpx's default of 20, thirty requests at once to HAPI opened a new connection for every
-second request and took 2.5 times as long."""
+_MAX_CONNECTIONS = 100
+"""The connections to HAPI at most, all of them kept open when idle: a pool that closed idle
+connections beyond a smaller number (httpcore's default did, at 20) made thirty requests at once
+open a new connection for every second request and take 2.5 times as long."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class HapiClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = retry if retry is not None else RetryPolicy()
-        inner = transport if transport is not None else httpx.AsyncHTTPTransport(limits=_LIMITS)
+        inner = transport if transport is not None else AiohttpTransport(_MAX_CONNECTIONS)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             transport=InstrumentedTransport(inner, metrics),

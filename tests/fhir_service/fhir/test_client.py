@@ -26,7 +26,8 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 async def client(metrics: Metrics) -> AsyncIterator[HapiClient]:
-    hapi = HapiClient(BASE, metrics, timeout=1.0)
+    # pytest-httpx answers in place of httpx's own transport.
+    hapi = HapiClient(BASE, metrics, timeout=1.0, transport=httpx.AsyncHTTPTransport())
     yield hapi
     await hapi.aclose()
 

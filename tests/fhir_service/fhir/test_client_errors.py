@@ -37,7 +37,10 @@ def _outcome(text: str) -> dict[str, object]:
 
 @pytest.fixture
 async def hapi() -> AsyncIterator[HapiClient]:
-    client = HapiClient(BASE, Metrics(), timeout=1.0, retry=FAST)
+    # pytest-httpx answers in place of httpx's own transport.
+    client = HapiClient(
+        BASE, Metrics(), timeout=1.0, retry=FAST, transport=httpx.AsyncHTTPTransport()
+    )
     yield client
     await client.aclose()
 

@@ -98,7 +98,8 @@ async def test_loading_retries_until_hapi_takes_the_resources(httpx_mock: HTTPXM
     httpx_mock.add_response(
         url=base, json={"resourceType": "Bundle", "type": "transaction-response"}
     )
-    hapi = HapiClient(base.rstrip("/"), Metrics())
+    # pytest-httpx answers in place of httpx's own transport.
+    hapi = HapiClient(base.rstrip("/"), Metrics(), transport=httpx.AsyncHTTPTransport())
     loaded = asyncio.Event()
 
     await asyncio.wait_for(load_until_done(hapi, loaded, first_wait=0.01, max_wait=0.02), 10)
