@@ -209,8 +209,14 @@ def service_process(
     env |= {f"FHIR_SERVICE_{name}": value for name, value in (settings or {}).items()}
     log_path = workdir / "service.log"
     with log_path.open("ab") as log:
+        # Run in workdir: `-m` puts the current directory first on sys.path, so from a checkout
+        # a comparison with another revision on PYTHONPATH would run this checkout's code.
         process = subprocess.Popen(
-            [sys.executable, "-m", "fhir_service", "serve"], env=env, stdout=log, stderr=log
+            [sys.executable, "-m", "fhir_service", "serve"],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=log,
         )
     url = f"http://127.0.0.1:{port}"
     try:
