@@ -7,9 +7,8 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
@@ -24,6 +23,7 @@ from fhir_service.fhir import (
 from fhir_service.fhir.transport import AiohttpTransport
 from fhir_service.logs import request_id_var
 from fhir_service.metrics import Metrics
+from tests.keepalive_server import Answer, scripted
 from tests.support import free_port
 
 FAST = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.001)
@@ -61,49 +61,7 @@ async def test_hapi_gzipped_search_is_read_whole(hapi_base_url: str) -> None:
     assert response.json()["resourceType"] == "CapabilityStatement"
 
 
-# A server that answers as each test scripts it, and keeps what it was sent.
-
-Answer = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[None]]
-
-
-@dataclass
-class Scripted:
-    url: str
-    requests: list[bytes] = field(default_factory=list)
-    """Each request's head and body, as it arrived."""
-    connections: int = 0
-
-
-@asynccontextmanager
-async def scripted(*answers: Answer) -> AsyncIterator[Scripted]:
-    """Answers the n-th request with ``answers[n]`` (the last one for any after it), on the
-    connection it came on for as long as the client keeps it open."""
-    state = Scripted("")
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        state.connections += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n"):
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                request = head + await reader.readexactly(length)
-                state.requests.append(request)
-                await answers[min(len(state.requests), len(answers)) - 1](reader, writer, request)
-                if writer.is_closing():
-                    return
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    state.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/fhir"
-    async with server:
-        yield state
+# Local servers that answer as each test scripts them (tests.keepalive_server).
 
 
 def _answer(body: bytes, *headers: str) -> Answer:
@@ -147,7 +105,7 @@ async def client(url: str, timeout: float = 5.0) -> AsyncIterator[HapiClient]:
 
 
 async def test_a_request_reaches_the_server_as_the_client_built_it() -> None:
-    async with scripted(OK) as server, client(server.url) as hapi:
+    async with scripted(OK) as server, client(f"{server.url}/fhir") as hapi:
         token = request_id_var.set("req-7")
         try:
             await hapi.search("CarePlan", [("identifier", "urn:oid:1.2|a b"), ("_include", "x:y")])
@@ -155,7 +113,7 @@ async def test_a_request_reaches_the_server_as_the_client_built_it() -> None:
         finally:
             request_id_var.reset(token)
 
-    search, transaction = server.requests
+    search, transaction = server.received
     line, *header_lines = search.split(b"\r\n\r\n")[0].decode().split("\r\n")
     # The query as httpx encodes it, not encoded again on the way.
     assert line == "GET /fhir/CarePlan?identifier=urn%3Aoid%3A1.2%7Ca+b&_include=x%3Ay HTTP/1.1"
@@ -173,7 +131,7 @@ async def test_a_request_reaches_the_server_as_the_client_built_it() -> None:
 async def test_a_gzipped_answer_is_decoded_and_its_headers_kept() -> None:
     body = gzip.compress(json.dumps(PATIENT).encode())
     answer = _answer(body, "Content-Encoding: gzip", 'ETag: W/"3"')
-    async with scripted(answer) as server, client(server.url) as hapi:
+    async with scripted(answer) as server, client(f"{server.url}/fhir") as hapi:
         assert await hapi.read("Patient", "p") == PATIENT
 
 
@@ -189,37 +147,37 @@ async def test_nothing_listening_is_unavailable_and_nothing_was_sent() -> None:
 
 
 async def test_a_read_whose_connection_drops_is_tried_again() -> None:
-    async with scripted(_hang_up, OK) as server, client(server.url) as hapi:
+    async with scripted(_hang_up, OK) as server, client(f"{server.url}/fhir") as hapi:
         assert await hapi.read("Patient", "p") == PATIENT
-    assert len(server.requests) == 2
+    assert server.requests == 2
 
 
 async def test_a_write_whose_answer_is_lost_is_sent_once_and_its_outcome_unknown() -> None:
     # The first request is answered on a kept-alive connection; the write that follows on it
     # reaches the server, which hangs up: an HTTP client may send a GET again then, never a
     # POST, which may have been made.
-    async with scripted(OK, _hang_up, OK) as server, client(server.url) as hapi:
+    async with scripted(OK, _hang_up, OK) as server, client(f"{server.url}/fhir") as hapi:
         await hapi.read("Patient", "p")
         with pytest.raises(HapiOutcomeUnknownError):
             await hapi.transaction({"resourceType": "Bundle", "type": "transaction"})
-    assert [r.split(b" ", 1)[0] for r in server.requests] == [b"GET", b"POST"]
+    assert [r.split(b" ", 1)[0] for r in server.received] == [b"GET", b"POST"]
 
 
 async def test_no_answer_in_time_is_unavailable_for_a_read_and_unknown_for_a_write() -> None:
-    async with scripted(_never) as server, client(server.url, timeout=0.3) as hapi:
+    async with scripted(_never) as server, client(f"{server.url}/fhir", timeout=0.3) as hapi:
         with pytest.raises(HapiUnavailableError, match="no answer within the time-out") as read:
             await hapi.read("Patient", "p")
         with pytest.raises(HapiOutcomeUnknownError):
             await hapi.transaction({"resourceType": "Bundle", "type": "transaction"})
     assert not isinstance(read.value, HapiOutcomeUnknownError)
     # A read is tried again after a time-out; a write never is.
-    assert [r.split(b" ", 1)[0] for r in server.requests] == [b"GET"] * 3 + [b"POST"]
+    assert [r.split(b" ", 1)[0] for r in server.received] == [b"GET"] * 3 + [b"POST"]
 
 
 async def test_an_answer_cut_off_is_a_failed_connection() -> None:
-    async with scripted(_cut_short) as server, client(server.url) as hapi:
+    async with scripted(_cut_short) as server, client(f"{server.url}/fhir") as hapi:
         with pytest.raises(
             HapiUnavailableError, match=r"the connection failed \(RemoteProtocolError\)"
         ):
             await hapi.read("Patient", "p")
-    assert len(server.requests) == 3
+    assert server.requests == 3
