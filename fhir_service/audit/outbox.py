@@ -411,6 +411,9 @@ class AuditWriter:
         """
         loop = asyncio.get_running_loop()
         while True:
+            # Cleared before the round, not after: a wake-up while it runs (records kept meanwhile)
+            # is not lost, to be found only by the idle timer, which skips the wait for a lull.
+            wake.clear()
             try:
                 tried = await self.run_once()
             except Exception:
@@ -418,7 +421,6 @@ class AuditWriter:
                 tried = 0
             if tried >= self.batch:
                 continue
-            wake.clear()
             if not await woken(wake, idle_seconds):
                 continue
             woken_at = loop.time()
