@@ -109,6 +109,9 @@ def create_app(settings: Settings) -> FastAPI:
     # routes answer theirs as OperationOutcomes (api/fhir/answers.py).
     app.add_exception_handler(ServiceError, _refused)
     app.include_router(health.router)
+    # HAPI calls its hooks for every change it stores, several for each contract written: they
+    # are matched first, here and in the security layer, not after every other route.
+    app.include_router(hapi_callback.router)
     app.include_router(contracts.router)
     app.include_router(patients.router)
     app.include_router(patient_page.router)
@@ -124,7 +127,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(fhir_writes.router)
     app.include_router(webhooks.router)
     app.include_router(consents.router)
-    app.include_router(hapi_callback.router)
     install_openapi(app)
     return app
 
