@@ -75,18 +75,23 @@ def _terms(contract: Contract) -> str:
     """What a party agrees to, as JSON: the contents, without how far each activity has come
     (its status is progress reported as the plan is carried out, not a term of it) and without
     the patient's proposals."""
-    contents = json.loads(_agreed_contents(contract))
+    contents = _agreed(contract)
     # What the patient asked to change is no term until the unit takes it into the contract.
     contents.pop("proposals", None)
     for activity in contents.get("activities", []):
         activity.pop("status", None)
         activity.pop("progress", None)
-    return json.dumps(contents, ensure_ascii=False, separators=(",", ":"))
+    return _canonical(contents)
 
 
 def _agreed_contents(contract: Contract) -> str:
-    """The contents an agreement is to, as JSON. Unset optional elements are left out, and so
-    are elements added to the model later while they hold what a contract said before them (an
+    """The contents an agreement is to, as JSON (`_agreed`)."""
+    return _canonical(_agreed(contract))
+
+
+def _agreed(contract: Contract) -> dict[str, Any]:
+    """The contents an agreement is to. Unset optional elements are left out, and so are
+    elements added to the model later while they hold what a contract said before them (an
     activity's normal confidentiality and no goals, the unit's language): an agreement
     recorded before them keeps its id, and re-posting it records no second one."""
     contents = contract.model_dump(
@@ -101,6 +106,12 @@ def _agreed_contents(contract: Contract) -> str:
             del activity["confidentiality"]
         if not activity["goals"]:
             del activity["goals"]
+    return contents
+
+
+def _canonical(contents: dict[str, Any]) -> str:
+    # Digests and agreement ids are taken of this text: it must stay as it is, byte for byte
+    # (tests/data/agreements/ pins it).
     return json.dumps(contents, ensure_ascii=False, separators=(",", ":"))
 
 
