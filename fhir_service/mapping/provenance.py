@@ -71,22 +71,21 @@ _PROVENANCE_PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-part
 _AGREEMENT_NAMESPACE = uuid.UUID("b0c7f0a8-4a3b-5d0e-9f55-7e1f0c2a9d31")
 
 
-def _terms(contract: Contract) -> str:
-    """What a party agrees to, as JSON: the contents, without how far each activity has come
-    (its status is progress reported as the plan is carried out, not a term of it) and without
-    the patient's proposals."""
-    contents = _agreed(contract)
+def _terms(agreed: dict[str, Any]) -> str:
+    """What a party agrees to, as JSON: the ``agreed`` contents (`_agreed`), without how far
+    each activity has come (its status is progress reported as the plan is carried out, not a
+    term of it) and without the patient's proposals. ``agreed`` is left as it was."""
     # What the patient asked to change is no term until the unit takes it into the contract.
-    contents.pop("proposals", None)
-    for activity in contents.get("activities", []):
-        activity.pop("status", None)
-        activity.pop("progress", None)
-    return _canonical(contents)
+    terms = {name: value for name, value in agreed.items() if name != "proposals"}
+    if "activities" in terms:
+        terms["activities"] = [
+            {name: value for name, value in activity.items() if name not in _PROGRESS}
+            for activity in terms["activities"]
+        ]
+    return _canonical(terms)
 
 
-def _agreed_contents(contract: Contract) -> str:
-    """The contents an agreement is to, as JSON (`_agreed`)."""
-    return _canonical(_agreed(contract))
+_PROGRESS = frozenset({"status", "progress"})
 
 
 def _agreed(contract: Contract) -> dict[str, Any]:
@@ -119,12 +118,24 @@ def contents_digest(contract: Contract, party: AgreementParty) -> str | None:
     """The SHA-256 (hex) of the terms ``party`` agrees to in ``contract`` (`_terms`): the whole
     version for the responsible clinician; for the patient, what they are shown of it (nothing
     restricted). None when the patient is shown nothing of it."""
-    shown: Contract | None = contract
-    if party is AgreementParty.PATIENT:
-        shown = disclose(contract, None).contract
-    if shown is None:
-        return None
-    return hashlib.sha256(_terms(shown).encode()).hexdigest()
+    return _digests(contract)[party]
+
+
+def _digests(
+    contract: Contract, agreed: dict[str, Any] | None = None
+) -> dict[AgreementParty, str | None]:
+    """Each party's `contents_digest`; ``agreed``: the contract's `_agreed`, when made already.
+    A patient shown all of it agrees to the clinician's terms, which are not made twice."""
+    whole = _sha256(_terms(_agreed(contract) if agreed is None else agreed))
+    shown = disclose(contract, None).contract
+    patient = whole if shown is contract else None
+    if shown is not None and shown is not contract:
+        patient = _sha256(_terms(_agreed(shown)))
+    return {AgreementParty.RESPONSIBLE_CLINICIAN: whole, AgreementParty.PATIENT: patient}
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _signed_data(digest: str | None) -> dict[str, str]:
@@ -149,7 +160,10 @@ def valid_signatures(contract: Contract, signed: list[SignedContents]) -> tuple[
     """The signatures of ``signed`` that hold for ``contract``: those of its current contents,
     the earliest of each party's; the patient's only while the version is put to them, given
     since it was (a decline, or a new proposal, asks them again)."""
+    if not signed:
+        return ()
     review = contract.patient_review
+    digests = _digests(contract)
     valid: dict[AgreementParty, Signature] = {}
     for each in sorted(signed, key=lambda s: s.signature.signed_at):
         signature = each.signature
@@ -159,9 +173,7 @@ def valid_signatures(contract: Contract, signed: list[SignedContents]) -> tuple[
             or signature.signed_at < review.proposed_at
         ):
             continue
-        if signature.party not in valid and each.digest == contents_digest(
-            contract, signature.party
-        ):
+        if signature.party not in valid and each.digest == digests[signature.party]:
             valid[signature.party] = signature
     return tuple(valid[p] for p in sorted(valid))
 
@@ -249,7 +261,8 @@ def agreement_entry(
     signers = _signers(patient_url, responsible_url)
     agreements = _agreements(contract)
     # What was agreed, by whom and when: a new agreement to other contents is another record.
-    contents = hashlib.sha256(_agreed_contents(contract).encode()).hexdigest()
+    agreed = _agreed(contract)
+    contents = _sha256(_canonical(agreed))
     signed = (
         f"{a.party}@{instant(a.agreed_at)}{'/attested' if a.attested else ''}" for a in agreements
     )
@@ -268,7 +281,7 @@ def agreement_entry(
             }
             for a in agreements
         ],
-        "signature": _signatures(contract, patient_url, responsible_url),
+        "signature": _signatures(contract, patient_url, responsible_url, agreed),
     }
     if any(a.attested for a in agreements):
         resource["policy"] = [urls.POLICY_AGREEMENT_ATTESTED]
@@ -433,8 +446,14 @@ def _signers(patient_url: str, responsible_url: str) -> dict[AgreementParty, str
     }
 
 
-def _signatures(contract: Contract, patient_url: str, responsible_url: str) -> list[dict[str, Any]]:
+def _signatures(
+    contract: Contract,
+    patient_url: str,
+    responsible_url: str,
+    agreed: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     signers = _signers(patient_url, responsible_url)
+    digests = _digests(contract, agreed)
     unit_url = _unit_url(contract)
     signatures = []
     for agreement in _agreements(contract):
@@ -442,7 +461,7 @@ def _signatures(contract: Contract, patient_url: str, responsible_url: str) -> l
         signature: dict[str, Any] = {
             "type": [_SIGNATURE_TYPE],
             "when": instant(agreement.agreed_at),
-            **_signed_data(contents_digest(contract, agreement.party)),
+            **_signed_data(digests[agreement.party]),
         }
         if agreement.attested:
             # The unit's system signs that the party agreed elsewhere, on the party's behalf.
