@@ -95,10 +95,11 @@ def _httpx_error(exc: BaseException, request: httpx.Request) -> httpx.TransportE
         error = httpx.ReadTimeout
     elif isinstance(exc, aiohttp.ClientConnectorError):
         error = httpx.ConnectError  # no connection: nothing was sent
-    elif isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        error = httpx.RemoteProtocolError
-    elif isinstance(exc, aiohttp.ClientResponseError):
-        error = httpx.RemoteProtocolError  # an answer that is not HTTP
+    elif isinstance(
+        exc,
+        aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError | aiohttp.ClientResponseError,
+    ):
+        error = httpx.RemoteProtocolError  # dropped, cut short, or an answer that is not HTTP
     elif isinstance(exc, aiohttp.ClientConnectionError):
         error = httpx.ReadError
     else:

@@ -128,8 +128,11 @@ def _digests(
     A patient shown all of it agrees to the clinician's terms, which are not made twice."""
     whole = _sha256(_terms(_agreed(contract) if agreed is None else agreed))
     shown = disclose(contract, None).contract
-    patient = whole if shown is contract else None
-    if shown is not None and shown is not contract:
+    if shown is contract:
+        patient: str | None = whole
+    elif shown is None:
+        patient = None
+    else:
         patient = _sha256(_terms(_agreed(shown)))
     return {AgreementParty.RESPONSIBLE_CLINICIAN: whole, AgreementParty.PATIENT: patient}
 
