@@ -1,7 +1,7 @@
 """Facade overhead: a contract created and read through the service, against HAPI directly.
 
     .venv/bin/python -m bench.facade [--iterations 200] [--rounds 10] [--warm-up 50]
-                                     [--hapi-database h2|postgres]
+                                     [--settle-limit 900] [--hapi-database h2|postgres]
 
 Two measurements, in the same run, against the same HAPI, each request timed by its client:
 
@@ -20,7 +20,11 @@ temporary service DB, taking tokens of the local development issuer: role ``ehr`
 per responsible care unit of the examples. Each side has one keep-alive client and one request
 in flight; bodies are serialized before the clock starts. The sides take turns in ``--rounds``
 rounds, the first side alternating, and the service's audit backlog is drained before every
-turn, so load changes and background writes hit both alike. Targets: the service's median at
+turn, so load changes and background writes hit both alike. Before the clock, both sides create
+``--warm-up`` contracts each and both read them, in rounds, until HAPI's JIT compiler is quiet
+or ``--settle-limit`` seconds have passed: a HAPI started for the run compiles its hot code for
+minutes, slower meanwhile, where production's has long finished (``bench.support.HapiWatch``).
+Each measurement then has its own ``--warm-up`` a side, not kept. Targets: the service's median at
 most 1.15x HAPI's for a create and 1.25x for a read, its p95 at most 1.5x for both. Uses
 ``FHIR_BASE_URL`` when set, otherwise starts the local HAPI for the run: in memory, or with
 ``--hapi-database postgres`` on PostgreSQL as in production, where HAPI itself is slower and the
@@ -43,6 +47,8 @@ import httpx
 from bench.bulk import EXAMPLES, generated
 from bench.support import (
     FHIR_JSON,
+    HapiWatch,
+    Settling,
     add_hapi_database_option,
     compact_json,
     contract_json,
@@ -57,6 +63,7 @@ from bench.support import (
     tokens,
     unit_of,
 )
+from fhir_service.contract import Contract
 from fhir_service.mapping import urls
 from fhir_service.mapping.from_fhir import READ_PARAMS
 from fhir_service.mapping.tables import Language
@@ -164,6 +171,92 @@ def report(name: str, service: Latencies, hapi: Latencies) -> bool:
     return met
 
 
+def create_requests(
+    clients: tuple[httpx.Client, httpx.Client],
+    contracts: tuple[list[Contract], list[Contract]],
+    bearer: dict[tuple[str, str], str],
+    language: Language,
+) -> tuple[list[httpx.Request], list[httpx.Request]]:
+    """Each side's creates of its own ``contracts``: the service's ``POST /contracts``, and the
+    transaction the service sends HAPI for each, straight to HAPI."""
+    service_http, hapi_http = clients
+    return (
+        [
+            service_http.build_request(
+                "POST",
+                "/contracts",
+                content=contract_json(c),
+                headers=service_headers(bearer[unit_of(c)], "application/json"),
+            )
+            for c in contracts[0]
+        ],
+        [
+            hapi_http.build_request(
+                "POST",
+                "",
+                content=compact_json(create_transaction(c, language, CALLER)),
+                headers={"Accept": FHIR_JSON, "Content-Type": FHIR_JSON},
+            )
+            for c in contracts[1]
+        ],
+    )
+
+
+def read_requests(
+    clients: tuple[httpx.Client, httpx.Client],
+    stored: Sequence[Contract],
+    bearer: dict[tuple[str, str], str],
+) -> tuple[list[httpx.Request], list[httpx.Request]]:
+    """Both sides' reads of the ``stored`` contracts, in the same order: ``GET /contracts/{id}``
+    and the one search the service sends HAPI for it."""
+    service_http, hapi_http = clients
+    return (
+        [
+            service_http.build_request(
+                "GET", f"/contracts/{c.id}", headers=service_headers(bearer[unit_of(c)])
+            )
+            for c in stored
+        ],
+        [
+            hapi_http.build_request(
+                "GET",
+                "/CarePlan",
+                params=[("identifier", f"{urls.ID_CONTRACT}|{c.id}"), *READ_PARAMS],
+                headers={"Accept": FHIR_JSON},
+            )
+            for c in stored
+        ],
+    )
+
+
+def settle_jit(
+    hapi_url: str,
+    creating: tuple[Side, Side],
+    reading: tuple[Side, Side],
+    bearer: dict[tuple[str, str], str],
+    run_id: str,
+    args: argparse.Namespace,
+) -> str:
+    """Creates and reads on both sides, in rounds of ``--warm-up`` a side, until HAPI's JIT
+    compiler is quiet (``bench.support.Settling``); says how it went."""
+    language: Language = Settings().narrative_language
+    clients = (creating[0].client, creating[1].client)
+    settling = Settling(HapiWatch(hapi_url), args.settle_limit)
+    while True:
+        settling.begin()
+        made = generated(2 * args.warm_up, f"{run_id}-w{settling.rounds}")
+        ours, theirs = made[: args.warm_up], made[args.warm_up :]
+        for side, requests in zip(
+            creating, create_requests(clients, (ours, theirs), bearer, language), strict=True
+        ):
+            run_turn(side, requests)
+        for side, requests in zip(reading, read_requests(clients, made, bearer), strict=True):
+            run_turn(side, requests)
+        said = settling.ended()
+        if said is not None:
+            return said
+
+
 def run(hapi_url: str, args: argparse.Namespace) -> bool:
     """Start the service, run both measurements, print them; True when both targets are met."""
     language: Language = Settings().narrative_language
@@ -181,58 +274,28 @@ def run(hapi_url: str, args: argparse.Namespace) -> bool:
             httpx.Client(base_url=service_url, timeout=TIMEOUT) as service_http,
             httpx.Client(base_url=hapi_url, timeout=TIMEOUT) as hapi_http,
         ):
+            clients = (service_http, hapi_http)
             creating = (
                 Side("service", service_http, 201),
                 Side("hapi", hapi_http, 200, created_careplan),
             )
-            creates = (
-                [
-                    service_http.build_request(
-                        "POST",
-                        "/contracts",
-                        content=contract_json(c),
-                        headers=service_headers(bearer[unit_of(c)], "application/json"),
-                    )
-                    for c in ours
-                ],
-                [
-                    hapi_http.build_request(
-                        "POST",
-                        "",
-                        content=compact_json(create_transaction(c, language, CALLER)),
-                        headers={"Accept": FHIR_JSON, "Content-Type": FHIR_JSON},
-                    )
-                    for c in theirs
-                ],
-            )
-            created = measure("create", creating, creates, args.warm_up, args.rounds)
-            # Both read the same contracts, half of them stored by each side, in the same order.
-            stored = [c for pair in zip(ours, theirs, strict=True) for c in pair][:count]
             reading = (
                 Side("service", service_http, 200),
                 Side("hapi", hapi_http, 200, one_careplan),
             )
-            reads = (
-                [
-                    service_http.build_request(
-                        "GET", f"/contracts/{c.id}", headers=service_headers(bearer[unit_of(c)])
-                    )
-                    for c in stored
-                ],
-                [
-                    hapi_http.build_request(
-                        "GET",
-                        "/CarePlan",
-                        params=[("identifier", f"{urls.ID_CONTRACT}|{c.id}"), *READ_PARAMS],
-                        headers={"Accept": FHIR_JSON},
-                    )
-                    for c in stored
-                ],
+            warmed = settle_jit(hapi_url, creating, reading, bearer, run_id, args)
+            print(warmed, flush=True)
+            creates = create_requests(clients, (ours, theirs), bearer, language)
+            created = measure("create", creating, creates, args.warm_up, args.rounds)
+            # Both read the same contracts, half of them stored by each side, in the same order.
+            stored = [c for pair in zip(ours, theirs, strict=True) for c in pair][:count]
+            read = measure(
+                "read", reading, read_requests(clients, stored, bearer), args.warm_up, args.rounds
             )
-            read = measure("read", reading, reads, args.warm_up, args.rounds)
     print(
         f"HAPI {hapi_url}, {args.iterations} iterations a side per measurement "
-        f"(after {args.warm_up} warm-up), {args.rounds} rounds, service and HAPI taking turns"
+        f"(after {args.warm_up} warm-up), {args.rounds} rounds, service and HAPI taking turns; "
+        f"{warmed}"
     )
     return all([report("create", *created), report("read", *read)])
 
@@ -243,12 +306,18 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warm-up", type=int, default=50)
+    parser.add_argument(
+        "--settle-limit",
+        type=float,
+        default=900,
+        help="seconds of warm-up rounds at most, repeated while HAPI's JIT compiler is busy",
+    )
     add_hapi_database_option(parser)
     args = parser.parse_args()
     if args.iterations < 2 * args.rounds:
         parser.error("every round needs two requests a side: raise --iterations")
-    if args.warm_up < 0:
-        parser.error("--warm-up cannot be negative")
+    if args.warm_up < 1 or args.settle_limit < 0:
+        parser.error("--warm-up must be at least 1, --settle-limit not negative")
     with hapi_base_url(args.hapi_database) as hapi_url:
         run(hapi_url, args)
 

@@ -1,7 +1,7 @@
 """Throughput under load: clients of a realistic mix through the service, against HAPI alone.
 
     .venv/bin/python -m bench.load [--clients 20] [--seconds 60] [--rounds 2] [--warm-up 10]
-                                   [--contracts 200] [--drain-limit 120]
+                                   [--settle-limit 900] [--contracts 200] [--drain-limit 120]
                                    [--hapi-database h2|postgres] [--split-cores]
 
 ``--clients`` clients run at once on each side, each sending one request after the other, as
@@ -34,7 +34,11 @@ checked by status only while the clock runs, and in full once per kind and side 
 warm-up. A wrong status or failed request is counted, named, and makes the run exit 1.
 
 The sides take turns: ``--rounds`` rounds, each one turn a side of ``--seconds``/``--rounds``
-seconds, the first side alternating, after ``--warm-up`` seconds a side not kept. Before every
+seconds, the first side alternating, after ``--warm-up`` seconds a side not kept, taken again
+until HAPI's JIT compiler is quiet through a turn a side, or ``--settle-limit`` seconds have
+passed: a HAPI started for the run compiles its hot code for minutes under load, slower
+meanwhile, where production's has long finished (``bench.support.HapiWatch``); the report says
+how much CPU it and its compiler used in each side's turns. Before every
 turn the service is left to go quiet (no audit or delivery backlog, no request to HAPI for two
 seconds), so the background work of one turn does not land in the next. The service keeps
 running during HAPI's turns and its change feed reads HAPI's writes there too (HAPI wakes it);
@@ -96,7 +100,12 @@ from bench import booking
 from bench.bulk import generated
 from bench.support import (
     AUDIT_PENDING,
+    DELIVERIES_PENDING,
     FHIR_JSON,
+    POLL_SECONDS,
+    HapiWatch,
+    Quieting,
+    Settling,
     add_hapi_database_option,
     compact_json,
     contract_json,
@@ -136,21 +145,17 @@ THROUGHPUT_TARGET = 0.75
 P99_TARGET = 1.5
 DRAIN_TARGET = 30.0
 TIMEOUT = 60.0
-POLL_SECONDS = 0.2
-QUIET_SECONDS = 2.0
-QUIET_LIMIT = 120.0
 SEARCH_COUNT = 20
 """The page size of ``GET /contracts`` when none is asked for, which the store sends HAPI."""
 GUESSED_RATE = 5.0
 """Requests a second a client is assumed to make before any turn has shown its real rate."""
 SECRET = "bench-load-webhook-secret-long-enough"
-DELIVERIES_PENDING = "fhir_service_webhook_deliveries_pending"
-HAPI_REQUESTS = "fhir_service_hapi_requests_total"
 WAITED = "fhir_service_hapi_request_duration_seconds"
 SERVED = "fhir_service_http_request_duration_seconds"
-CPU_OF = ("service", "bench", "machine")
+CPU_OF = ("service", "bench", "machine", "hapi", "jit")
 """Whose CPU time is told: the service's process, this one (the clients and the webhook
-receivers), and the machine's cores together (everyone's, HAPI's included)."""
+receivers), the machine's cores together (everyone's), HAPI's process and, of that, its JIT
+compiler's threads (``bench.support.HapiWatch``)."""
 Key = tuple[str, str, str]
 """A version of a record: type, id, version."""
 
@@ -507,22 +512,12 @@ async def scrape(control: httpx.AsyncClient) -> str:
 
 
 async def quiet(control: httpx.AsyncClient) -> None:
-    """Wait until the service has no backlog and has sent HAPI nothing for ``QUIET_SECONDS``:
-    its change feed is done with the last turn's writes."""
-    deadline = time.monotonic() + QUIET_LIMIT
-    sent, still_since = math.nan, time.monotonic()
-    while time.monotonic() < deadline:
-        metrics = await scrape(control)
-        now_sent = metric_total(metrics, HAPI_REQUESTS)
-        # NaN (a backlog the service cannot read) is not 0: busy.
-        busy = metric_total(metrics, AUDIT_PENDING) != 0
-        busy = busy or metric_total(metrics, DELIVERIES_PENDING) != 0
-        if busy or now_sent != sent:
-            sent, still_since = now_sent, time.monotonic()
-        elif time.monotonic() - still_since >= QUIET_SECONDS:
+    """Wait until the service is quiet (``bench.support.Quieting``)."""
+    quieting = Quieting()
+    while True:
+        if quieting.quiet(await scrape(control)):
             return
         await asyncio.sleep(POLL_SECONDS)
-    raise SystemExit(f"the service did not go quiet within {QUIET_LIMIT:.0f} s")
 
 
 @dataclass(frozen=True)
@@ -672,11 +667,11 @@ def service_figures(metrics: str) -> defaultdict[str, float]:
     return figures
 
 
-def cpu_seconds(service: int) -> dict[str, float]:
+def cpu_seconds(service: int, hapi: HapiWatch) -> dict[str, float]:
     """The CPU seconds used so far by each of ``CPU_OF``, ``service`` the service's process id;
     NaN where Linux's ``/proc`` is not there to tell."""
     tick = os.sysconf("SC_CLK_TCK")
-    used = dict.fromkeys(CPU_OF, math.nan)
+    used = dict.fromkeys(CPU_OF, math.nan) | hapi.seconds()
     used["bench"] = time.process_time()
     with contextlib.suppress(OSError, ValueError, IndexError):
         # Fields 14 and 15 of /proc/<pid>/stat, counted after the name, which may hold spaces.
@@ -704,18 +699,29 @@ class Run:
     receivers: dict[str, Receiver]
     targets: list[Target]
     service_pid: int
+    hapi_watch: HapiWatch
     service: ServiceSide
     hapi_side: HapiSide
     clients: tuple[list[Client], list[Client]]
     tallies: tuple[Tally, Tally] = field(default_factory=lambda: (Tally(), Tally()))
     drains: list[Drain] = field(default_factory=list)
+    warmed: str = ""
+    """How the warm-up went (``warm_up``)."""
 
-    async def warm_up(self) -> None:
-        """A turn a side, not counted."""
-        for index in (0, 1):
-            await self.take_turn(index, self.args.warm_up, Tally())
+    async def warm_up(self) -> str:
+        """A turn a side, not counted, again while HAPI's JIT compiler is busy (``Settling``);
+        says how it went."""
+        settling = Settling(self.hapi_watch, self.args.settle_limit)
+        while True:
+            settling.begin()
+            for index in (0, 1):
+                await self.take_turn(index, self.args.warm_up, Tally())
+            said = settling.ended()
+            if said is not None:
+                break
         self.drains.clear()
         self.service.creates.late = self.hapi_side.creates.late = 0
+        return said
 
     async def measure(self) -> None:
         """The rounds, a turn a side each, the first side alternating."""
@@ -747,10 +753,10 @@ class Run:
         since = datetime.now(UTC) - timedelta(seconds=1)
         first, taken, wall = len(self.service.created), side.creates.taken, tally.wall
         counted = service_figures(await scrape(self.control))
-        cpu = cpu_seconds(self.service_pid)
+        cpu = cpu_seconds(self.service_pid, self.hapi_watch)
         await turn(side, self.clients[index], self.targets, seconds, tally)
         ended = time.monotonic()
-        for name, spent in cpu_seconds(self.service_pid).items():
+        for name, spent in cpu_seconds(self.service_pid, self.hapi_watch).items():
             tally.cpu[name] += spent - cpu[name]
         for name, value in service_figures(await scrape(self.control)).items():
             tally.service[name] += value - counted[name]
@@ -866,6 +872,7 @@ async def load(
             receivers,
             targets,
             service_pid,
+            HapiWatch(hapi_url),
             service,
             hapi_side,
             (sides_clients[0], sides_clients[1]),
@@ -875,11 +882,12 @@ async def load(
         if problems:
             raise SystemExit("the answers before the clock are wrong:\n" + "\n".join(problems))
         print(
-            f"measuring: {args.warm_up:g} s a side of warm-up, then {args.rounds} rounds of "
-            f"{args.seconds / args.rounds:g} s a side",
+            f"measuring: {args.warm_up:g} s a side of warm-up (again while HAPI's JIT compiler "
+            f"is busy), then {args.rounds} rounds of {args.seconds / args.rounds:g} s a side",
             flush=True,
         )
-        await run.warm_up()
+        run.warmed = await run.warm_up()
+        print(run.warmed, flush=True)
         await run.measure()
         return run
 
@@ -941,8 +949,8 @@ def report(run: Run, hapi_url: str, warnings: Counter[str]) -> bool:
     mix = ", ".join(f"{kind} {weight}" for kind, weight in MIX.items())
     print(
         f"HAPI {hapi_url}, {args.clients} clients a side, mix {mix} (booking: book and cancel "
-        f"in turn), {args.rounds} rounds of {args.seconds / args.rounds:g} s a side, after "
-        f"{args.warm_up:g} s of warm-up"
+        f"in turn), {args.rounds} rounds of {args.seconds / args.rounds:g} s a side; "
+        f"{run.warmed}"
     )
     side_header = f"{'count':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8}"
     print(f"{'':12} {'service':<32} | {'hapi':<32} | service/hapi")
@@ -1000,8 +1008,16 @@ def report(run: Run, hapi_url: str, warnings: Counter[str]) -> bool:
     print(
         "CPU, in cores busy on average, in the service's turns | in HAPI's: the service process "
         f"{busy[0]['service']:.2f} | {busy[1]['service']:.2f}, this one (clients, receivers) "
-        f"{busy[0]['bench']:.2f} | {busy[1]['bench']:.2f}, the machine's {os.cpu_count()} cores "
-        f"(everyone's) {busy[0]['machine']:.2f} | {busy[1]['machine']:.2f}"
+        f"{busy[0]['bench']:.2f} | {busy[1]['bench']:.2f}, HAPI {busy[0]['hapi']:.2f} | "
+        f"{busy[1]['hapi']:.2f} (its JIT compiler {busy[0]['jit']:.2f} | {busy[1]['jit']:.2f}), "
+        f"the machine's {os.cpu_count()} cores (everyone's) {busy[0]['machine']:.2f} | "
+        f"{busy[1]['machine']:.2f}"
+    )
+    each = [_ratio(t.cpu["hapi"], len(t.everything())) * 1000 for t in run.tallies]
+    print(
+        f"HAPI's CPU a request answered: {each[0]:.1f} ms in the service's turns (its audit "
+        f"records and the service's other requests to HAPI included), {each[1]:.1f} ms in "
+        "HAPI's own"
     )
     late = {side.name: side.creates.late for side in (run.service, run.hapi_side)}
     if any(late.values()):
@@ -1078,6 +1094,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="turns a side")
     parser.add_argument("--warm-up", type=float, default=10, help="seconds a side not kept")
     parser.add_argument(
+        "--settle-limit",
+        type=float,
+        default=900,
+        help="seconds of warm-up turns at most, repeated while HAPI's JIT compiler is busy",
+    )
+    parser.add_argument(
         "--contracts", type=int, default=200, help="stored contracts the reads and searches ask for"
     )
     parser.add_argument(
@@ -1096,8 +1118,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.clients < 1 or args.rounds < 1 or args.contracts < 1:
         parser.error("--clients, --rounds and --contracts must be at least 1")
-    if args.seconds <= 0 or args.warm_up <= 0 or args.drain_limit <= 0:
-        parser.error("--seconds, --warm-up and --drain-limit must be positive")
+    if args.seconds <= 0 or args.warm_up <= 0 or args.drain_limit <= 0 or args.settle_limit < 0:
+        parser.error(
+            "--seconds, --warm-up and --drain-limit must be positive, --settle-limit not negative"
+        )
     with ExitStack() as stack:
         hapi_url = stack.enter_context(hapi_base_url(args.hapi_database))
         if args.split_cores:

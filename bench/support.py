@@ -4,6 +4,7 @@ tokens and bodies, its metrics, and timing."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -41,10 +42,16 @@ from tests.support import free_port
 
 __all__ = [
     "AUDIT_PENDING",
+    "DELIVERIES_PENDING",
     "FHIR_JSON",
     "HAPI_DATABASES",
+    "HAPI_REQUESTS",
+    "POLL_SECONDS",
     "TIME_TYPES_SEED",
     "HapiDatabase",
+    "HapiWatch",
+    "Quieting",
+    "Settling",
     "add_hapi_database_option",
     "compact_json",
     "contract_json",
@@ -127,10 +134,9 @@ def split_cores(hapi_url: str) -> Iterator[str]:
     if len(cores) < 2:
         raise SystemExit("--split-cores needs at least 2 cores")
     hapi_core, ours = {cores[-1]}, set(cores[:-1])
-    port = f"--hapi.port={httpx.URL(hapi_url).port}"
-    hapi = _processes(lambda argv, _: argv[:1] and "java" in argv[0] and port in argv)
+    hapi = _hapi_processes(hapi_url)
     if not hapi:
-        raise SystemExit(f"--split-cores: no HAPI started here with {port}")
+        raise SystemExit(f"--split-cores: no HAPI started here for {hapi_url}")
     database = _processes(lambda _, name: name == "postgres")
     for pid in hapi + database:
         _pin(pid, hapi_core)
@@ -145,6 +151,12 @@ def split_cores(hapi_url: str) -> Iterator[str]:
         for pid in _processes(lambda _, name: name == "postgres"):
             _pin(pid, set(cores))
         _pin(os.getpid(), set(cores))
+
+
+def _hapi_processes(hapi_url: str) -> list[int]:
+    """The Java processes of this machine serving ``hapi_url``, found by its port."""
+    port = f"--hapi.port={httpx.URL(hapi_url).port}"
+    return _processes(lambda argv, _: argv[:1] and "java" in argv[0] and port in argv)
 
 
 def _processes(chosen: Callable[[list[str], str], Any]) -> list[int]:
@@ -169,6 +181,94 @@ def _pin(pid: int, cores: set[int]) -> None:
             os.sched_setaffinity(int(task.name), cores)
         except (ProcessLookupError, PermissionError):
             continue  # a thread that ended, or a process not ours
+
+
+# HAPI's CPU, and its JIT compiler's: a fresh JVM is not yet the HAPI of production.
+
+JIT_QUIET = 0.05
+"""HAPI's JIT compiler is taken to have settled once it uses less than this share of HAPI's CPU
+through a warm-up round: a share, not cores, since a lighter load compiles more slowly."""
+
+
+class HapiWatch:
+    """The CPU seconds HAPI's process has used, and its JIT compiler's share of them, when HAPI
+    runs on this machine (found by its port); NaN otherwise.
+
+    A freshly started HAPI compiles its hot code for minutes under load. Measured here (20
+    clients, ``bench.load``): its compiler threads kept a third of a core of the two busy
+    through the service's first measured turn, a fifth of HAPI's CPU, and fell quiet only
+    after some ten minutes of load. HAPI's work is slower meanwhile, and the compiler takes CPU
+    from every other process. A HAPI in production has run for days, so the benchmarks warm up
+    until the compiler is quiet, and say what it used.
+    """
+
+    def __init__(self, hapi_url: str) -> None:
+        found = _hapi_processes(hapi_url)
+        self.pid = found[0] if len(found) == 1 else None
+
+    def seconds(self) -> dict[str, float]:
+        """``hapi``: the CPU seconds of HAPI's process so far; ``jit``: of its compiler threads
+        alive now (a compiler thread the JVM ended meanwhile takes its seconds with it)."""
+        used = {"hapi": math.nan, "jit": math.nan}
+        if self.pid is None:
+            return used
+        tick = os.sysconf("SC_CLK_TCK")
+        jit = 0
+        try:
+            used["hapi"] = _ticks(Path(f"/proc/{self.pid}/stat")) / tick
+            for task in Path(f"/proc/{self.pid}/task").iterdir():
+                # HotSpot names them "C1 CompilerThread0", "C2 CompilerThread1", ...
+                with contextlib.suppress(OSError):  # a thread that ended meanwhile
+                    if (task / "comm").read_text().startswith(_COMPILER_THREADS):
+                        jit += _ticks(task / "stat")
+        except OSError:
+            return {"hapi": math.nan, "jit": math.nan}  # HAPI is gone
+        used["jit"] = jit / tick
+        return used
+
+
+class Settling:
+    """Warm-up rounds, taken until HAPI's JIT compiler uses less than ``JIT_QUIET`` of HAPI's
+    CPU through one, or ``limit`` seconds have passed: call :meth:`begin` before each round and
+    :meth:`ended` after it."""
+
+    def __init__(self, watch: HapiWatch, limit: float) -> None:
+        self.watch = watch
+        self.limit = limit
+        self.rounds = 0
+        self.started = time.monotonic()
+        self._used = self.watch.seconds()
+
+    def begin(self) -> None:
+        """A round begins."""
+        self._used = self.watch.seconds()
+
+    def ended(self) -> str | None:
+        """A round ended: None to take another, or what to say of the warm-up."""
+        self.rounds += 1
+        used = self.watch.seconds()
+        hapi, jit = (used[k] - self._used[k] for k in ("hapi", "jit"))
+        share = jit / hapi if hapi > 0 else math.nan
+        seconds = time.monotonic() - self.started
+        took = f"warm-up: {self.rounds} rounds in {seconds:.0f} s; HAPI's JIT compiler"
+        if math.isnan(share):
+            return f"{took} not watched (HAPI is not a process of this machine)"
+        if share < JIT_QUIET:
+            return f"{took} quiet ({share:.0%} of HAPI's CPU in the last)"
+        if seconds > self.limit:
+            return f"{took} still busy ({share:.0%} of HAPI's CPU in the last)"
+        print(f"  warm-up round {self.rounds}: JIT {share:.0%} of HAPI's CPU", flush=True)
+        return None
+
+
+_COMPILER_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
+
+
+def _ticks(stat: Path) -> int:
+    """User and system CPU ticks from a ``/proc`` stat file: fields 14 and 15, counted after
+    the name, which may hold spaces."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
 
 
 # The service, as its own process.
@@ -360,17 +460,46 @@ def metric_total(metrics: str, name: str) -> float:
     return math.fsum(values) if values else math.nan
 
 
-def settle(service: httpx.Client) -> None:
-    """Wait until the service has sent HAPI the audit records of the requests before.
+QUIET_SECONDS = 2.0
+QUIET_LIMIT = 120.0
+POLL_SECONDS = 0.2
+HAPI_REQUESTS = "fhir_service_hapi_requests_total"
+DELIVERIES_PENDING = "fhir_service_webhook_deliveries_pending"
 
-    Otherwise its background writes land in the next turn, which may be HAPI's.
-    """
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if metric_total(service.get("/metrics").text, AUDIT_PENDING) == 0:
-            return
-        time.sleep(0.05)
-    raise SystemExit("the service's audit backlog did not drain within 60 s")
+
+class Quieting:
+    """Tells, from the service's ``/metrics`` scraped again and again, when it has gone quiet:
+    no audit or webhook backlog, and no request sent to HAPI for ``QUIET_SECONDS``, so that its
+    change feed is done with the writes before (HAPI calls the service's hook for each, and
+    the feed reads them back). Raises ``SystemExit`` after ``QUIET_LIMIT`` seconds."""
+
+    def __init__(self) -> None:
+        self.sent = math.nan
+        self.still_since = time.monotonic()
+        self.deadline = self.still_since + QUIET_LIMIT
+
+    def quiet(self, metrics: str) -> bool:
+        """Whether the service is quiet, given its metrics now."""
+        now = time.monotonic()
+        if now > self.deadline:
+            raise SystemExit(f"the service did not go quiet within {QUIET_LIMIT:.0f} s")
+        sent = metric_total(metrics, HAPI_REQUESTS)
+        # NaN (a backlog the service cannot read) is not 0: busy.
+        busy = metric_total(metrics, AUDIT_PENDING) != 0
+        busy = busy or metric_total(metrics, DELIVERIES_PENDING) != 0
+        if busy or sent != self.sent:
+            self.sent, self.still_since = sent, now
+            return False
+        return now - self.still_since >= QUIET_SECONDS
+
+
+def settle(service: httpx.Client) -> None:
+    """Wait until the service is quiet (``Quieting``): otherwise the background work of the
+    requests before (audit records, the change feed's reads of their writes) lands in the next
+    turn, which may be HAPI's."""
+    quieting = Quieting()
+    while not quieting.quiet(service.get("/metrics").text):
+        time.sleep(POLL_SECONDS)
 
 
 # Timing.
