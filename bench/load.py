@@ -109,6 +109,7 @@ from bench.support import (
     add_hapi_database_option,
     compact_json,
     contract_json,
+    cpu_ticks,
     create_transaction,
     created_careplan,
     hapi_base_url,
@@ -674,9 +675,7 @@ def cpu_seconds(service: int, hapi: HapiWatch) -> dict[str, float]:
     used = dict.fromkeys(CPU_OF, math.nan) | hapi.seconds()
     used["bench"] = time.process_time()
     with contextlib.suppress(OSError, ValueError, IndexError):
-        # Fields 14 and 15 of /proc/<pid>/stat, counted after the name, which may hold spaces.
-        fields = Path(f"/proc/{service}/stat").read_text().rsplit(")", 1)[1].split()
-        used["service"] = (int(fields[11]) + int(fields[12])) / tick
+        used["service"] = cpu_ticks(Path(f"/proc/{service}/stat")) / tick
     with contextlib.suppress(OSError, ValueError, IndexError):
         # user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
         ticks = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]

@@ -55,6 +55,7 @@ __all__ = [
     "add_hapi_database_option",
     "compact_json",
     "contract_json",
+    "cpu_ticks",
     "create_transaction",
     "created_careplan",
     "hapi_base_url",
@@ -209,22 +210,21 @@ class HapiWatch:
     def seconds(self) -> dict[str, float]:
         """``hapi``: the CPU seconds of HAPI's process so far; ``jit``: of its compiler threads
         alive now (a compiler thread the JVM ended meanwhile takes its seconds with it)."""
-        used = {"hapi": math.nan, "jit": math.nan}
+        unknown = {"hapi": math.nan, "jit": math.nan}
         if self.pid is None:
-            return used
-        tick = os.sysconf("SC_CLK_TCK")
+            return unknown
         jit = 0
         try:
-            used["hapi"] = _ticks(Path(f"/proc/{self.pid}/stat")) / tick
+            hapi = cpu_ticks(Path(f"/proc/{self.pid}/stat"))
             for task in Path(f"/proc/{self.pid}/task").iterdir():
                 # HotSpot names them "C1 CompilerThread0", "C2 CompilerThread1", ...
                 with contextlib.suppress(OSError):  # a thread that ended meanwhile
                     if (task / "comm").read_text().startswith(_COMPILER_THREADS):
-                        jit += _ticks(task / "stat")
+                        jit += cpu_ticks(task / "stat")
         except OSError:
-            return {"hapi": math.nan, "jit": math.nan}  # HAPI is gone
-        used["jit"] = jit / tick
-        return used
+            return unknown  # HAPI is gone
+        tick = os.sysconf("SC_CLK_TCK")
+        return {"hapi": hapi / tick, "jit": jit / tick}
 
 
 class Settling:
@@ -264,7 +264,7 @@ class Settling:
 _COMPILER_THREADS = ("C1 CompilerThre", "C2 CompilerThre")
 
 
-def _ticks(stat: Path) -> int:
+def cpu_ticks(stat: Path) -> int:
     """User and system CPU ticks from a ``/proc`` stat file: fields 14 and 15, counted after
     the name, which may hold spaces."""
     fields = stat.read_text().rsplit(")", 1)[1].split()
