@@ -34,6 +34,7 @@ from fhir_service.store.errors import (
     StoredContractUnreadableError,
     TooManyContractsError,
 )
+from fhir_service.store.mapped import MappedContracts, ReadBundle
 from fhir_service.store.search import IdentifierQuery, InvalidSearchError
 
 __all__ = [
@@ -105,6 +106,8 @@ class ContractReads:
     def __init__(self, hapi: HapiClient, language: Language = "sv") -> None:
         self.hapi = hapi
         self.language = language
+        self.mapped = MappedContracts()
+        """The contracts read lately, by the answers they were read from."""
 
     async def read(self, contract_id: str) -> Contract:
         """The contract as stored, with its current version."""
@@ -166,13 +169,13 @@ class ContractReads:
         # _pid (HAPI's own row id) orders by creation: stable for offset paging and cheap to sort.
         paging = [("_sort", "_pid"), ("_count", str(count)), ("_offset", str(offset))]
         result = await self.hapi.search("CarePlan", [*criteria, *paging, *READ_PARAMS], max_pages=1)
-        bundle = result.as_bundle()
+        page = self.mapped.of(result.as_bundle())
         contracts: list[Contract] = []
         unreadable: list[str] = []
         for careplan in result.matches():
             contract_id = search_criteria.contract_id_of(careplan)
             try:
-                contracts.append(await self._from_page(bundle, contract_id))
+                contracts.append(await self._from_page(page, contract_id))
             except StoredContractUnreadableError as exc:
                 _log.warning(
                     "a stored contract is unreadable; the search leaves it out",
@@ -302,18 +305,21 @@ class ContractReads:
     ) -> StoredContract:
         bundle, careplan_id = await self._records_of(contract_id)
         try:
-            contract = contract_from_bundle(bundle, contract_id, sent=sent)
+            if sent:
+                contract = contract_from_bundle(bundle, contract_id, sent=True)
+            else:
+                contract = self.mapped.of(bundle).contract(contract_id)
         except UnreadableContractError as exc:
             raise StoredContractUnreadableError(contract_id, exc) from exc
         if by is not None and not by.compartment.allows(contract):
             raise OutsideCompartmentError(contract)
         return StoredContract(contract, bundle, careplan_id)
 
-    async def _from_page(self, bundle: dict[str, Any], contract_id: str) -> Contract:
+    async def _from_page(self, page: ReadBundle, contract_id: str) -> Contract:
         """The contract from a page of a search; `StoredContractUnreadableError` if it does not
         read as one even alone."""
         try:
-            return contract_from_bundle(bundle, contract_id)
+            return page.contract(contract_id)
         except UnreadableContractError:
             # The page hit HAPI's cap on included resources (see MAX_SEARCH_COUNT).
             return await self.read(contract_id)

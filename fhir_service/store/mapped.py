@@ -1,0 +1,72 @@
+"""The contracts this instance read lately, by the records they were read from.
+
+Reading a contract out of HAPI's search Bundle (``contract_from_bundle``: the mapping and the
+contract's checks) is the largest part of the service's own work in a read: about a fifth of its
+CPU, more than the HAPI client's, in a py-spy profile of the service under ``bench.profile_read``'s
+reads. That reading is a function of the Bundle's entries alone (and of the code tables, fixed for
+the process), and contracts are read again and again unchanged: a patient opening their plan, an
+EHR polling its unit's contracts. So each contract read is kept here by a digest of the entries it
+was read from, with its id: the same entries give the same contract without reading them again.
+
+HAPI is still asked on every read; only the reading of an answer seen before is spared. Any change
+HAPI holds changes its answer (a new version of any record, a label added by ``$meta-add``
+without one, a booking that refers to the plan), so a contract is never served from records HAPI
+no longer holds as they were. Only readers' contracts are kept: not those with ``Contract.sent``,
+whose records a writer works on. A contract that does not read is not kept, and fails again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from typing import Any
+
+from fhir_service import wire
+from fhir_service.contract import Contract
+from fhir_service.mapping.from_fhir import contract_from_bundle
+
+__all__ = ["MappedContracts", "ReadBundle"]
+
+
+class MappedContracts:
+    """The last ``most`` contracts read from search Bundles, by their entries' digest and id."""
+
+    def __init__(self, most: int = 1024) -> None:
+        self.most = most
+        self._contracts: OrderedDict[tuple[bytes, str], Contract] = OrderedDict()
+
+    def of(self, bundle: dict[str, Any]) -> ReadBundle:
+        """The contracts ``bundle`` holds (one read's, or a search page's), read or found."""
+        # SHA-256 rather than a short hash: two different answers sharing a key would show
+        # one patient's contract to another's reader.
+        digest = hashlib.sha256(wire.dumps(bundle.get("entry"))).digest()
+        return ReadBundle(self, bundle, digest)
+
+    def contract(self, bundle: dict[str, Any], digest: bytes, contract_id: str) -> Contract:
+        """The contract ``contract_id`` as ``bundle`` (whose entries' digest is ``digest``)
+        holds it; ``UnreadableContractError`` when its records do not read as one."""
+        key = (digest, contract_id)
+        contract = self._contracts.get(key)
+        if contract is not None:
+            self._contracts.move_to_end(key)
+            return contract
+        # Contracts are frozen models of tuples: the one kept can be handed to every reader.
+        contract = contract_from_bundle(bundle, contract_id)
+        self._contracts[key] = contract
+        while len(self._contracts) > self.most:
+            self._contracts.popitem(last=False)
+        return contract
+
+
+class ReadBundle:
+    """One search Bundle's contracts, each read from it once in this instance."""
+
+    def __init__(self, kept: MappedContracts, bundle: dict[str, Any], digest: bytes) -> None:
+        self._kept = kept
+        self._bundle = bundle
+        self._digest = digest
+
+    def contract(self, contract_id: str) -> Contract:
+        """The contract ``contract_id`` as the Bundle holds it; ``UnreadableContractError``
+        when its records do not read as one."""
+        return self._kept.contract(self._bundle, self._digest, contract_id)
