@@ -1,10 +1,13 @@
 """Where a contract read spends its time in the service: a profile of ``GET /contracts/{id}``.
 
-    .venv/bin/python -m bench.profile_read [--reads 300] [--top 25]
+    .venv/bin/python -m bench.profile_read [--reads 300] [--top 25] [--first-reads]
 
 The service runs in this process (the app of ``create_app``, on a temporary service DB, taking
 the local development issuer's tokens) against a real HAPI. A few example contracts are stored
-through it; then they are read ``--reads`` times, one at a time, with ``cProfile`` on in the
+through it; then they are read ``--reads`` times, one at a time, again and again, as a patient
+or an EHR reads a contract (the service keeps the contracts it read by HAPI's answer, so a read
+of an unchanged one is not mapped again: ``fhir_service.store.mapped``). With ``--first-reads``,
+as many more contracts are stored, and each is read once. Reads run with ``cProfile`` on in the
 thread the app runs in, so the profile holds the service's own work and its waits for HAPI and
 the service DB, and nothing of the client. It prints the wall time of a read, the share of it
 spent waiting on HAPI and on the service DB, the functions with the most time of their own,
@@ -40,7 +43,8 @@ from fhir_service.booking import seed_definitions
 from fhir_service.settings import Settings
 
 CONTRACTS = 8
-"""How many contracts are read in turn: the four examples, twice each."""
+"""How many contracts are read in turn, and warm up the first reads: the four examples, twice
+each."""
 CALLER = "bench-profile-read"
 """The subject and client id of the tokens."""
 
@@ -81,10 +85,10 @@ def _p95(values: list[float]) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[94]
 
 
-def run(hapi_url: str, reads: int, top: int) -> None:
+def run(hapi_url: str, reads: int, top: int, first_reads: bool) -> None:
     """Store the contracts, read them ``reads`` times under the profiler, and report."""
     run_id = f"profile-{random.randrange(16**8):08x}"
-    contracts = generated(CONTRACTS, run_id)
+    contracts = generated(CONTRACTS + reads if first_reads else CONTRACTS, run_id)
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         minted = tokens(workdir, contracts, CALLER)
@@ -108,8 +112,10 @@ def run(hapi_url: str, reads: int, top: int) -> None:
                 if made.status_code != 201:
                     raise SystemExit(f"storing a contract answered {made.status_code}: {made.text}")
             asked = [(f"/contracts/{c.id}", service_headers(minted[unit_of(c)])) for c in contracts]
-            for path, headers in asked:  # warm-up: pools, caches, imports
+            for path, headers in asked[:CONTRACTS]:  # warm-up: pools, caches, imports
                 client.get(path, headers=headers)
+            if first_reads:
+                asked = asked[CONTRACTS:]
             profile = cProfile.Profile()
             portal = client.portal
             assert portal is not None  # set while the client is open
@@ -151,9 +157,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reads", type=int, default=300)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--first-reads", action="store_true", help="read each contract once, none again"
+    )
     args = parser.parse_args()
     with hapi_base_url() as hapi_url:
-        run(hapi_url, args.reads, args.top)
+        run(hapi_url, args.reads, args.top, args.first_reads)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ any change to any record of it is read anew."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 from pathlib import Path
@@ -10,14 +11,16 @@ from typing import Any
 
 import pytest
 
-from fhir_service.contract import Contract
+from fhir_service.contract import Contract, Identifier, IdentifierKind
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping.from_fhir import UnreadableContractError
 from fhir_service.mapping.to_fhir import contract_to_bundle
 from fhir_service.store import ContractStore
 from fhir_service.store.mapped import MappedContracts
+from tests.support import unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
+CONCURRENT = 20
 
 
 def _example(name: str, contract_id: str | None = None) -> Contract:
@@ -118,3 +121,37 @@ async def test_a_record_changed_in_hapi_alone_is_seen_on_the_next_read(
 
     assert "Gå i trappor utan stöd" in [g.description for g in read.goals]
     assert read.version == first.version
+
+
+async def test_a_search_page_sees_a_record_changed_in_hapi_alone(hapi: HapiClient) -> None:
+    store = ContractStore(hapi)
+    patient = Identifier(kind=IdentifierKind.PERSONNUMMER, value=unique_personnummer())
+    contract = _example("knee-replacement")
+    contract = contract.model_copy(
+        update={"patient": contract.patient.model_copy(update={"identifier": patient})}
+    )
+    await store.create(contract)
+    (first,) = (await store.search(patient=patient)).contracts
+    assert (await store.search(patient=patient)).contracts[0] is first
+    goal = _goal(await store.stored_records(contract.id))
+    goal["description"]["text"] = "Böja knät 90 grader"
+    await hapi.update(goal)
+
+    (read,) = (await store.search(patient=patient)).contracts
+
+    assert "Böja knät 90 grader" in [g.description for g in read.goals]
+
+
+async def test_concurrent_readers_after_a_change_all_see_it(hapi: HapiClient) -> None:
+    store = ContractStore(hapi)
+    contract = _example("stroke-rehabilitation")
+    await store.create(contract)
+    before = await asyncio.gather(*(store.read(contract.id) for _ in range(CONCURRENT)))
+    goal = _goal(await store.stored_records(contract.id))
+    goal["description"]["text"] = "Cykla 20 minuter"
+    await hapi.update(goal)
+
+    after = await asyncio.gather(*(store.read(contract.id) for _ in range(CONCURRENT)))
+
+    assert all("Cykla 20 minuter" not in [g.description for g in c.goals] for c in before)
+    assert all("Cykla 20 minuter" in [g.description for g in c.goals] for c in after)
