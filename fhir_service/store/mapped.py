@@ -1,18 +1,19 @@
 """The contracts this instance read lately, by the records they were read from.
 
 Reading a contract out of HAPI's search Bundle (``contract_from_bundle``: the mapping and the
-contract's checks) is the largest part of the service's own work in a read: about a fifth of its
-CPU, more than the HAPI client's, in a py-spy profile of the service under ``bench.profile_read``'s
-reads. That reading is a function of the Bundle's entries alone (and of the code tables, fixed for
-the process), and contracts are read again and again unchanged: a patient opening their plan, an
-EHR polling its unit's contracts. So each contract read is kept here by a digest of the entries it
-was read from, with its id: the same entries give the same contract without reading them again.
+contract's checks) is a fifth of the service's CPU in a read, as much as its HAPI client's, in a
+py-spy profile of the service under ``bench.profile_read``'s reads. That reading is a function of
+the Bundle's entries alone (and of the code tables, fixed for the process), and contracts are read
+again and again unchanged: a patient opening their plan, an EHR polling its unit's contracts. So
+each contract read is kept here by a digest of the entries it was read from, with its id: the same
+entries give the same contract without reading them again.
 
 HAPI is still asked on every read; only the reading of an answer seen before is spared. Any change
-HAPI holds changes its answer (a new version of any record, a label added by ``$meta-add``
-without one, a booking that refers to the plan), so a contract is never served from records HAPI
-no longer holds as they were. Only readers' contracts are kept: not those with ``Contract.sent``,
-whose records a writer works on. A contract that does not read is not kept, and fails again.
+HAPI holds changes its answer (a new version of any record, a label added by ``$meta-add`` without
+one, a booking, which changes an Appointment the plan names), so a contract is never served from
+records HAPI no longer holds as they were. Only readers' contracts are kept: not those with
+``Contract.sent``, whose records a writer works on. A contract that does not read is not kept, and
+fails again.
 """
 
 from __future__ import annotations
