@@ -11,6 +11,7 @@ Python's, and with nothing of it written.
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,3 +147,32 @@ def test_a_plan_in_force_elsewhere_is_the_calling_units_agreed_as_its_system_att
         "Patient",
         "Organization",
     }
+
+
+@pytest.mark.parametrize("file", [e["file"] for e in MANIFEST if not e.get("refused_for")])
+def test_a_foreign_plan_read_again_shows_its_patient_as_another_system_changed_them(
+    service: TestClient, ehr: dict[str, str], conformance_loaded: str, file: str
+) -> None:
+    sent = service.post("/fhir", content=(FOREIGN / file).read_text("utf-8"), headers=ehr)
+    assert sent.status_code == 200, sent.text
+    contract_id = contract_written(service, ehr, sent)
+    first = service.get(f"/contracts/{contract_id}", headers=ehr)
+    again = service.get(f"/contracts/{contract_id}", headers=ehr)
+    assert first.status_code == 200, first.text
+    assert again.json() == first.json()
+    params = [("identifier", f"{urls.ID_CONTRACT}|{contract_id}"), ("_include", "CarePlan:subject")]
+    found = httpx.get(f"{conformance_loaded}/CarePlan", params=params).json()
+    [patient] = [
+        e["resource"] for e in found["entry"] if e["resource"]["resourceType"] == "Patient"
+    ]
+    # Straight in HAPI, as another system would: the contract's CarePlan keeps its version.
+    family = f"Changed-{uuid.uuid4().hex[:8]}"
+    patient["name"] = [{"family": family, "given": ["Elsewhere"]}]
+    put = httpx.put(f"{conformance_loaded}/Patient/{patient['id']}", json=patient)
+    assert put.status_code == 200, put.text
+
+    read = service.get(f"/contracts/{contract_id}", headers=ehr).json()
+
+    assert read["version"] == first.json()["version"]
+    assert family in json.dumps(read["patient"])
+    assert family not in json.dumps(first.json()["patient"])
