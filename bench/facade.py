@@ -235,11 +235,11 @@ def settle_jit(
     reading: tuple[Side, Side],
     bearer: dict[tuple[str, str], str],
     run_id: str,
+    language: Language,
     args: argparse.Namespace,
 ) -> str:
     """Creates and reads on both sides, in rounds of ``--warm-up`` a side, until HAPI's JIT
     compiler is quiet (``bench.support.Settling``); says how it went."""
-    language: Language = Settings().narrative_language
     clients = (creating[0].client, creating[1].client)
     settling = Settling(HapiWatch(hapi_url), args.settle_limit)
     while True:
@@ -283,7 +283,7 @@ def run(hapi_url: str, args: argparse.Namespace) -> bool:
                 Side("service", service_http, 200),
                 Side("hapi", hapi_http, 200, one_careplan),
             )
-            warmed = settle_jit(hapi_url, creating, reading, bearer, run_id, args)
+            warmed = settle_jit(hapi_url, creating, reading, bearer, run_id, language, args)
             print(warmed, flush=True)
             creates = create_requests(clients, (ours, theirs), bearer, language)
             created = measure("create", creating, creates, args.warm_up, args.rounds)

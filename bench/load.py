@@ -707,9 +707,9 @@ class Run:
     warmed: str = ""
     """How the warm-up went (``warm_up``)."""
 
-    async def warm_up(self) -> str:
+    async def warm_up(self) -> None:
         """A turn a side, not counted, again while HAPI's JIT compiler is busy (``Settling``);
-        says how it went."""
+        ``warmed`` says how it went."""
         settling = Settling(self.hapi_watch, self.args.settle_limit)
         while True:
             settling.begin()
@@ -720,7 +720,7 @@ class Run:
                 break
         self.drains.clear()
         self.service.creates.late = self.hapi_side.creates.late = 0
-        return said
+        self.warmed = said
 
     async def measure(self) -> None:
         """The rounds, a turn a side each, the first side alternating."""
@@ -885,7 +885,7 @@ async def load(
             f"is busy), then {args.rounds} rounds of {args.seconds / args.rounds:g} s a side",
             flush=True,
         )
-        run.warmed = await run.warm_up()
+        await run.warm_up()
         print(run.warmed, flush=True)
         await run.measure()
         return run
