@@ -1,4 +1,4 @@
-"""The HAPI FHIR client: one pooled ``httpx.AsyncClient`` with typed errors, retries, metrics."""
+"""The HAPI FHIR client: one pooled transport with typed errors, retries, metrics."""
 
 from fhir_service.fhir.client import FHIR_JSON, HapiClient, RetryPolicy, SearchResult
 from fhir_service.fhir.errors import (

@@ -1,7 +1,7 @@
 """The transports under the HAPI client.
 
 ``AiohttpTransport`` carries the requests: aiohttp's connection pool and C HTTP parser under the
-``httpx.AsyncClient`` the client is written against. ``InstrumentedTransport`` wraps it: it
+httpx requests and answers the client is written against. ``InstrumentedTransport`` wraps it: it
 forwards the request id and measures every call.
 """
 

@@ -68,6 +68,26 @@ async def test_request_id_of_the_current_request_is_forwarded(
     assert request.headers["Accept"] == "application/fhir+json"
 
 
+async def test_answers_come_gzipped_and_no_cookie_goes_back(
+    httpx_mock: HTTPXMock, client: HapiClient
+) -> None:
+    # A cookie HAPI (or a proxy before it) sets must not tie one caller's request to the next
+    # caller's: the client keeps none.
+    httpx_mock.add_response(
+        url=f"{BASE}/Patient/1",
+        json={"resourceType": "Patient", "id": "1"},
+        headers={"Set-Cookie": "JSESSIONID=abc; Path=/"},
+    )
+    httpx_mock.add_response(url=f"{BASE}/Patient/2", json={"resourceType": "Patient", "id": "2"})
+
+    assert (await client.read("Patient", "1"))["id"] == "1"
+    assert (await client.read("Patient", "2"))["id"] == "2"
+
+    first, second = httpx_mock.get_requests()
+    assert "gzip" in first.headers["Accept-Encoding"]
+    assert "Cookie" not in second.headers
+
+
 @pytest.mark.parametrize(
     ("exception", "reason", "outcome"),
     [

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.routing import RouteContext, iter_route_contexts
 from fastapi.testclient import TestClient
@@ -421,8 +422,12 @@ def _watched_write(service: TestClient, *, kept: bool) -> tuple[list[str], Any]:
     app_service = service.app.state.service  # type: ignore[attr-defined]
     happened: list[str] = []
     contract = _contract()
-    http = app_service.hapi._http  # what goes on the wire to HAPI
-    open_access, contracts, request = app_service.open_access, app_service.contracts, http.request
+    transport = app_service.hapi._transport  # what goes on the wire to HAPI
+    open_access, contracts, send = (
+        app_service.open_access,
+        app_service.contracts,
+        transport.handle_async_request,
+    )
 
     async def slow_open(record: Any) -> None:
         await asyncio.sleep(0.3)
@@ -436,20 +441,20 @@ def _watched_write(service: TestClient, *, kept: bool) -> tuple[list[str], Any]:
         happened.append("route runs")
         return contracts(*args)
 
-    async def watched_request(method: str, url: str, **kwargs: Any) -> Any:
+    async def watched_send(request: httpx.Request) -> Any:
         # This contract's writes only: the service's own start-up (subscriptions, profiles)
         # may still be writing to a HAPI that has just started.
-        if method != "GET" and contract["id"].encode() in kwargs.get("content", b""):
-            happened.append(f"HAPI {method}")
-        return await request(method, url, **kwargs)
+        if request.method != "GET" and contract["id"].encode() in request.content:
+            happened.append(f"HAPI {request.method}")
+        return await send(request)
 
     app_service.open_access = slow_open
     app_service.contracts = watched_contracts
-    http.request = watched_request
+    transport.handle_async_request = watched_send
     try:
         answer = service.post("/contracts", json=contract)
     finally:
-        del app_service.open_access, app_service.contracts, http.request
+        del app_service.open_access, app_service.contracts, transport.handle_async_request
     return happened, answer
 
 
