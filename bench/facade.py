@@ -24,16 +24,19 @@ turn, so load changes and background writes hit both alike. Before the clock, bo
 ``--warm-up`` contracts each and both read them, in rounds, until HAPI's JIT compiler is quiet
 or ``--settle-limit`` seconds have passed: a HAPI started for the run compiles its hot code for
 minutes, slower meanwhile, where production's has long finished (``bench.support.HapiWatch``).
-Each measurement then has its own ``--warm-up`` a side, not kept. Targets: the service's median at
-most 1.15x HAPI's for a create and 1.25x for a read, its p95 at most 1.5x for both. Uses
-``FHIR_BASE_URL`` when set, otherwise starts the local HAPI for the run: in memory, or with
-``--hapi-database postgres`` on PostgreSQL as in production, where HAPI itself is slower and the
-same overhead is a smaller ratio.
+Each measurement then has its own ``--warm-up`` a side, not kept. Each round prints the medians
+so far and the share of HAPI's CPU its garbage collector took in it (a HAPI on H2 in memory
+holds its database in its heap), so a round slowed by HAPI's collecting says so. Targets: the
+service's median at most 1.15x HAPI's for a create and 1.25x for a read, its p95 at most 1.5x
+for both. Uses ``FHIR_BASE_URL`` when set, otherwise starts the local HAPI for the run: in
+memory, or with ``--hapi-database postgres`` on PostgreSQL as in production, where HAPI itself
+is slower and the same overhead is a smaller ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import statistics
 import tempfile
@@ -134,8 +137,10 @@ def measure(
     requests: tuple[list[httpx.Request], list[httpx.Request]],
     warm_up: int,
     rounds: int,
+    watch: HapiWatch,
 ) -> tuple[Latencies, Latencies]:
-    """Both sides' latencies, taking turns in ``rounds``; the first ``warm_up`` are not kept."""
+    """Both sides' latencies, taking turns in ``rounds``; the first ``warm_up`` are not kept.
+    Each round says its medians so far and the share of HAPI's CPU its garbage collector took."""
     service, _ = sides
     for side, mine in zip(sides, requests, strict=True):
         run_turn(side, mine[:warm_up])
@@ -143,14 +148,18 @@ def measure(
     measured = len(requests[0]) - warm_up
     for number, part in enumerate(slices(measured, rounds), start=1):
         order = (0, 1) if number % 2 else (1, 0)
+        used = watch.seconds()
         for index in order:
             settle(service.client)
             turn = requests[index][warm_up:][part]
             kept[index].extend(run_turn(sides[index], turn))
+        now = watch.seconds()
+        hapi, gc = (now[k] - used[k] for k in ("hapi", "gc"))
         print(
             f"  {name} round {number}/{rounds}: service median "
             f"{Latencies(kept[0]).median_ms:.1f} ms, hapi {Latencies(kept[1]).median_ms:.1f} ms"
-            " so far",
+            f" so far; HAPI's garbage collector {gc / hapi if hapi > 0 else math.nan:.0%} of its"
+            " CPU in the round",
             flush=True,
         )
     return Latencies(kept[0]), Latencies(kept[1])
@@ -230,7 +239,7 @@ def read_requests(
 
 
 def settle_jit(
-    hapi_url: str,
+    watch: HapiWatch,
     creating: tuple[Side, Side],
     reading: tuple[Side, Side],
     bearer: dict[tuple[str, str], str],
@@ -241,7 +250,7 @@ def settle_jit(
     """Creates and reads on both sides, in rounds of ``--warm-up`` a side, until HAPI's JIT
     compiler is quiet (``bench.support.Settling``); says how it went."""
     clients = (creating[0].client, creating[1].client)
-    settling = Settling(HapiWatch(hapi_url), args.settle_limit)
+    settling = Settling(watch, args.settle_limit)
     while True:
         settling.begin()
         made = generated(2 * args.warm_up, f"{run_id}-w{settling.rounds}")
@@ -283,15 +292,15 @@ def run(hapi_url: str, args: argparse.Namespace) -> bool:
                 Side("service", service_http, 200),
                 Side("hapi", hapi_http, 200, one_careplan),
             )
-            warmed = settle_jit(hapi_url, creating, reading, bearer, run_id, language, args)
+            watch = HapiWatch(hapi_url)
+            warmed = settle_jit(watch, creating, reading, bearer, run_id, language, args)
             print(warmed, flush=True)
             creates = create_requests(clients, (ours, theirs), bearer, language)
-            created = measure("create", creating, creates, args.warm_up, args.rounds)
+            created = measure("create", creating, creates, args.warm_up, args.rounds, watch)
             # Both read the same contracts, half of them stored by each side, in the same order.
             stored = [c for pair in zip(ours, theirs, strict=True) for c in pair][:count]
-            read = measure(
-                "read", reading, read_requests(clients, stored, bearer), args.warm_up, args.rounds
-            )
+            reads = read_requests(clients, stored, bearer)
+            read = measure("read", reading, reads, args.warm_up, args.rounds, watch)
     print(
         f"HAPI {hapi_url}, {args.iterations} iterations a side per measurement "
         f"(after {args.warm_up} warm-up), {args.rounds} rounds, service and HAPI taking turns; "

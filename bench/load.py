@@ -153,10 +153,10 @@ GUESSED_RATE = 5.0
 SECRET = "bench-load-webhook-secret-long-enough"
 WAITED = "fhir_service_hapi_request_duration_seconds"
 SERVED = "fhir_service_http_request_duration_seconds"
-CPU_OF = ("service", "bench", "machine", "hapi", "jit")
+CPU_OF = ("service", "bench", "machine", "hapi", "jit", "gc")
 """Whose CPU time is told: the service's process, this one (the clients and the webhook
 receivers), the machine's cores together (everyone's), HAPI's process and, of that, its JIT
-compiler's threads (``bench.support.HapiWatch``)."""
+compiler's and its garbage collector's threads (``bench.support.HapiWatch``)."""
 Key = tuple[str, str, str]
 """A version of a record: type, id, version."""
 
@@ -1008,7 +1008,8 @@ def report(run: Run, hapi_url: str, warnings: Counter[str]) -> bool:
         "CPU, in cores busy on average, in the service's turns | in HAPI's: the service process "
         f"{busy[0]['service']:.2f} | {busy[1]['service']:.2f}, this one (clients, receivers) "
         f"{busy[0]['bench']:.2f} | {busy[1]['bench']:.2f}, HAPI {busy[0]['hapi']:.2f} | "
-        f"{busy[1]['hapi']:.2f} (its JIT compiler {busy[0]['jit']:.2f} | {busy[1]['jit']:.2f}), "
+        f"{busy[1]['hapi']:.2f} (its JIT compiler {busy[0]['jit']:.2f} | {busy[1]['jit']:.2f}, "
+        f"its garbage collector {busy[0]['gc']:.2f} | {busy[1]['gc']:.2f}), "
         f"the machine's {os.cpu_count()} cores (everyone's) {busy[0]['machine']:.2f} | "
         f"{busy[1]['machine']:.2f}"
     )
