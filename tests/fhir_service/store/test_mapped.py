@@ -1,5 +1,6 @@
 """Contracts kept by the answers they were read from: the same answer is not read twice, and
-any change to any record of it is read anew."""
+any change to any record of it is read anew. Whether a contract was read anew is told by counting
+the readings (``contract_from_bundle``): a kept one comes back as an equal copy."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fhir_service.contract import Contract, Identifier, IdentifierKind
 from fhir_service.fhir import HapiClient
 from fhir_service.mapping.from_fhir import UnreadableContractError
 from fhir_service.mapping.to_fhir import contract_to_bundle
-from fhir_service.store import ContractStore
+from fhir_service.store import ContractStore, mapped
 from fhir_service.store.mapped import MappedContracts
 from tests.support import unique_personnummer
 
@@ -28,11 +29,25 @@ def _example(name: str, contract_id: str | None = None) -> Contract:
     return contract.model_copy(update={"id": contract_id or f"mapped-{uuid.uuid4().hex}"})
 
 
+@pytest.fixture
+def readings(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ids of the contracts read out of an answer, in order, from now on."""
+    read: list[str] = []
+    reading = mapped.contract_from_bundle
+
+    def counted(bundle: dict[str, Any], contract_id: str) -> Contract:
+        read.append(contract_id)
+        return reading(bundle, contract_id)
+
+    monkeypatch.setattr(mapped, "contract_from_bundle", counted)
+    return read
+
+
 def _goal(bundle: dict[str, Any]) -> dict[str, Any]:
     return next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Goal")
 
 
-def test_the_same_answer_gives_the_contract_read_the_first_time() -> None:
+def test_the_same_answer_gives_the_contract_read_the_first_time(readings: list[str]) -> None:
     contract = _example("stroke-rehabilitation")
     bundle = contract_to_bundle(contract)
     kept = MappedContracts()
@@ -42,10 +57,13 @@ def test_the_same_answer_gives_the_contract_read_the_first_time() -> None:
     second = kept.of(copy.deepcopy(bundle)).contract(contract.id)
 
     assert first == contract
-    assert second is first
+    assert second == first
+    assert readings == [contract.id]
+    # Each reader has a contract of its own: what one changes, no other sees.
+    assert second is not first
 
 
-def test_a_change_to_any_record_is_read_anew() -> None:
+def test_a_change_to_any_record_is_read_anew(readings: list[str]) -> None:
     contract = _example("stroke-rehabilitation")
     bundle = contract_to_bundle(contract)
     kept = MappedContracts()
@@ -56,12 +74,12 @@ def test_a_change_to_any_record_is_read_anew() -> None:
 
     second = kept.of(changed).contract(contract.id)
 
-    assert second is not first
+    assert readings == [contract.id, contract.id]
     assert "Gå 200 meter utan stöd" in [g.description for g in second.goals]
     assert "Gå 200 meter utan stöd" not in [g.description for g in first.goals]
 
 
-def test_each_contract_of_a_page_is_kept_under_its_own_id() -> None:
+def test_each_contract_of_a_page_is_kept_under_its_own_id(readings: list[str]) -> None:
     one, other = _example("stroke-rehabilitation"), _example("knee-replacement")
     page = contract_to_bundle(one)
     page["entry"] += contract_to_bundle(other)["entry"]
@@ -71,10 +89,12 @@ def test_each_contract_of_a_page_is_kept_under_its_own_id() -> None:
 
     assert read.contract(one.id) == one
     assert read.contract(other.id) == other
-    assert kept.of(copy.deepcopy(page)).contract(other.id) is read.contract(other.id)
+    assert kept.of(copy.deepcopy(page)).contract(other.id) == other
+    assert kept.of(copy.deepcopy(page)).contract(one.id) == one
+    assert readings == [one.id, other.id]
 
 
-def test_only_the_newest_are_kept() -> None:
+def test_only_the_newest_are_kept(readings: list[str]) -> None:
     kept = MappedContracts(most=2)
     contracts = [_example("knee-replacement") for _ in range(3)]
     bundles = [contract_to_bundle(c) for c in contracts]
@@ -84,8 +104,8 @@ def test_only_the_newest_are_kept() -> None:
     oldest = kept.of(bundles[0]).contract(contracts[0].id)
 
     # The oldest was let go for the third, and is read anew; the newest is still kept.
-    assert newest is first[2]
-    assert oldest is not first[0]
+    assert readings == [c.id for c in contracts] + [contracts[0].id]
+    assert newest == first[2]
     assert oldest == first[0]
 
 
@@ -104,13 +124,14 @@ def test_a_contract_that_does_not_read_is_not_kept() -> None:
 
 
 async def test_a_record_changed_in_hapi_alone_is_seen_on_the_next_read(
-    hapi: HapiClient,
+    hapi: HapiClient, readings: list[str]
 ) -> None:
     store = ContractStore(hapi)
     contract = _example("stroke-rehabilitation")
     await store.create(contract)
     first = await store.read(contract.id)
-    assert await store.read(contract.id) is first  # HAPI's answer is the same: kept
+    assert await store.read(contract.id) == first
+    assert readings == [contract.id]  # HAPI's answer is the same: kept
     # Another system changes one Goal straight in HAPI: the CarePlan keeps its version.
     records = await store.stored_records(contract.id)
     goal = _goal(records)
@@ -123,7 +144,9 @@ async def test_a_record_changed_in_hapi_alone_is_seen_on_the_next_read(
     assert read.version == first.version
 
 
-async def test_a_search_page_sees_a_record_changed_in_hapi_alone(hapi: HapiClient) -> None:
+async def test_a_search_page_sees_a_record_changed_in_hapi_alone(
+    hapi: HapiClient, readings: list[str]
+) -> None:
     store = ContractStore(hapi)
     patient = Identifier(kind=IdentifierKind.PERSONNUMMER, value=unique_personnummer())
     contract = _example("knee-replacement")
@@ -132,7 +155,8 @@ async def test_a_search_page_sees_a_record_changed_in_hapi_alone(hapi: HapiClien
     )
     await store.create(contract)
     (first,) = (await store.search(patient=patient)).contracts
-    assert (await store.search(patient=patient)).contracts[0] is first
+    assert (await store.search(patient=patient)).contracts == (first,)
+    assert readings == [contract.id]
     goal = _goal(await store.stored_records(contract.id))
     goal["description"]["text"] = "Böja knät 90 grader"
     await hapi.update(goal)
