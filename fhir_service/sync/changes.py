@@ -50,14 +50,13 @@ from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from fhir_service.contract import Contract, Identifier
 from fhir_service.fhir import GoneError, HapiClient, NotFoundError, SearchResult
 from fhir_service.mapping.from_fhir import UnreadableContractError, contract_from_bundle
-from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.mapping.ownership import contract_of
 from fhir_service.metrics import Metrics
 from fhir_service.servicedb.tables import Delivery, SeenChange, SyncState
 from fhir_service.store import ContractNotFoundError, ContractStore
+from fhir_service.store.own_writes import Concerned, concerned
 from fhir_service.sync.webhook_deliveries import delivery_rows
 from fhir_service.sync.webhook_registrations import Registration, WebhookRegistry
 
@@ -403,7 +402,7 @@ class ChangeFeed:
         return events
 
     async def _routing(self, change: Change, routes: Routes) -> Routing:
-        written = self.store.own_writes.contract_of(change.key)
+        written = self.store.own_writes.concerned_by(change.key)
         if written is not None:
             # Written through this instance: routed by the contract as that write left it.
             return _routing_of(written)
@@ -607,24 +606,14 @@ def _contract_of(routing: Routing) -> dict[str, Any] | None:
     return {"id": routing.contract_id, "readable": False}
 
 
-def _routing_of(contract: Contract) -> Routing:
-    organizations = [contract.responsible_unit]
-    organizations += [p.organization for p in contract.professionals]
-    organizations += [c.professional.organization for c in contract.care_contacts]
-    organizations += [a.organization for a in contract.activities if a.organization is not None]
-    organizations += [t.organization for t in contract.agreed_times]
-    return Routing(
-        contract.id,
-        frozenset({_token(contract.patient.identifier)}),
-        frozenset(_token(o.identifier) for o in organizations),
-        _token(contract.responsible_unit.identifier),
-    )
+def _routing_of(whom: Concerned) -> Routing:
+    return Routing(whom.contract_id, whom.patients, whom.care_units, whom.responsible_unit)
 
 
 def _routing_from(change: Change, contract_id: str, records: Resource) -> Routing:
     """Who a change concerns, from its contract's stored records, readable or not."""
     try:
-        return _routing_of(contract_from_bundle(records, contract_id))
+        return _routing_of(concerned(contract_from_bundle(records, contract_id)))
     except UnreadableContractError as exc:
         # Reads of it fail until somebody mends it: say so where an operator looks, and
         # route the news by the records as stored, so the units holding it hear of it.
@@ -691,10 +680,6 @@ def _tokens_of(resource: Resource) -> frozenset[str]:
         and isinstance(i.get("system"), str)
         and isinstance(i.get("value"), str)
     )
-
-
-def _token(identifier: Identifier) -> str:
-    return f"{system_of(identifier)}|{identifier.value}"
 
 
 def _server_now(meta: Resource) -> datetime:

@@ -1,5 +1,5 @@
-"""The versions a store wrote itself, kept for the change feed: as HAPI names them, the newest
-only."""
+"""The versions a store wrote itself, kept for the change feed with whom their contracts
+concern: as HAPI names them, the newest only."""
 
 from __future__ import annotations
 
@@ -7,18 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from fhir_service.contract import Contract
+from fhir_service.contract import Contract, Identifier
 from fhir_service.fhir import HapiClient
+from fhir_service.mapping.identifier_systems import system_of
 from fhir_service.store import ContractExistsError, ContractStore
-from fhir_service.store.own_writes import OwnWrites
+from fhir_service.store.own_writes import OwnWrites, concerned
 from tests.fhir_service.sync.support import watched_records
 from tests.support import load_data, unique_personnummer
 
 EXAMPLES = Path(__file__).parents[3] / "profiles" / "examples" / "contracts"
 
 
-def _example() -> Contract:
-    contract = Contract.model_validate_json((EXAMPLES / "knee-replacement.json").read_text("utf-8"))
+def _example(name: str = "knee-replacement") -> Contract:
+    contract = Contract.model_validate_json((EXAMPLES / f"{name}.json").read_text("utf-8"))
     patient = contract.patient.model_copy(
         update={
             "identifier": contract.patient.identifier.model_copy(
@@ -29,6 +30,26 @@ def _example() -> Contract:
     return contract.model_copy(update={"id": f"own-{patient.identifier.value}", "patient": patient})
 
 
+def test_a_contract_concerns_its_patient_and_every_unit_it_names() -> None:
+    # Its clinician's unit, and the municipality's, named by a professional and an activity.
+    contract = _example("stroke-rehabilitation")
+
+    whom = concerned(contract)
+
+    def token(identifier: Identifier) -> str:
+        return f"{system_of(identifier)}|{identifier.value}"
+
+    units = {contract.responsible_unit.identifier}
+    units |= {p.organization.identifier for p in contract.professionals}
+    units |= {a.organization.identifier for a in contract.activities if a.organization}
+    units |= {t.organization.identifier for t in contract.agreed_times}
+    assert whom.contract_id == contract.id
+    assert whom.patients == {token(contract.patient.identifier)}
+    assert whom.responsible_unit == token(contract.responsible_unit.identifier)
+    assert whom.care_units == {token(u) for u in units}
+    assert len(whom.care_units) > 1
+
+
 def test_each_version_hapi_names_in_its_answer_is_kept_with_the_contract() -> None:
     answer = load_data("hapi/transaction-response.json")
     contract = _example()
@@ -36,12 +57,12 @@ def test_each_version_hapi_names_in_its_answer_is_kept_with_the_contract() -> No
 
     own.wrote(contract, answer)
 
-    assert own.contract_of(("CarePlan", "1372", "2")) is contract
-    assert own.contract_of(("CareTeam", "1364", "1")) is contract
-    assert own.contract_of(("Appointment", "1369", "1")) is contract
+    assert own.concerned_by(("CarePlan", "1372", "2")) == concerned(contract)
+    assert own.concerned_by(("CareTeam", "1364", "1")) == concerned(contract)
+    assert own.concerned_by(("Appointment", "1369", "1")) == concerned(contract)
     # Another version of a record written, and a version never named: not this store's.
-    assert own.contract_of(("CarePlan", "1372", "1")) is None
-    assert own.contract_of(("Appointment", "1370", "2")) is None
+    assert own.concerned_by(("CarePlan", "1372", "1")) is None
+    assert own.concerned_by(("Appointment", "1370", "2")) is None
 
 
 def test_only_the_newest_versions_are_kept() -> None:
@@ -64,11 +85,11 @@ def test_only_the_newest_versions_are_kept() -> None:
 
     own.wrote(second, moved)
 
-    assert own.contract_of(("CarePlan", "1372", "3")) is second
-    assert own.contract_of(("Appointment", "1371", "2")) is second
-    assert own.contract_of(("CarePlan", "1372", "2")) is first
-    assert own.contract_of(("RelatedPerson", "1363", "1")) is None, "the oldest went first"
-    assert own.contract_of(("CareTeam", "1364", "1")) is None
+    assert own.concerned_by(("CarePlan", "1372", "3")) == concerned(second)
+    assert own.concerned_by(("Appointment", "1371", "2")) == concerned(second)
+    assert own.concerned_by(("CarePlan", "1372", "2")) == concerned(first)
+    assert own.concerned_by(("RelatedPerson", "1363", "1")) is None, "the oldest went first"
+    assert own.concerned_by(("CareTeam", "1364", "1")) is None
 
 
 async def test_a_created_contract_is_kept_by_every_version_hapi_gave_its_watched_records(
@@ -82,9 +103,9 @@ async def test_a_created_contract_is_kept_by_every_version_hapi_gave_its_watched
     records = await watched_records(hapi, created.id)
     assert {kind for kind, _, _ in records} >= {"CarePlan", "CareTeam", "Appointment"}
     for key in records:
-        kept = store.own_writes.contract_of(key)
+        kept = store.own_writes.concerned_by(key)
         assert kept is not None, key
-        assert kept.id == created.id
+        assert kept.contract_id == created.id
 
 
 async def test_a_contract_that_was_there_already_is_not_kept_as_this_stores_write(
@@ -98,4 +119,4 @@ async def test_a_contract_that_was_there_already_is_not_kept_as_this_stores_writ
         await store.create(contract)
 
     for key in await watched_records(hapi, first.id):
-        assert store.own_writes.contract_of(key) is None, key
+        assert store.own_writes.concerned_by(key) is None, key
