@@ -52,8 +52,9 @@ costs HAPI rather than what it costs a shared machine.
 
 Webhooks: a receiver per unit is registered (``careUnit``) for each service turn and removed
 after it, so that deliveries flow in the service's turns, and none about the HAPI side's writes
-loads the service in HAPI's. When a service turn ends, the bench reads the audit backlog and
-the webhook deliveries pending from the service's ``/metrics``, then polls until both are 0 and
+loads the service in HAPI's; receivers keep their connections open between deliveries. When a
+service turn ends, the bench reads the audit backlog and the webhook deliveries pending from
+the service's ``/metrics``, then polls until both are 0 and
 every version HAPI's ``_history`` holds of the CarePlans, CareTeams and Appointments the service
 wrote in the turn has reached the receivers (as ``tests/faults/test_load_webhooks.py`` counts
 them), and says how long each took after the load ended; what never arrives within
@@ -901,8 +902,11 @@ def run(hapi_url: str, args: argparse.Namespace) -> bool:
         bearer = tokens(workdir, [*seed, *bookings], CALLER)
         setup = Setup(run_id, seed, bookings, bearer, booking.platform_token(workdir))
         with ExitStack() as stack:
+            # Receivers keep their connections open, as one behind any web server does: one
+            # that closes each makes every delivery open a connection and look its host up.
             receivers = {
-                value: stack.enter_context(running_receiver(SECRET)) for _, value in bearer
+                value: stack.enter_context(running_receiver(SECRET, keep_alive=True))
+                for _, value in bearer
             }
             # The receivers listen on loopback, over http.
             settings = {"WEBHOOK_ALLOW_HTTP": "true", "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"}

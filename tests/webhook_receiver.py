@@ -105,9 +105,9 @@ class _KeepAliveHandler(_Handler):
 
 
 @contextmanager
-def running_receiver(secret: str) -> Iterator[Receiver]:
+def running_receiver(secret: str, *, keep_alive: bool = False) -> Iterator[Receiver]:
     """A receiver serving in a thread for the duration of the block."""
-    server = Receiver(secret)
+    server = Receiver(secret, keep_alive=keep_alive)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
