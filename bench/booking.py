@@ -381,7 +381,9 @@ def contracts(count: int, run: str, times: int) -> list[Contract]:
     theirs = [c for c in generated(examples * count, run) if unit_of(c) == UNIT][:count]
     made = []
     for contract in theirs:
-        unit = contract.responsible_clinician.organization
+        clinician = contract.responsible_clinician
+        assert clinician is not None, "the elderly-psychiatry example names its clinician"
+        unit = clinician.organization
         visits = tuple(
             AgreedTime(
                 key=f"nurse-{n}",
