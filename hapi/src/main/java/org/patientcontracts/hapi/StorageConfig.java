@@ -117,6 +117,9 @@ public class StorageConfig {
 		jpa.put(AvailableSettings.FORMAT_SQL, "false");
 		jpa.put(AvailableSettings.SHOW_SQL, "false");
 		jpa.put(HibernateOrmMapperSettings.ENABLED, "false");
+		if (!postgres) {
+			jpa.put(AvailableSettings.STATEMENT_INSPECTOR, H2IdLookupInspector.class.getName());
+		}
 		return jpa;
 	}
 
