@@ -17,7 +17,7 @@ import org.patientcontracts.hapi.H2IdLookupInspector;
  * it also runs both forms: the table is hfj_resource as Hibernate makes it for HAPI 8.8 (the columns the lookup reads and
  * the unique (res_type, fhir_id) constraint), holding 2,000 resources of two types. For each
  * form of the statement, bound to the given pairs, it prints H2's plan on one line after
- * "plan ", then each row found after "row " (type/id).
+ * "plan ", then each row found after "row sent " or "row rewritten " (type/id).
  */
 public class IdLookupPlan {
 	public static void main(String[] args) throws Exception {
@@ -46,10 +46,11 @@ public class IdLookupPlan {
 				}
 				insert.executeBatch();
 			}
-			for (String form : new String[] {sql, rewritten}) {
-				System.out.println("plan " + run(db, "explain " + form, pairs).get(0).replaceAll("\\s+", " "));
-				for (String row : run(db, form, pairs)) {
-					System.out.println("row " + row);
+			String[][] forms = {{"sent", sql}, {"rewritten", rewritten}};
+			for (String[] form : forms) {
+				System.out.println("plan " + run(db, "explain " + form[1], pairs).get(0).replaceAll("\\s+", " "));
+				for (String row : run(db, form[1], pairs)) {
+					System.out.println("row " + form[0] + " " + row);
 				}
 			}
 		}
