@@ -50,6 +50,8 @@ def test_hapi_start_status_stop_and_data_survives_a_restart(
     assert started.returncode == 0, started.stderr
     assert f"HAPI FHIR running at {base}" in started.stdout
     assert _cli("hapi", "status", *where).returncode == 0
+    # On H2 the launcher rewrites HAPI's id lookup (tests/hapi/test_h2_id_lookup.py): wired in.
+    assert "lookups of client-assigned ids are rewritten" in (data_dir / "hapi.log").read_text()
     patient = load_data("hapi/patient.json", system=system, value="kept")
     created = httpx.post(f"{base}/Patient", json=patient, timeout=30)
     assert created.status_code == 201

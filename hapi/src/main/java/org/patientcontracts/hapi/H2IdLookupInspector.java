@@ -3,6 +3,7 @@ package org.patientcontracts.hapi;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 import org.hibernate.resource.jdbc.spi.StatementInspector;
+import org.slf4j.LoggerFactory;
 
 /**
  * Lets H2 answer HAPI's lookup of client-assigned ids from its index instead of reading every
@@ -27,6 +28,12 @@ public class H2IdLookupInspector implements StatementInspector {
 			"\\((\\w+)\\.res_type=\\? and \\1\\.fhir_id=\\?((?: or \\1\\.res_type=\\? and \\1\\.fhir_id=\\?)+)\\)");
 
 	private static final String MARK = ".fhir_id=? or ";
+
+	/** Made once, as Hibernate starts; saying so lets an operator (and a test) see it is on. */
+	public H2IdLookupInspector() {
+		LoggerFactory.getLogger(H2IdLookupInspector.class)
+				.info("H2: HAPI's lookups of client-assigned ids are rewritten to read the (res_type, fhir_id) index");
+	}
 
 	@Override
 	public String inspect(String sql) {
