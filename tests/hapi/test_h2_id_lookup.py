@@ -28,12 +28,13 @@ SELECT = (
     " from hfj_resource rt1_0 where "
 )
 PAIR = "rt1_0.res_type=? and rt1_0.fhir_id=?"
-LIBRARIES = ("hibernate-core-", "h2-")
+LIBRARIES = ("hibernate-core-", "h2-", "slf4j-api-")
 
 
 @pytest.fixture(scope="module")
 def class_path(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The launcher's own classes, Hibernate's and H2's jars, taken from the runnable jar."""
+    """The launcher's own classes and the jars they need (Hibernate's, H2's, SLF4J's API), taken
+    from the runnable jar."""
     folder = tmp_path_factory.mktemp("launcher")
     parts = [folder / "classes"]
     with zipfile.ZipFile(build()) as jar:
