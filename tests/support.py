@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import random
 import re
+import shutil
 import socket
+import subprocess
 import uuid
+import zipfile
 from pathlib import Path
 from string import Template
 from typing import TYPE_CHECKING, Any
@@ -201,3 +204,38 @@ def read_back(
             resource = read.json()
         records.append(named(resource, names))
     return records
+
+
+def launcher_class_path(folder: Path, jar: Path, libraries: tuple[str, ...] = ()) -> str:
+    """A class path for running the launcher's own classes outside Spring Boot: its classes and
+    the libraries in ``jar`` (the runnable launcher) whose file names start with one of
+    ``libraries``, or all of them when none are named; extracted into ``folder``."""
+    parts = [folder / "classes"]
+    with zipfile.ZipFile(jar) as runnable:
+        for name in runnable.namelist():
+            if name.startswith("BOOT-INF/classes/org/"):
+                runnable.extract(name, folder)
+            elif name.startswith("BOOT-INF/lib/") and (
+                not libraries or Path(name).name.startswith(libraries)
+            ):
+                parts.append(Path(runnable.extract(name, folder)))
+    (folder / "BOOT-INF" / "classes").rename(parts[0])
+    if libraries:
+        assert len(parts) == 1 + len(libraries), f"missing from the launcher jar: {libraries}"
+    return ":".join(str(p) for p in parts)
+
+
+def run_java_source(class_path: str, source: Path, *args: str) -> list[str]:
+    """The lines a single-file Java program printed, run with ``class_path``; fails the test
+    when it fails."""
+    java = shutil.which("java")
+    assert java is not None, "java is not on PATH"
+    ran = subprocess.run(
+        [java, "-cp", class_path, str(source), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout.splitlines()

@@ -13,14 +13,12 @@ captured from the launcher's log with ``--logging.level.org.hibernate.SQL=DEBUG`
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from fhir_service.cli.local_hapi import build
+from tests.support import launcher_class_path, run_java_source
 
 HARNESS = Path(__file__).parents[1] / "data" / "hapi" / "IdLookupPlan.java"
 SELECT = (
@@ -35,34 +33,14 @@ LIBRARIES = ("hibernate-core-", "h2-", "slf4j-api-")
 def class_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The launcher's own classes and the jars they need (Hibernate's, H2's, SLF4J's API), taken
     from the runnable jar."""
-    folder = tmp_path_factory.mktemp("launcher")
-    parts = [folder / "classes"]
-    with zipfile.ZipFile(build()) as jar:
-        for name in jar.namelist():
-            if name.startswith("BOOT-INF/classes/org/"):
-                jar.extract(name, folder)
-            elif name.startswith("BOOT-INF/lib/") and Path(name).name.startswith(LIBRARIES):
-                parts.append(Path(jar.extract(name, folder)))
-    (folder / "BOOT-INF" / "classes").rename(parts[0])
-    assert len(parts) == 1 + len(LIBRARIES), f"missing from the launcher jar: {LIBRARIES}"
-    return ":".join(str(p) for p in parts)
+    return launcher_class_path(tmp_path_factory.mktemp("launcher"), build(), LIBRARIES)
 
 
 def _plan(class_path: str, sql: str, pairs: list[str]) -> dict[str, list[str]]:
     """What the harness printed for ``sql`` bound to ``pairs`` (none: only the rewrite), by
     the first word of each line."""
-    java = shutil.which("java")
-    assert java is not None, "java is not on PATH"
-    ran = subprocess.run(
-        [java, "-cp", class_path, str(HARNESS), sql, *pairs],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert ran.returncode == 0, ran.stderr
     said: dict[str, list[str]] = {}
-    for line in ran.stdout.splitlines():
+    for line in run_java_source(class_path, HARNESS, sql, *pairs):
         word, _, rest = line.partition(" ")
         said.setdefault(word, []).append(rest)
     return said

@@ -49,15 +49,24 @@ def receiver() -> Iterator[_Receiver]:
     server.server_close()
 
 
+@pytest.mark.parametrize(
+    "resource_type",
+    [
+        pytest.param("CarePlan", id="a-type-the-service-watches"),
+        # No other Subscription names Basic: the launcher's filter keeps such changes out of
+        # HAPI's matcher, and must let them in once a Subscription that names them is active.
+        pytest.param("Basic", id="a-type-no-other-subscription-names"),
+    ],
+)
 def test_rest_hook_subscription_becomes_active_and_delivers_a_change(
-    fhir: httpx.Client, system: str, receiver: _Receiver
+    fhir: httpx.Client, system: str, receiver: _Receiver, resource_type: str
 ) -> None:
     endpoint = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
     subscription = {
         "resourceType": "Subscription",
         "status": "requested",
-        "reason": "test: CarePlan changes reach a receiver",
-        "criteria": f"CarePlan?identifier={system}|",
+        "reason": f"test: {resource_type} changes reach a receiver",
+        "criteria": f"{resource_type}?identifier={system}|",
         "channel": {"type": "rest-hook", "endpoint": endpoint, "payload": "application/fhir+json"},
     }
     created = fhir.post("/Subscription", json=subscription)
@@ -65,15 +74,21 @@ def test_rest_hook_subscription_becomes_active_and_delivers_a_change(
     subscription_id = created.json()["id"]
     try:
         assert _wait_for_status(fhir, subscription_id, "active") == "active"
-        careplan = load_data("hapi/careplan-valid.json") | {
+        watched = _RESOURCES[resource_type] | {
             "identifier": [{"system": system, "value": "watched"}]
         }
 
-        careplan_id = _create_until_delivered(fhir, careplan, receiver)
+        resource_id = _create_until_delivered(fhir, watched, receiver)
 
-        assert f"/hook/CarePlan/{careplan_id}" in receiver.paths
+        assert f"/hook/{resource_type}/{resource_id}" in receiver.paths
     finally:
         fhir.delete(f"/Subscription/{subscription_id}")
+
+
+_RESOURCES = {
+    "CarePlan": load_data("hapi/careplan-valid.json"),
+    "Basic": {"resourceType": "Basic", "code": {"text": "watched by a test's Subscription"}},
+}
 
 
 def _wait_for_status(fhir: httpx.Client, subscription_id: str, wanted: str) -> str:
@@ -89,19 +104,21 @@ def _wait_for_status(fhir: httpx.Client, subscription_id: str, wanted: str) -> s
 
 
 def _create_until_delivered(
-    fhir: httpx.Client, careplan: dict[str, object], receiver: _Receiver
+    fhir: httpx.Client, resource: dict[str, object], receiver: _Receiver
 ) -> str:
     # HAPI registers a new subscription asynchronously; a change made in the first moments may
     # be matched before the registry knows it. Each write is a new change, so writes are
     # repeated until one is delivered, within a bounded time.
     deadline = time.monotonic() + DELIVERY_TIMEOUT
-    careplan_id = fhir.post("/CarePlan", json=careplan).json()["id"]
+    path = f"/{resource['resourceType']}"
+    resource_id = fhir.post(path, json=resource).json()["id"]
     while time.monotonic() < deadline:
         for _ in range(10):
-            if any(path.startswith(f"/hook/CarePlan/{careplan_id}") for path in receiver.paths):
-                return str(careplan_id)
+            if any(seen.startswith(f"/hook{path}/{resource_id}") for seen in receiver.paths):
+                return str(resource_id)
             time.sleep(0.5)
-        careplan_now = fhir.get(f"/CarePlan/{careplan_id}").json()
-        careplan_now["description"] = f"touched at {time.time()}"
-        fhir.put(f"/CarePlan/{careplan_id}", json=careplan_now)
+        now = fhir.get(f"{path}/{resource_id}").json()
+        touched = {"system": "urn:test:touched", "value": str(time.time())}
+        now["identifier"] = [*resource["identifier"], touched]  # type: ignore[misc]
+        fhir.put(f"{path}/{resource_id}", json=now)
     pytest.fail(f"no delivery within {DELIVERY_TIMEOUT:.0f} s; receiver saw {receiver.paths}")

@@ -51,7 +51,10 @@ def test_hapi_start_status_stop_and_data_survives_a_restart(
     assert f"HAPI FHIR running at {base}" in started.stdout
     assert _cli("hapi", "status", *where).returncode == 0
     # On H2 the launcher rewrites HAPI's id lookup (tests/hapi/test_h2_id_lookup.py): wired in.
-    assert "lookups of client-assigned ids are rewritten" in (data_dir / "hapi.log").read_text()
+    log = (data_dir / "hapi.log").read_text()
+    assert "lookups of client-assigned ids are rewritten" in log
+    # Its filter of the subscription pipeline (tests/hapi/test_unwatched_changes.py): registered.
+    assert "no active Subscription names are not queued" in log
     patient = load_data("hapi/patient.json", system=system, value="kept")
     created = httpx.post(f"{base}/Patient", json=patient, timeout=30)
     assert created.status_code == 201

@@ -1,6 +1,9 @@
 package org.patientcontracts.hapi;
 
+import ca.uhn.fhir.context.FhirContext;
+import ca.uhn.fhir.interceptor.api.IInterceptorService;
 import ca.uhn.fhir.jpa.model.config.SubscriptionSettings;
+import ca.uhn.fhir.jpa.subscription.match.registry.SubscriptionRegistry;
 import ca.uhn.fhir.jpa.subscription.match.deliver.email.IEmailSender;
 import org.hl7.fhir.dstu2.model.Subscription.SubscriptionChannelType;
 import org.springframework.context.annotation.Bean;
@@ -16,6 +19,15 @@ public class SubscriptionConfig {
 		// Without a supported channel type a Subscription stays "requested" and never fires.
 		settings.addSupportedSubscriptionType(SubscriptionChannelType.RESTHOOK);
 		return settings;
+	}
+
+	/** Changes no Subscription can match stay out of the pipeline (see the class). */
+	@Bean
+	public UnwatchedChangesFilter unwatchedChangesFilter(
+			FhirContext context, SubscriptionRegistry registry, IInterceptorService interceptors) {
+		UnwatchedChangesFilter filter = new UnwatchedChangesFilter(context, registry::getAll);
+		interceptors.registerInterceptor(filter);
+		return filter;
 	}
 
 	/** HAPI's delivery wiring asks for a mail sender even when e-mail channels are off. */
