@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import httpx
 import pytest
@@ -50,16 +51,16 @@ def receiver() -> Iterator[_Receiver]:
 
 
 @pytest.mark.parametrize(
-    "resource_type",
+    ("resource_type", "body"),
     [
-        pytest.param("CarePlan", id="a-type-the-service-watches"),
+        pytest.param("CarePlan", "hapi/careplan-valid.json", id="a-type-the-service-watches"),
         # No other Subscription names Basic: the launcher's filter keeps such changes out of
         # HAPI's matcher, and must let them in once a Subscription that names them is active.
-        pytest.param("Basic", id="a-type-no-other-subscription-names"),
+        pytest.param("Basic", "hapi/basic.json", id="a-type-no-other-subscription-names"),
     ],
 )
 def test_rest_hook_subscription_becomes_active_and_delivers_a_change(
-    fhir: httpx.Client, system: str, receiver: _Receiver, resource_type: str
+    fhir: httpx.Client, system: str, receiver: _Receiver, resource_type: str, body: str
 ) -> None:
     endpoint = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
     subscription = {
@@ -74,21 +75,13 @@ def test_rest_hook_subscription_becomes_active_and_delivers_a_change(
     subscription_id = created.json()["id"]
     try:
         assert _wait_for_status(fhir, subscription_id, "active") == "active"
-        watched = _RESOURCES[resource_type] | {
-            "identifier": [{"system": system, "value": "watched"}]
-        }
+        watched = load_data(body) | {"identifier": [{"system": system, "value": "watched"}]}
 
         resource_id = _create_until_delivered(fhir, watched, receiver)
 
         assert f"/hook/{resource_type}/{resource_id}" in receiver.paths
     finally:
         fhir.delete(f"/Subscription/{subscription_id}")
-
-
-_RESOURCES = {
-    "CarePlan": load_data("hapi/careplan-valid.json"),
-    "Basic": {"resourceType": "Basic", "code": {"text": "watched by a test's Subscription"}},
-}
 
 
 def _wait_for_status(fhir: httpx.Client, subscription_id: str, wanted: str) -> str:
@@ -104,7 +97,7 @@ def _wait_for_status(fhir: httpx.Client, subscription_id: str, wanted: str) -> s
 
 
 def _create_until_delivered(
-    fhir: httpx.Client, resource: dict[str, object], receiver: _Receiver
+    fhir: httpx.Client, resource: dict[str, Any], receiver: _Receiver
 ) -> str:
     # HAPI registers a new subscription asynchronously; a change made in the first moments may
     # be matched before the registry knows it. Each write is a new change, so writes are
@@ -119,6 +112,6 @@ def _create_until_delivered(
             time.sleep(0.5)
         now = fhir.get(f"{path}/{resource_id}").json()
         touched = {"system": "urn:test:touched", "value": str(time.time())}
-        now["identifier"] = [*resource["identifier"], touched]  # type: ignore[misc]
+        now["identifier"] = [*resource["identifier"], touched]
         fhir.put(f"{path}/{resource_id}", json=now)
     pytest.fail(f"no delivery within {DELIVERY_TIMEOUT:.0f} s; receiver saw {receiver.paths}")
