@@ -9,13 +9,15 @@ import org.patientcontracts.hapi.H2IdLookupInspector;
 
 /**
  * How H2 runs HAPI's lookup of client-assigned ids, as HAPI sends it and as the launcher's
- * inspector rewrites it. Run with the launcher's classes, Hibernate and H2 on the class path:
+ * inspector rewrites it. Run with the launcher's classes, Hibernate, H2 and SLF4J's API on the
+ * class path:
  *
  * <pre>java -cp ... IdLookupPlan.java "&lt;the statement&gt;" [type/id ...]</pre>
  *
  * It prints "rewritten " and the statement the inspector made of it. Given (type, id) pairs,
- * it also runs both forms: the table is hfj_resource as Hibernate makes it for HAPI 8.8 (the columns the lookup reads and
- * the unique (res_type, fhir_id) constraint), holding 2,000 resources of two types. For each
+ * it also runs both forms: the table is hfj_resource as Hibernate makes it for HAPI 8.8 (the
+ * columns the lookup reads and the unique (res_type, fhir_id) constraint), holding 2,000
+ * resources of two types. For each
  * form of the statement, bound to the given pairs, it prints H2's plan on one line after
  * "plan ", then each row found after "row sent " or "row rewritten " (type/id).
  */
