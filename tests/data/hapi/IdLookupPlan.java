@@ -17,9 +17,9 @@ import org.patientcontracts.hapi.H2IdLookupInspector;
  * It prints "rewritten " and the statement the inspector made of it. Given (type, id) pairs,
  * it also runs both forms: the table is hfj_resource as Hibernate makes it for HAPI 8.8 (the
  * columns the lookup reads and the unique (res_type, fhir_id) constraint), holding 2,000
- * resources of two types. For each
- * form of the statement, bound to the given pairs, it prints H2's plan on one line after
- * "plan ", then each row found after "row sent " or "row rewritten " (type/id).
+ * resources of two types. For each form of the statement, bound to the given pairs, it prints
+ * H2's plan on one line after "plan ", then each row found after "row sent " or "row rewritten "
+ * (type/id).
  */
 public class IdLookupPlan {
 	public static void main(String[] args) throws Exception {

@@ -63,7 +63,7 @@ public class UnwatchedChangesFilter {
 	}
 
 	/** Whether any of {@code subscriptions} could match a resource of {@code type}. */
-	static boolean watched(String type, Collection<ActiveSubscription> subscriptions) {
+	private static boolean watched(String type, Collection<ActiveSubscription> subscriptions) {
 		for (ActiveSubscription subscription : subscriptions) {
 			CanonicalSubscription canonical = subscription.getSubscription();
 			SubscriptionCriteria criteria = subscription.getCriteria();
