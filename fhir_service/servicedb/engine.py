@@ -22,14 +22,17 @@ _MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; for a SQLite file, its directory is created first."""
+    """An engine for ``url``; for a SQLite file named by path, its directory is created first."""
     parsed = make_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
     # A server can drop a pooled connection, so each is pinged before use; a SQLite file cannot,
     # and the ping would only add a statement to every audit record's insert.
     engine = create_engine(url, pool_pre_ping=not sqlite)
     if sqlite and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # A URI filename (``file:...?uri=true``) names a file that must be there already, and is
+        # no path: made into one, it would create a ``file:`` folder where the process runs.
+        if parsed.query.get("uri") != "true":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         event.listen(engine, "connect", _sqlite_file_settings)
     return engine
 
