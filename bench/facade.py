@@ -1,7 +1,7 @@
 """Facade overhead: a contract created and read through the service, against HAPI directly.
 
     .venv/bin/python -m bench.facade [--iterations 200] [--rounds 10] [--warm-up 50]
-                                     [--settle-limit 900] [--hapi-database h2|postgres]
+                                     [--settle-limit 900] [--hapi-database h2|h2-file|postgres]
 
 Two measurements, in the same run, against the same HAPI, each request timed by its client:
 
@@ -29,8 +29,9 @@ so far and the share of HAPI's CPU its garbage collector took in it (a HAPI on H
 holds its database in its heap), so a round slowed by HAPI's collecting says so. Targets: the
 service's median at most 1.15x HAPI's for a create and 1.25x for a read, its p95 at most 1.5x
 for both. Uses ``FHIR_BASE_URL`` when set, otherwise starts the local HAPI for the run: in
-memory, or with ``--hapi-database postgres`` on PostgreSQL as in production, where HAPI itself
-is slower and the same overhead is a smaller ratio.
+memory, with ``--hapi-database h2-file`` on an H2 file as ``fhir-service serve`` runs it, or with
+``--hapi-database postgres`` on PostgreSQL as in production, where HAPI itself is slower and the
+same overhead is a smaller ratio.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.load [--clients 20] [--seconds 60] [--rounds 2] [--warm-up 10]
                                    [--settle-limit 900] [--contracts 200] [--drain-limit 120]
-                                   [--hapi-database h2|postgres] [--split-cores]
+                                   [--hapi-database h2|h2-file|postgres] [--split-cores]
 
 ``--clients`` clients run at once on each side, each sending one request after the other, as
 fast as the answers come. Each request is of one kind, drawn at random by weight: 40 reads, 15
@@ -71,7 +71,10 @@ to the turn's: that is HAPI's work for the turn's requests too, and a load that 
 to make room for it. The service runs as its own process on a temporary SQLite service
 DB, as ``docker-compose.yml`` runs it, with the local development issuer (see
 ``bench.support.service_process``). Uses ``FHIR_BASE_URL`` when set, otherwise starts the local
-HAPI for the run: in memory, or with ``--hapi-database postgres`` on PostgreSQL as in production.
+HAPI for the run: in memory, with ``--hapi-database h2-file`` on an H2 file as ``fhir-service
+serve`` runs it, or with ``--hapi-database postgres`` on PostgreSQL as in production. In memory,
+HAPI's heap holds every record stored, and its garbage collector's work grows with the service's
+audit events, which the HAPI side does not write.
 """
 
 from __future__ import annotations

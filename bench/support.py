@@ -13,6 +13,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
@@ -74,8 +75,8 @@ __all__ = [
     "unit_of",
 ]
 
-HapiDatabase = Literal["h2", "postgres"]
-HAPI_DATABASES: tuple[HapiDatabase, ...] = ("h2", "postgres")
+HapiDatabase = Literal["h2", "h2-file", "postgres"]
+HAPI_DATABASES: tuple[HapiDatabase, ...] = ("h2", "h2-file", "postgres")
 FHIR_JSON = "application/fhir+json"
 AUDIT_PENDING = "fhir_service_audit_records_pending"
 TIME_TYPES_SEED = Path(__file__).parents[1] / "mappings" / "booking" / "time-types.json"
@@ -83,13 +84,14 @@ READY_TIMEOUT = 300.0
 
 
 def add_hapi_database_option(parser: argparse.ArgumentParser) -> None:
-    """``--hapi-database h2|postgres``: what the HAPI started for the run stores in."""
+    """``--hapi-database h2|h2-file|postgres``: what the HAPI started for the run stores in."""
     parser.add_argument(
         "--hapi-database",
         choices=HAPI_DATABASES,
         default="h2",
-        help="what the HAPI started for the run stores in: h2 in memory (as the tests run it) "
-        "or a fresh PostgreSQL database (as docker-compose.yml runs it); not with FHIR_BASE_URL",
+        help="what the HAPI started for the run stores in: h2 in memory (as the tests run it), "
+        "h2-file in a temporary folder (as `fhir-service serve` runs its embedded HAPI) or a "
+        "fresh PostgreSQL database (as docker-compose.yml runs it); not with FHIR_BASE_URL",
     )
 
 
@@ -97,9 +99,12 @@ def add_hapi_database_option(parser: argparse.ArgumentParser) -> None:
 def hapi_base_url(database: HapiDatabase = "h2") -> Iterator[str]:
     """``FHIR_BASE_URL`` when set, otherwise a local HAPI started for the run.
 
-    ``database``: ``h2`` runs it in memory, as the tests do; ``postgres`` on a fresh database of
-    the local PostgreSQL (installed and started when missing), as ``docker-compose.yml`` runs
-    HAPI in production. HAPI's own latency differs between the two, and with it every ratio.
+    ``database``: ``h2`` runs it in memory, as the tests do; ``h2-file`` on an H2 file in a
+    temporary folder, as ``fhir-service serve`` runs its embedded HAPI; ``postgres`` on a fresh
+    database of the local PostgreSQL (installed and started when missing), as
+    ``docker-compose.yml`` runs HAPI in production. HAPI's own latency differs between them, and
+    with it every ratio: in memory, HAPI's heap holds every record stored, the service's audit
+    events too, and its garbage collector works the harder for them.
     """
     configured = os.environ.get("FHIR_BASE_URL")
     if configured:
@@ -107,7 +112,9 @@ def hapi_base_url(database: HapiDatabase = "h2") -> Iterator[str]:
         return
     with ExitStack() as stack:
         server = LocalHapi(port=free_port())
-        if database == "postgres":
+        if database == "h2-file":
+            server.data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        elif database == "postgres":
             url = make_url(stack.enter_context(fresh_database()))
             server.jdbc_url = f"jdbc:postgresql://{url.host}:{url.port}/{url.database}"
             server.jdbc_username, server.jdbc_password = url.username, url.password
