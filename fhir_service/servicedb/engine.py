@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.util import asbool
 
 __all__ = ["make_engine", "migrate", "ping"]
 
@@ -31,7 +32,8 @@ def make_engine(url: str) -> Engine:
     if sqlite and parsed.database not in (None, "", ":memory:"):
         # A URI filename (``file:...?uri=true``) names a file that must be there already, and is
         # no path: made into one, it would create a ``file:`` folder where the process runs.
-        if parsed.query.get("uri") != "true":
+        # (``asbool``: SQLAlchemy's own reading of the option, which takes ``1`` and ``yes`` too.)
+        if not asbool(parsed.query.get("uri", False)):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         event.listen(engine, "connect", _sqlite_file_settings)
     return engine

@@ -15,8 +15,9 @@ def test_the_folder_of_a_sqlite_file_is_made(tmp_path: Path) -> None:
     assert path.exists()
 
 
+@pytest.mark.parametrize("uri", ["true", "1"])
 def test_a_sqlite_uri_filename_makes_no_folder_where_the_process_runs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "service.db"
     writable = servicedb.make_engine(f"sqlite:///{path}")
@@ -26,7 +27,7 @@ def test_a_sqlite_uri_filename_makes_no_folder_where_the_process_runs(
     running_in.mkdir()
     monkeypatch.chdir(running_in)
 
-    read_only = servicedb.make_engine(f"sqlite:///file:{path}?mode=ro&uri=true")
+    read_only = servicedb.make_engine(f"sqlite:///file:{path}?mode=ro&uri={uri}")
     servicedb.ping(read_only)
     read_only.dispose()
 
