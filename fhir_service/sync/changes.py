@@ -255,16 +255,20 @@ class ChangeFeed:
         its transaction commits, at a moment ``c`` at most ``overlap`` later, so
         ``t >= c - overlap``. A cursor is the stamp of a change HAPI already showed (or HAPI's
         clock at the first start), never later than the moment it is read. A sweep that begins
-        at ``b`` keeps the cursor it read then and, only once it has recorded everything, leaves
-        it as the mark for the next sweep. When it ends, every change committed before ``b`` has
-        been read: one committed before the mark's own sweep began was read by that sweep (the
-        same argument, back to the first start); one committed after that began, so after the
-        mark was read, has ``t >= c - overlap >= mark - overlap``: it lies in this sweep's
-        window, and committed before this sweep read it. Each change is thus read by the first
-        sweep beginning after its commit, at most an ``overlap`` (and a round) later. Wakes in
-        between read from the cursor on and make most events at once; what they miss (a change
-        committed after the cursor passed its stamp) waits for that sweep, and a change both
-        read makes one event, by the seen table.
+        at ``b`` keeps HAPI's clock as its read of the window began (the Bundle's
+        ``meta.lastUpdated``: HAPI stamps a history search before it queries; the cursor it read
+        at ``b`` when HAPI gives none) and, only once it has recorded everything, leaves it as the
+        mark for the next sweep. When it ends, every change committed before ``b`` has been read:
+        one committed before the mark's own sweep read its window was read by that sweep (the
+        same argument, back to the first start); one committed after, has
+        ``t >= c - overlap >= mark - overlap``: it lies in this sweep's window, and committed
+        before this sweep read it. Each change is thus read by the first sweep beginning after
+        its commit, at most an ``overlap`` (and a round) later. Wakes in between read from the
+        cursor on and make most events at once; what they miss (a change committed after the
+        cursor passed its stamp) waits for that sweep, and a change both read makes one event,
+        by the seen table. A mark from HAPI's clock rather than the cursor lets the windows move
+        on while nothing changes, instead of listing the last overlap before the newest change
+        at every sweep.
         """
         cursor, mark = await asyncio.to_thread(self._read_cursor, resource_type)
         if cursor is None:
@@ -314,13 +318,16 @@ class ChangeFeed:
         events = await self._events(new, webhooks, routes)
         newest = max((c.last_updated for c in changes + listed if c.last_updated), default=cursor)
         truncated = result.truncated or (listing is not None and listing.truncated)
+        # The read that covered the window: a sweep's listing, or its only read.
+        began = _instant((listing or result).meta.get("lastUpdated")) or cursor
         return _Read(
             resource_type,
             events,
             cursor,
             # A truncated read has not seen the oldest changes: its cursor stays.
             cursor if truncated else max(newest, cursor),
-            sweep=sweep and not truncated,
+            # A truncated sweep is no sweep: the mark stays.
+            mark=max(began, cursor) if sweep and not truncated else None,
             clock=clock,
         )
 
@@ -358,7 +365,7 @@ class ChangeFeed:
         """Move the type's cursor past what ``read`` recorded, and its mark after a sweep; note
         whether a burst of the type's changes has ended."""
         kind = read.resource_type
-        if read.sweep:
+        if read.mark is not None:
             late = sum(
                 1
                 for e in read.events
@@ -369,7 +376,7 @@ class ChangeFeed:
                     "a sweep of HAPI's history found changes committed late",
                     extra={"resource_type": kind, "count": late},
                 )
-            await asyncio.to_thread(self._write_cursor, kind, read.newest, read.cursor)
+            await asyncio.to_thread(self._write_cursor, kind, read.newest, read.mark)
             self._swept[kind] = read.clock
             self._busy.discard(kind)
             self._settled.discard(kind)
@@ -543,8 +550,8 @@ class _Read:
     """The cursor the read began from."""
     newest: datetime
     """The newest stamp it saw (the cursor, when it saw nothing newer or was cut short)."""
-    sweep: bool
-    """Whether it was a complete sweep: its cursor then becomes the type's mark."""
+    mark: datetime | None
+    """After a complete sweep, the type's next mark: HAPI's clock as it read the window."""
     clock: float
     """The loop's clock when it began."""
 

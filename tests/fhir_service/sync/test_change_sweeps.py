@@ -151,10 +151,12 @@ async def test_sweeps_list_the_changes_again_but_read_each_in_full_once_or_twice
     records: set[tuple[str, str, str]] = set()
 
     for _ in range(3):
-        contract = await store.create(_contract(unit))
-        records |= await watched_records(hapi, contract.id)
         await asyncio.sleep(overlap.total_seconds())
+        contract = await store.create(_contract(unit))
+        # A sweep right after the write: the next one's window, an overlap before where this
+        # one read, holds the write again.
         await feed.catch_up()
+        records |= await watched_records(hapi, contract.id)
     await asyncio.sleep(overlap.total_seconds())
     await feed.catch_up()
     await hapi.aclose()
@@ -224,3 +226,28 @@ def _move_cursors(engine: Engine, moment: datetime) -> None:
             row = session.get(SyncState, f"history_cursor:{resource_type}")
             assert row is not None
             row.value = moment.isoformat()
+
+
+async def test_while_nothing_changes_the_sweeps_windows_move_on(
+    conformance_loaded: str, sqlite: Engine
+) -> None:
+    engine = sqlite
+    hapi = _CountingHapi(conformance_loaded)
+    store = ContractStore(hapi)
+    overlap = timedelta(seconds=0.5)
+    feed, hook, unit = await _started(hapi, engine, overlap)
+    contract = await store.create(_contract(unit))
+    records = await watched_records(hapi, contract.id)
+    await asyncio.sleep(overlap.total_seconds() * 2)
+    await feed.catch_up()  # a sweep: its window holds the contract's changes
+    listed = Counter({r: hapi.listed[r] for r in records})
+    assert set(listed.values()) == {1}, listed
+
+    for _ in range(3):
+        await asyncio.sleep(overlap.total_seconds())
+        await feed.catch_up()  # sweeps, each an overlap before where the last one read
+    await hapi.aclose()
+
+    # A window an overlap before the newest change would list them at every sweep.
+    assert {r: hapi.listed[r] for r in records} == listed
+    assert _announced(engine, hook) == dict.fromkeys(records, 1)
