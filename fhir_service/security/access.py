@@ -23,11 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from fhir_service.contract import Contract, Identifier, IdentifierKind, InvalidIdentifierError
 from fhir_service.errors import ForbiddenError
 from fhir_service.mapping.identifier_systems import kind_for
-from fhir_service.security.scopes import Context, Permission, granted, parse_scopes
+from fhir_service.security.scopes import Context, Permission, Scope, granted, parse_scopes
 from fhir_service.security.tokens import Principal
 
 __all__ = [
@@ -165,7 +166,7 @@ def decide(principal: Principal, requirement: Requirement, patient: Identifier |
     kind = requirement.resource_type
     if kind in AUDIT_TYPES and not _audit_read(requirement) and not _signing(requirement):
         raise AccessDeniedError(Denial.READ_ONLY)
-    contexts = granted(parse_scopes(principal.scopes), kind, requirement.permission)
+    contexts = granted(_scopes_of(principal.scopes), kind, requirement.permission)
     if not contexts:
         raise AccessDeniedError(Denial.INSUFFICIENT_SCOPE)
     refusal = Denial.INSUFFICIENT_SCOPE
@@ -203,6 +204,12 @@ def _signing(requirement: Requirement) -> bool:
     return requirement.resource_type == "Provenance" and requirement.permission == "c"
 
 
+@lru_cache(maxsize=1024)
+def _scopes_of(raw: frozenset[str]) -> tuple[Scope, ...]:
+    # A token's every request asks with the same scopes: parsed once for each set, not each time.
+    return parse_scopes(raw)
+
+
 def claimed_identifier(text: str, *, patient: bool) -> Identifier | None:
     """A token claim ``kind|value`` or FHIR ``system|value`` as an identifier of a patient or a
     care unit.
@@ -210,6 +217,10 @@ def claimed_identifier(text: str, *, patient: bool) -> Identifier | None:
     None when the claim is not in that form (a patient claim may be a FHIR Patient id instead);
     `AccessDeniedError` when it is, but names the wrong kind or an invalid value.
     """
+    return _claimed(text, patient)
+
+
+def _identifier(text: str, patient: bool) -> Identifier | None:
     kind, separator, value = text.rpartition("|")
     if not separator:
         return None
@@ -223,11 +234,17 @@ def claimed_identifier(text: str, *, patient: bool) -> Identifier | None:
     return identifier
 
 
+# A token's claims are read again on each of its requests: an identifier's checks (check digits,
+# dates of birth) run once for each claim. A refusal raises, and is not kept. Only claims: what
+# a request names (identifier_named) would let any caller fill it.
+_claimed = lru_cache(maxsize=4096)(_identifier)
+
+
 def identifier_named(text: str, *, patient: bool) -> Identifier | None:
     """The patient or care unit ``text`` names (``kind|value`` or ``system|value``); None when
     it names none: a request's criterion, where a bad one is the caller's mistake, not a claim."""
     try:
-        return claimed_identifier(text, patient=patient)
+        return _identifier(text, patient)
     except AccessDeniedError:
         return None
 

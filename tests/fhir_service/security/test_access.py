@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fhir_service.contract import Contract, Identifier, IdentifierKind
+from fhir_service.security import access
 from fhir_service.security.access import (
     AccessDeniedError,
     Compartment,
@@ -356,6 +357,19 @@ def test_a_claim_of_an_invalid_value_or_the_wrong_kind_is_refused(
 
     assert caught.value.denial is Denial.BAD_CLAIM
     assert str(caught.value) == Denial.BAD_CLAIM.value
+
+
+def test_a_claim_is_checked_once_a_refusal_every_time_and_a_criterion_is_not_kept() -> None:
+    claim = f"personnummer|{unique_personnummer()}"
+    first = claimed_identifier(claim, patient=True)
+    assert claimed_identifier(claim, patient=True) is first, "the checked claim was kept"
+    for _ in range(2):
+        with pytest.raises(AccessDeniedError):
+            claimed_identifier(f"{claim[:-1]}x", patient=True)
+    kept = access._claimed.cache_info().currsize
+
+    assert identifier_named(f"personnummer|{unique_personnummer()}", patient=True) is not None
+    assert access._claimed.cache_info().currsize == kept, "a request's criterion fills no cache"
 
 
 @pytest.mark.parametrize(
