@@ -251,3 +251,37 @@ async def test_while_nothing_changes_the_sweeps_windows_move_on(
     # A window an overlap before the newest change would list them at every sweep.
     assert {r: hapi.listed[r] for r in records} == listed
     assert _announced(engine, hook) == dict.fromkeys(records, 1)
+
+
+class _UnstampedHapi(_CountingHapi):
+    """A HAPI whose history Bundles say nothing of its clock."""
+
+    async def history(self, *args: Any, **kwargs: Any) -> SearchResult:
+        result = await super().history(*args, **kwargs)
+        result.meta = {}
+        return result
+
+
+async def test_without_hapis_clock_a_sweep_keeps_its_cursor_as_the_mark(
+    conformance_loaded: str, sqlite: Engine
+) -> None:
+    engine = sqlite
+    hapi = _UnstampedHapi(conformance_loaded)
+    overlap = timedelta(seconds=0.5)
+    # The first start needs HAPI's clock; the sweeps after it are read without.
+    stamped = _CountingHapi(conformance_loaded)
+    feed, hook, unit = await _started(stamped, engine, overlap)
+    feed.hapi = hapi
+    contract = await ContractStore(hapi).create(_contract(unit))
+    records = await watched_records(hapi, contract.id)
+
+    for _ in range(3):
+        await asyncio.sleep(overlap.total_seconds() * 2)
+        await feed.catch_up()
+    await hapi.aclose()
+    await stamped.aclose()
+
+    # Not this machine's clock, which may run ahead of HAPI's: the newest change it saw, so
+    # every sweep's window reaches back over the write.
+    assert {r: hapi.listed[r] for r in records} == dict.fromkeys(records, 3)
+    assert _announced(engine, hook) == dict.fromkeys(records, 1)
