@@ -165,14 +165,20 @@ def complete(engine: Engine, access: AccessRecord) -> None:
     keep(engine, [Completed(access)])
 
 
+_Group = list[tuple[Keeping, asyncio.Future[None] | None]]
+"""Records kept in one transaction, each with the future its request waits on (None: an
+outcome nobody waits for)."""
+
+
 class AuditRecorder:
     """Keeps the records of requests running at the same time in one transaction (a group
     commit), each request still waiting until its own is kept.
 
-    One request at a time, a record costs one commit, as :func:`keep` alone would. Under load,
-    the requests that arrive while a commit runs share the next one: one flush to disk for
-    all, and no two of them contending for SQLite's one writer (a writer that finds it taken
-    sleeps in steps of milliseconds before it tries again).
+    One request at a time, a record costs one commit, as :func:`keep` alone would, and that
+    commit begins in its thread as the record is asked for. Under load, the requests that
+    arrive while a commit runs share the next one: one flush to disk for all, and no two of
+    them contending for SQLite's one writer (a writer that finds it taken sleeps in steps of
+    milliseconds before it tries again).
 
     An outcome (:meth:`keep_soon`) waits for the next commit, at most ``linger_seconds``: the
     record that the request happened is kept already, and the next request's record, which
@@ -192,7 +198,7 @@ class AuditRecorder:
         self.linger_seconds = linger_seconds
         self._due = due
         # A keeping with no future is an outcome nobody waits for (keep_soon).
-        self._waiting: list[tuple[Keeping, asyncio.Future[None] | None]] = []
+        self._waiting: _Group = []
         self._committing: asyncio.Task[None] | None = None
         self._lingering: asyncio.TimerHandle | None = None
 
@@ -228,13 +234,20 @@ class AuditRecorder:
             self._lingering.cancel()
             self._lingering = None
         if self._waiting and not self._busy():
-            self._committing = asyncio.create_task(self._commit_waiting())
-
-    async def _commit_waiting(self) -> None:
-        while self._waiting:
             group, self._waiting = self._waiting, []
+            self._committing = asyncio.create_task(self._commit_waiting(group, self._start(group)))
+
+    def _start(self, group: _Group) -> asyncio.Future[None]:
+        # In the worker thread from now, not from the task's first step: a request runs on
+        # until it first waits (a create parses and maps its contract, some milliseconds),
+        # and its record is to be kept meanwhile, not only once its first write waits for it.
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(None, keep, self.engine, [k for k, _ in group])
+
+    async def _commit_waiting(self, group: _Group, started: asyncio.Future[None]) -> None:
+        while True:
             try:
-                await asyncio.to_thread(keep, self.engine, [k for k, _ in group])
+                await started
             except IntegrityError:
                 # The transaction stored none of them, for one's own fault (a clash of ids):
                 # alone, only that one fails.
@@ -250,6 +263,10 @@ class AuditRecorder:
                     _settle(stored, None)
             if self._due is not None and any(not isinstance(k, Opened) for k, _ in group):
                 self._due()
+            if not self._waiting:
+                return
+            group, self._waiting = self._waiting, []
+            started = self._start(group)
 
     async def _commit_alone(self, keeping: Keeping, stored: asyncio.Future[None] | None) -> None:
         try:

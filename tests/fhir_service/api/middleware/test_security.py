@@ -9,6 +9,7 @@ import hmac
 import json
 import re
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from fastapi.testclient import TestClient
 from fhir_service.api import create_app
 from fhir_service.api.access_rules import RULES, Protected
 from fhir_service.audit import Outcome
+from fhir_service.audit import outbox as outbox_module
 from fhir_service.mapping.tables import code_table
 from fhir_service.security.dev_keys import generate_key, mint_token
 from fhir_service.settings import Settings
@@ -469,6 +471,38 @@ def test_a_write_runs_while_its_record_is_opened_and_writes_only_once_it_is_kept
     # The body was read and checked, and the route ran, while the record was being opened;
     # HAPI was written to only after.
     assert happened == ["route runs", "record kept", "HAPI POST"]
+
+
+def test_a_write_s_record_is_being_kept_while_the_route_runs_before_it_first_waits(
+    service: TestClient, issuer: TestIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.headers.update(issuer.headers("ehr", organization=UNIT))
+    app_service = service.app.state.service  # type: ignore[attr-defined]
+    contracts = app_service.contracts
+    committing = threading.Event()
+    real_keep = outbox_module.keep
+
+    def watched_keep(engine: Any, keepings: Any) -> None:
+        committing.set()
+        real_keep(engine, keepings)
+
+    seen: list[bool] = []
+
+    def watched_contracts(*args: Any) -> Any:
+        # Blocks the event loop, as parsing and mapping a large contract does: the record's
+        # commit can only be under way if it was handed to its thread before the route ran.
+        seen.append(committing.wait(timeout=5))
+        return contracts(*args)
+
+    monkeypatch.setattr(outbox_module, "keep", watched_keep)
+    app_service.contracts = watched_contracts
+    try:
+        answer = service.post("/contracts", json=_contract())
+    finally:
+        del app_service.contracts
+
+    assert answer.status_code == 201, answer.text
+    assert seen == [True]
 
 
 def test_a_write_whose_record_cannot_be_kept_writes_nothing(
