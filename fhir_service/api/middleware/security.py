@@ -114,10 +114,6 @@ class SecurityMiddleware:
         # kept, its writes wait for it, and its outcome is added once the answer has left (a
         # record whose outcome never comes, the process gone, goes to HAPI saying it is unknown).
         opening = asyncio.create_task(self._open(fastapi, trail))
-        # Let the record's first step run now, which hands it to the service DB's thread: this
-        # request runs on until it first waits, which for a create is after parsing and mapping
-        # it, and its record is kept meanwhile rather than only once its write waits for it.
-        await asyncio.sleep(0)
         answered = _AuditedSend(
             lambda status: self._keep(fastapi, trail, status, opened=True),
             scope,
@@ -128,6 +124,11 @@ class SecurityMiddleware:
         )
         try:
             with gated(opening):
+                # Let the record's first step run now, which hands it to the service DB's
+                # thread: this request runs on until it first waits, which for a create is
+                # after parsing and mapping it, and its record is kept meanwhile rather than
+                # only once its write waits for it.
+                await asyncio.sleep(0)
                 await self.app(scope, receive, answered)
         except Exception:
             # A bug: the outer middleware answers 500; the trail still says it happened.
