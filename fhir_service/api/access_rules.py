@@ -21,7 +21,6 @@ class Public(Enum):
     """Routes open without a token: they show no patient data."""
 
     OPERATIONS = "liveness, readiness and metrics, for orchestrators and monitoring"
-    SELF_CHECKED = "checks its own shared secret (HAPI's subscription callback)"
     DOCS = "the OpenAPI document and its viewers"
     CAPABILITIES = "the FHIR endpoint's CapabilityStatement, which clients read before a token"
     VOCABULARY = "the names of codes, the same for every caller"
@@ -59,8 +58,6 @@ RULES: dict[str, Protected | Public] = {
     "health": Public.OPERATIONS,
     "ready": Public.OPERATIONS,
     "metrics": Public.OPERATIONS,
-    "hapi_changed": Public.SELF_CHECKED,
-    "time_types_changed": Public.SELF_CHECKED,
     "openapi": Public.DOCS,
     "swagger_ui_html": Public.DOCS,
     "swagger_ui_redirect": Public.DOCS,

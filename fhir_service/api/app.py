@@ -18,7 +18,6 @@ from fhir_service.api import (
     booking,
     consents,
     contracts,
-    hapi_callback,
     health,
     labels_routes,
     patient_page,
@@ -37,6 +36,7 @@ from fhir_service.api.fhir.bodies import json_refusal as fhir_json_refusal
 from fhir_service.api.form_tokens import FormTokens
 from fhir_service.api.json_bodies import StrictJsonMiddleware
 from fhir_service.api.middleware.body_limit import BodyLimitMiddleware
+from fhir_service.api.middleware.hapi_hooks import HapiHooks
 from fhir_service.api.middleware.observability import RequestContextMiddleware
 from fhir_service.api.middleware.operation_outcomes import OperationOutcomeMiddleware
 from fhir_service.api.middleware.security import SecurityMiddleware
@@ -101,17 +101,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SecurityMiddleware, validator=validator)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=metrics, activity=activity)
-    # Outermost: every refusal below /fhir, from whichever layer, leaves as an OperationOutcome.
+    # Every refusal below /fhir, from whichever layer, leaves as an OperationOutcome.
     app.add_middleware(OperationOutcomeMiddleware)
+    # Outermost: HAPI's hook calls, several for each contract written, are answered at once.
+    app.add_middleware(HapiHooks, metrics=metrics)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     # The JSON facade's one handler of every refusal and failure below it; the FHIR endpoint's
     # routes answer theirs as OperationOutcomes (api/fhir/answers.py).
     app.add_exception_handler(ServiceError, _refused)
     app.include_router(health.router)
-    # HAPI calls its hooks for every change it stores, several for each contract written: they
-    # are matched first, here and in the security layer, not after every other route.
-    app.include_router(hapi_callback.router)
     app.include_router(contracts.router)
     app.include_router(patients.router)
     app.include_router(patient_page.router)
