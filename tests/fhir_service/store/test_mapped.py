@@ -109,6 +109,32 @@ def test_only_the_newest_are_kept(readings: list[str]) -> None:
     assert oldest == first[0]
 
 
+async def test_in_the_event_loop_a_contract_is_kept_at_its_next_turn_not_before_its_answer(
+    readings: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    contract = _example("stroke-rehabilitation")
+    bundle = contract_to_bundle(contract)
+    kept = MappedContracts()
+    pickled: list[str] = []
+    pickling = mapped.pickle.dumps
+
+    def counted(value: Contract, protocol: int) -> bytes:
+        pickled.append(value.id)
+        return pickling(value, protocol=protocol)
+
+    monkeypatch.setattr(mapped.pickle, "dumps", counted)
+
+    first = kept.of(bundle).contract(contract.id)
+    # The reader goes on with its answer; the contract is not pickled meanwhile.
+    assert pickled == []
+    await asyncio.sleep(0)
+    again = kept.of(copy.deepcopy(bundle)).contract(contract.id)
+
+    assert pickled == [contract.id]
+    assert readings == [contract.id]
+    assert again == first == contract
+
+
 def test_a_contract_that_does_not_read_is_not_kept() -> None:
     contract = _example("knee-replacement")
     bundle = contract_to_bundle(contract)
