@@ -94,8 +94,9 @@ def create_app(settings: Settings) -> FastAPI:
     secret = settings.form_secret
     key = None if secret is None else secret.get_secret_value().encode()
     app.state.form_tokens = FormTokens(key)
-    # Added inner first: a request meets the FHIR error form, the request context, then the
-    # body limit, then the security layer (token, access decision, audit record), the routes.
+    # Added inner first: a request meets HAPI's hooks (which answer their own), the FHIR error
+    # form, the request context, the body limit, the security layer (token, access decision,
+    # audit record), then the routes.
     # Innermost, so its refusals are audited: a JSON body repeating a key or holding NaN.
     app.add_middleware(StrictJsonMiddleware, facades={"/fhir": fhir_json_refusal})
     app.add_middleware(SecurityMiddleware, validator=validator)
