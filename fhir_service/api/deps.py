@@ -31,7 +31,6 @@ from fhir_service.records import (
 from fhir_service.security import Access
 from fhir_service.service import Service
 from fhir_service.settings import Settings
-from fhir_service.sync import Notifications
 
 __all__ = [
     "AccessDep",
@@ -40,7 +39,6 @@ __all__ = [
     "ConsentsDep",
     "ContractsDep",
     "MetricsDep",
-    "NotificationsDep",
     "RecordsDep",
     "ServiceDep",
     "SettingsDep",
@@ -75,13 +73,6 @@ async def _service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(_service)]
-
-
-async def _notifications(service: ServiceDep) -> Notifications:
-    return service.notifications
-
-
-NotificationsDep = Annotated[Notifications, Depends(_notifications)]
 
 
 def _request_state(name: str, kind: type[T]) -> Callable[[Request], Coroutine[None, None, T]]:

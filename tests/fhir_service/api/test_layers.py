@@ -30,10 +30,9 @@ from fhir_service.records import CallerBooking, CallerContracts, CallerRecords, 
 from fhir_service.security import Access
 from fhir_service.service import Service
 from fhir_service.settings import Settings
-from fhir_service.sync import Notifications
 
 API = Path(__file__).parents[3] / "fhir_service" / "api"
-SERVICES = {CallerRecords, CallerContracts, CallerBooking, CallerWebhooks, Service, Notifications}
+SERVICES = {CallerRecords, CallerContracts, CallerBooking, CallerWebhooks, Service}
 HANDLERS = {API / "problems.py", API / "fhir" / "answers.py", API / "replays.py"}
 
 
