@@ -19,7 +19,7 @@ from typing import Annotated, TypeVar
 from fastapi import Depends, Request
 
 from fhir_service.api.audit_trail import TRAIL_STATE, AuditTrail, change_by
-from fhir_service.api.middleware.security import ACCESS_STATE
+from fhir_service.api.middleware.security import ACCESS_STATE, running_service
 from fhir_service.metrics import Metrics
 from fhir_service.records import (
     CallerBooking,
@@ -66,10 +66,7 @@ MetricsDep = Annotated[Metrics, Depends(_app_state("metrics", Metrics))]
 
 async def _service(request: Request) -> Service:
     """The running service, which the app's lifespan built."""
-    service = request.app.state.service
-    if not isinstance(service, Service):
-        raise TypeError(f"app.state.service is {type(service).__name__}, not Service")
-    return service
+    return running_service(request.app)
 
 
 ServiceDep = Annotated[Service, Depends(_service)]

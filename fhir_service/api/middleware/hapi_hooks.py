@@ -23,9 +23,9 @@ from fastapi import FastAPI
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fhir_service.api.middleware.security import running_service
 from fhir_service.api.problems import problem_response
 from fhir_service.metrics import Metrics
-from fhir_service.service import Service
 from fhir_service.sync import Notifications
 
 __all__ = ["FEED_HOOK", "TIME_TYPES_HOOK", "HapiHooks"]
@@ -89,10 +89,7 @@ def _authorization(scope: Scope) -> str:
 
 def _notifications(scope: Scope) -> Notifications:
     fastapi: FastAPI = scope["app"]
-    service = fastapi.state.service
-    if not isinstance(service, Service):
-        raise TypeError(f"app.state.service is {type(service).__name__}, not Service")
-    return service.notifications
+    return running_service(fastapi).notifications
 
 
 def _unauthorized() -> Response:

@@ -54,7 +54,7 @@ from fhir_service.security import (
 from fhir_service.service import Service
 from fhir_service.write_gate import NOT_RECORDED, gated
 
-__all__ = ["ACCESS_STATE", "SecurityMiddleware"]
+__all__ = ["ACCESS_STATE", "SecurityMiddleware", "running_service"]
 
 _log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class SecurityMiddleware:
         patient = access.compartment.patient
         leave = None
         if access.context == "patient" and patient is not None:
-            leave = await _service(fastapi).leave_of(patient, related_person)
+            leave = await running_service(fastapi).leave_of(patient, related_person)
         if leave is None:
             raise AccessDeniedError(Denial.NO_LEAVE)
         return replace(access, leave=leave)
@@ -209,14 +209,14 @@ class SecurityMiddleware:
             return identifier
         # SMART's launch context names a FHIR Patient id: its national identifier is the
         # compartment, since contracts find their patient by identifier.
-        found = await _service(fastapi).patient_of(claim)
+        found = await running_service(fastapi).patient_of(claim)
         if found is None:
             raise AccessDeniedError(Denial.BAD_CLAIM)
         return found
 
     async def _open(self, fastapi: FastAPI, trail: AuditTrail) -> bool:
         try:
-            await _service(fastapi).open_access(trail.opened())
+            await running_service(fastapi).open_access(trail.opened())
         except Exception:
             _log.exception("audit record could not be opened; the request is not run")
             return False
@@ -226,7 +226,7 @@ class SecurityMiddleware:
         self, fastapi: FastAPI, trail: AuditTrail, status: int, *, opened: bool = False
     ) -> bool:
         try:
-            await _service(fastapi).keep_access(trail.record(status), opened=opened)
+            await running_service(fastapi).keep_access(trail.record(status), opened=opened)
         except Exception:
             _log.exception(
                 "audit record could not be completed; it goes out saying the outcome is unknown"
@@ -358,7 +358,8 @@ def _unavailable(detail: str) -> Response:
     )
 
 
-def _service(fastapi: FastAPI) -> Service:
+def running_service(fastapi: FastAPI) -> Service:
+    """The running service, which the app's lifespan built."""
     service = fastapi.state.service
     if not isinstance(service, Service):
         raise TypeError(f"app.state.service is {type(service).__name__}, not Service")
